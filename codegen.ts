@@ -1,0 +1,25 @@
+// Types the resolvers from schema.graphql (`npm run generate`). Output is built, never edited.
+import type { CodegenConfig } from '@graphql-codegen/cli';
+
+const config: CodegenConfig = {
+  schema: 'schema.graphql',
+  generates: {
+    'src/generated/graphql.ts': {
+      plugins: ['typescript', 'typescript-resolvers'],
+      config: {
+        contextType: '../server/context.js#Context',
+        useIndexSignature: true,
+        useTypeImports: true,
+        enumsAsTypes: true,
+        strictScalars: true,
+        scalars: { DateTime: 'Date' },
+        mappers: {
+          User: './prisma/client.js#User as UserModel',
+          ApiKey: './prisma/client.js#ApiKey as ApiKeyModel',
+        },
+      },
+    },
+  },
+};
+
+export default config;

@@ -1,0 +1,249 @@
+// Accounts and sessions: sign-up, log-in, refresh-token rotation with re-use detection, log-out, roles.
+import { createHash, randomBytes } from 'node:crypto';
+import type { Prisma } from '../db/database.js';
+import type { Role, User } from '../generated/prisma/client.js';
+import { AuditAction, type AuditService } from '../audit/audit-service.js';
+import { ConflictError, NotFoundError, RateLimitedError, UnauthenticatedError } from '../server/errors.js';
+import type { AccessTokens } from './access-tokens.js';
+import type { LoginThrottle } from './login-throttle.js';
+import { dummyHash, hashPassword, verifyPassword, type ScryptCost } from './password.js';
+import { assertAcceptablePassword } from './password-policy.js';
+import type { Actor, Principal } from './principal.js';
+import { assertUuid, cleanName, normaliseEmail } from './validation.js';
+
+export interface AuthPayload {
+  accessToken: string;
+  refreshToken: string;
+  expiresIn: number;
+  tokenType: 'Bearer';
+  user: User;
+}
+
+export interface SignUpInput {
+  email: string;
+  password: string;
+  displayName: string;
+  role: 'CONSUMER' | 'OWNER';
+}
+
+const REFRESH_TOKEN_PREFIX = 'mmr_';
+const INVALID_CREDENTIALS = 'Invalid e-mail or password';
+const INVALID_REFRESH = 'Invalid or expired refresh token';
+
+const hashToken = (token: string) => createHash('sha256').update(token).digest('hex');
+const newRefreshToken = () => `${REFRESH_TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
+
+function isUniqueViolation(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { code?: string }).code === 'P2002';
+}
+
+export class AuthService {
+  #dummyHash: Promise<string>;
+
+  constructor(
+    private readonly prisma: Prisma,
+    private readonly audit: AuditService,
+    private readonly tokens: AccessTokens,
+    private readonly throttle: LoginThrottle,
+    private readonly options: { scrypt: ScryptCost; refreshTokenTtlDays: number },
+  ) {
+    this.#dummyHash = dummyHash(options.scrypt);
+  }
+
+  async signUp(actor: Actor, input: SignUpInput, userAgent?: string): Promise<AuthPayload> {
+    const email = normaliseEmail(input.email, 'input.email');
+    const displayName = cleanName(input.displayName, 'input.displayName');
+    assertAcceptablePassword(input.password, email, 'input.password');
+    const passwordHash = await hashPassword(input.password, this.options.scrypt);
+    try {
+      return await this.prisma.$transaction(async (tx) => {
+        const user = await tx.user.create({ data: { email, displayName, role: input.role, passwordHash } });
+        await this.audit.record(
+          actor,
+          { action: AuditAction.SIGN_UP, actorId: user.id, targetType: 'User', targetId: user.id, details: { role: user.role } },
+          tx,
+        );
+        return this.#startSession(tx, user, actor.ip, userAgent);
+      });
+    } catch (error) {
+      if (isUniqueViolation(error)) throw new ConflictError('An account with this e-mail address already exists');
+      throw error;
+    }
+  }
+
+  async logIn(actor: Actor, rawEmail: string, password: string, userAgent?: string): Promise<AuthPayload> {
+    // A malformed address cannot match an account: same answer as a wrong password, and still throttled.
+    const email = rawEmail.normalize('NFKC').trim().toLowerCase().slice(0, 254);
+    const wait = await this.throttle.retryAfter(email, actor.ip);
+    if (wait > 0) {
+      await this.audit.record(actor, { action: AuditAction.LOG_IN_THROTTLED, targetType: 'Email', targetId: email });
+      throw new RateLimitedError('Too many failed log-in attempts; try again later', wait);
+    }
+    const user = await this.prisma.user.findUnique({ where: { email } });
+    const check = await verifyPassword(password, user?.passwordHash ?? (await this.#dummyHash), this.options.scrypt);
+    if (!user || !check.ok) {
+      const lockedFor = await this.throttle.recordFailure(email, actor.ip);
+      await this.audit.record(actor, {
+        action: AuditAction.LOG_IN_FAILED,
+        actorId: user?.id,
+        targetType: 'Email',
+        targetId: email,
+        details: { knownAccount: Boolean(user), locked: lockedFor > 0 },
+      });
+      if (lockedFor > 0) throw new RateLimitedError('Too many failed log-in attempts; try again later', lockedFor);
+      throw new UnauthenticatedError(INVALID_CREDENTIALS);
+    }
+    await this.throttle.recordSuccess(email);
+    return this.prisma.$transaction(async (tx) => {
+      const current = check.needsRehash
+        ? await tx.user.update({ where: { id: user.id }, data: { passwordHash: await hashPassword(password, this.options.scrypt) } })
+        : user;
+      await this.audit.record(
+        actor,
+        { action: AuditAction.LOG_IN, actorId: user.id, targetType: 'User', targetId: user.id, details: { rehashed: check.needsRehash } },
+        tx,
+      );
+      return this.#startSession(tx, current, actor.ip, userAgent);
+    });
+  }
+
+  /** Rotates a refresh token. Presenting a spent token revokes its whole session (it was likely stolen). */
+  async refresh(actor: Actor, refreshToken: string): Promise<AuthPayload> {
+    const stored = await this.prisma.refreshToken.findUnique({
+      where: { tokenHash: hashToken(refreshToken) },
+      include: { session: { include: { user: true } } },
+    });
+    const session = stored?.session;
+    if (!stored || !session || session.revokedAt || session.expiresAt <= new Date()) {
+      throw new UnauthenticatedError(INVALID_REFRESH);
+    }
+    const outcome = await this.prisma.$transaction(async (tx) => {
+      // Conditional update: of two concurrent uses of one token, exactly one wins.
+      const { count } = await tx.refreshToken.updateMany({
+        where: { id: stored.id, usedAt: null },
+        data: { usedAt: new Date() },
+      });
+      if (count === 0) return 'reused' as const;
+      const token = newRefreshToken();
+      await tx.refreshToken.create({ data: { sessionId: session.id, tokenHash: hashToken(token) } });
+      return token;
+    });
+    if (outcome === 'reused') {
+      await this.prisma.$transaction(async (tx) => {
+        await tx.session.updateMany({
+          where: { id: session.id, revokedAt: null },
+          data: { revokedAt: new Date(), revokedReason: 'refresh token re-used' },
+        });
+        await this.audit.record(
+          actor,
+          { action: AuditAction.REFRESH_TOKEN_REUSED, actorId: session.userId, targetType: 'Session', targetId: session.id },
+          tx,
+        );
+      });
+      throw new UnauthenticatedError(INVALID_REFRESH);
+    }
+    return this.#payload(session.user, session.id, outcome);
+  }
+
+  async logOut(actor: Actor, refreshToken: string): Promise<boolean> {
+    const stored = await this.prisma.refreshToken.findUnique({
+      where: { tokenHash: hashToken(refreshToken) },
+      select: { session: { select: { id: true, userId: true } } },
+    });
+    if (!stored) return false;
+    const { session } = stored;
+    return this.prisma.$transaction(async (tx) => {
+      const { count } = await tx.session.updateMany({
+        where: { id: session.id, revokedAt: null },
+        data: { revokedAt: new Date(), revokedReason: 'logged out' },
+      });
+      if (count > 0) {
+        await this.audit.record(
+          actor,
+          { action: AuditAction.LOG_OUT, actorId: session.userId, targetType: 'Session', targetId: session.id },
+          tx,
+        );
+      }
+      return count > 0;
+    });
+  }
+
+  /** The principal behind a valid access token whose session is still open. */
+  async authenticateAccessToken(token: string): Promise<Principal> {
+    const claims = await this.tokens.verify(token);
+    if (!claims) throw new UnauthenticatedError('Invalid or expired access token');
+    const session = await this.prisma.session.findUnique({
+      where: { id: claims.sessionId },
+      select: { userId: true, revokedAt: true, user: { select: { role: true } } },
+    });
+    if (!session || session.revokedAt || session.userId !== claims.userId) {
+      throw new UnauthenticatedError('Invalid or expired access token');
+    }
+    return { kind: 'user', userId: claims.userId, role: session.user.role, sessionId: claims.sessionId };
+  }
+
+  async currentUser(principal: Principal): Promise<User | null> {
+    if (principal.kind === 'anonymous') return null;
+    return this.prisma.user.findUnique({ where: { id: principal.userId } });
+  }
+
+  async setUserRole(actor: Actor, userId: string, role: Role): Promise<User> {
+    assertUuid(userId, 'userId');
+    return this.prisma.$transaction(async (tx) => {
+      const before = await tx.user.findUnique({ where: { id: userId }, select: { role: true } });
+      if (!before) throw new NotFoundError('User');
+      const user = await tx.user.update({ where: { id: userId }, data: { role } });
+      await this.audit.record(
+        actor,
+        { action: AuditAction.ROLE_CHANGED, targetType: 'User', targetId: userId, details: { from: before.role, to: role } },
+        tx,
+      );
+      return user;
+    });
+  }
+
+  /** Creates the configured admin, or makes the existing account an admin; does nothing when already so. */
+  async ensureAdmin(email: string, password: string): Promise<{ created: boolean; promoted: boolean }> {
+    const normalised = normaliseEmail(email, 'ADMIN_EMAIL');
+    assertAcceptablePassword(password, normalised, 'ADMIN_PASSWORD');
+    const existing = await this.prisma.user.findUnique({ where: { email: normalised } });
+    if (existing?.role === 'ADMIN') return { created: false, promoted: false };
+    const passwordHash = await hashPassword(password, this.options.scrypt);
+    await this.prisma.$transaction(async (tx) => {
+      const user = existing
+        ? await tx.user.update({ where: { id: existing.id }, data: { role: 'ADMIN' } })
+        : await tx.user.create({ data: { email: normalised, displayName: 'Administrator', role: 'ADMIN', passwordHash } });
+      await this.audit.record(
+        undefined,
+        { action: AuditAction.ADMIN_BOOTSTRAPPED, actorId: user.id, targetType: 'User', targetId: user.id, details: { promoted: Boolean(existing) } },
+        tx,
+      );
+    });
+    return { created: !existing, promoted: Boolean(existing) };
+  }
+
+  async #startSession(
+    tx: Pick<Prisma, 'session' | 'refreshToken'>,
+    user: User,
+    ip: string,
+    userAgent: string | undefined,
+  ): Promise<AuthPayload> {
+    const expiresAt = new Date(Date.now() + this.options.refreshTokenTtlDays * 86_400_000);
+    const session = await tx.session.create({
+      data: { userId: user.id, expiresAt, ip, userAgent: userAgent?.slice(0, 512) ?? null },
+    });
+    const token = newRefreshToken();
+    await tx.refreshToken.create({ data: { sessionId: session.id, tokenHash: hashToken(token) } });
+    return this.#payload(user, session.id, token);
+  }
+
+  #payload(user: User, sessionId: string, refreshToken: string): AuthPayload {
+    return {
+      accessToken: this.tokens.sign({ userId: user.id, sessionId }),
+      refreshToken,
+      expiresIn: this.tokens.ttlSeconds,
+      tokenType: 'Bearer',
+      user,
+    };
+  }
+}

@@ -1,0 +1,17 @@
+import type { Resolvers } from '../generated/graphql.js';
+
+export const authResolvers: Resolvers = {
+  Query: {
+    me: (_parent, _args, ctx) => ctx.services.auth.currentUser(ctx.actor.principal),
+    myApiKeys: (_parent, _args, ctx) => ctx.services.apiKeys.listOwn(ctx.actor),
+  },
+  Mutation: {
+    signUp: (_parent, { input }, ctx) => ctx.services.auth.signUp(ctx.actor, input, ctx.userAgent),
+    logIn: (_parent, { email, password }, ctx) => ctx.services.auth.logIn(ctx.actor, email, password, ctx.userAgent),
+    refreshSession: (_parent, { refreshToken }, ctx) => ctx.services.auth.refresh(ctx.actor, refreshToken),
+    logOut: (_parent, { refreshToken }, ctx) => ctx.services.auth.logOut(ctx.actor, refreshToken),
+    createApiKey: (_parent, { name, scopes }, ctx) => ctx.services.apiKeys.create(ctx.actor, name, scopes),
+    revokeApiKey: (_parent, { id }, ctx) => ctx.services.apiKeys.revoke(ctx.actor, id),
+    setUserRole: (_parent, { userId, role }, ctx) => ctx.services.auth.setUserRole(ctx.actor, userId, role),
+  },
+};

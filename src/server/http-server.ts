@@ -1,0 +1,175 @@
+// The HTTP surface: GraphQL at /graphql, health and readiness probes, Prometheus metrics and the JWKS.
+// Request-level limits (body size, batch size, depth, cost, aliases, tokens) reject before any resolver runs.
+import { randomUUID } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
+import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
+import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import { expressMiddleware } from '@as-integrations/express5';
+import { ApolloArmor } from '@escape.tech/graphql-armor';
+import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
+import { pinoHttp } from 'pino-http';
+import type { Registry } from 'prom-client';
+import type { Config } from '../config.js';
+import type { Database } from '../db/database.js';
+import { pendingMigrations, type Migration } from '../db/migrate.js';
+import { buildContext, type Context } from './context.js';
+import { CLIENT_ERROR_CODES } from './errors.js';
+import type { Logger } from './logger.js';
+import { graphqlMetricsPlugin } from './metrics.js';
+import { buildSchema } from './schema.js';
+import type { Services } from './services.js';
+
+export interface HttpServerDeps {
+  config: Config;
+  db: Database;
+  services: Services;
+  logger: Logger;
+  registry: Registry;
+  migrations: Migration[];
+}
+
+export interface RunningHttpServer {
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+const REQUEST_ID = /^[\w.:-]{1,128}$/;
+
+function requestError(res: express.Response, status: number, code: string, message: string): void {
+  res.status(status).json({ errors: [{ message, extensions: { code } }] });
+}
+
+/** body-parser failures (oversized, malformed JSON) as GraphQL-shaped errors with stable codes. */
+const bodyErrorHandler: ErrorRequestHandler = (error: { type?: string; status?: number }, _req, res, next) => {
+  if (error.type === 'entity.too.large') return requestError(res, 413, 'PAYLOAD_TOO_LARGE', 'Request body too large');
+  if (error.type === 'entity.parse.failed') return requestError(res, 400, 'BAD_REQUEST', 'Malformed JSON body');
+  if (error.status && error.status >= 400 && error.status < 500) {
+    return requestError(res, error.status, 'BAD_REQUEST', 'Bad request');
+  }
+  next(error);
+};
+
+function batchLimit(max: number): RequestHandler {
+  return (req, res, next) => {
+    if (Array.isArray(req.body) && (req.body.length === 0 || req.body.length > max)) {
+      return requestError(res, 400, 'BATCH_LIMIT_EXCEEDED', `A batch must hold 1 to ${max} operations`);
+    }
+    next();
+  };
+}
+
+export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttpServer> {
+  const { config, db, services, logger, registry } = deps;
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', config.trustProxy);
+  const httpServer = http.createServer(app);
+
+  app.use(
+    pinoHttp({
+      logger,
+      genReqId(req, res) {
+        const incoming = req.headers['x-request-id'];
+        const id = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+        res.setHeader('x-request-id', id);
+        return id;
+      },
+      autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/metrics' },
+    }),
+  );
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+
+  app.get('/readyz', async (_req, res) => {
+    try {
+      await db.pool.query('SELECT 1');
+      const pending = await pendingMigrations(db.pool, deps.migrations);
+      const ready = pending.length === 0;
+      res.status(ready ? 200 : 503).json({
+        status: ready ? 'ready' : 'not ready',
+        database: 'ok',
+        migrations: ready ? 'applied' : { pending },
+      });
+    } catch (error) {
+      logger.warn({ err: error }, 'readiness check failed');
+      res.status(503).json({ status: 'not ready', database: 'unreachable' });
+    }
+  });
+
+  app.get('/metrics', async (_req, res) => {
+    res.type(registry.contentType).send(await registry.metrics());
+  });
+
+  app.get('/.well-known/jwks.json', (_req, res) => {
+    res.set('cache-control', 'public, max-age=300').json(services.keyRing.jwks());
+  });
+
+  const armor = new ApolloArmor({
+    maxDepth: { n: config.graphql.maxDepth },
+    costLimit: { maxCost: config.graphql.maxCost },
+    maxAliases: { n: config.graphql.maxAliases },
+    maxDirectives: { n: 20 },
+    // Token limits are enforced by graphql-js's own parser (parseOptions below), which answers a
+    // 400 GRAPHQL_PARSE_FAILED; armor's variant turns every syntax error into a 500.
+    maxTokens: { enabled: false },
+    blockFieldSuggestion: { enabled: config.production },
+  }).protect();
+
+  const plugins: ApolloServerPlugin<Context>[] = [
+    ...(armor.plugins as ApolloServerPlugin<Context>[]),
+    ApolloServerPluginDrainHttpServer({ httpServer }),
+    graphqlMetricsPlugin(registry),
+  ];
+  if (!config.graphql.landingPage) plugins.push(ApolloServerPluginLandingPageDisabled());
+
+  const apollo = new ApolloServer<Context>({
+    schema: buildSchema(),
+    introspection: config.graphql.introspection,
+    // Batches are allowed but bounded (batchLimit); each operation in one is checked on its own.
+    allowBatchedHttpRequests: true,
+    csrfPrevention: true,
+    includeStacktraceInErrorResponses: config.graphql.exposeErrorDetails,
+    validationRules: armor.validationRules,
+    parseOptions: { maxTokens: config.graphql.maxTokens },
+    plugins,
+    formatError(formatted, error) {
+      const code = String(formatted.extensions?.code ?? 'INTERNAL_SERVER_ERROR');
+      if (CLIENT_ERROR_CODES.has(code)) return formatted;
+      logger.error({ err: error }, 'internal error');
+      if (config.graphql.exposeErrorDetails) return formatted;
+      return { message: 'Internal server error', extensions: { code: 'INTERNAL_SERVER_ERROR' } };
+    },
+  });
+  await apollo.start();
+
+  app.use(
+    '/graphql',
+    express.json({ limit: config.graphql.bodyLimitBytes, type: ['application/json', 'application/*+json'] }),
+    bodyErrorHandler,
+    batchLimit(config.graphql.maxBatch),
+    expressMiddleware(apollo, { context: ({ req }) => buildContext(req, services) }),
+  );
+
+  app.use((_req, res) => requestError(res, 404, 'NOT_FOUND', 'No such route'));
+  app.use(((error, req, res, _next) => {
+    req.log.error({ err: error }, 'unhandled HTTP error');
+    requestError(res, 500, 'INTERNAL_SERVER_ERROR', 'Internal server error');
+  }) as ErrorRequestHandler);
+
+  await new Promise<void>((resolve, reject) => {
+    httpServer.once('error', reject);
+    httpServer.listen(config.port, config.host, resolve);
+  });
+  const { port } = httpServer.address() as AddressInfo;
+  return {
+    url: `http://localhost:${port}/graphql`,
+    port,
+    // Drains in-flight requests (the drain plugin closes idle connections, then waits), then stops.
+    close: () => apollo.stop(),
+  };
+}

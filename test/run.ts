@@ -1,0 +1,72 @@
+// `npm test`'s runner: one PostgreSQL for the whole run (DATABASE_URL when set, else an embedded one in a
+// temporary folder), a migrated template database, then node:test over every test file. Each test server
+// gets its own database cloned from the template, so runs and tests never see each other's data.
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { pino } from 'pino';
+import { startEmbeddedPostgres, type EmbeddedDatabase } from '../src/db/embedded.js';
+import { applyMigrations } from '../src/db/migrate.js';
+import { withDatabase } from './support/database-url.js';
+
+const runId = `mm_test_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
+const files = process.argv.slice(2);
+
+async function main(): Promise<number> {
+  let embedded: EmbeddedDatabase | undefined;
+  let scratch: string | undefined;
+  let adminUrl = process.env.DATABASE_URL;
+  if (!adminUrl) {
+    scratch = await mkdtemp(path.join(os.tmpdir(), 'modelmarket-test-'));
+    embedded = await startEmbeddedPostgres({
+      dir: path.join(scratch, 'postgres'),
+      password: randomBytes(16).toString('hex'),
+      database: 'postgres',
+      logger: pino({ level: 'warn' }),
+    });
+    adminUrl = embedded.adminUrl;
+  }
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  const template = `${runId}_template`;
+  try {
+    await admin.query(`CREATE DATABASE "${template}"`);
+    const pool = new pg.Pool({ connectionString: withDatabase(adminUrl, template), max: 1 });
+    await applyMigrations(pool);
+    await pool.end();
+
+    const testFiles = files.length ? files : ['test/**/*.test.ts'];
+    const code = await new Promise<number>((resolve) => {
+      const child = spawn(
+        process.execPath,
+        ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-reporter=spec', ...testFiles],
+        {
+          stdio: 'inherit',
+          env: { ...process.env, MM_TEST_ADMIN_URL: adminUrl, MM_TEST_TEMPLATE: template, MM_TEST_RUN_ID: runId },
+        },
+      );
+      child.on('exit', (status) => resolve(status ?? 1));
+    });
+    return code;
+  } finally {
+    const { rows } = await admin.query<{ datname: string }>(
+      'SELECT datname FROM pg_database WHERE datname LIKE $1',
+      [`${runId}%`],
+    );
+    for (const { datname } of rows) await admin.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);
+    await admin.end();
+    await embedded?.stop();
+    if (scratch) await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  },
+);
