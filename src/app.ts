@@ -1,28 +1,27 @@
-// Starts the whole server: database (configured or embedded), migrations, services, HTTP. Used by main.ts
-// and by the tests, which run real servers on real databases.
+// Starts the server's parts: database (configured or embedded), migrations, services, HTTP. Used by
+// main.ts, the operator scripts (without HTTP) and the tests, which run real servers on real databases.
 import path from 'node:path';
 import type { Config } from './config.js';
-import { connectDatabase } from './db/database.js';
+import { connectDatabase, type Database } from './db/database.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './db/embedded.js';
-import { applyMigrations, listMigrations } from './db/migrate.js';
+import { applyMigrations, listMigrations, type Migration } from './db/migrate.js';
 import { resolveAppSecret, SecretBox } from './security/secret-box.js';
 import { startHttpServer } from './server/http-server.js';
 import { createLogger, type Logger } from './server/logger.js';
 import { createRegistry } from './server/metrics.js';
 import { createServices, type Services } from './server/services.js';
 
-export interface Application {
-  url: string;
-  port: number;
+export interface Runtime {
+  db: Database;
   services: Services;
+  migrations: Migration[];
   logger: Logger;
-  /** Stops accepting, drains in-flight requests, flushes and closes everything it started. */
   close(): Promise<void>;
 }
 
-export async function startApplication(config: Config, logger = createLogger(config.logLevel)): Promise<Application> {
-  const secret = await resolveAppSecret(config.appSecret, config.dataDir);
-  const secrets = new SecretBox(secret);
+/** Database (migrated) and services, without HTTP. */
+export async function openRuntime(config: Config, logger = createLogger(config.logLevel)): Promise<Runtime> {
+  const secrets = new SecretBox(await resolveAppSecret(config.appSecret, config.dataDir));
 
   let embedded: EmbeddedDatabase | undefined;
   let databaseUrl = config.database.url;
@@ -42,21 +41,13 @@ export async function startApplication(config: Config, logger = createLogger(con
     const migrations = await listMigrations();
     const applied = await applyMigrations(db.pool, migrations);
     if (applied.length) logger.info({ applied }, 'applied database migrations');
-
     const services = await createServices(config, db, secrets);
-    if (config.bootstrapAdmin) {
-      const outcome = await services.auth.ensureAdmin(config.bootstrapAdmin.email, config.bootstrapAdmin.password);
-      if (outcome.created || outcome.promoted) logger.info(outcome, 'bootstrap admin ensured');
-    }
-    const registry = createRegistry();
-    const http = await startHttpServer({ config, db, services, logger, registry, migrations });
     return {
-      url: http.url,
-      port: http.port,
+      db,
       services,
+      migrations,
       logger,
       async close() {
-        await http.close();
         await services.close();
         await db.close();
         await embedded?.stop();
@@ -65,6 +56,40 @@ export async function startApplication(config: Config, logger = createLogger(con
   } catch (error) {
     await db.close().catch(() => undefined);
     await embedded?.stop().catch(() => undefined);
+    throw error;
+  }
+}
+
+export interface Application {
+  url: string;
+  port: number;
+  services: Services;
+  logger: Logger;
+  /** Stops accepting, drains in-flight requests, flushes and closes everything it started. */
+  close(): Promise<void>;
+}
+
+export async function startApplication(config: Config, logger = createLogger(config.logLevel)): Promise<Application> {
+  const runtime = await openRuntime(config, logger);
+  try {
+    const { services } = runtime;
+    if (config.bootstrapAdmin) {
+      const outcome = await services.auth.ensureAdmin(config.bootstrapAdmin.email, config.bootstrapAdmin.password);
+      if (outcome.created || outcome.promoted) logger.info(outcome, 'bootstrap admin ensured');
+    }
+    const http = await startHttpServer({ ...runtime, config, registry: createRegistry() });
+    return {
+      url: http.url,
+      port: http.port,
+      services,
+      logger,
+      async close() {
+        await http.close();
+        await runtime.close();
+      },
+    };
+  } catch (error) {
+    await runtime.close().catch(() => undefined);
     throw error;
   }
 }

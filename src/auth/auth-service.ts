@@ -60,7 +60,13 @@ export class AuthService {
         const user = await tx.user.create({ data: { email, displayName, role: input.role, passwordHash } });
         await this.audit.record(
           actor,
-          { action: AuditAction.SIGN_UP, actorId: user.id, targetType: 'User', targetId: user.id, details: { role: user.role } },
+          {
+            action: AuditAction.SIGN_UP,
+            actorId: user.id,
+            targetType: 'User',
+            targetId: user.id,
+            details: { role: user.role },
+          },
           tx,
         );
         return this.#startSession(tx, user, actor.ip, userAgent);
@@ -96,11 +102,20 @@ export class AuthService {
     await this.throttle.recordSuccess(email);
     return this.prisma.$transaction(async (tx) => {
       const current = check.needsRehash
-        ? await tx.user.update({ where: { id: user.id }, data: { passwordHash: await hashPassword(password, this.options.scrypt) } })
+        ? await tx.user.update({
+            where: { id: user.id },
+            data: { passwordHash: await hashPassword(password, this.options.scrypt) },
+          })
         : user;
       await this.audit.record(
         actor,
-        { action: AuditAction.LOG_IN, actorId: user.id, targetType: 'User', targetId: user.id, details: { rehashed: check.needsRehash } },
+        {
+          action: AuditAction.LOG_IN,
+          actorId: user.id,
+          targetType: 'User',
+          targetId: user.id,
+          details: { rehashed: check.needsRehash },
+        },
         tx,
       );
       return this.#startSession(tx, current, actor.ip, userAgent);
@@ -136,7 +151,12 @@ export class AuthService {
         });
         await this.audit.record(
           actor,
-          { action: AuditAction.REFRESH_TOKEN_REUSED, actorId: session.userId, targetType: 'Session', targetId: session.id },
+          {
+            action: AuditAction.REFRESH_TOKEN_REUSED,
+            actorId: session.userId,
+            targetType: 'Session',
+            targetId: session.id,
+          },
           tx,
         );
       });
@@ -195,7 +215,12 @@ export class AuthService {
       const user = await tx.user.update({ where: { id: userId }, data: { role } });
       await this.audit.record(
         actor,
-        { action: AuditAction.ROLE_CHANGED, targetType: 'User', targetId: userId, details: { from: before.role, to: role } },
+        {
+          action: AuditAction.ROLE_CHANGED,
+          targetType: 'User',
+          targetId: userId,
+          details: { from: before.role, to: role },
+        },
         tx,
       );
       return user;
@@ -212,10 +237,18 @@ export class AuthService {
     await this.prisma.$transaction(async (tx) => {
       const user = existing
         ? await tx.user.update({ where: { id: existing.id }, data: { role: 'ADMIN' } })
-        : await tx.user.create({ data: { email: normalised, displayName: 'Administrator', role: 'ADMIN', passwordHash } });
+        : await tx.user.create({
+            data: { email: normalised, displayName: 'Administrator', role: 'ADMIN', passwordHash },
+          });
       await this.audit.record(
         undefined,
-        { action: AuditAction.ADMIN_BOOTSTRAPPED, actorId: user.id, targetType: 'User', targetId: user.id, details: { promoted: Boolean(existing) } },
+        {
+          action: AuditAction.ADMIN_BOOTSTRAPPED,
+          actorId: user.id,
+          targetType: 'User',
+          targetId: user.id,
+          details: { promoted: Boolean(existing) },
+        },
         tx,
       );
     });

@@ -19,7 +19,9 @@ function derive(password: string, salt: Buffer, cost: ScryptCost, keyLength: num
   // scrypt needs 128·N·r bytes; Node's default maxmem (32 MiB) is below that at N=2^17.
   const options: ScryptOptions = { N, r: cost.r, p: cost.p, maxmem: 256 * N * cost.r };
   return new Promise((resolve, reject) =>
-    scrypt(password.normalize('NFKC'), salt, keyLength, options, (error, key) => (error ? reject(error) : resolve(key))),
+    scrypt(password.normalize('NFKC'), salt, keyLength, options, (error, key) =>
+      error ? reject(error) : resolve(key),
+    ),
   );
 }
 

@@ -1,7 +1,14 @@
 // The JWT key ring. The signing key is JWT_PRIVATE_KEY when configured, else the newest ACTIVE key in the
 // database (generated once, stored encrypted). ACTIVE and RETIRING keys verify, so a rotation never logs
 // anyone out; their public halves are served as the JWKS. Replicas share keys through the database.
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type JsonWebKey, type KeyObject } from 'node:crypto';
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  type JsonWebKey,
+  type KeyObject,
+} from 'node:crypto';
 import type { Prisma } from '../db/database.js';
 import type { SecretBox } from '../security/secret-box.js';
 

@@ -32,5 +32,11 @@ class CatalogTextClient extends pg.Client {
 /** A pg pool for the Prisma schema engine (migrate deploy / diff), with the catalog-type fix applied. */
 export function migrationPool(connectionString: string): pg.Pool {
   // allowExitOnIdle: the CLI never ends the pool, and idle clients would hold it open for 10 s.
-  return new pg.Pool({ connectionString, max: 2, idleTimeoutMillis: 50, allowExitOnIdle: true, Client: CatalogTextClient });
+  return new pg.Pool({
+    connectionString,
+    max: 2,
+    idleTimeoutMillis: 50,
+    allowExitOnIdle: true,
+    Client: CatalogTextClient,
+  });
 }

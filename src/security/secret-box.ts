@@ -23,7 +23,9 @@ export class SecretBox {
     const cipher = createCipheriv('aes-256-gcm', this.deriveKey(label), iv);
     cipher.setAAD(Buffer.from(label));
     const body = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
-    return ['v1', iv, cipher.getAuthTag(), body].map((p) => (typeof p === 'string' ? p : p.toString('base64url'))).join('.');
+    return ['v1', iv, cipher.getAuthTag(), body]
+      .map((p) => (typeof p === 'string' ? p : p.toString('base64url')))
+      .join('.');
   }
 
   open(sealed: string, label: string): string {

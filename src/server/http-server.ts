@@ -133,6 +133,8 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
     // Batches are allowed but bounded (batchLimit); each operation in one is checked on its own.
     allowBatchedHttpRequests: true,
     csrfPrevention: true,
+    // main.ts owns shutdown (drain HTTP, then services, then the database).
+    stopOnTerminationSignals: false,
     includeStacktraceInErrorResponses: config.graphql.exposeErrorDetails,
     validationRules: armor.validationRules,
     parseOptions: { maxTokens: config.graphql.maxTokens },

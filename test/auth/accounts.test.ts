@@ -14,7 +14,12 @@ describe('accounts: sign-up, log-in, me', () => {
   it('signs up with a normalised e-mail and returns working credentials', async () => {
     const email = uniqueEmail('Mixed');
     const res = await server.gql(SIGN_UP, {
-      input: { email: `  ${email.toUpperCase()} `, password: 'a sturdy passphrase', displayName: ' Ada ', role: 'OWNER' },
+      input: {
+        email: `  ${email.toUpperCase()} `,
+        password: 'a sturdy passphrase',
+        displayName: ' Ada ',
+        role: 'OWNER',
+      },
     });
     assert.equal(res.errors, undefined);
     const payload = res.data!.signUp;
@@ -53,7 +58,12 @@ describe('accounts: sign-up, log-in, me', () => {
 
   const badInputs: [string, Record<string, string>, string, string][] = [
     ['a short password', { password: 'short1' }, 'input.password', 'at least 10'],
-    ['a password equal to the e-mail', { email: 'same-as-pw@example.com', password: 'same-as-pw@example.com' }, 'input.password', 'e-mail'],
+    [
+      'a password equal to the e-mail',
+      { email: 'same-as-pw@example.com', password: 'same-as-pw@example.com' },
+      'input.password',
+      'e-mail',
+    ],
     ['a common password', { password: 'Password123' }, 'input.password', 'too common'],
     ['an invalid e-mail', { email: 'not-an-email' }, 'input.email', 'valid e-mail'],
     ['an empty display name', { displayName: '   ' }, 'input.displayName', '1 to 100'],
@@ -63,7 +73,13 @@ describe('accounts: sign-up, log-in, me', () => {
     it(`rejects ${what} with BAD_USER_INPUT and changes nothing`, async () => {
       const before = await tableCounts(server);
       const res = await server.gql(SIGN_UP, {
-        input: { email: uniqueEmail(), password: 'a sturdy passphrase', displayName: 'Bob', role: 'CONSUMER', ...override },
+        input: {
+          email: uniqueEmail(),
+          password: 'a sturdy passphrase',
+          displayName: 'Bob',
+          role: 'CONSUMER',
+          ...override,
+        },
       });
       const error = expectError(res, 'BAD_USER_INPUT');
       assert.equal(error.extensions!.field, field);
@@ -86,7 +102,10 @@ describe('accounts: sign-up, log-in, me', () => {
     const user = await signUp(server);
     const ok = await server.gql(LOG_IN, { email: user.email.toUpperCase(), password: user.password });
     assert.equal(ok.data!.logIn.user.id, user.id);
-    const wrong = expectError(await server.gql(LOG_IN, { email: user.email, password: 'wrong password!' }), 'UNAUTHENTICATED');
+    const wrong = expectError(
+      await server.gql(LOG_IN, { email: user.email, password: 'wrong password!' }),
+      'UNAUTHENTICATED',
+    );
     const unknown = expectError(
       await server.gql(LOG_IN, { email: uniqueEmail('ghost'), password: 'wrong password!' }),
       'UNAUTHENTICATED',
@@ -99,9 +118,15 @@ describe('accounts: sign-up, log-in, me', () => {
     for (let i = 0; i < 2; i++) {
       expectError(await server.gql(LOG_IN, { email: user.email, password: 'wrong password!' }), 'UNAUTHENTICATED');
     }
-    const locked = expectError(await server.gql(LOG_IN, { email: user.email, password: 'wrong password!' }), 'RATE_LIMITED');
+    const locked = expectError(
+      await server.gql(LOG_IN, { email: user.email, password: 'wrong password!' }),
+      'RATE_LIMITED',
+    );
     assert.ok(locked.extensions!.retryAfter > 0 && locked.extensions!.retryAfter <= 60);
-    const stillLocked = expectError(await server.gql(LOG_IN, { email: user.email, password: user.password }), 'RATE_LIMITED');
+    const stillLocked = expectError(
+      await server.gql(LOG_IN, { email: user.email, password: user.password }),
+      'RATE_LIMITED',
+    );
     assert.ok(stillLocked.extensions!.retryAfter > 0);
     const { rows } = await server.sql.query(
       `SELECT action, details FROM audit_events WHERE target_id = $1 AND action LIKE 'auth.log_in%' ORDER BY id`,

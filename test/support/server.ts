@@ -35,9 +35,15 @@ export interface TestServer {
   url: string;
   origin: string;
   databaseUrl: string;
+  /** The configuration the server runs with, as environment variables (for scripts run beside it). */
+  env: Record<string, string>;
   /** A pg pool on the server's database, for assertions on what was stored. */
   sql: pg.Pool;
-  gql<T = Record<string, any>>(query: string, variables?: Record<string, unknown>, auth?: Credentials): Promise<GraphQLResponse<T>>;
+  gql<T = Record<string, any>>(
+    query: string,
+    variables?: Record<string, unknown>,
+    auth?: Credentials,
+  ): Promise<GraphQLResponse<T>>;
   close(): Promise<void>;
   /** Stops the server but keeps its database, for a restart test; the run's clean-up drops it. */
   stopKeepingDatabase(): Promise<void>;
@@ -81,7 +87,7 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     ? { url: env.DATABASE_URL, drop: async () => undefined }
     : await createTestDatabase();
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'modelmarket-server-'));
-  const config = parseConfig({
+  const serverEnv: Record<string, string> = {
     DATABASE_URL: database.url,
     DATABASE_POOL_SIZE: '5',
     DATA_DIR: dataDir,
@@ -91,7 +97,8 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     LOG_LEVEL: 'silent',
     PASSWORD_SCRYPT_LOG2N: '12',
     ...env,
-  });
+  };
+  const config = parseConfig(serverEnv);
   const app = await startApplication(config);
   const sql = new pg.Pool({ connectionString: database.url, max: 2 });
   const origin = `http://127.0.0.1:${app.port}`;
@@ -101,6 +108,7 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     url,
     origin,
     databaseUrl: database.url,
+    env: serverEnv,
     sql,
     async gql(query, variables, auth) {
       const response = await fetch(url, {

@@ -66,7 +66,7 @@ CREATE TABLE "signing_keys" (
     "kid" TEXT NOT NULL,
     "algorithm" TEXT NOT NULL,
     "public_key_pem" TEXT NOT NULL,
-    "private_key_enc" TEXT NOT NULL,
+    "private_key_enc" TEXT,
     "status" "SigningKeyStatus" NOT NULL,
     "created_at" TIMESTAMPTZ(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
     "retired_at" TIMESTAMPTZ(3),
@@ -134,6 +134,7 @@ ALTER TABLE "refresh_tokens" ADD CONSTRAINT "refresh_tokens_session_id_fkey" FOR
 
 -- AddForeignKey
 ALTER TABLE "api_keys" ADD CONSTRAINT "api_keys_user_id_fkey" FOREIGN KEY ("user_id") REFERENCES "users"("id") ON DELETE CASCADE ON UPDATE CASCADE;
+
 
 
 -- Audit events are append-only: not even the API's own database role may change or remove one.
