@@ -1,0 +1,212 @@
+import { randomUUID } from 'node:crypto';
+import { access, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { io } from '@tensorflow/tfjs';
+import { InferenceArtifactError, InferenceInputError } from './errors.js';
+
+/** A model artifact as the database stores it: model.json plus all weight bytes. */
+export interface ModelArtifact {
+  modelJson: unknown;
+  /** The weight files named in `modelJson.weightsManifest`, concatenated in manifest order. */
+  weights: Uint8Array;
+}
+
+export interface ModelRef {
+  /** sha256 of the artifact (64 lowercase hex chars); one key must always name the same bytes. */
+  key: string;
+  load(): Promise<ModelArtifact>;
+}
+
+export const MODEL_JSON_FILE = 'model.json';
+const TEMP_PREFIX = '.tmp-';
+// Older temp dirs are leftovers of a crash; younger ones may be another process's write in progress.
+const STALE_TEMP_MS = 10 * 60 * 1000;
+const MODEL_KEY_PATTERN = /^[0-9a-f]{64}$/;
+// tfjs writers split a weight group into 4 MiB shards; any split reads back identically
+// because loaders concatenate the shard files in manifest order.
+const SHARD_BYTES = 4 * 1024 * 1024;
+
+const BYTES_PER_VALUE: Record<string, number> = {
+  float32: 4,
+  int32: 4,
+  bool: 1,
+  complex64: 8,
+};
+const BYTES_PER_QUANTIZED_VALUE: Record<string, number> = {
+  uint8: 1,
+  uint16: 2,
+  float16: 2,
+};
+
+export function assertModelKey(key: string): void {
+  // The key names a directory, so anything but a plain hash could escape the cache dir.
+  if (!MODEL_KEY_PATTERN.test(key)) {
+    throw new InferenceInputError('model key must be a sha256 as 64 lowercase hex characters');
+  }
+}
+
+/**
+ * Content-addressed file cache of model artifacts: `<rootDir>/<key>/model.json` plus the
+ * weight files its manifest names. Workers load models from here. An entry directory only
+ * ever appears complete (it is renamed into place), so its existence means it is usable.
+ */
+export class ArtifactStore {
+  private readonly present = new Set<string>();
+  private readonly pending = new Map<string, Promise<void>>();
+
+  private constructor(readonly rootDir: string) {}
+
+  static async open(rootDir: string): Promise<ArtifactStore> {
+    const absoluteRoot = path.resolve(rootDir);
+    await mkdir(absoluteRoot, { recursive: true });
+    for (const entry of await readdir(absoluteRoot)) {
+      if (!entry.startsWith(TEMP_PREFIX)) continue;
+      const tempDir = path.join(absoluteRoot, entry);
+      const { mtimeMs } = await stat(tempDir);
+      if (Date.now() - mtimeMs > STALE_TEMP_MS) await rm(tempDir, { recursive: true, force: true });
+    }
+    return new ArtifactStore(absoluteRoot);
+  }
+
+  /** Makes sure the model's files are on disk, calling `model.load()` at most once per key at a time. */
+  ensure(model: ModelRef): Promise<void> {
+    if (this.present.has(model.key)) return Promise.resolve();
+    let pending = this.pending.get(model.key);
+    if (!pending) {
+      pending = this.fetchAndWrite(model).finally(() => this.pending.delete(model.key));
+      this.pending.set(model.key, pending);
+    }
+    return pending;
+  }
+
+  private async fetchAndWrite(model: ModelRef): Promise<void> {
+    assertModelKey(model.key);
+    const entryDir = path.join(this.rootDir, model.key);
+    if (!(await fileExists(path.join(entryDir, MODEL_JSON_FILE)))) {
+      const artifact = await model.load();
+      const files = layoutArtifactFiles(artifact);
+      await writeDirAtomically(this.rootDir, entryDir, files);
+    }
+    this.present.add(model.key);
+  }
+}
+
+interface ArtifactFile {
+  name: string;
+  bytes: Uint8Array;
+}
+
+/** Validates an artifact and cuts its weight buffer into the files its manifest names. */
+function layoutArtifactFiles(artifact: ModelArtifact): ArtifactFile[] {
+  const manifest = parseModelJson(artifact.modelJson);
+  const { weights } = artifact;
+  const expectedBytes = manifest.reduce((sum, group) => sum + groupByteLength(group), 0);
+  if (expectedBytes !== weights.byteLength) {
+    throw new InferenceArtifactError(
+      `weightsManifest describes ${expectedBytes} bytes of weights but the artifact has ${weights.byteLength}`,
+    );
+  }
+  const files: ArtifactFile[] = [
+    { name: MODEL_JSON_FILE, bytes: new TextEncoder().encode(JSON.stringify(artifact.modelJson)) },
+  ];
+  let offset = 0;
+  for (const group of manifest) {
+    const groupEnd = offset + groupByteLength(group);
+    group.paths.forEach((name, index) => {
+      const isLastShard = index === group.paths.length - 1;
+      const end = isLastShard ? groupEnd : Math.min(offset + SHARD_BYTES, groupEnd);
+      files.push({ name, bytes: weights.subarray(offset, end) });
+      offset = end;
+    });
+  }
+  return files;
+}
+
+function parseModelJson(modelJson: unknown): io.WeightsManifestConfig {
+  if (!isRecord(modelJson) || !isRecord(modelJson.modelTopology)) {
+    throw new InferenceArtifactError('model.json must be an object with a modelTopology (a tfjs layers model)');
+  }
+  const manifest = modelJson.weightsManifest;
+  if (!Array.isArray(manifest)) throw new InferenceArtifactError('model.json has no weightsManifest array');
+  const fileNames = new Set<string>([MODEL_JSON_FILE]);
+  for (const group of manifest) {
+    if (!isRecord(group) || !Array.isArray(group.paths) || !Array.isArray(group.weights)) {
+      throw new InferenceArtifactError('each weightsManifest group needs paths and weights arrays');
+    }
+    if (group.paths.length === 0) throw new InferenceArtifactError('a weightsManifest group has no paths');
+    for (const name of group.paths) {
+      // Manifest paths become file names in the cache dir: plain, unique names only.
+      if (typeof name !== 'string' || !/^[\w.-]+$/.test(name) || name === '.' || name === '..' || fileNames.has(name)) {
+        throw new InferenceArtifactError(`invalid or duplicate weights file name in manifest: ${String(name)}`);
+      }
+      fileNames.add(name);
+    }
+    for (const spec of group.weights) {
+      if (!isRecord(spec) || typeof spec.name !== 'string' || !isShape(spec.shape) || typeof spec.dtype !== 'string') {
+        throw new InferenceArtifactError('each manifest weight needs a name, a shape and a dtype');
+      }
+    }
+  }
+  return manifest as io.WeightsManifestConfig;
+}
+
+function groupByteLength(group: io.WeightsManifestConfig[number]): number {
+  return group.weights.reduce((sum, spec) => sum + weightByteLength(spec), 0);
+}
+
+function weightByteLength(spec: io.WeightsManifestEntry): number {
+  const bytesPerValue = spec.quantization
+    ? BYTES_PER_QUANTIZED_VALUE[spec.quantization.dtype]
+    : BYTES_PER_VALUE[spec.dtype];
+  if (bytesPerValue === undefined) {
+    // String weights have no static size; they only occur in graph models, which are not served.
+    throw new InferenceArtifactError(
+      `weight ${spec.name} has unsupported dtype ${spec.quantization?.dtype ?? spec.dtype}`,
+    );
+  }
+  return spec.shape.reduce((size, dim) => size * dim, 1) * bytesPerValue;
+}
+
+async function writeDirAtomically(rootDir: string, finalDir: string, files: ArtifactFile[]): Promise<void> {
+  const tempDir = path.join(rootDir, `${TEMP_PREFIX}${path.basename(finalDir)}-${randomUUID()}`);
+  await mkdir(tempDir);
+  try {
+    for (const file of files) {
+      const handle = await open(path.join(tempDir, file.name), 'wx');
+      try {
+        await handle.writeFile(file.bytes);
+        // Flush before the rename so a crash cannot leave a complete-looking entry with torn files.
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+    }
+    await rename(tempDir, finalDir);
+  } catch (error) {
+    await rm(tempDir, { recursive: true, force: true });
+    // Another process finished the same content-addressed entry first: theirs is identical.
+    if (isErrnoException(error) && (error.code === 'ENOTEMPTY' || error.code === 'EEXIST')) return;
+    throw error;
+  }
+}
+
+async function fileExists(filePath: string): Promise<boolean> {
+  try {
+    await access(filePath);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isShape(value: unknown): value is number[] {
+  return Array.isArray(value) && value.every((dim) => Number.isSafeInteger(dim) && dim >= 0);
+}
+
+function isErrnoException(error: unknown): error is NodeJS.ErrnoException {
+  return error instanceof Error && 'code' in error;
+}

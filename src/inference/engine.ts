@@ -1,0 +1,290 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+import type { Registry } from 'prom-client';
+import { ArtifactStore, assertModelKey, type ModelRef } from './artifact-store.js';
+import type { BackendName } from './backend.js';
+import { BatchScheduler } from './batch-scheduler.js';
+import { InferenceInputError } from './errors.js';
+import { InferenceMetrics } from './metrics.js';
+import type { InputDtype, ModelSignature, ResultOf, WorkerConfig, WorkerTask } from './worker-protocol.js';
+
+export type { ModelArtifact, ModelRef } from './artifact-store.js';
+export type { BackendName } from './backend.js';
+export type { ModelSignature } from './worker-protocol.js';
+export {
+  InferenceArtifactError,
+  InferenceClosedError,
+  InferenceError,
+  InferenceInputError,
+  InferenceOverloadedError,
+  type InferenceErrorCode,
+} from './errors.js';
+
+export interface InferenceEngineOptions {
+  /** Worker threads, each running one batch at a time. */
+  workers: number;
+  /** Most instances merged into one dispatched batch. */
+  maxBatchSize: number;
+  /** Longest a partial batch waits to fill while every worker is busy. */
+  maxWaitMs: number;
+  /** Most instances admitted but not yet dispatched; beyond it `predict` rejects at once. */
+  maxQueueDepth: number;
+  /** Loaded-model budget in weight bytes, split evenly across workers. */
+  cacheBytes: number;
+  /** Directory for the content-addressed artifact file cache. */
+  artifactDir: string;
+  /** false: every request is its own dispatch (the unbatched baseline). */
+  batching: boolean;
+  /** Registry for the engine's metrics; without one they are not exported. */
+  registry?: Registry;
+  /** A worker died outside any task (piscina replaces it). Defaults to a process warning. */
+  onWorkerError?: (error: Error) => void;
+}
+
+export interface TensorInput {
+  data: Float32Array | Int32Array;
+  /** Full shape including the leading batch dimension (the number of instances). */
+  shape: number[];
+  dtype: InputDtype;
+}
+
+export interface TensorOutput {
+  data: Float32Array;
+  /** Full shape; the leading dimension equals the request's instance count. */
+  shape: number[];
+}
+
+interface PredictRequest {
+  modelKey: string;
+  input: TensorInput;
+  instances: number;
+}
+
+/**
+ * Serves tfjs layers models (single input, single output) from a pool of worker threads
+ * with per-model dynamic micro-batching. See `BatchScheduler` for the batching policy.
+ */
+export class InferenceEngine {
+  private readonly scheduler: BatchScheduler<PredictRequest, TensorOutput>;
+  private readonly metrics: InferenceMetrics;
+  private closed: Promise<void> | undefined;
+
+  private constructor(
+    options: InferenceEngineOptions,
+    private readonly pool: Piscina,
+    private readonly artifacts: ArtifactStore,
+    /** The tfjs backend the workers run. */
+    readonly backend: BackendName,
+  ) {
+    this.scheduler = new BatchScheduler(
+      {
+        slots: options.workers,
+        maxBatchSize: options.maxBatchSize,
+        maxWaitMs: options.maxWaitMs,
+        maxQueueDepth: options.maxQueueDepth,
+        batching: options.batching,
+      },
+      (requests) => this.runPredictBatch(requests),
+    );
+    this.metrics = new InferenceMetrics(options.registry, () => this.scheduler.queueDepth);
+    this.metrics.setBackend(backend);
+  }
+
+  /** Starts the workers and resolves once every one of them has initialised its backend. */
+  static async start(options: InferenceEngineOptions): Promise<InferenceEngine> {
+    validateOptions(options);
+    const artifacts = await ArtifactStore.open(options.artifactDir);
+    const workerFile = workerFileUrl();
+    const workerConfig: WorkerConfig = {
+      artifactDir: artifacts.rootDir,
+      cacheBytes: Math.floor(options.cacheBytes / options.workers),
+    };
+    const pool = new Piscina({
+      filename: workerFile.href,
+      minThreads: options.workers,
+      maxThreads: options.workers,
+      concurrentTasksPerWorker: 1,
+      execArgv: workerExecArgv(workerFile),
+      workerData: workerConfig,
+    });
+    const onWorkerError = options.onWorkerError ?? ((error: Error) => process.emitWarning(error));
+    pool.on('error', onWorkerError);
+    try {
+      const backend = await describeWorkers(pool, options.workers);
+      return new InferenceEngine(options, pool, artifacts, backend);
+    } catch (error) {
+      await pool.destroy();
+      throw error;
+    }
+  }
+
+  /**
+   * Runs the model on `input` (a batch of one or more instances) and resolves with the
+   * output rows for exactly those instances, in order. Rejects at once with
+   * `InferenceOverloadedError` when the queue is full, `InferenceInputError` when the
+   * input is malformed.
+   */
+  predict(model: ModelRef, input: TensorInput): Promise<TensorOutput> {
+    try {
+      assertModelKey(model.key);
+      validateInput(input);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const [instances = 0, ...rowShape] = input.shape;
+    // Only requests that stack into one tensor may share a batch.
+    const groupKey = `${model.key}/${input.dtype}/${rowShape.join('x')}`;
+    return this.scheduler.submit(groupKey, instances, { modelKey: model.key, input, instances }, () =>
+      this.artifacts.ensure(model),
+    );
+  }
+
+  /**
+   * Writes the artifact to the file cache and loads it in one worker (the others load it on
+   * first use), failing if the model cannot be served. Meant for publish time.
+   */
+  async warm(model: ModelRef): Promise<void> {
+    await this.inspect(model);
+  }
+
+  /** The input/output signature of the model, loading it if needed. */
+  async inspect(model: ModelRef): Promise<ModelSignature> {
+    assertModelKey(model.key);
+    await this.artifacts.ensure(model);
+    const result = await this.scheduler.occupySlot(() =>
+      runWorkerTask(this.pool, { kind: 'load', modelKey: model.key }),
+    );
+    this.metrics.recordCacheUse(result);
+    return result.signature;
+  }
+
+  stats(): { queueDepth: number; inFlight: number } {
+    return { queueDepth: this.scheduler.queueDepth, inFlight: this.scheduler.inFlight };
+  }
+
+  /** Rejects new work, finishes everything already admitted, then stops the workers. */
+  close(): Promise<void> {
+    this.closed ??= this.shutDown();
+    return this.closed;
+  }
+
+  private async shutDown(): Promise<void> {
+    await this.scheduler.drain();
+    await this.pool.destroy();
+    this.metrics.unregister();
+  }
+
+  private async runPredictBatch(requests: PredictRequest[]): Promise<TensorOutput[]> {
+    const [first] = requests;
+    if (!first) return [];
+    const { dtype } = first.input;
+    const rowShape = first.input.shape.slice(1);
+    const instances = requests.reduce((sum, request) => sum + request.instances, 0);
+    const length = requests.reduce((sum, request) => sum + request.input.data.length, 0);
+    // A fresh buffer per batch can be transferred to the worker; callers keep their inputs.
+    const data = dtype === 'float32' ? new Float32Array(length) : new Int32Array(length);
+    let offset = 0;
+    for (const request of requests) {
+      data.set(request.input.data, offset);
+      offset += request.input.data.length;
+    }
+    const result = await runWorkerTask(
+      this.pool,
+      { kind: 'predict', modelKey: first.modelKey, data: data.buffer, dtype, shape: [instances, ...rowShape] },
+      [data.buffer],
+    );
+    this.metrics.recordCacheUse(result);
+    this.metrics.batchSize.observe(instances);
+    this.metrics.inferenceSeconds.observe(result.seconds);
+    return splitRows(
+      new Float32Array(result.output),
+      result.shape,
+      requests.map((request) => request.instances),
+    );
+  }
+}
+
+function runWorkerTask<T extends WorkerTask>(
+  pool: Piscina,
+  task: T,
+  transferList: ArrayBuffer[] = [],
+): Promise<ResultOf<T>> {
+  // piscina types results as any; worker.ts returns ResultOf<T> for each task type.
+  return pool.run(task, { transferList }) as Promise<ResultOf<T>>;
+}
+
+/** Runs one describe task per worker at once; they only return when all workers are up. */
+async function describeWorkers(pool: Piscina, workers: number): Promise<BackendName> {
+  const barrier = new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT);
+  const described = await Promise.all(
+    Array.from({ length: workers }, () => runWorkerTask(pool, { kind: 'describe', workers, barrier })),
+  );
+  const backends = new Set(described.map((result) => result.backend));
+  const [backend] = backends;
+  if (backend === undefined || backends.size > 1) {
+    throw new Error(`inference workers selected different backends: ${[...backends].join(', ')}`);
+  }
+  return backend;
+}
+
+/** Splits batch output rows back into one output per request, in request order. */
+function splitRows(output: Float32Array, shape: number[], rowCounts: number[]): TensorOutput[] {
+  const [outputRows, ...rowShape] = shape;
+  const expectedRows = rowCounts.reduce((sum, rows) => sum + rows, 0);
+  if (outputRows !== expectedRows) {
+    throw new Error(`model returned ${String(outputRows)} rows for a batch of ${expectedRows} instances`);
+  }
+  if (rowCounts.length === 1) return [{ data: output, shape }];
+  const rowSize = rowShape.reduce((size, dim) => size * dim, 1);
+  let row = 0;
+  return rowCounts.map((rows) => {
+    // Copies, not views: callers must not share (or be able to detach) one another's buffer.
+    const data = output.slice(row * rowSize, (row + rows) * rowSize);
+    row += rows;
+    return { data, shape: [rows, ...rowShape] };
+  });
+}
+
+function validateInput(input: TensorInput): void {
+  const { data, shape, dtype } = input;
+  const expectedArray = dtype === 'float32' ? Float32Array : dtype === 'int32' ? Int32Array : undefined;
+  if (!expectedArray) throw new InferenceInputError(`unsupported input dtype ${String(dtype)}`);
+  if (!(data instanceof expectedArray)) throw new InferenceInputError(`a ${dtype} input needs a ${expectedArray.name}`);
+  if (!Array.isArray(shape) || shape.length === 0 || !shape.every((dim) => Number.isSafeInteger(dim) && dim > 0)) {
+    throw new InferenceInputError('input shape must be positive integers, starting with the number of instances');
+  }
+  const size = shape.reduce((product, dim) => product * dim, 1);
+  if (size !== data.length) {
+    throw new InferenceInputError(`input shape [${shape.join(', ')}] needs ${size} values but data has ${data.length}`);
+  }
+}
+
+function validateOptions(options: InferenceEngineOptions): void {
+  const positiveIntegers = ['workers', 'maxBatchSize', 'maxQueueDepth'] as const;
+  for (const name of positiveIntegers) {
+    if (!Number.isSafeInteger(options[name]) || options[name] < 1)
+      throw new RangeError(`${name} must be a positive integer`);
+  }
+  if (!(options.maxWaitMs >= 0 && Number.isFinite(options.maxWaitMs))) throw new RangeError('maxWaitMs must be >= 0');
+  if (!(options.cacheBytes >= 0 && Number.isFinite(options.cacheBytes)))
+    throw new RangeError('cacheBytes must be >= 0');
+  if (!options.artifactDir) throw new RangeError('artifactDir is required');
+}
+
+/** The worker module next to this one, with this module's extension (.ts under tsx, .js compiled). */
+function workerFileUrl(): URL {
+  const extension = path.extname(fileURLToPath(import.meta.url));
+  return new URL(`./worker${extension}`, import.meta.url);
+}
+
+/**
+ * Worker threads inherit the parent's execArgv, which under `tsx` or `node --import tsx`
+ * carries tsx's hooks. A parent that registered tsx through its API has no such flag,
+ * so a TypeScript worker gets tsx added explicitly.
+ */
+function workerExecArgv(workerFile: URL): string[] {
+  const inherited = process.execArgv;
+  if (!workerFile.pathname.endsWith('.ts') || inherited.some((arg) => arg.includes('tsx'))) return inherited;
+  return [...inherited, '--import', import.meta.resolve('tsx')];
+}

@@ -1,0 +1,49 @@
+/**
+ * Errors the inference engine raises on purpose. Each carries a stable `code` so the
+ * GraphQL layer can map it to an error extension without matching on messages.
+ * Failures inside tfjs (a model that does not load, an input shape the model rejects)
+ * reach callers as the plain `Error` the worker threw.
+ */
+export type InferenceErrorCode = 'OVERLOADED' | 'BAD_INPUT' | 'BAD_ARTIFACT' | 'CLOSED';
+
+export class InferenceError extends Error {
+  constructor(
+    readonly code: InferenceErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+/** The batching queue is full; the request was rejected without waiting. Safe to retry later. */
+export class InferenceOverloadedError extends InferenceError {
+  declare readonly code: 'OVERLOADED';
+  constructor(message: string) {
+    super('OVERLOADED', message);
+  }
+}
+
+/** The input tensor or model reference is malformed; retrying the same request cannot succeed. */
+export class InferenceInputError extends InferenceError {
+  declare readonly code: 'BAD_INPUT';
+  constructor(message: string) {
+    super('BAD_INPUT', message);
+  }
+}
+
+/** The artifact returned by `ModelRef.load()` is not a servable tfjs layers model. */
+export class InferenceArtifactError extends InferenceError {
+  declare readonly code: 'BAD_ARTIFACT';
+  constructor(message: string) {
+    super('BAD_ARTIFACT', message);
+  }
+}
+
+/** The engine is closing or closed. */
+export class InferenceClosedError extends InferenceError {
+  declare readonly code: 'CLOSED';
+  constructor() {
+    super('CLOSED', 'the inference engine is closed');
+  }
+}

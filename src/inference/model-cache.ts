@@ -1,0 +1,108 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { LRUCache } from 'lru-cache';
+import { MODEL_JSON_FILE } from './artifact-store.js';
+import type { ModelSignature } from './worker-protocol.js';
+
+interface LoadedModel {
+  model: tf.LayersModel;
+  weightBytes: number;
+}
+
+export interface ModelLease {
+  model: tf.LayersModel;
+  cacheHit: boolean;
+  /** Call when done with the model; disposes it if it was too big to cache. */
+  release(): void;
+}
+
+/**
+ * A worker's loaded models, keyed by artifact sha256 and bounded by weight bytes.
+ * Each worker runs one task at a time (piscina `concurrentTasksPerWorker: 1`), so a model
+ * cannot be evicted while another task is using it and loads need no de-duplication.
+ */
+export class LoadedModelCache {
+  private readonly models: LRUCache<string, LoadedModel>;
+  private readonly capacityBytes: number;
+  private evictions = 0;
+
+  constructor(
+    private readonly artifactDir: string,
+    capacityBytes: number,
+  ) {
+    this.capacityBytes = Math.max(0, Math.floor(capacityBytes));
+    this.models = new LRUCache<string, LoadedModel>({
+      maxSize: Math.max(1, this.capacityBytes),
+      sizeCalculation: (loaded) => Math.max(1, loaded.weightBytes),
+      dispose: (loaded, _key, reason) => {
+        loaded.model.dispose();
+        if (reason === 'evict') this.evictions += 1;
+      },
+    });
+  }
+
+  async acquire(key: string): Promise<ModelLease> {
+    const cached = this.models.get(key);
+    if (cached) return { model: cached.model, cacheHit: true, release: () => {} };
+
+    const loaded = await loadModelFromDir(path.join(this.artifactDir, key));
+    if (loaded.weightBytes <= this.capacityBytes) {
+      this.models.set(key, loaded);
+      return { model: loaded.model, cacheHit: false, release: () => {} };
+    }
+    // Larger than the whole budget: serve this task, then free it rather than evicting everything.
+    return { model: loaded.model, cacheHit: false, release: () => loaded.model.dispose() };
+  }
+
+  /** Evictions since the previous call, so each task result reports only its own. */
+  takeEvictions(): number {
+    const evictions = this.evictions;
+    this.evictions = 0;
+    return evictions;
+  }
+}
+
+/** Loads a layers model from a file-cache entry written by `ArtifactStore`. */
+async function loadModelFromDir(entryDir: string): Promise<LoadedModel> {
+  let weightBytes = 0;
+  const handler: tf.io.IOHandler = {
+    load: async () => {
+      const modelJson = JSON.parse(await readFile(path.join(entryDir, MODEL_JSON_FILE), 'utf8')) as tf.io.ModelJSON;
+      return tf.io.getModelArtifactsForJSON(modelJson, async (manifest) => {
+        // Shard files in manifest order form the weight buffer; tfjs accepts them unjoined.
+        const shards: ArrayBuffer[] = [];
+        for (const group of manifest) {
+          for (const fileName of group.paths) {
+            const shard = await readFile(path.join(entryDir, fileName));
+            shards.push(toExactArrayBuffer(shard));
+            weightBytes += shard.byteLength;
+          }
+        }
+        return [tf.io.getWeightSpecs(manifest), shards];
+      });
+    },
+  };
+  const model = await tf.loadLayersModel(handler);
+  if (model.inputs.length !== 1 || model.outputs.length !== 1) {
+    model.dispose();
+    throw new Error(
+      `only single-input, single-output models are served; this one has ${model.inputs.length} inputs and ${model.outputs.length} outputs`,
+    );
+  }
+  return { model, weightBytes };
+}
+
+export function signatureOf(model: tf.LayersModel): ModelSignature {
+  return {
+    inputs: model.inputs.map((input) => ({ name: input.name, shape: input.shape, dtype: input.dtype })),
+    outputs: model.outputs.map((output) => ({ shape: output.shape })),
+  };
+}
+
+function toExactArrayBuffer(bytes: Uint8Array): ArrayBuffer {
+  // Node may return a view into a larger pooled buffer; tfjs needs exactly the file's bytes.
+  const { buffer, byteOffset, byteLength } = bytes;
+  if (buffer instanceof ArrayBuffer && byteOffset === 0 && byteLength === buffer.byteLength) return buffer;
+  return bytes.slice().buffer;
+}

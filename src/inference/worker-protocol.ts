@@ -1,0 +1,70 @@
+import type { BackendName } from './backend.js';
+
+/** Messages between the engine (main thread) and its piscina workers. */
+
+export interface WorkerConfig {
+  artifactDir: string;
+  /** Byte budget of this worker's loaded-model LRU (weights bytes). */
+  cacheBytes: number;
+}
+
+export type InputDtype = 'float32' | 'int32';
+
+export interface ModelSignature {
+  inputs: { name: string; shape: (number | null)[]; dtype: string }[];
+  outputs: { shape: (number | null)[] }[];
+}
+
+/** Start-up handshake: holds each worker until all have joined (see `waitForAllWorkers`). */
+export interface DescribeTask {
+  kind: 'describe';
+  workers: number;
+  /** One Int32 counting the workers that have joined. */
+  barrier: SharedArrayBuffer;
+}
+
+export interface LoadTask {
+  kind: 'load';
+  modelKey: string;
+}
+
+export interface PredictTask {
+  kind: 'predict';
+  modelKey: string;
+  /** Transferred, not copied: the engine builds a fresh buffer per batch. */
+  data: ArrayBuffer;
+  dtype: InputDtype;
+  shape: number[];
+}
+
+export type WorkerTask = DescribeTask | LoadTask | PredictTask;
+
+export interface DescribeResult {
+  backend: BackendName;
+}
+
+/** How the task used the worker's model cache; every model-bearing result carries it. */
+export interface CacheReport {
+  cacheHit: boolean;
+  /** Models evicted from this worker's cache while serving the task. */
+  evictions: number;
+}
+
+export interface LoadResult extends CacheReport {
+  signature: ModelSignature;
+}
+
+export interface PredictResult extends CacheReport {
+  /** float32 output values, transferred back. */
+  output: ArrayBuffer;
+  shape: number[];
+  /** Time the worker spent on the task, including a model load on a cache miss. */
+  seconds: number;
+}
+
+/** The result type the worker returns for each task type. */
+export type ResultOf<T extends WorkerTask> = T extends PredictTask
+  ? PredictResult
+  : T extends LoadTask
+    ? LoadResult
+    : DescribeResult;

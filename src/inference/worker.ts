@@ -1,0 +1,109 @@
+/**
+ * Piscina worker: runs model loads and batched predictions off the main event loop.
+ *
+ * Keep this module free of top-level await: under tsx on Node 20, worker threads load
+ * TypeScript through tsx's CommonJS hook (its ESM hooks are not active in workers), and
+ * CommonJS cannot wait at top level. Backend initialisation therefore happens on first use.
+ */
+import { workerData } from 'node:worker_threads';
+import * as tf from '@tensorflow/tfjs';
+import { move, transferableSymbol, valueSymbol } from 'piscina';
+import { initBackend } from './backend.js';
+import { LoadedModelCache, signatureOf } from './model-cache.js';
+import type {
+  DescribeResult,
+  DescribeTask,
+  LoadResult,
+  LoadTask,
+  PredictResult,
+  PredictTask,
+  WorkerConfig,
+  WorkerTask,
+} from './worker-protocol.js';
+
+const STARTUP_TIMEOUT_MS = 60_000;
+
+const config = workerData as WorkerConfig;
+const models = new LoadedModelCache(config.artifactDir, config.cacheBytes);
+
+export default async function runTask(task: WorkerTask): Promise<DescribeResult | LoadResult | PredictResult> {
+  switch (task.kind) {
+    case 'describe':
+      return describe(task);
+    case 'load':
+      return load(task);
+    case 'predict':
+      return predict(task);
+  }
+}
+
+async function describe(task: DescribeTask): Promise<DescribeResult> {
+  const backend = await initBackend();
+  waitForAllWorkers(task);
+  return { backend };
+}
+
+/**
+ * Blocks until `task.workers` describe tasks are running at once. A worker runs one task
+ * at a time, so that many concurrent describes must be on distinct workers: when they all
+ * return, every worker has initialised its backend.
+ */
+function waitForAllWorkers({ barrier, workers }: DescribeTask): void {
+  const joined = new Int32Array(barrier);
+  Atomics.add(joined, 0, 1);
+  Atomics.notify(joined, 0);
+  const deadline = Date.now() + STARTUP_TIMEOUT_MS;
+  for (let seen = Atomics.load(joined, 0); seen < workers; seen = Atomics.load(joined, 0)) {
+    const remainingMs = deadline - Date.now();
+    if (remainingMs <= 0) throw new Error(`only ${seen} of ${workers} inference workers started`);
+    Atomics.wait(joined, 0, seen, remainingMs);
+  }
+}
+
+async function load(task: LoadTask): Promise<LoadResult> {
+  await initBackend();
+  const lease = await models.acquire(task.modelKey);
+  try {
+    return { signature: signatureOf(lease.model), cacheHit: lease.cacheHit, evictions: models.takeEvictions() };
+  } finally {
+    lease.release();
+  }
+}
+
+async function predict(task: PredictTask): Promise<PredictResult> {
+  await initBackend();
+  const startedAt = performance.now();
+  const lease = await models.acquire(task.modelKey);
+  try {
+    const output = tf.tidy(() => {
+      const data = task.dtype === 'float32' ? new Float32Array(task.data) : new Int32Array(task.data);
+      const prediction = lease.model.predict(tf.tensor(data, task.shape, task.dtype));
+      // Models with several outputs are rejected when loaded.
+      const single = Array.isArray(prediction) ? prediction[0]! : prediction;
+      return single.dtype === 'float32' ? single : single.cast('float32');
+    });
+    let values: Float32Array<ArrayBuffer>;
+    try {
+      // Backends may hand out their internal storage (cpu does); transfer a copy we own.
+      values = new Float32Array(await output.data<'float32'>());
+    } finally {
+      output.dispose();
+    }
+    const result: PredictResult = {
+      output: values.buffer,
+      shape: output.shape,
+      seconds: (performance.now() - startedAt) / 1000,
+      cacheHit: lease.cacheHit,
+      evictions: models.takeEvictions(),
+    };
+    return transferring(result, [result.output]);
+  } finally {
+    lease.release();
+  }
+}
+
+/** Returns `value` such that piscina moves `buffers` to the main thread instead of copying. */
+function transferring<T extends object>(value: T, buffers: ArrayBuffer[]): T {
+  // Piscina unwraps the movable envelope before the main thread sees it, so callers get a T.
+  return move({ [transferableSymbol]: buffers, [valueSymbol]: value }) as unknown as T;
+}

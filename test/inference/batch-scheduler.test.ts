@@ -1,0 +1,164 @@
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { test } from 'node:test';
+import { BatchScheduler, type BatchSchedulerOptions } from '../../src/inference/batch-scheduler.js';
+import { InferenceClosedError, InferenceOverloadedError } from '../../src/inference/errors.js';
+
+interface Request {
+  id: string;
+  instances: number;
+}
+
+/** A scheduler whose batches finish only when the test releases them. */
+function controlledScheduler(overrides: Partial<BatchSchedulerOptions> = {}) {
+  const batches: { ids: string[]; finish(): void }[] = [];
+  const scheduler = new BatchScheduler<Request, string>(
+    { slots: 1, maxBatchSize: 4, maxWaitMs: 30, maxQueueDepth: 100, batching: true, ...overrides },
+    (requests) =>
+      new Promise((resolve) => {
+        const ids = requests.map((request) => request.id);
+        batches.push({ ids, finish: () => resolve(ids.map((id) => `done:${id}`)) });
+      }),
+  );
+  const submit = (id: string, instances = 1, group = 'model-a') =>
+    scheduler.submit(group, instances, { id, instances }, async () => {});
+  return { scheduler, batches, submit };
+}
+
+const ready = () => new Promise((resolve) => setImmediate(resolve));
+
+test('requests arriving together share a batch; other groups get their own', async () => {
+  const { batches, submit } = controlledScheduler({ slots: 1, maxWaitMs: 0 });
+  const results = [submit('a1'), submit('a2'), submit('b1', 1, 'model-b'), submit('a3')];
+  await ready();
+  await ready();
+  assert.deepEqual(
+    batches.map((batch) => batch.ids),
+    [['a1', 'a2', 'a3'], ['b1']],
+  );
+  for (const batch of batches) batch.finish();
+  assert.deepEqual(await Promise.all(results), ['done:a1', 'done:a2', 'done:b1', 'done:a3']);
+});
+
+test('waiting requests are spread over idle slots', async () => {
+  const { batches, submit } = controlledScheduler({ slots: 2, maxBatchSize: 8 });
+  const results = ['a', 'b', 'c', 'd', 'e', 'f'].map((id) => submit(id));
+  await ready();
+  await ready();
+  assert.deepEqual(
+    batches.map((batch) => batch.ids),
+    [
+      ['a', 'b', 'c'],
+      ['d', 'e', 'f'],
+    ],
+  );
+  for (const batch of batches) batch.finish();
+  await Promise.all(results);
+});
+
+test('while every slot is busy, a partial batch is staged after maxWaitMs', async () => {
+  const { batches, submit } = controlledScheduler({ maxWaitMs: 30 });
+  void submit('first');
+  await ready();
+  await ready();
+  void submit('second');
+  void submit('third');
+  await sleep(10);
+  assert.equal(batches.length, 1, 'the partial batch is still filling');
+  await sleep(40);
+  assert.deepEqual(
+    batches.map((batch) => batch.ids),
+    [['first'], ['second', 'third']],
+  );
+  for (const batch of batches) batch.finish();
+});
+
+test('while every slot is busy, a full batch is staged without waiting', async () => {
+  const { batches, submit } = controlledScheduler({ maxWaitMs: 10_000 });
+  void submit('first');
+  await ready();
+  await ready();
+  for (const id of ['b', 'c', 'd', 'e', 'f']) void submit(id);
+  await ready();
+  await ready();
+  assert.deepEqual(
+    batches.map((batch) => batch.ids),
+    [['first'], ['b', 'c', 'd', 'e']],
+  );
+  batches[0]!.finish();
+  await ready();
+  assert.equal(batches.length, 2, 'the staged batch now occupies the slot; the remainder keeps filling');
+  batches[1]!.finish();
+  await ready();
+  assert.deepEqual(batches[2]!.ids, ['f'], 'a free slot takes the remainder at once');
+  batches[2]!.finish();
+});
+
+test('batches keep arrival order; an oversized request runs alone', async () => {
+  const { batches, submit } = controlledScheduler({ slots: 3, maxBatchSize: 4 });
+  void submit('one', 1);
+  void submit('big', 6);
+  void submit('two', 2);
+  void submit('three', 2);
+  await ready();
+  await ready();
+  assert.deepEqual(
+    batches.map((batch) => batch.ids),
+    [['one'], ['big'], ['two', 'three']],
+  );
+  for (const batch of batches) batch.finish();
+});
+
+test('with batching off every request is its own dispatch', async () => {
+  const { batches, submit } = controlledScheduler({ slots: 2, batching: false });
+  for (const id of ['a', 'b', 'c']) void submit(id);
+  await ready();
+  await ready();
+  assert.deepEqual(
+    batches.map((batch) => batch.ids),
+    [['a'], ['b'], ['c']],
+  );
+  for (const batch of batches) batch.finish();
+});
+
+test('admission counts waiting instances, including those still being prepared', async () => {
+  const { scheduler, batches, submit } = controlledScheduler({ maxQueueDepth: 3 });
+  let finishPreparing = () => {};
+  const preparing = new Promise<void>((resolve) => (finishPreparing = resolve));
+  const slow = scheduler.submit('model-a', 2, { id: 'slow', instances: 2 }, () => preparing);
+  await assert.rejects(submit('over', 2), InferenceOverloadedError);
+  assert.equal(scheduler.queueDepth, 2);
+  const failed = scheduler.submit('model-a', 1, { id: 'failed', instances: 1 }, async () => {
+    throw new Error('artifact unavailable');
+  });
+  await assert.rejects(failed, /artifact unavailable/);
+  assert.equal(scheduler.queueDepth, 2, 'a failed prepare releases its reservation');
+  finishPreparing();
+  await ready();
+  await ready();
+  assert.equal(scheduler.queueDepth, 0);
+  batches[0]!.finish();
+  assert.equal(await slow, 'done:slow');
+});
+
+test('drain flushes partial batches at once, waits for them, then rejects new work', async () => {
+  const { scheduler, batches, submit } = controlledScheduler({ maxWaitMs: 10_000 });
+  const first = submit('first');
+  await ready();
+  await ready();
+  const second = submit('second');
+  await ready();
+  let drained = false;
+  const draining = scheduler.drain().then(() => (drained = true));
+  assert.deepEqual(
+    batches.map((batch) => batch.ids),
+    [['first'], ['second']],
+  );
+  batches[0]!.finish();
+  await ready();
+  assert.equal(drained, false);
+  batches[1]!.finish();
+  await draining;
+  assert.deepEqual(await Promise.all([first, second]), ['done:first', 'done:second']);
+  await assert.rejects(submit('late'), InferenceClosedError);
+});
