@@ -1,6 +1,7 @@
 // Starts the server's parts: database (configured or embedded), migrations, services, HTTP. Used by
 // main.ts, the operator scripts (without HTTP) and the tests, which run real servers on real databases.
 import path from 'node:path';
+import type { Registry } from 'prom-client';
 import type { Config } from './config.js';
 import { connectDatabase, type Database } from './db/database.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './db/embedded.js';
@@ -13,6 +14,7 @@ import { createServices, type Services } from './server/services.js';
 
 export interface Runtime {
   db: Database;
+  registry: Registry;
   services: Services;
   migrations: Migration[];
   logger: Logger;
@@ -41,9 +43,11 @@ export async function openRuntime(config: Config, logger = createLogger(config.l
     const migrations = await listMigrations();
     const applied = await applyMigrations(db.pool, migrations);
     if (applied.length) logger.info({ applied }, 'applied database migrations');
-    const services = await createServices(config, db, secrets);
+    const registry = createRegistry();
+    const services = await createServices(config, db, secrets, registry, logger);
     return {
       db,
+      registry,
       services,
       migrations,
       logger,
@@ -77,7 +81,7 @@ export async function startApplication(config: Config, logger = createLogger(con
       const outcome = await services.auth.ensureAdmin(config.bootstrapAdmin.email, config.bootstrapAdmin.password);
       if (outcome.created || outcome.promoted) logger.info(outcome, 'bootstrap admin ensured');
     }
-    const http = await startHttpServer({ ...runtime, config, registry: createRegistry() });
+    const http = await startHttpServer({ ...runtime, config });
     return {
       url: http.url,
       port: http.port,

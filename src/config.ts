@@ -1,5 +1,6 @@
 // The only place that reads process.env. Everything is validated once at start; a bad value stops the
 // server with one line per offending variable.
+import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 
@@ -35,13 +36,23 @@ const envSchema = z.object({
   ADMIN_EMAIL: z.string().email().optional(),
   ADMIN_PASSWORD: z.string().optional(),
   TRUST_PROXY: boolean.default(false),
-  BODY_LIMIT_BYTES: int(1024, 64 * 1024 * 1024).default(1024 * 1024),
+  BODY_LIMIT_BYTES: int(1024, 256 * 1024 * 1024).default(8 * 1024 * 1024),
   GRAPHQL_MAX_DEPTH: int(2, 50).default(10),
   GRAPHQL_MAX_COST: int(10, 1_000_000).default(5000),
   GRAPHQL_MAX_ALIASES: int(1, 1000).default(15),
   GRAPHQL_MAX_TOKENS: int(100, 100_000).default(2000),
   GRAPHQL_MAX_BATCH: int(1, 100).default(10),
   SHUTDOWN_GRACE_MS: int(0, 120_000).default(10_000),
+  INFERENCE_WORKERS: int(1, 64).optional(),
+  INFERENCE_MAX_BATCH: int(1, 4096).default(64),
+  INFERENCE_MAX_WAIT_MS: int(0, 1000).default(2),
+  INFERENCE_MAX_QUEUE: int(1, 1_000_000).default(4096),
+  INFERENCE_BATCHING: boolean.default(true),
+  MODEL_CACHE_BYTES: int(1024 * 1024, 64 * 1024 ** 3).default(512 * 1024 * 1024),
+  ARTIFACT_MAX_BYTES: int(1024, 2 * 1024 ** 3).default(256 * 1024 * 1024),
+  PREDICT_MAX_INSTANCES: int(1, 100_000).default(256),
+  PREDICT_MAX_STRING_LENGTH: int(1, 10_000_000).default(100_000),
+  CATALOG_CACHE_TTL_MS: int(0, 600_000).default(1000),
 });
 
 export type Config = ReturnType<typeof parseConfig>;
@@ -104,6 +115,21 @@ export function parseConfig(env: Record<string, string | undefined>) {
       maxBatch: e.GRAPHQL_MAX_BATCH,
     },
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    inference: {
+      // One core stays with the event loop (HTTP, GraphQL, database I/O).
+      workers: e.INFERENCE_WORKERS ?? Math.max(1, os.availableParallelism() - 1),
+      maxBatchSize: e.INFERENCE_MAX_BATCH,
+      maxWaitMs: e.INFERENCE_MAX_WAIT_MS,
+      maxQueueDepth: e.INFERENCE_MAX_QUEUE,
+      batching: e.INFERENCE_BATCHING,
+      cacheBytes: e.MODEL_CACHE_BYTES,
+    },
+    models: {
+      artifactMaxBytes: e.ARTIFACT_MAX_BYTES,
+      maxInstances: e.PREDICT_MAX_INSTANCES,
+      maxStringLength: e.PREDICT_MAX_STRING_LENGTH,
+      catalogCacheTtlMs: e.CATALOG_CACHE_TTL_MS,
+    },
   };
 }
 

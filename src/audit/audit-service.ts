@@ -15,6 +15,13 @@ export const AuditAction = {
   API_KEY_REVOKED: 'api_key.revoked',
   ROLE_CHANGED: 'user.role_changed',
   ADMIN_BOOTSTRAPPED: 'user.admin_bootstrapped',
+  ARTIFACT_UPLOADED: 'artifact.uploaded',
+  MODEL_CREATED: 'model.created',
+  MODEL_UPDATED: 'model.updated',
+  VERSION_PUBLISHED: 'model_version.published',
+  VERSION_DEPRECATED: 'model_version.deprecated',
+  VERSION_ARCHIVED: 'model_version.archived',
+  ALIAS_SET: 'model_alias.set',
 } as const;
 export type AuditAction = (typeof AuditAction)[keyof typeof AuditAction];
 

@@ -1,4 +1,5 @@
 import type { ApiScope, Role } from '../generated/prisma/client.js';
+import { UnauthenticatedError } from '../server/errors.js';
 
 /** Who is calling: resolved once per request from its credentials. */
 export type Principal =
@@ -16,3 +17,9 @@ export interface Actor {
 }
 
 export const ANONYMOUS: Principal = { kind: 'anonymous' };
+
+/** The calling user's id; anonymous callers are UNAUTHENTICATED. */
+export function requireUserId(principal: Principal): string {
+  if (principal.kind === 'anonymous') throw new UnauthenticatedError();
+  return principal.userId;
+}

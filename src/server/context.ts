@@ -1,7 +1,9 @@
-// The per-request context: the authenticated principal (resolved once), request metadata for audit, and
-// the services.
+// The per-request context: the authenticated principal (resolved once), request metadata for audit,
+// per-request loaders, the services, and warnings to return in the response's extensions.
 import type { Request } from 'express';
 import type { Actor } from '../auth/principal.js';
+import type { Prisma } from '../db/database.js';
+import { createLoaders, type Loaders } from './loaders.js';
 import type { Logger } from './logger.js';
 import type { Services } from './services.js';
 
@@ -9,15 +11,20 @@ export interface Context {
   actor: Actor;
   userAgent: string | undefined;
   services: Services;
+  loaders: Loaders;
   log: Logger;
+  /** Added to the response as `extensions.warnings` (e.g. a deprecated version served). */
+  warnings: string[];
 }
 
-export async function buildContext(req: Request, services: Services): Promise<Context> {
+export async function buildContext(req: Request, services: Services, prisma: Prisma): Promise<Context> {
   const principal = await services.authenticator.authenticate(req.headers);
   return {
     actor: { principal, ip: req.ip ?? 'unknown', requestId: String(req.id) },
     userAgent: req.headers['user-agent'],
     services,
+    loaders: createLoaders(prisma),
     log: req.log,
+    warnings: [],
   };
 }

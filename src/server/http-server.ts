@@ -14,6 +14,7 @@ import type { Registry } from 'prom-client';
 import type { Config } from '../config.js';
 import type { Database } from '../db/database.js';
 import { pendingMigrations, type Migration } from '../db/migrate.js';
+import { artifactRoutes } from '../models/artifacts-http.js';
 import { buildContext, type Context } from './context.js';
 import { CLIENT_ERROR_CODES } from './errors.js';
 import type { Logger } from './logger.js';
@@ -61,6 +62,22 @@ function batchLimit(max: number): RequestHandler {
   };
 }
 
+/** Returns what resolvers put in `ctx.warnings` as `extensions.warnings`. */
+const warningsPlugin: ApolloServerPlugin<Context> = {
+  async requestDidStart() {
+    return {
+      async willSendResponse({ contextValue, response }) {
+        if (contextValue.warnings.length && response.body.kind === 'single') {
+          response.body.singleResult.extensions = {
+            ...response.body.singleResult.extensions,
+            warnings: contextValue.warnings,
+          };
+        }
+      },
+    };
+  },
+};
+
 export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttpServer> {
   const { config, db, services, logger, registry } = deps;
   const app = express();
@@ -94,6 +111,7 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
         status: ready ? 'ready' : 'not ready',
         database: 'ok',
         migrations: ready ? 'applied' : { pending },
+        inference: { backend: services.engine.backend, ...services.engine.stats() },
       });
     } catch (error) {
       logger.warn({ err: error }, 'readiness check failed');
@@ -124,6 +142,7 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
     ...(armor.plugins as ApolloServerPlugin<Context>[]),
     ApolloServerPluginDrainHttpServer({ httpServer }),
     graphqlMetricsPlugin(registry),
+    warningsPlugin,
   ];
   if (!config.graphql.landingPage) plugins.push(ApolloServerPluginLandingPageDisabled());
 
@@ -154,8 +173,9 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
     express.json({ limit: config.graphql.bodyLimitBytes, type: ['application/json', 'application/*+json'] }),
     bodyErrorHandler,
     batchLimit(config.graphql.maxBatch),
-    expressMiddleware(apollo, { context: ({ req }) => buildContext(req, services) }),
+    expressMiddleware(apollo, { context: ({ req }) => buildContext(req, services, db.prisma) }),
   );
+  app.use(artifactRoutes(services, db.prisma, config.models.artifactMaxBytes));
 
   app.use((_req, res) => requestError(res, 404, 'NOT_FOUND', 'No such route'));
   app.use(((error, req, res, _next) => {

@@ -5,10 +5,13 @@ import { fileURLToPath } from 'node:url';
 import { makeExecutableSchema } from '@graphql-tools/schema';
 import { getDirective, MapperKind, mapSchema } from '@graphql-tools/utils';
 import { defaultFieldResolver, type GraphQLSchema } from 'graphql';
-import { DateTimeResolver } from 'graphql-scalars';
+import { DateTimeResolver, JSONResolver } from 'graphql-scalars';
 import type { ApiScope, Role } from '../generated/prisma/client.js';
 import type { Resolvers } from '../generated/graphql.js';
 import { authResolvers } from '../auth/resolvers.js';
+import { modelResolvers } from '../models/resolvers.js';
+import { predictionResolvers } from '../predictions/resolvers.js';
+import type { Principal } from '../auth/principal.js';
 import type { Context } from './context.js';
 import { ForbiddenError, UnauthenticatedError } from './errors.js';
 
@@ -16,14 +19,13 @@ export const SCHEMA_PATH = fileURLToPath(new URL('../../schema.graphql', import.
 
 const ROOT_TYPES = new Set(['Query', 'Mutation', 'Subscription']);
 
-interface AuthRule {
+export interface AuthRule {
   roles?: Role[];
   scope?: ApiScope;
 }
 
-/** Throws when the caller may not call a field guarded by `rule`. */
-export function assertAllowed(ctx: Context, rule: AuthRule): void {
-  const { principal } = ctx.actor;
+/** Throws when the caller may not call a field (or HTTP route) guarded by `rule`. */
+export function assertAllowed(principal: Principal, rule: AuthRule): void {
   if (principal.kind === 'anonymous') throw new UnauthenticatedError();
   if (rule.roles?.length && !rule.roles.includes(principal.role)) {
     throw new ForbiddenError('Your role does not allow this operation');
@@ -50,7 +52,7 @@ function withAuthorization(schema: GraphQLSchema): GraphQLSchema {
       return {
         ...field,
         resolve(source, args, ctx: Context, info) {
-          assertAllowed(ctx, auth);
+          assertAllowed(ctx.actor.principal, auth);
           return resolve(source, args, ctx, info);
         },
       };
@@ -60,7 +62,12 @@ function withAuthorization(schema: GraphQLSchema): GraphQLSchema {
 
 export function buildSchema(): GraphQLSchema {
   // One resolver map per domain; makeExecutableSchema merges them.
-  const resolvers: Resolvers[] = [{ DateTime: DateTimeResolver }, authResolvers];
+  const resolvers: Resolvers[] = [
+    { DateTime: DateTimeResolver, JSON: JSONResolver },
+    authResolvers,
+    modelResolvers,
+    predictionResolvers,
+  ];
   const schema = makeExecutableSchema({
     typeDefs: readFileSync(SCHEMA_PATH, 'utf8'),
     resolvers: resolvers as Parameters<typeof makeExecutableSchema>[0]['resolvers'],

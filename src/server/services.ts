@@ -1,4 +1,6 @@
 // The composition root: every long-lived service, built once per server from config and the database.
+import path from 'node:path';
+import type { Registry } from 'prom-client';
 import { AccessTokens } from '../auth/access-tokens.js';
 import { ApiKeyService } from '../auth/api-keys.js';
 import { AuthService } from '../auth/auth-service.js';
@@ -8,7 +10,14 @@ import { SigningKeyRing } from '../auth/signing-keys.js';
 import { AuditService } from '../audit/audit-service.js';
 import type { Config } from '../config.js';
 import type { Database } from '../db/database.js';
+import { InferenceEngine } from '../inference/engine.js';
+import { ArtifactService } from '../models/artifact-service.js';
+import { PostgresArtifactStorage } from '../models/artifact-storage.js';
+import { ModelsService } from '../models/models-service.js';
+import { ownerOnlyAuthorizer, PredictService } from '../predictions/predict-service.js';
+import { ServingCatalog } from '../predictions/serving-catalog.js';
 import type { SecretBox } from '../security/secret-box.js';
+import type { Logger } from './logger.js';
 
 export interface Services {
   audit: AuditService;
@@ -16,12 +25,18 @@ export interface Services {
   apiKeys: ApiKeyService;
   authenticator: Authenticator;
   keyRing: SigningKeyRing;
+  engine: InferenceEngine;
+  artifacts: ArtifactService;
+  models: ModelsService;
+  predictions: PredictService;
 }
 
 export async function createServices(
   config: Config,
   db: Database,
   secrets: SecretBox,
+  registry: Registry,
+  logger: Logger,
 ): Promise<Services & { close(): Promise<void> }> {
   const audit = new AuditService(db.prisma);
   const keyRing = await SigningKeyRing.open(db.prisma, secrets, config.auth.configuredPrivateKeyPem);
@@ -41,15 +56,37 @@ export async function createServices(
   });
   const apiKeys = new ApiKeyService(db.prisma, audit, config.auth.apiKeyUsageFlushMs);
   const authenticator = new Authenticator(auth, apiKeys);
+
+  const engine = await InferenceEngine.start({
+    ...config.inference,
+    artifactDir: path.join(config.dataDir, 'artifact-cache'),
+    registry,
+    onWorkerError: (error) => logger.error({ err: error }, 'inference worker died'),
+  });
+  const artifacts = new ArtifactService(db.prisma, new PostgresArtifactStorage(db.prisma), engine, audit);
+  const models = new ModelsService(db.prisma, audit, artifacts, logger);
+  const catalog = new ServingCatalog(models, artifacts, config.models.catalogCacheTtlMs);
+  models.onCatalogChange(() => catalog.invalidate());
+  const predictions = new PredictService(catalog, artifacts, engine, ownerOnlyAuthorizer, {
+    maxInstances: config.models.maxInstances,
+    maxStringLength: config.models.maxStringLength,
+  });
+  logger.info({ backend: engine.backend, workers: config.inference.workers }, 'inference engine ready');
+
   return {
     audit,
     auth,
     apiKeys,
     authenticator,
     keyRing,
+    engine,
+    artifacts,
+    models,
+    predictions,
     async close() {
       keyRing.close();
       await apiKeys.close();
+      await engine.close();
     },
   };
 }

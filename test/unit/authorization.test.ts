@@ -3,10 +3,8 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { buildSchema as parseSdl, isObjectType } from 'graphql';
 import { assertAllowed, buildSchema, SCHEMA_PATH } from '../../src/server/schema.js';
-import type { Context } from '../../src/server/context.js';
 import type { Principal } from '../../src/auth/principal.js';
 
-const contextFor = (principal: Principal) => ({ actor: { principal, ip: '::1', requestId: 'r' } }) as Context;
 const user = (role: 'CONSUMER' | 'OWNER' | 'ADMIN'): Principal => ({ kind: 'user', userId: 'u', role, sessionId: 's' });
 const key = (scopes: ('PREDICT' | 'READ_USAGE' | 'MANAGE_MODELS')[]): Principal => ({
   kind: 'apiKey',
@@ -44,35 +42,35 @@ describe('function-level authorization', () => {
     const adminOnly = { roles: ['ADMIN' as const] };
     const predict = { scope: 'PREDICT' as const };
     assert.equal(
-      codeOf(() => assertAllowed(contextFor({ kind: 'anonymous' }), {})),
+      codeOf(() => assertAllowed({ kind: 'anonymous' }, {})),
       'UNAUTHENTICATED',
     );
     assert.equal(
-      codeOf(() => assertAllowed(contextFor(user('CONSUMER')), {})),
+      codeOf(() => assertAllowed(user('CONSUMER'), {})),
       'ALLOWED',
     );
     assert.equal(
-      codeOf(() => assertAllowed(contextFor(user('OWNER')), adminOnly)),
+      codeOf(() => assertAllowed(user('OWNER'), adminOnly)),
       'FORBIDDEN',
     );
     assert.equal(
-      codeOf(() => assertAllowed(contextFor(user('ADMIN')), adminOnly)),
+      codeOf(() => assertAllowed(user('ADMIN'), adminOnly)),
       'ALLOWED',
     );
     assert.equal(
-      codeOf(() => assertAllowed(contextFor(key(['PREDICT'])), {})),
+      codeOf(() => assertAllowed(key(['PREDICT']), {})),
       'FORBIDDEN',
     );
     assert.equal(
-      codeOf(() => assertAllowed(contextFor(key(['READ_USAGE'])), predict)),
+      codeOf(() => assertAllowed(key(['READ_USAGE']), predict)),
       'FORBIDDEN',
     );
     assert.equal(
-      codeOf(() => assertAllowed(contextFor(key(['PREDICT'])), predict)),
+      codeOf(() => assertAllowed(key(['PREDICT']), predict)),
       'ALLOWED',
     );
     assert.equal(
-      codeOf(() => assertAllowed(contextFor(user('CONSUMER')), predict)),
+      codeOf(() => assertAllowed(user('CONSUMER'), predict)),
       'ALLOWED',
     );
   });

@@ -1,0 +1,42 @@
+// Content-addressed artifact bytes. PostgreSQL by default; the interface is what an S3-compatible store
+// would implement (roadmap: scale-out).
+import type { Prisma } from '../db/database.js';
+
+export interface StoredArtifact {
+  /** model.json exactly as stored (canonical form, see artifact-service.ts). */
+  modelJson: Buffer;
+  /** All weights, concatenated in manifest order. */
+  weights: Buffer;
+}
+
+export interface ArtifactStorage {
+  /** Stores the bytes under their sha256; storing the same bytes again is a no-op. */
+  put(sha256: string, artifact: StoredArtifact): Promise<void>;
+  get(sha256: string): Promise<StoredArtifact | null>;
+}
+
+export class PostgresArtifactStorage implements ArtifactStorage {
+  constructor(private readonly prisma: Prisma) {}
+
+  async put(sha256: string, artifact: StoredArtifact): Promise<void> {
+    await this.prisma.artifactBlob.createMany({
+      data: [
+        {
+          sha256,
+          modelJson: new Uint8Array(artifact.modelJson),
+          weights: new Uint8Array(artifact.weights),
+          sizeBytes: artifact.modelJson.byteLength + artifact.weights.byteLength,
+        },
+      ],
+      skipDuplicates: true,
+    });
+  }
+
+  async get(sha256: string): Promise<StoredArtifact | null> {
+    const blob = await this.prisma.artifactBlob.findUnique({
+      where: { sha256 },
+      select: { modelJson: true, weights: true },
+    });
+    return blob ? { modelJson: Buffer.from(blob.modelJson), weights: Buffer.from(blob.weights) } : null;
+  }
+}

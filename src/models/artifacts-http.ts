@@ -1,0 +1,134 @@
+// The TensorFlow.js-native artifact endpoints:
+//   POST /v1/artifacts                  ← model.save(tf.io.http(url, {requestInit: {headers}}))
+//   GET  /v1/versions/:id/model.json     → tf.loadLayersModel(url, {requestInit: {headers}})
+//   GET  /v1/versions/:id/model.weights.bin
+// Authenticated exactly like GraphQL (Bearer access token or API key).
+import busboy from 'busboy';
+import express, { type Request, type Response } from 'express';
+import { GraphQLError } from 'graphql';
+import type { Actor } from '../auth/principal.js';
+import type { Prisma } from '../db/database.js';
+import { assertAllowed } from '../server/schema.js';
+import type { Services } from '../server/services.js';
+import { InvalidArtifactError, WEIGHTS_FILE, type UploadedFiles } from './artifact-service.js';
+import { assertCanManage } from './model-policy.js';
+
+const STATUS_BY_CODE: Record<string, number> = {
+  UNAUTHENTICATED: 401,
+  FORBIDDEN: 403,
+  NOT_FOUND: 404,
+  BAD_USER_INPUT: 400,
+  RATE_LIMITED: 429,
+  OVERLOADED: 503,
+};
+const MAX_FILES = 64;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function sendError(res: Response, status: number, code: string, message: string): void {
+  res.status(status).json({ error: { code, message } });
+}
+
+class UploadTooLarge extends Error {}
+
+/** Reads a multipart upload into memory, refusing more than `maxBytes` in all. */
+function readMultipart(req: Request, maxBytes: number): Promise<Map<string, Buffer>> {
+  return new Promise((resolve, reject) => {
+    let parser: busboy.Busboy;
+    try {
+      parser = busboy({ headers: req.headers, limits: { files: MAX_FILES, fileSize: maxBytes, fields: 16 } });
+    } catch {
+      reject(new InvalidArtifactError('Send multipart/form-data with model.json and its weights file(s)'));
+      return;
+    }
+    const files = new Map<string, Buffer>();
+    let total = 0;
+    let failure: Error | undefined;
+    parser.on('file', (field, stream, info) => {
+      const name = info.filename || field;
+      const chunks: Buffer[] = [];
+      stream.on('data', (chunk: Buffer) => {
+        total += chunk.byteLength;
+        if (total > maxBytes) failure ??= new UploadTooLarge();
+        if (!failure) chunks.push(chunk);
+      });
+      stream.on('limit', () => (failure ??= new UploadTooLarge()));
+      stream.on('end', () => {
+        if (files.has(name)) failure ??= new InvalidArtifactError(`file ${name} was sent twice`);
+        files.set(name, Buffer.concat(chunks));
+      });
+    });
+    parser.on('filesLimit', () => (failure ??= new InvalidArtifactError(`at most ${MAX_FILES} files per upload`)));
+    parser.on('error', () => reject(new InvalidArtifactError('malformed multipart body')));
+    parser.on('close', () => (failure ? reject(failure) : resolve(files)));
+    req.pipe(parser);
+  });
+}
+
+export function artifactRoutes(services: Services, prisma: Prisma, maxBytes: number): express.Router {
+  const router = express.Router();
+
+  const actorOf = async (req: Request): Promise<Actor> => ({
+    principal: await services.authenticator.authenticate(req.headers),
+    ip: req.ip ?? 'unknown',
+    requestId: String(req.id),
+  });
+
+  const handle =
+    (fn: (req: Request, res: Response) => Promise<void>) =>
+    (req: Request, res: Response): void => {
+      fn(req, res).catch((error: unknown) => {
+        if (error instanceof UploadTooLarge)
+          return sendError(res, 413, 'PAYLOAD_TOO_LARGE', `Artifacts are limited to ${maxBytes} bytes`);
+        if (error instanceof InvalidArtifactError) return sendError(res, error.status, 'BAD_ARTIFACT', error.message);
+        if (error instanceof GraphQLError) {
+          const code = String(error.extensions.code);
+          return sendError(res, STATUS_BY_CODE[code] ?? 400, code, error.message);
+        }
+        req.log.error({ err: error }, 'artifact route failed');
+        sendError(res, 500, 'INTERNAL_SERVER_ERROR', 'Internal server error');
+      });
+    };
+
+  router.post(
+    '/v1/artifacts',
+    handle(async (req, res) => {
+      const actor = await actorOf(req);
+      assertAllowed(actor.principal, { roles: ['OWNER', 'ADMIN'], scope: 'MANAGE_MODELS' });
+      if (!req.is('multipart/form-data')) {
+        return sendError(res, 415, 'UNSUPPORTED_MEDIA_TYPE', 'Send multipart/form-data (what tf.io.http sends)');
+      }
+      const length = Number(req.headers['content-length'] ?? 0);
+      if (length > maxBytes + 64 * 1024) throw new UploadTooLarge();
+      const parts = await readMultipart(req, maxBytes);
+      const modelJson = parts.get('model.json');
+      if (!modelJson) throw new InvalidArtifactError('the upload has no model.json part');
+      parts.delete('model.json');
+      const files: UploadedFiles = { modelJson, weights: parts };
+      const created = await services.artifacts.upload(actor, files);
+      res.status(201).json(created);
+    }),
+  );
+
+  router.get(
+    '/v1/versions/:id/:file',
+    handle(async (req, res) => {
+      const actor = await actorOf(req);
+      const { id, file } = req.params as { id: string; file: string };
+      if (!UUID.test(id) || (file !== 'model.json' && file !== WEIGHTS_FILE)) {
+        return sendError(res, 404, 'NOT_FOUND', 'No such file');
+      }
+      const version = await prisma.modelVersion.findUnique({
+        where: { id },
+        include: { model: { select: { ownerId: true, visibility: true } }, artifact: { select: { sha256: true } } },
+      });
+      // Licensed consumer downloads come with licensing; for now the owner and admins get their own versions.
+      assertCanManage(actor.principal, version?.model ?? null);
+      const stored = await services.artifacts.read(version!.artifact.sha256);
+      res.set('cache-control', 'private, no-store');
+      if (file === 'model.json') res.type('application/json').send(stored.modelJson);
+      else res.type('application/octet-stream').send(stored.weights);
+    }),
+  );
+
+  return router;
+}

@@ -1,0 +1,437 @@
+// Models, immutable versions and aliases: the owner's side of the marketplace.
+import semver from 'semver';
+import { requireUserId, type Actor } from '../auth/principal.js';
+import { AuditAction, type AuditService } from '../audit/audit-service.js';
+import type { Prisma } from '../db/database.js';
+import type { Model, ModelTask, ModelVersion, Prisma as P, Visibility } from '../generated/prisma/client.js';
+import type { Logger } from '../server/logger.js';
+import { BadUserInputError, ConflictError, NotFoundError } from '../server/errors.js';
+import type { ArtifactService } from './artifact-service.js';
+import { parseEvaluationMetrics, type EvaluationMetrics } from './evaluation-metrics.js';
+import { assertCanManage, canView, isAdmin } from './model-policy.js';
+import { resolveSignature } from './signature.js';
+
+export interface ModelCardInput {
+  intendedUse?: string | null;
+  trainingData?: string | null;
+  limitations?: string | null;
+  licenseSummary?: string | null;
+}
+
+export interface CreateModelInput {
+  slug: string;
+  name: string;
+  description?: string | null;
+  task: ModelTask;
+  tags?: string[] | null;
+  visibility: Visibility;
+  card?: ModelCardInput | null;
+}
+
+export interface UpdateModelInput {
+  name?: string | null;
+  description?: string | null;
+  tags?: string[] | null;
+  visibility?: Visibility | null;
+  card?: ModelCardInput | null;
+}
+
+export interface PublishVersionInput {
+  model: string;
+  version: string;
+  artifactId: string;
+  signature?: unknown;
+  labels?: string[] | null;
+  changelog?: string | null;
+  card?: ModelCardInput | null;
+  metrics?: EvaluationMetrics | null;
+}
+
+export interface ModelFilter {
+  search?: string | null;
+  task?: ModelTask | null;
+  tag?: string | null;
+  owner?: string | null;
+}
+
+export const LATEST = 'latest';
+const SLUG = /^[a-z](?:[a-z0-9]|-(?=[a-z0-9])){2,63}$/;
+const TAG = /^[a-z0-9][a-z0-9+.-]{0,31}$/;
+const ALIAS = /^[a-z][a-z0-9-]{0,31}$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const MAX_TAGS = 20;
+const MAX_TEXT = 5000;
+
+function isUniqueViolation(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { code?: string }).code === 'P2002';
+}
+
+function text(value: string | null | undefined, field: string, max: number, required = false): string | undefined {
+  if (value === undefined || value === null) {
+    if (required) throw new BadUserInputError(`${field} is required`, field);
+    return undefined;
+  }
+  const trimmed = value.normalize('NFKC').trim();
+  if ((required && trimmed.length === 0) || trimmed.length > max) {
+    throw new BadUserInputError(`${field} must be ${required ? 1 : 0} to ${max} characters`, field);
+  }
+  return trimmed;
+}
+
+function cleanTags(tags: string[] | null | undefined, field: string): string[] | undefined {
+  if (!tags) return undefined;
+  const cleaned = [...new Set(tags.map((t) => t.trim().toLowerCase()))];
+  if (cleaned.length > MAX_TAGS) throw new BadUserInputError(`At most ${MAX_TAGS} tags`, field);
+  const badTag = cleaned.find((t) => !TAG.test(t));
+  if (badTag !== undefined)
+    throw new BadUserInputError(`Invalid tag "${badTag}": lower-case letters, digits, + . -`, field);
+  return cleaned;
+}
+
+function cleanCard(card: ModelCardInput | null | undefined, field: string): P.InputJsonObject | undefined {
+  if (!card) return undefined;
+  const entries = Object.entries(card)
+    .map(([key, value]) => [key, text(value, `${field}.${key}`, MAX_TEXT)] as const)
+    .filter(([, value]) => value !== undefined && value !== '');
+  return Object.fromEntries(entries);
+}
+
+/** Semver precedence, highest first. A model has tens of versions, so sorting here is cheap. */
+const highestFirst = (versions: ModelVersion[]) => versions.sort((a, b) => semver.rcompare(a.version, b.version));
+
+interface Cursor {
+  createdAt: string;
+  id: string;
+}
+
+const encodeCursor = (model: Model) =>
+  Buffer.from(JSON.stringify({ createdAt: model.createdAt.toISOString(), id: model.id })).toString('base64url');
+
+function decodeCursor(cursor: string): Cursor {
+  try {
+    const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as Cursor;
+    if (typeof value.createdAt === 'string' && UUID.test(value.id) && !Number.isNaN(Date.parse(value.createdAt)))
+      return value;
+  } catch {
+    // fall through
+  }
+  throw new BadUserInputError('Invalid cursor', 'after');
+}
+
+export class ModelsService {
+  readonly #catalogListeners: (() => void)[] = [];
+  constructor(
+    private readonly prisma: Prisma,
+    private readonly audit: AuditService,
+    private readonly artifacts: ArtifactService,
+    private readonly logger: Logger,
+  ) {}
+
+  async create(actor: Actor, input: CreateModelInput): Promise<Model> {
+    const ownerId = requireUserId(actor.principal);
+    const slug = input.slug.trim();
+    if (!SLUG.test(slug)) {
+      throw new BadUserInputError(
+        'slug must be 3 to 64 characters: lower-case letters, digits and single hyphens, starting with a letter',
+        'input.slug',
+      );
+    }
+    const data = {
+      slug,
+      name: text(input.name, 'input.name', 100, true)!,
+      description: text(input.description, 'input.description', MAX_TEXT) ?? '',
+      task: input.task,
+      tags: cleanTags(input.tags, 'input.tags') ?? [],
+      visibility: input.visibility,
+      card: cleanCard(input.card, 'input.card') ?? {},
+      ownerId,
+    };
+    try {
+      return await this.prisma.$transaction(async (tx) => {
+        const model = await tx.model.create({ data });
+        await this.audit.record(
+          actor,
+          { action: AuditAction.MODEL_CREATED, targetType: 'Model', targetId: model.id, details: { slug } },
+          tx,
+        );
+        return model;
+      });
+    } catch (error) {
+      if (isUniqueViolation(error)) throw new ConflictError(`A model with slug "${slug}" already exists`);
+      throw error;
+    }
+  }
+
+  async update(actor: Actor, slug: string, input: UpdateModelInput): Promise<Model> {
+    const model = await this.prisma.model.findUnique({ where: { slug } });
+    assertCanManage(actor.principal, model);
+    const data: P.ModelUpdateInput = {
+      name: input.name == null ? undefined : text(input.name, 'input.name', 100, true),
+      description: text(input.description, 'input.description', MAX_TEXT),
+      tags: cleanTags(input.tags, 'input.tags'),
+      visibility: input.visibility ?? undefined,
+      card: cleanCard(input.card, 'input.card'),
+    };
+    const updated = await this.prisma.$transaction(async (tx) => {
+      const changed = await tx.model.update({ where: { slug }, data });
+      await this.audit.record(
+        actor,
+        {
+          action: AuditAction.MODEL_UPDATED,
+          targetType: 'Model',
+          targetId: changed.id,
+          details: { fields: Object.keys(input) },
+        },
+        tx,
+      );
+      return changed;
+    });
+    this.catalogChanged();
+    return updated;
+  }
+
+  /** Calls `listener` after anything that changes what a slug and version reference resolve to. */
+  onCatalogChange(listener: () => void): void {
+    this.#catalogListeners.push(listener);
+  }
+
+  private catalogChanged(): void {
+    for (const listener of this.#catalogListeners) listener();
+  }
+
+  findBySlug(slug: string): Promise<Model | null> {
+    return this.prisma.model.findUnique({ where: { slug } });
+  }
+
+  /** The model if the caller may see it. */
+  async findVisible(actor: Actor, slug: string): Promise<Model | null> {
+    const model = await this.findBySlug(slug);
+    return model && canView(actor.principal, model) ? model : null;
+  }
+
+  async list(actor: Actor, filter: ModelFilter | null | undefined, first: number, after: string | null | undefined) {
+    if (!Number.isInteger(first) || first < 1 || first > 100)
+      throw new BadUserInputError('first must be 1 to 100', 'first');
+    const principal = actor.principal;
+    const conditions: P.ModelWhereInput[] = [];
+    if (!isAdmin(principal)) {
+      conditions.push({
+        OR: [{ visibility: 'PUBLIC' }, ...(principal.kind === 'anonymous' ? [] : [{ ownerId: principal.userId }])],
+      });
+    }
+    if (filter?.task) conditions.push({ task: filter.task });
+    if (filter?.tag) conditions.push({ tags: { has: filter.tag.trim().toLowerCase() } });
+    if (filter?.owner) {
+      if (!UUID.test(filter.owner)) throw new BadUserInputError('owner must be a valid id', 'filter.owner');
+      conditions.push({ ownerId: filter.owner });
+    }
+    const words = (filter?.search ?? '').trim().split(/\s+/).filter(Boolean).slice(0, 10);
+    for (const word of words) {
+      conditions.push({
+        OR: [
+          { slug: { contains: word, mode: 'insensitive' } },
+          { name: { contains: word, mode: 'insensitive' } },
+          { description: { contains: word, mode: 'insensitive' } },
+        ],
+      });
+    }
+    if (after) {
+      const cursor = decodeCursor(after);
+      const createdAt = new Date(cursor.createdAt);
+      conditions.push({ OR: [{ createdAt: { lt: createdAt } }, { createdAt, id: { lt: cursor.id } }] });
+    }
+    const rows = await this.prisma.model.findMany({
+      where: { AND: conditions },
+      orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
+      take: first + 1,
+    });
+    const page = rows.slice(0, first);
+    return {
+      edges: page.map((node) => ({ cursor: encodeCursor(node), node })),
+      pageInfo: { hasNextPage: rows.length > first, endCursor: page.length ? encodeCursor(page.at(-1)!) : null },
+    };
+  }
+
+  async publishVersion(actor: Actor, input: PublishVersionInput): Promise<ModelVersion> {
+    const model = await this.prisma.model.findUnique({ where: { slug: input.model } });
+    assertCanManage(actor.principal, model);
+    const parsed = semver.parse(input.version.trim());
+    if (!parsed || parsed.build.length > 0) {
+      throw new BadUserInputError(
+        'version must be a semantic version such as 1.0.0 (no build metadata)',
+        'input.version',
+      );
+    }
+    const labels = input.labels ?? undefined;
+    if (labels) {
+      if (labels.some((l) => l.trim().length === 0 || l.length > 200)) {
+        throw new BadUserInputError('labels must be 1 to 200 characters each', 'input.labels');
+      }
+      if (new Set(labels).size !== labels.length)
+        throw new BadUserInputError('labels must be distinct', 'input.labels');
+    }
+    const existing = await this.prisma.modelVersion.findUnique({
+      where: { modelId_version: { modelId: (model as Model).id, version: parsed.version } },
+      select: { id: true },
+    });
+    if (existing)
+      throw new ConflictError(`Version ${parsed.version} of ${input.model} already exists; versions are immutable`);
+    const artifact = await this.artifacts.findUsable(actor, input.artifactId);
+    const inspected = await this.artifacts.inspect(artifact.sha256);
+    const signature = resolveSignature(inspected, input.signature, labels);
+    const finalLabels = signature.output.kind === 'classification' ? signature.output.labels : [];
+    const metrics = input.metrics ? parseEvaluationMetrics(input.metrics, finalLabels) : undefined;
+    const card = cleanCard(input.card, 'input.card') ?? {};
+    try {
+      const version = await this.prisma.$transaction(async (tx) => {
+        const created = await tx.modelVersion.create({
+          data: {
+            modelId: (model as Model).id,
+            version: parsed.version,
+            artifactId: artifact.id,
+            signature: signature as unknown as P.InputJsonObject,
+            labels: finalLabels,
+            changelog: text(input.changelog, 'input.changelog', MAX_TEXT) ?? '',
+            card,
+            metrics: metrics ? (metrics as unknown as P.InputJsonObject) : undefined,
+            publishedById: requireUserId(actor.principal),
+          },
+        });
+        await this.audit.record(
+          actor,
+          {
+            action: AuditAction.VERSION_PUBLISHED,
+            targetType: 'ModelVersion',
+            targetId: created.id,
+            details: { model: input.model, version: parsed.version, sha256: artifact.sha256 },
+          },
+          tx,
+        );
+        return created;
+      });
+      this.catalogChanged();
+      // Warm the serving cache so the first predict does not pay the load.
+      this.artifacts
+        .warm(artifact.sha256)
+        .catch((error: unknown) => this.logger.warn({ err: error }, 'model warm-up failed'));
+      return version;
+    } catch (error) {
+      if (isUniqueViolation(error))
+        throw new ConflictError(`Version ${parsed.version} of ${input.model} already exists; versions are immutable`);
+      throw error;
+    }
+  }
+
+  async setAlias(actor: Actor, slug: string, alias: string, versionRef: string) {
+    const model = await this.prisma.model.findUnique({ where: { slug } });
+    assertCanManage(actor.principal, model);
+    const name = alias.trim().toLowerCase();
+    if (name === LATEST)
+      throw new BadUserInputError('latest always follows the highest version and cannot be set', 'alias');
+    if (!ALIAS.test(name))
+      throw new BadUserInputError(
+        'alias must be 1 to 32 lower-case letters, digits or hyphens, starting with a letter',
+        'alias',
+      );
+    const version = await this.prisma.modelVersion.findUnique({
+      where: { modelId_version: { modelId: (model as Model).id, version: versionRef.trim() } },
+    });
+    if (!version) throw new NotFoundError('Version');
+    if (version.status === 'ARCHIVED')
+      throw new BadUserInputError('An alias cannot point at an archived version', 'version');
+    const modelId = (model as Model).id;
+    await this.prisma.$transaction(async (tx) => {
+      await tx.modelAlias.upsert({
+        where: { modelId_name: { modelId, name } },
+        create: { modelId, name, versionId: version.id },
+        update: { versionId: version.id },
+      });
+      await this.audit.record(
+        actor,
+        {
+          action: AuditAction.ALIAS_SET,
+          targetType: 'ModelVersion',
+          targetId: version.id,
+          details: { model: slug, alias: name, version: version.version },
+        },
+        tx,
+      );
+    });
+    this.catalogChanged();
+    return { name, version };
+  }
+
+  async changeStatus(
+    actor: Actor,
+    slug: string,
+    versionRef: string,
+    status: 'DEPRECATED' | 'ARCHIVED',
+  ): Promise<ModelVersion> {
+    const model = await this.prisma.model.findUnique({ where: { slug } });
+    assertCanManage(actor.principal, model);
+    const version = await this.prisma.modelVersion.findUnique({
+      where: { modelId_version: { modelId: (model as Model).id, version: versionRef.trim() } },
+    });
+    if (!version) throw new NotFoundError('Version');
+    if (version.status === status) return version;
+    if (version.status === 'ARCHIVED') throw new BadUserInputError('An archived version stays archived', 'version');
+    const changed = await this.prisma.$transaction(async (tx) => {
+      const updated = await tx.modelVersion.update({
+        where: { id: version.id },
+        data: { status, statusChangedAt: new Date() },
+      });
+      if (status === 'ARCHIVED') await tx.modelAlias.deleteMany({ where: { versionId: version.id } });
+      await this.audit.record(
+        actor,
+        {
+          action: status === 'ARCHIVED' ? AuditAction.VERSION_ARCHIVED : AuditAction.VERSION_DEPRECATED,
+          targetType: 'ModelVersion',
+          targetId: version.id,
+          details: { model: slug, version: version.version },
+        },
+        tx,
+      );
+      return updated;
+    });
+    this.catalogChanged();
+    return changed;
+  }
+
+  /** Versions of a model, highest first. */
+  async versions(modelId: string): Promise<ModelVersion[]> {
+    return highestFirst(await this.prisma.modelVersion.findMany({ where: { modelId } }));
+  }
+
+  /** The highest release that still serves (prereleases only when there is no release), or null. */
+  async latest(modelId: string): Promise<ModelVersion | null> {
+    const serving = highestFirst(
+      await this.prisma.modelVersion.findMany({ where: { modelId, status: { not: 'ARCHIVED' } } }),
+    );
+    return serving.find((v) => semver.prerelease(v.version) === null) ?? serving[0] ?? null;
+  }
+
+  /** A version by number, alias or `latest`; null when none matches. */
+  async resolveVersion(modelId: string, ref: string): Promise<ModelVersion | null> {
+    const wanted = ref.trim();
+    if (wanted === LATEST) return this.latest(modelId);
+    if (semver.valid(wanted)) {
+      return this.prisma.modelVersion.findUnique({ where: { modelId_version: { modelId, version: wanted } } });
+    }
+    const alias = await this.prisma.modelAlias.findUnique({
+      where: { modelId_name: { modelId, name: wanted.toLowerCase() } },
+      include: { version: true },
+    });
+    return alias?.version ?? null;
+  }
+
+  async aliases(modelId: string): Promise<{ name: string; version: ModelVersion }[]> {
+    const [latest, stored] = await Promise.all([
+      this.latest(modelId),
+      this.prisma.modelAlias.findMany({ where: { modelId }, include: { version: true }, orderBy: { name: 'asc' } }),
+    ]);
+    return [
+      ...(latest ? [{ name: LATEST, version: latest }] : []),
+      ...stored.map((a) => ({ name: a.name, version: a.version })),
+    ];
+  }
+}

@@ -1,0 +1,47 @@
+import type { ModelCard, Resolvers } from '../generated/graphql.js';
+import type { EvaluationMetrics } from './evaluation-metrics.js';
+
+const asCard = (json: unknown) => json as ModelCard;
+
+export const modelResolvers: Resolvers = {
+  Query: {
+    models: (_parent, { filter, first, after }, ctx) => ctx.services.models.list(ctx.actor, filter, first ?? 20, after),
+    model: (_parent, { slug }, ctx) => ctx.services.models.findVisible(ctx.actor, slug),
+  },
+  Mutation: {
+    createModel: (_parent, { input }, ctx) => ctx.services.models.create(ctx.actor, input),
+    updateModel: (_parent, { slug, input }, ctx) => ctx.services.models.update(ctx.actor, slug, input),
+    publishModelVersion: (_parent, { input }, ctx) =>
+      ctx.services.models.publishVersion(ctx.actor, { ...input, metrics: input.metrics as EvaluationMetrics | null }),
+    setVersionAlias: (_parent, { model, alias, version }, ctx) =>
+      ctx.services.models.setAlias(ctx.actor, model, alias, version),
+    deprecateModelVersion: (_parent, { model, version }, ctx) =>
+      ctx.services.models.changeStatus(ctx.actor, model, version, 'DEPRECATED'),
+    archiveModelVersion: (_parent, { model, version }, ctx) =>
+      ctx.services.models.changeStatus(ctx.actor, model, version, 'ARCHIVED'),
+  },
+  Model: {
+    owner: async (model, _args, ctx) => (await ctx.loaders.userById.load(model.ownerId))!,
+    card: (model) => asCard(model.card),
+    versions: (model, _args, ctx) => ctx.services.models.versions(model.id),
+    version: (model, { version }, ctx) => ctx.services.models.resolveVersion(model.id, version),
+    aliases: (model, _args, ctx) => ctx.services.models.aliases(model.id),
+  },
+  ModelVersion: {
+    model: async (version, _args, ctx) => (await ctx.loaders.modelById.load(version.modelId))!,
+    sizeBytes: async (version, _args, ctx) => (await ctx.loaders.artifactById.load(version.artifactId))!.sizeBytes,
+    sha256: async (version, _args, ctx) => (await ctx.loaders.artifactById.load(version.artifactId))!.sha256,
+    card: (version) => asCard(version.card),
+    metrics: (version) => version.metrics as EvaluationMetrics | null,
+    aliases: async (version, _args, ctx) => {
+      const [latest, stored] = await Promise.all([
+        ctx.services.models.latest(version.modelId),
+        ctx.loaders.aliasesByModelId.load(version.modelId),
+      ]);
+      return [
+        ...(latest?.id === version.id ? ['latest'] : []),
+        ...stored.filter((alias) => alias.versionId === version.id).map((alias) => alias.name),
+      ];
+    },
+  },
+};

@@ -1,0 +1,62 @@
+// What `predict` needs to find on every call (model, resolved version, parsed signature), cached so the hot
+// path does not query the catalog each time. Versions are immutable, so their parsed signatures are kept
+// for good; the slug+alias → version mapping is kept for `ttlMs` and dropped at once on any local change
+// (other replicas see a change within `ttlMs`).
+import { LRUCache } from 'lru-cache';
+import type { Model, ModelVersion } from '../generated/prisma/client.js';
+import type { ModelsService } from '../models/models-service.js';
+import { parseSignature, type Signature } from '../models/signature.js';
+import type { ArtifactService } from '../models/artifact-service.js';
+
+export interface ServedVersion {
+  version: ModelVersion;
+  /** The artifact's content hash: the inference engine's model key. */
+  sha256: string;
+  signature: Signature;
+}
+
+/** A model, and the version a reference resolves to (null when none does). */
+export interface ServingTarget {
+  model: Model;
+  served: ServedVersion | null;
+}
+
+export class ServingCatalog {
+  readonly #targets: LRUCache<string, { target: ServingTarget | null }>;
+  readonly #signatures = new LRUCache<string, Signature>({ max: 1000 });
+
+  constructor(
+    private readonly models: ModelsService,
+    private readonly artifacts: ArtifactService,
+    ttlMs: number,
+  ) {
+    this.#targets = new LRUCache({ max: 10_000, ttl: ttlMs });
+  }
+
+  async resolve(slug: string, ref: string): Promise<ServingTarget | null> {
+    const key = `${slug}\n${ref}`;
+    const cached = this.#targets.get(key);
+    if (cached) return cached.target;
+    const target = await this.#load(slug, ref);
+    this.#targets.set(key, { target });
+    return target;
+  }
+
+  invalidate(): void {
+    this.#targets.clear();
+  }
+
+  async #load(slug: string, ref: string): Promise<ServingTarget | null> {
+    const model = await this.models.findBySlug(slug);
+    if (!model) return null;
+    const version = await this.models.resolveVersion(model.id, ref);
+    if (!version) return { model, served: null };
+    let signature = this.#signatures.get(version.id);
+    if (!signature) {
+      signature = parseSignature(version.signature, 'signature');
+      this.#signatures.set(version.id, signature);
+    }
+    const sha256 = await this.artifacts.sha256Of(version.artifactId);
+    return { model, served: { version, sha256, signature } };
+  }
+}

@@ -1,0 +1,97 @@
+// Real TensorFlow.js models for the tests, published the way an owner does it: model.save(tf.io.http(...)).
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
+import type { TestServer } from './server.js';
+import { authHeaders, type Credentials } from './server.js';
+
+import { buildMlp } from '../inference/models.js';
+
+export { buildMlp };
+
+export const DIGITS = ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine'];
+
+/** Uploads a model with tfjs's own HTTP save handler; returns the server's JSON answer. */
+export async function uploadWithTfjs(server: TestServer, model: tf.LayersModel, auth: Credentials) {
+  const result = await model.save(
+    tf.io.http(`${server.origin}/v1/artifacts`, { requestInit: { headers: authHeaders(auth) } }),
+  );
+  const response = result.responses![0]!;
+  assert.equal(response.status, 201);
+  return (await response.json()) as { id: string; sha256: string; sizeBytes: number };
+}
+
+export const CREATE_MODEL = `mutation CreateModel($input: CreateModelInput!) {
+  createModel(input: $input) { id slug name task tags visibility owner { id } card { intendedUse } } }`;
+
+export const PUBLISH = `mutation Publish($input: PublishModelVersionInput!) {
+  publishModelVersion(input: $input) { id version status signature labels sizeBytes sha256 createdAt changelog aliases
+    metrics { dataset samples accuracy macroF1 confusionMatrix } } }`;
+
+export const PREDICT = `mutation Predict($input: PredictInput!) {
+  predict(input: $input) { id requestId latencyMs modelVersion { version } outputs { label score top { label score } values } } }`;
+
+let slugCounter = 0;
+export function uniqueSlug(prefix = 'model'): string {
+  slugCounter += 1;
+  return `${prefix}-${process.pid}-${slugCounter}-${Math.random().toString(36).slice(2, 7)}`;
+}
+
+export async function createModel(server: TestServer, auth: Credentials, input: Record<string, unknown> = {}) {
+  const res = await server.gql(
+    CREATE_MODEL,
+    { input: { slug: uniqueSlug(), name: 'Digits', task: 'IMAGE_CLASSIFICATION', visibility: 'PUBLIC', ...input } },
+    auth,
+  );
+  assert.equal(res.errors, undefined, JSON.stringify(res.errors));
+  return res.data!.createModel as { id: string; slug: string };
+}
+
+export async function publish(server: TestServer, auth: Credentials, input: Record<string, unknown>) {
+  const res = await server.gql(PUBLISH, { input }, auth);
+  assert.equal(res.errors, undefined, JSON.stringify(res.errors));
+  return res.data!.publishModelVersion as {
+    id: string;
+    version: string;
+    signature: any;
+    labels: string[];
+    metrics: any;
+  };
+}
+
+/** A model with a published version, ready for predict. */
+export async function publishedMlp(
+  server: TestServer,
+  auth: Credentials,
+  options: { sizes?: number[]; seed?: number; version?: string } = {},
+) {
+  const tfModel = buildMlp(options.sizes ?? [784, 16, 10], options.seed ?? 7);
+  const artifact = await uploadWithTfjs(server, tfModel, auth);
+  const model = await createModel(server, auth);
+  const version = await publish(server, auth, {
+    model: model.slug,
+    version: options.version ?? '1.0.0',
+    artifactId: artifact.id,
+    labels: DIGITS.slice(0, (options.sizes ?? [784, 16, 10]).at(-1)),
+  });
+  return { tfModel, artifact, model, version };
+}
+
+/** The model's own answer, computed in this process with tfjs. */
+export function expectedOutputs(model: tf.LayersModel, rows: number[][], shape: number[]): number[][] {
+  return tf.tidy(
+    () => (model.predict(tf.tensor(rows.flat(), [rows.length, ...shape])) as tf.Tensor).arraySync() as number[][],
+  );
+}
+
+export function assertClose(actual: number[], expected: number[], tolerance = 1e-5): void {
+  assert.equal(actual.length, expected.length);
+  actual.forEach((value, i) =>
+    assert.ok(Math.abs(value - expected[i]!) <= tolerance, `index ${i}: ${value} vs ${expected[i]}`),
+  );
+}
+
+export function randomRows(count: number, size: number, seed: number): number[][] {
+  let state = seed;
+  const next = () => (state = (state * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  return Array.from({ length: count }, () => Array.from({ length: size }, () => next()));
+}
