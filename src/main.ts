@@ -16,6 +16,11 @@ async function main(): Promise<void> {
   const app = await startApplication(config);
   app.logger.info({ url: app.url, mode: config.mode }, 'Modelmarket is ready');
   console.log(`Modelmarket GraphQL API: ${app.url}`);
+  if (process.argv.includes('--demo')) {
+    // The demo publisher is a client of the API, like any owner's script.
+    const { publishDemos } = await import('../demo/publish.js');
+    await publishDemos(app.url);
+  }
 
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {

@@ -55,7 +55,14 @@ export function decodeImage(base64: string, options: DecodeImageOptions): Float3
 
 /** Decodes PNG bytes. */
 export function decodePng(bytes: Uint8Array, options: DecodeImageOptions): Float32Array {
-  const { height, width, channels, scaling, resize = 'bilinear', maxSourcePixels = DEFAULT_MAX_SOURCE_PIXELS } = options;
+  const {
+    height,
+    width,
+    channels,
+    scaling,
+    resize = 'bilinear',
+    maxSourcePixels = DEFAULT_MAX_SOURCE_PIXELS,
+  } = options;
   for (const [name, value] of [
     ['height', height],
     ['width', width],
@@ -66,11 +73,14 @@ export function decodePng(bytes: Uint8Array, options: DecodeImageOptions): Float
 
   const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   // The IHDR chunk always comes first: width and height are big-endian at bytes 16 and 20.
-  if (buffer.length < 24 || !buffer.subarray(0, 8).equals(PNG_SIGNATURE)) throw new ImageDecodeError('image is not a PNG');
+  if (buffer.length < 24 || !buffer.subarray(0, 8).equals(PNG_SIGNATURE))
+    throw new ImageDecodeError('image is not a PNG');
   const sourceWidth = buffer.readUInt32BE(16);
   const sourceHeight = buffer.readUInt32BE(20);
   if (sourceWidth * sourceHeight > maxSourcePixels) {
-    throw new ImageDecodeError(`image is ${sourceWidth}×${sourceHeight}; at most ${maxSourcePixels} pixels are accepted`);
+    throw new ImageDecodeError(
+      `image is ${sourceWidth}×${sourceHeight}; at most ${maxSourcePixels} pixels are accepted`,
+    );
   }
 
   let png: PNG;

@@ -50,11 +50,11 @@ export async function createServices(
     lockSeconds: config.auth.loginLockSeconds,
     maxFailuresPerIp: config.auth.loginMaxFailuresPerIp,
   });
-  const auth = new AuthService(db.prisma, audit, tokens, throttle, {
+  const auth = new AuthService(db.prisma, db.pool, audit, tokens, throttle, {
     scrypt: { log2N: config.auth.scryptLog2N, r: 8, p: 1 },
     refreshTokenTtlDays: config.auth.refreshTokenTtlDays,
   });
-  const apiKeys = new ApiKeyService(db.prisma, audit, config.auth.apiKeyUsageFlushMs);
+  const apiKeys = new ApiKeyService(db.prisma, db.pool, audit, config.auth.apiKeyUsageFlushMs);
   const authenticator = new Authenticator(auth, apiKeys);
 
   const engine = await InferenceEngine.start({

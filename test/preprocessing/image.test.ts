@@ -12,7 +12,12 @@ function encodePng(width: number, height: number, rgba: number[], colorType: Col
 
 /** Grey pixels, opaque. */
 function greyPng(width: number, height: number, values: number[], colorType: ColorType = 0): Buffer {
-  return encodePng(width, height, values.flatMap((v) => [v, v, v, 255]), colorType);
+  return encodePng(
+    width,
+    height,
+    values.flatMap((v) => [v, v, v, 255]),
+    colorType,
+  );
 }
 
 const approx = (actual: Float32Array, expected: number[], tolerance = 1e-4) => {
@@ -23,7 +28,10 @@ const approx = (actual: Float32Array, expected: number[], tolerance = 1e-4) => {
 describe('decodePng', () => {
   it('reads a grey PNG of the expected size exactly, scaled to [0, 1] or raw', () => {
     const bytes = greyPng(2, 2, [0, 64, 128, 255]);
-    assert.deepEqual(decodePng(bytes, { height: 2, width: 2, channels: 1, scaling: 'none' }), Float32Array.from([0, 64, 128, 255]));
+    assert.deepEqual(
+      decodePng(bytes, { height: 2, width: 2, channels: 1, scaling: 'none' }),
+      Float32Array.from([0, 64, 128, 255]),
+    );
     assert.deepEqual(
       decodePng(bytes, { height: 2, width: 2, channels: 1, scaling: 'unit' }),
       Float32Array.from([0, 64 / 255, 128 / 255, 1]),
@@ -46,14 +54,20 @@ describe('decodePng', () => {
 
   it('expands grey to three equal channels', () => {
     const bytes = greyPng(1, 1, [77]);
-    assert.deepEqual(decodePng(bytes, { height: 1, width: 1, channels: 3, scaling: 'none' }), Float32Array.from([77, 77, 77]));
+    assert.deepEqual(
+      decodePng(bytes, { height: 1, width: 1, channels: 3, scaling: 'none' }),
+      Float32Array.from([77, 77, 77]),
+    );
   });
 
   it('composites transparency over black for 1 and 3 channels and keeps alpha for 4', () => {
     // opaque white, half-transparent white, fully transparent white
     const rgba = [255, 255, 255, 255, 255, 255, 255, 102, 255, 255, 255, 0];
     const bytes = encodePng(3, 1, rgba, 6);
-    assert.deepEqual(decodePng(bytes, { height: 1, width: 3, channels: 1, scaling: 'none' }), Float32Array.from([255, 102, 0]));
+    assert.deepEqual(
+      decodePng(bytes, { height: 1, width: 3, channels: 1, scaling: 'none' }),
+      Float32Array.from([255, 102, 0]),
+    );
     assert.deepEqual(
       decodePng(bytes, { height: 1, width: 3, channels: 3, scaling: 'none' }),
       Float32Array.from([255, 255, 255, 102, 102, 102, 0, 0, 0]),
@@ -63,7 +77,10 @@ describe('decodePng', () => {
 
   it('reads grey-with-alpha PNGs', () => {
     const bytes = encodePng(1, 1, [90, 90, 90, 0], 4);
-    assert.deepEqual(decodePng(bytes, { height: 1, width: 1, channels: 4, scaling: 'none' }), Float32Array.from([90, 90, 90, 0]));
+    assert.deepEqual(
+      decodePng(bytes, { height: 1, width: 1, channels: 4, scaling: 'none' }),
+      Float32Array.from([90, 90, 90, 0]),
+    );
   });
 
   describe('resizing', () => {
@@ -83,7 +100,10 @@ describe('decodePng', () => {
 
     it('bilinear: half-pixel centres, clamped at the edges', () => {
       // 2 → 4 wide: source positions -0.25 (clamped to 0), 0.25, 0.75, 1.25 (clamped to 1)
-      approx(decodePng(greyPng(2, 1, [0, 100]), { height: 1, width: 4, channels: 1, scaling: 'none' }), [0, 25, 75, 100]);
+      approx(
+        decodePng(greyPng(2, 1, [0, 100]), { height: 1, width: 4, channels: 1, scaling: 'none' }),
+        [0, 25, 75, 100],
+      );
       // 2×2 → 1×1 samples the middle: the mean of the four
       approx(decodePng(greyPng(2, 2, [0, 40, 80, 120]), { height: 1, width: 1, channels: 1, scaling: 'none' }), [60]);
     });
@@ -112,7 +132,10 @@ describe('decodePng', () => {
       () => decodePng(bytes, { height: 1, width: 1, channels: 1, scaling: 'unit', maxSourcePixels: 99 }),
       /10×10; at most 99 pixels/,
     );
-    assert.equal(decodePng(bytes, { height: 1, width: 1, channels: 1, scaling: 'unit', maxSourcePixels: 100 }).length, 1);
+    assert.equal(
+      decodePng(bytes, { height: 1, width: 1, channels: 1, scaling: 'unit', maxSourcePixels: 100 }).length,
+      1,
+    );
   });
 
   it('rejects invalid options', () => {

@@ -66,7 +66,11 @@ describe('buildVocabulary', () => {
   });
 
   it('counts the special tokens in maxVocab and drops rare tokens', () => {
-    assert.deepEqual(buildVocabulary(texts, { maxVocab: 3, minCount: 1, lowercase: true }), [PAD_TOKEN, UNKNOWN_TOKEN, 'a']);
+    assert.deepEqual(buildVocabulary(texts, { maxVocab: 3, minCount: 1, lowercase: true }), [
+      PAD_TOKEN,
+      UNKNOWN_TOKEN,
+      'a',
+    ]);
     assert.deepEqual(buildVocabulary(texts, { maxVocab: 100, minCount: 2, lowercase: true }), [
       PAD_TOKEN,
       UNKNOWN_TOKEN,
@@ -104,11 +108,17 @@ describe('encodeText', () => {
   const config = { vocabulary: [PAD_TOKEN, UNKNOWN_TOKEN, 'free', 'money', 'now'], maxLength: 6, lowercase: true };
 
   it('maps tokens to ids, unknown tokens to <unk>, and pads at the end', () => {
-    assert.deepEqual(encodeText('FREE money, call now!', config), Int32Array.from([2, 3, UNKNOWN_ID, 4, PAD_ID, PAD_ID]));
+    assert.deepEqual(
+      encodeText('FREE money, call now!', config),
+      Int32Array.from([2, 3, UNKNOWN_ID, 4, PAD_ID, PAD_ID]),
+    );
   });
 
   it('keeps only the first maxLength tokens', () => {
-    assert.deepEqual(encodeText('free free free money money money now', { ...config, maxLength: 4 }), Int32Array.from([2, 2, 2, 3]));
+    assert.deepEqual(
+      encodeText('free free free money money money now', { ...config, maxLength: 4 }),
+      Int32Array.from([2, 2, 2, 3]),
+    );
   });
 
   it('encodes empty text as all padding', () => {
@@ -116,7 +126,10 @@ describe('encodeText', () => {
   });
 
   it('does not lowercase when the config says so', () => {
-    assert.deepEqual(encodeText('FREE free', { ...config, lowercase: false, maxLength: 2 }), Int32Array.from([UNKNOWN_ID, 2]));
+    assert.deepEqual(
+      encodeText('FREE free', { ...config, lowercase: false, maxLength: 2 }),
+      Int32Array.from([UNKNOWN_ID, 2]),
+    );
   });
 
   it('is deterministic and agrees with a vocabulary built from the same texts', () => {

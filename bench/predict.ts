@@ -1,0 +1,267 @@
+// `npm run bench`: predict throughput and latency over real HTTP against real server processes, beside the
+// ceilings that bound it, all measured in one run (see README, "Performance"):
+//   bare      the same tfjs backend in this process, model.predict at batch = concurrency (inference ceiling)
+//   batched   the server as configured (dynamic micro-batching)
+//   unbatched the same server with INFERENCE_BATCHING=false
+//   trivial   an authenticated `{ me { id } }` on the batched server (framework ceiling)
+// Each connection sends one-instance predict calls back to back (autocannon, in this process). Not a test:
+// it prints numbers and ratios.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import autocannon from 'autocannon';
+import * as tf from '@tensorflow/tfjs';
+import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { createRequire } from 'node:module';
+import pg from 'pg';
+import { pino } from 'pino';
+import { startEmbeddedPostgres } from '../src/db/embedded.js';
+
+const LEVELS = [1, 8, 64];
+const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 1000);
+const MEASURE_MS = Number(process.env.BENCH_MEASURE_MS ?? 4000);
+
+interface Result {
+  rps: number;
+  p50: number;
+  p99: number;
+}
+
+const percentile = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] ?? NaN;
+
+/** The bare tfjs loop: back-to-back calls, phases read from the clock (microtask-only loops starve timers). */
+async function timeLoop(call: () => Promise<void>): Promise<Result> {
+  const latencies: number[] = [];
+  const measureFrom = performance.now() + WARMUP_MS;
+  const measureTo = measureFrom + MEASURE_MS;
+  for (let now = performance.now(); now < measureTo; now = performance.now()) {
+    await call();
+    const done = performance.now();
+    if (now >= measureFrom && done <= measureTo) latencies.push(done - now);
+  }
+  latencies.sort((a, b) => a - b);
+  return {
+    rps: (latencies.length / MEASURE_MS) * 1000,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+  };
+}
+
+/** HTTP load with autocannon (keep-alive connections, one request in flight per connection). */
+async function httpLoad(url: string, connections: number, token: string, body: string): Promise<Result> {
+  const options = {
+    url,
+    connections,
+    method: 'POST' as const,
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    body,
+  };
+  await autocannon({ ...options, duration: WARMUP_MS / 1000 });
+  const result = await autocannon({ ...options, duration: MEASURE_MS / 1000 });
+  if (result.errors || result.non2xx) throw new Error(`${result.errors} errors, ${result.non2xx} non-2xx responses`);
+  return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99 };
+}
+
+function startServer(env: Record<string, string>): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    env: { ...process.env, LOG_LEVEL: 'warn', PORT: '0', HOST: '127.0.0.1', ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return new Promise((resolve, reject) => {
+    let output = '';
+    child.stdout!.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+      const match = /GraphQL API: (http:\/\/\S+)/.exec(output);
+      if (match) resolve({ child, url: match[1]!.replace('localhost', '127.0.0.1') });
+    });
+    child.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
+  });
+}
+
+async function stopServer(child: ChildProcess): Promise<void> {
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await exited;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- a benchmark client reading known shapes
+type Data = Record<string, any>;
+
+async function gql(url: string, query: string, variables: unknown, token?: string): Promise<Data> {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: JSON.stringify({ query, variables }),
+  });
+  const body = (await response.json()) as { data?: Data; errors?: unknown[] };
+  if (body.errors || !body.data) throw new Error(JSON.stringify(body.errors));
+  return body.data;
+}
+
+const PREDICT = 'mutation P($input: PredictInput!) { predict(input: $input) { outputs { label score } } }';
+
+/** The demo MNIST MLP when trained (npm run demo:train), else the same architecture untrained: same cost. */
+async function mnistModel(): Promise<tf.LayersModel> {
+  try {
+    const dir = path.resolve('demo/artifacts/mnist-mlp');
+    const modelJson = JSON.parse(await readFile(path.join(dir, 'model.json'), 'utf8')) as {
+      modelTopology: object;
+      weightsManifest: { weights: tf.io.WeightsManifestEntry[] }[];
+    };
+    const weights = await readFile(path.join(dir, 'model.weights.bin'));
+    return await tf.loadLayersModel(
+      tf.io.fromMemory({
+        modelTopology: modelJson.modelTopology,
+        weightSpecs: modelJson.weightsManifest.flatMap((group) => group.weights),
+        weightData: weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.byteLength),
+      }),
+    );
+  } catch {
+    return tf.sequential({
+      layers: [
+        tf.layers.flatten({ inputShape: [28, 28, 1] }),
+        tf.layers.dense({ units: 128, activation: 'relu' }),
+        tf.layers.dropout({ rate: 0.2 }),
+        tf.layers.dense({ units: 10, activation: 'softmax' }),
+      ],
+    });
+  }
+}
+
+async function prepare(url: string, model: tf.LayersModel): Promise<{ token: string; slug: string }> {
+  const email = `bench-${randomBytes(4).toString('hex')}@example.com`;
+  const auth = await gql(url, 'mutation S($i: SignUpInput!) { signUp(input: $i) { accessToken } }', {
+    i: { email, password: 'benchmark passphrase', displayName: 'Bench', role: 'OWNER' },
+  });
+  const token = auth.signUp.accessToken as string;
+  const origin = new URL(url).origin;
+  const saved = await model.save(
+    tf.io.http(`${origin}/v1/artifacts`, { requestInit: { headers: { authorization: `Bearer ${token}` } } }),
+  );
+  const artifact = (await saved.responses![0]!.json()) as { id: string };
+  const slug = `mnist-bench-${randomBytes(3).toString('hex')}`;
+  await gql(
+    url,
+    'mutation C($i: CreateModelInput!) { createModel(input: $i) { id } }',
+    { i: { slug, name: 'MNIST', task: 'IMAGE_CLASSIFICATION', visibility: 'PUBLIC' } },
+    token,
+  );
+  await gql(
+    url,
+    'mutation V($i: PublishModelVersionInput!) { publishModelVersion(input: $i) { id } }',
+    {
+      i: {
+        model: slug,
+        version: '1.0.0',
+        artifactId: artifact.id,
+        labels: ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'],
+      },
+    },
+    token,
+  );
+  return { token, slug };
+}
+
+async function main(): Promise<void> {
+  setWasmPaths(
+    path.dirname(createRequire(import.meta.url).resolve('@tensorflow/tfjs-backend-wasm/package.json')) + '/dist/',
+  );
+  await tf.setBackend('wasm');
+  const scratch = await mkdtemp(path.join(os.tmpdir(), 'modelmarket-bench-'));
+  let adminUrl = process.env.DATABASE_URL;
+  const embedded = adminUrl
+    ? undefined
+    : await startEmbeddedPostgres({
+        dir: path.join(scratch, 'postgres'),
+        password: 'bench',
+        database: 'postgres',
+        logger: pino({ level: 'warn' }),
+      });
+  adminUrl ??= embedded!.adminUrl;
+  const database = `mm_bench_${Date.now()}`;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE "${database}"`);
+  const url = new URL(adminUrl);
+  url.pathname = `/${database}`;
+  const common = {
+    DATABASE_URL: url.toString(),
+    DATA_DIR: path.join(scratch, 'data'),
+    APP_SECRET: randomBytes(32).toString('hex'),
+  };
+
+  const model = await mnistModel();
+  const digit = Array.from({ length: 28 }, (_, r) =>
+    Array.from({ length: 28 }, (_, c) => [((r * 28 + c) % 255) / 255]),
+  );
+  const rows: Record<string, Result> = {};
+
+  console.log(
+    `tfjs backend here: ${tf.getBackend()}; CPUs: ${os.availableParallelism()}; warm-up ${WARMUP_MS} ms, measure ${MEASURE_MS} ms per row`,
+  );
+  for (const batch of LEVELS) {
+    const input = tf.tensor4d(Array.from({ length: batch }, () => digit).flat(3), [batch, 28, 28, 1]);
+    rows[`bare@${batch}`] = await timeLoop(async () => {
+      const out = model.predict(input) as tf.Tensor;
+      await out.data();
+      out.dispose();
+    });
+    input.dispose();
+    // Per instance, for comparison with per-request rates.
+    rows[`bare@${batch}`]!.rps *= batch;
+  }
+
+  for (const mode of ['batched', 'unbatched'] as const) {
+    const { child, url: api } = await startServer({
+      ...common,
+      INFERENCE_BATCHING: mode === 'batched' ? 'true' : 'false',
+    });
+    try {
+      const { token, slug } = await prepare(api, model);
+      const predictBody = JSON.stringify({ query: PREDICT, variables: { input: { model: slug, inputs: [digit] } } });
+      await gql(api, PREDICT, { input: { model: slug, inputs: [digit] } }, token);
+      for (const c of LEVELS) rows[`${mode}@${c}`] = await httpLoad(api, c, token, predictBody);
+      if (mode === 'batched') {
+        const trivialBody = JSON.stringify({ query: '{ me { id } }' });
+        for (const c of LEVELS) rows[`trivial@${c}`] = await httpLoad(api, c, token, trivialBody);
+        const readyz = (await (await fetch(api.replace('/graphql', '/readyz'))).json()) as {
+          inference: { backend: string };
+        };
+        console.log(`server inference backend: ${readyz.inference.backend}`);
+      }
+    } finally {
+      await stopServer(child);
+    }
+  }
+
+  const fmt = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : '—');
+  console.log('\n| mode | concurrency (bare: batch) | req/s (bare: instances/s) | p50 ms | p99 ms |');
+  console.log('| --- | ---: | ---: | ---: | ---: |');
+  for (const mode of ['bare', 'batched', 'unbatched', 'trivial']) {
+    for (const c of LEVELS) {
+      const r = rows[`${mode}@${c}`]!;
+      console.log(`| ${mode} | ${c} | ${fmt(r.rps, 0)} | ${fmt(r.p50, 2)} | ${fmt(r.p99, 2)} |`);
+    }
+  }
+  const batched64 = rows['batched@64']!.rps;
+  console.log('\nRatios (targets in brackets):');
+  console.log(`  batched / unbatched at 64:        ${fmt(batched64 / rows['unbatched@64']!.rps, 2)}×  [≥ 5×]`);
+  console.log(`  batched / trivial query at 64:    ${fmt((100 * batched64) / rows['trivial@64']!.rps, 0)}%  [≥ 50%]`);
+  console.log(
+    `  p50 at 1 − bare inference (batch 1): ${fmt(rows['batched@1']!.p50 - rows['bare@1']!.p50, 2)} ms  [≤ 3 ms]`,
+  );
+
+  await admin.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
+  await admin.end();
+  await embedded?.stop();
+  await rm(scratch, { recursive: true, force: true });
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});

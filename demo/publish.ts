@@ -1,0 +1,196 @@
+// `npm run demo:publish [-- --api http://localhost:4000/graphql]` (or `npm start -- --demo`): publishes the
+// demo models trained by `npm run demo:train` (training them first if needed) through the public API, as an
+// owner would, and prints ready-to-paste predict calls. Running it again changes nothing.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const ARTIFACTS_DIR = fileURLToPath(new URL('./artifacts', import.meta.url));
+export const DEMO_OWNER = { email: 'demo-owner@modelmarket.local', password: 'demo owner passphrase' };
+const DEMO_VERSION = '1.0.0';
+
+interface Card {
+  name: string;
+  description: string;
+  slug: string;
+  task: string;
+  tags: string[];
+  signature: unknown;
+  labels: string[];
+  metrics: Record<string, unknown>;
+  card: Record<string, string>;
+}
+
+interface EvalExample {
+  index: number;
+  input: string;
+}
+
+interface GraphQLResult {
+  data?: Record<string, unknown>;
+  errors?: { message: string; extensions?: { code?: string } }[];
+}
+
+async function call(api: string, query: string, variables: unknown, token?: string) {
+  const response = await fetch(api, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: JSON.stringify({ query, variables }),
+  });
+  return (await response.json()) as GraphQLResult;
+}
+
+function unwrap<T>(result: GraphQLResult, field: string): T {
+  if (result.errors?.length) throw new Error(`${field}: ${result.errors[0]!.message}`);
+  return result.data![field] as T;
+}
+
+async function demoOwnerToken(api: string): Promise<string> {
+  const signUp = await call(api, 'mutation($i: SignUpInput!) { signUp(input: $i) { accessToken } }', {
+    i: { ...DEMO_OWNER, displayName: 'Demo Owner', role: 'OWNER' },
+  });
+  if (!signUp.errors) return unwrap<{ accessToken: string }>(signUp, 'signUp').accessToken;
+  if (signUp.errors[0]?.extensions?.code !== 'CONFLICT') throw new Error(signUp.errors[0]!.message);
+  const logIn = await call(
+    api,
+    'mutation($e: String!, $p: String!) { logIn(email: $e, password: $p) { accessToken } }',
+    {
+      e: DEMO_OWNER.email,
+      p: DEMO_OWNER.password,
+    },
+  );
+  return unwrap<{ accessToken: string }>(logIn, 'logIn').accessToken;
+}
+
+/** Uploads a saved model exactly as `model.save(tf.io.http(url))` does: multipart model.json + weights. */
+async function uploadArtifact(origin: string, dir: string, token: string): Promise<string> {
+  const form = new FormData();
+  form.append(
+    'model.json',
+    new Blob([await readFile(path.join(dir, 'model.json'))], { type: 'application/json' }),
+    'model.json',
+  );
+  form.append(
+    'model.weights.bin',
+    new Blob([await readFile(path.join(dir, 'model.weights.bin'))]),
+    'model.weights.bin',
+  );
+  const response = await fetch(`${origin}/v1/artifacts`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}` },
+    body: form,
+  });
+  const body = (await response.json()) as { id?: string; error?: { message: string } };
+  if (response.status !== 201 || !body.id)
+    throw new Error(`upload of ${dir} failed: ${body.error?.message ?? response.status}`);
+  return body.id;
+}
+
+async function publishOne(
+  api: string,
+  token: string,
+  dir: string,
+): Promise<{ card: Card; example: EvalExample | undefined }> {
+  const card = JSON.parse(await readFile(path.join(dir, 'card.json'), 'utf8')) as Card;
+  const evalSet = JSON.parse(await readFile(path.join(dir, 'eval.json'), 'utf8')) as { examples?: EvalExample[] };
+  const existing = await call(
+    api,
+    'query($s: String!) { model(slug: $s) { version(version: "1.0.0") { id } } }',
+    { s: card.slug },
+    token,
+  );
+  const model = unwrap<{ version: { id: string } | null } | null>(existing, 'model');
+  if (!model) {
+    const created = await call(
+      api,
+      'mutation($i: CreateModelInput!) { createModel(input: $i) { id } }',
+      {
+        i: {
+          slug: card.slug,
+          name: card.name,
+          description: card.description,
+          task: card.task,
+          tags: card.tags,
+          visibility: 'PUBLIC',
+          card: card.card,
+        },
+      },
+      token,
+    );
+    unwrap(created, 'createModel');
+  }
+  if (!model?.version) {
+    const artifactId = await uploadArtifact(new URL(api).origin, dir, token);
+    const published = await call(
+      api,
+      'mutation($i: PublishModelVersionInput!) { publishModelVersion(input: $i) { id } }',
+      {
+        i: {
+          model: card.slug,
+          version: DEMO_VERSION,
+          artifactId,
+          signature: card.signature,
+          metrics: card.metrics,
+          card: card.card,
+          changelog: 'Trained by npm run demo:train.',
+        },
+      },
+      token,
+    );
+    unwrap(published, 'publishModelVersion');
+  }
+  return { card, example: evalSet.examples?.[0] };
+}
+
+function predictExample(api: string, slug: string, example: EvalExample | undefined): string {
+  const input = example?.input ?? '';
+  const body = JSON.stringify({
+    query:
+      'mutation Predict($input: PredictInput!) { predict(input: $input) { modelVersion { version } outputs { label score top { label score } } latencyMs } }',
+    variables: { input: { model: slug, inputs: [input], topK: 3 } },
+  });
+  return `curl -s ${api} -H 'content-type: application/json' -H "authorization: Bearer $TOKEN" \\\n  -d '${body.replaceAll("'", "'\\''")}'`;
+}
+
+export async function publishDemos(api: string, log: (line: string) => void = console.log): Promise<void> {
+  if (!existsSync(ARTIFACTS_DIR) || (await readdir(ARTIFACTS_DIR)).length === 0) {
+    log('No demo artifacts yet: training them first (npm run demo:train, about 1–2 minutes)…');
+    const trained = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', fileURLToPath(new URL('./train.ts', import.meta.url))],
+      {
+        stdio: 'inherit',
+      },
+    );
+    if (trained.status !== 0) throw new Error('demo training failed');
+  }
+  const token = await demoOwnerToken(api);
+  const dirs = (await readdir(ARTIFACTS_DIR, { withFileTypes: true }))
+    .filter((d) => d.isDirectory())
+    .map((d) => d.name)
+    .sort();
+  log(`\nDemo owner: ${DEMO_OWNER.email} / ${DEMO_OWNER.password}`);
+  log(
+    `Log in to get a token:\n  TOKEN=$(curl -s ${api} -H 'content-type: application/json' -d '{"query":"mutation { logIn(email: \\"${DEMO_OWNER.email}\\", password: \\"${DEMO_OWNER.password}\\") { accessToken } }"}' | sed -E 's/.*"accessToken":"([^"]+)".*/\\1/')`,
+  );
+  for (const dir of dirs) {
+    const { card, example } = await publishOne(api, token, path.join(ARTIFACTS_DIR, dir));
+    const accuracy =
+      typeof card.metrics.accuracy === 'number'
+        ? ` (held-out accuracy ${(100 * card.metrics.accuracy).toFixed(2)}%)`
+        : '';
+    log(`\nPublished ${card.slug}@${DEMO_VERSION}${accuracy}. Try it:`);
+    log(predictExample(api, card.slug, example));
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const { values } = parseArgs({ options: { api: { type: 'string', default: 'http://localhost:4000/graphql' } } });
+  publishDemos(values.api!).catch((error: unknown) => {
+    console.error(`demo:publish failed: ${(error as Error).message}`);
+    process.exit(1);
+  });
+}
