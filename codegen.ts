@@ -19,6 +19,11 @@ const config: CodegenConfig = {
           Model: './prisma/client.js#Model as ModelModel',
           ModelVersion: './prisma/client.js#ModelVersion as ModelVersionModel',
           Prediction: '../predictions/predict-service.js#Prediction as PredictionModel',
+          LicensePlan: './prisma/client.js#LicensePlan as LicensePlanModel',
+          Contract: './prisma/client.js#Contract as ContractModel',
+          AuditEvent: './prisma/client.js#AuditEvent as AuditEventModel',
+          CertificateVerification:
+            '../licensing/certificates.js#CertificateVerification as CertificateVerificationModel',
         },
       },
     },

@@ -1,5 +1,7 @@
 // The append-only audit log. Rows cannot be changed or removed (a database trigger refuses it).
+import type pg from 'pg';
 import type { Prisma } from '../db/database.js';
+import { BadUserInputError } from '../server/errors.js';
 import type { Prisma as PrismaNamespace } from '../generated/prisma/client.js';
 import type { Actor } from '../auth/principal.js';
 
@@ -22,6 +24,17 @@ export const AuditAction = {
   VERSION_DEPRECATED: 'model_version.deprecated',
   VERSION_ARCHIVED: 'model_version.archived',
   ALIAS_SET: 'model_alias.set',
+  PLAN_CREATED: 'plan.created',
+  PLAN_UPDATED: 'plan.updated',
+  PLAN_RETIRED: 'plan.retired',
+  CONTRACT_CREATED: 'contract.created',
+  CONTRACT_APPROVED: 'contract.approved',
+  CONTRACT_REJECTED: 'contract.rejected',
+  CONTRACT_SUSPENDED: 'contract.suspended',
+  CONTRACT_RESUMED: 'contract.resumed',
+  CONTRACT_REVOKED: 'contract.revoked',
+  CONTRACT_CANCELLED: 'contract.cancelled',
+  ADMIN_READ: 'admin.read',
 } as const;
 export type AuditAction = (typeof AuditAction)[keyof typeof AuditAction];
 
@@ -36,8 +49,91 @@ export interface AuditEntry {
 
 type Writer = Pick<Prisma, 'auditEvent'>;
 
+export interface AuditEventFilter {
+  actor?: string | null;
+  action?: string | null;
+  target?: string | null;
+  from?: Date | null;
+  to?: Date | null;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const SEQ = /^\d{1,18}$/;
+
 export class AuditService {
-  constructor(private readonly prisma: Prisma) {}
+  constructor(
+    private readonly prisma: Prisma,
+    private readonly pool: pg.Pool,
+  ) {}
+
+  /** Events newest first, by chain position; `after` is the chainSeq of the last event already seen. */
+  async list(filter: AuditEventFilter | null | undefined, first: number, after: string | null | undefined) {
+    if (!Number.isInteger(first) || first < 1 || first > 500)
+      throw new BadUserInputError('first must be 1 to 500', 'first');
+    if (after != null && !SEQ.test(after)) throw new BadUserInputError('Invalid cursor', 'after');
+    if (filter?.actor != null && !UUID.test(filter.actor))
+      throw new BadUserInputError('actor must be a valid id', 'filter.actor');
+    const action = filter?.action?.trim();
+    const where: PrismaNamespace.AuditEventWhereInput = {
+      ...(filter?.actor ? { actorId: filter.actor } : {}),
+      ...(action ? (action.endsWith('*') ? { action: { startsWith: action.slice(0, -1) } } : { action }) : {}),
+      ...(filter?.target ? { targetId: filter.target } : {}),
+      ...(filter?.from || filter?.to
+        ? { at: { ...(filter.from ? { gte: filter.from } : {}), ...(filter.to ? { lt: filter.to } : {}) } }
+        : {}),
+      ...(after != null ? { chainSeq: { lt: BigInt(after) } } : {}),
+    };
+    const rows = await this.prisma.auditEvent.findMany({ where, orderBy: { chainSeq: 'desc' }, take: first + 1 });
+    const page = rows.slice(0, first);
+    const cursor = (e: (typeof rows)[number]) => String(e.chainSeq);
+    return {
+      edges: page.map((node) => ({ cursor: cursor(node), node })),
+      pageInfo: { hasNextPage: rows.length > first, endCursor: page.length ? cursor(page.at(-1)!) : null },
+    };
+  }
+
+  /**
+   * Recomputes every link between two chain positions with the same SQL function that wrote them, and
+   * reports the first event whose previous-hash link or own hash does not match.
+   */
+  async verifyChain(from: string | null | undefined, to: string | null | undefined) {
+    for (const [value, field] of [
+      [from, 'from'],
+      [to, 'to'],
+    ] as const) {
+      if (value != null && !SEQ.test(value))
+        throw new BadUserInputError(`${field} must be a chain sequence number`, field);
+    }
+    const { rows } = await this.pool.query<{ checked: number; broken_seq: string | null; reason: string | null }>(
+      `WITH chain AS (
+         SELECT e.chain_seq, e.prev_hash, e.hash, mm_audit_event_hash(e, e.prev_hash) AS recomputed,
+                lag(e.hash) OVER (ORDER BY e.chain_seq) AS previous_hash, lag(e.chain_seq) OVER (ORDER BY e.chain_seq) AS previous_seq
+         FROM audit_events e
+         WHERE e.chain_seq >= coalesce($1::bigint, 1) - 1 AND e.chain_seq <= coalesce($2::bigint, 9223372036854775807)
+       ), checked AS (
+         SELECT * FROM chain WHERE chain_seq >= coalesce($1::bigint, 1)
+       ), broken AS (
+         SELECT chain_seq,
+                CASE WHEN hash IS DISTINCT FROM recomputed THEN 'event content does not match its hash'
+                     WHEN previous_seq IS NOT NULL AND previous_seq <> chain_seq - 1 THEN 'an event before it is missing'
+                     WHEN chain_seq = 1 AND prev_hash <> 'genesis' THEN 'the first event does not start the chain'
+                     WHEN previous_seq IS NOT NULL AND prev_hash IS DISTINCT FROM previous_hash THEN 'link to the previous event is broken'
+                END AS reason
+         FROM checked
+       )
+       SELECT (SELECT count(*)::int FROM checked) AS checked,
+              (SELECT chain_seq::text FROM broken WHERE reason IS NOT NULL ORDER BY chain_seq LIMIT 1) AS broken_seq,
+              (SELECT reason FROM broken WHERE reason IS NOT NULL ORDER BY chain_seq LIMIT 1) AS reason`,
+      [from ?? null, to ?? null],
+    );
+    const result = rows[0]!;
+    return {
+      ok: result.broken_seq === null,
+      checked: result.checked,
+      firstBrokenSeq: result.broken_seq,
+      reason: result.reason,
+    };
+  }
 
   /** Records one event; pass the transaction client to make the event part of the change it describes. */
   async record(actor: Actor | undefined, entry: AuditEntry, tx: Writer = this.prisma): Promise<void> {

@@ -397,6 +397,10 @@ export class ModelsService {
     return changed;
   }
 
+  versionById(id: string): Promise<ModelVersion> {
+    return this.prisma.modelVersion.findUniqueOrThrow({ where: { id } });
+  }
+
   /** Versions of a model, highest first. */
   async versions(modelId: string): Promise<ModelVersion[]> {
     return highestFirst(await this.prisma.modelVersion.findMany({ where: { modelId } }));

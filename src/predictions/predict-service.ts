@@ -1,13 +1,15 @@
 // `predict`: resolve the version, authorize, validate and encode the inputs, run them through the inference
 // engine (micro-batched, off the event loop), decode the outputs.
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { GraphQLError } from 'graphql';
-import type { Actor } from '../auth/principal.js';
+import { requireUserId, type Actor } from '../auth/principal.js';
+import type { PredictGrant } from '../licensing/predict-authorizer.js';
+import type { MeteringService, UsageRecordInput } from '../metering/metering-service.js';
 import type { Model, ModelVersion } from '../generated/prisma/client.js';
 import { InferenceInputError, InferenceOverloadedError, type InferenceEngine } from '../inference/engine.js';
 import type { ArtifactService } from '../models/artifact-service.js';
-import { canManage, canView } from '../models/model-policy.js';
+import { canView } from '../models/model-policy.js';
 import { BadUserInputError, ErrorCode, ForbiddenError, NotFoundError } from '../server/errors.js';
 import { encodeInputs, type InputLimits } from './input-encoding.js';
 import { decodeOutputs, type PredictionOutput } from './output-decoding.js';
@@ -19,6 +21,7 @@ export interface PredictInput {
   inputs: unknown;
   topK?: number | null;
   requestId?: string | null;
+  contractId?: string | null;
 }
 
 export interface Prediction {
@@ -27,6 +30,7 @@ export interface Prediction {
   modelVersion: ModelVersion;
   outputs: PredictionOutput[];
   latencyMs: number;
+  contractId: string | null;
 }
 
 export interface PredictResult {
@@ -35,24 +39,31 @@ export interface PredictResult {
   warnings: string[];
 }
 
-/**
- * Decides whether a caller may run a version. The licensing domain plugs in here; until then only the
- * model's owner and admins may call a model.
- */
+/** Decides whether a caller may run a version, and which contract pays (licensing domain). */
 export interface PredictAuthorizer {
-  authorize(actor: Actor, model: Model, version: ModelVersion): Promise<void>;
+  authorize(
+    actor: Actor,
+    model: Model,
+    version: ModelVersion,
+    contractId: string | null | undefined,
+  ): Promise<PredictGrant>;
 }
 
-export const ownerOnlyAuthorizer: PredictAuthorizer = {
-  async authorize(actor, model) {
-    if (!canManage(actor.principal, model)) {
-      throw new ForbiddenError('You have no licence for this model', { reason: 'NO_CONTRACT' });
-    }
-  },
-};
+/** What an idempotency key stores: enough to answer a retry exactly as the first call was answered. */
+interface StoredResult {
+  prediction: Omit<Prediction, 'modelVersion'>;
+  versionId: string;
+  warnings: string[];
+}
 
 const MAX_REQUEST_ID = 255;
 const MAX_TOP_K = 100;
+
+function errorCode(error: unknown): string {
+  return error instanceof GraphQLError
+    ? String(error.extensions.code ?? ErrorCode.INTERNAL_SERVER_ERROR)
+    : ErrorCode.INTERNAL_SERVER_ERROR;
+}
 
 export class PredictService {
   constructor(
@@ -60,15 +71,65 @@ export class PredictService {
     private readonly artifacts: ArtifactService,
     private readonly engine: InferenceEngine,
     private readonly authorizer: PredictAuthorizer,
+    private readonly metering: MeteringService,
     private readonly limits: InputLimits,
   ) {}
 
+  /**
+   * Every call by an authenticated caller writes one usage record (OK or its error code); a retry answered
+   * from an idempotency key writes none, since it is not counted again.
+   */
   async predict(actor: Actor, input: PredictInput): Promise<PredictResult> {
     const started = performance.now();
-    const requestId = input.requestId ?? null;
-    if (requestId !== null && (requestId.length === 0 || requestId.length > MAX_REQUEST_ID)) {
-      throw new BadUserInputError(`requestId must be 1 to ${MAX_REQUEST_ID} characters`, 'input.requestId');
+    const callerId = requireUserId(actor.principal);
+    const record: Omit<UsageRecordInput, 'status' | 'latencyMs' | 'idempotentResponse'> = {
+      predictionId: randomUUID(),
+      consumerId: callerId,
+      apiKeyId: actor.principal.kind === 'apiKey' ? actor.principal.apiKeyId : null,
+      modelId: null,
+      modelVersionId: null,
+      contract: null,
+      units: 0,
+      requestId: input.requestId ?? null,
+      reservation: null,
+    };
+    let claimed = false;
+    try {
+      const requestId = input.requestId ?? null;
+      if (requestId !== null && (requestId.length === 0 || requestId.length > MAX_REQUEST_ID)) {
+        throw new BadUserInputError(`requestId must be 1 to ${MAX_REQUEST_ID} characters`, 'input.requestId');
+      }
+      if (requestId !== null) {
+        const claim = await this.metering.claim(callerId, requestId, this.#inputHash(input));
+        if (claim.kind === 'replay') return this.#replay(claim.response as StoredResult);
+        claimed = true;
+      }
+      const result = await this.#run(actor, input, record, started);
+      await this.metering.record({
+        ...record,
+        status: 'OK',
+        latencyMs: result.prediction.latencyMs,
+        idempotentResponse: claimed ? this.#stored(result) : undefined,
+      });
+      return result;
+    } catch (error) {
+      await this.metering.record({
+        ...record,
+        status: errorCode(error),
+        latencyMs: performance.now() - started,
+        idempotentResponse: undefined,
+      });
+      if (claimed) await this.metering.abandon(callerId, input.requestId!);
+      throw error;
     }
+  }
+
+  async #run(
+    actor: Actor,
+    input: PredictInput,
+    record: Omit<UsageRecordInput, 'status' | 'latencyMs' | 'idempotentResponse'>,
+    started: number,
+  ): Promise<PredictResult> {
     const topK = input.topK ?? 3;
     if (!Number.isInteger(topK) || topK < 1 || topK > MAX_TOP_K) {
       throw new BadUserInputError(`topK must be 1 to ${MAX_TOP_K}`, 'input.topK');
@@ -76,17 +137,24 @@ export class PredictService {
     const versionRef = input.version ?? 'latest';
     const target = await this.catalog.resolve(input.model, versionRef);
     if (!target || !canView(actor.principal, target.model)) throw new NotFoundError('Model');
+    record.modelId = target.model.id;
     const { served } = target;
     if (!served) throw new NotFoundError(`Version "${versionRef}" of ${input.model}`);
     const { version, signature, sha256 } = served;
+    record.modelVersionId = version.id;
     if (version.status === 'ARCHIVED') {
       throw new ForbiddenError(`Version ${version.version} is archived and no longer serves`, {
         reason: 'VERSION_ARCHIVED',
       });
     }
-    await this.authorizer.authorize(actor, target.model, version);
-
+    const grant = await this.authorizer.authorize(actor, target.model, version, input.contractId);
+    record.contract = grant.contract;
     const tensor = encodeInputs(signature, input.inputs, this.limits);
+    record.units = tensor.shape[0]!;
+    if (grant.contract) {
+      await this.metering.checkRate(grant.contract);
+      record.reservation = await this.metering.reserve(grant.contract, record.units);
+    }
     let output;
     try {
       output = await this.engine.predict(this.artifacts.modelRef(sha256), tensor);
@@ -105,13 +173,31 @@ export class PredictService {
         : [];
     return {
       prediction: {
-        id: randomUUID(),
-        requestId,
+        id: record.predictionId,
+        requestId: input.requestId ?? null,
         modelVersion: version,
         outputs: decodeOutputs(signature, output, topK),
         latencyMs: Math.round((performance.now() - started) * 1000) / 1000,
+        contractId: grant.contract?.id ?? null,
       },
       warnings,
     };
+  }
+
+  #inputHash(input: PredictInput): string {
+    const { model, version, inputs, topK, contractId } = input;
+    return createHash('sha256')
+      .update(JSON.stringify([model, version ?? 'latest', topK ?? 3, contractId ?? null, inputs]))
+      .digest('hex');
+  }
+
+  #stored({ prediction, warnings }: PredictResult): StoredResult {
+    const { modelVersion, ...rest } = prediction;
+    return { prediction: rest, versionId: modelVersion.id, warnings };
+  }
+
+  async #replay(stored: StoredResult): Promise<PredictResult> {
+    const modelVersion = await this.catalog.versionById(stored.versionId);
+    return { prediction: { ...stored.prediction, modelVersion }, warnings: stored.warnings };
   }
 }

@@ -42,6 +42,11 @@ export class ServingCatalog {
     return target;
   }
 
+  /** A version by id (immutable, so a stored answer can name it later). */
+  versionById(id: string): Promise<ModelVersion> {
+    return this.models.versionById(id);
+  }
+
   invalidate(): void {
     this.#targets.clear();
   }

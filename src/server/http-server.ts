@@ -14,6 +14,7 @@ import type { Registry } from 'prom-client';
 import type { Config } from '../config.js';
 import type { Database } from '../db/database.js';
 import { pendingMigrations, type Migration } from '../db/migrate.js';
+import { usageRoutes } from '../metering/usage-http.js';
 import { artifactRoutes } from '../models/artifacts-http.js';
 import { buildContext, type Context } from './context.js';
 import { CLIENT_ERROR_CODES } from './errors.js';
@@ -176,6 +177,7 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
     expressMiddleware(apollo, { context: ({ req }) => buildContext(req, services, db.prisma) }),
   );
   app.use(artifactRoutes(services, db.prisma, config.models.artifactMaxBytes));
+  app.use(usageRoutes(services));
 
   app.use((_req, res) => requestError(res, 404, 'NOT_FOUND', 'No such route'));
   app.use(((error, req, res, _next) => {

@@ -2,7 +2,7 @@
 // listed versions), so a page of N items costs one query per kind, not N.
 import DataLoader from 'dataloader';
 import type { Prisma } from '../db/database.js';
-import type { Artifact, Model, ModelAlias, User } from '../generated/prisma/client.js';
+import type { Artifact, LicensePlan, Model, ModelAlias, User } from '../generated/prisma/client.js';
 
 function byId<T extends { id: string }>(ids: readonly string[], rows: T[]): (T | null)[] {
   const found = new Map(rows.map((row) => [row.id, row]));
@@ -19,6 +19,9 @@ export function createLoaders(prisma: Prisma) {
     ),
     artifactById: new DataLoader<string, Artifact | null>(async (ids) =>
       byId(ids, await prisma.artifact.findMany({ where: { id: { in: [...ids] } } })),
+    ),
+    planById: new DataLoader<string, LicensePlan | null>(async (ids) =>
+      byId(ids, await prisma.licensePlan.findMany({ where: { id: { in: [...ids] } } })),
     ),
     aliasesByModelId: new DataLoader<string, ModelAlias[]>(async (ids) => {
       const rows = await prisma.modelAlias.findMany({ where: { modelId: { in: [...ids] } }, orderBy: { name: 'asc' } });

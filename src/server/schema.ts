@@ -9,6 +9,9 @@ import { DateTimeResolver, JSONResolver } from 'graphql-scalars';
 import type { ApiScope, Role } from '../generated/prisma/client.js';
 import type { Resolvers } from '../generated/graphql.js';
 import { authResolvers } from '../auth/resolvers.js';
+import { auditResolvers } from '../audit/resolvers.js';
+import { licensingResolvers } from '../licensing/resolvers.js';
+import { meteringResolvers } from '../metering/resolvers.js';
 import { modelResolvers } from '../models/resolvers.js';
 import { predictionResolvers } from '../predictions/resolvers.js';
 import type { Principal } from '../auth/principal.js';
@@ -67,6 +70,9 @@ export function buildSchema(): GraphQLSchema {
     authResolvers,
     modelResolvers,
     predictionResolvers,
+    licensingResolvers,
+    meteringResolvers,
+    auditResolvers,
   ];
   const schema = makeExecutableSchema({
     typeDefs: readFileSync(SCHEMA_PATH, 'utf8'),

@@ -14,7 +14,13 @@ import { InferenceEngine } from '../inference/engine.js';
 import { ArtifactService } from '../models/artifact-service.js';
 import { PostgresArtifactStorage } from '../models/artifact-storage.js';
 import { ModelsService } from '../models/models-service.js';
-import { ownerOnlyAuthorizer, PredictService } from '../predictions/predict-service.js';
+import { LicenceCertificates } from '../licensing/certificates.js';
+import { ContractsService } from '../licensing/contracts-service.js';
+import { PlansService } from '../licensing/plans-service.js';
+import { LicenceAuthorizer } from '../licensing/predict-authorizer.js';
+import { MeteringService } from '../metering/metering-service.js';
+import { UsageService } from '../metering/usage-service.js';
+import { PredictService } from '../predictions/predict-service.js';
 import { ServingCatalog } from '../predictions/serving-catalog.js';
 import type { SecretBox } from '../security/secret-box.js';
 import type { Logger } from './logger.js';
@@ -29,6 +35,11 @@ export interface Services {
   artifacts: ArtifactService;
   models: ModelsService;
   predictions: PredictService;
+  plans: PlansService;
+  contracts: ContractsService;
+  certificates: LicenceCertificates;
+  metering: MeteringService;
+  usage: UsageService;
 }
 
 export async function createServices(
@@ -38,7 +49,7 @@ export async function createServices(
   registry: Registry,
   logger: Logger,
 ): Promise<Services & { close(): Promise<void> }> {
-  const audit = new AuditService(db.prisma);
+  const audit = new AuditService(db.prisma, db.pool);
   const keyRing = await SigningKeyRing.open(db.prisma, secrets, config.auth.configuredPrivateKeyPem);
   const tokens = new AccessTokens(keyRing, {
     issuer: config.auth.issuer,
@@ -67,7 +78,12 @@ export async function createServices(
   const models = new ModelsService(db.prisma, audit, artifacts, logger);
   const catalog = new ServingCatalog(models, artifacts, config.models.catalogCacheTtlMs);
   models.onCatalogChange(() => catalog.invalidate());
-  const predictions = new PredictService(catalog, artifacts, engine, ownerOnlyAuthorizer, {
+  const plans = new PlansService(db.prisma, audit);
+  const contracts = new ContractsService(db.prisma, audit, plans);
+  const certificates = new LicenceCertificates(db.prisma, keyRing, config.auth.issuer);
+  const metering = new MeteringService(db.pool);
+  const usage = new UsageService(db.pool, audit);
+  const predictions = new PredictService(catalog, artifacts, engine, new LicenceAuthorizer(db.pool), metering, {
     maxInstances: config.models.maxInstances,
     maxStringLength: config.models.maxStringLength,
   });
@@ -83,8 +99,14 @@ export async function createServices(
     artifacts,
     models,
     predictions,
+    plans,
+    contracts,
+    certificates,
+    metering,
+    usage,
     async close() {
       keyRing.close();
+      metering.close();
       await apiKeys.close();
       await engine.close();
     },

@@ -28,7 +28,7 @@ export const PUBLISH = `mutation Publish($input: PublishModelVersionInput!) {
     metrics { dataset samples accuracy macroF1 confusionMatrix } } }`;
 
 export const PREDICT = `mutation Predict($input: PredictInput!) {
-  predict(input: $input) { id requestId latencyMs modelVersion { version } outputs { label score top { label score } values } } }`;
+  predict(input: $input) { id requestId latencyMs contractId modelVersion { version } outputs { label score top { label score } values } } }`;
 
 let slugCounter = 0;
 export function uniqueSlug(prefix = 'model'): string {

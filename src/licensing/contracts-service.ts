@@ -1,0 +1,209 @@
+// Contracts: a consumer's licence under a plan's frozen terms, and its life cycle. Each transition is one
+// conditional UPDATE (so two concurrent transitions cannot both apply) recorded in the audit log.
+import type { Actor } from '../auth/principal.js';
+import { requireUserId } from '../auth/principal.js';
+import { AuditAction, type AuditService } from '../audit/audit-service.js';
+import type { Prisma } from '../db/database.js';
+import type { Contract, ContractStatus, Model, Prisma as P } from '../generated/prisma/client.js';
+import { canManage, isAdmin } from '../models/model-policy.js';
+import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError } from '../server/errors.js';
+import type { PlansService } from './plans-service.js';
+import { termsDigest, termsOf } from './terms.js';
+
+/** What clients see: ACTIVE past its expiry reads as EXPIRED (expiry needs no job to take effect). */
+export type VisibleStatus = ContractStatus | 'EXPIRED';
+
+export function visibleStatus(contract: Pick<Contract, 'status' | 'expiresAt'>, now = new Date()): VisibleStatus {
+  return contract.status === 'ACTIVE' && contract.expiresAt !== null && contract.expiresAt <= now
+    ? 'EXPIRED'
+    : contract.status;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const DAY_MS = 86_400_000;
+
+type Transition = 'approve' | 'reject' | 'suspend' | 'resume' | 'revoke' | 'cancel';
+
+const TRANSITIONS: Record<
+  Transition,
+  { from: ContractStatus[]; to: ContractStatus; action: string; by: 'owner' | 'consumer' }
+> = {
+  approve: { from: ['PENDING'], to: 'ACTIVE', action: AuditAction.CONTRACT_APPROVED, by: 'owner' },
+  reject: { from: ['PENDING'], to: 'REJECTED', action: AuditAction.CONTRACT_REJECTED, by: 'owner' },
+  suspend: { from: ['ACTIVE'], to: 'SUSPENDED', action: AuditAction.CONTRACT_SUSPENDED, by: 'owner' },
+  resume: { from: ['SUSPENDED'], to: 'ACTIVE', action: AuditAction.CONTRACT_RESUMED, by: 'owner' },
+  revoke: {
+    from: ['PENDING', 'ACTIVE', 'SUSPENDED'],
+    to: 'REVOKED',
+    action: AuditAction.CONTRACT_REVOKED,
+    by: 'owner',
+  },
+  cancel: {
+    from: ['PENDING', 'ACTIVE', 'SUSPENDED'],
+    to: 'CANCELLED',
+    action: AuditAction.CONTRACT_CANCELLED,
+    by: 'consumer',
+  },
+};
+
+export class ContractsService {
+  constructor(
+    private readonly prisma: Prisma,
+    private readonly audit: AuditService,
+    private readonly plans: PlansService,
+  ) {}
+
+  async accept(actor: Actor, planId: string): Promise<Contract> {
+    const consumerId = requireUserId(actor.principal);
+    const plan = await this.plans.findVisible(actor, planId);
+    if (plan.status !== 'ACTIVE')
+      throw new BadUserInputError('This plan is retired and takes no new contracts', 'planId');
+    if (plan.model.ownerId === consumerId)
+      throw new BadUserInputError('Owners call their own models without a licence', 'planId');
+    const terms = termsOf(plan);
+    const now = new Date();
+    const active = !plan.requiresApproval;
+    return this.prisma.$transaction(async (tx) => {
+      // One live contract per consumer and plan; the row lock on the plan serialises concurrent accepts.
+      await tx.$queryRaw`SELECT id FROM license_plans WHERE id = ${plan.id}::uuid FOR UPDATE`;
+      const live = await tx.contract.findFirst({
+        where: { planId: plan.id, consumerId, status: { in: ['PENDING', 'ACTIVE', 'SUSPENDED'] } },
+      });
+      if (live && visibleStatus(live) !== 'EXPIRED')
+        throw new ConflictError('You already hold a contract under this plan');
+      const contract = await tx.contract.create({
+        data: {
+          planId: plan.id,
+          modelId: plan.modelId,
+          consumerId,
+          status: active ? 'ACTIVE' : 'PENDING',
+          terms: terms as unknown as P.InputJsonObject,
+          termsDigest: termsDigest(terms),
+          planRevision: plan.revision,
+          versionRange: plan.versions,
+          pricePerPrediction: plan.pricePerPrediction,
+          currency: plan.currency,
+          predictionQuota: plan.predictionQuota,
+          period: plan.period,
+          rateLimitPerMinute: plan.rateLimitPerMinute,
+          downloadAllowed: plan.downloadAllowed,
+          durationDays: plan.durationDays,
+          periodStart: now,
+          startsAt: active ? now : null,
+          expiresAt: active && plan.durationDays ? new Date(now.getTime() + plan.durationDays * DAY_MS) : null,
+        },
+      });
+      await this.audit.record(
+        actor,
+        {
+          action: AuditAction.CONTRACT_CREATED,
+          targetType: 'Contract',
+          targetId: contract.id,
+          details: { plan: plan.id, status: contract.status },
+        },
+        tx,
+      );
+      return contract;
+    });
+  }
+
+  async transition(actor: Actor, id: string, transition: Transition, reason?: string): Promise<Contract> {
+    const rule = TRANSITIONS[transition];
+    const contract = await this.#find(actor, id);
+    const principal = actor.principal;
+    const allowed =
+      rule.by === 'consumer' ? contract.consumerId === requireUserId(principal) : canManage(principal, contract.model);
+    if (!allowed) {
+      throw new ForbiddenError(
+        rule.by === 'consumer'
+          ? 'Only the consumer can cancel a contract'
+          : 'Only the model owner or an admin can do this',
+      );
+    }
+    const cleanReason = reason === undefined ? null : reason.normalize('NFKC').trim();
+    if (cleanReason !== null && (cleanReason.length === 0 || cleanReason.length > 1000)) {
+      throw new BadUserInputError('reason must be 1 to 1000 characters', 'reason');
+    }
+    if (visibleStatus(contract) === 'EXPIRED' && transition !== 'revoke') {
+      throw new BadUserInputError('The contract has expired', 'id');
+    }
+    const now = new Date();
+    const data: P.ContractUpdateManyMutationInput = { status: rule.to, statusReason: cleanReason };
+    if (transition === 'approve') {
+      data.startsAt = now;
+      data.periodStart = now;
+      data.expiresAt = contract.durationDays ? new Date(now.getTime() + contract.durationDays * DAY_MS) : null;
+    }
+    return this.prisma.$transaction(async (tx) => {
+      const { count } = await tx.contract.updateMany({ where: { id, status: { in: rule.from } }, data });
+      if (count === 0)
+        throw new BadUserInputError(`A ${contract.status} contract cannot be ${rule.to.toLowerCase()}`, 'id');
+      await this.audit.record(
+        actor,
+        {
+          action: rule.action as AuditAction,
+          targetType: 'Contract',
+          targetId: id,
+          details: { from: contract.status, to: rule.to, reason: cleanReason },
+        },
+        tx,
+      );
+      return tx.contract.findUniqueOrThrow({ where: { id } });
+    });
+  }
+
+  mine(actor: Actor): Promise<Contract[]> {
+    return this.prisma.contract.findMany({
+      where: { consumerId: requireUserId(actor.principal) },
+      orderBy: { createdAt: 'desc' },
+    });
+  }
+
+  async forModel(actor: Actor, slug: string): Promise<Contract[]> {
+    const model = await this.prisma.model.findUnique({ where: { slug } });
+    if (!model || !canManage(actor.principal, model)) throw new NotFoundError('Model');
+    if (isAdmin(actor.principal) && model.ownerId !== requireUserId(actor.principal)) {
+      await this.audit.record(actor, {
+        action: AuditAction.ADMIN_READ,
+        targetType: 'Model',
+        targetId: model.id,
+        details: { read: 'contracts' },
+      });
+    }
+    return this.prisma.contract.findMany({ where: { modelId: model.id }, orderBy: { createdAt: 'desc' } });
+  }
+
+  async all(actor: Actor, status: VisibleStatus | null | undefined): Promise<Contract[]> {
+    await this.audit.record(actor, {
+      action: AuditAction.ADMIN_READ,
+      targetType: 'Contract',
+      details: { read: 'all contracts' },
+    });
+    const now = new Date();
+    const where: P.ContractWhereInput =
+      status === 'EXPIRED'
+        ? { status: 'ACTIVE', expiresAt: { lte: now } }
+        : status === 'ACTIVE'
+          ? { status: 'ACTIVE', OR: [{ expiresAt: null }, { expiresAt: { gt: now } }] }
+          : status
+            ? { status }
+            : {};
+    return this.prisma.contract.findMany({ where, orderBy: { createdAt: 'desc' } });
+  }
+
+  /** A contract the caller is party to (consumer, model owner) or administers. */
+  async #find(actor: Actor, id: string): Promise<Contract & { model: Model }> {
+    if (!UUID.test(id)) throw new BadUserInputError('id must be a valid id', 'id');
+    const contract = await this.prisma.contract.findUnique({ where: { id }, include: { model: true } });
+    const userId = requireUserId(actor.principal);
+    if (!contract || (contract.consumerId !== userId && !canManage(actor.principal, contract.model))) {
+      throw new NotFoundError('Contract');
+    }
+    return contract;
+  }
+
+  /** For billing statements: the contract if the caller may read it. */
+  findReadable(actor: Actor, id: string) {
+    return this.#find(actor, id);
+  }
+}

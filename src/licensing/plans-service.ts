@@ -1,0 +1,143 @@
+// Licence plans: what an owner offers for a model.
+import type { Actor } from '../auth/principal.js';
+import { AuditAction, type AuditService } from '../audit/audit-service.js';
+import type { Prisma } from '../db/database.js';
+import type { LicensePlan, Model, Prisma as P, QuotaPeriod } from '../generated/prisma/client.js';
+import { assertCanManage, canManage, canView } from '../models/model-policy.js';
+import { BadUserInputError, NotFoundError } from '../server/errors.js';
+import { normaliseCurrency, normalisePrice, normaliseRange, positiveOrNull } from './terms.js';
+
+export interface PlanInput {
+  name?: string | null;
+  description?: string | null;
+  versions?: string | null;
+  pricePerPrediction?: string | null;
+  currency?: string | null;
+  predictionQuota?: number | null;
+  period?: QuotaPeriod | null;
+  rateLimitPerMinute?: number | null;
+  durationDays?: number | null;
+  commercialUse?: boolean | null;
+  downloadAllowed?: boolean | null;
+  requiresApproval?: boolean | null;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function cleanName(value: string, field: string, max: number, allowEmpty = false): string {
+  const trimmed = value.normalize('NFKC').trim();
+  if ((!allowEmpty && trimmed.length === 0) || trimmed.length > max) {
+    throw new BadUserInputError(`${field} must be ${allowEmpty ? 0 : 1} to ${max} characters`, field);
+  }
+  return trimmed;
+}
+
+/** Validated plan fields; `undefined` leaves a field as it is (updates), `null` clears a nullable limit. */
+function planData(input: PlanInput, prefix: string): P.LicensePlanUncheckedUpdateInput {
+  const field = (name: string) => `${prefix}.${name}`;
+  const has = (key: keyof PlanInput) => input[key] !== undefined;
+  const data: P.LicensePlanUncheckedUpdateInput = {};
+  if (input.name != null) data.name = cleanName(input.name, field('name'), 100);
+  if (input.description != null) data.description = cleanName(input.description, field('description'), 5000, true);
+  if (input.versions != null) data.versions = normaliseRange(input.versions, field('versions'));
+  if (input.pricePerPrediction != null)
+    data.pricePerPrediction = normalisePrice(input.pricePerPrediction, field('pricePerPrediction'));
+  if (input.currency != null) data.currency = normaliseCurrency(input.currency, field('currency'));
+  if (has('predictionQuota')) data.predictionQuota = positiveOrNull(input.predictionQuota, field('predictionQuota'));
+  if (input.period != null) data.period = input.period;
+  if (has('rateLimitPerMinute'))
+    data.rateLimitPerMinute = positiveOrNull(input.rateLimitPerMinute, field('rateLimitPerMinute'), 1_000_000);
+  if (has('durationDays')) data.durationDays = positiveOrNull(input.durationDays, field('durationDays'), 36_500);
+  for (const flag of ['commercialUse', 'downloadAllowed', 'requiresApproval'] as const) {
+    if (input[flag] != null) data[flag] = input[flag];
+  }
+  return data;
+}
+
+export class PlansService {
+  constructor(
+    private readonly prisma: Prisma,
+    private readonly audit: AuditService,
+  ) {}
+
+  async create(
+    actor: Actor,
+    modelSlug: string,
+    input: PlanInput & { name: string; pricePerPrediction: string; currency: string; period: QuotaPeriod },
+  ) {
+    const model = await this.prisma.model.findUnique({ where: { slug: modelSlug } });
+    assertCanManage(actor.principal, model);
+    const data = planData({ versions: '*', ...input }, 'input');
+    return this.prisma.$transaction(async (tx) => {
+      const plan = await tx.licensePlan.create({
+        data: { ...(data as P.LicensePlanUncheckedCreateInput), modelId: (model as Model).id },
+      });
+      await this.audit.record(
+        actor,
+        {
+          action: AuditAction.PLAN_CREATED,
+          targetType: 'LicensePlan',
+          targetId: plan.id,
+          details: { model: modelSlug },
+        },
+        tx,
+      );
+      return plan;
+    });
+  }
+
+  async update(actor: Actor, id: string, input: PlanInput): Promise<LicensePlan> {
+    const plan = await this.#manageable(actor, id);
+    if (plan.status === 'RETIRED') throw new BadUserInputError('A retired plan cannot be changed', 'id');
+    const data = planData(input, 'input');
+    return this.prisma.$transaction(async (tx) => {
+      const updated = await tx.licensePlan.update({ where: { id }, data: { ...data, revision: { increment: 1 } } });
+      await this.audit.record(
+        actor,
+        {
+          action: AuditAction.PLAN_UPDATED,
+          targetType: 'LicensePlan',
+          targetId: id,
+          details: { fields: Object.keys(data), revision: updated.revision },
+        },
+        tx,
+      );
+      return updated;
+    });
+  }
+
+  async retire(actor: Actor, id: string): Promise<LicensePlan> {
+    const plan = await this.#manageable(actor, id);
+    if (plan.status === 'RETIRED') return plan;
+    return this.prisma.$transaction(async (tx) => {
+      const retired = await tx.licensePlan.update({ where: { id }, data: { status: 'RETIRED' } });
+      await this.audit.record(actor, { action: AuditAction.PLAN_RETIRED, targetType: 'LicensePlan', targetId: id }, tx);
+      return retired;
+    });
+  }
+
+  /** Plans of a model the caller can see; retired ones only for those who manage it. */
+  listForModel(actor: Actor, model: Model): Promise<LicensePlan[]> {
+    const all = canManage(actor.principal, model);
+    return this.prisma.licensePlan.findMany({
+      where: { modelId: model.id, ...(all ? {} : { status: 'ACTIVE' }) },
+      orderBy: { createdAt: 'asc' },
+    });
+  }
+
+  /** A plan whose model the caller can see (for accepting it). */
+  async findVisible(actor: Actor, id: string): Promise<LicensePlan & { model: Model }> {
+    if (!UUID.test(id)) throw new BadUserInputError('planId must be a valid id', 'planId');
+    const plan = await this.prisma.licensePlan.findUnique({ where: { id }, include: { model: true } });
+    if (!plan || !canView(actor.principal, plan.model)) throw new NotFoundError('Plan');
+    return plan;
+  }
+
+  async #manageable(actor: Actor, id: string): Promise<LicensePlan> {
+    if (!UUID.test(id)) throw new BadUserInputError('id must be a valid id', 'id');
+    const plan = await this.prisma.licensePlan.findUnique({ where: { id }, include: { model: true } });
+    if (!plan) throw new NotFoundError('Plan');
+    assertCanManage(actor.principal, plan.model);
+    return plan;
+  }
+}

@@ -1,0 +1,52 @@
+import type { ContractTerms, Resolvers } from '../generated/graphql.js';
+import { nextMonthStart } from '../metering/metering-service.js';
+import { visibleStatus } from './contracts-service.js';
+
+export const licensingResolvers: Resolvers = {
+  Query: {
+    myContracts: (_parent, _args, ctx) => ctx.services.contracts.mine(ctx.actor),
+    contractsForModel: (_parent, { model }, ctx) => ctx.services.contracts.forModel(ctx.actor, model),
+    contracts: (_parent, { status }, ctx) => ctx.services.contracts.all(ctx.actor, status),
+    verifyLicenseCertificate: (_parent, { token }, ctx) => ctx.services.certificates.verify(token),
+  },
+  Mutation: {
+    createLicensePlan: (_parent, { input }, ctx) => {
+      const { model, ...plan } = input;
+      return ctx.services.plans.create(ctx.actor, model, plan);
+    },
+    updateLicensePlan: (_parent, { id, input }, ctx) => ctx.services.plans.update(ctx.actor, id, input),
+    retireLicensePlan: (_parent, { id }, ctx) => ctx.services.plans.retire(ctx.actor, id),
+    acceptLicense: (_parent, { planId }, ctx) => ctx.services.contracts.accept(ctx.actor, planId),
+    approveContract: (_parent, { id }, ctx) => ctx.services.contracts.transition(ctx.actor, id, 'approve'),
+    rejectContract: (_parent, { id, reason }, ctx) =>
+      ctx.services.contracts.transition(ctx.actor, id, 'reject', reason),
+    suspendContract: (_parent, { id, reason }, ctx) =>
+      ctx.services.contracts.transition(ctx.actor, id, 'suspend', reason),
+    resumeContract: (_parent, { id }, ctx) => ctx.services.contracts.transition(ctx.actor, id, 'resume'),
+    revokeContract: (_parent, { id, reason }, ctx) =>
+      ctx.services.contracts.transition(ctx.actor, id, 'revoke', reason),
+    cancelContract: (_parent, { id }, ctx) => ctx.services.contracts.transition(ctx.actor, id, 'cancel'),
+  },
+  Model: {
+    plans: (model, _args, ctx) => ctx.services.plans.listForModel(ctx.actor, model),
+  },
+  LicensePlan: {
+    model: async (plan, _args, ctx) => (await ctx.loaders.modelById.load(plan.modelId))!,
+    pricePerPrediction: (plan) => plan.pricePerPrediction.toString(),
+  },
+  Contract: {
+    plan: (contract, _args, ctx) => ctx.loaders.planById.load(contract.planId).then((plan) => plan!),
+    model: async (contract, _args, ctx) => (await ctx.loaders.modelById.load(contract.modelId))!,
+    consumer: async (contract, _args, ctx) => (await ctx.loaders.userById.load(contract.consumerId))!,
+    status: (contract) => visibleStatus(contract),
+    terms: (contract) => contract.terms as unknown as ContractTerms,
+    periodResetsAt: (contract) => (contract.period === 'MONTH' ? nextMonthStart(contract.periodStart) : null),
+    predictionsUsed: (contract) =>
+      // A monthly count from an earlier month is already spent history: the new month starts at 0.
+      contract.period === 'MONTH' && nextMonthStart(contract.periodStart) <= new Date() ? 0 : contract.predictionsUsed,
+    certificate: async (contract, _args, ctx) => {
+      const model = await ctx.loaders.modelById.load(contract.modelId);
+      return model ? ctx.services.certificates.issue(contract, model) : null;
+    },
+  },
+};

@@ -1,0 +1,61 @@
+// GET /v1/usage.csv?from&to&model&contract&consumer: the caller's visible usage records as streamed CSV,
+// with the same filters and the same visibility rules as the `usage` query.
+import express, { type Request, type Response } from 'express';
+import { GraphQLError } from 'graphql';
+import { assertAllowed } from '../server/schema.js';
+import type { Services } from '../server/services.js';
+import type { UsageFilter } from './usage-service.js';
+
+const STATUS_BY_CODE: Record<string, number> = { UNAUTHENTICATED: 401, FORBIDDEN: 403, BAD_USER_INPUT: 400 };
+
+function dateParam(req: Request, name: string): Date | undefined {
+  const raw = req.query[name];
+  if (raw === undefined) return undefined;
+  const date = typeof raw === 'string' ? new Date(raw) : new Date(NaN);
+  if (Number.isNaN(date.getTime())) {
+    throw new GraphQLError(`${name} must be an ISO-8601 date-time`, {
+      extensions: { code: 'BAD_USER_INPUT', field: name },
+    });
+  }
+  return date;
+}
+
+function stringParam(req: Request, name: string): string | undefined {
+  const raw = req.query[name];
+  return typeof raw === 'string' && raw !== '' ? raw : undefined;
+}
+
+export function usageRoutes(services: Services): express.Router {
+  const router = express.Router();
+  router.get('/v1/usage.csv', (req: Request, res: Response) => {
+    (async () => {
+      const principal = await services.authenticator.authenticate(req.headers);
+      assertAllowed(principal, { scope: 'READ_USAGE' });
+      const filter: UsageFilter = {
+        from: dateParam(req, 'from'),
+        to: dateParam(req, 'to'),
+        model: stringParam(req, 'model'),
+        contract: stringParam(req, 'contract'),
+        consumer: stringParam(req, 'consumer'),
+      };
+      const actor = { principal, ip: req.ip ?? 'unknown', requestId: String(req.id) };
+      res.status(200).type('text/csv; charset=utf-8').set('content-disposition', 'attachment; filename="usage.csv"');
+      await services.usage.exportCsv(actor, filter, res);
+      res.end();
+    })().catch((error: unknown) => {
+      if (res.headersSent) {
+        req.log.error({ err: error }, 'usage export failed midway');
+        res.destroy();
+        return;
+      }
+      if (error instanceof GraphQLError) {
+        const code = String(error.extensions.code);
+        res.status(STATUS_BY_CODE[code] ?? 400).json({ error: { code, message: error.message } });
+        return;
+      }
+      req.log.error({ err: error }, 'usage export failed');
+      res.status(500).json({ error: { code: 'INTERNAL_SERVER_ERROR', message: 'Internal server error' } });
+    });
+  });
+  return router;
+}
