@@ -30,6 +30,12 @@ interface Result {
   p99: number;
 }
 
+const mean = (results: Result[]): Result => ({
+  rps: results.reduce((a, r) => a + r.rps, 0) / results.length,
+  p50: results.reduce((a, r) => a + r.p50, 0) / results.length,
+  p99: results.reduce((a, r) => a + r.p99, 0) / results.length,
+});
+
 const percentile = (sorted: number[], p: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] ?? NaN;
 
@@ -52,12 +58,13 @@ async function timeLoop(call: () => Promise<void>): Promise<Result> {
 }
 
 /** HTTP load with autocannon (keep-alive connections, one request in flight per connection). */
-async function httpLoad(url: string, connections: number, token: string, body: string): Promise<Result> {
+async function httpLoad(url: string, connections: number, credential: string, body: string): Promise<Result> {
+  const auth = credential.startsWith('mmk_') ? { 'x-api-key': credential } : { authorization: `Bearer ${credential}` };
   const options = {
     url,
     connections,
     method: 'POST' as const,
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    headers: { 'content-type': 'application/json', ...auth },
     body,
   };
   await autocannon({ ...options, duration: WARMUP_MS / 1000 });
@@ -130,6 +137,45 @@ async function mnistModel(): Promise<tf.LayersModel> {
       ],
     });
   }
+}
+
+/** A consumer with an API key under a plan (no quota, a generous rate limit): the metered path. */
+async function licensedKey(
+  url: string,
+  ownerToken: string,
+  slug: string,
+  rateLimitPerMinute: number | null,
+): Promise<string> {
+  const plan = await gql(
+    url,
+    'mutation P($i: CreateLicensePlanInput!) { createLicensePlan(input: $i) { id } }',
+    {
+      i: {
+        model: slug,
+        name: 'Bench',
+        pricePerPrediction: '0.001',
+        currency: 'EUR',
+        period: 'MONTH',
+        rateLimitPerMinute: 1_000_000,
+        commercialUse: true,
+        downloadAllowed: false,
+        requiresApproval: false,
+      },
+    },
+    ownerToken,
+  );
+  const consumer = await gql(url, 'mutation S($i: SignUpInput!) { signUp(input: $i) { accessToken } }', {
+    i: {
+      email: `consumer-${randomBytes(4).toString('hex')}@example.com`,
+      password: 'benchmark passphrase',
+      displayName: 'C',
+      role: 'CONSUMER',
+    },
+  });
+  const token = consumer.signUp.accessToken as string;
+  await gql(url, 'mutation A($p: ID!) { acceptLicense(planId: $p) { id } }', { p: plan.createLicensePlan.id }, token);
+  const key = await gql(url, 'mutation K { createApiKey(name: "bench", scopes: [PREDICT]) { secret } }', {}, token);
+  return key.createApiKey.secret as string;
 }
 
 async function prepare(url: string, model: tf.LayersModel): Promise<{ token: string; slug: string }> {
@@ -228,6 +274,20 @@ async function main(): Promise<void> {
       if (mode === 'batched') {
         const trivialBody = JSON.stringify({ query: '{ me { id } }' });
         for (const c of LEVELS) rows[`trivial@${c}`] = await httpLoad(api, c, token, trivialBody);
+        // Owner and licensed calls alternate, so a noisy neighbour affects both alike.
+        const apiKey = await licensedKey(api, token, slug, 1_000_000);
+        const unlimitedKey = await licensedKey(api, token, slug, null);
+        const owner: Result[] = [];
+        const licensed: Result[] = [];
+        const unlimited: Result[] = [];
+        for (let round = 0; round < 2; round++) {
+          owner.push(await httpLoad(api, 64, token, predictBody));
+          licensed.push(await httpLoad(api, 64, apiKey, predictBody));
+          unlimited.push(await httpLoad(api, 64, unlimitedKey, predictBody));
+        }
+        rows['owner@64'] = mean(owner);
+        rows['licensed@64'] = mean(licensed);
+        rows['licensed-no-rate-limit@64'] = mean(unlimited);
         const readyz = (await (await fetch(api.replace('/graphql', '/readyz'))).json()) as {
           inference: { backend: string };
         };
@@ -247,12 +307,25 @@ async function main(): Promise<void> {
       console.log(`| ${mode} | ${c} | ${fmt(r.rps, 0)} | ${fmt(r.p50, 2)} | ${fmt(r.p99, 2)} |`);
     }
   }
+  const licensed = rows['licensed@64']!;
+  const owner = rows['owner@64']!;
+  const rowsAt64: [string, Result][] = [
+    ['owner predict (access token, no contract)', owner],
+    ['licensed predict (API key, metered)', licensed],
+    ['licensed, no rate limit', rows['licensed-no-rate-limit@64']!],
+  ];
+  for (const [label, r] of rowsAt64) {
+    console.log(`| ${label} | 64 | ${fmt(r.rps, 0)} | ${fmt(r.p50, 2)} | ${fmt(r.p99, 2)} |`);
+  }
   const batched64 = rows['batched@64']!.rps;
   console.log('\nRatios (targets in brackets):');
   console.log(`  batched / unbatched at 64:        ${fmt(batched64 / rows['unbatched@64']!.rps, 2)}×  [≥ 5×]`);
   console.log(`  batched / trivial query at 64:    ${fmt((100 * batched64) / rows['trivial@64']!.rps, 0)}%  [≥ 50%]`);
   console.log(
     `  p50 at 1 − bare inference (batch 1): ${fmt(rows['batched@1']!.p50 - rows['bare@1']!.p50, 2)} ms  [≤ 3 ms]`,
+  );
+  console.log(
+    `  metering overhead at 64 (1 − licensed / owner): ${fmt(100 * (1 - licensed.rps / owner.rps), 0)}%  [< 15%]`,
   );
 
   await admin.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);

@@ -1,6 +1,9 @@
 // Who may run a model version: its owner and admins freely; anyone else only under an ACTIVE, unexpired
-// contract whose version range covers the version. Read on every call (no cache), so suspension, revocation,
-// expiry and range changes take effect on the next call.
+// contract whose version range covers the version. The choice of contract may come from a cache of a few
+// seconds (a contract's range never changes), but the quota reservation re-checks status and expiry in the
+// same statement on every call, so suspension, revocation and expiry still take effect on the next call;
+// a refused reservation makes the caller choose again from fresh rows (`fresh`).
+import { LRUCache } from 'lru-cache';
 import type pg from 'pg';
 import type { Actor } from '../auth/principal.js';
 import type { Model, ModelVersion } from '../generated/prisma/client.js';
@@ -36,7 +39,11 @@ const REASON_TEXT: Record<(typeof REASON_ORDER)[number] | 'NO_CONTRACT', string>
   NO_CONTRACT: 'You have no licence for this model',
 };
 
+const CONTRACT_CACHE_MS = 2000;
+
 export class LicenceAuthorizer {
+  readonly #contracts = new LRUCache<string, ContractRow[]>({ max: 50_000, ttl: CONTRACT_CACHE_MS });
+
   constructor(private readonly pool: pg.Pool) {}
 
   async authorize(
@@ -44,10 +51,15 @@ export class LicenceAuthorizer {
     model: Model,
     version: ModelVersion,
     contractId: string | null | undefined,
+    options: { fresh?: boolean } = {},
   ): Promise<PredictGrant> {
     const principal = actor.principal;
     if (canManage(principal, model)) return { contract: null };
     if (principal.kind === 'anonymous') throw new ForbiddenError(REASON_TEXT.NO_CONTRACT, { reason: 'NO_CONTRACT' });
+    const key = `${principal.userId}:${model.id}`;
+    const cached = options.fresh ? undefined : this.#contracts.get(key);
+    const fromCache = cached && choose(cached, version, contractId);
+    if (fromCache && !(fromCache instanceof Error)) return { contract: fromCache };
     const { rows } = await this.pool.query<ContractRow>({
       name: 'mm_predict_contracts',
       text: `SELECT id, status, expires_at IS NOT NULL AND expires_at <= now() AS expired, version_range,
@@ -55,34 +67,44 @@ export class LicenceAuthorizer {
              FROM contracts WHERE consumer_id = $1 AND model_id = $2 ORDER BY created_at, id`,
       values: [principal.userId, model.id],
     });
-    const candidates = contractId ? rows.filter((row) => row.id === contractId) : rows;
-    if (contractId && candidates.length === 0) {
-      throw new BadUserInputError('contractId is not one of your contracts for this model', 'input.contractId');
-    }
-    const reasons = new Set<string>();
-    for (const row of candidates) {
-      const reason =
-        row.status === 'ACTIVE'
-          ? row.expired
-            ? 'EXPIRED'
-            : covers(row.version_range, version.version)
-              ? null
-              : 'VERSION_NOT_COVERED'
-          : row.status;
-      if (reason === null) {
-        return {
-          contract: {
-            id: row.id,
-            unitPrice: row.unit_price,
-            currency: row.currency,
-            rateLimitPerMinute: row.rate_limit_per_minute,
-            period: row.period,
-          },
-        };
-      }
-      reasons.add(reason);
-    }
-    const reason = REASON_ORDER.find((r) => reasons.has(r)) ?? 'NO_CONTRACT';
-    throw new ForbiddenError(REASON_TEXT[reason], { reason });
+    this.#contracts.set(key, rows);
+    const chosen = choose(rows, version, contractId);
+    if (chosen instanceof Error) throw chosen;
+    return { contract: chosen };
   }
+}
+
+/** The first usable contract (oldest first, so the choice is deterministic), or the most useful refusal. */
+function choose(
+  rows: ContractRow[],
+  version: ModelVersion,
+  contractId: string | null | undefined,
+): BillableContract | Error {
+  const candidates = contractId ? rows.filter((row) => row.id === contractId) : rows;
+  if (contractId && candidates.length === 0) {
+    return new BadUserInputError('contractId is not one of your contracts for this model', 'input.contractId');
+  }
+  const reasons = new Set<string>();
+  for (const row of candidates) {
+    const reason =
+      row.status !== 'ACTIVE'
+        ? row.status
+        : row.expired
+          ? 'EXPIRED'
+          : covers(row.version_range, version.version)
+            ? null
+            : 'VERSION_NOT_COVERED';
+    if (reason === null) {
+      return {
+        id: row.id,
+        unitPrice: row.unit_price,
+        currency: row.currency,
+        rateLimitPerMinute: row.rate_limit_per_minute,
+        period: row.period,
+      };
+    }
+    reasons.add(reason);
+  }
+  const reason = REASON_ORDER.find((r) => reasons.has(r)) ?? 'NO_CONTRACT';
+  return new ForbiddenError(REASON_TEXT[reason], { reason });
 }

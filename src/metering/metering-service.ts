@@ -61,6 +61,9 @@ export class QuotaExceededError extends GraphQLError {
   }
 }
 
+/** The contract stopped being usable (suspended, revoked, expired…) since it was chosen: choose again. */
+export class ContractInactiveError extends Error {}
+
 const IDEMPOTENCY_TTL_HOURS = 24;
 const CLAIM_POLL_MS = 20;
 const CLAIM_WAIT_MS = 60_000;
@@ -71,7 +74,10 @@ export function nextMonthStart(periodStart: Date): Date {
 
 export class MeteringService {
   readonly #rateLimiters = new Map<number, RateLimiterPostgres>();
-  readonly #reservations: DataLoader<{ contract: BillableContract; units: number }, Reservation | QuotaExceededError>;
+  readonly #reservations: DataLoader<
+    { contract: BillableContract; units: number },
+    Reservation | QuotaExceededError | ContractInactiveError
+  >;
   readonly #records: DataLoader<UsageRecordInput, true>;
   readonly #cleanup: NodeJS.Timeout;
 
@@ -112,10 +118,13 @@ export class MeteringService {
     }
   }
 
-  /** Takes `units` from the contract's quota atomically; QUOTA_EXCEEDED when they do not fit. */
+  /**
+   * Takes `units` from the contract's quota atomically, re-checking in the same statement that the contract is
+   * ACTIVE and unexpired; QUOTA_EXCEEDED when they do not fit, ContractInactiveError when it is no longer usable.
+   */
   async reserve(contract: BillableContract, units: number): Promise<Reservation> {
     const outcome = await this.#reservations.load({ contract, units });
-    if (outcome instanceof QuotaExceededError) throw outcome;
+    if (outcome instanceof Error) throw outcome;
     return outcome;
   }
 
@@ -183,28 +192,31 @@ export class MeteringService {
     const { rows } = await this.pool.query<{
       n: string;
       reserved: boolean;
+      active: boolean;
       used: number;
       quota: number | null;
       period_start: Date;
     }>({
       name: 'mm_reserve_batch',
-      text: `SELECT r.n, x.reserved, x.used, x.quota, x.period_start
+      text: `SELECT r.n, x.reserved, x.active, x.used, x.quota, x.period_start
              FROM unnest($1::uuid[], $2::int[]) WITH ORDINALITY AS r(contract_id, units, n)
              CROSS JOIN LATERAL mm_reserve_predictions(r.contract_id, r.units) AS x
              ORDER BY r.n`,
       values: [order.map((i) => items[i]!.contract.id), order.map((i) => items[i]!.units)],
     });
-    const results: (Reservation | QuotaExceededError)[] = new Array(items.length);
+    const results: (Reservation | QuotaExceededError | ContractInactiveError)[] = new Array(items.length);
     rows.forEach((row, position) => {
       const index = order[position]!;
       const { contract, units } = items[index]!;
       results[index] = row.reserved
         ? { contractId: contract.id, units, periodStart: row.period_start }
-        : new QuotaExceededError(
-            row.used,
-            row.quota ?? 0,
-            contract.period === 'MONTH' ? nextMonthStart(row.period_start) : null,
-          );
+        : !row.active
+          ? new ContractInactiveError(contract.id)
+          : new QuotaExceededError(
+              row.used,
+              row.quota ?? 0,
+              contract.period === 'MONTH' ? nextMonthStart(row.period_start) : null,
+            );
     });
     return results;
   }

@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { GraphQLError } from 'graphql';
 import { requireUserId, type Actor } from '../auth/principal.js';
 import type { PredictGrant } from '../licensing/predict-authorizer.js';
-import type { MeteringService, UsageRecordInput } from '../metering/metering-service.js';
+import { ContractInactiveError, type MeteringService, type UsageRecordInput } from '../metering/metering-service.js';
 import type { Model, ModelVersion } from '../generated/prisma/client.js';
 import { InferenceInputError, InferenceOverloadedError, type InferenceEngine } from '../inference/engine.js';
 import type { ArtifactService } from '../models/artifact-service.js';
@@ -46,6 +46,7 @@ export interface PredictAuthorizer {
     model: Model,
     version: ModelVersion,
     contractId: string | null | undefined,
+    options?: { fresh?: boolean },
   ): Promise<PredictGrant>;
 }
 
@@ -147,13 +148,22 @@ export class PredictService {
         reason: 'VERSION_ARCHIVED',
       });
     }
-    const grant = await this.authorizer.authorize(actor, target.model, version, input.contractId);
+    let grant = await this.authorizer.authorize(actor, target.model, version, input.contractId);
     record.contract = grant.contract;
     const tensor = encodeInputs(signature, input.inputs, this.limits);
     record.units = tensor.shape[0]!;
     if (grant.contract) {
       await this.metering.checkRate(grant.contract);
-      record.reservation = await this.metering.reserve(grant.contract, record.units);
+      try {
+        record.reservation = await this.metering.reserve(grant.contract, record.units);
+      } catch (error) {
+        if (!(error instanceof ContractInactiveError)) throw error;
+        // The chosen contract stopped being usable: choose again from fresh rows (this throws the reason
+        // when none is usable).
+        grant = await this.authorizer.authorize(actor, target.model, version, input.contractId, { fresh: true });
+        record.contract = grant.contract;
+        if (grant.contract) record.reservation = await this.metering.reserve(grant.contract, record.units);
+      }
     }
     let output;
     try {

@@ -175,14 +175,19 @@ CREATE TRIGGER audit_events_chain BEFORE INSERT ON "audit_events"
   FOR EACH ROW EXECUTE FUNCTION audit_events_chain();
 
 -- Quota: check and consume in one statement. Monthly quotas roll over by themselves (calendar month, UTC):
--- the first reservation of a new month starts the count again, so no scheduled job is needed.
+-- the first reservation of a new month starts the count again, so no scheduled job is needed. `active` tells
+-- a refusal for quota (active) from one for status or expiry (not active).
 CREATE FUNCTION mm_reserve_predictions(p_contract uuid, p_units integer)
-RETURNS TABLE (reserved boolean, used integer, quota integer, period_start timestamptz)
+RETURNS TABLE (reserved boolean, active boolean, used integer, quota integer, period_start timestamptz)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
   month_start timestamptz := date_trunc('month', now(), 'UTC');
 BEGIN
+  -- The reservation need not wait for its own WAL flush: no answer is sent before the call's usage record
+  -- commits synchronously, and that flush covers this earlier commit too. A crash in between loses only
+  -- a reservation whose call was never answered.
+  PERFORM set_config('synchronous_commit', 'off', true);
   RETURN QUERY
   UPDATE contracts c SET
     predictions_used = CASE WHEN c.period = 'MONTH' AND c.period_start < month_start THEN 0 ELSE c.predictions_used END + p_units,
@@ -193,10 +198,11 @@ BEGIN
     AND (c.prediction_quota IS NULL
          OR CASE WHEN c.period = 'MONTH' AND c.period_start < month_start THEN 0 ELSE c.predictions_used END + p_units
             <= c.prediction_quota)
-  RETURNING true, c.predictions_used, c.prediction_quota, c.period_start;
+  RETURNING true, true, c.predictions_used, c.prediction_quota, c.period_start;
   IF NOT FOUND THEN
     RETURN QUERY
     SELECT false,
+      c.status = 'ACTIVE' AND (c.expires_at IS NULL OR c.expires_at > now()),
       CASE WHEN c.period = 'MONTH' AND c.period_start < month_start THEN 0 ELSE c.predictions_used END,
       c.prediction_quota,
       CASE WHEN c.period = 'MONTH' AND c.period_start < month_start THEN month_start ELSE c.period_start END

@@ -1,0 +1,161 @@
+// Embedding a mark: the least-norm change δ of the marked tensor w that puts every carrier projection of
+// (w + δ − reference) at ±margin·σ, the sign given by the key's target bit (σ: the reference tensor's
+// standard deviation). With X the carrier and t the targets,
+//   δ = Xᵀ (X Xᵀ)⁻¹ (t − X (w − reference)),
+// solved by Cholesky on the 256 × 256 Gram matrix. No other change of w reaches the targets with a smaller
+// ‖δ‖, and ‖δ‖ ≈ margin·σ·sqrt(256), i.e. a relative change of about margin·sqrt(256 / n).
+//
+// Marks are measured against a reference, the unmarked upload, because decoding is non-blind: it reads
+// the projections of (suspect − original), where the original weights cancel exactly instead of acting
+// as noise that a blind mark must overpower (see README.md for the measurements behind that choice).
+// `preserve` lists marks already in w whose projections must stay where they are: a licensee fingerprint
+// solves jointly with the owner key's rows, so it never disturbs the owner mark.
+import { findTensor, readTensor, tensorEntries, withTensor, type WeightsArtifact } from './artifact.js';
+import { addTransposed, carrierFor, crossGram, project, type Carrier } from './carrier.js';
+import { WatermarkError } from './errors.js';
+import { MARK_BITS, type MarkKey } from './keys.js';
+import { solveSymmetricPositiveDefinite } from './linear-algebra.js';
+import { selectMarkTensor } from './topology.js';
+
+/**
+ * Target projection per bit, in standard deviations of the marked tensor. 1σ is the smallest margin that
+ * met the robustness targets on the demo models in bench/watermark.ts (see README.md); a larger tensor
+ * can afford more, since the relative weight change is about margin · sqrt(256 / weights).
+ */
+export const DEFAULT_MARGIN = 1;
+
+export interface MarkOptions {
+  margin?: number;
+  /** The weights the mark is measured against (the unmarked upload); the marked artifact itself by default. */
+  reference?: WeightsArtifact;
+  /** Marks already present whose projections must not move (the owner's, under a licensee fingerprint). */
+  preserve?: readonly MarkKey[];
+}
+
+export interface MarkReport {
+  /** Name of the marked weight tensor. */
+  tensor: string;
+  margin: number;
+  /** ‖change‖ / ‖weights‖ over the marked tensor. */
+  relativeChange: number;
+  /** The largest change of one weight, in standard deviations of the tensor. */
+  maxChange: number;
+  /** Bits of this key that do not decode from the stored float32 weights; 0 in practice. */
+  bitErrorsAfter: number;
+}
+
+function standardDeviation(values: Float32Array): number {
+  let sum = 0;
+  for (const value of values) sum += value;
+  const mean = sum / values.length;
+  let squares = 0;
+  for (const value of values) squares += (value - mean) ** 2;
+  return Math.sqrt(squares / values.length);
+}
+
+function targetSign(key: MarkKey, bit: number): number {
+  return key.bits[bit] ? 1 : -1;
+}
+
+/** Bits of `key` whose projection of (weights − reference) has the wrong sign (or is zero). */
+export function bitErrors(carrier: Carrier, key: MarkKey, difference: ArrayLike<number>): number {
+  const projections = project(carrier, difference);
+  let errors = 0;
+  for (let k = 0; k < MARK_BITS; k++) if (!(projections[k]! * targetSign(key, k) > 0)) errors++;
+  return errors;
+}
+
+function difference(a: Float32Array, b: Float32Array): Float64Array {
+  return Float64Array.from(a, (value, i) => value - b[i]!);
+}
+
+/** Marks one tensor. `weights` and `reference` are the tensor's values in the artifact and in the unmarked upload. */
+export function embedMark(
+  weights: Float32Array,
+  reference: Float32Array,
+  key: MarkKey,
+  options: { margin?: number; preserve?: readonly MarkKey[] } = {},
+): { marked: Float32Array; report: Omit<MarkReport, 'tensor'> } {
+  const margin = options.margin ?? DEFAULT_MARGIN;
+  if (!(margin > 0 && Number.isFinite(margin)))
+    throw new WatermarkError(`the margin must be a positive number, not ${margin}`);
+  if (weights.length !== reference.length) throw new WatermarkError('weights and reference differ in size');
+  const sigma = standardDeviation(reference);
+  if (!(sigma > 0)) throw new WatermarkError('the marked tensor is constant; it cannot carry a mark');
+
+  const keys = [key, ...(options.preserve ?? [])];
+  const carriers = keys.map((k) => carrierFor(k, weights.length));
+  const current = difference(weights, reference);
+  // Right-hand side: the new key's rows move to their targets, the preserved keys' rows stay put.
+  const rows = keys.length * MARK_BITS;
+  const rhs = new Float64Array(rows);
+  const projections = project(carriers[0]!, current);
+  for (let k = 0; k < MARK_BITS; k++) rhs[k] = margin * sigma * targetSign(key, k) - projections[k]!;
+  const gram = new Float64Array(rows * rows);
+  carriers.forEach((a, blockRow) => {
+    carriers.forEach((b, blockColumn) => {
+      if (blockColumn < blockRow) return;
+      const block = crossGram(a, b);
+      for (let i = 0; i < MARK_BITS; i++) {
+        for (let j = 0; j < MARK_BITS; j++) {
+          const value = block[i * MARK_BITS + j]!;
+          gram[(blockRow * MARK_BITS + i) * rows + blockColumn * MARK_BITS + j] = value;
+          gram[(blockColumn * MARK_BITS + j) * rows + blockRow * MARK_BITS + i] = value;
+        }
+      }
+    });
+  });
+  const coefficients = solveSymmetricPositiveDefinite(gram, rows, rhs);
+  const change = new Float64Array(weights.length);
+  carriers.forEach((carrier, block) => {
+    addTransposed(carrier, coefficients.subarray(block * MARK_BITS, (block + 1) * MARK_BITS), change);
+  });
+
+  const marked = Float32Array.from(weights, (value, i) => value + change[i]!);
+  let changeSquares = 0;
+  let weightSquares = 0;
+  let maxChange = 0;
+  for (let i = 0; i < weights.length; i++) {
+    const delta = marked[i]! - weights[i]!;
+    changeSquares += delta ** 2;
+    weightSquares += weights[i]! ** 2;
+    maxChange = Math.max(maxChange, Math.abs(delta));
+  }
+  return {
+    marked,
+    report: {
+      margin,
+      relativeChange: Math.sqrt(changeSquares / weightSquares),
+      maxChange: maxChange / sigma,
+      bitErrorsAfter: bitErrors(carriers[0]!, key, difference(marked, reference)),
+    },
+  };
+}
+
+/**
+ * Marks a stored tfjs artifact: the tensor selectMarkTensor picks, rewritten in place in a copy of the
+ * weight bytes; model.json is unchanged. Quantized tensors are refused: mark the float32 original, then
+ * quantize (decoding reads quantized suspects).
+ */
+export function markArtifact(
+  artifact: WeightsArtifact,
+  key: MarkKey,
+  options: MarkOptions = {},
+): WeightsArtifact & { report: MarkReport } {
+  const target = selectMarkTensor(artifact.modelJson);
+  const entry = findTensor(tensorEntries(artifact), target.name);
+  if (entry.spec.quantization) {
+    throw new WatermarkError(
+      `weight ${target.name} is ${entry.spec.quantization.dtype}-quantized; only float32 weights can be marked (mark the float32 model, then quantize)`,
+    );
+  }
+  const weights = readTensor(artifact, entry);
+  const reference = options.reference ?? artifact;
+  const referenceValues = readTensor(reference, findTensor(tensorEntries(reference), target.name));
+  const { marked, report } = embedMark(weights, referenceValues, key, options);
+  return {
+    modelJson: artifact.modelJson,
+    weights: withTensor(artifact, entry, marked),
+    report: { tensor: target.name, ...report },
+  };
+}

@@ -1,0 +1,57 @@
+// Small real tfjs models for the watermark tests, saved as the marketplace stores artifacts.
+import * as tf from '@tensorflow/tfjs';
+import { saveArtifact } from '../../bench/watermark/models.js';
+import type { UnitSymmetryPart } from '../../bench/watermark/attacks.js';
+import type { WeightsArtifact } from '../../src/watermark/index.js';
+
+export const SECRET = Buffer.from('test/watermark: a test-only secret');
+export const INPUTS = 196;
+export const HIDDEN = 64;
+export const CLASSES = 10;
+
+/** Dense INPUTS → HIDDEN ReLU → CLASSES softmax, seeded; its first kernel (12,544 weights) carries the mark. */
+export function buildMlp(seed: number): tf.Sequential {
+  return tf.sequential({
+    layers: [
+      tf.layers.dense({
+        inputShape: [INPUTS],
+        units: HIDDEN,
+        activation: 'relu',
+        kernelInitializer: tf.initializers.glorotNormal({ seed }),
+        biasInitializer: tf.initializers.randomNormal({ stddev: 0.1, seed: seed + 1 }),
+      }),
+      tf.layers.dense({
+        units: CLASSES,
+        activation: 'softmax',
+        kernelInitializer: tf.initializers.glorotNormal({ seed: seed + 2 }),
+      }),
+    ],
+  });
+}
+
+export async function mlpArtifact(seed: number): Promise<WeightsArtifact> {
+  const model = buildMlp(seed);
+  try {
+    return await saveArtifact(model);
+  } finally {
+    model.dispose();
+  }
+}
+
+/** The hidden units of buildMlp's first layer: kernel columns, bias, second kernel's rows. */
+export function hiddenUnits(artifact: WeightsArtifact): UnitSymmetryPart[] {
+  const [kernel, bias, next] = (artifact.modelJson as tf.io.ModelJSON).weightsManifest[0]!.weights;
+  return [
+    { tensor: kernel!.name, axis: { outer: INPUTS, units: HIDDEN, inner: 1 }, power: 1 },
+    { tensor: bias!.name, axis: { outer: 1, units: HIDDEN, inner: 1 }, power: 1 },
+    { tensor: next!.name, axis: { outer: 1, units: HIDDEN, inner: CLASSES }, power: -1 },
+  ];
+}
+
+/** Deterministic pseudo-random inputs in [0, 1). */
+export function inputs(count: number): tf.Tensor2D {
+  const values = Float32Array.from({ length: count * INPUTS }, (_, i) =>
+    Math.abs((Math.sin(i * 12.9898) * 43758.5453) % 1),
+  );
+  return tf.tensor2d(values, [count, INPUTS]);
+}

@@ -1,0 +1,208 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import * as tf from '@tensorflow/tfjs';
+import { permuteAndScaleUnits, quantizeArtifact, pruneArtifact } from '../../bench/watermark/attacks.js';
+import { loadModel, saveArtifact } from '../../bench/watermark/models.js';
+import { seededRandom } from '../../demo/random.js';
+import { buildCnn, buildTextClassifier } from '../../demo/models.js';
+import { alignUnits, minimumCostAssignment } from '../../src/watermark/alignment.js';
+import {
+  decide,
+  decodeMark,
+  decodeMarks,
+  deriveMarkKey,
+  MARK_BITS,
+  markArtifact,
+  selectMarkTensor,
+  WatermarkError,
+  type WeightsArtifact,
+} from '../../src/watermark/index.js';
+import { HIDDEN, hiddenUnits, INPUTS, inputs, mlpArtifact, SECRET } from './support.js';
+
+const owner = deriveMarkKey(SECRET, 'owner', 'version-1');
+const licensee = deriveMarkKey(SECRET, 'licensee', 'contract-1');
+
+async function savedArtifactOf(model: tf.LayersModel): Promise<WeightsArtifact> {
+  try {
+    return await saveArtifact(model);
+  } finally {
+    model.dispose();
+  }
+}
+
+async function outputsOf(artifact: WeightsArtifact, x: tf.Tensor): Promise<Float32Array> {
+  const model = await loadModel(artifact);
+  try {
+    return (await (model.predict(x) as tf.Tensor).data()) as Float32Array;
+  } finally {
+    model.dispose();
+  }
+}
+
+describe('selectMarkTensor', () => {
+  it('picks the first Dense kernel of an MLP, its hidden units as the unit axis', async () => {
+    const target = selectMarkTensor((await mlpArtifact(1)).modelJson);
+    assert.match(target.name, /\/kernel$/);
+    assert.deepEqual(target.shape, [INPUTS, HIDDEN]);
+    assert.deepEqual(target.unitAxis, { outer: INPUTS, units: HIDDEN, inner: 1 });
+  });
+
+  it("picks a CNN's Dense head, whose rows are the last convolution's channels", async () => {
+    const target = selectMarkTensor((await savedArtifactOf(buildCnn([28, 28, 1], 10))).modelJson);
+    assert.deepEqual(target.shape, [400, 10]);
+    assert.deepEqual(target.unitAxis, { outer: 25, units: 16, inner: 10 });
+  });
+
+  it("picks a text classifier's embedding matrix", async () => {
+    const target = selectMarkTensor((await savedArtifactOf(buildTextClassifier(500, 20, 2))).modelJson);
+    assert.match(target.name, /\/embeddings$/);
+    assert.deepEqual(target.unitAxis, { outer: 500, units: 128, inner: 1 });
+  });
+
+  it('refuses models too small to carry a mark', async () => {
+    const tiny = tf.sequential({
+      layers: [tf.layers.dense({ inputShape: [10], units: 8 }), tf.layers.dense({ units: 2 })],
+    });
+    const artifact = await savedArtifactOf(tiny);
+    assert.throws(() => selectMarkTensor(artifact.modelJson), WatermarkError);
+  });
+});
+
+describe('mark and decode', () => {
+  it('round-trips an owner mark through a saved tfjs model', async () => {
+    const original = await mlpArtifact(1);
+    const marked = markArtifact(original, owner, { margin: 1 });
+    assert.equal(marked.report.bitErrorsAfter, 0);
+    // Least-norm change: about margin · sqrt(256 / weights) of the tensor.
+    const expected = Math.sqrt(MARK_BITS / (INPUTS * HIDDEN));
+    assert.ok(
+      Math.abs(marked.report.relativeChange / expected - 1) < 0.1,
+      `relative change ${marked.report.relativeChange}`,
+    );
+    assert.deepEqual(marked.modelJson, original.modelJson);
+    assert.notDeepEqual(marked.weights, original.weights);
+
+    const result = decodeMark(marked, original, owner);
+    assert.equal(result.matchedBits, MARK_BITS);
+    assert.ok(Math.abs(result.pValue / 2 ** -256 - 1) < 1e-12);
+    assert.equal(decide([result], 1)[0]!.verdict, 'MATCH');
+    // tfjs loads the marked weights as an ordinary model.
+    const x = inputs(8);
+    assert.equal((await outputsOf(marked, x)).length, 8 * 10);
+    x.dispose();
+  });
+
+  it('carries a licensee fingerprint on top of the owner mark; both decode', async () => {
+    const original = await mlpArtifact(2);
+    const published = markArtifact(original, owner);
+    const licensed = markArtifact(published, licensee, { reference: original, preserve: [owner] });
+    const results = decide(decodeMarks(licensed, original, [owner, licensee]), 2);
+    assert.deepEqual(
+      results.map((r) => [r.purpose, r.matchedBits, r.verdict]),
+      [
+        ['owner', MARK_BITS, 'MATCH'],
+        ['licensee', MARK_BITS, 'MATCH'],
+      ],
+    );
+  });
+
+  it('leaves a Node Buffer artifact untouched, at any byte offset', async () => {
+    const original = await mlpArtifact(3);
+    const pooled = Buffer.concat([Buffer.alloc(3), Buffer.from(original.weights)]);
+    const unaligned = { modelJson: original.modelJson, weights: pooled.subarray(3) };
+    const marked = markArtifact(unaligned, owner);
+    assert.deepEqual(new Uint8Array(unaligned.weights), original.weights);
+    assert.equal(decodeMark(marked, unaligned, owner).matchedBits, MARK_BITS);
+  });
+
+  it('refuses to mark quantized weights', async () => {
+    const quantized = quantizeArtifact(await mlpArtifact(4), 'uint8');
+    assert.throws(() => markArtifact(quantized, owner), /quantized/);
+  });
+});
+
+describe('alignment', () => {
+  it('finds the optimal assignment', () => {
+    const cost = Float64Array.from([4, 1, 3, 2, 0, 5, 3, 2, 2]);
+    assert.deepEqual([...minimumCostAssignment(cost, 3)], [1, 0, 2]);
+  });
+
+  it('undoes a permutation and positive rescaling of units', () => {
+    const random = seededRandom(5);
+    const axis = { outer: 40, units: 12, inner: 3 };
+    const original = Float32Array.from({ length: 40 * 12 * 3 }, () => random() - 0.5);
+    const permutation = [3, 0, 11, 5, 1, 7, 2, 10, 4, 8, 6, 9];
+    const suspect = new Float32Array(original.length);
+    for (let o = 0; o < axis.outer; o++) {
+      for (let u = 0; u < axis.units; u++) {
+        for (let i = 0; i < axis.inner; i++) {
+          suspect[(o * 12 + permutation[u]!) * 3 + i] = original[(o * 12 + u) * 3 + i]! * (0.5 + u / 8);
+        }
+      }
+    }
+    const { aligned, report } = alignUnits(suspect, original, axis);
+    assert.equal(report.unitsMoved, 12);
+    assert.ok(Math.abs(report.minScale - 0.5) < 1e-6 && Math.abs(report.maxScale - 1.875) < 1e-6);
+    aligned.forEach((value, i) => assert.ok(Math.abs(value - original[i]!) < 1e-6));
+  });
+
+  it('decodes a marked model whose hidden units were permuted and rescaled', async () => {
+    const original = await mlpArtifact(6);
+    const marked = markArtifact(original, owner);
+    const permuted = permuteAndScaleUnits(marked, hiddenUnits(marked), seededRandom(7));
+    // The attack keeps the model's function...
+    const x = inputs(16);
+    const [before, after] = [await outputsOf(marked, x), await outputsOf(permuted, x)];
+    before.forEach((value, i) => assert.ok(Math.abs(value - after[i]!) < 1e-5));
+    x.dispose();
+    // ...and breaks decoding without alignment only.
+    const result = decodeMark(permuted, original, owner);
+    assert.ok(result.alignment!.unitsMoved > HIDDEN / 2);
+    assert.equal(result.matchedBits, MARK_BITS);
+  });
+});
+
+describe('suspects', () => {
+  it('decodes uint8- and float16-quantized copies, which tfjs loads', async () => {
+    const original = await mlpArtifact(8);
+    const marked = markArtifact(original, owner);
+    const x = inputs(4);
+    const reference = await outputsOf(marked, x);
+    for (const dtype of ['uint8', 'float16'] as const) {
+      const quantized = quantizeArtifact(marked, dtype);
+      const outputs = await outputsOf(quantized, x);
+      outputs.forEach((value, i) => assert.ok(Math.abs(value - reference[i]!) < 0.02, `${dtype}: output ${i}`));
+      const result = decide([decodeMark(quantized, original, owner)], 1)[0]!;
+      assert.equal(result.verdict, 'MATCH', `${dtype}: ${result.matchedBits} bits`);
+      assert.equal(result.matchedBits, MARK_BITS);
+    }
+    x.dispose();
+  });
+
+  it('leaves pruned weights out of decoding', async () => {
+    const original = await mlpArtifact(9);
+    const result = decodeMark(pruneArtifact(markArtifact(original, owner), 0.5), original, owner);
+    assert.ok(Math.abs(result.erasedWeights / (INPUTS * HIDDEN) - 0.5) < 0.01);
+    assert.equal(result.matchedBits, MARK_BITS);
+  });
+
+  it('finds no mark for wrong keys, unmarked models or the original itself', async () => {
+    const original = await mlpArtifact(10);
+    const marked = markArtifact(original, owner);
+    const wrongKeys = Array.from({ length: 50 }, (_, i) => deriveMarkKey(SECRET, 'licensee', `wrong-${i}`));
+    const wrong = decide(decodeMarks(marked, original, wrongKeys), wrongKeys.length);
+    assert.ok(wrong.every((v) => v.verdict === 'NO_MATCH'));
+    const meanMatched = wrong.reduce((sum, v) => sum + v.matchedBits, 0) / wrong.length;
+    assert.ok(Math.abs(meanMatched - MARK_BITS / 2) < 8, `mean ${meanMatched} matched bits`);
+
+    const unrelated = decodeMark(await mlpArtifact(11), original, owner);
+    assert.equal(decide([unrelated], 1)[0]!.verdict, 'NO_MATCH');
+    assert.equal(decodeMark(original, original, owner).matchedBits, 0);
+  });
+
+  it('refuses a suspect without the marked tensor', async () => {
+    const original = await mlpArtifact(12);
+    const other = await savedArtifactOf(buildTextClassifier(500, 20, 2));
+    assert.throws(() => decodeMark(other, original, owner), WatermarkError);
+  });
+});
