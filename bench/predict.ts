@@ -156,7 +156,7 @@ async function licensedKey(
         pricePerPrediction: '0.001',
         currency: 'EUR',
         period: 'MONTH',
-        rateLimitPerMinute: 1_000_000,
+        rateLimitPerMinute,
         commercialUse: true,
         downloadAllowed: false,
         requiresApproval: false,
