@@ -241,6 +241,14 @@ async function main(): Promise<void> {
   };
 
   const model = await mnistModel();
+  const wideModel = tf.sequential({
+    layers: [
+      tf.layers.flatten({ inputShape: [28, 28, 1] }),
+      tf.layers.dense({ units: 2048, activation: 'relu' }),
+      tf.layers.dense({ units: 2048, activation: 'relu' }),
+      tf.layers.dense({ units: 10, activation: 'softmax' }),
+    ],
+  });
   const digit = Array.from({ length: 28 }, (_, r) =>
     Array.from({ length: 28 }, (_, c) => [((r * 28 + c) % 255) / 255]),
   );
@@ -271,6 +279,14 @@ async function main(): Promise<void> {
       const predictBody = JSON.stringify({ query: PREDICT, variables: { input: { model: slug, inputs: [digit] } } });
       await gql(api, PREDICT, { input: { model: slug, inputs: [digit] } }, token);
       for (const c of LEVELS) rows[`${mode}@${c}`] = await httpLoad(api, c, token, predictBody);
+      // The same comparison where inference, not HTTP and GraphQL, is the cost: a wide MLP.
+      const heavy = await prepare(api, wideModel);
+      const heavyBody = JSON.stringify({
+        query: PREDICT,
+        variables: { input: { model: heavy.slug, inputs: [digit] } },
+      });
+      await gql(api, PREDICT, { input: { model: heavy.slug, inputs: [digit] } }, heavy.token);
+      rows[`${mode}-wide@64`] = await httpLoad(api, 64, heavy.token, heavyBody);
       if (mode === 'batched') {
         const trivialBody = JSON.stringify({ query: '{ me { id } }' });
         for (const c of LEVELS) rows[`trivial@${c}`] = await httpLoad(api, c, token, trivialBody);
@@ -313,6 +329,8 @@ async function main(): Promise<void> {
     ['owner predict (access token, no contract)', owner],
     ['licensed predict (API key, metered)', licensed],
     ['licensed, no rate limit', rows['licensed-no-rate-limit@64']!],
+    ['wide MLP 784-2048-2048-10, batched', rows['batched-wide@64']!],
+    ['wide MLP 784-2048-2048-10, unbatched', rows['unbatched-wide@64']!],
   ];
   for (const [label, r] of rowsAt64) {
     console.log(`| ${label} | 64 | ${fmt(r.rps, 0)} | ${fmt(r.p50, 2)} | ${fmt(r.p99, 2)} |`);
@@ -320,6 +338,9 @@ async function main(): Promise<void> {
   const batched64 = rows['batched@64']!.rps;
   console.log('\nRatios (targets in brackets):');
   console.log(`  batched / unbatched at 64:        ${fmt(batched64 / rows['unbatched@64']!.rps, 2)}×  [≥ 5×]`);
+  console.log(
+    `  same, wide MLP:                   ${fmt(rows['batched-wide@64']!.rps / rows['unbatched-wide@64']!.rps, 2)}×`,
+  );
   console.log(`  batched / trivial query at 64:    ${fmt((100 * batched64) / rows['trivial@64']!.rps, 0)}%  [≥ 50%]`);
   console.log(
     `  p50 at 1 − bare inference (batch 1): ${fmt(rows['batched@1']!.p50 - rows['bare@1']!.p50, 2)} ms  [≤ 3 ms]`,

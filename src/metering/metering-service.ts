@@ -1,10 +1,9 @@
-// Billing-grade metering for predict: rate limits, atomic quota reservation, exactly-once usage records
+// Billing-grade metering for predict: rate limits and quota in one atomic reservation, exactly-once usage records
 // and idempotency keys. Reservations and records of concurrent calls are grouped into one statement each
 // (group commit); each caller's promise settles only when its own statement has committed.
 import { setImmediate as nextMacrotask } from 'node:timers';
 import DataLoader from 'dataloader';
 import type pg from 'pg';
-import { RateLimiterPostgres, RateLimiterRes } from 'rate-limiter-flexible';
 import { GraphQLError } from 'graphql';
 import { ConflictError, ErrorCode, RateLimitedError } from '../server/errors.js';
 
@@ -73,10 +72,9 @@ export function nextMonthStart(periodStart: Date): Date {
 }
 
 export class MeteringService {
-  readonly #rateLimiters = new Map<number, RateLimiterPostgres>();
   readonly #reservations: DataLoader<
     { contract: BillableContract; units: number },
-    Reservation | QuotaExceededError | ContractInactiveError
+    Reservation | GraphQLError | ContractInactiveError
   >;
   readonly #records: DataLoader<UsageRecordInput, true>;
   readonly #cleanup: NodeJS.Timeout;
@@ -89,38 +87,11 @@ export class MeteringService {
     this.#cleanup.unref();
   }
 
-  /** Counts one call against the contract's per-minute limit; RATE_LIMITED past it. Holds across replicas. */
-  async checkRate(contract: BillableContract): Promise<void> {
-    if (!contract.rateLimitPerMinute) return;
-    let limiter = this.#rateLimiters.get(contract.rateLimitPerMinute);
-    if (!limiter) {
-      limiter = new RateLimiterPostgres({
-        storeClient: this.pool,
-        storeType: 'pool',
-        tableName: 'rate_limits',
-        tableCreated: true,
-        keyPrefix: 'contract_minute',
-        points: contract.rateLimitPerMinute,
-        duration: 60,
-      });
-      this.#rateLimiters.set(contract.rateLimitPerMinute, limiter);
-    }
-    try {
-      await limiter.consume(contract.id);
-    } catch (error) {
-      if (error instanceof RateLimiterRes) {
-        throw new RateLimitedError(
-          `The contract allows ${contract.rateLimitPerMinute} calls a minute`,
-          error.msBeforeNext / 1000,
-        );
-      }
-      throw error;
-    }
-  }
-
   /**
-   * Takes `units` from the contract's quota atomically, re-checking in the same statement that the contract is
-   * ACTIVE and unexpired; QUOTA_EXCEEDED when they do not fit, ContractInactiveError when it is no longer usable.
+   * Counts the call against the contract's per-minute rate limit and takes `units` from its quota, atomically,
+   * re-checking in the same statement that the contract is ACTIVE and unexpired. RATE_LIMITED or QUOTA_EXCEEDED
+   * when the call does not fit (and then nothing is counted); ContractInactiveError when the contract is no
+   * longer usable.
    */
   async reserve(contract: BillableContract, units: number): Promise<Reservation> {
     const outcome = await this.#reservations.load({ contract, units });
@@ -193,18 +164,20 @@ export class MeteringService {
       n: string;
       reserved: boolean;
       active: boolean;
+      rate_limited: boolean;
+      retry_after_ms: number;
       used: number;
       quota: number | null;
       period_start: Date;
     }>({
       name: 'mm_reserve_batch',
-      text: `SELECT r.n, x.reserved, x.active, x.used, x.quota, x.period_start
+      text: `SELECT r.n, x.reserved, x.active, x.rate_limited, x.retry_after_ms, x.used, x.quota, x.period_start
              FROM unnest($1::uuid[], $2::int[]) WITH ORDINALITY AS r(contract_id, units, n)
              CROSS JOIN LATERAL mm_reserve_predictions(r.contract_id, r.units) AS x
              ORDER BY r.n`,
       values: [order.map((i) => items[i]!.contract.id), order.map((i) => items[i]!.units)],
     });
-    const results: (Reservation | QuotaExceededError | ContractInactiveError)[] = new Array(items.length);
+    const results: (Reservation | GraphQLError | ContractInactiveError)[] = new Array(items.length);
     rows.forEach((row, position) => {
       const index = order[position]!;
       const { contract, units } = items[index]!;
@@ -212,11 +185,16 @@ export class MeteringService {
         ? { contractId: contract.id, units, periodStart: row.period_start }
         : !row.active
           ? new ContractInactiveError(contract.id)
-          : new QuotaExceededError(
-              row.used,
-              row.quota ?? 0,
-              contract.period === 'MONTH' ? nextMonthStart(row.period_start) : null,
-            );
+          : row.rate_limited
+            ? new RateLimitedError(
+                `The contract allows ${contract.rateLimitPerMinute} calls a minute`,
+                row.retry_after_ms / 1000,
+              )
+            : new QuotaExceededError(
+                row.used,
+                row.quota ?? 0,
+                contract.period === 'MONTH' ? nextMonthStart(row.period_start) : null,
+              );
     });
     return results;
   }

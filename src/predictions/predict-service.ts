@@ -153,7 +153,6 @@ export class PredictService {
     const tensor = encodeInputs(signature, input.inputs, this.limits);
     record.units = tensor.shape[0]!;
     if (grant.contract) {
-      await this.metering.checkRate(grant.contract);
       try {
         record.reservation = await this.metering.reserve(grant.contract, record.units);
       } catch (error) {

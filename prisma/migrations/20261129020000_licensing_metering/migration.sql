@@ -57,6 +57,8 @@ CREATE TABLE "contracts" (
     "duration_days" INTEGER,
     "predictions_used" INTEGER NOT NULL DEFAULT 0,
     "period_start" TIMESTAMPTZ(3) NOT NULL,
+    "rate_window_start" TIMESTAMPTZ(3),
+    "rate_window_count" INTEGER NOT NULL DEFAULT 0,
     "starts_at" TIMESTAMPTZ(3),
     "expires_at" TIMESTAMPTZ(3),
     "created_at" TIMESTAMPTZ(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
@@ -174,11 +176,14 @@ $$;
 CREATE TRIGGER audit_events_chain BEFORE INSERT ON "audit_events"
   FOR EACH ROW EXECUTE FUNCTION audit_events_chain();
 
--- Quota: check and consume in one statement. Monthly quotas roll over by themselves (calendar month, UTC):
--- the first reservation of a new month starts the count again, so no scheduled job is needed. `active` tells
--- a refusal for quota (active) from one for status or expiry (not active).
+-- Quota and rate limit: check and consume in one statement, under the contract's row lock, so no interleaving
+-- of calls or server processes can exceed either. Monthly quotas roll over by themselves (calendar month,
+-- UTC): the first reservation of a new month starts the count again, so no scheduled job is needed. The
+-- per-minute window starts with the first call after the previous window ended. A refused call changes
+-- nothing; `active` and `rate_limited` tell why it was refused.
 CREATE FUNCTION mm_reserve_predictions(p_contract uuid, p_units integer)
-RETURNS TABLE (reserved boolean, active boolean, used integer, quota integer, period_start timestamptz)
+RETURNS TABLE (reserved boolean, active boolean, rate_limited boolean, retry_after_ms integer, used integer,
+               quota integer, period_start timestamptz)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
@@ -189,20 +194,32 @@ BEGIN
   -- a reservation whose call was never answered.
   PERFORM set_config('synchronous_commit', 'off', true);
   RETURN QUERY
+  WITH current AS (
+    SELECT c.id,
+      CASE WHEN c.period = 'MONTH' AND c.period_start < month_start THEN 0 ELSE c.predictions_used END AS used_now,
+      CASE WHEN c.period = 'MONTH' AND c.period_start < month_start THEN month_start ELSE c.period_start END AS start_now,
+      c.rate_window_start IS NULL OR c.rate_window_start <= now() - interval '1 minute' AS new_window
+    FROM contracts c WHERE c.id = p_contract FOR UPDATE
+  )
   UPDATE contracts c SET
-    predictions_used = CASE WHEN c.period = 'MONTH' AND c.period_start < month_start THEN 0 ELSE c.predictions_used END + p_units,
-    period_start = CASE WHEN c.period = 'MONTH' AND c.period_start < month_start THEN month_start ELSE c.period_start END
-  WHERE c.id = p_contract
+    predictions_used = cur.used_now + p_units,
+    period_start = cur.start_now,
+    rate_window_start = CASE WHEN cur.new_window THEN now() ELSE c.rate_window_start END,
+    rate_window_count = CASE WHEN cur.new_window THEN 1 ELSE c.rate_window_count + 1 END
+  FROM current cur
+  WHERE c.id = cur.id
     AND c.status = 'ACTIVE'
     AND (c.expires_at IS NULL OR c.expires_at > now())
-    AND (c.prediction_quota IS NULL
-         OR CASE WHEN c.period = 'MONTH' AND c.period_start < month_start THEN 0 ELSE c.predictions_used END + p_units
-            <= c.prediction_quota)
-  RETURNING true, true, c.predictions_used, c.prediction_quota, c.period_start;
+    AND (c.prediction_quota IS NULL OR cur.used_now + p_units <= c.prediction_quota)
+    AND (c.rate_limit_per_minute IS NULL OR cur.new_window OR c.rate_window_count < c.rate_limit_per_minute)
+  RETURNING true, true, false, 0, c.predictions_used, c.prediction_quota, c.period_start;
   IF NOT FOUND THEN
     RETURN QUERY
     SELECT false,
       c.status = 'ACTIVE' AND (c.expires_at IS NULL OR c.expires_at > now()),
+      c.rate_limit_per_minute IS NOT NULL AND c.rate_window_start > now() - interval '1 minute'
+        AND c.rate_window_count >= c.rate_limit_per_minute,
+      greatest(0, ceil(extract(epoch FROM c.rate_window_start + interval '1 minute' - now()) * 1000))::int,
       CASE WHEN c.period = 'MONTH' AND c.period_start < month_start THEN 0 ELSE c.predictions_used END,
       c.prediction_quota,
       CASE WHEN c.period = 'MONTH' AND c.period_start < month_start THEN month_start ELSE c.period_start END
