@@ -6,7 +6,6 @@
 //   trivial   an authenticated `{ me { id } }` on the batched server (framework ceiling)
 // Each connection sends one-instance predict calls back to back (autocannon, in this process). Not a test:
 // it prints numbers and ratios.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -19,6 +18,7 @@ import { createRequire } from 'node:module';
 import pg from 'pg';
 import { pino } from 'pino';
 import { startEmbeddedPostgres } from '../src/db/embedded.js';
+import { startServerProcess, stopServerProcess } from '../test/support/server-process.js';
 
 const LEVELS = [1, 8, 64];
 const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 1000);
@@ -71,28 +71,6 @@ async function httpLoad(url: string, connections: number, credential: string, bo
   const result = await autocannon({ ...options, duration: MEASURE_MS / 1000 });
   if (result.errors || result.non2xx) throw new Error(`${result.errors} errors, ${result.non2xx} non-2xx responses`);
   return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99 };
-}
-
-function startServer(env: Record<string, string>): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    env: { ...process.env, LOG_LEVEL: 'warn', PORT: '0', HOST: '127.0.0.1', ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  return new Promise((resolve, reject) => {
-    let output = '';
-    child.stdout!.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-      const match = /GraphQL API: (http:\/\/\S+)/.exec(output);
-      if (match) resolve({ child, url: match[1]!.replace('localhost', '127.0.0.1') });
-    });
-    child.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
-  });
-}
-
-async function stopServer(child: ChildProcess): Promise<void> {
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  await exited;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a benchmark client reading known shapes
@@ -270,7 +248,7 @@ async function main(): Promise<void> {
   }
 
   for (const mode of ['batched', 'unbatched'] as const) {
-    const { child, url: api } = await startServer({
+    const { child, url: api } = await startServerProcess({
       ...common,
       INFERENCE_BATCHING: mode === 'batched' ? 'true' : 'false',
     });
@@ -310,7 +288,7 @@ async function main(): Promise<void> {
         console.log(`server inference backend: ${readyz.inference.backend}`);
       }
     } finally {
-      await stopServer(child);
+      await stopServerProcess(child);
     }
   }
 

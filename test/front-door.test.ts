@@ -1,36 +1,14 @@
 // The README's front door: `npm start` with nothing configured runs on an embedded PostgreSQL, keeps its
 // data across restarts, drains in-flight requests on SIGTERM, and refuses bad configuration clearly.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { LOG_IN, SIGN_UP } from './support/fixtures.js';
-
-interface Started {
-  child: ChildProcess;
-  url: string;
-}
-
-function startMain(env: Record<string, string>): Promise<Started> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    env: { ...process.env, DATABASE_URL: '', LOG_LEVEL: 'warn', PORT: '0', HOST: '127.0.0.1', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  return new Promise((resolve, reject) => {
-    let output = '';
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      const match = /GraphQL API: (http:\/\/\S+)/.exec(output);
-      if (match) resolve({ child, url: match[1]!.replace('localhost', '127.0.0.1') });
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`server exited (${code}) before it was ready:\n${output}`)));
-  });
-}
+import { startServerProcess, stopServerProcess } from './support/server-process.js';
 
 async function gql(url: string, query: string, variables: Record<string, unknown>) {
   const response = await fetch(url, {
@@ -51,29 +29,27 @@ describe('npm start (src/main.ts) on an embedded database', () => {
   const account = { email: 'newcomer@example.com', password: 'my first passphrase' };
 
   it('starts with no configuration, serves, and finishes an in-flight request on SIGTERM', async () => {
-    const { child, url } = await startMain({ DATA_DIR: dataDir });
+    const { child, url } = await startServerProcess({ DATA_DIR: dataDir, DATABASE_URL: '' });
     const ready = await fetch(url.replace('/graphql', '/readyz'));
     assert.equal(ready.status, 200);
     // Sign-up hashes at the full OWASP cost, long enough to be in flight when the signal lands.
     const inFlight = gql(url, SIGN_UP, { input: { ...account, displayName: 'New', role: 'CONSUMER' } });
     await new Promise((r) => setTimeout(r, 50));
-    child.kill('SIGTERM');
+    const exited = stopServerProcess(child);
     const res = await inFlight;
     assert.equal(res.status, 200);
     assert.equal(res.body.data.signUp.user.email, account.email);
-    const [code] = await once(child, 'exit');
-    assert.equal(code, 0);
+    assert.equal(await exited, 0);
   });
 
   it('keeps its data across a restart', async () => {
-    const { child, url } = await startMain({ DATA_DIR: dataDir });
+    const { child, url } = await startServerProcess({ DATA_DIR: dataDir, DATABASE_URL: '' });
     try {
       const res = await gql(url, LOG_IN, account);
       assert.equal(res.body.errors, undefined, JSON.stringify(res.body.errors));
       assert.equal(res.body.data.logIn.user.email, account.email);
     } finally {
-      child.kill('SIGINT');
-      assert.equal((await once(child, 'exit'))[0], 0);
+      assert.equal(await stopServerProcess(child, 'SIGINT'), 0);
     }
   });
 

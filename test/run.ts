@@ -3,6 +3,7 @@
 // gets its own database cloned from the template, so runs and tests never see each other's data.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -38,7 +39,13 @@ async function main(): Promise<number> {
     await applyMigrations(pool);
     await pool.end();
 
-    const testFiles = files.length ? files : ['test/**/*.test.ts'];
+    // Node 20's test runner does not expand globs: list the files here.
+    const testFiles = files.length
+      ? files
+      : readdirSync('test', { recursive: true, encoding: 'utf8' })
+          .filter((file) => file.endsWith('.test.ts'))
+          .map((file) => path.join('test', file))
+          .sort();
     const code = await new Promise<number>((resolve) => {
       const child = spawn(
         process.execPath,

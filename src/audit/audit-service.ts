@@ -2,6 +2,7 @@
 import type pg from 'pg';
 import type { Prisma } from '../db/database.js';
 import { BadUserInputError } from '../server/errors.js';
+import { assertUuid } from '../server/ids.js';
 import type { Prisma as PrismaNamespace } from '../generated/prisma/client.js';
 import type { Actor } from '../auth/principal.js';
 
@@ -57,7 +58,6 @@ export interface AuditEventFilter {
   to?: Date | null;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const SEQ = /^\d{1,18}$/;
 
 export class AuditService {
@@ -71,8 +71,7 @@ export class AuditService {
     if (!Number.isInteger(first) || first < 1 || first > 500)
       throw new BadUserInputError('first must be 1 to 500', 'first');
     if (after != null && !SEQ.test(after)) throw new BadUserInputError('Invalid cursor', 'after');
-    if (filter?.actor != null && !UUID.test(filter.actor))
-      throw new BadUserInputError('actor must be a valid id', 'filter.actor');
+    if (filter?.actor != null) assertUuid(filter.actor, 'filter.actor');
     const action = filter?.action?.trim();
     const where: PrismaNamespace.AuditEventWhereInput = {
       ...(filter?.actor ? { actorId: filter.actor } : {}),

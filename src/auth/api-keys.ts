@@ -7,7 +7,8 @@ import type { ApiKey, ApiScope, Role } from '../generated/prisma/client.js';
 import { AuditAction, type AuditService } from '../audit/audit-service.js';
 import { BadUserInputError, ForbiddenError, NotFoundError, UnauthenticatedError } from '../server/errors.js';
 import type { Actor, Principal } from './principal.js';
-import { assertUuid, cleanName } from './validation.js';
+import { assertUuid } from '../server/ids.js';
+import { cleanName } from './validation.js';
 
 export const API_KEY_PREFIX = 'mmk_';
 const KEY_PATTERN = /^(mmk_[A-Za-z0-9]{8})_([A-Za-z0-9_-]{43})$/;

@@ -2,6 +2,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import type { Prisma } from '../db/database.js';
+import { isUniqueViolation } from '../db/errors.js';
 import type { Role, User } from '../generated/prisma/client.js';
 import { AuditAction, type AuditService } from '../audit/audit-service.js';
 import { ConflictError, NotFoundError, RateLimitedError, UnauthenticatedError } from '../server/errors.js';
@@ -10,7 +11,8 @@ import type { LoginThrottle } from './login-throttle.js';
 import { dummyHash, hashPassword, verifyPassword, type ScryptCost } from './password.js';
 import { assertAcceptablePassword } from './password-policy.js';
 import type { Actor, Principal } from './principal.js';
-import { assertUuid, cleanName, normaliseEmail } from './validation.js';
+import { assertUuid } from '../server/ids.js';
+import { cleanName, normaliseEmail } from './validation.js';
 
 export interface AuthPayload {
   accessToken: string;
@@ -33,10 +35,6 @@ const INVALID_REFRESH = 'Invalid or expired refresh token';
 
 const hashToken = (token: string) => createHash('sha256').update(token).digest('hex');
 const newRefreshToken = () => `${REFRESH_TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
-
-function isUniqueViolation(error: unknown): boolean {
-  return typeof error === 'object' && error !== null && (error as { code?: string }).code === 'P2002';
-}
 
 export class AuthService {
   #dummyHash: Promise<string>;

@@ -1,13 +1,8 @@
 // Input rules shared by the identity services. Each failure is BAD_USER_INPUT naming the argument.
 import { BadUserInputError } from '../server/errors.js';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 // Deliberately permissive (RFC 5321 lengths, one @, a dot in the domain): deliverability is not ours to judge.
 const EMAIL = /^[^\s@]{1,64}@[^\s@.]+(\.[^\s@.]+)+$/u;
-
-export function assertUuid(value: string, field: string): void {
-  if (!UUID.test(value)) throw new BadUserInputError(`${field} must be a valid id`, field);
-}
 
 export function normaliseEmail(raw: string, field: string): string {
   const email = raw.normalize('NFKC').trim().toLowerCase();

@@ -7,6 +7,7 @@ import type { Prisma } from '../db/database.js';
 import type { Contract, ContractStatus, Model, Prisma as P } from '../generated/prisma/client.js';
 import { canManage, isAdmin } from '../models/model-policy.js';
 import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError } from '../server/errors.js';
+import { assertUuid } from '../server/ids.js';
 import type { PlansService } from './plans-service.js';
 import { termsDigest, termsOf } from './terms.js';
 
@@ -19,7 +20,6 @@ export function visibleStatus(contract: Pick<Contract, 'status' | 'expiresAt'>, 
     : contract.status;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const DAY_MS = 86_400_000;
 
 type Transition = 'approve' | 'reject' | 'suspend' | 'resume' | 'revoke' | 'cancel';
@@ -193,7 +193,7 @@ export class ContractsService {
 
   /** A contract the caller is party to (consumer, model owner) or administers. */
   async #find(actor: Actor, id: string): Promise<Contract & { model: Model }> {
-    if (!UUID.test(id)) throw new BadUserInputError('id must be a valid id', 'id');
+    assertUuid(id, 'id');
     const contract = await this.prisma.contract.findUnique({ where: { id }, include: { model: true } });
     const userId = requireUserId(actor.principal);
     if (!contract || (contract.consumerId !== userId && !canManage(actor.principal, contract.model))) {

@@ -5,6 +5,7 @@ import type { Prisma } from '../db/database.js';
 import type { LicensePlan, Model, Prisma as P, QuotaPeriod } from '../generated/prisma/client.js';
 import { assertCanManage, canManage, canView } from '../models/model-policy.js';
 import { BadUserInputError, NotFoundError } from '../server/errors.js';
+import { assertUuid } from '../server/ids.js';
 import { normaliseCurrency, normalisePrice, normaliseRange, positiveOrNull } from './terms.js';
 
 export interface PlanInput {
@@ -21,8 +22,6 @@ export interface PlanInput {
   downloadAllowed?: boolean | null;
   requiresApproval?: boolean | null;
 }
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function cleanName(value: string, field: string, max: number, allowEmpty = false): string {
   const trimmed = value.normalize('NFKC').trim();
@@ -127,14 +126,14 @@ export class PlansService {
 
   /** A plan whose model the caller can see (for accepting it). */
   async findVisible(actor: Actor, id: string): Promise<LicensePlan & { model: Model }> {
-    if (!UUID.test(id)) throw new BadUserInputError('planId must be a valid id', 'planId');
+    assertUuid(id, 'planId');
     const plan = await this.prisma.licensePlan.findUnique({ where: { id }, include: { model: true } });
     if (!plan || !canView(actor.principal, plan.model)) throw new NotFoundError('Plan');
     return plan;
   }
 
   async #manageable(actor: Actor, id: string): Promise<LicensePlan> {
-    if (!UUID.test(id)) throw new BadUserInputError('id must be a valid id', 'id');
+    assertUuid(id, 'id');
     const plan = await this.prisma.licensePlan.findUnique({ where: { id }, include: { model: true } });
     if (!plan) throw new NotFoundError('Plan');
     assertCanManage(actor.principal, plan.model);

@@ -2,11 +2,10 @@
 // with the same filters and the same visibility rules as the `usage` query.
 import express, { type Request, type Response } from 'express';
 import { GraphQLError } from 'graphql';
+import { sendUnexpected } from '../server/rest-errors.js';
 import { assertAllowed } from '../server/schema.js';
 import type { Services } from '../server/services.js';
 import type { UsageFilter } from './usage-service.js';
-
-const STATUS_BY_CODE: Record<string, number> = { UNAUTHENTICATED: 401, FORBIDDEN: 403, BAD_USER_INPUT: 400 };
 
 function dateParam(req: Request, name: string): Date | undefined {
   const raw = req.query[name];
@@ -48,13 +47,7 @@ export function usageRoutes(services: Services): express.Router {
         res.destroy();
         return;
       }
-      if (error instanceof GraphQLError) {
-        const code = String(error.extensions.code);
-        res.status(STATUS_BY_CODE[code] ?? 400).json({ error: { code, message: error.message } });
-        return;
-      }
-      req.log.error({ err: error }, 'usage export failed');
-      res.status(500).json({ error: { code: 'INTERNAL_SERVER_ERROR', message: 'Internal server error' } });
+      sendUnexpected(req, res, error);
     });
   });
   return router;

@@ -8,6 +8,7 @@ import { requireUserId } from '../auth/principal.js';
 import { AuditAction, type AuditService } from '../audit/audit-service.js';
 import { isAdmin } from '../models/model-policy.js';
 import { BadUserInputError } from '../server/errors.js';
+import { assertUuid } from '../server/ids.js';
 
 export type UsageGroupBy = 'DAY' | 'MODEL' | 'CONTRACT' | 'CONSUMER';
 
@@ -30,7 +31,6 @@ export interface UsageFigures {
   amounts: { amount: string; currency: string }[];
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const PERIOD = /^(\d{4})-(0[1-9]|1[0-2])$/;
 
 const GROUP_KEY: Record<UsageGroupBy, string> = {
@@ -90,7 +90,7 @@ export class UsageService {
     ] as const) {
       const value = filter?.[key];
       if (value == null) continue;
-      if (!UUID.test(value)) throw new BadUserInputError(`${key} must be a valid id`, `filter.${key}`);
+      assertUuid(value, `filter.${key}`);
       conditions.push(`${column} = ${param(value)}`);
     }
     return { where: conditions.length ? `WHERE ${conditions.join(' AND ')}` : '', params };

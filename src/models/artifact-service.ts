@@ -13,7 +13,8 @@ import {
   type ModelRef,
   type ModelSignature,
 } from '../inference/engine.js';
-import { BadUserInputError, NotFoundError } from '../server/errors.js';
+import { NotFoundError } from '../server/errors.js';
+import { assertUuid } from '../server/ids.js';
 import type { ArtifactStorage, StoredArtifact } from './artifact-storage.js';
 import { isAdmin } from './model-policy.js';
 
@@ -139,8 +140,7 @@ export class ArtifactService {
   /** An artifact the caller uploaded (admins: any), for publishing. */
   async findUsable(actor: Actor, artifactId: string): Promise<Artifact> {
     const userId = requireUserId(actor.principal);
-    if (!/^[0-9a-f-]{36}$/i.test(artifactId))
-      throw new BadUserInputError('artifactId must be a valid id', 'input.artifactId');
+    assertUuid(artifactId, 'input.artifactId');
     const artifact = await this.prisma.artifact.findUnique({ where: { id: artifactId } });
     if (!artifact || (artifact.uploadedById !== userId && !isAdmin(actor.principal)))
       throw new NotFoundError('Artifact');

@@ -5,28 +5,16 @@
 // Authenticated exactly like GraphQL (Bearer access token or API key).
 import busboy from 'busboy';
 import express, { type Request, type Response } from 'express';
-import { GraphQLError } from 'graphql';
 import type { Actor } from '../auth/principal.js';
 import type { Prisma } from '../db/database.js';
+import { isUuid } from '../server/ids.js';
+import { sendRestError as sendError, sendUnexpected } from '../server/rest-errors.js';
 import { assertAllowed } from '../server/schema.js';
 import type { Services } from '../server/services.js';
 import { InvalidArtifactError, WEIGHTS_FILE, type UploadedFiles } from './artifact-service.js';
 import { assertCanManage } from './model-policy.js';
 
-const STATUS_BY_CODE: Record<string, number> = {
-  UNAUTHENTICATED: 401,
-  FORBIDDEN: 403,
-  NOT_FOUND: 404,
-  BAD_USER_INPUT: 400,
-  RATE_LIMITED: 429,
-  OVERLOADED: 503,
-};
 const MAX_FILES = 64;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-function sendError(res: Response, status: number, code: string, message: string): void {
-  res.status(status).json({ error: { code, message } });
-}
 
 class UploadTooLarge extends Error {}
 
@@ -80,12 +68,7 @@ export function artifactRoutes(services: Services, prisma: Prisma, maxBytes: num
         if (error instanceof UploadTooLarge)
           return sendError(res, 413, 'PAYLOAD_TOO_LARGE', `Artifacts are limited to ${maxBytes} bytes`);
         if (error instanceof InvalidArtifactError) return sendError(res, error.status, 'BAD_ARTIFACT', error.message);
-        if (error instanceof GraphQLError) {
-          const code = String(error.extensions.code);
-          return sendError(res, STATUS_BY_CODE[code] ?? 400, code, error.message);
-        }
-        req.log.error({ err: error }, 'artifact route failed');
-        sendError(res, 500, 'INTERNAL_SERVER_ERROR', 'Internal server error');
+        sendUnexpected(req, res, error);
       });
     };
 
@@ -114,7 +97,7 @@ export function artifactRoutes(services: Services, prisma: Prisma, maxBytes: num
     handle(async (req, res) => {
       const actor = await actorOf(req);
       const { id, file } = req.params as { id: string; file: string };
-      if (!UUID.test(id) || (file !== 'model.json' && file !== WEIGHTS_FILE)) {
+      if (!isUuid(id) || (file !== 'model.json' && file !== WEIGHTS_FILE)) {
         return sendError(res, 404, 'NOT_FOUND', 'No such file');
       }
       const version = await prisma.modelVersion.findUnique({

@@ -3,6 +3,8 @@ import semver from 'semver';
 import { requireUserId, type Actor } from '../auth/principal.js';
 import { AuditAction, type AuditService } from '../audit/audit-service.js';
 import type { Prisma } from '../db/database.js';
+import { isUniqueViolation } from '../db/errors.js';
+import { assertUuid, isUuid } from '../server/ids.js';
 import type { Model, ModelTask, ModelVersion, Prisma as P, Visibility } from '../generated/prisma/client.js';
 import type { Logger } from '../server/logger.js';
 import { BadUserInputError, ConflictError, NotFoundError } from '../server/errors.js';
@@ -58,13 +60,8 @@ export const LATEST = 'latest';
 const SLUG = /^[a-z](?:[a-z0-9]|-(?=[a-z0-9])){2,63}$/;
 const TAG = /^[a-z0-9][a-z0-9+.-]{0,31}$/;
 const ALIAS = /^[a-z][a-z0-9-]{0,31}$/;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const MAX_TAGS = 20;
 const MAX_TEXT = 5000;
-
-function isUniqueViolation(error: unknown): boolean {
-  return typeof error === 'object' && error !== null && (error as { code?: string }).code === 'P2002';
-}
 
 function text(value: string | null | undefined, field: string, max: number, required = false): string | undefined {
   if (value === undefined || value === null) {
@@ -110,7 +107,7 @@ const encodeCursor = (model: Model) =>
 function decodeCursor(cursor: string): Cursor {
   try {
     const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as Cursor;
-    if (typeof value.createdAt === 'string' && UUID.test(value.id) && !Number.isNaN(Date.parse(value.createdAt)))
+    if (typeof value.createdAt === 'string' && isUuid(value.id) && !Number.isNaN(Date.parse(value.createdAt)))
       return value;
   } catch {
     // fall through
@@ -222,7 +219,7 @@ export class ModelsService {
     if (filter?.task) conditions.push({ task: filter.task });
     if (filter?.tag) conditions.push({ tags: { has: filter.tag.trim().toLowerCase() } });
     if (filter?.owner) {
-      if (!UUID.test(filter.owner)) throw new BadUserInputError('owner must be a valid id', 'filter.owner');
+      assertUuid(filter.owner, 'filter.owner');
       conditions.push({ ownerId: filter.owner });
     }
     const words = (filter?.search ?? '').trim().split(/\s+/).filter(Boolean).slice(0, 10);

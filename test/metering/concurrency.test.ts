@@ -1,8 +1,6 @@
 // Quota and rate limits hold across server processes sharing one database, under concurrency.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -10,37 +8,9 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { createTestDatabase, startTestServer, type TestServer } from '../support/server.js';
 import { createApiKey, signUp } from '../support/fixtures.js';
+import { startServerProcess, stopServerProcess, type ServerProcess } from '../support/server-process.js';
 import { PREDICT, publishedMlp, randomRows } from '../support/models.js';
 import { accept, createPlan } from '../support/licensing.js';
-
-interface Process {
-  child: ChildProcess;
-  url: string;
-}
-
-function startProcess(env: Record<string, string>): Promise<Process> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    env: {
-      ...process.env,
-      LOG_LEVEL: 'warn',
-      PORT: '0',
-      HOST: '127.0.0.1',
-      PASSWORD_SCRYPT_LOG2N: '12',
-      INFERENCE_WORKERS: '1',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  return new Promise((resolve, reject) => {
-    let output = '';
-    child.stdout!.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-      const match = /GraphQL API: (http:\/\/\S+)/.exec(output);
-      if (match) resolve({ child, url: match[1]!.replace('localhost', '127.0.0.1') });
-    });
-    child.once('exit', (code) => reject(new Error(`server exited (${code})`)));
-  });
-}
 
 async function call(url: string, apiKey: string, input: Record<string, unknown>) {
   const response = await fetch(url, {
@@ -58,7 +28,7 @@ const tally = (codes: string[]) =>
 describe('metering across two server processes on one database', () => {
   let database: Awaited<ReturnType<typeof createTestDatabase>>;
   let dirs: string[];
-  let servers: Process[];
+  let servers: ServerProcess[];
   let sql: pg.Pool;
   // Set-up (owner, model, plans, contracts) goes through a third, in-process server on the same database.
   let setup: TestServer;
@@ -73,15 +43,21 @@ describe('metering across two server processes on one database', () => {
     slug = (await publishedMlp(setup, { token: owner.token })).model.slug;
     dirs = await Promise.all([0, 1].map(() => mkdtemp(path.join(os.tmpdir(), 'modelmarket-proc-'))));
     servers = [];
-    for (const dir of dirs) servers.push(await startProcess({ DATABASE_URL: database.url, DATA_DIR: dir, APP_SECRET }));
+    for (const dir of dirs)
+      servers.push(
+        await startServerProcess({
+          DATABASE_URL: database.url,
+          DATA_DIR: dir,
+          APP_SECRET,
+          PASSWORD_SCRYPT_LOG2N: '12',
+          INFERENCE_WORKERS: '1',
+        }),
+      );
     sql = new pg.Pool({ connectionString: database.url, max: 2 });
   });
 
   after(async () => {
-    for (const { child } of servers) {
-      child.kill('SIGTERM');
-      await once(child, 'exit');
-    }
+    for (const { child } of servers) await stopServerProcess(child);
     await setup.stopKeepingDatabase();
     await sql.end();
     await database.drop();

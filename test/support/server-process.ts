@@ -1,0 +1,39 @@
+// `npm start` as a child process (src/main.ts), for tests and benchmarks that need real separate processes.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+
+export interface ServerProcess {
+  child: ChildProcess;
+  /** The GraphQL URL the process printed, on 127.0.0.1. */
+  url: string;
+}
+
+/** Starts the server with `env` over a quiet loopback default, and resolves once it prints its URL. */
+export function startServerProcess(env: Record<string, string>, args: string[] = []): Promise<ServerProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args], {
+    env: { ...process.env, LOG_LEVEL: 'warn', PORT: '0', HOST: '127.0.0.1', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return new Promise((resolve, reject) => {
+    let output = '';
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      const match = /GraphQL API: (http:\/\/\S+)/.exec(output);
+      if (match) resolve({ child, url: match[1]!.replace('localhost', '127.0.0.1') });
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`server exited (${code}) before it was ready:\n${output}`)));
+  });
+}
+
+/** Sends a signal and resolves with the exit code. */
+export async function stopServerProcess(
+  child: ChildProcess,
+  signal: NodeJS.Signals = 'SIGTERM',
+): Promise<number | null> {
+  const exited = once(child, 'exit');
+  child.kill(signal);
+  const [code] = (await exited) as [number | null];
+  return code;
+}
