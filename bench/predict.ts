@@ -182,6 +182,7 @@ async function prepare(url: string, model: tf.LayersModel): Promise<{ token: str
         model: slug,
         version: '1.0.0',
         artifactId: artifact.id,
+        watermark: false,
         labels: ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'],
       },
     },

@@ -36,6 +36,8 @@ export const AuditAction = {
   CONTRACT_REVOKED: 'contract.revoked',
   CONTRACT_CANCELLED: 'contract.cancelled',
   ADMIN_READ: 'admin.read',
+  VERSION_DOWNLOADED: 'model_version.downloaded',
+  WATERMARK_VERIFIED: 'watermark.verified',
 } as const;
 export type AuditAction = (typeof AuditAction)[keyof typeof AuditAction];
 

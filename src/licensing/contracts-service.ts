@@ -9,7 +9,7 @@ import { canManage, isAdmin } from '../models/model-policy.js';
 import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError } from '../server/errors.js';
 import { assertUuid } from '../server/ids.js';
 import type { PlansService } from './plans-service.js';
-import { termsDigest, termsOf } from './terms.js';
+import { covers, termsDigest, termsOf } from './terms.js';
 
 /** What clients see: ACTIVE past its expiry reads as EXPIRED (expiry needs no job to take effect). */
 export type VisibleStatus = ContractStatus | 'EXPIRED';
@@ -200,6 +200,24 @@ export class ContractsService {
       throw new NotFoundError('Contract');
     }
     return contract;
+  }
+
+  /**
+   * The caller's contract that allows downloading this version (ACTIVE, unexpired, covering it, with download
+   * rights); FORBIDDEN otherwise.
+   */
+  async downloadContract(actor: Actor, modelId: string, version: string): Promise<string> {
+    const consumerId = requireUserId(actor.principal);
+    const contracts = await this.prisma.contract.findMany({
+      where: { consumerId, modelId, status: 'ACTIVE', downloadAllowed: true },
+      orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
+    });
+    const usable = contracts.find((c) => visibleStatus(c) === 'ACTIVE' && covers(c.versionRange, version));
+    if (!usable)
+      throw new ForbiddenError('No active licence of yours allows downloading this version', {
+        reason: 'NO_DOWNLOAD_RIGHT',
+      });
+    return usable.id;
   }
 
   /** For billing statements: the contract if the caller may read it. */

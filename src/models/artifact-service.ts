@@ -179,6 +179,11 @@ export class ArtifactService {
     return this.engine.warm(this.modelRef(sha256));
   }
 
+  /** Stores derived bytes (marked copies) under their hash; storing the same bytes again is a no-op. */
+  store(sha256: string, artifact: StoredArtifact): Promise<void> {
+    return this.storage.put(sha256, artifact);
+  }
+
   async read(sha256: string): Promise<StoredArtifact> {
     const stored = await this.storage.get(sha256);
     if (!stored) throw new Error(`artifact blob ${sha256} is missing from storage`);

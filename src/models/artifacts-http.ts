@@ -4,7 +4,10 @@
 //   GET  /v1/versions/:id/model.weights.bin
 // Authenticated exactly like GraphQL (Bearer access token or API key).
 import busboy from 'busboy';
+import { randomUUID } from 'node:crypto';
 import express, { type Request, type Response } from 'express';
+import { AuditAction } from '../audit/audit-service.js';
+import { requireUserId } from '../auth/principal.js';
 import type { Actor } from '../auth/principal.js';
 import type { Prisma } from '../db/database.js';
 import { isUuid } from '../server/ids.js';
@@ -12,7 +15,7 @@ import { sendRestError as sendError, sendUnexpected } from '../server/rest-error
 import { assertAllowed } from '../server/schema.js';
 import type { Services } from '../server/services.js';
 import { InvalidArtifactError, WEIGHTS_FILE, type UploadedFiles } from './artifact-service.js';
-import { assertCanManage } from './model-policy.js';
+import { canManage, canView } from './model-policy.js';
 
 const MAX_FILES = 64;
 
@@ -102,11 +105,45 @@ export function artifactRoutes(services: Services, prisma: Prisma, maxBytes: num
       }
       const version = await prisma.modelVersion.findUnique({
         where: { id },
-        include: { model: { select: { ownerId: true, visibility: true } }, artifact: { select: { sha256: true } } },
+        include: {
+          model: { select: { id: true, ownerId: true, visibility: true } },
+          artifact: { select: { sha256: true } },
+        },
       });
-      // Licensed consumer downloads come with licensing; for now the owner and admins get their own versions.
-      assertCanManage(actor.principal, version?.model ?? null);
-      const stored = await services.artifacts.read(version!.artifact.sha256);
+      if (!version || !canView(actor.principal, version.model))
+        return sendError(res, 404, 'NOT_FOUND', 'No such version');
+      // Owners and admins get the owner-marked weights; licensees with download rights their own
+      // fingerprinted copy; nobody gets the unmarked upload (unless marking was opted out).
+      let sha256 = version.servedSha256 ?? version.artifact.sha256;
+      let contractId: string | null = null;
+      if (!canManage(actor.principal, version.model)) {
+        contractId = await services.contracts.downloadContract(actor, version.model.id, version.version);
+        sha256 = await services.watermarks.licenseeCopy(contractId, version, version.artifact.sha256);
+      }
+      if (file === 'model.json') {
+        // One download = one model.json fetch (its weights follow it): metered and audited once.
+        await services.audit.record(actor, {
+          action: AuditAction.VERSION_DOWNLOADED,
+          targetType: 'ModelVersion',
+          targetId: version.id,
+          details: { contract: contractId, sha256 },
+        });
+        await services.metering.record({
+          predictionId: randomUUID(),
+          consumerId: requireUserId(actor.principal),
+          apiKeyId: actor.principal.kind === 'apiKey' ? actor.principal.apiKeyId : null,
+          modelId: version.modelId,
+          modelVersionId: version.id,
+          contract: null,
+          units: 0,
+          status: 'DOWNLOAD',
+          latencyMs: 0,
+          requestId: null,
+          reservation: null,
+          idempotentResponse: undefined,
+        });
+      }
+      const stored = await services.artifacts.read(sha256);
       res.set('cache-control', 'private, no-store');
       if (file === 'model.json') res.type('application/json').send(stored.modelJson);
       else res.type('application/octet-stream').send(stored.weights);

@@ -1,4 +1,5 @@
 // Models, immutable versions and aliases: the owner's side of the marketplace.
+import { randomUUID } from 'node:crypto';
 import semver from 'semver';
 import { requireUserId, type Actor } from '../auth/principal.js';
 import { AuditAction, type AuditService } from '../audit/audit-service.js';
@@ -8,10 +9,12 @@ import { assertUuid, isUuid } from '../server/ids.js';
 import type { Model, ModelTask, ModelVersion, Prisma as P, Visibility } from '../generated/prisma/client.js';
 import type { Logger } from '../server/logger.js';
 import { BadUserInputError, ConflictError, NotFoundError } from '../server/errors.js';
+import type { EvaluationData, WatermarkService } from '../watermark/watermark-service.js';
 import type { ArtifactService } from './artifact-service.js';
 import { parseEvaluationMetrics, type EvaluationMetrics } from './evaluation-metrics.js';
 import { assertCanManage, canView, isAdmin } from './model-policy.js';
-import { resolveSignature } from './signature.js';
+import { encodeInputs } from '../predictions/input-encoding.js';
+import { resolveSignature, type Signature } from './signature.js';
 
 export interface ModelCardInput {
   intendedUse?: string | null;
@@ -47,6 +50,10 @@ export interface PublishVersionInput {
   changelog?: string | null;
   card?: ModelCardInput | null;
   metrics?: EvaluationMetrics | null;
+  /** false: publish without the owner mark (recorded on the version). */
+  watermark?: boolean | null;
+  /** Labelled examples to measure the mark's cost on. */
+  evaluation?: { inputs: unknown; labels?: number[] | null } | null;
 }
 
 export interface ModelFilter {
@@ -62,6 +69,7 @@ const TAG = /^[a-z0-9][a-z0-9+.-]{0,31}$/;
 const ALIAS = /^[a-z][a-z0-9-]{0,31}$/;
 const MAX_TAGS = 20;
 const MAX_TEXT = 5000;
+const EVALUATION_LIMITS = { maxInstances: 10_000, maxStringLength: 100_000 };
 
 function text(value: string | null | undefined, field: string, max: number, required = false): string | undefined {
   if (value === undefined || value === null) {
@@ -121,6 +129,7 @@ export class ModelsService {
     private readonly prisma: Prisma,
     private readonly audit: AuditService,
     private readonly artifacts: ArtifactService,
+    private readonly watermarks: WatermarkService,
     private readonly logger: Logger,
   ) {}
 
@@ -279,10 +288,21 @@ export class ModelsService {
     const finalLabels = signature.output.kind === 'classification' ? signature.output.labels : [];
     const metrics = input.metrics ? parseEvaluationMetrics(input.metrics, finalLabels) : undefined;
     const card = cleanCard(input.card, 'input.card') ?? {};
+    const versionId = randomUUID();
+    const marking =
+      input.watermark === false
+        ? { servedSha256: null, report: { marked: false, optedOut: true } }
+        : await this.watermarks.markForPublish(
+            versionId,
+            artifact.sha256,
+            signature,
+            this.#evaluation(input, signature),
+          );
     try {
       const version = await this.prisma.$transaction(async (tx) => {
         const created = await tx.modelVersion.create({
           data: {
+            id: versionId,
             modelId: (model as Model).id,
             version: parsed.version,
             artifactId: artifact.id,
@@ -292,6 +312,8 @@ export class ModelsService {
             card,
             metrics: metrics ? (metrics as unknown as P.InputJsonObject) : undefined,
             publishedById: requireUserId(actor.principal),
+            servedSha256: marking.servedSha256,
+            watermark: marking.report as unknown as P.InputJsonObject,
           },
         });
         await this.audit.record(
@@ -309,7 +331,7 @@ export class ModelsService {
       this.catalogChanged();
       // Warm the serving cache so the first predict does not pay the load.
       this.artifacts
-        .warm(artifact.sha256)
+        .warm(marking.servedSha256 ?? artifact.sha256)
         .catch((error: unknown) => this.logger.warn({ err: error }, 'model warm-up failed'));
       return version;
     } catch (error) {
@@ -317,6 +339,23 @@ export class ModelsService {
         throw new ConflictError(`Version ${parsed.version} of ${input.model} already exists; versions are immutable`);
       throw error;
     }
+  }
+
+  /** The owner's evaluation examples, checked and encoded like predict inputs. */
+  #evaluation(input: PublishVersionInput, signature: Signature): EvaluationData | null {
+    if (!input.evaluation) return null;
+    const tensor = encodeInputs(signature, input.evaluation.inputs, EVALUATION_LIMITS, 'input.evaluation.inputs');
+    const labels = input.evaluation.labels ?? null;
+    if (labels) {
+      const classes = signature.output.kind === 'classification' ? signature.output.labels.length : 0;
+      if (labels.length !== tensor.shape[0] || labels.some((l) => !Number.isInteger(l) || l < 0 || l >= classes)) {
+        throw new BadUserInputError(
+          `evaluation.labels must hold one class index (0 to ${classes - 1}) per input`,
+          'input.evaluation.labels',
+        );
+      }
+    }
+    return { tensor, labels };
   }
 
   async setAlias(actor: Actor, slug: string, alias: string, versionRef: string) {

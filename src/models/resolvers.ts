@@ -1,4 +1,5 @@
 import type { ModelCard, Resolvers } from '../generated/graphql.js';
+import type { WatermarkReport } from '../watermark/watermark-service.js';
 import type { EvaluationMetrics } from './evaluation-metrics.js';
 
 const asCard = (json: unknown) => json as ModelCard;
@@ -33,6 +34,7 @@ export const modelResolvers: Resolvers = {
     sha256: async (version, _args, ctx) => (await ctx.loaders.artifactById.load(version.artifactId))!.sha256,
     card: (version) => asCard(version.card),
     metrics: (version) => version.metrics as EvaluationMetrics | null,
+    watermark: (version) => (version.watermark ?? { marked: false }) as unknown as WatermarkReport,
     aliases: async (version, _args, ctx) => {
       const [latest, stored] = await Promise.all([
         ctx.services.models.latest(version.modelId),

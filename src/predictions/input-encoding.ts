@@ -80,16 +80,16 @@ function writeTabular(
 }
 
 /** Encodes the instances into a [n, ...shape] tensor in the signature's dtype. */
-export function encodeInputs(signature: Signature, inputs: unknown, limits: InputLimits): TensorInput {
-  if (!Array.isArray(inputs)) throw bad('expected a list of instances', ROOT);
-  if (inputs.length === 0) throw bad('give at least one instance', ROOT);
-  if (inputs.length > limits.maxInstances) throw bad(`at most ${limits.maxInstances} instances per call`, ROOT);
+export function encodeInputs(signature: Signature, inputs: unknown, limits: InputLimits, root = ROOT): TensorInput {
+  if (!Array.isArray(inputs)) throw bad('expected a list of instances', root);
+  if (inputs.length === 0) throw bad('give at least one instance', root);
+  if (inputs.length > limits.maxInstances) throw bad(`at most ${limits.maxInstances} instances per call`, root);
   const { shape, dtype, preprocessing } = signature.input;
   const size = shape.reduce((a, b) => a * b, 1);
   const data = dtype === 'int32' ? new Int32Array(inputs.length * size) : new Float32Array(inputs.length * size);
 
   inputs.forEach((instance, i) => {
-    const path = `${ROOT}[${i}]`;
+    const path = `${root}[${i}]`;
     const offset = i * size;
     if (typeof instance === 'string') {
       if (instance.length > limits.maxStringLength) throw bad(`at most ${limits.maxStringLength} characters`, path);

@@ -61,7 +61,8 @@ export class ServingCatalog {
       signature = parseSignature(version.signature, 'signature');
       this.#signatures.set(version.id, signature);
     }
-    const sha256 = await this.artifacts.sha256Of(version.artifactId);
+    // Predict serves the owner-marked weights (the unmarked upload only when marking was opted out).
+    const sha256 = version.servedSha256 ?? (await this.artifacts.sha256Of(version.artifactId));
     return { model, served: { version, sha256, signature } };
   }
 }

@@ -14,6 +14,7 @@ import { licensingResolvers } from '../licensing/resolvers.js';
 import { meteringResolvers } from '../metering/resolvers.js';
 import { modelResolvers } from '../models/resolvers.js';
 import { predictionResolvers } from '../predictions/resolvers.js';
+import { watermarkResolvers } from '../watermark/resolvers.js';
 import type { Principal } from '../auth/principal.js';
 import type { Context } from './context.js';
 import { ForbiddenError, UnauthenticatedError } from './errors.js';
@@ -73,6 +74,7 @@ export function buildSchema(): GraphQLSchema {
     licensingResolvers,
     meteringResolvers,
     auditResolvers,
+    watermarkResolvers,
   ];
   const schema = makeExecutableSchema({
     typeDefs: readFileSync(SCHEMA_PATH, 'utf8'),

@@ -23,6 +23,7 @@ import { UsageService } from '../metering/usage-service.js';
 import { PredictService } from '../predictions/predict-service.js';
 import { ServingCatalog } from '../predictions/serving-catalog.js';
 import type { SecretBox } from '../security/secret-box.js';
+import { WatermarkService } from '../watermark/watermark-service.js';
 import type { Logger } from './logger.js';
 
 export interface Services {
@@ -40,6 +41,7 @@ export interface Services {
   certificates: LicenceCertificates;
   metering: MeteringService;
   usage: UsageService;
+  watermarks: WatermarkService;
 }
 
 export async function createServices(
@@ -75,7 +77,8 @@ export async function createServices(
     onWorkerError: (error) => logger.error({ err: error }, 'inference worker died'),
   });
   const artifacts = new ArtifactService(db.prisma, new PostgresArtifactStorage(db.prisma), engine, audit);
-  const models = new ModelsService(db.prisma, audit, artifacts, logger);
+  const watermarks = new WatermarkService(db.prisma, db.pool, artifacts, engine, audit, secrets);
+  const models = new ModelsService(db.prisma, audit, artifacts, watermarks, logger);
   const catalog = new ServingCatalog(models, artifacts, config.models.catalogCacheTtlMs);
   models.onCatalogChange(() => catalog.invalidate());
   const plans = new PlansService(db.prisma, audit);
@@ -104,6 +107,7 @@ export async function createServices(
     certificates,
     metering,
     usage,
+    watermarks,
     async close() {
       keyRing.close();
       metering.close();

@@ -91,14 +91,14 @@ describe('artifacts: publishing from TensorFlow.js', () => {
     const reloaded = expectedOutputs(loaded, rows, [784]);
     expectedOutputs(model, rows, [784]).forEach((row, i) => assertClose(reloaded[i]!, row, 1e-6));
 
-    // Others cannot download it (licensed downloads come with licensing).
+    // Others cannot download it without a licence that allows it; anonymous callers must authenticate.
     const stranger = await signUp(server, { role: 'OWNER' });
     const denied = await fetch(`${server.origin}/v1/versions/${version.id}/model.json`, {
       headers: { authorization: `Bearer ${stranger.token}` },
     });
     assert.equal(denied.status, 403);
     const anonymous = await fetch(`${server.origin}/v1/versions/${version.id}/model.weights.bin`);
-    assert.equal(anonymous.status, 403);
+    assert.equal(anonymous.status, 401);
   });
 
   it('stores identical bytes once (content-addressed) but records each upload', async () => {

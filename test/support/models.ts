@@ -46,8 +46,9 @@ export async function createModel(server: TestServer, auth: Credentials, input: 
   return res.data!.createModel as { id: string; slug: string };
 }
 
+/** Publishes a version; unmarked unless `watermark: true` is passed (marking has its own tests). */
 export async function publish(server: TestServer, auth: Credentials, input: Record<string, unknown>) {
-  const res = await server.gql(PUBLISH, { input }, auth);
+  const res = await server.gql(PUBLISH, { input: { watermark: false, ...input } }, auth);
   assert.equal(res.errors, undefined, JSON.stringify(res.errors));
   return res.data!.publishModelVersion as {
     id: string;

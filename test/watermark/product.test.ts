@@ -1,0 +1,204 @@
+// Watermarks through the product: owner marks at publish, fingerprinted licensed downloads, verification.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import * as tf from '@tensorflow/tfjs';
+import { startTestServer, type TestServer } from '../support/server.js';
+import { expectError, logIn, signUp, type SignedUpUser } from '../support/fixtures.js';
+import { buildMlp, createModel, DIGITS, PREDICT, PUBLISH, randomRows, uploadWithTfjs } from '../support/models.js';
+import { accept, createPlan } from '../support/licensing.js';
+import { loadMnistDigits } from '../../demo/datasets.js';
+
+/** A real digit classifier, trained here in seconds, and held-out digits to measure the mark on. */
+async function trainedDigits() {
+  const { images, labels } = loadMnistDigits();
+  const pixels = (from: number, count: number) =>
+    Array.from({ length: count }, (_, i) =>
+      Array.from(images.subarray((from + i) * 784, (from + i + 1) * 784), (v) => v / 255),
+    );
+  // The package lists digits in label order: interleave to mix classes.
+  const order = Array.from({ length: labels.length }, (_, i) => i).sort(
+    (a, b) => ((a * 7919) % labels.length) - ((b * 7919) % labels.length),
+  );
+  const pick = (from: number, count: number) => order.slice(from, from + count);
+  const train = pick(0, 5000);
+  const heldOut = pick(5000, 400);
+  const model = buildMlp([784, 128, 10], 11);
+  model.compile({ optimizer: tf.train.adam(0.002), loss: 'categoricalCrossentropy' });
+  const xs = tf.tensor2d(train.flatMap((i) => pixels(i, 1)));
+  const ys = tf.oneHot(
+    tf.tensor1d(
+      train.map((i) => labels[i]!),
+      'int32',
+    ),
+    10,
+  );
+  // Deterministic (seeded weights, no shuffling) and trained to confidence, like a model an owner would publish.
+  await model.fit(xs, ys, { epochs: 8, batchSize: 64, shuffle: false, verbose: 0 });
+  xs.dispose();
+  ys.dispose();
+  return {
+    model,
+    evaluation: { inputs: heldOut.map((i) => pixels(i, 1)[0]!), labels: heldOut.map((i) => labels[i]!) },
+  };
+}
+
+const VERIFY = `query V($a: ID!) { verifyWatermark(artifactId: $a) { verdict keysTried
+  matches { model version kind contract matchedBits totalBits pValue } } }`;
+const ADMIN = { email: 'admin@watermark.test', password: 'watermark admin phrase' };
+
+/** What a licensee or thief would do: load the served copy with tfjs, then republish it as their own upload. */
+async function downloadAndReupload(
+  server: TestServer,
+  versionId: string,
+  downloader: { token: string },
+  uploader: { token: string },
+) {
+  const headers = { authorization: `Bearer ${downloader.token}` };
+  const copy = await tf.loadLayersModel(`${server.origin}/v1/versions/${versionId}/model.json`, {
+    requestInit: { headers },
+  });
+  return uploadWithTfjs(server, copy, { token: uploader.token });
+}
+
+describe('watermarks: publish, licensed downloads, verification', () => {
+  let server: TestServer;
+  let owner: SignedUpUser;
+  let slug: string;
+  let version: { id: string; watermark: any; metrics: any };
+  const metrics = { dataset: 'probe set', samples: 2, accuracy: 0.5 };
+
+  before(async () => {
+    server = await startTestServer({ ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password });
+    owner = await signUp(server, { role: 'OWNER' });
+    const { model, evaluation } = await trainedDigits();
+    const artifact = await uploadWithTfjs(server, model, { token: owner.token });
+    slug = (await createModel(server, { token: owner.token })).slug;
+    const res = await server.gql(
+      `mutation P($input: PublishModelVersionInput!) { publishModelVersion(input: $input) { id
+        metrics { accuracy dataset } watermark { marked tensor margin relativeChange maxChange bits agreement
+        accuracyBefore accuracyAfter evaluationSamples } } }`,
+      { input: { model: slug, version: '1.0.0', artifactId: artifact.id, labels: DIGITS, metrics, evaluation } },
+      { token: owner.token },
+    );
+    assert.equal(res.errors, undefined, JSON.stringify(res.errors));
+    version = res.data!.publishModelVersion;
+  });
+  after(() => server.close());
+
+  it('marks the served weights at publish and reports the cost, leaving stated metrics as stated', () => {
+    const report = version.watermark;
+    assert.equal(report.marked, true);
+    assert.equal(report.bits, 256);
+    assert.ok(report.agreement >= 0.995, `agreement ${report.agreement}`);
+    assert.equal(report.evaluationSamples, 400);
+    assert.ok(report.accuracyBefore > 0.8, `a real classifier (${report.accuracyBefore})`);
+    assert.ok(report.accuracyBefore - report.accuracyAfter <= 0.005);
+    assert.ok(report.relativeChange > 0 && report.relativeChange < 0.2, `relative change ${report.relativeChange}`);
+    assert.deepEqual(version.metrics, { accuracy: 0.5, dataset: 'probe set' });
+  });
+
+  it("finds the owner mark in the owner's download, and nothing in an independently trained model", async () => {
+    const suspect = await downloadAndReupload(server, version.id, owner, owner);
+    const found = (await server.gql(VERIFY, { a: suspect.id }, { token: owner.token })).data!.verifyWatermark;
+    assert.equal(found.verdict, 'MATCH');
+    assert.deepEqual(
+      found.matches.map((m: any) => [m.model, m.version, m.kind, m.contract]),
+      [[slug, '1.0.0', 'OWNER', null]],
+    );
+    assert.ok(found.matches[0].matchedBits >= 184 && found.matches[0].pValue < 1e-12);
+
+    const unrelated = await uploadWithTfjs(server, buildMlp([784, 128, 10], 77), { token: owner.token });
+    const clean = (await server.gql(VERIFY, { a: unrelated.id }, { token: owner.token })).data!.verifyWatermark;
+    assert.deepEqual([clean.verdict, clean.matches], ['NO_MATCH', []]);
+    assert.ok(clean.keysTried >= 1);
+  });
+
+  it('gives each licensee with download rights a fingerprinted copy that names its contract', async () => {
+    const downloads = await createPlan(server, { token: owner.token }, slug, { downloadAllowed: true });
+    const callsOnly = await createPlan(server, { token: owner.token }, slug, { downloadAllowed: false });
+    const leaker = await signUp(server);
+    const honest = await signUp(server);
+    const noRights = await signUp(server);
+    const leakerContract = await accept(server, { token: leaker.token }, downloads.id);
+    await accept(server, { token: honest.token }, downloads.id);
+    await accept(server, { token: noRights.token }, callsOnly.id);
+
+    const denied = await fetch(`${server.origin}/v1/versions/${version.id}/model.json`, {
+      headers: { authorization: `Bearer ${noRights.token}` },
+    });
+    assert.equal(denied.status, 403);
+    // The honest licensee downloads too, so two fingerprints exist for this version.
+    await downloadAndReupload(server, version.id, honest, owner);
+    const leaked = await downloadAndReupload(server, version.id, leaker, owner);
+    const found = (await server.gql(VERIFY, { a: leaked.id }, { token: owner.token })).data!.verifyWatermark;
+    assert.equal(found.verdict, 'MATCH');
+    const kinds = found.matches.map((m: any) => [m.kind, m.contract]).sort();
+    assert.deepEqual(kinds, [
+      ['LICENSEE', leakerContract.id],
+      ['OWNER', null],
+    ]);
+    assert.equal(found.keysTried, 3);
+
+    // The copy still predicts what the served model predicts.
+    const rows = randomRows(20, 784, 9);
+    const served = await server.gql(PREDICT, { input: { model: slug, inputs: rows } }, { token: owner.token });
+    const copy = await tf.loadLayersModel(`${server.origin}/v1/versions/${version.id}/model.json`, {
+      requestInit: { headers: { authorization: `Bearer ${leaker.token}` } },
+    });
+    const copyLabels = (
+      tf.tidy(() => (copy.predict(tf.tensor2d(rows)) as tf.Tensor).argMax(1).arraySync()) as number[]
+    ).map((i) => DIGITS[i]);
+    const agreeing = served.data!.predict.outputs.filter((o: any, i: number) => o.label === copyLabels[i]).length;
+    assert.ok(agreeing >= 19, `${agreeing}/20 labels agree`);
+
+    const audit = await server.sql.query(
+      `SELECT count(*)::int AS n FROM audit_events WHERE action = 'model_version.downloaded' AND target_id = $1`,
+      [version.id],
+    );
+    assert.ok(audit.rows[0].n >= 3);
+    const metered = await server.sql.query(
+      `SELECT count(*)::int AS n FROM usage_records WHERE status = 'DOWNLOAD' AND model_version_id = $1`,
+      [version.id],
+    );
+    assert.equal(metered.rows[0].n, audit.rows[0].n);
+  });
+
+  it('keeps keys to their owners: consumers cannot verify, other owners find nothing, admins find it all', async () => {
+    const suspect = await downloadAndReupload(server, version.id, owner, owner);
+    const consumer = await signUp(server);
+    expectError(await server.gql(VERIFY, { a: suspect.id }, { token: consumer.token }), 'FORBIDDEN');
+    const rival = await signUp(server, { role: 'OWNER' });
+    const theirUpload = await downloadAndReupload(server, version.id, owner, rival);
+    const probing = (await server.gql(VERIFY, { a: theirUpload.id }, { token: rival.token })).data!.verifyWatermark;
+    assert.deepEqual([probing.verdict, probing.keysTried], ['NO_MATCH', 0]);
+    // Nor can they test an upload that is not theirs.
+    expectError(await server.gql(VERIFY, { a: suspect.id }, { token: rival.token }), 'NOT_FOUND');
+    const admin = await logIn(server, ADMIN.email, ADMIN.password);
+    const adminView = (await server.gql(VERIFY, { a: theirUpload.id }, { token: admin.token })).data!.verifyWatermark;
+    assert.equal(adminView.verdict, 'MATCH');
+    const audited = await server.sql.query(
+      `SELECT count(*)::int AS n FROM audit_events WHERE action = 'watermark.verified'`,
+    );
+    assert.ok(audited.rows[0].n >= 3);
+  });
+
+  it('refuses to publish a model too small to carry a mark, unless the owner opts out (recorded)', async () => {
+    const tiny = await uploadWithTfjs(server, buildMlp([8, 4, 2], 3), { token: owner.token });
+    const model = await createModel(server, { token: owner.token });
+    const refused = expectError(
+      await server.gql(
+        PUBLISH,
+        { input: { model: model.slug, version: '1.0.0', artifactId: tiny.id } },
+        { token: owner.token },
+      ),
+      'BAD_USER_INPUT',
+    );
+    assert.equal(refused.extensions!.field, 'input.watermark');
+    const optedOut = await server.gql(
+      `mutation P($input: PublishModelVersionInput!) { publishModelVersion(input: $input) { watermark { marked } } }`,
+      { input: { model: model.slug, version: '1.0.0', artifactId: tiny.id, watermark: false } },
+      { token: owner.token },
+    );
+    assert.equal(optedOut.data!.publishModelVersion.watermark.marked, false);
+  });
+});
