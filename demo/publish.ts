@@ -7,6 +7,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { decodeEvalSet } from '../src/evaluation/eval-set.js';
 
 const ARTIFACTS_DIR = fileURLToPath(new URL('./artifacts', import.meta.url));
 export const DEMO_OWNER = { email: 'demo-owner@modelmarket.local', password: 'demo owner passphrase' };
@@ -96,7 +97,14 @@ async function publishOne(
   log: (line: string) => void,
 ): Promise<{ card: Card; example: EvalExample | undefined }> {
   const card = JSON.parse(await readFile(path.join(dir, 'card.json'), 'utf8')) as Card;
-  const evalSet = JSON.parse(await readFile(path.join(dir, 'eval.json'), 'utf8')) as { examples?: EvalExample[] };
+  const evalSet = decodeEvalSet(JSON.parse(await readFile(path.join(dir, 'eval.json'), 'utf8')));
+  // The held-out examples, as predict takes them: what the watermark's cost is measured on.
+  const evaluation = {
+    inputs: Array.from({ length: evalSet.count }, (_, i) =>
+      Array.from(evalSet.inputs.subarray(i * evalSet.exampleSize, (i + 1) * evalSet.exampleSize)),
+    ),
+    labels: evalSet.targets,
+  };
   const existing = await call(
     api,
     'query($s: String!) { model(slug: $s) { version(version: "1.0.0") { id } } }',
@@ -139,6 +147,7 @@ async function publishOne(
             card: card.card,
             changelog: 'Trained by npm run demo:train.',
             watermark,
+            evaluation: watermark ? evaluation : null,
           },
         },
         token,
@@ -152,7 +161,7 @@ async function publishOne(
     }
     unwrap(published, 'publishModelVersion');
   }
-  return { card, example: evalSet.examples?.[0] };
+  return { card, example: evalSet.examples[0] };
 }
 
 function predictExample(api: string, slug: string, example: EvalExample | undefined): string {
