@@ -1,6 +1,5 @@
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
+import { siblingWorkerFile, workerExecArgv } from '../server/worker-threads.js';
 import type { Registry } from 'prom-client';
 import { ArtifactStore, assertModelKey, type ModelRef } from './artifact-store.js';
 import type { BackendName } from './backend.js';
@@ -95,7 +94,7 @@ export class InferenceEngine {
   static async start(options: InferenceEngineOptions): Promise<InferenceEngine> {
     validateOptions(options);
     const artifacts = await ArtifactStore.open(options.artifactDir);
-    const workerFile = workerFileUrl();
+    const workerFile = siblingWorkerFile(import.meta.url, 'worker');
     const workerConfig: WorkerConfig = {
       artifactDir: artifacts.rootDir,
       cacheBytes: Math.floor(options.cacheBytes / options.workers),
@@ -273,18 +272,3 @@ function validateOptions(options: InferenceEngineOptions): void {
 }
 
 /** The worker module next to this one, with this module's extension (.ts under tsx, .js compiled). */
-function workerFileUrl(): URL {
-  const extension = path.extname(fileURLToPath(import.meta.url));
-  return new URL(`./worker${extension}`, import.meta.url);
-}
-
-/**
- * Worker threads inherit the parent's execArgv, which under `tsx` or `node --import tsx`
- * carries tsx's hooks. A parent that registered tsx through its API has no such flag,
- * so a TypeScript worker gets tsx added explicitly.
- */
-function workerExecArgv(workerFile: URL): string[] {
-  const inherited = process.execArgv;
-  if (!workerFile.pathname.endsWith('.ts') || inherited.some((arg) => arg.includes('tsx'))) return inherited;
-  return [...inherited, '--import', import.meta.resolve('tsx')];
-}

@@ -111,6 +111,7 @@ export async function createServices(
     async close() {
       keyRing.close();
       metering.close();
+      await watermarks.close();
       await apiKeys.close();
       await engine.close();
     },

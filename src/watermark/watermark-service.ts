@@ -17,17 +17,23 @@ import { isAdmin } from '../models/model-policy.js';
 import type { Signature } from '../models/signature.js';
 import type { SecretBox } from '../security/secret-box.js';
 import { BadUserInputError, RateLimitedError } from '../server/errors.js';
+import { Piscina } from 'piscina';
+import { siblingWorkerFile, workerExecArgv } from '../server/worker-threads.js';
 import {
   decide,
-  decodeMarks,
   deriveMarkKey,
-  markArtifact,
   selectMarkTensor,
-  WatermarkError,
+  type DecodeResult,
   type MarkEvidence,
   type MarkKey,
+  type MarkReport,
   type WeightsArtifact,
 } from './index.js';
+import type { WatermarkRefusal, WatermarkTask } from './worker.js';
+
+type Marked = WeightsArtifact & { report: MarkReport };
+const isRefusal = (value: unknown): value is WatermarkRefusal =>
+  typeof value === 'object' && value !== null && 'refused' in value;
 
 /** Marked predictions must agree with the original's on at least this share of probe inputs. */
 export const MIN_AGREEMENT = 0.995;
@@ -98,6 +104,8 @@ function accuracy(values: Float32Array, labels: number[]): number {
 export class WatermarkService {
   readonly #secret: Buffer;
   readonly #verifyLimiter: RateLimiterPostgres;
+  // Marking and decoding are CPU-bound (up to ~0.7 s): one worker thread, started on first use.
+  readonly #pool: Piscina;
 
   constructor(
     private readonly prisma: Prisma,
@@ -108,6 +116,14 @@ export class WatermarkService {
     secrets: SecretBox,
   ) {
     this.#secret = secrets.deriveKey('watermark');
+    const workerFile = siblingWorkerFile(import.meta.url, 'worker');
+    this.#pool = new Piscina({
+      filename: workerFile.href,
+      minThreads: 0,
+      maxThreads: 1,
+      idleTimeout: 60_000,
+      execArgv: workerExecArgv(workerFile),
+    });
     this.#verifyLimiter = new RateLimiterPostgres({
       storeClient: pool,
       storeType: 'pool',
@@ -117,6 +133,18 @@ export class WatermarkService {
       points: VERIFY_ATTEMPTS_PER_HOUR,
       duration: 3600,
     });
+  }
+
+  async close(): Promise<void> {
+    await this.#pool.destroy();
+  }
+
+  #mark(task: Extract<WatermarkTask, { kind: 'mark' }>): Promise<Marked | WatermarkRefusal> {
+    return this.#pool.run(task) as Promise<Marked | WatermarkRefusal>;
+  }
+
+  #decode(task: Extract<WatermarkTask, { kind: 'decode' }>): Promise<DecodeResult[] | WatermarkRefusal> {
+    return this.#pool.run(task) as Promise<DecodeResult[] | WatermarkRefusal>;
   }
 
   ownerKey(versionId: string): MarkKey {
@@ -139,17 +167,12 @@ export class WatermarkService {
     evaluation: EvaluationData | null,
   ) {
     const original = parse(await this.artifacts.read(originalSha256));
-    let marked;
-    try {
-      marked = markArtifact(original, this.ownerKey(versionId));
-    } catch (error) {
-      if (error instanceof WatermarkError) {
-        throw new BadUserInputError(
-          `This model cannot be watermarked: ${error.message}. Publish with watermark: false to opt out`,
-          'input.watermark',
-        );
-      }
-      throw error;
+    const marked = await this.#mark({ kind: 'mark', artifact: original, key: this.ownerKey(versionId) });
+    if (isRefusal(marked)) {
+      throw new BadUserInputError(
+        `This model cannot be watermarked: ${marked.refused}. Publish with watermark: false to opt out`,
+        'input.watermark',
+      );
     }
     const stored = toStored(marked);
     const servedSha256 = artifactHash(stored);
@@ -194,10 +217,14 @@ export class WatermarkService {
     if (!version.servedSha256) return originalSha256;
     const original = parse(await this.artifacts.read(originalSha256));
     const served = parse(await this.artifacts.read(version.servedSha256));
-    const copy = markArtifact(served, this.licenseeKey(contractId), {
+    const copy = await this.#mark({
+      kind: 'mark',
+      artifact: served,
+      key: this.licenseeKey(contractId),
       reference: original,
       preserve: [this.ownerKey(version.id)],
     });
+    if (isRefusal(copy)) throw new Error(`cannot fingerprint version ${version.id}: ${copy.refused}`);
     const stored = toStored(copy);
     const sha256 = artifactHash(stored);
     await this.artifacts.store(sha256, stored);
@@ -243,13 +270,8 @@ export class WatermarkService {
       if (target.size !== suspectTarget!.size) continue;
       const copies = await this.prisma.licenseeCopy.findMany({ where: { versionId: version.id } });
       const keys = [this.ownerKey(version.id), ...copies.map((c) => this.licenseeKey(c.contractId))];
-      let results;
-      try {
-        results = decodeMarks(suspect, original, keys);
-      } catch (error) {
-        if (error instanceof WatermarkError) continue; // a different architecture: nothing to read
-        throw error;
-      }
+      const results = await this.#decode({ kind: 'decode', suspect, original, keys });
+      if (isRefusal(results)) continue; // a different architecture: nothing to read
       keysTried += keys.length;
       results.forEach((result, i) => {
         evidence.push({

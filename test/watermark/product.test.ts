@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { expectError, logIn, signUp, type SignedUpUser } from '../support/fixtures.js';
-import { buildMlp, createModel, DIGITS, PREDICT, PUBLISH, randomRows, uploadWithTfjs } from '../support/models.js';
+import { buildMlp, createModel, DIGITS, PREDICT, PUBLISH, uploadWithTfjs } from '../support/models.js';
 import { accept, createPlan } from '../support/licensing.js';
 import { loadMnistDigits } from '../../demo/datasets.js';
 
@@ -65,12 +65,14 @@ describe('watermarks: publish, licensed downloads, verification', () => {
   let owner: SignedUpUser;
   let slug: string;
   let version: { id: string; watermark: any; metrics: any };
+  let heldOut: number[][];
   const metrics = { dataset: 'probe set', samples: 2, accuracy: 0.5 };
 
   before(async () => {
     server = await startTestServer({ ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password });
     owner = await signUp(server, { role: 'OWNER' });
     const { model, evaluation } = await trainedDigits();
+    heldOut = evaluation.inputs;
     const artifact = await uploadWithTfjs(server, model, { token: owner.token });
     slug = (await createModel(server, { token: owner.token })).slug;
     const res = await server.gql(
@@ -139,8 +141,8 @@ describe('watermarks: publish, licensed downloads, verification', () => {
     ]);
     assert.equal(found.keysTried, 3);
 
-    // The copy still predicts what the served model predicts.
-    const rows = randomRows(20, 784, 9);
+    // The copy still predicts what the served model predicts, on real digits.
+    const rows = heldOut.slice(0, 100);
     const served = await server.gql(PREDICT, { input: { model: slug, inputs: rows } }, { token: owner.token });
     const copy = await tf.loadLayersModel(`${server.origin}/v1/versions/${version.id}/model.json`, {
       requestInit: { headers: { authorization: `Bearer ${leaker.token}` } },
@@ -149,7 +151,7 @@ describe('watermarks: publish, licensed downloads, verification', () => {
       tf.tidy(() => (copy.predict(tf.tensor2d(rows)) as tf.Tensor).argMax(1).arraySync()) as number[]
     ).map((i) => DIGITS[i]);
     const agreeing = served.data!.predict.outputs.filter((o: any, i: number) => o.label === copyLabels[i]).length;
-    assert.ok(agreeing >= 19, `${agreeing}/20 labels agree`);
+    assert.ok(agreeing >= 98, `${agreeing}/100 labels agree`);
 
     const audit = await server.sql.query(
       `SELECT count(*)::int AS n FROM audit_events WHERE action = 'model_version.downloaded' AND target_id = $1`,

@@ -1,0 +1,32 @@
+// Watermark computations in a worker thread, so marking a large tensor (up to ~0.7 s) or decoding many keys
+// never blocks the server's event loop. Loaded by piscina (see watermark-service.ts); no top-level await.
+import { decodeMarks, markArtifact, WatermarkError, type MarkKey, type WeightsArtifact } from './index.js';
+
+export type WatermarkTask =
+  | { kind: 'mark'; artifact: WeightsArtifact; key: MarkKey; reference?: WeightsArtifact; preserve?: MarkKey[] }
+  | { kind: 'decode'; suspect: WeightsArtifact; original: WeightsArtifact; keys: MarkKey[] };
+
+/** Structured cloning turns Buffers into plain Uint8Arrays; the key derivation's users expect Buffers. */
+function revive(key: MarkKey): MarkKey {
+  return { ...key, carrierKey: Buffer.from(key.carrierKey) };
+}
+
+/** A model the mark cannot be applied to or read from; error classes do not survive the thread boundary. */
+export interface WatermarkRefusal {
+  refused: string;
+}
+
+export default function run(task: WatermarkTask) {
+  try {
+    if (task.kind === 'mark') {
+      return markArtifact(task.artifact, revive(task.key), {
+        reference: task.reference,
+        preserve: task.preserve?.map(revive),
+      });
+    }
+    return decodeMarks(task.suspect, task.original, task.keys.map(revive));
+  } catch (error) {
+    if (error instanceof WatermarkError) return { refused: error.message } satisfies WatermarkRefusal;
+    throw error;
+  }
+}
