@@ -8,7 +8,7 @@ import { AuditAction, type AuditService } from '../audit/audit-service.js';
 import { BadUserInputError, ForbiddenError, NotFoundError, UnauthenticatedError } from '../server/errors.js';
 import type { Actor, Principal } from './principal.js';
 import { assertUuid } from '../server/ids.js';
-import { cleanName } from './validation.js';
+import { cleanText } from '../server/text.js';
 
 export const API_KEY_PREFIX = 'mmk_';
 const KEY_PATTERN = /^(mmk_[A-Za-z0-9]{8})_([A-Za-z0-9_-]{43})$/;
@@ -43,7 +43,7 @@ export class ApiKeyService {
 
   async create(actor: Actor, rawName: string, scopes: ApiScope[]): Promise<{ apiKey: ApiKey; secret: string }> {
     const userId = requireUser(actor.principal);
-    const name = cleanName(rawName, 'name');
+    const name = cleanText(rawName, 'name', { max: 100, singleLine: true });
     if (scopes.length === 0) throw new BadUserInputError('Give the key at least one scope', 'scopes');
     const existing = await this.prisma.apiKey.count({ where: { userId, revokedAt: null } });
     if (existing >= MAX_KEYS_PER_USER) {

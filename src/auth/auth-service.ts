@@ -12,7 +12,8 @@ import { dummyHash, hashPassword, verifyPassword, type ScryptCost } from './pass
 import { assertAcceptablePassword } from './password-policy.js';
 import type { Actor, Principal } from './principal.js';
 import { assertUuid } from '../server/ids.js';
-import { cleanName, normaliseEmail } from './validation.js';
+import { cleanText } from '../server/text.js';
+import { normaliseEmail } from './validation.js';
 
 export interface AuthPayload {
   accessToken: string;
@@ -52,7 +53,7 @@ export class AuthService {
 
   async signUp(actor: Actor, input: SignUpInput, userAgent?: string): Promise<AuthPayload> {
     const email = normaliseEmail(input.email, 'input.email');
-    const displayName = cleanName(input.displayName, 'input.displayName');
+    const displayName = cleanText(input.displayName, 'input.displayName', { max: 100, singleLine: true });
     assertAcceptablePassword(input.password, email, 'input.password');
     const passwordHash = await hashPassword(input.password, this.options.scrypt);
     try {

@@ -9,13 +9,3 @@ export function normaliseEmail(raw: string, field: string): string {
   if (email.length > 254 || !EMAIL.test(email)) throw new BadUserInputError('Enter a valid e-mail address', field);
   return email;
 }
-
-/** Trims and checks a human-readable name (1..max characters, no control characters). */
-export function cleanName(raw: string, field: string, max = 100): string {
-  const name = raw.normalize('NFKC').trim();
-  if (name.length === 0 || name.length > max) {
-    throw new BadUserInputError(`${field} must be 1 to ${max} characters`, field);
-  }
-  if (/\p{Cc}/u.test(name)) throw new BadUserInputError(`${field} must not contain control characters`, field);
-  return name;
-}

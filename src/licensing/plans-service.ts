@@ -6,6 +6,7 @@ import type { LicensePlan, Model, Prisma as P, QuotaPeriod } from '../generated/
 import { assertCanManage, canManage, canView } from '../models/model-policy.js';
 import { BadUserInputError, NotFoundError } from '../server/errors.js';
 import { assertUuid } from '../server/ids.js';
+import { cleanText } from '../server/text.js';
 import { normaliseCurrency, normalisePrice, normaliseRange, positiveOrNull } from './terms.js';
 
 export interface PlanInput {
@@ -23,21 +24,14 @@ export interface PlanInput {
   requiresApproval?: boolean | null;
 }
 
-function cleanName(value: string, field: string, max: number, allowEmpty = false): string {
-  const trimmed = value.normalize('NFKC').trim();
-  if ((!allowEmpty && trimmed.length === 0) || trimmed.length > max) {
-    throw new BadUserInputError(`${field} must be ${allowEmpty ? 0 : 1} to ${max} characters`, field);
-  }
-  return trimmed;
-}
-
 /** Validated plan fields; `undefined` leaves a field as it is (updates), `null` clears a nullable limit. */
 function planData(input: PlanInput, prefix: string): P.LicensePlanUncheckedUpdateInput {
   const field = (name: string) => `${prefix}.${name}`;
   const has = (key: keyof PlanInput) => input[key] !== undefined;
   const data: P.LicensePlanUncheckedUpdateInput = {};
-  if (input.name != null) data.name = cleanName(input.name, field('name'), 100);
-  if (input.description != null) data.description = cleanName(input.description, field('description'), 5000, true);
+  if (input.name != null) data.name = cleanText(input.name, field('name'), { max: 100 });
+  if (input.description != null)
+    data.description = cleanText(input.description, field('description'), { max: 5000, min: 0 });
   if (input.versions != null) data.versions = normaliseRange(input.versions, field('versions'));
   if (input.pricePerPrediction != null)
     data.pricePerPrediction = normalisePrice(input.pricePerPrediction, field('pricePerPrediction'));

@@ -6,6 +6,7 @@ import { AuditAction, type AuditService } from '../audit/audit-service.js';
 import type { Prisma } from '../db/database.js';
 import { isUniqueViolation } from '../db/errors.js';
 import { assertUuid, isUuid } from '../server/ids.js';
+import { cleanText } from '../server/text.js';
 import type { Model, ModelTask, ModelVersion, Prisma as P, Visibility } from '../generated/prisma/client.js';
 import type { Logger } from '../server/logger.js';
 import { BadUserInputError, ConflictError, NotFoundError } from '../server/errors.js';
@@ -76,11 +77,7 @@ function text(value: string | null | undefined, field: string, max: number, requ
     if (required) throw new BadUserInputError(`${field} is required`, field);
     return undefined;
   }
-  const trimmed = value.normalize('NFKC').trim();
-  if ((required && trimmed.length === 0) || trimmed.length > max) {
-    throw new BadUserInputError(`${field} must be ${required ? 1 : 0} to ${max} characters`, field);
-  }
-  return trimmed;
+  return cleanText(value, field, { max, min: required ? 1 : 0 });
 }
 
 function cleanTags(tags: string[] | null | undefined, field: string): string[] | undefined {
