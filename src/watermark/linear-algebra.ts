@@ -1,7 +1,7 @@
 import { WatermarkError } from './errors.js';
 
-/** Solves A x = b for a symmetric positive-definite m × m matrix A (row-major) by Cholesky factorisation. */
-export function solveSymmetricPositiveDefinite(matrix: Float64Array, m: number, b: Float64Array): Float64Array {
+/** The lower Cholesky factor L (A = L Lᵀ) of a symmetric positive-definite m × m matrix A (row-major). */
+export function choleskyFactor(matrix: Float64Array, m: number): Float64Array {
   const lower = new Float64Array(m * m);
   for (let i = 0; i < m; i++) {
     for (let j = 0; j <= i; j++) {
@@ -15,6 +15,11 @@ export function solveSymmetricPositiveDefinite(matrix: Float64Array, m: number, 
       }
     }
   }
+  return lower;
+}
+
+/** Solves L Lᵀ x = b given the Cholesky factor L. */
+function solveWithFactor(lower: Float64Array, m: number, b: Float64Array): Float64Array {
   const y = new Float64Array(m); // L y = b
   for (let i = 0; i < m; i++) {
     let sum = b[i]!;
@@ -28,4 +33,9 @@ export function solveSymmetricPositiveDefinite(matrix: Float64Array, m: number, 
     x[i] = sum / lower[i * m + i]!;
   }
   return x;
+}
+
+/** Solves A x = b for a symmetric positive-definite m × m matrix A (row-major) by Cholesky factorisation. */
+export function solveSymmetricPositiveDefinite(matrix: Float64Array, m: number, b: Float64Array): Float64Array {
+  return solveWithFactor(choleskyFactor(matrix, m), m, b);
 }

@@ -9,12 +9,21 @@
 // the projections of (suspect − original), where the original weights cancel exactly instead of acting
 // as noise that a blind mark must overpower (see README.md for the measurements behind that choice).
 // `preserve` lists marks already in w whose projections must stay where they are: a licensee fingerprint
-// solves jointly with the owner key's rows, so it never disturbs the owner mark.
-import { findTensor, readTensor, tensorEntries, withTensor, type WeightsArtifact } from './artifact.js';
+// solves jointly with the owner key's rows, so it never disturbs the owner mark. `shaping` replaces the
+// least-norm change by the one that moves a Dense layer's outputs least on calibration inputs (shaping.ts).
+import {
+  findTensor,
+  readTensor,
+  tensorEntries,
+  withTensor,
+  type TensorEntry,
+  type WeightsArtifact,
+} from './artifact.js';
 import { addTransposed, carrierFor, crossGram, project, type Carrier } from './carrier.js';
 import { WatermarkError } from './errors.js';
 import { MARK_BITS, type MarkKey } from './keys.js';
 import { solveSymmetricPositiveDefinite } from './linear-algebra.js';
+import { SHAPED_MARGIN, shapedChange, type InputStatistics } from './shaping.js';
 import { selectMarkTensor } from './topology.js';
 
 /**
@@ -25,11 +34,14 @@ import { selectMarkTensor } from './topology.js';
 export const DEFAULT_MARGIN = 1;
 
 export interface MarkOptions {
+  /** DEFAULT_MARGIN, or SHAPED_MARGIN with `shaping`. */
   margin?: number;
   /** The weights the mark is measured against (the unmarked upload); the marked artifact itself by default. */
   reference?: WeightsArtifact;
   /** Marks already present whose projections must not move (the owner's, under a licensee fingerprint). */
   preserve?: readonly MarkKey[];
+  /** Shape the change with these statistics of the marked Dense kernel's inputs (shaping.ts). */
+  shaping?: InputStatistics;
 }
 
 export interface MarkReport {
@@ -42,6 +54,8 @@ export interface MarkReport {
   maxChange: number;
   /** Bits of this key that do not decode from the stored float32 weights; 0 in practice. */
   bitErrorsAfter: number;
+  /** Calibration examples the change was shaped with; null for the least-norm change. */
+  shapedWith: number | null;
 }
 
 function standardDeviation(values: Float32Array): number {
@@ -74,9 +88,13 @@ export function embedMark(
   weights: Float32Array,
   reference: Float32Array,
   key: MarkKey,
-  options: { margin?: number; preserve?: readonly MarkKey[] } = {},
-): { marked: Float32Array; report: Omit<MarkReport, 'tensor'> } {
-  const margin = options.margin ?? DEFAULT_MARGIN;
+  options: {
+    margin?: number;
+    preserve?: readonly MarkKey[];
+    shaping?: { statistics: InputStatistics; shape: readonly number[] };
+  } = {},
+): { marked: Float32Array; biasShift: Float64Array | null; report: Omit<MarkReport, 'tensor'> } {
+  const margin = options.margin ?? (options.shaping ? SHAPED_MARGIN : DEFAULT_MARGIN);
   if (!(margin > 0 && Number.isFinite(margin)))
     throw new WatermarkError(`the margin must be a positive number, not ${margin}`);
   if (weights.length !== reference.length) throw new WatermarkError('weights and reference differ in size');
@@ -91,25 +109,31 @@ export function embedMark(
   const rhs = new Float64Array(rows);
   const projections = project(carriers[0]!, current);
   for (let k = 0; k < MARK_BITS; k++) rhs[k] = margin * sigma * targetSign(key, k) - projections[k]!;
-  const gram = new Float64Array(rows * rows);
-  carriers.forEach((a, blockRow) => {
-    carriers.forEach((b, blockColumn) => {
-      if (blockColumn < blockRow) return;
-      const block = crossGram(a, b);
-      for (let i = 0; i < MARK_BITS; i++) {
-        for (let j = 0; j < MARK_BITS; j++) {
-          const value = block[i * MARK_BITS + j]!;
-          gram[(blockRow * MARK_BITS + i) * rows + blockColumn * MARK_BITS + j] = value;
-          gram[(blockColumn * MARK_BITS + j) * rows + blockRow * MARK_BITS + i] = value;
+  let change: Float64Array;
+  let biasShift: Float64Array | null = null;
+  if (options.shaping) {
+    ({ change, biasShift } = shapedChange(carriers, rhs, options.shaping.shape, options.shaping.statistics));
+  } else {
+    const gram = new Float64Array(rows * rows);
+    carriers.forEach((a, blockRow) => {
+      carriers.forEach((b, blockColumn) => {
+        if (blockColumn < blockRow) return;
+        const block = crossGram(a, b);
+        for (let i = 0; i < MARK_BITS; i++) {
+          for (let j = 0; j < MARK_BITS; j++) {
+            const value = block[i * MARK_BITS + j]!;
+            gram[(blockRow * MARK_BITS + i) * rows + blockColumn * MARK_BITS + j] = value;
+            gram[(blockColumn * MARK_BITS + j) * rows + blockRow * MARK_BITS + i] = value;
+          }
         }
-      }
+      });
     });
-  });
-  const coefficients = solveSymmetricPositiveDefinite(gram, rows, rhs);
-  const change = new Float64Array(weights.length);
-  carriers.forEach((carrier, block) => {
-    addTransposed(carrier, coefficients.subarray(block * MARK_BITS, (block + 1) * MARK_BITS), change);
-  });
+    const coefficients = solveSymmetricPositiveDefinite(gram, rows, rhs);
+    change = new Float64Array(weights.length);
+    carriers.forEach((carrier, block) => {
+      addTransposed(carrier, coefficients.subarray(block * MARK_BITS, (block + 1) * MARK_BITS), change);
+    });
+  }
 
   const marked = Float32Array.from(weights, (value, i) => value + change[i]!);
   let changeSquares = 0;
@@ -123,11 +147,13 @@ export function embedMark(
   }
   return {
     marked,
+    biasShift,
     report: {
       margin,
       relativeChange: Math.sqrt(changeSquares / weightSquares),
       maxChange: maxChange / sigma,
       bitErrorsAfter: bitErrors(carriers[0]!, key, difference(marked, reference)),
+      shapedWith: options.shaping?.statistics.samples ?? null,
     },
   };
 }
@@ -143,7 +169,8 @@ export function markArtifact(
   options: MarkOptions = {},
 ): WeightsArtifact & { report: MarkReport } {
   const target = selectMarkTensor(artifact.modelJson);
-  const entry = findTensor(tensorEntries(artifact), target.name);
+  const entries = tensorEntries(artifact);
+  const entry = findTensor(entries, target.name);
   if (entry.spec.quantization) {
     throw new WatermarkError(
       `weight ${target.name} is ${entry.spec.quantization.dtype}-quantized; only float32 weights can be marked (mark the float32 model, then quantize)`,
@@ -152,10 +179,29 @@ export function markArtifact(
   const weights = readTensor(artifact, entry);
   const reference = options.reference ?? artifact;
   const referenceValues = readTensor(reference, findTensor(tensorEntries(reference), target.name));
-  const { marked, report } = embedMark(weights, referenceValues, key, options);
-  return {
-    modelJson: artifact.modelJson,
-    weights: withTensor(artifact, entry, marked),
-    report: { tensor: target.name, ...report },
-  };
+  let shaping: { statistics: InputStatistics; shape: readonly number[] } | undefined;
+  let bias: TensorEntry | undefined;
+  if (options.shaping) {
+    if (!target.denseLayer) throw new WatermarkError(`only a Dense kernel can be shaped, not ${target.name}`);
+    bias = entries.find((e) => e.spec.name === `${target.denseLayer}/bias`);
+    // Without a bias to take the mean input's shift back, the shift must be minimised too.
+    shaping = { statistics: bias ? options.shaping : uncentered(options.shaping), shape: target.shape };
+  }
+  const { marked, biasShift, report } = embedMark(weights, referenceValues, key, { ...options, shaping });
+  let markedWeights = withTensor(artifact, entry, marked);
+  if (bias && biasShift) {
+    const shifted = Float32Array.from(readTensor(artifact, bias), (value, j) => value + biasShift[j]!);
+    markedWeights = withTensor({ modelJson: artifact.modelJson, weights: markedWeights }, bias, shifted);
+  }
+  return { modelJson: artifact.modelJson, weights: markedWeights, report: { tensor: target.name, ...report } };
+}
+
+/** The statistics as second moments about zero: covariance + mean·meanᵀ, mean 0. */
+function uncentered(statistics: InputStatistics): InputStatistics {
+  const { inputs, mean } = statistics;
+  const covariance = Float64Array.from(
+    statistics.covariance,
+    (value, k) => value + mean[Math.floor(k / inputs)]! * mean[k % inputs]!,
+  );
+  return { ...statistics, mean: new Float64Array(inputs), covariance };
 }

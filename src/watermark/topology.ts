@@ -23,6 +23,8 @@ export interface MarkTarget {
   size: number;
   /** null: no hidden-unit symmetry is known for this tensor, so decoding does not align it. */
   unitAxis: UnitAxis | null;
+  /** The layer's name when the tensor is a Dense kernel [inputs, outputs], which a mark can be shaped for (shaping.ts). */
+  denseLayer: string | null;
 }
 
 /** A mark spreads MARK_BITS constraints over the tensor; fewer than 8 weights per bit costs too much fidelity. */
@@ -101,6 +103,7 @@ function chainOfLayers(modelTopology: unknown): Layer[] | null {
 
 interface Candidate {
   spec: WeightSpec;
+  layer: Layer | null;
   size: number;
   /** Permutable axes of this tensor; alignment handles one. */
   unitAxes: UnitAxis[];
@@ -155,7 +158,7 @@ function candidates(layers: readonly Layer[], specs: readonly WeightSpec[]): Can
       const units = spec.shape.at(-1)!;
       unitAxes.push({ outer: size / units, units, inner: 1 });
     }
-    return { spec, size, unitAxes, unknownInputs };
+    return { spec, layer, size, unitAxes, unknownInputs };
   });
 }
 
@@ -173,7 +176,7 @@ export function selectMarkTensor(modelJson: unknown): MarkTarget {
     ? candidates(layers, specs).filter((c) => !c.unknownInputs && c.unitAxes.length <= 1)
     : specs
         .filter((spec) => spec.shape.length >= 2)
-        .map((spec) => ({ spec, size: sizeOf(spec.shape), unitAxes: [], unknownInputs: false }));
+        .map((spec) => ({ spec, layer: null, size: sizeOf(spec.shape), unitAxes: [], unknownInputs: false }));
   let best: Candidate | undefined;
   for (const candidate of usable)
     if (candidate.size >= MIN_MARK_WEIGHTS && candidate.size > (best?.size ?? 0)) best = candidate;
@@ -181,5 +184,11 @@ export function selectMarkTensor(modelJson: unknown): MarkTarget {
     throw new WatermarkError(
       `no weight tensor of the model can carry a mark (one needs ≥ ${MIN_MARK_WEIGHTS} weights)`,
     );
-  return { name: best.spec.name, shape: best.spec.shape, size: best.size, unitAxis: best.unitAxes[0] ?? null };
+  return {
+    name: best.spec.name,
+    shape: best.spec.shape,
+    size: best.size,
+    unitAxis: best.unitAxes[0] ?? null,
+    denseLayer: best.layer?.className === 'Dense' ? best.layer.name : null,
+  };
 }

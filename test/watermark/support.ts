@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import { saveArtifact } from '../../bench/watermark/models.js';
 import type { UnitSymmetryPart } from '../../bench/watermark/attacks.js';
 import type { WeightsArtifact } from '../../src/watermark/index.js';
+import { seededRandom } from '../../demo/random.js';
 
 export const SECRET = Buffer.from('test/watermark: a test-only secret');
 export const INPUTS = 196;
@@ -54,4 +55,33 @@ export function inputs(count: number): tf.Tensor2D {
     Math.abs((Math.sin(i * 12.9898) * 43758.5453) % 1),
   );
   return tf.tensor2d(values, [count, INPUTS]);
+}
+
+/**
+ * A softmax head over 256 features that only ever take values in a 12-dimensional subspace around a mean:
+ * what real features largely do (dead units, correlated channels), made exact, so that a mark shaped on
+ * such inputs leaves the outputs unchanged whatever the key.
+ */
+export function subspaceHead() {
+  const features = 256;
+  const random = seededRandom(8);
+  const basis = Array.from({ length: 12 }, () => Array.from({ length: features }, () => random() - 0.5));
+  const mean = Array.from({ length: features }, () => random());
+  const model = tf.sequential({
+    layers: [
+      tf.layers.dense({
+        inputShape: [features],
+        units: CLASSES,
+        activation: 'softmax',
+        kernelInitializer: tf.initializers.glorotNormal({ seed: 3 }),
+        biasInitializer: tf.initializers.randomNormal({ stddev: 0.1, seed: 4 }),
+      }),
+    ],
+  });
+  const sample = (count: number) =>
+    Array.from({ length: count }, () => {
+      const weights = basis.map(() => 2 * random() - 1);
+      return mean.map((m, i) => m + weights.reduce((sum, w, k) => sum + w * basis[k]![i]!, 0));
+    });
+  return { model, sample };
 }

@@ -11,13 +11,15 @@ import {
   decodeMark,
   decodeMarks,
   deriveMarkKey,
+  inputStatistics,
   MARK_BITS,
   markArtifact,
   selectMarkTensor,
+  SHAPED_MARGIN,
   WatermarkError,
   type WeightsArtifact,
 } from '../../src/watermark/index.js';
-import { HIDDEN, hiddenUnits, INPUTS, inputs, mlpArtifact, SECRET } from './support.js';
+import { HIDDEN, hiddenUnits, INPUTS, inputs, mlpArtifact, SECRET, subspaceHead } from './support.js';
 
 const owner = deriveMarkKey(SECRET, 'owner', 'version-1');
 const licensee = deriveMarkKey(SECRET, 'licensee', 'contract-1');
@@ -49,14 +51,16 @@ describe('selectMarkTensor', () => {
 
   it("picks a CNN's Dense head, whose rows are the last convolution's channels", async () => {
     const target = selectMarkTensor((await savedArtifactOf(buildCnn([28, 28, 1], 10))).modelJson);
-    assert.deepEqual(target.shape, [400, 10]);
-    assert.deepEqual(target.unitAxis, { outer: 25, units: 16, inner: 10 });
+    assert.deepEqual(target.shape, [800, 10]);
+    assert.deepEqual(target.unitAxis, { outer: 25, units: 32, inner: 10 });
+    assert.match(target.denseLayer ?? '', /^dense/);
   });
 
   it("picks a text classifier's embedding matrix", async () => {
     const target = selectMarkTensor((await savedArtifactOf(buildTextClassifier(500, 20, 2))).modelJson);
     assert.match(target.name, /\/embeddings$/);
     assert.deepEqual(target.unitAxis, { outer: 500, units: 128, inner: 1 });
+    assert.equal(target.denseLayer, null);
   });
 
   it('refuses models too small to carry a mark', async () => {
@@ -118,6 +122,52 @@ describe('mark and decode', () => {
   it('refuses to mark quantized weights', async () => {
     const quantized = quantizeArtifact(await mlpArtifact(4), 'uint8');
     assert.throws(() => markArtifact(quantized, owner), /quantized/);
+  });
+});
+
+describe('shaped marks', () => {
+  const largestChange = (a: Float32Array, b: Float32Array) => Math.max(...a.map((v, i) => Math.abs(v - b[i]!)));
+
+  it('reaches every target while leaving outputs on the calibration subspace all but unchanged', async () => {
+    const { model, sample } = subspaceHead();
+    const original = await savedArtifactOf(model);
+    const statistics = inputStatistics(sample(200).flat(), 200);
+    const plain = markArtifact(original, owner);
+    const shaped = markArtifact(original, owner, { shaping: statistics });
+    assert.equal(shaped.report.shapedWith, 200);
+    assert.equal(shaped.report.margin, SHAPED_MARGIN);
+    assert.equal(decodeMark(shaped, original, owner).matchedBits, MARK_BITS);
+
+    // Unseen inputs from the same subspace: the plain mark moves the outputs, the shaped one (with the bias
+    // taking back the mean's share) by a ridge-sized remainder.
+    const probe = tf.tensor2d(sample(50));
+    const before = await outputsOf(original, probe);
+    const plainChange = largestChange(await outputsOf(plain, probe), before);
+    const shapedChange = largestChange(await outputsOf(shaped, probe), before);
+    assert.ok(plainChange > 0.05, `plain mark moves probabilities by ${plainChange}`);
+    assert.ok(shapedChange < plainChange / 20, `shaped ${shapedChange} vs plain ${plainChange}`);
+
+    // A licensee fingerprint on top, shaped the same way: both marks decode, outputs still hold.
+    const copy = markArtifact(shaped, licensee, { reference: original, preserve: [owner], shaping: statistics });
+    const decoded = decodeMarks(copy, original, [owner, licensee]).map((r) => r.matchedBits);
+    assert.deepEqual(decoded, [MARK_BITS, MARK_BITS]);
+    assert.ok(largestChange(await outputsOf(copy, probe), before) < plainChange / 10);
+    probe.dispose();
+  });
+
+  it('applies only to a Dense kernel with as many inputs as the calibration', async () => {
+    const { model, sample } = subspaceHead();
+    const wrongWidth = inputStatistics(
+      sample(20)
+        .map((row) => row.slice(0, 100))
+        .flat(),
+      20,
+    );
+    const dense = await savedArtifactOf(model);
+    assert.throws(() => markArtifact(dense, owner, { shaping: wrongWidth }), WatermarkError);
+    const embedding = await savedArtifactOf(buildTextClassifier(500, 20, 2));
+    const statistics = inputStatistics(sample(20).flat(), 20);
+    assert.throws(() => markArtifact(embedding, owner, { shaping: statistics }), /only a Dense kernel/);
   });
 });
 
