@@ -147,6 +147,33 @@ export class InferenceEngine {
     await this.inspect(model);
   }
 
+  /**
+   * What the named layer receives when the model runs on `input` (the features a watermark is shaped
+   * for), one row per instance. Not batched with predictions; meant for publish time.
+   */
+  async layerInputs(model: ModelRef, layerName: string, input: TensorInput): Promise<TensorOutput> {
+    assertModelKey(model.key);
+    validateInput(input);
+    await this.artifacts.ensure(model);
+    const data = input.data.slice();
+    const result = await this.scheduler.occupySlot(() =>
+      runWorkerTask(
+        this.pool,
+        {
+          kind: 'predict',
+          modelKey: model.key,
+          data: data.buffer,
+          dtype: input.dtype,
+          shape: input.shape,
+          inputsOf: layerName,
+        },
+        [data.buffer],
+      ),
+    );
+    this.metrics.recordCacheUse(result);
+    return { data: new Float32Array(result.output), shape: result.shape };
+  }
+
   /** The input/output signature of the model, loading it if needed. */
   async inspect(model: ModelRef): Promise<ModelSignature> {
     assertModelKey(model.key);

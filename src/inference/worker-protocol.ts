@@ -35,6 +35,8 @@ export interface PredictTask {
   data: ArrayBuffer;
   dtype: InputDtype;
   shape: number[];
+  /** Return what this layer receives instead of the model's output (watermark calibration). */
+  inputsOf?: string;
 }
 
 export type WorkerTask = DescribeTask | LoadTask | PredictTask;

@@ -77,7 +77,8 @@ async function predict(task: PredictTask): Promise<PredictResult> {
   try {
     const output = tf.tidy(() => {
       const data = task.dtype === 'float32' ? new Float32Array(task.data) : new Int32Array(task.data);
-      const prediction = lease.model.predict(tf.tensor(data, task.shape, task.dtype));
+      const model = task.inputsOf ? truncated(lease.model, task.inputsOf) : lease.model;
+      const prediction = model.predict(tf.tensor(data, task.shape, task.dtype));
       // Models with several outputs are rejected when loaded.
       const single = Array.isArray(prediction) ? prediction[0]! : prediction;
       return single.dtype === 'float32' ? single : single.cast('float32');
@@ -100,6 +101,13 @@ async function predict(task: PredictTask): Promise<PredictResult> {
   } finally {
     lease.release();
   }
+}
+
+/** The model up to what `layerName` receives; fails for an unknown layer or one with several inputs. */
+function truncated(model: tf.LayersModel, layerName: string): tf.LayersModel {
+  const input = model.getLayer(layerName).input;
+  if (Array.isArray(input)) throw new Error(`layer ${layerName} has several inputs`);
+  return tf.model({ inputs: model.inputs, outputs: input });
 }
 
 /** Returns `value` such that piscina moves `buffers` to the main thread instead of copying. */

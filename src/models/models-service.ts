@@ -288,7 +288,7 @@ export class ModelsService {
     const versionId = randomUUID();
     const marking =
       input.watermark === false
-        ? { servedSha256: null, report: { marked: false, optedOut: true } }
+        ? { servedSha256: null, report: { marked: false, optedOut: true }, calibration: null }
         : await this.watermarks.markForPublish(
             versionId,
             artifact.sha256,
@@ -313,6 +313,7 @@ export class ModelsService {
             watermark: marking.report as unknown as P.InputJsonObject,
           },
         });
+        if (marking.calibration) await this.watermarks.saveCalibration(tx, versionId, marking.calibration);
         await this.audit.record(
           actor,
           {

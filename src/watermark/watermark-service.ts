@@ -22,7 +22,9 @@ import { siblingWorkerFile, workerExecArgv } from '../server/worker-threads.js';
 import {
   decide,
   deriveMarkKey,
+  inputStatistics,
   selectMarkTensor,
+  type InputStatistics,
   type DecodeResult,
   type MarkEvidence,
   type MarkKey,
@@ -40,6 +42,8 @@ export const MIN_AGREEMENT = 0.995;
 /** Largest accuracy loss the mark may cause on the owner's evaluation data (0.5 percentage points). */
 export const MAX_ACCURACY_DROP = 0.005;
 const VERIFY_ATTEMPTS_PER_HOUR = 30;
+/** Fewest examples a mark is shaped with; as many again check it. */
+const MIN_CALIBRATION_EXAMPLES = 100;
 
 export interface WatermarkReport {
   marked: boolean;
@@ -53,6 +57,10 @@ export interface WatermarkReport {
   accuracyBefore?: number;
   accuracyAfter?: number;
   evaluationSamples?: number;
+  /** Weights in the marked tensor: what verification looks versions up by. */
+  size?: number;
+  /** Evaluation examples the mark was shaped with (then checked on the others); null for a least-norm mark. */
+  shapedWith?: number | null;
 }
 
 /** The owner's labelled examples, encoded as the model takes them. */
@@ -99,6 +107,40 @@ function agreement(signature: Signature, a: Float32Array, b: Float32Array, count
 
 function accuracy(values: Float32Array, labels: number[]): number {
   return rows(values, labels.length).filter((row, i) => argmax(row) === labels[i]).length / labels.length;
+}
+
+const accuracyDrop = (report: WatermarkReport) => (report.accuracyBefore ?? 0) - (report.accuracyAfter ?? 0);
+const withinBudget = (report: WatermarkReport) =>
+  (report.agreement ?? 1) >= MIN_AGREEMENT && accuracyDrop(report) <= MAX_ACCURACY_DROP;
+
+function overBudget(plain: WatermarkReport, shaped?: WatermarkReport): BadUserInputError {
+  const cost = (report: WatermarkReport) =>
+    `change ${(100 * (1 - report.agreement!)).toFixed(1)}% of predictions and cost ${(100 * accuracyDrop(report)).toFixed(2)} accuracy points on ${report.evaluationSamples} examples`;
+  const shapedPart = shaped
+    ? `; shaped on ${shaped.shapedWith} of your examples, it would ${cost(shaped)} it had not seen`
+    : '';
+  return new BadUserInputError(
+    `Watermarking would ${cost(plain)} of your evaluation data${shapedPart} (budget 0.5% and 0.5 points). Give more evaluation examples, or publish with watermark: false to opt out`,
+    'input.watermark',
+  );
+}
+
+/** The examples at even (parity 0) or odd (parity 1) positions. */
+function everyOther({ tensor, labels }: EvaluationData, parity: number): EvaluationData {
+  const [count, ...row] = tensor.shape as [number, ...number[]];
+  const width = tensor.data.length / count;
+  const picked = Array.from({ length: Math.floor((count - parity + 1) / 2) }, (_, i) => 2 * i + parity);
+  const data =
+    tensor.dtype === 'float32' ? new Float32Array(picked.length * width) : new Int32Array(picked.length * width);
+  picked.forEach((index, i) => data.set(tensor.data.subarray(index * width, (index + 1) * width), i * width));
+  return {
+    tensor: { data, shape: [picked.length, ...row], dtype: tensor.dtype } as TensorInput,
+    labels: labels ? picked.map((index) => labels[index]!) : null,
+  };
+}
+
+function float32Bytes(values: Float64Array): Uint8Array<ArrayBuffer> {
+  return new Uint8Array(Float32Array.from(values).buffer);
 }
 
 export class WatermarkService {
@@ -157,17 +199,72 @@ export class WatermarkService {
 
   /**
    * Marks an upload for a new version. With evaluation data, the mark must keep ≥ 99.5% of predictions and
-   * lose ≤ 0.5 accuracy points on it, else BAD_USER_INPUT (the owner may opt out). Returns the served
-   * artifact's hash and the report.
+   * lose ≤ 0.5 accuracy points on it, else BAD_USER_INPUT (the owner may opt out). When the least-norm mark
+   * fails that budget on a Dense kernel, a mark shaped on half of the examples (shaping.ts) is checked on
+   * the other half. Returns the served artifact's hash, the report, and the calibration to keep, if shaped.
    */
   async markForPublish(
     versionId: string,
     originalSha256: string,
     signature: Signature,
     evaluation: EvaluationData | null,
-  ) {
+  ): Promise<{ servedSha256: string; report: WatermarkReport; calibration: InputStatistics | null }> {
     const original = parse(await this.artifacts.read(originalSha256));
-    const marked = await this.#mark({ kind: 'mark', artifact: original, key: this.ownerKey(versionId) });
+    const plain = await this.#markAndMeasure(versionId, originalSha256, original, signature, evaluation, null);
+    if (!evaluation || withinBudget(plain.report)) return { ...(await this.#keep(plain)), calibration: null };
+    const denseLayer = selectMarkTensor(original.modelJson).denseLayer; // the worker has already accepted the model
+    const count = evaluation.tensor.shape[0]!;
+    if (!denseLayer || count < 2 * MIN_CALIBRATION_EXAMPLES) throw overBudget(plain.report);
+    // Shaped on the even-numbered examples, checked on the odd-numbered ones it has not seen.
+    const [calibrationHalf, checkHalf] = [0, 1].map((parity) => everyOther(evaluation, parity)) as [
+      EvaluationData,
+      EvaluationData,
+    ];
+    const features = await this.engine.layerInputs(
+      this.artifacts.modelRef(originalSha256),
+      denseLayer,
+      calibrationHalf.tensor,
+    );
+    const calibration = inputStatistics(features.data, calibrationHalf.tensor.shape[0]!);
+    const shaped = await this.#markAndMeasure(versionId, originalSha256, original, signature, checkHalf, calibration);
+    if (!withinBudget(shaped.report)) throw overBudget(plain.report, shaped.report);
+    return { ...(await this.#keep(shaped)), calibration };
+  }
+
+  /** Keeps the statistics a shaped version's licensee copies are shaped with. */
+  async saveCalibration(
+    tx: Pick<Prisma, 'watermarkCalibration'>,
+    versionId: string,
+    { samples, inputs, mean, covariance }: InputStatistics,
+  ): Promise<void> {
+    await tx.watermarkCalibration.create({
+      data: { versionId, samples, inputs, mean: float32Bytes(mean), covariance: float32Bytes(covariance) },
+    });
+  }
+
+  async #calibration(versionId: string): Promise<InputStatistics | undefined> {
+    const row = await this.prisma.watermarkCalibration.findUnique({ where: { versionId } });
+    if (!row) return undefined;
+    const floats = (bytes: Uint8Array) =>
+      Float64Array.from(new Float32Array(new Uint8Array(bytes).buffer, 0, bytes.byteLength / 4));
+    return { samples: row.samples, inputs: row.inputs, mean: floats(row.mean), covariance: floats(row.covariance) };
+  }
+
+  /** Marks with the owner key and scores the marked copy against the original on `evaluation`, if any. */
+  async #markAndMeasure(
+    versionId: string,
+    originalSha256: string,
+    original: WeightsArtifact,
+    signature: Signature,
+    evaluation: EvaluationData | null,
+    shaping: InputStatistics | null,
+  ): Promise<{ marked: Marked; stored: StoredArtifact; servedSha256: string; report: WatermarkReport }> {
+    const marked = await this.#mark({
+      kind: 'mark',
+      artifact: original,
+      key: this.ownerKey(versionId),
+      shaping: shaping ?? undefined,
+    });
     if (isRefusal(marked)) {
       throw new BadUserInputError(
         `This model cannot be watermarked: ${marked.refused}. Publish with watermark: false to opt out`,
@@ -183,6 +280,8 @@ export class WatermarkService {
       relativeChange: marked.report.relativeChange,
       maxChange: marked.report.maxChange,
       bits: 256,
+      size: selectMarkTensor(marked.modelJson).size,
+      shapedWith: marked.report.shapedWith,
     };
     if (evaluation) {
       const count = evaluation.tensor.shape[0]!;
@@ -196,14 +295,19 @@ export class WatermarkService {
         report.accuracyBefore = accuracy(before.data, evaluation.labels);
         report.accuracyAfter = accuracy(after.data, evaluation.labels);
       }
-      const drop = (report.accuracyBefore ?? 0) - (report.accuracyAfter ?? 0);
-      if (report.agreement < MIN_AGREEMENT || drop > MAX_ACCURACY_DROP) {
-        throw new BadUserInputError(
-          `Watermarking would change ${(100 * (1 - report.agreement)).toFixed(1)}% of predictions and cost ${(100 * drop).toFixed(2)} accuracy points on your evaluation data (budget 0.5% and 0.5 points); publish with watermark: false to opt out`,
-          'input.watermark',
-        );
-      }
     }
+    return { marked, stored, servedSha256, report };
+  }
+
+  async #keep({
+    stored,
+    servedSha256,
+    report,
+  }: {
+    stored: StoredArtifact;
+    servedSha256: string;
+    report: WatermarkReport;
+  }) {
     await this.artifacts.store(servedSha256, stored);
     return { servedSha256, report };
   }
@@ -223,6 +327,7 @@ export class WatermarkService {
       key: this.licenseeKey(contractId),
       reference: original,
       preserve: [this.ownerKey(version.id)],
+      shaping: await this.#calibration(version.id),
     });
     if (isRefusal(copy)) throw new Error(`cannot fingerprint version ${version.id}: ${copy.refused}`);
     const stored = toStored(copy);
@@ -256,19 +361,27 @@ export class WatermarkService {
     } catch {
       suspectTarget = null;
     }
+    // Only versions whose marked tensor has the suspect's size can be read from it; filtering on the
+    // report's `size` in the query leaves the originals of every other version unread.
     const versions = suspectTarget
       ? await this.prisma.modelVersion.findMany({
-          where: { servedSha256: { not: null }, ...(isAdmin(actor.principal) ? {} : { model: { ownerId: userId } }) },
+          where: {
+            servedSha256: { not: null },
+            watermark: { path: ['size'], equals: suspectTarget.size },
+            ...(isAdmin(actor.principal) ? {} : { model: { ownerId: userId } }),
+          },
           include: { model: { select: { slug: true } }, artifact: { select: { sha256: true } } },
         })
       : [];
+    const allCopies = await this.prisma.licenseeCopy.findMany({
+      where: { versionId: { in: versions.map((v) => v.id) } },
+      orderBy: { createdAt: 'asc' },
+    });
     const evidence: (WatermarkMatch & MarkEvidence)[] = [];
     let keysTried = 0;
     for (const version of versions) {
       const original = parse(await this.artifacts.read(version.artifact.sha256));
-      const target = selectMarkTensor(original.modelJson);
-      if (target.size !== suspectTarget!.size) continue;
-      const copies = await this.prisma.licenseeCopy.findMany({ where: { versionId: version.id } });
+      const copies = allCopies.filter((copy) => copy.versionId === version.id);
       const keys = [this.ownerKey(version.id), ...copies.map((c) => this.licenseeKey(c.contractId))];
       const results = await this.#decode({ kind: 'decode', suspect, original, keys });
       if (isRefusal(results)) continue; // a different architecture: nothing to read

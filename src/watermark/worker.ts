@@ -1,9 +1,23 @@
 // Watermark computations in a worker thread, so marking a large tensor (up to ~0.7 s) or decoding many keys
 // never blocks the server's event loop. Loaded by piscina (see watermark-service.ts); no top-level await.
-import { decodeMarks, markArtifact, WatermarkError, type MarkKey, type WeightsArtifact } from './index.js';
+import {
+  decodeMarks,
+  markArtifact,
+  WatermarkError,
+  type InputStatistics,
+  type MarkKey,
+  type WeightsArtifact,
+} from './index.js';
 
 export type WatermarkTask =
-  | { kind: 'mark'; artifact: WeightsArtifact; key: MarkKey; reference?: WeightsArtifact; preserve?: MarkKey[] }
+  | {
+      kind: 'mark';
+      artifact: WeightsArtifact;
+      key: MarkKey;
+      reference?: WeightsArtifact;
+      preserve?: MarkKey[];
+      shaping?: InputStatistics;
+    }
   | { kind: 'decode'; suspect: WeightsArtifact; original: WeightsArtifact; keys: MarkKey[] };
 
 /** Structured cloning turns Buffers into plain Uint8Arrays; the key derivation's users expect Buffers. */
@@ -22,6 +36,7 @@ export default function run(task: WatermarkTask) {
       return markArtifact(task.artifact, revive(task.key), {
         reference: task.reference,
         preserve: task.preserve?.map(revive),
+        shaping: task.shaping,
       });
     }
     return decodeMarks(task.suspect, task.original, task.keys.map(revive));

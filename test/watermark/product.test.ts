@@ -7,6 +7,7 @@ import { expectError, logIn, signUp, type SignedUpUser } from '../support/fixtur
 import { buildMlp, createModel, DIGITS, PREDICT, PUBLISH, uploadWithTfjs } from '../support/models.js';
 import { accept, createPlan } from '../support/licensing.js';
 import { loadMnistDigits } from '../../demo/datasets.js';
+import { subspaceHead } from './support.js';
 
 /** A real digit classifier, trained here in seconds, and held-out digits to measure the mark on. */
 async function trainedDigits() {
@@ -182,6 +183,57 @@ describe('watermarks: publish, licensed downloads, verification', () => {
       `SELECT count(*)::int AS n FROM audit_events WHERE action = 'watermark.verified'`,
     );
     assert.ok(audited.rows[0].n >= 3);
+  });
+
+  it('shapes the mark on half the evaluation examples when the least-norm mark breaks the budget', async () => {
+    const { model, sample } = subspaceHead();
+    const examples = sample(400);
+    const artifact = await uploadWithTfjs(server, model, { token: owner.token });
+    const head = (await createModel(server, { token: owner.token })).slug;
+    const publishWith = (version: string, count: number) =>
+      server.gql(
+        `mutation P($input: PublishModelVersionInput!) { publishModelVersion(input: $input) { id
+          watermark { marked agreement evaluationSamples shapedWith } } }`,
+        { input: { model: head, version, artifactId: artifact.id, evaluation: { inputs: examples.slice(0, count) } } },
+        { token: owner.token },
+      );
+
+    // Too few examples to shape with: refused, with the measured cost, and nothing published.
+    const refused = expectError(await publishWith('0.9.0', 150), 'BAD_USER_INPUT');
+    assert.match(refused.message, /of predictions .* on 150 examples.*more evaluation examples/);
+
+    const res = await publishWith('1.0.0', 400);
+    assert.equal(res.errors, undefined, JSON.stringify(res.errors));
+    const shaped = res.data!.publishModelVersion;
+    assert.equal(shaped.watermark.shapedWith, 200);
+    assert.equal(shaped.watermark.evaluationSamples, 200, 'checked on the examples it was not shaped with');
+    assert.ok(shaped.watermark.agreement >= 0.995, `agreement ${shaped.watermark.agreement}`);
+    const versions = await server.sql.query(
+      'SELECT v.version, c.samples, c.inputs FROM model_versions v JOIN models m ON m.id = v.model_id ' +
+        'LEFT JOIN watermark_calibrations c ON c.version_id = v.id WHERE m.slug = $1',
+      [head],
+    );
+    assert.deepEqual(versions.rows, [{ version: '1.0.0', samples: 200, inputs: 256 }]);
+
+    // The licensee's copy is shaped like the owner's: it names its contract and predicts like the original.
+    const plan = await createPlan(server, { token: owner.token }, head, { downloadAllowed: true });
+    const licensee = await signUp(server);
+    const contract = await accept(server, { token: licensee.token }, plan.id);
+    const leaked = await downloadAndReupload(server, shaped.id, licensee, owner);
+    const found = (await server.gql(VERIFY, { a: leaked.id }, { token: owner.token })).data!.verifyWatermark;
+    assert.deepEqual(found.matches.map((m: any) => [m.kind, m.contract]).sort(), [
+      ['LICENSEE', contract.id],
+      ['OWNER', null],
+    ]);
+    const unseen = sample(200);
+    const labelsOf = (m: tf.LayersModel) =>
+      tf.tidy(() => (m.predict(tf.tensor2d(unseen)) as tf.Tensor).argMax(1).arraySync()) as number[];
+    const copy = await tf.loadLayersModel(`${server.origin}/v1/versions/${shaped.id}/model.json`, {
+      requestInit: { headers: { authorization: `Bearer ${licensee.token}` } },
+    });
+    const original = labelsOf(model);
+    const copyAgreement = labelsOf(copy).filter((label, i) => label === original[i]).length / unseen.length;
+    assert.ok(copyAgreement >= 0.995, `licensee copy agreement ${copyAgreement}`);
   });
 
   it('refuses to publish a model too small to carry a mark, unless the owner opts out (recorded)', async () => {
