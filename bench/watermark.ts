@@ -18,11 +18,13 @@ import {
   decide,
   decodeMarks,
   deriveMarkKey,
+  inputStatistics,
   MARK_BITS,
   markArtifact,
   matchThreshold,
   selectMarkTensor,
   DEFAULT_FALSE_POSITIVE_RATE,
+  type InputStatistics,
   type MarkKey,
   type WeightsArtifact,
 } from '../src/watermark/index.js';
@@ -38,7 +40,14 @@ import { alternativeBitErrors, blindMarginFor, markBlind } from './watermark/abl
 import { disposeSplit, mnistSplit, spamSplit, type Split } from './watermark/data.js';
 import { freshModel, loadModel, readArtifact, saveArtifact } from './watermark/models.js';
 import { percent, points, printTable, seconds, type Cell } from './watermark/report.js';
-import { accuracyOf, agreementOf, fit, predictClasses, predictProbabilities } from './watermark/training.js';
+import {
+  accuracyOf,
+  agreementOf,
+  fit,
+  layerInputs,
+  predictClasses,
+  predictProbabilities,
+} from './watermark/training.js';
 
 const ARTIFACTS = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'demo', 'artifacts');
 // Bench keys only; a server derives its keys from its own secret.
@@ -66,6 +75,8 @@ interface BenchModel {
   slug: string;
   /** Chosen from the sweep: the smallest tried that meets every target with room to spare. */
   margin: number;
+  /** Shape the marks with this many training examples (src/watermark/shaping.ts); absent: least-norm marks. */
+  calibrationExamples?: number;
   split(card: Card): Split;
   /** Where the marked tensor's hidden units pass, for the permutation attack; specs in manifest order. */
   unitSymmetry(specs: WeightSpec[]): UnitSymmetryPart[];
@@ -103,10 +114,15 @@ const MODELS: BenchModel[] = [
   },
   {
     slug: 'mnist-cnn',
-    margin: 1,
+    margin: 1.5,
+    calibrationExamples: 2000,
     split: (card) => mnistSplit(card.training.seed),
-    // Second convolution's 16 filters: its kernel and bias, and the Dense head's rows they feed.
-    unitSymmetry: ([, , kernel, bias, head]) => [outputsOf(kernel!), outputsOf(bias!), inputsOf(head!, 16)],
+    // Second convolution's filters: its kernel and bias, and the Dense head's rows they feed.
+    unitSymmetry: ([, , kernel, bias, head]) => [
+      outputsOf(kernel!),
+      outputsOf(bias!),
+      inputsOf(head!, kernel!.shape.at(-1)!),
+    ],
     wrongKeys: 1_000,
     unmarkedModels: 0,
     ablation: false,
@@ -246,6 +262,13 @@ async function runModel(config: BenchModel, quick: boolean): Promise<void> {
   const random = seededRandom(card.training.seed);
   seedMathRandom(card.training.seed);
 
+  let shaping: InputStatistics | undefined;
+  if (config.calibrationExamples) {
+    const model = await loadModel(original);
+    const features = layerInputs(model, target.denseLayer!, split.xTrain, config.calibrationExamples);
+    shaping = inputStatistics(features, config.calibrationExamples);
+    model.dispose();
+  }
   const baseline = await predictions(original, split);
   const baselineAccuracy = accuracyOf(baseline, split.yTest);
   console.log(`\n## ${slug}\n`);
@@ -254,6 +277,8 @@ async function runModel(config: BenchModel, quick: boolean): Promise<void> {
       `held-out accuracy ${percent(baselineAccuracy)} on ${split.yTest.length} examples ` +
       `(card: ${percent(card.metrics.accuracy)}${Math.abs(baselineAccuracy - card.metrics.accuracy) < 1e-9 ? ', split reproduced' : ' — SPLIT MISMATCH'}).`,
   );
+  if (shaping)
+    console.log(`Marks shaped with the ${target.denseLayer} inputs of ${shaping.samples} training examples.`);
   const fidelity = async (artifact: WeightsArtifact) => {
     const predicted = await predictions(artifact, split);
     const accuracy = accuracyOf(predicted, split.yTest);
@@ -265,7 +290,7 @@ async function runModel(config: BenchModel, quick: boolean): Promise<void> {
   const sweepAttacker = deriveMarkKey(SECRET, 'owner', `${slug}-sweep-attacker`);
   const sweepRows: Cell[][] = [];
   for (const sweepMargin of SWEEP_MARGINS) {
-    const marked = markArtifact(original, sweepOwner, { margin: sweepMargin });
+    const marked = markArtifact(original, sweepOwner, { margin: sweepMargin, shaping });
     const { drop, agreement } = await fidelity(marked);
     const errorsAfter = (suspect: WeightsArtifact) => bitErrors(suspect, original, [sweepOwner])[0]!;
     const noiseErrors = Array.from({ length: NOISE_DRAWS }, () => errorsAfter(noiseArtifact(marked, NOISE, random)));
@@ -302,14 +327,19 @@ async function runModel(config: BenchModel, quick: boolean): Promise<void> {
   const licensee = deriveMarkKey(SECRET, 'licensee', `${slug}-contract-1`);
   const attacker = deriveMarkKey(SECRET, 'owner', `${slug}-attacker`);
   const keys = [owner, licensee];
-  const ownerMarking = timed(() => markArtifact(original, owner, { margin }));
+  const ownerMarking = timed(() => markArtifact(original, owner, { margin, shaping }));
   const published = ownerMarking.result;
   const licenseeMarking = timed(() =>
-    markArtifact(published, licensee, { margin, reference: original, preserve: [owner] }),
+    markArtifact(published, licensee, { margin, reference: original, preserve: [owner], shaping }),
   );
   const licensed = licenseeMarking.result;
   const otherLicensee = deriveMarkKey(SECRET, 'licensee', `${slug}-contract-2`);
-  const otherLicensed = markArtifact(published, otherLicensee, { margin, reference: original, preserve: [owner] });
+  const otherLicensed = markArtifact(published, otherLicensee, {
+    margin,
+    reference: original,
+    preserve: [owner],
+    shaping,
+  });
   const verification = timed(() => decodeMarks(licensed, original, keys));
 
   for (const [copy, artifact] of [

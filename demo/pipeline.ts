@@ -10,7 +10,7 @@ import type { Random } from './random.js';
 import { OPTIMIZER } from './models.js';
 import { fitClassifier, predictClasses } from './training.js';
 
-/** Leading held-out examples stored in eval.json. */
+/** Leading held-out examples stored in eval.json, unless the model asks for more (see DemoModelJob). */
 export const EVAL_SET_SIZE = 500;
 /** Raw examples (PNG / text) stored in eval.json. */
 export const RAW_EXAMPLES = 5;
@@ -36,8 +36,9 @@ export interface DemoModelJob {
   model: tf.LayersModel;
   xTrain: tf.Tensor;
   trainLabels: number[];
-  /** The whole held-out split; its first EVAL_SET_SIZE examples become eval.json. */
+  /** The whole held-out split; its first `evalExamples` examples become eval.json. */
   xTest: tf.Tensor;
+  evalExamples: number;
   testLabels: number[];
   labels: string[];
   epochs: number;
@@ -72,7 +73,7 @@ export async function trainAndPublish(job: DemoModelJob, context: RunContext): P
   const metrics = classificationMetrics(job.testLabels, predicted, labels.length, labels);
   const weightsSha256 = await saveModel(model, dir);
 
-  const evalCount = Math.min(EVAL_SET_SIZE, job.testLabels.length);
+  const evalCount = Math.min(job.evalExamples, job.testLabels.length);
   const evalTargets = job.testLabels.slice(0, evalCount);
   const evalFile = encodeEvalSet({
     dataset: `${job.dataset}; its first ${evalCount} examples`,

@@ -48,6 +48,7 @@ export async function trainSpamClassifier(context: RunContext): Promise<ModelRep
         xTrain,
         trainLabels: train.map((i) => labels[i]!),
         xTest,
+        evalExamples: evalCount,
         testLabels: test.map((i) => labels[i]!),
         labels: SPAM_LABELS,
         epochs: EPOCHS,

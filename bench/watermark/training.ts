@@ -55,3 +55,9 @@ export function accuracyOf(predicted: readonly number[], labels: readonly number
 export function agreementOf(a: readonly number[], b: readonly number[]): number {
   return a.filter((p, i) => p === b[i]).length / a.length;
 }
+
+/** What `layerName` receives (its input tensor) for the first `count` examples of `x`, row-major. */
+export function layerInputs(model: tf.LayersModel, layerName: string, x: tf.Tensor, count: number): Float32Array {
+  const truncated = tf.model({ inputs: model.inputs, outputs: model.getLayer(layerName).input as tf.SymbolicTensor });
+  return tf.tidy(() => (truncated.predict(tf.slice(x, 0, count)) as tf.Tensor).dataSync() as Float32Array);
+}
