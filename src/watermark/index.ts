@@ -16,5 +16,11 @@ export {
   type VerdictFields,
   type VerdictKind,
 } from './statistics.js';
-export { inputStatistics, SHAPED_MARGIN, SHAPING_REGULARIZATION, type InputStatistics } from './shaping.js';
+export {
+  inputStatistics,
+  MAX_SHAPED_INPUTS,
+  SHAPED_MARGIN,
+  SHAPING_REGULARIZATION,
+  type InputStatistics,
+} from './shaping.js';
 export { MIN_MARK_WEIGHTS, selectMarkTensor, type MarkTarget, type UnitAxis } from './topology.js';

@@ -23,6 +23,9 @@ import { choleskyFactor, solveSymmetricPositiveDefinite } from './linear-algebra
  */
 export const SHAPED_MARGIN = 1.5;
 
+/** Widest Dense kernel that is shaped: A⁻¹ costs inputs³/2 multiply-adds (4·10⁹, a few seconds, at 2048). */
+export const MAX_SHAPED_INPUTS = 2048;
+
 /** Ridge added to the covariance, relative to its mean variance. Measured in bench/watermark.ts. */
 export const SHAPING_REGULARIZATION = 0.01;
 
@@ -141,6 +144,8 @@ export function shapedChange(
   const [inputs, outputs] = shape as [number, number];
   if (shape.length !== 2 || statistics.inputs !== inputs)
     throw new WatermarkError(`the calibration has ${statistics.inputs} inputs, the kernel [${shape.join(', ')}]`);
+  if (inputs > MAX_SHAPED_INPUTS)
+    throw new WatermarkError(`a kernel with more than ${MAX_SHAPED_INPUTS} inputs is not shaped (${inputs})`);
   const inverse = regularisedInverse(statistics);
   const rows = rhs.length;
   const columns = Array.from({ length: outputs }, (_, j) => columnEntries(carriers, inputs, outputs, j));

@@ -22,7 +22,7 @@ import { siblingWorkerFile, workerExecArgv } from '../server/worker-threads.js';
 import {
   decide,
   deriveMarkKey,
-  inputStatistics,
+  MAX_SHAPED_INPUTS,
   selectMarkTensor,
   type InputStatistics,
   type DecodeResult,
@@ -185,6 +185,14 @@ export class WatermarkService {
     return this.#pool.run(task) as Promise<Marked | WatermarkRefusal>;
   }
 
+  #statistics(features: Float32Array, samples: number): Promise<InputStatistics> {
+    return this.#pool.run({
+      kind: 'statistics',
+      features,
+      samples,
+    } satisfies WatermarkTask) as Promise<InputStatistics>;
+  }
+
   #decode(task: Extract<WatermarkTask, { kind: 'decode' }>): Promise<DecodeResult[] | WatermarkRefusal> {
     return this.#pool.run(task) as Promise<DecodeResult[] | WatermarkRefusal>;
   }
@@ -212,9 +220,11 @@ export class WatermarkService {
     const original = parse(await this.artifacts.read(originalSha256));
     const plain = await this.#markAndMeasure(versionId, originalSha256, original, signature, evaluation, null);
     if (!evaluation || withinBudget(plain.report)) return { ...(await this.#keep(plain)), calibration: null };
-    const denseLayer = selectMarkTensor(original.modelJson).denseLayer; // the worker has already accepted the model
+    const target = selectMarkTensor(original.modelJson); // the worker has already accepted the model
+    const [inputs = 0] = target.shape;
     const count = evaluation.tensor.shape[0]!;
-    if (!denseLayer || count < 2 * MIN_CALIBRATION_EXAMPLES) throw overBudget(plain.report);
+    const shapeable = target.denseLayer && inputs <= MAX_SHAPED_INPUTS && count >= 2 * MIN_CALIBRATION_EXAMPLES;
+    if (!shapeable) throw overBudget(plain.report);
     // Shaped on the even-numbered examples, checked on the odd-numbered ones it has not seen.
     const [calibrationHalf, checkHalf] = [0, 1].map((parity) => everyOther(evaluation, parity)) as [
       EvaluationData,
@@ -222,10 +232,13 @@ export class WatermarkService {
     ];
     const features = await this.engine.layerInputs(
       this.artifacts.modelRef(originalSha256),
-      denseLayer,
+      target.denseLayer!,
       calibrationHalf.tensor,
     );
-    const calibration = inputStatistics(features.data, calibrationHalf.tensor.shape[0]!);
+    const samples = calibrationHalf.tensor.shape[0]!;
+    // A Dense layer over a sequence sees several input rows per example; shaping covers one row per example.
+    if (features.data.length !== samples * inputs) throw overBudget(plain.report);
+    const calibration = await this.#statistics(features.data, samples);
     const shaped = await this.#markAndMeasure(versionId, originalSha256, original, signature, checkHalf, calibration);
     if (!withinBudget(shaped.report)) throw overBudget(plain.report, shaped.report);
     return { ...(await this.#keep(shaped)), calibration };

@@ -2,6 +2,7 @@
 // never blocks the server's event loop. Loaded by piscina (see watermark-service.ts); no top-level await.
 import {
   decodeMarks,
+  inputStatistics,
   markArtifact,
   WatermarkError,
   type InputStatistics,
@@ -18,7 +19,8 @@ export type WatermarkTask =
       preserve?: MarkKey[];
       shaping?: InputStatistics;
     }
-  | { kind: 'decode'; suspect: WeightsArtifact; original: WeightsArtifact; keys: MarkKey[] };
+  | { kind: 'decode'; suspect: WeightsArtifact; original: WeightsArtifact; keys: MarkKey[] }
+  | { kind: 'statistics'; features: Float32Array; samples: number };
 
 /** Structured cloning turns Buffers into plain Uint8Arrays; the key derivation's users expect Buffers. */
 function revive(key: MarkKey): MarkKey {
@@ -32,6 +34,7 @@ export interface WatermarkRefusal {
 
 export default function run(task: WatermarkTask) {
   try {
+    if (task.kind === 'statistics') return inputStatistics(task.features, task.samples);
     if (task.kind === 'mark') {
       return markArtifact(task.artifact, revive(task.key), {
         reference: task.reference,
