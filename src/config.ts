@@ -50,6 +50,7 @@ const envSchema = z.object({
   INFERENCE_BATCHING: boolean.default(true),
   MODEL_CACHE_BYTES: int(1024 * 1024, 64 * 1024 ** 3).default(512 * 1024 * 1024),
   ARTIFACT_MAX_BYTES: int(1024, 2 * 1024 ** 3).default(256 * 1024 * 1024),
+  ARTIFACT_CACHE_BYTES: int(1024 * 1024, 1024 ** 4).default(4 * 1024 ** 3),
   PREDICT_MAX_INSTANCES: int(1, 100_000).default(256),
   PREDICT_MAX_STRING_LENGTH: int(1, 10_000_000).default(100_000),
   CATALOG_CACHE_TTL_MS: int(0, 600_000).default(1000),
@@ -123,6 +124,7 @@ export function parseConfig(env: Record<string, string | undefined>) {
       maxQueueDepth: e.INFERENCE_MAX_QUEUE,
       batching: e.INFERENCE_BATCHING,
       cacheBytes: e.MODEL_CACHE_BYTES,
+      artifactCacheBytes: e.ARTIFACT_CACHE_BYTES,
     },
     models: {
       artifactMaxBytes: e.ARTIFACT_MAX_BYTES,

@@ -49,28 +49,57 @@ export function assertModelKey(key: string): void {
  * Content-addressed file cache of model artifacts: `<rootDir>/<key>/model.json` plus the
  * weight files its manifest names. Workers load models from here. An entry directory only
  * ever appears complete (it is renamed into place), so its existence means it is usable.
+ *
+ * The cache holds at most `capacityBytes`: writing an entry evicts the least recently used
+ * ones, except entries pinned by work that may still read them (see `pin`). Entries are
+ * rebuilt from the database on their next use. One process owns a cache directory.
  */
 export class ArtifactStore {
-  private readonly present = new Set<string>();
+  /** Bytes on disk per key, least recently used first (Map order). */
+  private readonly entries: Map<string, number>;
   private readonly pending = new Map<string, Promise<void>>();
+  private readonly pins = new Map<string, number>();
+  /** Evictions whose files are still being deleted. */
+  private readonly removing = new Map<string, Promise<void>>();
+  private bytes = 0;
 
-  private constructor(readonly rootDir: string) {}
+  private constructor(
+    readonly rootDir: string,
+    private readonly capacityBytes: number,
+    entries: Map<string, number>,
+  ) {
+    this.entries = entries;
+    for (const size of entries.values()) this.bytes += size;
+  }
 
-  static async open(rootDir: string): Promise<ArtifactStore> {
+  static async open(rootDir: string, capacityBytes = Infinity): Promise<ArtifactStore> {
     const absoluteRoot = path.resolve(rootDir);
     await mkdir(absoluteRoot, { recursive: true });
+    const found: { key: string; size: number; usedAt: number }[] = [];
     for (const entry of await readdir(absoluteRoot)) {
-      if (!entry.startsWith(TEMP_PREFIX)) continue;
-      const tempDir = path.join(absoluteRoot, entry);
-      const { mtimeMs } = await stat(tempDir);
-      if (Date.now() - mtimeMs > STALE_TEMP_MS) await rm(tempDir, { recursive: true, force: true });
+      const entryDir = path.join(absoluteRoot, entry);
+      const { mtimeMs } = await stat(entryDir);
+      if (entry.startsWith(TEMP_PREFIX)) {
+        if (Date.now() - mtimeMs > STALE_TEMP_MS) await rm(entryDir, { recursive: true, force: true });
+      } else if (MODEL_KEY_PATTERN.test(entry)) {
+        found.push({ key: entry, size: await directoryBytes(entryDir), usedAt: mtimeMs });
+      }
     }
-    return new ArtifactStore(absoluteRoot);
+    found.sort((a, b) => a.usedAt - b.usedAt);
+    const store = new ArtifactStore(absoluteRoot, capacityBytes, new Map(found.map((e) => [e.key, e.size])));
+    await store.evict();
+    return store;
   }
 
   /** Makes sure the model's files are on disk, calling `model.load()` at most once per key at a time. */
   ensure(model: ModelRef): Promise<void> {
-    if (this.present.has(model.key)) return Promise.resolve();
+    const size = this.entries.get(model.key);
+    if (size !== undefined) {
+      this.entries.delete(model.key); // most recently used now
+      this.entries.set(model.key, size);
+      // Over budget when entries that were pinned as they arrived are now free to go.
+      return this.bytes > this.capacityBytes ? this.evict() : Promise.resolve();
+    }
     let pending = this.pending.get(model.key);
     if (!pending) {
       pending = this.fetchAndWrite(model).finally(() => this.pending.delete(model.key));
@@ -79,16 +108,60 @@ export class ArtifactStore {
     return pending;
   }
 
+  /** Keeps the entry from eviction until a matching `unpin`: call around every worker task that may load it. */
+  pin(key: string): void {
+    this.pins.set(key, (this.pins.get(key) ?? 0) + 1);
+  }
+
+  unpin(key: string): void {
+    const count = (this.pins.get(key) ?? 0) - 1;
+    if (count > 0) this.pins.set(key, count);
+    else this.pins.delete(key);
+  }
+
+  /** Entries and bytes on disk. */
+  usage(): { entries: number; bytes: number } {
+    return { entries: this.entries.size, bytes: this.bytes };
+  }
+
   private async fetchAndWrite(model: ModelRef): Promise<void> {
     assertModelKey(model.key);
     const entryDir = path.join(this.rootDir, model.key);
+    await this.removing.get(model.key);
     if (!(await fileExists(path.join(entryDir, MODEL_JSON_FILE)))) {
       const artifact = await model.load();
       const files = layoutArtifactFiles(artifact);
       await writeDirAtomically(this.rootDir, entryDir, files);
     }
-    this.present.add(model.key);
+    const size = await directoryBytes(entryDir);
+    this.entries.set(model.key, size);
+    this.bytes += size;
+    await this.evict();
   }
+
+  /** Removes least recently used, unpinned entries until the cache fits (the newest always stays). */
+  private async evict(): Promise<void> {
+    const newest = [...this.entries.keys()].at(-1);
+    for (const [key, size] of this.entries) {
+      if (this.bytes <= this.capacityBytes) return;
+      if (key === newest || this.pins.has(key)) continue;
+      this.entries.delete(key);
+      this.bytes -= size;
+      const removal = rm(path.join(this.rootDir, key), { recursive: true, force: true });
+      this.removing.set(key, removal);
+      try {
+        await removal;
+      } finally {
+        this.removing.delete(key);
+      }
+    }
+  }
+}
+
+async function directoryBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const name of await readdir(dir)) total += (await stat(path.join(dir, name))).size;
+  return total;
 }
 
 interface ArtifactFile {

@@ -33,6 +33,8 @@ export interface InferenceEngineOptions {
   cacheBytes: number;
   /** Directory for the content-addressed artifact file cache. */
   artifactDir: string;
+  /** Disk budget of that cache; least recently used entries beyond it are deleted. Unbounded by default. */
+  artifactCacheBytes?: number;
   /** false: every request is its own dispatch (the unbatched baseline). */
   batching: boolean;
   /** Registry for the engine's metrics; without one they are not exported. */
@@ -93,7 +95,7 @@ export class InferenceEngine {
   /** Starts the workers and resolves once every one of them has initialised its backend. */
   static async start(options: InferenceEngineOptions): Promise<InferenceEngine> {
     validateOptions(options);
-    const artifacts = await ArtifactStore.open(options.artifactDir);
+    const artifacts = await ArtifactStore.open(options.artifactDir, options.artifactCacheBytes);
     const workerFile = siblingWorkerFile(import.meta.url, 'worker');
     const workerConfig: WorkerConfig = {
       artifactDir: artifacts.rootDir,
@@ -134,8 +136,10 @@ export class InferenceEngine {
     const [instances = 0, ...rowShape] = input.shape;
     // Only requests that stack into one tensor may share a batch.
     const groupKey = `${model.key}/${input.dtype}/${rowShape.join('x')}`;
-    return this.scheduler.submit(groupKey, instances, { modelKey: model.key, input, instances }, () =>
-      this.artifacts.ensure(model),
+    return this.pinned(model.key, () =>
+      this.scheduler.submit(groupKey, instances, { modelKey: model.key, input, instances }, () =>
+        this.artifacts.ensure(model),
+      ),
     );
   }
 
@@ -154,22 +158,24 @@ export class InferenceEngine {
   async layerInputs(model: ModelRef, layerName: string, input: TensorInput): Promise<TensorOutput> {
     assertModelKey(model.key);
     validateInput(input);
-    await this.artifacts.ensure(model);
     const data = input.data.slice();
-    const result = await this.scheduler.occupySlot(() =>
-      runWorkerTask(
-        this.pool,
-        {
-          kind: 'predict',
-          modelKey: model.key,
-          data: data.buffer,
-          dtype: input.dtype,
-          shape: input.shape,
-          inputsOf: layerName,
-        },
-        [data.buffer],
-      ),
-    );
+    const result = await this.pinned(model.key, async () => {
+      await this.artifacts.ensure(model);
+      return this.scheduler.occupySlot(() =>
+        runWorkerTask(
+          this.pool,
+          {
+            kind: 'predict',
+            modelKey: model.key,
+            data: data.buffer,
+            dtype: input.dtype,
+            shape: input.shape,
+            inputsOf: layerName,
+          },
+          [data.buffer],
+        ),
+      );
+    });
     this.metrics.recordCacheUse(result);
     return { data: new Float32Array(result.output), shape: result.shape };
   }
@@ -177,12 +183,22 @@ export class InferenceEngine {
   /** The input/output signature of the model, loading it if needed. */
   async inspect(model: ModelRef): Promise<ModelSignature> {
     assertModelKey(model.key);
-    await this.artifacts.ensure(model);
-    const result = await this.scheduler.occupySlot(() =>
-      runWorkerTask(this.pool, { kind: 'load', modelKey: model.key }),
-    );
+    const result = await this.pinned(model.key, async () => {
+      await this.artifacts.ensure(model);
+      return this.scheduler.occupySlot(() => runWorkerTask(this.pool, { kind: 'load', modelKey: model.key }));
+    });
     this.metrics.recordCacheUse(result);
     return result.signature;
+  }
+
+  /** Runs `work` with the model's cache entry safe from eviction (a worker may read its files meanwhile). */
+  private async pinned<T>(key: string, work: () => Promise<T>): Promise<T> {
+    this.artifacts.pin(key);
+    try {
+      return await work();
+    } finally {
+      this.artifacts.unpin(key);
+    }
   }
 
   stats(): { queueDepth: number; inFlight: number } {
@@ -296,6 +312,8 @@ function validateOptions(options: InferenceEngineOptions): void {
   if (!(options.cacheBytes >= 0 && Number.isFinite(options.cacheBytes)))
     throw new RangeError('cacheBytes must be >= 0');
   if (!options.artifactDir) throw new RangeError('artifactDir is required');
+  if (options.artifactCacheBytes !== undefined && !(options.artifactCacheBytes >= 0))
+    throw new RangeError('artifactCacheBytes must be >= 0');
 }
 
 /** The worker module next to this one, with this module's extension (.ts under tsx, .js compiled). */

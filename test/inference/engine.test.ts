@@ -319,6 +319,30 @@ describe('InferenceEngine', () => {
     }
   });
 
+  test('a disk cache that holds one model still serves three at once, each from its own weights', async () => {
+    const models = [31, 32, 33].map((seed) => buildMlp([784, 16, 10], seed));
+    const refs = await Promise.all(models.map(async (model) => modelRef(await toArtifact(model))));
+    // Models cached in no worker (cacheBytes 0) are read from disk on every task, so an entry evicted
+    // while a task still needed it would fail that task.
+    const engine = await startEngine({ cacheBytes: 0, artifactCacheBytes: 1 });
+    try {
+      const data = distinctRows(4, 784);
+      const calls = Array.from({ length: 30 }, (_, i) => i % 3);
+      const outputs = await Promise.all(
+        calls.map((index) => engine.predict(refs[index]!, { data, shape: [4, 784], dtype: 'float32' })),
+      );
+      outputs.forEach((output, i) => assertClose(output.data, expectedOutput(models[calls[i]!]!, data, [4, 784])));
+      // One at a time, each model's entry evicts the others': they are rebuilt from the source.
+      for (const index of [0, 1, 2, 0]) {
+        const output = await engine.predict(refs[index]!, { data, shape: [4, 784], dtype: 'float32' });
+        assertClose(output.data, expectedOutput(models[index]!, data, [4, 784]));
+      }
+      assert.ok(refs.reduce((sum, ref) => sum + ref.loads, 0) > 3, 'entries were evicted and rebuilt from the source');
+    } finally {
+      await engine.close();
+    }
+  });
+
   test('the main event loop stays responsive while inference runs', async () => {
     const wide = buildMlp([784, 128, 10], 5);
     const ref = modelRef(await toArtifact(wide));

@@ -1,0 +1,65 @@
+// The artifact file cache's disk budget: least recently used entries go, pinned ones stay, all come back.
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { ArtifactStore } from '../../src/inference/artifact-store.js';
+import { buildMlp, modelRef, toArtifact } from './models.js';
+
+describe('ArtifactStore disk budget', () => {
+  let dir: string;
+  let refs: ReturnType<typeof modelRef>[];
+  let entryBytes: number;
+
+  before(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'mm-artifact-store-'));
+    // Four models of the same architecture: the same size on disk.
+    refs = await Promise.all([1, 2, 3, 4].map(async (seed) => modelRef(await toArtifact(buildMlp([64, 16, 4], seed)))));
+    const probe = await ArtifactStore.open(path.join(dir, 'probe'));
+    await probe.ensure(refs[0]!);
+    entryBytes = probe.usage().bytes;
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  const onDisk = async (root: string) => (await readdir(root)).sort();
+
+  test('evicts the least recently used entries beyond the budget, and rebuilds them when used again', async () => {
+    const root = path.join(dir, 'lru');
+    const store = await ArtifactStore.open(root, 2 * entryBytes);
+    const [a, b, c] = refs as [ReturnType<typeof modelRef>, ReturnType<typeof modelRef>, ReturnType<typeof modelRef>];
+    const loadsBefore = a.loads;
+    await store.ensure(a);
+    await store.ensure(b);
+    await store.ensure(a); // a is now more recent than b
+    await store.ensure(c);
+    assert.deepEqual(await onDisk(root), [a.key, c.key].sort());
+    assert.deepEqual(store.usage(), { entries: 2, bytes: 2 * entryBytes });
+    await store.ensure(b);
+    assert.deepEqual(await onDisk(root), [b.key, c.key].sort());
+    assert.equal(a.loads, loadsBefore + 1, 'a was read from the database once, then served from disk');
+  });
+
+  test('never evicts a pinned entry, even over budget', async () => {
+    const root = path.join(dir, 'pinned');
+    const store = await ArtifactStore.open(root, entryBytes);
+    const [a, b, c] = refs as [ReturnType<typeof modelRef>, ReturnType<typeof modelRef>, ReturnType<typeof modelRef>];
+    store.pin(a.key);
+    await store.ensure(a);
+    await store.ensure(b);
+    assert.deepEqual(await onDisk(root), [a.key, b.key].sort());
+    store.unpin(a.key);
+    await store.ensure(c);
+    assert.deepEqual(await onDisk(root), [c.key]);
+  });
+
+  test('applies the budget to what an earlier run left on disk', async () => {
+    const root = path.join(dir, 'reopened');
+    const unbounded = await ArtifactStore.open(root);
+    for (const ref of refs) await unbounded.ensure(ref);
+    assert.equal((await onDisk(root)).length, 4);
+    const bounded = await ArtifactStore.open(root, 3 * entryBytes);
+    assert.equal(bounded.usage().entries, 3);
+    assert.equal((await onDisk(root)).length, 3);
+  });
+});
