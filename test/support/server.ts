@@ -62,6 +62,12 @@ export async function createTestDatabase(): Promise<{ url: string; drop(): Promi
     async drop() {
       const client = new pg.Client({ connectionString: adminUrl });
       await client.connect();
+      // pg's pool.end() resolves before its clients' sockets have closed; forcing the drop while a backend
+      // is still ending makes the server send that client an error it no longer listens for.
+      const deadline = Date.now() + 2000;
+      const connected = async () =>
+        (await client.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1', [name])).rows[0].n;
+      while ((await connected()) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       await client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
       await client.end();
     },
