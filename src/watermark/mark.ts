@@ -47,6 +47,8 @@ export interface MarkOptions {
 export interface MarkReport {
   /** Name of the marked weight tensor. */
   tensor: string;
+  /** Weights in it. */
+  size: number;
   margin: number;
   /** ‖change‖ / ‖weights‖ over the marked tensor. */
   relativeChange: number;
@@ -83,6 +85,31 @@ function difference(a: Float32Array, b: Float32Array): Float64Array {
   return Float64Array.from(a, (value, i) => value - b[i]!);
 }
 
+/** δ = Xᵀ(XXᵀ)⁻¹ rhs for the stacked carriers (one block of MARK_BITS rows each), by Cholesky. */
+function leastNormChange(carriers: readonly Carrier[], rhs: Float64Array): Float64Array {
+  const rows = rhs.length;
+  const gram = new Float64Array(rows * rows);
+  carriers.forEach((a, blockRow) => {
+    carriers.forEach((b, blockColumn) => {
+      if (blockColumn < blockRow) return;
+      const block = crossGram(a, b);
+      for (let i = 0; i < MARK_BITS; i++) {
+        for (let j = 0; j < MARK_BITS; j++) {
+          const value = block[i * MARK_BITS + j]!;
+          gram[(blockRow * MARK_BITS + i) * rows + blockColumn * MARK_BITS + j] = value;
+          gram[(blockColumn * MARK_BITS + j) * rows + blockRow * MARK_BITS + i] = value;
+        }
+      }
+    });
+  });
+  const coefficients = solveSymmetricPositiveDefinite(gram, rows, rhs);
+  const change = new Float64Array(carriers[0]!.size);
+  carriers.forEach((carrier, block) => {
+    addTransposed(carrier, coefficients.subarray(block * MARK_BITS, (block + 1) * MARK_BITS), change);
+  });
+  return change;
+}
+
 /** Marks one tensor. `weights` and `reference` are the tensor's values in the artifact and in the unmarked upload. */
 export function embedMark(
   weights: Float32Array,
@@ -93,7 +120,7 @@ export function embedMark(
     preserve?: readonly MarkKey[];
     shaping?: { statistics: InputStatistics; shape: readonly number[] };
   } = {},
-): { marked: Float32Array; biasShift: Float64Array | null; report: Omit<MarkReport, 'tensor'> } {
+): { marked: Float32Array; biasShift: Float64Array | null; report: Omit<MarkReport, 'tensor' | 'size'> } {
   const margin = options.margin ?? (options.shaping ? SHAPED_MARGIN : DEFAULT_MARGIN);
   if (!(margin > 0 && Number.isFinite(margin)))
     throw new WatermarkError(`the margin must be a positive number, not ${margin}`);
@@ -109,31 +136,9 @@ export function embedMark(
   const rhs = new Float64Array(rows);
   const projections = project(carriers[0]!, current);
   for (let k = 0; k < MARK_BITS; k++) rhs[k] = margin * sigma * targetSign(key, k) - projections[k]!;
-  let change: Float64Array;
-  let biasShift: Float64Array | null = null;
-  if (options.shaping) {
-    ({ change, biasShift } = shapedChange(carriers, rhs, options.shaping.shape, options.shaping.statistics));
-  } else {
-    const gram = new Float64Array(rows * rows);
-    carriers.forEach((a, blockRow) => {
-      carriers.forEach((b, blockColumn) => {
-        if (blockColumn < blockRow) return;
-        const block = crossGram(a, b);
-        for (let i = 0; i < MARK_BITS; i++) {
-          for (let j = 0; j < MARK_BITS; j++) {
-            const value = block[i * MARK_BITS + j]!;
-            gram[(blockRow * MARK_BITS + i) * rows + blockColumn * MARK_BITS + j] = value;
-            gram[(blockColumn * MARK_BITS + j) * rows + blockRow * MARK_BITS + i] = value;
-          }
-        }
-      });
-    });
-    const coefficients = solveSymmetricPositiveDefinite(gram, rows, rhs);
-    change = new Float64Array(weights.length);
-    carriers.forEach((carrier, block) => {
-      addTransposed(carrier, coefficients.subarray(block * MARK_BITS, (block + 1) * MARK_BITS), change);
-    });
-  }
+  const { change, biasShift } = options.shaping
+    ? shapedChange(carriers, rhs, options.shaping.shape, options.shaping.statistics)
+    : { change: leastNormChange(carriers, rhs), biasShift: null };
 
   const marked = Float32Array.from(weights, (value, i) => value + change[i]!);
   let changeSquares = 0;
@@ -193,7 +198,11 @@ export function markArtifact(
     const shifted = Float32Array.from(readTensor(artifact, bias), (value, j) => value + biasShift[j]!);
     markedWeights = withTensor({ modelJson: artifact.modelJson, weights: markedWeights }, bias, shifted);
   }
-  return { modelJson: artifact.modelJson, weights: markedWeights, report: { tensor: target.name, ...report } };
+  return {
+    modelJson: artifact.modelJson,
+    weights: markedWeights,
+    report: { tensor: target.name, size: target.size, ...report },
+  };
 }
 
 /** The statistics as second moments about zero: covariance + mean·meanᵀ, mean 0. */

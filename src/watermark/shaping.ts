@@ -15,6 +15,7 @@
 // 1.5·10⁹ multiply-adds for an 800×10 head with two keys; memory O(inputs² + rows·inputs).
 import type { Carrier } from './carrier.js';
 import { WatermarkError } from './errors.js';
+import { MARK_BITS } from './keys.js';
 import { choleskyFactor, solveSymmetricPositiveDefinite } from './linear-algebra.js';
 
 /**
@@ -105,8 +106,7 @@ interface ColumnEntries {
 }
 
 function columnEntries(carriers: readonly Carrier[], inputs: number, outputs: number, column: number): ColumnEntries {
-  const bits = 256;
-  const rows = carriers.length * bits;
+  const rows = carriers.length * MARK_BITS;
   const count = carriers.reduce((sum, carrier) => sum + inputs * carrier.entriesPerWeight, 0);
   const start = new Int32Array(rows + 1);
   const each = (visit: (row: number, input: number, value: number) => void) =>
@@ -115,7 +115,7 @@ function columnEntries(carriers: readonly Carrier[], inputs: number, outputs: nu
       for (let i = 0; i < inputs; i++) {
         const first = (i * outputs + column) * r;
         for (let e = first; e < first + r; e++)
-          visit(block * bits + carrier.rows[e]!, i, carrier.signs[e]! * carrier.scale);
+          visit(block * MARK_BITS + carrier.rows[e]!, i, carrier.signs[e]! * carrier.scale);
       }
     });
   each((row) => start[row + 1]!++);

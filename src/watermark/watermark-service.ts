@@ -293,7 +293,7 @@ export class WatermarkService {
       relativeChange: marked.report.relativeChange,
       maxChange: marked.report.maxChange,
       bits: 256,
-      size: selectMarkTensor(marked.modelJson).size,
+      size: marked.report.size,
       shapedWith: marked.report.shapedWith,
     };
     if (evaluation) {
