@@ -6,7 +6,15 @@ import type { BackendName } from './backend.js';
 import { BatchScheduler } from './batch-scheduler.js';
 import { InferenceInputError } from './errors.js';
 import { InferenceMetrics } from './metrics.js';
-import type { InputDtype, ModelSignature, ResultOf, WorkerConfig, WorkerTask } from './worker-protocol.js';
+import type {
+  InputDtype,
+  LoadTask,
+  ModelSignature,
+  PredictTask,
+  ResultOf,
+  WorkerConfig,
+  WorkerTask,
+} from './worker-protocol.js';
 
 export type { ModelArtifact, ModelRef } from './artifact-store.js';
 export type { BackendName } from './backend.js';
@@ -156,39 +164,38 @@ export class InferenceEngine {
    * for), one row per instance. Not batched with predictions; meant for publish time.
    */
   async layerInputs(model: ModelRef, layerName: string, input: TensorInput): Promise<TensorOutput> {
-    assertModelKey(model.key);
     validateInput(input);
     const data = input.data.slice();
-    const result = await this.pinned(model.key, async () => {
-      await this.artifacts.ensure(model);
-      return this.scheduler.occupySlot(() =>
-        runWorkerTask(
-          this.pool,
-          {
-            kind: 'predict',
-            modelKey: model.key,
-            data: data.buffer,
-            dtype: input.dtype,
-            shape: input.shape,
-            inputsOf: layerName,
-          },
-          [data.buffer],
-        ),
-      );
-    });
-    this.metrics.recordCacheUse(result);
+    const task: PredictTask = {
+      kind: 'predict',
+      modelKey: model.key,
+      data: data.buffer,
+      dtype: input.dtype,
+      shape: input.shape,
+      inputsOf: layerName,
+    };
+    const result = await this.runAlone(model, task, [data.buffer]);
     return { data: new Float32Array(result.output), shape: result.shape };
   }
 
   /** The input/output signature of the model, loading it if needed. */
   async inspect(model: ModelRef): Promise<ModelSignature> {
+    return (await this.runAlone(model, { kind: 'load', modelKey: model.key })).signature;
+  }
+
+  /** One worker task on the model, outside any batch: its files on disk and pinned, a worker slot held. */
+  private async runAlone<T extends LoadTask | PredictTask>(
+    model: ModelRef,
+    task: T,
+    transferList: ArrayBuffer[] = [],
+  ): Promise<ResultOf<T>> {
     assertModelKey(model.key);
     const result = await this.pinned(model.key, async () => {
       await this.artifacts.ensure(model);
-      return this.scheduler.occupySlot(() => runWorkerTask(this.pool, { kind: 'load', modelKey: model.key }));
+      return this.scheduler.occupySlot(() => runWorkerTask(this.pool, task, transferList));
     });
     this.metrics.recordCacheUse(result);
-    return result.signature;
+    return result;
   }
 
   /** Runs `work` with the model's cache entry safe from eviction (a worker may read its files meanwhile). */
