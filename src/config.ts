@@ -36,6 +36,8 @@ const envSchema = z.object({
   ADMIN_EMAIL: z.string().email().optional(),
   ADMIN_PASSWORD: z.string().optional(),
   TRUST_PROXY: boolean.default(false),
+  DEBUG_ERRORS: boolean.default(false),
+  METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   BODY_LIMIT_BYTES: int(1024, 256 * 1024 * 1024).default(8 * 1024 * 1024),
   GRAPHQL_MAX_DEPTH: int(2, 50).default(10),
   GRAPHQL_MAX_COST: int(10, 1_000_000).default(5000),
@@ -87,6 +89,7 @@ export function parseConfig(env: Record<string, string | undefined>) {
     publicUrl,
     logLevel: e.LOG_LEVEL,
     trustProxy: e.TRUST_PROXY,
+    metricsToken: e.METRICS_TOKEN,
     database: { url: e.DATABASE_URL, poolSize: e.DATABASE_POOL_SIZE },
     appSecret: e.APP_SECRET,
     auth: {
@@ -107,7 +110,8 @@ export function parseConfig(env: Record<string, string | undefined>) {
       // Production behaviour is an explicit MODE, never inferred from NODE_ENV.
       introspection: !production,
       landingPage: !production,
-      exposeErrorDetails: !production,
+      // Stack traces and internal messages (file paths, SQL) only when asked for explicitly, in any mode.
+      exposeErrorDetails: e.DEBUG_ERRORS,
       bodyLimitBytes: e.BODY_LIMIT_BYTES,
       maxDepth: e.GRAPHQL_MAX_DEPTH,
       maxCost: e.GRAPHQL_MAX_COST,

@@ -1,6 +1,6 @@
 // The HTTP surface: GraphQL at /graphql, health and readiness probes, Prometheus metrics and the JWKS.
 // Request-level limits (body size, batch size, depth, cost, aliases, tokens) reject before any resolver runs.
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
@@ -42,6 +42,14 @@ const REQUEST_ID = /^[\w.:-]{1,128}$/;
 
 function requestError(res: express.Response, status: number, code: string, message: string): void {
   res.status(status).json({ errors: [{ message, extensions: { code } }] });
+}
+
+/** Whether an Authorization header carries `token` (compared in constant time); everything passes without a token. */
+function bearerCheck(token: string | undefined): (header: string | undefined) => boolean {
+  if (token === undefined) return () => true;
+  const digest = (value: string) => createHash('sha256').update(value).digest();
+  const expected = digest(`Bearer ${token}`);
+  return (header) => header !== undefined && timingSafeEqual(digest(header), expected);
 }
 
 /** body-parser failures (oversized, malformed JSON) as GraphQL-shaped errors with stable codes. */
@@ -120,7 +128,12 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
     }
   });
 
-  app.get('/metrics', async (_req, res) => {
+  const metricsAllowed = bearerCheck(config.metricsToken);
+  app.get('/metrics', async (req, res) => {
+    if (!metricsAllowed(req.headers.authorization)) {
+      res.set('www-authenticate', 'Bearer realm="metrics"');
+      return requestError(res, 401, 'UNAUTHENTICATED', 'Send the metrics token as Authorization: Bearer <token>');
+    }
     res.type(registry.contentType).send(await registry.metrics());
   });
 

@@ -12,6 +12,8 @@ describe('config', () => {
     assert.equal(config.auth.scryptLog2N, 17);
     assert.equal(config.auth.accessTokenTtlSeconds, 900);
     assert.equal(config.graphql.introspection, true);
+    assert.equal(config.graphql.exposeErrorDetails, false, 'internals only with DEBUG_ERRORS=true');
+    assert.equal(config.metricsToken, undefined);
   });
 
   it('derives production behaviour from MODE alone, never from NODE_ENV', () => {
