@@ -8,9 +8,17 @@ export interface ServerProcess {
   url: string;
 }
 
-/** Starts the server with `env` over a quiet loopback default, and resolves once it prints its URL. */
-export function startServerProcess(env: Record<string, string>, args: string[] = []): Promise<ServerProcess> {
+/**
+ * Starts the server with `env` over a quiet loopback default, and resolves once it prints its URL. `cwd` is the
+ * source tree to run (another checkout, for A/B benchmarks).
+ */
+export function startServerProcess(
+  env: Record<string, string>,
+  args: string[] = [],
+  cwd = process.cwd(),
+): Promise<ServerProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args], {
+    cwd,
     env: { ...process.env, LOG_LEVEL: 'warn', PORT: '0', HOST: '127.0.0.1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

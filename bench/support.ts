@@ -1,0 +1,211 @@
+// What the predict benchmarks share: autocannon load over HTTP, a GraphQL client, and a published MNIST MLP
+// with an owner and licensed consumers, all through the public API.
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import autocannon from 'autocannon';
+import * as tf from '@tensorflow/tfjs';
+import pg from 'pg';
+import { pino } from 'pino';
+import { startEmbeddedPostgres } from '../src/db/embedded.js';
+
+export const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 1000);
+export const MEASURE_MS = Number(process.env.BENCH_MEASURE_MS ?? 4000);
+
+/** One MNIST-sized instance ([28, 28, 1], values in [0, 1]). */
+export const digit = Array.from({ length: 28 }, (_, r) =>
+  Array.from({ length: 28 }, (_, c) => [((r * 28 + c) % 255) / 255]),
+);
+
+export interface BenchDatabases {
+  /** A scratch folder for server data, removed by `close`. */
+  scratch: string;
+  /** Creates an empty database and returns its URL. */
+  create(prefix: string): Promise<string>;
+  /** Drops what `create` made, stops an embedded server and removes the scratch folder. */
+  close(): Promise<void>;
+}
+
+/** PostgreSQL for a benchmark: the server at DATABASE_URL, else an embedded one in a scratch folder. */
+export async function openBenchDatabases(): Promise<BenchDatabases> {
+  const scratch = await mkdtemp(path.join(os.tmpdir(), 'modelmarket-bench-'));
+  const embedded = process.env.DATABASE_URL
+    ? undefined
+    : await startEmbeddedPostgres({
+        dir: path.join(scratch, 'postgres'),
+        password: 'bench',
+        database: 'postgres',
+        logger: pino({ level: 'warn' }),
+      });
+  const adminUrl = process.env.DATABASE_URL ?? embedded!.adminUrl;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  const created: string[] = [];
+  return {
+    scratch,
+    async create(prefix) {
+      const name = `${prefix}_${Date.now()}_${randomBytes(3).toString('hex')}`;
+      await admin.query(`CREATE DATABASE "${name}"`);
+      created.push(name);
+      const url = new URL(adminUrl);
+      url.pathname = `/${name}`;
+      return url.toString();
+    },
+    async close() {
+      for (const name of created) await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+      await admin.end();
+      await embedded?.stop();
+      await rm(scratch, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface Result {
+  rps: number;
+  p50: number;
+  p99: number;
+}
+
+export const mean = (results: Result[]): Result => ({
+  rps: results.reduce((a, r) => a + r.rps, 0) / results.length,
+  p50: results.reduce((a, r) => a + r.p50, 0) / results.length,
+  p99: results.reduce((a, r) => a + r.p99, 0) / results.length,
+});
+
+export const percentile = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] ?? NaN;
+
+/** HTTP load with autocannon (keep-alive connections, one request in flight per connection). */
+export async function httpLoad(url: string, connections: number, credential: string, body: string): Promise<Result> {
+  const auth = credential.startsWith('mmk_') ? { 'x-api-key': credential } : { authorization: `Bearer ${credential}` };
+  const options = {
+    url,
+    connections,
+    method: 'POST' as const,
+    headers: { 'content-type': 'application/json', ...auth },
+    body,
+  };
+  await autocannon({ ...options, duration: WARMUP_MS / 1000 });
+  const result = await autocannon({ ...options, duration: MEASURE_MS / 1000 });
+  if (result.errors || result.non2xx) throw new Error(`${result.errors} errors, ${result.non2xx} non-2xx responses`);
+  return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99 };
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- a benchmark client reading known shapes
+export type Data = Record<string, any>;
+
+export async function gql(url: string, query: string, variables: unknown, token?: string): Promise<Data> {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: JSON.stringify({ query, variables }),
+  });
+  const body = (await response.json()) as { data?: Data; errors?: unknown[] };
+  if (body.errors || !body.data) throw new Error(JSON.stringify(body.errors));
+  return body.data;
+}
+
+export const PREDICT = 'mutation P($input: PredictInput!) { predict(input: $input) { outputs { label score } } }';
+
+/** The demo MNIST MLP when trained (npm run demo:train), else the same architecture untrained: same cost. */
+export async function mnistModel(): Promise<tf.LayersModel> {
+  try {
+    const dir = path.resolve('demo/artifacts/mnist-mlp');
+    const modelJson = JSON.parse(await readFile(path.join(dir, 'model.json'), 'utf8')) as {
+      modelTopology: object;
+      weightsManifest: { weights: tf.io.WeightsManifestEntry[] }[];
+    };
+    const weights = await readFile(path.join(dir, 'model.weights.bin'));
+    return await tf.loadLayersModel(
+      tf.io.fromMemory({
+        modelTopology: modelJson.modelTopology,
+        weightSpecs: modelJson.weightsManifest.flatMap((group) => group.weights),
+        weightData: weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.byteLength),
+      }),
+    );
+  } catch {
+    return tf.sequential({
+      layers: [
+        tf.layers.flatten({ inputShape: [28, 28, 1] }),
+        tf.layers.dense({ units: 128, activation: 'relu' }),
+        tf.layers.dropout({ rate: 0.2 }),
+        tf.layers.dense({ units: 10, activation: 'softmax' }),
+      ],
+    });
+  }
+}
+
+/** A consumer with an API key under a plan (no quota, a generous rate limit): the metered path. */
+export async function licensedKey(
+  url: string,
+  ownerToken: string,
+  slug: string,
+  rateLimitPerMinute: number | null,
+): Promise<string> {
+  const plan = await gql(
+    url,
+    'mutation P($i: CreateLicensePlanInput!) { createLicensePlan(input: $i) { id } }',
+    {
+      i: {
+        model: slug,
+        name: 'Bench',
+        pricePerPrediction: '0.001',
+        currency: 'EUR',
+        period: 'MONTH',
+        rateLimitPerMinute,
+        commercialUse: true,
+        downloadAllowed: false,
+        requiresApproval: false,
+      },
+    },
+    ownerToken,
+  );
+  const consumer = await gql(url, 'mutation S($i: SignUpInput!) { signUp(input: $i) { accessToken } }', {
+    i: {
+      email: `consumer-${randomBytes(4).toString('hex')}@example.com`,
+      password: 'benchmark passphrase',
+      displayName: 'C',
+      role: 'CONSUMER',
+    },
+  });
+  const token = consumer.signUp.accessToken as string;
+  await gql(url, 'mutation A($p: ID!) { acceptLicense(planId: $p) { id } }', { p: plan.createLicensePlan.id }, token);
+  const key = await gql(url, 'mutation K { createApiKey(name: "bench", scopes: [PREDICT]) { secret } }', {}, token);
+  return key.createApiKey.secret as string;
+}
+
+export async function prepare(url: string, model: tf.LayersModel): Promise<{ token: string; slug: string }> {
+  const email = `bench-${randomBytes(4).toString('hex')}@example.com`;
+  const auth = await gql(url, 'mutation S($i: SignUpInput!) { signUp(input: $i) { accessToken } }', {
+    i: { email, password: 'benchmark passphrase', displayName: 'Bench', role: 'OWNER' },
+  });
+  const token = auth.signUp.accessToken as string;
+  const origin = new URL(url).origin;
+  const saved = await model.save(
+    tf.io.http(`${origin}/v1/artifacts`, { requestInit: { headers: { authorization: `Bearer ${token}` } } }),
+  );
+  const artifact = (await saved.responses![0]!.json()) as { id: string };
+  const slug = `mnist-bench-${randomBytes(3).toString('hex')}`;
+  await gql(
+    url,
+    'mutation C($i: CreateModelInput!) { createModel(input: $i) { id } }',
+    { i: { slug, name: 'MNIST', task: 'IMAGE_CLASSIFICATION', visibility: 'PUBLIC' } },
+    token,
+  );
+  await gql(
+    url,
+    'mutation V($i: PublishModelVersionInput!) { publishModelVersion(input: $i) { id } }',
+    {
+      i: {
+        model: slug,
+        version: '1.0.0',
+        artifactId: artifact.id,
+        watermark: false,
+        labels: ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'],
+      },
+    },
+    token,
+  );
+  return { token, slug };
+}
