@@ -28,30 +28,47 @@ export function mayHoldUnstorableText(req: IncomingMessage): boolean {
  */
 export function findUnstorableText(request: unknown): string | null {
   // A request is one operation or a batch (an array) of them; an operation's members are `query`,
-  // `variables`… and everything below them is data.
+  // `variables`… and everything below them is data. Only objects are stacked: strings are checked where they
+  // are found and numbers skipped, so a large numeric input costs one type check per value.
   type Role = 'operation' | 'member' | 'data';
-  const stack: [value: unknown, path: string, role: Role][] = Array.isArray(request)
-    ? request.map((operation, i) => [operation, String(i), 'operation'])
-    : [[request, '', 'operation']];
-  while (stack.length > 0) {
-    const [value, path, role] = stack.pop()!;
+  const stack: [value: object, path: string, role: Role][] = [];
+  const visit = (value: unknown, path: string, role: Role): boolean => {
     if (typeof value === 'string') {
-      if (isUnstorableText(value)) return path;
-      if (role !== 'member') continue;
+      if (isUnstorableText(value)) return true;
+      if (role !== 'member') return false;
       const key = path.slice(path.lastIndexOf('.') + 1);
-      if (key === 'query' && hasUnstorableLiteral(value)) return path;
+      if (key === 'query') return hasUnstorableLiteral(value);
       if ((key === 'variables' || key === 'extensions') && value.includes('\\u')) {
         try {
-          stack.push([JSON.parse(value), path, 'data']);
+          // GET parameters: `variables` and `extensions` are JSON text Apollo decodes later.
+          return visit(JSON.parse(value), path, 'data');
         } catch {
-          // Not JSON: Apollo answers that itself.
+          return false; // not JSON: Apollo answers that itself
         }
       }
     } else if (typeof value === 'object' && value !== null) {
-      for (const [key, child] of Object.entries(value)) {
-        const childPath = path ? `${path}.${key}` : key;
-        if (isUnstorableText(key)) return childPath;
-        stack.push([child, childPath, role === 'operation' ? 'member' : 'data']);
+      stack.push([value, path, role]);
+    }
+    return false;
+  };
+  if (Array.isArray(request)) {
+    for (let i = 0; i < request.length; i++) if (visit(request[i], String(i), 'operation')) return String(i);
+  } else if (visit(request, '', 'operation')) return '';
+  while (stack.length > 0) {
+    const [value, path, role] = stack.pop()!;
+    const childRole = role === 'operation' ? 'member' : 'data';
+    const prefix = path ? `${path}.` : '';
+    if (Array.isArray(value)) {
+      for (let i = 0; i < value.length; i++) {
+        const child: unknown = value[i];
+        if (typeof child !== 'number' && visit(child, `${prefix}${i}`, childRole)) return `${prefix}${i}`;
+      }
+    } else {
+      for (const key in value) {
+        if (!Object.hasOwn(value, key)) continue;
+        if (isUnstorableText(key) || visit((value as Record<string, unknown>)[key], `${prefix}${key}`, childRole)) {
+          return `${prefix}${key}`;
+        }
       }
     }
   }
