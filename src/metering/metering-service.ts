@@ -1,6 +1,7 @@
 // Billing-grade metering for predict: rate limits and quota in one atomic reservation, exactly-once usage records
 // and idempotency keys. Reservations and records of concurrent calls are grouped into one statement each
-// (group commit); each caller's promise settles only when its own statement has committed.
+// (group commit); each caller's promise settles only when its own record has committed. A group write that
+// fails is retried record by record, so one bad record fails only its own call.
 import { setImmediate as nextMacrotask } from 'node:timers';
 import DataLoader from 'dataloader';
 import type pg from 'pg';
@@ -41,6 +42,19 @@ export interface UsageRecordInput {
   idempotentResponse: unknown;
 }
 
+/** A contract whose quota counter differs from the billable units recorded in its current period. */
+export interface LedgerDiscrepancy {
+  contractId: string;
+  predictionsUsed: number;
+  recordedUnits: number;
+  periodStart: Date;
+}
+
+export interface UsageLedgerReport {
+  holds: boolean;
+  discrepancies: LedgerDiscrepancy[];
+}
+
 export type IdempotencyClaim = { kind: 'first' } | { kind: 'replay'; response: unknown };
 
 export class QuotaExceededError extends GraphQLError {
@@ -67,6 +81,16 @@ const IDEMPOTENCY_TTL_HOURS = 24;
 const CLAIM_POLL_MS = 20;
 const CLAIM_WAIT_MS = 60_000;
 
+/**
+ * Gives reservations ($1 contract ids, $2 units, $3 the period each was taken from) back, each only to the
+ * period it came from: after a month turn the new period never had them.
+ */
+const RELEASE = `UPDATE contracts c SET predictions_used = greatest(0, c.predictions_used - r.units)
+  FROM (SELECT contract_id, period_start, sum(units)::int AS units
+        FROM unnest($1::uuid[], $2::int[], $3::timestamptz[]) AS t(contract_id, units, period_start)
+        GROUP BY contract_id, period_start) AS r
+  WHERE c.id = r.contract_id AND c.period_start = r.period_start`;
+
 export function nextMonthStart(periodStart: Date): Date {
   return new Date(Date.UTC(periodStart.getUTCFullYear(), periodStart.getUTCMonth() + 1, 1));
 }
@@ -77,6 +101,8 @@ export class MeteringService {
     Reservation | GraphQLError | ContractInactiveError
   >;
   readonly #records: DataLoader<UsageRecordInput, true>;
+  /** Reservations already given back after their record failed: a later record of the call must not again. */
+  readonly #released = new WeakSet<Reservation>();
   readonly #cleanup: NodeJS.Timeout;
 
   constructor(private readonly pool: pg.Pool) {
@@ -99,9 +125,36 @@ export class MeteringService {
     return outcome;
   }
 
-  /** Writes the call's usage record (and releases a failed call's reservation); resolves once durable. */
+  /**
+   * Writes the call's usage record (and releases a failed call's reservation); resolves once durable. When the
+   * record cannot be written it rejects, after giving the call's reservation back: units are never consumed
+   * without a record.
+   */
   async record(input: UsageRecordInput): Promise<void> {
     await this.#records.load(input);
+  }
+
+  /**
+   * Checks that every contract's quota counter equals the billable units recorded in its current period (see
+   * mm_usage_ledger_discrepancies). Exact only while no call is in flight: those hold reservations that have
+   * no record yet.
+   */
+  async verifyLedger(): Promise<UsageLedgerReport> {
+    const { rows } = await this.pool.query<{
+      contract_id: string;
+      predictions_used: number;
+      recorded_units: number;
+      period_start: Date;
+    }>('SELECT contract_id, predictions_used, recorded_units, period_start FROM mm_usage_ledger_discrepancies()');
+    return {
+      holds: rows.length === 0,
+      discrepancies: rows.map((r) => ({
+        contractId: r.contract_id,
+        predictionsUsed: r.predictions_used,
+        recordedUnits: r.recorded_units,
+        periodStart: r.period_start,
+      })),
+    };
   }
 
   /**
@@ -199,38 +252,80 @@ export class MeteringService {
     return results;
   }
 
+  /**
+   * Writes a group in one statement; when that fails (one record PostgreSQL refuses fails them all), writes
+   * each record alone, so only the guilty record's call fails.
+   */
+  async #recordBatch(items: readonly UsageRecordInput[]): Promise<(true | Error)[]> {
+    try {
+      await this.#write(items);
+      return items.map(() => true);
+    } catch (error) {
+      if (items.length === 1) return [await this.#notWritten(items[0]!, error)];
+      return Promise.all(
+        items.map((item) =>
+          this.#write([item]).then(
+            () => true as const,
+            (alone: unknown) => this.#notWritten(item, alone),
+          ),
+        ),
+      );
+    }
+  }
+
+  /** A record that could not be written gives its reservation back (once), then fails its call. */
+  async #notWritten(item: UsageRecordInput, cause: unknown): Promise<Error> {
+    const { reservation } = item;
+    if (reservation && !this.#released.has(reservation)) {
+      try {
+        await this.#release([reservation]);
+        this.#released.add(reservation);
+      } catch {
+        // The database is unreachable: the call's error record, if it can be written later, releases it.
+      }
+    }
+    return new Error('The usage record could not be written', { cause });
+  }
+
+  async #release(reservations: Reservation[]): Promise<void> {
+    await this.pool.query({
+      name: 'mm_release_reservations',
+      text: RELEASE,
+      values: [
+        reservations.map((r) => r.contractId),
+        reservations.map((r) => r.units),
+        reservations.map((r) => r.periodStart),
+      ],
+    });
+  }
+
   /** One statement: release failed calls' reservations, insert every record, store idempotent responses. */
-  async #recordBatch(items: readonly UsageRecordInput[]): Promise<true[]> {
-    const releases = items.filter((r) => r.status !== 'OK' && r.reservation);
+  async #write(items: readonly UsageRecordInput[]): Promise<void> {
+    const releases = items
+      .map((r) => (r.status !== 'OK' && r.reservation && !this.#released.has(r.reservation) ? r.reservation : null))
+      .filter((r) => r !== null);
     const stored = items.filter((r) => r.status === 'OK' && r.requestId !== null && r.idempotentResponse !== undefined);
     const column = <T>(pick: (r: UsageRecordInput) => T) => items.map(pick);
     await this.pool.query({
       name: 'mm_record_usage_batch',
-      text: `WITH released AS (
-               UPDATE contracts c SET predictions_used = greatest(0, c.predictions_used - r.units)
-               FROM (SELECT contract_id, period_start, sum(units)::int AS units
-                     FROM unnest($1::uuid[], $2::int[], $3::timestamptz[]) AS t(contract_id, units, period_start)
-                     GROUP BY contract_id, period_start) AS r
-               WHERE c.id = r.contract_id AND c.period_start = r.period_start
-               RETURNING 1
-             ), inserted AS (
+      text: `WITH released AS (${RELEASE} RETURNING 1), inserted AS (
                INSERT INTO usage_records (prediction_id, consumer_id, api_key_id, model_id, model_version_id, contract_id,
-                 units, billable_units, unit_price, currency, status, latency_ms, request_id)
+                 units, billable_units, unit_price, currency, status, latency_ms, request_id, quota_period_start)
                SELECT * FROM unnest($4::uuid[], $5::uuid[], $6::uuid[], $7::uuid[], $8::uuid[], $9::uuid[], $10::int[],
-                 $11::int[], $12::numeric[], $13::char(3)[], $14::text[], $15::float8[], $16::text[])
+                 $11::int[], $12::numeric[], $13::char(3)[], $14::text[], $15::float8[], $16::text[], $17::timestamptz[])
                RETURNING 1
              ), responses AS (
                UPDATE idempotency_keys k SET response = r.response
-               FROM unnest($17::uuid[], $18::text[], $19::jsonb[]) AS r(caller_id, request_id, response)
+               FROM unnest($18::uuid[], $19::text[], $20::jsonb[]) AS r(caller_id, request_id, response)
                WHERE k.caller_id = r.caller_id AND k.request_id = r.request_id
                RETURNING 1
              )
              SELECT (SELECT count(*) FROM released) AS released, (SELECT count(*) FROM inserted) AS inserted,
                     (SELECT count(*) FROM responses) AS responses`,
       values: [
-        releases.map((r) => r.reservation!.contractId),
-        releases.map((r) => r.reservation!.units),
-        releases.map((r) => r.reservation!.periodStart),
+        releases.map((r) => r.contractId),
+        releases.map((r) => r.units),
+        releases.map((r) => r.periodStart),
         column((r) => r.predictionId),
         column((r) => r.consumerId),
         column((r) => r.apiKeyId),
@@ -244,11 +339,11 @@ export class MeteringService {
         column((r) => r.status),
         column((r) => r.latencyMs),
         column((r) => r.requestId),
+        column((r) => r.reservation?.periodStart ?? null),
         stored.map((r) => r.consumerId),
         stored.map((r) => r.requestId!),
         stored.map((r) => JSON.stringify(r.idempotentResponse)),
       ],
     });
-    return items.map(() => true);
   }
 }

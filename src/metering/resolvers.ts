@@ -7,5 +7,6 @@ export const meteringResolvers: Resolvers = {
       const contract = await ctx.services.contracts.findReadable(ctx.actor, contractId);
       return { contract, ...(await ctx.services.usage.statement(contract, period)) };
     },
+    verifyUsageLedger: (_parent, _args, ctx) => ctx.services.metering.verifyLedger(),
   },
 };

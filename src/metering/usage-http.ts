@@ -5,6 +5,7 @@ import { GraphQLError } from 'graphql';
 import { sendUnexpected } from '../server/rest-errors.js';
 import { assertAllowed } from '../server/schema.js';
 import type { Services } from '../server/services.js';
+import { assertStorableText } from '../server/text.js';
 import type { UsageFilter } from './usage-service.js';
 
 function dateParam(req: Request, name: string): Date | undefined {
@@ -21,7 +22,9 @@ function dateParam(req: Request, name: string): Date | undefined {
 
 function stringParam(req: Request, name: string): string | undefined {
   const raw = req.query[name];
-  return typeof raw === 'string' && raw !== '' ? raw : undefined;
+  if (typeof raw !== 'string' || raw === '') return undefined;
+  assertStorableText(raw, name);
+  return raw;
 }
 
 export function usageRoutes(services: Services): express.Router {

@@ -227,7 +227,12 @@ function trimDecimal(value: string): string {
   return value.includes('.') ? value.replace(/0+$/, '').replace(/\.$/, '') : value;
 }
 
+/**
+ * One CSV cell. A cell a spreadsheet would read as a formula (starting with =, +, -, @, tab or CR) gets a
+ * leading `'`, so it is shown as text (OWASP CSV injection); then it is quoted as needed.
+ */
 function csvField(value: string | null): string {
   if (value === null) return '';
-  return /[",\n\r]/.test(value) ? `"${value.replaceAll('"', '""')}"` : value;
+  const text = /^[=+\-@\t\r]/.test(value) ? `'${value}` : value;
+  return /[",\n\r]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }

@@ -11,6 +11,7 @@ import { InferenceInputError, InferenceOverloadedError, type InferenceEngine } f
 import type { ArtifactService } from '../models/artifact-service.js';
 import { canView } from '../models/model-policy.js';
 import { BadUserInputError, ErrorCode, ForbiddenError, NotFoundError } from '../server/errors.js';
+import { checkRequestId } from '../server/text.js';
 import { encodeInputs, type InputLimits } from './input-encoding.js';
 import { decodeOutputs, type PredictionOutput } from './output-decoding.js';
 import type { ServingCatalog } from './serving-catalog.js';
@@ -57,7 +58,6 @@ interface StoredResult {
   warnings: string[];
 }
 
-const MAX_REQUEST_ID = 255;
 const MAX_TOP_K = 100;
 
 function errorCode(error: unknown): string {
@@ -91,15 +91,14 @@ export class PredictService {
       modelVersionId: null,
       contract: null,
       units: 0,
-      requestId: input.requestId ?? null,
+      // Set once checked: a refused requestId is not stored with the call's record.
+      requestId: null,
       reservation: null,
     };
     let claimed = false;
     try {
-      const requestId = input.requestId ?? null;
-      if (requestId !== null && (requestId.length === 0 || requestId.length > MAX_REQUEST_ID)) {
-        throw new BadUserInputError(`requestId must be 1 to ${MAX_REQUEST_ID} characters`, 'input.requestId');
-      }
+      const requestId = input.requestId == null ? null : checkRequestId(input.requestId, 'input.requestId');
+      record.requestId = requestId;
       if (requestId !== null) {
         const claim = await this.metering.claim(callerId, requestId, this.#inputHash(input));
         if (claim.kind === 'replay') return this.#replay(claim.response as StoredResult);

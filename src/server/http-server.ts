@@ -20,6 +20,7 @@ import { buildContext, type Context } from './context.js';
 import { CLIENT_ERROR_CODES } from './errors.js';
 import type { Logger } from './logger.js';
 import { graphqlMetricsPlugin } from './metrics.js';
+import { findUnstorableText, mayHoldUnstorableText, noteEscapes } from './storable-input.js';
 import { buildSchema } from './schema.js';
 import type { Services } from './services.js';
 
@@ -60,6 +61,20 @@ const bodyErrorHandler: ErrorRequestHandler = (error: { type?: string; status?: 
     return requestError(res, error.status, 'BAD_REQUEST', 'Bad request');
   }
   next(error);
+};
+
+/** BAD_USER_INPUT, before anything runs, for a request carrying text PostgreSQL cannot store (storable-input.ts). */
+const refuseUnstorableText: RequestHandler = (req, res, next) => {
+  const field = mayHoldUnstorableText(req) ? findUnstorableText(req.method === 'GET' ? req.query : req.body) : null;
+  if (field === null) return next();
+  res.status(400).json({
+    errors: [
+      {
+        message: `${field} must not contain NUL characters or lone UTF-16 surrogates`,
+        extensions: { code: 'BAD_USER_INPUT', field },
+      },
+    ],
+  });
 };
 
 function batchLimit(max: number): RequestHandler {
@@ -184,8 +199,13 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
 
   app.use(
     '/graphql',
-    express.json({ limit: config.graphql.bodyLimitBytes, type: ['application/json', 'application/*+json'] }),
+    express.json({
+      limit: config.graphql.bodyLimitBytes,
+      type: ['application/json', 'application/*+json'],
+      verify: noteEscapes,
+    }),
     bodyErrorHandler,
+    refuseUnstorableText,
     batchLimit(config.graphql.maxBatch),
     expressMiddleware(apollo, { context: ({ req }) => buildContext(req, services, db.prisma) }),
   );

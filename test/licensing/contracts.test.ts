@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { createPublicKey, type JsonWebKey } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import jwt from 'jsonwebtoken';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { expectError, logIn, signUp, type SignedUpUser } from '../support/fixtures.js';
 import { buildMlp, PREDICT, publish, publishedMlp, randomRows, uploadWithTfjs } from '../support/models.js';
 import { accept, ACCEPT, CREATE_PLAN, createPlan, PLAN_DEFAULTS, transition } from '../support/licensing.js';
+import { assertLedgerHolds } from '../support/ledger.js';
 
 const ADMIN = { email: 'admin@licensing.test', password: 'licensing admin phrase' };
 const VERIFY = `query V($t: String!) { verifyLicenseCertificate(token: $t) { valid reason contractId status model versions licensee termsDigest } }`;
@@ -22,6 +23,7 @@ describe('licence plans and contracts', () => {
     slug = (await publishedMlp(server, { token: owner.token })).model.slug;
   });
   after(() => server.close());
+  afterEach(() => assertLedgerHolds(server.sql));
 
   const predictAs = (user: SignedUpUser, extra: Record<string, unknown> = {}) =>
     server.gql(PREDICT, { input: { model: slug, inputs: rows, ...extra } }, { token: user.token });

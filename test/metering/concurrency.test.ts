@@ -4,13 +4,14 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { createTestDatabase, startTestServer, type TestServer } from '../support/server.js';
 import { createApiKey, signUp } from '../support/fixtures.js';
 import { startServerProcess, stopServerProcess, type ServerProcess } from '../support/server-process.js';
 import { PREDICT, publishedMlp, randomRows } from '../support/models.js';
 import { accept, createPlan } from '../support/licensing.js';
+import { assertLedgerHolds } from '../support/ledger.js';
 
 async function call(url: string, apiKey: string, input: Record<string, unknown>) {
   const response = await fetch(url, {
@@ -63,6 +64,7 @@ describe('metering across two server processes on one database', () => {
     await database.drop();
     await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })));
   });
+  afterEach(() => assertLedgerHolds(sql));
 
   async function licensedKey(plan: Record<string, unknown>): Promise<{ apiKey: string; contractId: string }> {
     const created = await createPlan(setup, { token: owner.token }, slug, plan);
@@ -123,6 +125,7 @@ describe('metering: failed inference', () => {
     server = await startTestServer({ INFERENCE_MAX_QUEUE: '8', INFERENCE_MAX_BATCH: '8' });
   });
   after(() => server.close());
+  afterEach(() => assertLedgerHolds(server.sql));
 
   it('releases the reservation of a call the engine refuses, and bills only what was served', async () => {
     const owner = await signUp(server, { role: 'OWNER' });

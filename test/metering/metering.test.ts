@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { createApiKey, expectError, logIn, signUp, type SignedUpUser } from '../support/fixtures.js';
 import { PREDICT, publishedMlp, randomRows } from '../support/models.js';
 import { accept, createPlan } from '../support/licensing.js';
+import { assertLedgerHolds } from '../support/ledger.js';
 
 const ADMIN = { email: 'admin@metering.test', password: 'metering admin phrase' };
 const USAGE = `query U($f: UsageFilter) { usage(filter: $f) {
@@ -21,6 +22,7 @@ describe('metering: quota, idempotency, usage, statements', () => {
     slug = (await publishedMlp(server, { token: owner.token })).model.slug;
   });
   after(() => server.close());
+  afterEach(() => assertLedgerHolds(server.sql));
 
   const predict = (user: { token: string }, inputs: number[][], extra: Record<string, unknown> = {}) =>
     server.gql(PREDICT, { input: { model: slug, inputs, ...extra } }, { token: user.token });
@@ -67,11 +69,22 @@ describe('metering: quota, idempotency, usage, statements', () => {
     const contract = await accept(server, { token: consumer.token }, plan.id);
     assert.equal((await predict(consumer, randomRows(2, 784, 1))).errors, undefined);
     expectError(await predict(consumer, randomRows(1, 784, 1)), 'QUOTA_EXCEEDED');
-    // As if those two predictions had been made last month.
-    await server.sql.query(
-      `UPDATE contracts SET period_start = date_trunc('month', now(), 'UTC') - interval '1 month' WHERE id = $1`,
-      [contract.id],
-    );
+    // As if those two predictions had been made last month: the contract's period and the period its records
+    // were counted in move back together (records are append-only: the trigger is lifted for this transaction).
+    const client = await server.sql.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('SET LOCAL session_replication_role = replica');
+      const lastMonth = `date_trunc('month', now(), 'UTC') - interval '1 month'`;
+      await client.query(`UPDATE contracts SET period_start = ${lastMonth} WHERE id = $1`, [contract.id]);
+      await client.query(
+        `UPDATE usage_records SET quota_period_start = ${lastMonth} WHERE contract_id = $1 AND quota_period_start IS NOT NULL`,
+        [contract.id],
+      );
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
     assert.equal((await server.gql(CONTRACT, {}, { token: consumer.token })).data!.myContracts[0].predictionsUsed, 0);
     assert.equal((await predict(consumer, randomRows(2, 784, 1))).errors, undefined);
     expectError(await predict(consumer, randomRows(1, 784, 1)), 'QUOTA_EXCEEDED');
@@ -237,6 +250,7 @@ describe('metering: rate limits', () => {
     server = await startTestServer();
   });
   after(() => server.close());
+  afterEach(() => assertLedgerHolds(server.sql));
 
   it('refuses calls past the per-minute limit with RATE_LIMITED and retryAfter, without using quota', async () => {
     const owner = await signUp(server, { role: 'OWNER' });
