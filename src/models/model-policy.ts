@@ -43,3 +43,12 @@ export function visibleWatermark(principal: Principal, model: ModelAccess, repor
   return canManage(principal, model) ? report : { marked: report.marked };
 }
 
+/**
+ * API keys download model files with the DOWNLOAD scope, or, on models they manage, MANAGE_MODELS (owners
+ * fetching their own artifacts). Sessions need no scope. Which licence allows it is the contracts' business.
+ */
+export function assertDownloadScope(principal: Principal, model: ModelAccess): void {
+  if (principal.kind !== 'apiKey' || principal.scopes.includes('DOWNLOAD')) return;
+  if (principal.scopes.includes('MANAGE_MODELS') && canManage(principal, model)) return;
+  throw new ForbiddenError('This API key lacks the DOWNLOAD scope', { requiredScope: 'DOWNLOAD' });
+}
