@@ -1,4 +1,5 @@
 import type { Resolvers } from '../generated/graphql.js';
+import { canSeeEmail } from '../models/model-policy.js';
 
 export const authResolvers: Resolvers = {
   Query: {
@@ -13,5 +14,11 @@ export const authResolvers: Resolvers = {
     createApiKey: (_parent, { name, scopes }, ctx) => ctx.services.apiKeys.create(ctx.actor, name, scopes),
     revokeApiKey: (_parent, { id }, ctx) => ctx.services.apiKeys.revoke(ctx.actor, id),
     setUserRole: (_parent, { userId, role }, ctx) => ctx.services.auth.setUserRole(ctx.actor, userId, role),
+  },
+  User: {
+    // AuthPayload.user is the account the payload's credentials were just issued to (the request itself is
+    // still anonymous): its own address.
+    email: (user, _args, ctx, info) =>
+      info.path.prev?.typename === 'AuthPayload' || canSeeEmail(ctx.actor.principal, user.id) ? user.email : null,
   },
 };

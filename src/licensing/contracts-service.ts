@@ -4,7 +4,7 @@ import type { Actor } from '../auth/principal.js';
 import { requireUserId } from '../auth/principal.js';
 import { AuditAction, type AuditService } from '../audit/audit-service.js';
 import type { Prisma } from '../db/database.js';
-import type { Contract, ContractStatus, Model, Prisma as P } from '../generated/prisma/client.js';
+import type { Contract, ContractStatus, Model, ModelVersion, Prisma as P } from '../generated/prisma/client.js';
 import { canManage, isAdmin } from '../models/model-policy.js';
 import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError } from '../server/errors.js';
 import { assertUuid } from '../server/ids.js';
@@ -204,15 +204,24 @@ export class ContractsService {
 
   /**
    * The caller's contract that allows downloading this version (ACTIVE, unexpired, covering it, with download
-   * rights); FORBIDDEN otherwise.
+   * rights); FORBIDDEN otherwise, and for an ARCHIVED version (it no longer serves, as predict refuses it too).
    */
-  async downloadContract(actor: Actor, modelId: string, version: string): Promise<string> {
+  async downloadContract(
+    actor: Actor,
+    modelId: string,
+    version: Pick<ModelVersion, 'version' | 'status'>,
+  ): Promise<string> {
     const consumerId = requireUserId(actor.principal);
+    if (version.status === 'ARCHIVED') {
+      throw new ForbiddenError(`Version ${version.version} is archived and no longer serves`, {
+        reason: 'VERSION_ARCHIVED',
+      });
+    }
     const contracts = await this.prisma.contract.findMany({
       where: { consumerId, modelId, status: 'ACTIVE', downloadAllowed: true },
       orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
     });
-    const usable = contracts.find((c) => visibleStatus(c) === 'ACTIVE' && covers(c.versionRange, version));
+    const usable = contracts.find((c) => visibleStatus(c) === 'ACTIVE' && covers(c.versionRange, version.version));
     if (!usable)
       throw new ForbiddenError('No active licence of yours allows downloading this version', {
         reason: 'NO_DOWNLOAD_RIGHT',

@@ -1,5 +1,6 @@
 import type { ContractTerms, Resolvers } from '../generated/graphql.js';
 import { nextMonthStart } from '../metering/metering-service.js';
+import { NotFoundError } from '../server/errors.js';
 import { visibleStatus } from './contracts-service.js';
 
 export const licensingResolvers: Resolvers = {
@@ -31,12 +32,18 @@ export const licensingResolvers: Resolvers = {
     plans: (model, _args, ctx) => ctx.services.plans.listForModel(ctx.actor, model),
   },
   LicensePlan: {
-    model: async (plan, _args, ctx) => (await ctx.loaders.modelById.load(plan.modelId))!,
+    // A plan is reached only through its visible model or a Contract.plan that checked it: fail closed otherwise.
+    model: async (plan, _args, ctx) => {
+      const model = await ctx.loaders.visibleModelById(plan.modelId);
+      if (!model) throw new NotFoundError('Model');
+      return model;
+    },
     pricePerPrediction: (plan) => plan.pricePerPrediction.toString(),
   },
   Contract: {
-    plan: (contract, _args, ctx) => ctx.loaders.planById.load(contract.planId).then((plan) => plan!),
-    model: async (contract, _args, ctx) => (await ctx.loaders.modelById.load(contract.modelId))!,
+    // Null once the model stops being visible to the caller (made PRIVATE): a contract is no way around that.
+    plan: (contract, _args, ctx) => ctx.loaders.visiblePlanById(contract.planId),
+    model: (contract, _args, ctx) => ctx.loaders.visibleModelById(contract.modelId),
     consumer: async (contract, _args, ctx) => (await ctx.loaders.userById.load(contract.consumerId))!,
     status: (contract) => visibleStatus(contract),
     terms: (contract) => contract.terms as unknown as ContractTerms,

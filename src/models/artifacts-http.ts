@@ -2,7 +2,8 @@
 //   POST /v1/artifacts                  ← model.save(tf.io.http(url, {requestInit: {headers}}))
 //   GET  /v1/versions/:id/model.json     → tf.loadLayersModel(url, {requestInit: {headers}})
 //   GET  /v1/versions/:id/model.weights.bin
-// Authenticated exactly like GraphQL (Bearer access token or API key).
+// Authenticated exactly like GraphQL (Bearer access token or API key); API keys download with the DOWNLOAD
+// scope (owners and admins also with MANAGE_MODELS). Every file served is metered and audited.
 import busboy from 'busboy';
 import { randomUUID } from 'node:crypto';
 import express, { type Request, type Response } from 'express';
@@ -15,7 +16,7 @@ import { sendRestError as sendError, sendUnexpected } from '../server/rest-error
 import { assertAllowed } from '../server/schema.js';
 import type { Services } from '../server/services.js';
 import { InvalidArtifactError, WEIGHTS_FILE, type UploadedFiles } from './artifact-service.js';
-import { canManage, canView } from './model-policy.js';
+import { assertDownloadScope, canManage, canView } from './model-policy.js';
 
 const MAX_FILES = 64;
 
@@ -112,37 +113,36 @@ export function artifactRoutes(services: Services, prisma: Prisma, maxBytes: num
       });
       if (!version || !canView(actor.principal, version.model))
         return sendError(res, 404, 'NOT_FOUND', 'No such version');
+      assertDownloadScope(actor.principal, version.model);
       // Owners and admins get the owner-marked weights; licensees with download rights their own
       // fingerprinted copy; nobody gets the unmarked upload (unless marking was opted out).
       let sha256 = version.servedSha256 ?? version.artifact.sha256;
       let contractId: string | null = null;
       if (!canManage(actor.principal, version.model)) {
-        contractId = await services.contracts.downloadContract(actor, version.model.id, version.version);
+        contractId = await services.contracts.downloadContract(actor, version.model.id, version);
         sha256 = await services.watermarks.licenseeCopy(contractId, version, version.artifact.sha256);
       }
-      if (file === 'model.json') {
-        // One download = one model.json fetch (its weights follow it): metered and audited once.
-        await services.audit.record(actor, {
-          action: AuditAction.VERSION_DOWNLOADED,
-          targetType: 'ModelVersion',
-          targetId: version.id,
-          details: { contract: contractId, sha256 },
-        });
-        await services.metering.record({
-          predictionId: randomUUID(),
-          consumerId: requireUserId(actor.principal),
-          apiKeyId: actor.principal.kind === 'apiKey' ? actor.principal.apiKeyId : null,
-          modelId: version.modelId,
-          modelVersionId: version.id,
-          contract: null,
-          units: 0,
-          status: 'DOWNLOAD',
-          latencyMs: 0,
-          requestId: null,
-          reservation: null,
-          idempotentResponse: undefined,
-        });
-      }
+      // Every file is metered and audited: the weights can be fetched without their model.json.
+      await services.audit.record(actor, {
+        action: AuditAction.VERSION_DOWNLOADED,
+        targetType: 'ModelVersion',
+        targetId: version.id,
+        details: { contract: contractId, sha256, file },
+      });
+      await services.metering.record({
+        predictionId: randomUUID(),
+        consumerId: requireUserId(actor.principal),
+        apiKeyId: actor.principal.kind === 'apiKey' ? actor.principal.apiKeyId : null,
+        modelId: version.modelId,
+        modelVersionId: version.id,
+        contract: null,
+        units: 0,
+        status: 'DOWNLOAD',
+        latencyMs: 0,
+        requestId: null,
+        reservation: null,
+        idempotentResponse: undefined,
+      });
       const stored = await services.artifacts.read(sha256);
       res.set('cache-control', 'private, no-store');
       if (file === 'model.json') res.type('application/json').send(stored.modelJson);

@@ -1,6 +1,8 @@
 import type { ModelCard, Resolvers } from '../generated/graphql.js';
 import type { WatermarkReport } from '../watermark/watermark-service.js';
+import { NotFoundError } from '../server/errors.js';
 import type { EvaluationMetrics } from './evaluation-metrics.js';
+import { visibleWatermark } from './model-policy.js';
 
 const asCard = (json: unknown) => json as ModelCard;
 
@@ -29,12 +31,23 @@ export const modelResolvers: Resolvers = {
     aliases: (model, _args, ctx) => ctx.services.models.aliases(model.id),
   },
   ModelVersion: {
-    model: async (version, _args, ctx) => (await ctx.loaders.modelById.load(version.modelId))!,
+    // A version is reached only through its visible model (or a call the caller just made on it): should that
+    // ever not hold, fail closed.
+    model: async (version, _args, ctx) => {
+      const model = await ctx.loaders.visibleModelById(version.modelId);
+      if (!model) throw new NotFoundError('Model');
+      return model;
+    },
     sizeBytes: async (version, _args, ctx) => (await ctx.loaders.artifactById.load(version.artifactId))!.sizeBytes,
     sha256: async (version, _args, ctx) => (await ctx.loaders.artifactById.load(version.artifactId))!.sha256,
     card: (version) => asCard(version.card),
     metrics: (version) => version.metrics as EvaluationMetrics | null,
-    watermark: (version) => (version.watermark ?? { marked: false }) as unknown as WatermarkReport,
+    watermark: async (version, _args, ctx) =>
+      visibleWatermark(
+        ctx.actor.principal,
+        (await ctx.loaders.modelById.load(version.modelId))!,
+        (version.watermark ?? { marked: false }) as unknown as WatermarkReport,
+      ),
     aliases: async (version, _args, ctx) => {
       const [latest, stored] = await Promise.all([
         ctx.services.models.latest(version.modelId),

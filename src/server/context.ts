@@ -23,7 +23,7 @@ export async function buildContext(req: Request, services: Services, prisma: Pri
     actor: { principal, ip: req.ip ?? 'unknown', requestId: String(req.id) },
     userAgent: req.headers['user-agent'],
     services,
-    loaders: createLoaders(prisma),
+    loaders: createLoaders(prisma, principal),
     log: req.log,
     warnings: [],
   };

@@ -131,6 +131,29 @@ describe('models: creation, visibility, listing', () => {
     );
   });
 
+  it("shows owners' display names to everyone and e-mails only to the account itself and admins (issue 9 row 13)", async () => {
+    const model = await createModel(server, { token: owner.token });
+    const other = await signUp(server, { role: 'OWNER' });
+    const admin = await logIn(server, ADMIN.email, ADMIN.password);
+    const OWNERS = `{ models(first: 100) { edges { node { slug owner { id email displayName } } } } }`;
+    const ownerOf = async (token?: string) => {
+      const res = await server.gql(OWNERS, {}, token ? { token } : undefined);
+      assert.equal(res.errors, undefined, JSON.stringify(res.errors));
+      const emails = res.data!.models.edges.map((e: any) => e.node.owner.email);
+      const mine = res.data!.models.edges.find((e: any) => e.node.slug === model.slug).node.owner;
+      return { emails, mine };
+    };
+    // The attack: an anonymous listing of every owner's address.
+    const anonymous = await ownerOf();
+    assert.ok(anonymous.emails.length > 0);
+    assert.deepEqual(new Set(anonymous.emails), new Set([null]));
+    assert.deepEqual(anonymous.mine, { id: owner.id, email: null, displayName: 'Test User' });
+    assert.equal((await ownerOf(other.token)).mine.email, null);
+    assert.equal((await ownerOf(owner.token)).mine.email, owner.email);
+    assert.equal((await ownerOf(admin.token)).mine.email, owner.email);
+    assert.equal((await server.gql('{ me { email } }', {}, { token: other.token })).data!.me.email, other.email);
+  });
+
   it('pages through models with cursors and filters by task, tag, owner and words', async () => {
     const lister = await signUp(server, { role: 'OWNER' });
     const tag = `page-${Date.now()}`;
@@ -239,6 +262,40 @@ describe('versions: aliases and life cycle', () => {
       await server.gql(SET_ALIAS, { m: slug, a: 'mine', v: '1.0.0' }, { token: stranger.token }),
       'FORBIDDEN',
     );
+  });
+
+  it('shows watermark details to the owner; others see only that a version is marked (issue 9 row 15)', async () => {
+    const marked = (await createModel(server, { token: owner.token })).slug;
+    const artifact = await uploadWithTfjs(server, buildMlp([784, 16, 10], 5), { token: owner.token });
+    await publish(
+      server,
+      { token: owner.token },
+      { model: marked, version: '1.0.0', artifactId: artifact.id, watermark: true },
+    );
+    const WATERMARK = `query($s: String!) { model(slug: $s) { versions { watermark {
+      marked tensor margin relativeChange maxChange bits agreement accuracyBefore accuracyAfter evaluationSamples shapedWith } } } }`;
+    const report = async (token?: string) =>
+      (await server.gql(WATERMARK, { s: marked }, token ? { token } : undefined)).data!.model.versions[0].watermark;
+    const mine = await report(owner.token);
+    assert.equal(mine.marked, true);
+    assert.equal(typeof mine.tensor, 'string');
+    assert.ok(mine.margin > 0 && mine.bits > 0);
+    const stranger = await signUp(server, { role: 'OWNER' });
+    for (const seen of [await report(), await report(stranger.token)]) {
+      assert.deepEqual(seen, {
+        marked: true,
+        tensor: null,
+        margin: null,
+        relativeChange: null,
+        maxChange: null,
+        bits: null,
+        agreement: null,
+        accuracyBefore: null,
+        accuracyAfter: null,
+        evaluationSamples: null,
+        shapedWith: null,
+      });
+    }
   });
 
   it('serves a deprecated version with a warning, and stops serving an archived one', async () => {
