@@ -108,7 +108,6 @@ export function encodeTokens(leading: readonly string[], config: TextTokenizerCo
 
 /** Token ids of `text`: exactly `maxLength` of them, truncated or padded with <pad> (0) at the end. */
 export function encodeText(text: string, config: TextTokenizerConfig): Int32Array {
-  if (!Number.isInteger(config.maxLength) || config.maxLength < 1)
-    throw new RangeError('maxLength must be a positive integer');
+  // encodeTokens checks the config (a maxLength below 1 yields no tokens, then is refused there).
   return encodeTokens(leadingTokens(text, config.lowercase, config.maxLength), config);
 }
