@@ -55,6 +55,12 @@ const envSchema = z.object({
   ARTIFACT_CACHE_BYTES: int(1024 * 1024, 1024 ** 4).default(4 * 1024 ** 3),
   PREDICT_MAX_INSTANCES: int(1, 100_000).default(256),
   PREDICT_MAX_STRING_LENGTH: int(1, 10_000_000).default(100_000),
+  PREDICT_MAX_INPUT_DEPTH: int(2, 64).default(8),
+  PREDICT_MAX_OUTPUT_VALUES: int(1, 100_000_000).default(25_000),
+  PREDICT_MAX_IMAGE_PIXELS: int(1, 256 * 1024 * 1024).default(4 * 1024 * 1024),
+  PREDICT_MAX_IMAGE_PIXELS_PER_CALL: int(1, 1024 ** 3).default(32 * 1024 * 1024),
+  PREDICT_MAX_IMAGE_BYTES_PER_CALL: int(1024, 1024 ** 3).default(8 * 1024 * 1024),
+  PREPROCESSING_WORKERS: int(1, 64).default(2),
   CATALOG_CACHE_TTL_MS: int(0, 600_000).default(1000),
 });
 
@@ -134,6 +140,16 @@ export function parseConfig(env: Record<string, string | undefined>) {
       artifactMaxBytes: e.ARTIFACT_MAX_BYTES,
       maxInstances: e.PREDICT_MAX_INSTANCES,
       maxStringLength: e.PREDICT_MAX_STRING_LENGTH,
+      // Deeper than any legal instance (shapes have at most 4 dimensions) and far below the stack limit.
+      maxInputDepth: e.PREDICT_MAX_INPUT_DEPTH,
+      // GraphQL completes and serialises ~100,000 floats in 30–50 ms of main-thread time (measured); 25,000
+      // (~0.5 MB of JSON) stay well under the 20 ms a call may take.
+      maxOutputValues: e.PREDICT_MAX_OUTPUT_VALUES,
+      // Checked from the PNG header before decoding: decoded RGBA takes 4 bytes a pixel.
+      maxImagePixels: e.PREDICT_MAX_IMAGE_PIXELS,
+      maxImagePixelsPerCall: e.PREDICT_MAX_IMAGE_PIXELS_PER_CALL,
+      maxImageBytesPerCall: e.PREDICT_MAX_IMAGE_BYTES_PER_CALL,
+      preprocessingWorkers: e.PREPROCESSING_WORKERS,
       catalogCacheTtlMs: e.CATALOG_CACHE_TTL_MS,
     },
   };

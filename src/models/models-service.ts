@@ -14,8 +14,8 @@ import type { EvaluationData, WatermarkService } from '../watermark/watermark-se
 import type { ArtifactService } from './artifact-service.js';
 import { parseEvaluationMetrics, type EvaluationMetrics } from './evaluation-metrics.js';
 import { assertCanManage, canView, isAdmin } from './model-policy.js';
-import { encodeInputs } from '../predictions/input-encoding.js';
-import { resolveSignature, type Signature } from './signature.js';
+import type { InputEncoder } from '../predictions/input-encoding.js';
+import { embeddingInputDim, resolveSignature, type Signature } from './signature.js';
 
 export interface ModelCardInput {
   intendedUse?: string | null;
@@ -70,7 +70,8 @@ const TAG = /^[a-z0-9][a-z0-9+.-]{0,31}$/;
 const ALIAS = /^[a-z][a-z0-9-]{0,31}$/;
 const MAX_TAGS = 20;
 const MAX_TEXT = 5000;
-const EVALUATION_LIMITS = { maxInstances: 10_000, maxStringLength: 100_000 };
+// Evaluation examples are run at publish but never answered, so the per-call output budget does not apply.
+const EVALUATION_LIMITS = { maxInstances: 10_000, maxStringLength: 100_000, maxOutputValues: Infinity };
 
 function text(value: string | null | undefined, field: string, max: number, required = false): string | undefined {
   if (value === undefined || value === null) {
@@ -127,6 +128,7 @@ export class ModelsService {
     private readonly audit: AuditService,
     private readonly artifacts: ArtifactService,
     private readonly watermarks: WatermarkService,
+    private readonly encoder: InputEncoder,
     private readonly logger: Logger,
   ) {}
 
@@ -281,7 +283,11 @@ export class ModelsService {
       throw new ConflictError(`Version ${parsed.version} of ${input.model} already exists; versions are immutable`);
     const artifact = await this.artifacts.findUsable(actor, input.artifactId);
     const inspected = await this.artifacts.inspect(artifact.sha256);
-    const signature = resolveSignature(inspected, input.signature, labels);
+    const stored = await this.artifacts.read(artifact.sha256);
+    const signature = resolveSignature(inspected, input.signature, labels, {
+      embeddingInputDim: embeddingInputDim(JSON.parse(stored.modelJson.toString('utf8'))),
+      maxOutputValues: this.encoder.maxOutputValues,
+    });
     const finalLabels = signature.output.kind === 'classification' ? signature.output.labels : [];
     const metrics = input.metrics ? parseEvaluationMetrics(input.metrics, finalLabels) : undefined;
     const card = cleanCard(input.card, 'input.card') ?? {};
@@ -293,7 +299,7 @@ export class ModelsService {
             versionId,
             artifact.sha256,
             signature,
-            this.#evaluation(input, signature),
+            await this.#evaluation(input, signature),
           );
     try {
       const version = await this.prisma.$transaction(async (tx) => {
@@ -340,9 +346,14 @@ export class ModelsService {
   }
 
   /** The owner's evaluation examples, checked and encoded like predict inputs. */
-  #evaluation(input: PublishVersionInput, signature: Signature): EvaluationData | null {
+  async #evaluation(input: PublishVersionInput, signature: Signature): Promise<EvaluationData | null> {
     if (!input.evaluation) return null;
-    const tensor = encodeInputs(signature, input.evaluation.inputs, EVALUATION_LIMITS, 'input.evaluation.inputs');
+    const tensor = await this.encoder.encode(
+      signature,
+      input.evaluation.inputs,
+      'input.evaluation.inputs',
+      EVALUATION_LIMITS,
+    );
     const labels = input.evaluation.labels ?? null;
     if (labels) {
       const classes = signature.output.kind === 'classification' ? signature.output.labels.length : 0;

@@ -60,6 +60,12 @@ export const signatureSchema = z
         shape: z.array(positiveInt).min(1).max(4),
         dtype: z.enum(['float32', 'int32']),
         preprocessing: preprocessingSchema.default({ kind: 'none' }),
+        /**
+         * Set at publish when the input feeds an Embedding layer of this many rows: every value must then be
+         * an integer in [0, embeddingInputDim), checked per instance so that one caller's out-of-range id
+         * never fails a merged batch. Absent in signatures stored before it existed.
+         */
+        embeddingInputDim: positiveInt.optional(),
       })
       .strict(),
     output: z.discriminatedUnion('kind', [
@@ -97,11 +103,48 @@ function modelFacts(model: InspectedModel): { shape: (number | null)[]; dtype: s
   return { shape: input.shape.slice(1), dtype: input.dtype, outputSize };
 }
 
+export interface PublishFacts {
+  /** Rows of the Embedding layer the input feeds (embeddingInputDim), if any. */
+  embeddingInputDim: number | null;
+  /** PREDICT_MAX_OUTPUT_VALUES: one instance's output must fit in a call's budget. */
+  maxOutputValues: number;
+}
+
 /**
  * The signature a version is published with: the explicit one checked against the model, or one inferred
  * from the model and the labels.
  */
-export function resolveSignature(model: InspectedModel, explicit: unknown, labels: string[] | undefined): Signature {
+export function resolveSignature(
+  model: InspectedModel,
+  explicit: unknown,
+  labels: string[] | undefined,
+  facts: PublishFacts,
+): Signature {
+  const signature = checkedSignature(model, explicit, labels);
+  const outputSize = outputSizeOf(signature);
+  if (outputSize > facts.maxOutputValues) {
+    throw new BadUserInputError(
+      `The model outputs ${outputSize} values per instance; at most ${facts.maxOutputValues} are served per call`,
+      'input.artifactId',
+    );
+  }
+  if (facts.embeddingInputDim === null) return signature;
+  const { preprocessing } = signature.input;
+  if (preprocessing.kind === 'text' && preprocessing.vocabulary.length > facts.embeddingInputDim) {
+    throw new BadUserInputError(
+      `The vocabulary has ${preprocessing.vocabulary.length} tokens but the model's Embedding takes ids below ${facts.embeddingInputDim}`,
+      FIELD,
+    );
+  }
+  return { ...signature, input: { ...signature.input, embeddingInputDim: facts.embeddingInputDim } };
+}
+
+/** Values per instance in the model's output. */
+export function outputSizeOf(signature: Signature): number {
+  return signature.output.kind === 'classification' ? signature.output.labels.length : signature.output.size;
+}
+
+function checkedSignature(model: InspectedModel, explicit: unknown, labels: string[] | undefined): Signature {
   const facts = modelFacts(model);
   if (facts.outputSize === null) {
     throw new BadUserInputError('The model must output one vector per instance (shape [batch, n])', 'input.artifactId');
@@ -140,8 +183,7 @@ export function resolveSignature(model: InspectedModel, explicit: unknown, label
     throw new BadUserInputError(`Signature dtype ${dtype} disagrees with the model's ${facts.dtype}`, FIELD);
   }
   assertPreprocessingFits(preprocessing, shape);
-  const outputSize =
-    signature.output.kind === 'classification' ? signature.output.labels.length : signature.output.size;
+  const outputSize = outputSizeOf(signature);
   if (outputSize !== facts.outputSize) {
     throw new BadUserInputError(
       `Signature output size ${outputSize} disagrees with the model's ${facts.outputSize}`,
@@ -176,4 +218,41 @@ function assertPreprocessingFits(preprocessing: Preprocessing, shape: number[]):
     if (shape.length !== 1 || shape[0] !== preprocessing.features.length)
       throw mismatch([preprocessing.features.length]);
   }
+}
+
+interface TopologyLayer {
+  class_name?: unknown;
+  name?: unknown;
+  config?: { name?: unknown; input_dim?: unknown };
+  inbound_nodes?: unknown;
+}
+
+/**
+ * The input dimension (rows) of the Embedding layer that reads the model's input directly, from the
+ * Keras/tfjs topology in model.json: the first layer of a Sequential model, or in a functional model a layer
+ * whose first inbound tensor is the input layer. null when no Embedding reads the input.
+ */
+export function embeddingInputDim(modelJson: unknown): number | null {
+  const topology = (modelJson as { modelTopology?: Record<string, unknown> } | null)?.modelTopology;
+  const root = (topology?.model_config ?? topology) as
+    { class_name?: unknown; config?: { layers?: unknown; input_layers?: unknown } | unknown[] } | undefined;
+  if (!root) return null;
+  // Old Keras Sequential configs are the list of layers itself.
+  const config = Array.isArray(root.config) ? { layers: root.config } : root.config;
+  const layers = Array.isArray(config?.layers) ? (config.layers as TopologyLayer[]) : [];
+  const dimOf = (layer: TopologyLayer | undefined) => {
+    const dim = layer?.class_name === 'Embedding' ? layer.config?.input_dim : undefined;
+    return typeof dim === 'number' && Number.isInteger(dim) && dim > 0 ? dim : null;
+  };
+  if (root.class_name === 'Sequential') return dimOf(layers.find((layer) => layer.class_name !== 'InputLayer'));
+  const inputs = Array.isArray(config?.input_layers) ? (config.input_layers as unknown[][]) : [];
+  const inputName = inputs[0]?.[0];
+  if (typeof inputName !== 'string') return null;
+  for (const layer of layers) {
+    const nodes = layer.inbound_nodes;
+    const first = Array.isArray(nodes) && Array.isArray(nodes[0]) ? (nodes[0] as unknown[])[0] : undefined;
+    const dim = dimOf(layer);
+    if (dim !== null && Array.isArray(first) && first[0] === inputName) return dim;
+  }
+  return null;
 }

@@ -1,28 +1,67 @@
 // Turns a predict call's JSON `inputs` into one batch tensor, checking every value against the version's
 // signature. A bad value is BAD_USER_INPUT with the path of the offending value (e.g. input.inputs[2][27]).
+// Everything that can be checked per instance is checked here, before batching, so that one caller's bad
+// value never fails a batch merged with other callers' requests. Client data is walked iteratively (no
+// recursion on its nesting), and images and large texts are decoded in worker threads.
 import type { TensorInput } from '../inference/engine.js';
-import type { Signature } from '../models/signature.js';
-import { decodeImage } from '../preprocessing/image.js';
-import { encodeText } from '../preprocessing/text.js';
+import { outputSizeOf, type Signature } from '../models/signature.js';
+import { base64PngSize, ImageDecodeError, type ImagePreprocessing } from '../preprocessing/image.js';
+import type { PreprocessingPool } from '../preprocessing/preprocessing-pool.js';
+import { encodeText, encodeTokens, type TextPreprocessing } from '../preprocessing/text.js';
 import { BadUserInputError } from '../server/errors.js';
 
 export interface InputLimits {
   maxInstances: number;
   maxStringLength: number;
+  /** Nesting levels of one instance (a [28, 28, 1] instance has 3). */
+  maxDepth: number;
+  /** Output values per call (instances × the signature's output size). */
+  maxOutputValues: number;
+  /** Pixels of one image, read from its PNG header before decoding. */
+  maxImagePixels: number;
+  maxImagePixelsPerCall: number;
+  /** Decoded PNG bytes per call (estimated from the base64 length). */
+  maxImageBytesPerCall: number;
 }
 
 const ROOT = 'input.inputs';
 const INT32_MIN = -(2 ** 31);
 const INT32_MAX = 2 ** 31 - 1;
+// Below this many characters in a call, tokenising on the event loop costs well under a millisecond and a
+// worker round trip would cost more.
+const INLINE_TEXT_CHARS = 16 * 1024;
 
 const bad = (message: string, path: string) => new BadUserInputError(`${path}: ${message}`, path);
 
-/** The dimensions of a (possibly ragged) nested array, read along its first elements. */
-function outlineOf(value: unknown): number[] {
+/** What every value of an instance must be, in the tensor's dtype. */
+interface ValueRule {
+  dtype: 'float32' | 'int32';
+  /** Exclusive upper bound of an Embedding-fed input's ids (which must then be integers ≥ 0). */
+  indexBound: number | undefined;
+}
+
+/** Why `value` cannot go into the tensor, or null when it can. */
+function valueProblem(value: number, rule: ValueRule): string | null {
+  if (rule.dtype === 'int32') {
+    if (!Number.isInteger(value) || value < INT32_MIN || value > INT32_MAX) return 'expected a 32-bit integer';
+  } else if (!Number.isFinite(Math.fround(value))) {
+    // 1e39 is a finite double but Infinity in float32.
+    return 'expected a finite number within float32 range (±3.4e38)';
+  }
+  if (rule.indexBound !== undefined && !(Number.isInteger(value) && value >= 0 && value < rule.indexBound)) {
+    return `expected a token id, an integer from 0 to ${rule.indexBound - 1}`;
+  }
+  return null;
+}
+
+/** The dimensions of a (possibly ragged) nested array, read along its first elements, up to `maxDepth` + 1. */
+function outlineOf(value: unknown, maxDepth: number): number[] {
   const dims: number[] = [];
-  for (let node = value; Array.isArray(node); node = node[0]) dims.push(node.length);
+  for (let node = value; Array.isArray(node) && dims.length <= maxDepth; node = node[0]) dims.push(node.length);
   return dims;
 }
+
+const pathOf = (root: string, indexes: readonly number[]) => root + indexes.map((i) => `[${i}]`).join('');
 
 /**
  * Writes one numeric instance into `out` at `offset`. Any nesting whose element count equals the input size
@@ -32,38 +71,67 @@ function outlineOf(value: unknown): number[] {
 function writeNumeric(
   value: unknown,
   shape: number[],
-  dtype: 'float32' | 'int32',
+  rule: ValueRule,
+  maxDepth: number,
   out: Float32Array | Int32Array,
   offset: number,
   path: string,
 ): void {
   const size = shape.reduce((a, b) => a * b, 1);
-  const dims = outlineOf(value);
+  const dims = outlineOf(value, maxDepth);
+  if (dims.length > maxDepth) throw bad(`nested deeper than ${maxDepth} levels`, path);
   if (dims.length === 0) throw bad(`expected an array of ${size} numbers (shape [${shape.join(', ')}])`, path);
   if (dims.reduce((a, b) => a * b, 1) !== size) {
     throw bad(`expected ${size} numbers (shape [${shape.join(', ')}]) but got shape [${dims.join(', ')}]`, path);
   }
-  const walk = (node: unknown, rest: number[], at: number, nodePath: string): void => {
-    if (rest.length === 0) {
-      if (typeof node !== 'number' || !Number.isFinite(node)) throw bad('expected a finite number', nodePath);
-      if (dtype === 'int32' && (!Number.isInteger(node) || node < INT32_MIN || node > INT32_MAX)) {
-        throw bad('expected a 32-bit integer', nodePath);
-      }
-      out[at] = node;
-      return;
+  // Row-major walk with an explicit stack: nodes[d] is the array at depth d, next[d] the index read next.
+  const leafDepth = dims.length - 1;
+  const nodes: unknown[][] = [value as unknown[]];
+  const next: number[] = [0];
+  let at = offset;
+  while (nodes.length > 0) {
+    const depth = nodes.length - 1;
+    const node = nodes[depth]!;
+    const i = next[depth]!;
+    if (i === node.length) {
+      nodes.pop();
+      next.pop();
+      continue;
     }
-    const [length, ...inner] = rest as [number, ...number[]];
-    if (!Array.isArray(node) || node.length !== length)
-      throw bad(`expected ${length} elements (a rectangular array)`, nodePath);
-    const stride = inner.reduce((a, b) => a * b, 1);
-    node.forEach((child, i) => walk(child, inner, at + i * stride, `${nodePath}[${i}]`));
-  };
-  walk(value, dims, offset, path);
+    next[depth] = i + 1;
+    const child = node[i];
+    if (depth === leafDepth) {
+      const problem = typeof child === 'number' ? valueProblem(child, rule) : 'expected a finite number';
+      if (problem !== null)
+        throw bad(
+          problem,
+          pathOf(
+            path,
+            next.map((n) => n - 1),
+          ),
+        );
+      out[at++] = child as number;
+    } else {
+      const length = dims[depth + 1]!;
+      if (!Array.isArray(child) || child.length !== length) {
+        throw bad(
+          `expected ${length} elements (a rectangular array)`,
+          pathOf(
+            path,
+            next.map((n) => n - 1),
+          ),
+        );
+      }
+      nodes.push(child);
+      next.push(0);
+    }
+  }
 }
 
 function writeTabular(
   value: Record<string, unknown>,
   features: { name: string; mean: number; std: number }[],
+  rule: ValueRule,
   out: Float32Array | Int32Array,
   offset: number,
   path: string,
@@ -73,43 +141,144 @@ function writeTabular(
   if (unknown !== undefined) throw bad(`unknown feature "${unknown}"`, `${path}.${unknown}`);
   features.forEach((feature, i) => {
     const raw = value[feature.name];
-    if (typeof raw !== 'number' || !Number.isFinite(raw))
-      throw bad('expected a finite number', `${path}.${feature.name}`);
-    out[offset + i] = (raw - feature.mean) / feature.std;
+    const featurePath = `${path}.${feature.name}`;
+    if (typeof raw !== 'number') throw bad('expected a finite number', featurePath);
+    const rawProblem = valueProblem(raw, { dtype: 'float32', indexBound: undefined });
+    if (rawProblem !== null) throw bad(rawProblem, featurePath);
+    // The model sees the standardised value, which a tiny std can push out of float32 range.
+    const standardised = (raw - feature.mean) / feature.std;
+    const problem = valueProblem(standardised, rule);
+    if (problem !== null) throw bad(`standardised value ${standardised}: ${problem}`, featurePath);
+    out[offset + i] = standardised;
   });
 }
 
-/** Encodes the instances into a [n, ...shape] tensor in the signature's dtype. */
-export function encodeInputs(signature: Signature, inputs: unknown, limits: InputLimits, root = ROOT): TensorInput {
-  if (!Array.isArray(inputs)) throw bad('expected a list of instances', root);
-  if (inputs.length === 0) throw bad('give at least one instance', root);
-  if (inputs.length > limits.maxInstances) throw bad(`at most ${limits.maxInstances} instances per call`, root);
-  const { shape, dtype, preprocessing } = signature.input;
-  const size = shape.reduce((a, b) => a * b, 1);
-  const data = dtype === 'int32' ? new Int32Array(inputs.length * size) : new Float32Array(inputs.length * size);
-
-  inputs.forEach((instance, i) => {
-    const path = `${root}[${i}]`;
-    const offset = i * size;
-    if (typeof instance === 'string') {
-      if (instance.length > limits.maxStringLength) throw bad(`at most ${limits.maxStringLength} characters`, path);
-      if (preprocessing.kind === 'text') {
-        data.set(encodeText(instance, preprocessing), offset);
-      } else if (preprocessing.kind === 'image') {
-        try {
-          data.set(decodeImage(instance, preprocessing), offset);
-        } catch (error) {
-          throw bad(`not a decodable PNG image (${(error as Error).message})`, path);
-        }
-      } else {
-        throw bad('this model takes numbers, not strings', path);
-      }
-    } else if (instance !== null && typeof instance === 'object' && !Array.isArray(instance)) {
-      if (preprocessing.kind !== 'tabular') throw bad('this model takes arrays, not objects', path);
-      writeTabular(instance as Record<string, unknown>, preprocessing.features, data, offset, path);
-    } else {
-      writeNumeric(instance, shape, dtype, data, offset, path);
+/** One call's images: each checked from its header, all within the call's budgets, before any decoding. */
+function checkImages(images: { index: number; text: string }[], limits: InputLimits, root: string): void {
+  let pixels = 0;
+  let bytes = 0;
+  for (const { index, text: base64 } of images) {
+    const path = `${root}[${index}]`;
+    let size;
+    try {
+      size = base64PngSize(base64);
+    } catch (error) {
+      throw bad(`not a decodable PNG image (${(error as Error).message})`, path);
     }
-  });
-  return { data, shape: [inputs.length, ...shape], dtype };
+    const imagePixels = size.width * size.height;
+    if (imagePixels > limits.maxImagePixels) {
+      throw bad(`image is ${size.width}×${size.height}; at most ${limits.maxImagePixels} pixels are accepted`, path);
+    }
+    pixels += imagePixels;
+    bytes += Math.ceil((base64.length * 3) / 4);
+    if (pixels > limits.maxImagePixelsPerCall) {
+      throw bad(`the images of one call may hold at most ${limits.maxImagePixelsPerCall} pixels in all`, path);
+    }
+    if (bytes > limits.maxImageBytesPerCall) {
+      throw bad(`the images of one call may take at most ${limits.maxImageBytesPerCall} bytes in all`, path);
+    }
+  }
+}
+
+export class InputEncoder {
+  constructor(
+    private readonly pool: PreprocessingPool,
+    private readonly limits: InputLimits,
+  ) {}
+
+  /** PREDICT_MAX_OUTPUT_VALUES, which publishing checks a version's output size against. */
+  get maxOutputValues(): number {
+    return this.limits.maxOutputValues;
+  }
+
+  /** Encodes the instances into a [n, ...shape] tensor in the signature's dtype. */
+  async encode(
+    signature: Signature,
+    inputs: unknown,
+    root = ROOT,
+    limits: Partial<InputLimits> = {},
+  ): Promise<TensorInput> {
+    const merged = { ...this.limits, ...limits };
+    const { maxInstances, maxStringLength, maxDepth, maxOutputValues } = merged;
+    if (!Array.isArray(inputs)) throw bad('expected a list of instances', root);
+    if (inputs.length === 0) throw bad('give at least one instance', root);
+    if (inputs.length > maxInstances) throw bad(`at most ${maxInstances} instances per call`, root);
+    const outputSize = outputSizeOf(signature);
+    if (inputs.length * outputSize > maxOutputValues) {
+      const fit = Math.floor(maxOutputValues / outputSize);
+      throw bad(
+        `this model outputs ${outputSize} values per instance; at most ${fit} instances fit in one call's ${maxOutputValues} output values`,
+        root,
+      );
+    }
+    const { shape, dtype, preprocessing, embeddingInputDim } = signature.input;
+    const rule: ValueRule = { dtype, indexBound: embeddingInputDim };
+    const size = shape.reduce((a, b) => a * b, 1);
+    const data = dtype === 'int32' ? new Int32Array(inputs.length * size) : new Float32Array(inputs.length * size);
+
+    const strings: { index: number; text: string }[] = [];
+    let stringChars = 0;
+    inputs.forEach((instance: unknown, i) => {
+      const path = `${root}[${i}]`;
+      const offset = i * size;
+      if (typeof instance === 'string') {
+        if (instance.length > maxStringLength) throw bad(`at most ${maxStringLength} characters`, path);
+        if (preprocessing.kind !== 'text' && preprocessing.kind !== 'image')
+          throw bad('this model takes numbers, not strings', path);
+        strings.push({ index: i, text: instance });
+        stringChars += instance.length;
+      } else if (instance !== null && typeof instance === 'object' && !Array.isArray(instance)) {
+        if (preprocessing.kind !== 'tabular') throw bad('this model takes arrays, not objects', path);
+        writeTabular(instance as Record<string, unknown>, preprocessing.features, rule, data, offset, path);
+      } else {
+        writeNumeric(instance, shape, rule, maxDepth, data, offset, path);
+      }
+    });
+    if (strings.length > 0) {
+      if (preprocessing.kind === 'image') await this.#writeImages(strings, preprocessing, merged, data, size, root);
+      else if (preprocessing.kind === 'text') await this.#writeTexts(strings, stringChars, preprocessing, data, size);
+    }
+    return { data, shape: [inputs.length, ...shape], dtype };
+  }
+
+  async #writeImages(
+    images: { index: number; text: string }[],
+    preprocessing: ImagePreprocessing,
+    limits: InputLimits,
+    data: Float32Array | Int32Array,
+    size: number,
+    root: string,
+  ): Promise<void> {
+    checkImages(images, limits, root);
+    const options = { ...preprocessing, maxSourcePixels: limits.maxImagePixels };
+    await Promise.all(
+      images.map(async ({ index, text }) => {
+        try {
+          data.set(await this.pool.decodeImage(text, options), index * size);
+        } catch (error) {
+          if (!(error instanceof ImageDecodeError)) throw error;
+          throw bad(`not a decodable PNG image (${error.message})`, `${root}[${index}]`);
+        }
+      }),
+    );
+  }
+
+  async #writeTexts(
+    texts: { index: number; text: string }[],
+    totalChars: number,
+    preprocessing: TextPreprocessing,
+    data: Float32Array | Int32Array,
+    size: number,
+  ): Promise<void> {
+    if (totalChars <= INLINE_TEXT_CHARS) {
+      for (const { index, text } of texts) data.set(encodeText(text, preprocessing), index * size);
+      return;
+    }
+    const leading = await this.pool.leadingTokens(
+      texts.map(({ text }) => text),
+      preprocessing.lowercase,
+      preprocessing.maxLength,
+    );
+    texts.forEach(({ index }, i) => data.set(encodeTokens(leading[i]!, preprocessing), index * size));
+  }
 }

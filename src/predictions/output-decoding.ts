@@ -2,6 +2,7 @@
 // best label and the top-K labels.
 import type { TensorOutput } from '../inference/engine.js';
 import type { Signature } from '../models/signature.js';
+import { ModelError } from '../server/errors.js';
 
 export interface LabelScore {
   label: string;
@@ -15,9 +16,18 @@ export interface PredictionOutput {
   values: number[];
 }
 
+/** Throws ModelError when the model produced NaN or Infinity, which JSON (and GraphQL's Float) cannot carry. */
 export function decodeOutputs(signature: Signature, output: TensorOutput, topK: number): PredictionOutput[] {
   const [instances = 0, ...rest] = output.shape;
   const width = rest.reduce((a, b) => a * b, 1);
+  const { data } = output;
+  for (let i = 0; i < data.length; i++) {
+    if (!Number.isFinite(data[i])) {
+      throw new ModelError(
+        `The model produced a non-finite value (${data[i]}) for instance ${Math.floor(i / width)}; this call is not billed`,
+      );
+    }
+  }
   const answers: PredictionOutput[] = [];
   for (let i = 0; i < instances; i++) {
     const values = Array.from(output.data.subarray(i * width, (i + 1) * width));

@@ -12,7 +12,7 @@ import type { ArtifactService } from '../models/artifact-service.js';
 import { canView } from '../models/model-policy.js';
 import { BadUserInputError, ErrorCode, ForbiddenError, NotFoundError } from '../server/errors.js';
 import { checkRequestId } from '../server/text.js';
-import { encodeInputs, type InputLimits } from './input-encoding.js';
+import type { InputEncoder } from './input-encoding.js';
 import { decodeOutputs, type PredictionOutput } from './output-decoding.js';
 import type { ServingCatalog } from './serving-catalog.js';
 
@@ -73,7 +73,7 @@ export class PredictService {
     private readonly engine: InferenceEngine,
     private readonly authorizer: PredictAuthorizer,
     private readonly metering: MeteringService,
-    private readonly limits: InputLimits,
+    private readonly encoder: InputEncoder,
   ) {}
 
   /**
@@ -113,13 +113,17 @@ export class PredictService {
       });
       return result;
     } catch (error) {
-      await this.metering.record({
-        ...record,
-        status: errorCode(error),
-        latencyMs: performance.now() - started,
-        idempotentResponse: undefined,
-      });
-      if (claimed) await this.metering.abandon(callerId, input.requestId!);
+      try {
+        await this.metering.record({
+          ...record,
+          status: errorCode(error),
+          latencyMs: performance.now() - started,
+          idempotentResponse: undefined,
+        });
+      } finally {
+        // Even when the record cannot be written, the key is freed: a retry must run, not wait for CONFLICT.
+        if (claimed) await this.metering.abandon(callerId, record.requestId!);
+      }
       throw error;
     }
   }
@@ -149,7 +153,7 @@ export class PredictService {
     }
     let grant = await this.authorizer.authorize(actor, target.model, version, input.contractId);
     record.contract = grant.contract;
-    const tensor = encodeInputs(signature, input.inputs, this.limits);
+    const tensor = await this.encoder.encode(signature, input.inputs);
     record.units = tensor.shape[0]!;
     if (grant.contract) {
       try {
@@ -194,9 +198,15 @@ export class PredictService {
 
   #inputHash(input: PredictInput): string {
     const { model, version, inputs, topK, contractId } = input;
-    return createHash('sha256')
-      .update(JSON.stringify([model, version ?? 'latest', topK ?? 3, contractId ?? null, inputs]))
-      .digest('hex');
+    let json;
+    try {
+      json = JSON.stringify([model, version ?? 'latest', topK ?? 3, contractId ?? null, inputs]);
+    } catch (error) {
+      // JSON.stringify recurses: inputs nested thousands deep exhaust the stack (no legal input comes close).
+      if (error instanceof RangeError) throw new BadUserInputError('input.inputs: nested too deeply', 'input.inputs');
+      throw error;
+    }
+    return createHash('sha256').update(json).digest('hex');
   }
 
   #stored({ prediction, warnings }: PredictResult): StoredResult {

@@ -40,9 +40,42 @@ export const DEFAULT_MAX_SOURCE_PIXELS = 4096 * 4096;
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 const DATA_URL_PREFIX = /^data:image\/png;base64,/i;
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+// Signature and IHDR up to the height: 24 bytes, the first 32 base64 characters.
+const PNG_HEADER_BYTES = 24;
+const PNG_HEADER_BASE64 = 32;
+const DATA_URL_MAX = 'data:image/png;base64,'.length;
 
 export class ImageDecodeError extends Error {
   override name = 'ImageDecodeError';
+}
+
+/** A PNG's size from its header. The IHDR chunk always comes first: width and height are big-endian at bytes 16 and 20. */
+export function pngSize(bytes: Uint8Array): { width: number; height: number } {
+  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (buffer.length < PNG_HEADER_BYTES || !buffer.subarray(0, 8).equals(PNG_SIGNATURE))
+    throw new ImageDecodeError('image is not a PNG');
+  return { width: buffer.readUInt32BE(16), height: buffer.readUInt32BE(20) };
+}
+
+/**
+ * The size of a base64 PNG (as `decodeImage` takes it) from its first characters only, so that an image can
+ * be refused for its size without decoding, or even base64-decoding, the rest.
+ */
+export function base64PngSize(base64: string): { width: number; height: number } {
+  const start = DATA_URL_PREFIX.exec(base64.slice(0, DATA_URL_MAX))?.[0].length ?? 0;
+  let header = '';
+  // Whitespace is allowed anywhere (decodeImage strips it); look no further than a few lines.
+  for (let i = start; i < base64.length && i < start + 1024 && header.length < PNG_HEADER_BASE64; i++) {
+    if (!/\s/.test(base64[i]!)) header += base64[i];
+  }
+  if (header.length < PNG_HEADER_BASE64 || !BASE64.test(header)) throw new ImageDecodeError('image is not a PNG');
+  return pngSize(Buffer.from(header, 'base64'));
+}
+
+function assertPixels({ width, height }: { width: number; height: number }, maxPixels: number): void {
+  if (width * height > maxPixels) {
+    throw new ImageDecodeError(`image is ${width}×${height}; at most ${maxPixels} pixels are accepted`);
+  }
 }
 
 /** Decodes a base64 PNG (plain, or a `data:image/png;base64,` URL), as sent in a predict request. */
@@ -72,16 +105,7 @@ export function decodePng(bytes: Uint8Array, options: DecodeImageOptions): Float
   if (![1, 3, 4].includes(channels)) throw new RangeError('channels must be 1, 3 or 4');
 
   const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  // The IHDR chunk always comes first: width and height are big-endian at bytes 16 and 20.
-  if (buffer.length < 24 || !buffer.subarray(0, 8).equals(PNG_SIGNATURE))
-    throw new ImageDecodeError('image is not a PNG');
-  const sourceWidth = buffer.readUInt32BE(16);
-  const sourceHeight = buffer.readUInt32BE(20);
-  if (sourceWidth * sourceHeight > maxSourcePixels) {
-    throw new ImageDecodeError(
-      `image is ${sourceWidth}×${sourceHeight}; at most ${maxSourcePixels} pixels are accepted`,
-    );
-  }
+  assertPixels(pngSize(buffer), maxSourcePixels);
 
   let png: PNG;
   try {

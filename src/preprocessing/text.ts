@@ -84,16 +84,30 @@ function tokenIdsOf(vocabulary: readonly string[]): Map<string, number> {
   return ids;
 }
 
-/** Token ids of `text`: exactly `maxLength` of them, truncated or padded with <pad> (0) at the end. */
-export function encodeText(text: string, config: TextTokenizerConfig): Int32Array {
-  const { vocabulary, maxLength, lowercase } = config;
+/** The first `maxLength` tokens of `text`: all that encoding reads (the heavy part, run in a worker for large inputs). */
+export function leadingTokens(text: string, lowercase: boolean, maxLength: number): string[] {
+  const leading: string[] = [];
+  for (const token of tokens(text, lowercase)) {
+    if (leading.length === maxLength) break;
+    leading.push(token);
+  }
+  return leading;
+}
+
+/** Token ids of `leading` (at most `maxLength` tokens): exactly `maxLength` ids, padded with <pad> (0) at the end. */
+export function encodeTokens(leading: readonly string[], config: TextTokenizerConfig): Int32Array {
+  const { vocabulary, maxLength } = config;
   if (!Number.isInteger(maxLength) || maxLength < 1) throw new RangeError('maxLength must be a positive integer');
   const ids = tokenIdsOf(vocabulary);
   const encoded = new Int32Array(maxLength); // zero-filled = <pad>
-  let position = 0;
-  for (const token of tokens(text, lowercase)) {
-    if (position === maxLength) break;
-    encoded[position++] = ids.get(token) ?? UNKNOWN_ID;
+  for (let position = 0; position < Math.min(leading.length, maxLength); position++) {
+    encoded[position] = ids.get(leading[position]!) ?? UNKNOWN_ID;
   }
   return encoded;
+}
+
+/** Token ids of `text`: exactly `maxLength` of them, truncated or padded with <pad> (0) at the end. */
+export function encodeText(text: string, config: TextTokenizerConfig): Int32Array {
+  // encodeTokens checks the config (a maxLength below 1 yields no tokens, then is refused there).
+  return encodeTokens(leadingTokens(text, config.lowercase, config.maxLength), config);
 }

@@ -11,6 +11,8 @@ export const ErrorCode = {
   RATE_LIMITED: 'RATE_LIMITED',
   QUOTA_EXCEEDED: 'QUOTA_EXCEEDED',
   OVERLOADED: 'OVERLOADED',
+  /** The model itself gave no usable answer (e.g. NaN or Infinity) for valid inputs; not billed. */
+  MODEL_ERROR: 'MODEL_ERROR',
   INTERNAL_SERVER_ERROR: 'INTERNAL_SERVER_ERROR',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -69,5 +71,11 @@ export class ConflictError extends AppError {
 export class RateLimitedError extends AppError {
   constructor(message: string, retryAfterSeconds: number) {
     super(ErrorCode.RATE_LIMITED, message, { retryAfter: Math.max(1, Math.ceil(retryAfterSeconds)) });
+  }
+}
+
+export class ModelError extends AppError {
+  constructor(message: string) {
+    super(ErrorCode.MODEL_ERROR, message);
   }
 }

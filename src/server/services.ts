@@ -20,7 +20,9 @@ import { PlansService } from '../licensing/plans-service.js';
 import { LicenceAuthorizer } from '../licensing/predict-authorizer.js';
 import { MeteringService } from '../metering/metering-service.js';
 import { UsageService } from '../metering/usage-service.js';
+import { InputEncoder } from '../predictions/input-encoding.js';
 import { PredictService } from '../predictions/predict-service.js';
+import { PreprocessingPool } from '../preprocessing/preprocessing-pool.js';
 import { ServingCatalog } from '../predictions/serving-catalog.js';
 import type { SecretBox } from '../security/secret-box.js';
 import { WatermarkService } from '../watermark/watermark-service.js';
@@ -78,7 +80,17 @@ export async function createServices(
   });
   const artifacts = new ArtifactService(db.prisma, new PostgresArtifactStorage(db.prisma), engine, audit);
   const watermarks = new WatermarkService(db.prisma, db.pool, artifacts, engine, audit, secrets);
-  const models = new ModelsService(db.prisma, audit, artifacts, watermarks, logger);
+  const preprocessing = new PreprocessingPool(config.models.preprocessingWorkers);
+  const encoder = new InputEncoder(preprocessing, {
+    maxInstances: config.models.maxInstances,
+    maxStringLength: config.models.maxStringLength,
+    maxDepth: config.models.maxInputDepth,
+    maxOutputValues: config.models.maxOutputValues,
+    maxImagePixels: config.models.maxImagePixels,
+    maxImagePixelsPerCall: config.models.maxImagePixelsPerCall,
+    maxImageBytesPerCall: config.models.maxImageBytesPerCall,
+  });
+  const models = new ModelsService(db.prisma, audit, artifacts, watermarks, encoder, logger);
   const catalog = new ServingCatalog(models, artifacts, config.models.catalogCacheTtlMs);
   models.onCatalogChange(() => catalog.invalidate());
   const plans = new PlansService(db.prisma, audit);
@@ -86,10 +98,7 @@ export async function createServices(
   const certificates = new LicenceCertificates(db.prisma, keyRing, config.auth.issuer);
   const metering = new MeteringService(db.pool);
   const usage = new UsageService(db.pool, audit);
-  const predictions = new PredictService(catalog, artifacts, engine, new LicenceAuthorizer(db.pool), metering, {
-    maxInstances: config.models.maxInstances,
-    maxStringLength: config.models.maxStringLength,
-  });
+  const predictions = new PredictService(catalog, artifacts, engine, new LicenceAuthorizer(db.pool), metering, encoder);
   logger.info({ backend: engine.backend, workers: config.inference.workers }, 'inference engine ready');
 
   return {
@@ -114,6 +123,7 @@ export async function createServices(
       await watermarks.close();
       await apiKeys.close();
       await engine.close();
+      await preprocessing.close();
     },
   };
 }

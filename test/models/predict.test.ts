@@ -211,6 +211,22 @@ describe('predict: text, image and tabular models', () => {
       [6],
     );
     res.data!.predict.outputs.forEach((o: any, i: number) => assertClose(o.values, expected[i]!));
+    // Past 16 K characters a call, texts are tokenised in a worker thread: same ids.
+    const long = await server.gql(
+      PREDICT,
+      { input: { model: target.slug, inputs: [`Free MONEY ${'x '.repeat(10_000)}`, 'meeting'] } },
+      { token: owner.token },
+    );
+    assert.equal(long.errors, undefined, JSON.stringify(long.errors));
+    const expectedLong = expectedOutputs(
+      model,
+      [
+        [2, 3, 1, 1, 1, 1],
+        [4, 0, 0, 0, 0, 0],
+      ],
+      [6],
+    );
+    long.data!.predict.outputs.forEach((o: any, i: number) => assertClose(o.values, expectedLong[i]!));
     const tooLong = expectError(
       await server.gql(
         PREDICT,

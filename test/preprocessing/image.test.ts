@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { PNG, type ColorType } from 'pngjs';
-import { decodeImage, decodePng, ImageDecodeError } from '../../src/preprocessing/image.js';
+import { base64PngSize, decodeImage, decodePng, ImageDecodeError } from '../../src/preprocessing/image.js';
 
 /** Encodes RGBA pixels (row-major) as a PNG of the given colour type (0 grey, 2 RGB, 4 grey+alpha, 6 RGBA). */
 function encodePng(width: number, height: number, rgba: number[], colorType: ColorType): Buffer {
@@ -158,5 +158,25 @@ describe('decodeImage', () => {
   it('rejects text that is not base64', () => {
     assert.throws(() => decodeImage('not base64!', options), /not valid base64/);
     assert.throws(() => decodeImage(Buffer.from('plain text').toString('base64'), options), /not a PNG/);
+  });
+});
+
+describe('base64PngSize', () => {
+  it('reads the size from the first characters, through data URLs and whitespace', () => {
+    const base64 = greyPng(3, 2, [0, 1, 2, 3, 4, 5]).toString('base64');
+    assert.deepEqual(base64PngSize(base64), { width: 3, height: 2 });
+    const spaced = `data:image/png;base64,${base64.slice(0, 10)}\n  ${base64.slice(10, 30)}\r\n${base64.slice(30)}`;
+    assert.deepEqual(base64PngSize(spaced), { width: 3, height: 2 });
+    // Only the header is read: a truncated body still gives the size (decoding then refuses it).
+    assert.deepEqual(base64PngSize(base64.slice(0, 32)), { width: 3, height: 2 });
+  });
+
+  it('refuses what is not a PNG header', () => {
+    assert.throws(
+      () => base64PngSize(Buffer.from('GIF89a, not a png at all, really').toString('base64')),
+      ImageDecodeError,
+    );
+    assert.throws(() => base64PngSize('iVBORw0KGgo'), /not a PNG/);
+    assert.throws(() => base64PngSize('!'.repeat(40)), /not a PNG/);
   });
 });

@@ -3,6 +3,8 @@ import { describe, it } from 'node:test';
 import {
   buildVocabulary,
   encodeText,
+  encodeTokens,
+  leadingTokens,
   PAD_ID,
   PAD_TOKEN,
   tokenize,
@@ -147,5 +149,17 @@ describe('encodeText', () => {
     assert.throws(() => encodeText('x', { ...config, maxLength: 0 }), /maxLength/);
     assert.throws(() => encodeText('x', { ...config, vocabulary: ['free', UNKNOWN_TOKEN] }), /must start with/);
     assert.throws(() => encodeText('x', { ...config, vocabulary: [PAD_TOKEN, UNKNOWN_TOKEN, 'a', 'a'] }), /duplicate/);
+  });
+});
+
+describe('leadingTokens and encodeTokens (tokenising in a worker, ids on the main thread)', () => {
+  const config = { vocabulary: [PAD_TOKEN, UNKNOWN_TOKEN, 'free', 'money', 'now'], maxLength: 4, lowercase: true };
+
+  it('together give what encodeText gives', () => {
+    for (const text of ['FREE money, call now!', '', 'now now now now now now', 'l\u2019été free']) {
+      const leading = leadingTokens(text, config.lowercase, config.maxLength);
+      assert.ok(leading.length <= config.maxLength);
+      assert.deepEqual(encodeTokens(leading, config), encodeText(text, config));
+    }
   });
 });
