@@ -413,6 +413,50 @@ describe('InferenceEngine', () => {
     );
   });
 
+  test('a merged batch with one out-of-vocabulary id fails only that request (issue 9 row 5)', async () => {
+    const text = tf.sequential({
+      layers: [
+        tf.layers.embedding({
+          inputDim: 1000,
+          outputDim: 4,
+          inputLength: 6,
+          embeddingsInitializer: tf.initializers.randomNormal({ seed: 21 }),
+        }),
+        tf.layers.flatten(),
+        tf.layers.dense({ units: 3, kernelInitializer: tf.initializers.glorotUniform({ seed: 22 }) }),
+      ],
+    });
+    const ref = modelRef(await toArtifact(text));
+    // One worker: the twelve requests arrive together and are merged into one batch.
+    const engine = await startEngine({ workers: 1 });
+    try {
+      await engine.warm(ref);
+      const inputs = Array.from({ length: 12 }, (_, i) =>
+        Int32Array.from({ length: 6 }, (_, j) => (i * 37 + j * 11) % 1000),
+      );
+      inputs[5]![2] = 99999;
+      const settled = await Promise.allSettled(
+        inputs.map((data) => engine.predict(ref, { data, shape: [1, 6], dtype: 'int32' })),
+      );
+      settled.forEach((result, i) => {
+        if (i === 5) {
+          assert.equal(result.status, 'rejected');
+          const { reason } = result as PromiseRejectedResult;
+          assert.ok(reason instanceof InferenceInputError, String(reason));
+          assert.match(reason.message, /99999/);
+        } else {
+          assert.equal(result.status, 'fulfilled', `request ${i}: ${String((result as PromiseRejectedResult).reason)}`);
+          assertClose(
+            (result as PromiseFulfilledResult<TensorOutput>).value.data,
+            expectedOutput(text, inputs[i]!, [1, 6], 'int32'),
+          );
+        }
+      });
+    } finally {
+      await engine.close();
+    }
+  });
+
   test('a worker whose tfjs runtime breaks is replaced and counted; other work goes on', async () => {
     // No weights, but an activation of 2^28 + 1 rows of 4 floats: 2^32 + 16 bytes, which wraps the wasm
     // allocator's 32-bit size, and the kernel then writes out of bounds (the runtime is broken from then on).
