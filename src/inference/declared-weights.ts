@@ -73,7 +73,9 @@ export async function assertDeclaredWeights(modelJson: tf.io.ModelJSON, maxParam
   }
   // Shapes, not names: tfjs matches weights to variables by name itself, after this check bounded what it builds.
   const unclaimed = new Map<string, tf.io.WeightsManifestEntry[]>();
-  for (const spec of modelJson.weightsManifest.flatMap((group) => group.weights)) {
+  const layerWeights = modelJson.weightsManifest.flatMap((group) => group.weights);
+  // A model saved with includeOptimizer also holds optimizer state; no layer declares it (the manifest budget bounds it).
+  for (const spec of layerWeights.filter((weight) => weight.group !== 'optimizer')) {
     const key = shapeKey(spec.shape);
     const specs = unclaimed.get(key);
     if (specs) specs.push(spec);

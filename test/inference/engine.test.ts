@@ -500,6 +500,40 @@ describe('InferenceEngine', () => {
     }
   });
 
+  test('a model saved with its optimizer state passes the pre-load check and serves', async () => {
+    const model = buildMlp([8, 4, 3], 41);
+    model.compile({ optimizer: tf.train.adam(), loss: 'categoricalCrossentropy' });
+    await model.fit(tf.ones([2, 8]), tf.oneHot(tf.tensor1d([0, 1], 'int32'), 3), { epochs: 1, verbose: 0 });
+    let saved!: tf.io.ModelArtifacts;
+    await model.save(
+      tf.io.withSaveHandler(
+        async (a) => ((saved = a), { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } }),
+      ),
+      { includeOptimizer: true },
+    );
+    assert.ok(
+      saved.weightSpecs!.some((spec) => spec.group === 'optimizer'),
+      'the manifest holds optimizer weights',
+    );
+    const ref = modelRef({
+      modelJson: {
+        modelTopology: saved.modelTopology,
+        trainingConfig: saved.trainingConfig,
+        format: 'layers-model',
+        weightsManifest: [{ paths: ['model.weights.bin'], weights: saved.weightSpecs }],
+      },
+      weights: new Uint8Array(saved.weightData as ArrayBuffer),
+    });
+    const engine = await startEngine({ workers: 1 });
+    try {
+      const data = distinctRows(2, 8);
+      const output = await engine.predict(ref, { data, shape: [2, 8], dtype: 'float32' });
+      assertClose(output.data, expectedOutput(model, data, [2, 8]));
+    } finally {
+      await engine.close();
+    }
+  });
+
   test('a load that fails after tfjs built the model frees the variables and tensors it made', async () => {
     const renamed = structuredClone(mlpArtifact);
     const { weightsManifest } = renamed.modelJson as { weightsManifest: { weights: { name: string }[] }[] };
