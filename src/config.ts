@@ -53,6 +53,8 @@ const envSchema = z.object({
   MODEL_CACHE_BYTES: int(1024 * 1024, 64 * 1024 ** 3).default(512 * 1024 * 1024),
   ARTIFACT_MAX_BYTES: int(1024, 2 * 1024 ** 3).default(256 * 1024 * 1024),
   ARTIFACT_CACHE_BYTES: int(1024 * 1024, 1024 ** 4).default(4 * 1024 ** 3),
+  // 50 M parameters load as 200 MB of float32 per worker that serves the model.
+  MODEL_MAX_PARAMETERS: int(1, 1_000_000_000).default(50_000_000),
   PREDICT_MAX_INSTANCES: int(1, 100_000).default(256),
   PREDICT_MAX_STRING_LENGTH: int(1, 10_000_000).default(100_000),
   PREDICT_MAX_INPUT_DEPTH: int(2, 64).default(8),
@@ -135,6 +137,7 @@ export function parseConfig(env: Record<string, string | undefined>) {
       batching: e.INFERENCE_BATCHING,
       cacheBytes: e.MODEL_CACHE_BYTES,
       artifactCacheBytes: e.ARTIFACT_CACHE_BYTES,
+      maxParameters: e.MODEL_MAX_PARAMETERS,
     },
     models: {
       artifactMaxBytes: e.ARTIFACT_MAX_BYTES,

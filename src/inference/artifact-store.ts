@@ -66,13 +66,15 @@ export class ArtifactStore {
   private constructor(
     readonly rootDir: string,
     private readonly capacityBytes: number,
+    private readonly maxParameters: number,
     entries: Map<string, number>,
   ) {
     this.entries = entries;
     for (const size of entries.values()) this.bytes += size;
   }
 
-  static async open(rootDir: string, capacityBytes = Infinity): Promise<ArtifactStore> {
+  /** `maxParameters`: artifacts whose manifest holds more weight values are refused before anything is written. */
+  static async open(rootDir: string, capacityBytes = Infinity, maxParameters = Infinity): Promise<ArtifactStore> {
     const absoluteRoot = path.resolve(rootDir);
     await mkdir(absoluteRoot, { recursive: true });
     const found: { key: string; size: number; usedAt: number }[] = [];
@@ -86,7 +88,12 @@ export class ArtifactStore {
       }
     }
     found.sort((a, b) => a.usedAt - b.usedAt);
-    const store = new ArtifactStore(absoluteRoot, capacityBytes, new Map(found.map((e) => [e.key, e.size])));
+    const store = new ArtifactStore(
+      absoluteRoot,
+      capacityBytes,
+      maxParameters,
+      new Map(found.map((e) => [e.key, e.size])),
+    );
     await store.evict();
     return store;
   }
@@ -130,7 +137,7 @@ export class ArtifactStore {
     await this.removing.get(model.key);
     if (!(await fileExists(path.join(entryDir, MODEL_JSON_FILE)))) {
       const artifact = await model.load();
-      const files = layoutArtifactFiles(artifact);
+      const files = layoutArtifactFiles(artifact, this.maxParameters);
       await writeDirAtomically(this.rootDir, entryDir, files);
     }
     const size = await directoryBytes(entryDir);
@@ -170,8 +177,16 @@ interface ArtifactFile {
 }
 
 /** Validates an artifact and cuts its weight buffer into the files its manifest names. */
-function layoutArtifactFiles(artifact: ModelArtifact): ArtifactFile[] {
+function layoutArtifactFiles(artifact: ModelArtifact, maxParameters: number): ArtifactFile[] {
   const manifest = parseModelJson(artifact.modelJson);
+  const parameters = manifest
+    .flatMap((group) => group.weights)
+    .reduce((sum, spec) => sum + spec.shape.reduce((size, dim) => size * dim, 1), 0);
+  if (parameters > maxParameters) {
+    throw new InferenceArtifactError(
+      `weightsManifest holds ${parameters} parameters; at most ${maxParameters} are served`,
+    );
+  }
   const { weights } = artifact;
   const expectedBytes = manifest.reduce((sum, group) => sum + groupByteLength(group), 0);
   if (expectedBytes !== weights.byteLength) {

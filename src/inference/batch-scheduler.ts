@@ -41,7 +41,9 @@ interface RequestGroup<TRequest, TResult> {
  *   once it holds `maxBatchSize` instances or its oldest request has waited `maxWaitMs`.
  *   Otherwise it dispatches when a slot frees.
  * Batches take whole requests in arrival order up to `maxBatchSize` instances. A request
- * with more instances than that is never split: it runs as a batch of its own.
+ * with more instances than that is never split: it runs as a batch of its own. A batch of
+ * several requests that fails with an `InferenceInputError` is bisected so that only the
+ * requests at fault fail.
  *
  * Admission: `maxQueueDepth` bounds the instances admitted but not yet dispatched
  * (including those still waiting for `prepare`); past it `submit` rejects at once.
@@ -223,16 +225,33 @@ export class BatchScheduler<TRequest, TResult> {
 
   private async execute(batch: QueuedRequest<TRequest, TResult>[]): Promise<void> {
     try {
+      await this.settle(batch);
+    } finally {
+      this.inFlightBatches -= 1;
+      this.onSlotFreed();
+    }
+  }
+
+  /**
+   * Runs the batch and settles each request. A merged batch that fails on its input is halved and
+   * each half run again (in this slot, one after the other) until the requests to blame are alone:
+   * one caller's bad input never fails the others. Other failures (a broken runtime) fail the batch.
+   */
+  private async settle(batch: QueuedRequest<TRequest, TResult>[]): Promise<void> {
+    try {
       const results = await this.runBatch(batch.map((queued) => queued.request));
       if (results.length !== batch.length) {
         throw new Error(`batch of ${batch.length} requests produced ${results.length} results`);
       }
       batch.forEach((queued, index) => queued.resolve(results[index]!));
     } catch (error) {
+      if (batch.length > 1 && error instanceof InferenceInputError) {
+        const half = Math.ceil(batch.length / 2);
+        await this.settle(batch.slice(0, half));
+        await this.settle(batch.slice(half));
+        return;
+      }
       for (const queued of batch) queued.reject(error);
-    } finally {
-      this.inFlightBatches -= 1;
-      this.onSlotFreed();
     }
   }
 

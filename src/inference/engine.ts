@@ -4,7 +4,7 @@ import type { Registry } from 'prom-client';
 import { ArtifactStore, assertModelKey, type ModelRef } from './artifact-store.js';
 import type { BackendName } from './backend.js';
 import { BatchScheduler } from './batch-scheduler.js';
-import { InferenceInputError } from './errors.js';
+import { InferenceArtifactError, InferenceInputError, InferenceRuntimeError } from './errors.js';
 import { InferenceMetrics } from './metrics.js';
 import type {
   InputDtype,
@@ -12,6 +12,7 @@ import type {
   ModelSignature,
   PredictTask,
   ResultOf,
+  TaskFailure,
   WorkerConfig,
   WorkerTask,
 } from './worker-protocol.js';
@@ -25,6 +26,7 @@ export {
   InferenceError,
   InferenceInputError,
   InferenceOverloadedError,
+  InferenceRuntimeError,
   type InferenceErrorCode,
 } from './errors.js';
 
@@ -43,6 +45,11 @@ export interface InferenceEngineOptions {
   artifactDir: string;
   /** Disk budget of that cache; least recently used entries beyond it are deleted. Unbounded by default. */
   artifactCacheBytes?: number;
+  /**
+   * Most parameters a served model may have (4 bytes each once loaded), checked against its manifest
+   * before it is written and against its topology before any tensor is allocated. Unbounded by default.
+   */
+  maxParameters?: number;
   /** false: every request is its own dispatch (the unbatched baseline). */
   batching: boolean;
   /** Registry for the engine's metrics; without one they are not exported. */
@@ -78,6 +85,7 @@ export class InferenceEngine {
   private readonly scheduler: BatchScheduler<PredictRequest, TensorOutput>;
   private readonly metrics: InferenceMetrics;
   private closed: Promise<void> | undefined;
+  private workerRestarts = 0;
 
   private constructor(
     options: InferenceEngineOptions,
@@ -98,16 +106,24 @@ export class InferenceEngine {
     );
     this.metrics = new InferenceMetrics(options.registry, () => this.scheduler.queueDepth);
     this.metrics.setBackend(backend);
+    // piscina replaces a worker that dies or that runWorkerTask terminated; closing destroys them all.
+    pool.on('workerDestroy', () => {
+      if (this.closed) return;
+      this.workerRestarts += 1;
+      this.metrics.workerRestarts.inc();
+    });
   }
 
   /** Starts the workers and resolves once every one of them has initialised its backend. */
   static async start(options: InferenceEngineOptions): Promise<InferenceEngine> {
     validateOptions(options);
-    const artifacts = await ArtifactStore.open(options.artifactDir, options.artifactCacheBytes);
+    const maxParameters = options.maxParameters ?? Infinity;
+    const artifacts = await ArtifactStore.open(options.artifactDir, options.artifactCacheBytes, maxParameters);
     const workerFile = siblingWorkerFile(import.meta.url, 'worker');
     const workerConfig: WorkerConfig = {
       artifactDir: artifacts.rootDir,
       cacheBytes: Math.floor(options.cacheBytes / options.workers),
+      maxParameters,
     };
     const pool = new Piscina({
       filename: workerFile.href,
@@ -208,8 +224,14 @@ export class InferenceEngine {
     }
   }
 
-  stats(): { queueDepth: number; inFlight: number } {
-    return { queueDepth: this.scheduler.queueDepth, inFlight: this.scheduler.inFlight };
+  /** `workers`: live worker threads (0: none can serve); `workerRestarts`: workers replaced since start. */
+  stats(): { queueDepth: number; inFlight: number; workers: number; workerRestarts: number } {
+    return {
+      queueDepth: this.scheduler.queueDepth,
+      inFlight: this.scheduler.inFlight,
+      workers: this.pool.threads.length,
+      workerRestarts: this.workerRestarts,
+    };
   }
 
   /** Rejects new work, finishes everything already admitted, then stops the workers. */
@@ -254,13 +276,33 @@ export class InferenceEngine {
   }
 }
 
-function runWorkerTask<T extends WorkerTask>(
+/** Runs a task on some worker; what tfjs refused arrives as the matching typed error. */
+async function runWorkerTask<T extends WorkerTask>(
   pool: Piscina,
   task: T,
   transferList: ArrayBuffer[] = [],
 ): Promise<ResultOf<T>> {
-  // piscina types results as any; worker.ts returns ResultOf<T> for each task type.
-  return pool.run(task, { transferList }) as Promise<ResultOf<T>>;
+  let result: ResultOf<T> | TaskFailure;
+  try {
+    // piscina types results as any; worker.ts returns ResultOf<T> or a TaskFailure for each task type.
+    result = (await pool.run(task, { transferList })) as ResultOf<T> | TaskFailure;
+  } catch (error) {
+    // The worker died under the task (piscina starts a replacement), or failed outside any task handler.
+    throw new InferenceRuntimeError(`inference worker failed: ${(error as Error).message}`);
+  }
+  if ('failure' in result) {
+    switch (result.failure) {
+      case 'input':
+        throw new InferenceInputError(result.message);
+      case 'artifact':
+        throw new InferenceArtifactError(result.message);
+      case 'runtime':
+        // Its wasm memory is broken for good (and never shrinks): end the thread; piscina replaces it.
+        await pool.threads.find((thread) => thread.threadId === result.threadId)?.terminate();
+        throw new InferenceRuntimeError(`inference worker runtime failed and was replaced: ${result.message}`);
+    }
+  }
+  return result;
 }
 
 /** Runs one describe task per worker at once; they only return when all workers are up. */
@@ -321,6 +363,8 @@ function validateOptions(options: InferenceEngineOptions): void {
   if (!options.artifactDir) throw new RangeError('artifactDir is required');
   if (options.artifactCacheBytes !== undefined && !(options.artifactCacheBytes >= 0))
     throw new RangeError('artifactCacheBytes must be >= 0');
+  if (options.maxParameters !== undefined && !(options.maxParameters >= 1))
+    throw new RangeError('maxParameters must be >= 1');
 }
 
 /** The worker module next to this one, with this module's extension (.ts under tsx, .js compiled). */

@@ -1,10 +1,10 @@
 /**
- * Errors the inference engine raises on purpose. Each carries a stable `code` so the
- * GraphQL layer can map it to an error extension without matching on messages.
- * Failures inside tfjs (a model that does not load, an input shape the model rejects)
- * reach callers as the plain `Error` the worker threw.
+ * Errors the inference engine raises. Each carries a stable `code` so the GraphQL layer can
+ * map it to an error extension without matching on messages. Failures inside tfjs arrive
+ * typed too: an input the model rejects is an `InferenceInputError`, a model that does not
+ * load an `InferenceArtifactError`, a worker whose runtime broke an `InferenceRuntimeError`.
  */
-export type InferenceErrorCode = 'OVERLOADED' | 'BAD_INPUT' | 'BAD_ARTIFACT' | 'CLOSED';
+export type InferenceErrorCode = 'OVERLOADED' | 'BAD_INPUT' | 'BAD_ARTIFACT' | 'RUNTIME_FAILED' | 'CLOSED';
 
 export class InferenceError extends Error {
   constructor(
@@ -37,6 +37,17 @@ export class InferenceArtifactError extends InferenceError {
   declare readonly code: 'BAD_ARTIFACT';
   constructor(message: string) {
     super('BAD_ARTIFACT', message);
+  }
+}
+
+/**
+ * The worker's tfjs runtime failed (wasm memory out of bounds, out of memory) or the worker died
+ * while running the task. The worker is replaced; the same request may break the next one too.
+ */
+export class InferenceRuntimeError extends InferenceError {
+  declare readonly code: 'RUNTIME_FAILED';
+  constructor(message: string) {
+    super('RUNTIME_FAILED', message);
   }
 }
 

@@ -8,6 +8,7 @@ const METRIC_NAMES = [
   'mm_model_cache_misses_total',
   'mm_model_cache_evictions_total',
   'mm_inference_backend_info',
+  'mm_inference_worker_restarts_total',
 ] as const;
 
 /**
@@ -21,6 +22,7 @@ export class InferenceMetrics {
   readonly cacheHits: Counter;
   readonly cacheMisses: Counter;
   readonly cacheEvictions: Counter;
+  readonly workerRestarts: Counter;
   private readonly queueDepth: Gauge;
   private readonly backendInfo: Gauge<'backend'>;
 
@@ -62,6 +64,11 @@ export class InferenceMetrics {
     this.cacheEvictions = new Counter({
       name: 'mm_model_cache_evictions_total',
       help: 'Loaded models evicted from worker caches to stay within cacheBytes',
+      registers,
+    });
+    this.workerRestarts = new Counter({
+      name: 'mm_inference_worker_restarts_total',
+      help: 'Inference workers replaced because they died or their tfjs runtime broke',
       registers,
     });
     this.backendInfo = new Gauge({

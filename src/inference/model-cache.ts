@@ -3,6 +3,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { LRUCache } from 'lru-cache';
 import { MODEL_JSON_FILE } from './artifact-store.js';
+import { assertDeclaredWeights } from './declared-weights.js';
 import type { ModelSignature } from './worker-protocol.js';
 
 interface LoadedModel {
@@ -30,6 +31,7 @@ export class LoadedModelCache {
   constructor(
     private readonly artifactDir: string,
     capacityBytes: number,
+    private readonly maxParameters: number,
   ) {
     this.capacityBytes = Math.max(0, Math.floor(capacityBytes));
     this.models = new LRUCache<string, LoadedModel>({
@@ -46,7 +48,7 @@ export class LoadedModelCache {
     const cached = this.models.get(key);
     if (cached) return { model: cached.model, cacheHit: true, release: () => {} };
 
-    const loaded = await loadModelFromDir(path.join(this.artifactDir, key));
+    const loaded = await loadModelFromDir(path.join(this.artifactDir, key), this.maxParameters);
     if (loaded.weightBytes <= this.capacityBytes) {
       this.models.set(key, loaded);
       return { model: loaded.model, cacheHit: false, release: () => {} };
@@ -63,13 +65,17 @@ export class LoadedModelCache {
   }
 }
 
-/** Loads a layers model from a file-cache entry written by `ArtifactStore`. */
-async function loadModelFromDir(entryDir: string): Promise<LoadedModel> {
+/**
+ * Loads a layers model from a file-cache entry written by `ArtifactStore`, once its topology is known
+ * to build exactly the weights its manifest holds.
+ */
+async function loadModelFromDir(entryDir: string, maxParameters: number): Promise<LoadedModel> {
+  const modelJson = JSON.parse(await readFile(path.join(entryDir, MODEL_JSON_FILE), 'utf8')) as tf.io.ModelJSON;
+  await assertDeclaredWeights(modelJson, maxParameters);
   let weightBytes = 0;
   const handler: tf.io.IOHandler = {
-    load: async () => {
-      const modelJson = JSON.parse(await readFile(path.join(entryDir, MODEL_JSON_FILE), 'utf8')) as tf.io.ModelJSON;
-      return tf.io.getModelArtifactsForJSON(modelJson, async (manifest) => {
+    load: () =>
+      tf.io.getModelArtifactsForJSON(modelJson, async (manifest) => {
         // Shard files in manifest order form the weight buffer; tfjs accepts them unjoined.
         const shards: ArrayBuffer[] = [];
         for (const group of manifest) {
@@ -80,10 +86,9 @@ async function loadModelFromDir(entryDir: string): Promise<LoadedModel> {
           }
         }
         return [tf.io.getWeightSpecs(manifest), shards];
-      });
-    },
+      }),
   };
-  const model = await tf.loadLayersModel(handler);
+  const model = await freeingOnFailure(() => tf.loadLayersModel(handler));
   if (model.inputs.length !== 1 || model.outputs.length !== 1) {
     model.dispose();
     throw new Error(
@@ -91,6 +96,28 @@ async function loadModelFromDir(entryDir: string): Promise<LoadedModel> {
     );
   }
   return { model, weightBytes };
+}
+
+/**
+ * Runs a model load so that a failure frees the tensors and variables it created: tfjs keeps the
+ * variables of a model whose weights turned out not to fit (they are registered by name, not scoped).
+ */
+async function freeingOnFailure(load: () => Promise<tf.LayersModel>): Promise<tf.LayersModel> {
+  const engine = tf.engine();
+  const variablesBefore = new Set(Object.keys(engine.registeredVariables));
+  // A worker runs one task at a time, so nothing else allocates inside this scope while the load awaits.
+  engine.startScope();
+  try {
+    return await load();
+  } catch (error) {
+    for (const [name, variable] of Object.entries(engine.registeredVariables)) {
+      if (!variablesBefore.has(name)) variable.dispose();
+    }
+    throw error;
+  } finally {
+    // Variables outlive scopes; what the load left unreferenced (decoded weight tensors) goes.
+    engine.endScope();
+  }
 }
 
 export function signatureOf(model: tf.LayersModel): ModelSignature {

@@ -6,6 +6,8 @@ export interface WorkerConfig {
   artifactDir: string;
   /** Byte budget of this worker's loaded-model LRU (weights bytes). */
   cacheBytes: number;
+  /** Most parameters a model's topology may declare; checked before any of its tensors is allocated. */
+  maxParameters: number;
 }
 
 export type InputDtype = 'float32' | 'int32';
@@ -64,7 +66,19 @@ export interface PredictResult extends CacheReport {
   seconds: number;
 }
 
-/** The result type the worker returns for each task type. */
+/**
+ * A load or predict task that tfjs refused, returned rather than thrown so the engine learns who
+ * is to blame (errors lose their type crossing threads). `input`: the input does not fit the
+ * model; `artifact`: the model cannot be loaded; `runtime`: the worker's tfjs memory failed, and
+ * the engine terminates the thread `threadId` so that piscina starts a fresh one.
+ */
+export interface TaskFailure {
+  failure: 'input' | 'artifact' | 'runtime';
+  message: string;
+  threadId: number;
+}
+
+/** The result type the worker returns for each task type (load and predict may return a `TaskFailure`). */
 export type ResultOf<T extends WorkerTask> = T extends PredictTask
   ? PredictResult
   : T extends LoadTask

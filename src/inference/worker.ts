@@ -5,11 +5,11 @@
  * TypeScript through tsx's CommonJS hook (its ESM hooks are not active in workers), and
  * CommonJS cannot wait at top level. Backend initialisation therefore happens on first use.
  */
-import { workerData } from 'node:worker_threads';
+import { threadId, workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { initBackend } from './backend.js';
-import { LoadedModelCache, signatureOf } from './model-cache.js';
+import { LoadedModelCache, signatureOf, type ModelLease } from './model-cache.js';
 import type {
   DescribeResult,
   DescribeTask,
@@ -17,6 +17,7 @@ import type {
   LoadTask,
   PredictResult,
   PredictTask,
+  TaskFailure,
   WorkerConfig,
   WorkerTask,
 } from './worker-protocol.js';
@@ -24,9 +25,15 @@ import type {
 const STARTUP_TIMEOUT_MS = 60_000;
 
 const config = workerData as WorkerConfig;
-const models = new LoadedModelCache(config.artifactDir, config.cacheBytes);
+const models = new LoadedModelCache(config.artifactDir, config.cacheBytes, config.maxParameters);
 
-export default async function runTask(task: WorkerTask): Promise<DescribeResult | LoadResult | PredictResult> {
+// What a broken runtime throws: wasm traps (WebAssembly.RuntimeError), emscripten aborts, failed allocations.
+const RUNTIME_FAILURE =
+  /memory access out of bounds|out of memory|Aborted\(|allocation failed|Invalid typed array length/i;
+
+export default async function runTask(
+  task: WorkerTask,
+): Promise<DescribeResult | LoadResult | PredictResult | TaskFailure> {
   switch (task.kind) {
     case 'describe':
       return describe(task);
@@ -35,6 +42,17 @@ export default async function runTask(task: WorkerTask): Promise<DescribeResult 
     case 'predict':
       return predict(task);
   }
+}
+
+/**
+ * The failure to report for `error`: blamed on `stage` unless the runtime itself broke, when every
+ * later task in this thread would fail too and the engine terminates this thread (an idle piscina
+ * worker blocks in Atomics.wait, so it could not reliably exit by itself after replying).
+ */
+function failure(stage: 'input' | 'artifact', error: unknown): TaskFailure {
+  const message = error instanceof Error ? error.message : String(error);
+  const broken = (error instanceof Error && error.name === 'RuntimeError') || RUNTIME_FAILURE.test(message);
+  return { failure: broken ? 'runtime' : stage, message, threadId };
 }
 
 async function describe(task: DescribeTask): Promise<DescribeResult> {
@@ -60,9 +78,14 @@ function waitForAllWorkers({ barrier, workers }: DescribeTask): void {
   }
 }
 
-async function load(task: LoadTask): Promise<LoadResult> {
+async function load(task: LoadTask): Promise<LoadResult | TaskFailure> {
   await initBackend();
-  const lease = await models.acquire(task.modelKey);
+  let lease: ModelLease;
+  try {
+    lease = await models.acquire(task.modelKey);
+  } catch (error) {
+    return failure('artifact', error);
+  }
   try {
     return { signature: signatureOf(lease.model), cacheHit: lease.cacheHit, evictions: models.takeEvictions() };
   } finally {
@@ -70,37 +93,48 @@ async function load(task: LoadTask): Promise<LoadResult> {
   }
 }
 
-async function predict(task: PredictTask): Promise<PredictResult> {
+async function predict(task: PredictTask): Promise<PredictResult | TaskFailure> {
   await initBackend();
   const startedAt = performance.now();
-  const lease = await models.acquire(task.modelKey);
+  let lease: ModelLease;
   try {
-    const output = tf.tidy(() => {
-      const data = task.dtype === 'float32' ? new Float32Array(task.data) : new Int32Array(task.data);
-      const model = task.inputsOf ? truncated(lease.model, task.inputsOf) : lease.model;
-      const prediction = model.predict(tf.tensor(data, task.shape, task.dtype));
-      // Models with several outputs are rejected when loaded.
-      const single = Array.isArray(prediction) ? prediction[0]! : prediction;
-      return single.dtype === 'float32' ? single : single.cast('float32');
-    });
-    let values: Float32Array<ArrayBuffer>;
-    try {
-      // Backends may hand out their internal storage (cpu does); transfer a copy we own.
-      values = new Float32Array(await output.data<'float32'>());
-    } finally {
-      output.dispose();
-    }
-    const result: PredictResult = {
-      output: values.buffer,
-      shape: output.shape,
-      seconds: (performance.now() - startedAt) / 1000,
-      cacheHit: lease.cacheHit,
-      evictions: models.takeEvictions(),
-    };
-    return transferring(result, [result.output]);
+    lease = await models.acquire(task.modelKey);
+  } catch (error) {
+    return failure('artifact', error);
+  }
+  try {
+    return await predictWith(task, lease, startedAt);
+  } catch (error) {
+    return failure('input', error);
   } finally {
     lease.release();
   }
+}
+
+async function predictWith(task: PredictTask, lease: ModelLease, startedAt: number): Promise<PredictResult> {
+  const output = tf.tidy(() => {
+    const data = task.dtype === 'float32' ? new Float32Array(task.data) : new Int32Array(task.data);
+    const model = task.inputsOf ? truncated(lease.model, task.inputsOf) : lease.model;
+    const prediction = model.predict(tf.tensor(data, task.shape, task.dtype));
+    // Models with several outputs are rejected when loaded.
+    const single = Array.isArray(prediction) ? prediction[0]! : prediction;
+    return single.dtype === 'float32' ? single : single.cast('float32');
+  });
+  let values: Float32Array<ArrayBuffer>;
+  try {
+    // Backends may hand out their internal storage (cpu does); transfer a copy we own.
+    values = new Float32Array(await output.data<'float32'>());
+  } finally {
+    output.dispose();
+  }
+  const result: PredictResult = {
+    output: values.buffer,
+    shape: output.shape,
+    seconds: (performance.now() - startedAt) / 1000,
+    cacheHit: lease.cacheHit,
+    evictions: models.takeEvictions(),
+  };
+  return transferring(result, [result.output]);
 }
 
 /** The model up to what `layerName` receives; fails for an unknown layer or one with several inputs. */

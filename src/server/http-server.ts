@@ -130,12 +130,14 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
     try {
       await db.pool.query('SELECT 1');
       const pending = await pendingMigrations(db.pool, deps.migrations);
-      const ready = pending.length === 0;
+      const inference = services.engine.stats();
+      // Without a live worker no prediction can run; workerRestarts shows workers that broke and were replaced.
+      const ready = pending.length === 0 && inference.workers > 0;
       res.status(ready ? 200 : 503).json({
         status: ready ? 'ready' : 'not ready',
         database: 'ok',
-        migrations: ready ? 'applied' : { pending },
-        inference: { backend: services.engine.backend, ...services.engine.stats() },
+        migrations: pending.length === 0 ? 'applied' : { pending },
+        inference: { backend: services.engine.backend, ...inference },
       });
     } catch (error) {
       logger.warn({ err: error }, 'readiness check failed');

@@ -2,7 +2,12 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import { BatchScheduler, type BatchSchedulerOptions } from '../../src/inference/batch-scheduler.js';
-import { InferenceClosedError, InferenceOverloadedError } from '../../src/inference/errors.js';
+import {
+  InferenceClosedError,
+  InferenceInputError,
+  InferenceOverloadedError,
+  InferenceRuntimeError,
+} from '../../src/inference/errors.js';
 
 interface Request {
   id: string;
@@ -161,4 +166,50 @@ test('drain flushes partial batches at once, waits for them, then rejects new wo
   await draining;
   assert.deepEqual(await Promise.all([first, second]), ['done:first', 'done:second']);
   await assert.rejects(submit('late'), InferenceClosedError);
+});
+
+/** A scheduler whose runs fail (with `failure`) for every batch holding a request whose id starts with `bad`. */
+function failingScheduler(failure: (ids: string[]) => Error) {
+  const batches: string[][] = [];
+  const scheduler = new BatchScheduler<Request, string>(
+    { slots: 1, maxBatchSize: 16, maxWaitMs: 0, maxQueueDepth: 100, batching: true },
+    async (requests) => {
+      const ids = requests.map((request) => request.id);
+      batches.push(ids);
+      if (ids.some((id) => id.startsWith('bad'))) throw failure(ids);
+      return ids.map((id) => `done:${id}`);
+    },
+  );
+  const submit = (id: string) => scheduler.submit('model-a', 1, { id, instances: 1 }, async () => {});
+  return { scheduler, batches, submit };
+}
+
+test('a merged batch that fails on one request input is bisected: only that request fails', async () => {
+  const { scheduler, batches, submit } = failingScheduler(
+    (ids) => new InferenceInputError(`index out of range in ${ids}`),
+  );
+  const ids = ['a', 'b', 'c', 'bad', 'd', 'e', 'f', 'g'];
+  const settled = await Promise.allSettled(ids.map(submit));
+  assert.deepEqual(batches[0], ids, 'the requests were merged into one batch first');
+  settled.forEach((result, i) => {
+    if (ids[i] === 'bad') {
+      assert.equal(result.status, 'rejected');
+      assert.ok((result as PromiseRejectedResult).reason instanceof InferenceInputError);
+      assert.match((result as PromiseRejectedResult).reason.message, /in bad$/, 'it fails on a run of its own');
+    } else {
+      assert.deepEqual(result, { status: 'fulfilled', value: `done:${ids[i]}` });
+    }
+  });
+  assert.ok(batches.length <= 1 + 2 * Math.log2(ids.length), `${batches.length} runs: halves, not one run per request`);
+  assert.deepEqual([scheduler.queueDepth, scheduler.inFlight], [0, 0]);
+});
+
+test('a batch that fails for another reason (a broken runtime) fails as a whole, without reruns', async () => {
+  const { batches, submit } = failingScheduler(() => new InferenceRuntimeError('memory access out of bounds'));
+  const settled = await Promise.allSettled(['a', 'bad', 'b'].map(submit));
+  assert.equal(batches.length, 1);
+  for (const result of settled) {
+    assert.equal(result.status, 'rejected');
+    assert.ok((result as PromiseRejectedResult).reason instanceof InferenceRuntimeError);
+  }
 });

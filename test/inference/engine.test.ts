@@ -4,16 +4,20 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { Registry } from 'prom-client';
 import { initBackend } from '../../src/inference/backend.js';
+import { ArtifactStore } from '../../src/inference/artifact-store.js';
+import { LoadedModelCache } from '../../src/inference/model-cache.js';
 import {
   InferenceArtifactError,
   InferenceClosedError,
   InferenceEngine,
   InferenceInputError,
   InferenceOverloadedError,
+  InferenceRuntimeError,
   type InferenceEngineOptions,
   type ModelArtifact,
   type TensorOutput,
@@ -98,8 +102,11 @@ describe('InferenceEngine', () => {
       assert.equal(await metricValue(registry, 'mm_inference_seconds', '_count'), 1);
       assert.equal(await metricValue(registry, 'mm_inference_queue_depth'), 0);
 
-      assert.deepEqual(await engine.inspect(ref), {
-        inputs: [{ name: mlp.inputs[0]!.name, shape: [null, 784], dtype: 'float32' }],
+      const signature = await engine.inspect(ref);
+      // tfjs suffixes symbolic tensor names it has seen before in the thread (the pre-load check builds the topology once).
+      assert.match(signature.inputs[0]!.name, new RegExp(`^${mlp.inputs[0]!.name}(_\\d+)?$`));
+      assert.deepEqual(signature, {
+        inputs: [{ name: signature.inputs[0]!.name, shape: [null, 784], dtype: 'float32' }],
         outputs: [{ shape: [null, 10] }],
       });
     } finally {
@@ -221,7 +228,7 @@ describe('InferenceEngine', () => {
       );
       assert.ok(fulfilled.length >= 4, `${fulfilled.length} requests succeeded`);
       for (const { output, i } of fulfilled) assertClose(output.data, expectedOutput(mlp, inputs[i]!, [1, 784]));
-      assert.deepEqual(engine.stats(), { queueDepth: 0, inFlight: 0 });
+      assert.deepEqual(engine.stats(), { queueDepth: 0, inFlight: 0, workers: 1, workerRestarts: 0 });
       // A request too large for the queue can never be admitted: that is an input error, not overload.
       await assert.rejects(
         engine.predict(ref, { data: distinctRows(5, 784), shape: [5, 784], dtype: 'float32' }),
@@ -404,6 +411,145 @@ describe('InferenceEngine', () => {
       engine.predict(ref, { data: inputs[0]!, shape: [1, 784], dtype: 'float32' }),
       InferenceClosedError,
     );
+  });
+
+  test('a merged batch with one out-of-vocabulary id fails only that request (issue 9 row 5)', async () => {
+    const text = tf.sequential({
+      layers: [
+        tf.layers.embedding({
+          inputDim: 1000,
+          outputDim: 4,
+          inputLength: 6,
+          embeddingsInitializer: tf.initializers.randomNormal({ seed: 21 }),
+        }),
+        tf.layers.flatten(),
+        tf.layers.dense({ units: 3, kernelInitializer: tf.initializers.glorotUniform({ seed: 22 }) }),
+      ],
+    });
+    const ref = modelRef(await toArtifact(text));
+    // One worker: the twelve requests arrive together and are merged into one batch.
+    const engine = await startEngine({ workers: 1 });
+    try {
+      await engine.warm(ref);
+      const inputs = Array.from({ length: 12 }, (_, i) =>
+        Int32Array.from({ length: 6 }, (_, j) => (i * 37 + j * 11) % 1000),
+      );
+      inputs[5]![2] = 99999;
+      const settled = await Promise.allSettled(
+        inputs.map((data) => engine.predict(ref, { data, shape: [1, 6], dtype: 'int32' })),
+      );
+      settled.forEach((result, i) => {
+        if (i === 5) {
+          assert.equal(result.status, 'rejected');
+          const { reason } = result as PromiseRejectedResult;
+          assert.ok(reason instanceof InferenceInputError, String(reason));
+          assert.match(reason.message, /99999/);
+        } else {
+          assert.equal(result.status, 'fulfilled', `request ${i}: ${String((result as PromiseRejectedResult).reason)}`);
+          assertClose(
+            (result as PromiseFulfilledResult<TensorOutput>).value.data,
+            expectedOutput(text, inputs[i]!, [1, 6], 'int32'),
+          );
+        }
+      });
+    } finally {
+      await engine.close();
+    }
+  });
+
+  test('a worker whose tfjs runtime breaks is replaced and counted; other work goes on', async () => {
+    // No weights, but an activation of 2^28 + 1 rows of 4 floats: 2^32 + 16 bytes, which wraps the wasm
+    // allocator's 32-bit size, and the kernel then writes out of bounds (the runtime is broken from then on).
+    const bomb = tf.sequential({
+      layers: [tf.layers.repeatVector({ n: 2 ** 28 + 1, inputShape: [4] }), tf.layers.globalAveragePooling1d({})],
+    });
+    const bombRef = modelRef(await toArtifact(bomb));
+    const ref = modelRef(mlpArtifact);
+    const registry = new Registry();
+    const engine = await startEngine({ workers: 1, registry });
+    try {
+      await engine.warm(ref);
+      await assert.rejects(
+        engine.predict(bombRef, { data: new Float32Array(4), shape: [1, 4], dtype: 'float32' }),
+        InferenceRuntimeError,
+      );
+      for (let waited = 0; engine.stats().workerRestarts === 0 && waited < 5000; waited += 10) await sleep(10);
+      assert.equal(engine.stats().workerRestarts, 1);
+      assert.equal(engine.stats().workers, 1);
+      assert.equal(await metricValue(registry, 'mm_inference_worker_restarts_total'), 1);
+      const data = distinctRows(3, 784);
+      const output = await engine.predict(ref, { data, shape: [3, 784], dtype: 'float32' });
+      assertClose(output.data, expectedOutput(mlp, data, [3, 784]));
+    } finally {
+      await engine.close();
+    }
+  });
+
+  test('a model over maxParameters is refused from its manifest before its files are written', async () => {
+    const artifactDir = await tempDir();
+    const engine = await startEngine({ maxParameters: 1000, artifactDir });
+    try {
+      await assert.rejects(engine.warm(modelRef(mlpArtifact)), (error: Error) => {
+        assert.ok(error instanceof InferenceArtifactError);
+        assert.match(error.message, /holds 12730 parameters; at most 1000/);
+        return true;
+      });
+      assert.deepEqual(await readdir(artifactDir), []);
+    } finally {
+      await engine.close();
+    }
+  });
+
+  test('a model saved with its optimizer state passes the pre-load check and serves', async () => {
+    const model = buildMlp([8, 4, 3], 41);
+    model.compile({ optimizer: tf.train.adam(), loss: 'categoricalCrossentropy' });
+    await model.fit(tf.ones([2, 8]), tf.oneHot(tf.tensor1d([0, 1], 'int32'), 3), { epochs: 1, verbose: 0 });
+    let saved!: tf.io.ModelArtifacts;
+    await model.save(
+      tf.io.withSaveHandler(
+        async (a) => ((saved = a), { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } }),
+      ),
+      { includeOptimizer: true },
+    );
+    assert.ok(
+      saved.weightSpecs!.some((spec) => spec.group === 'optimizer'),
+      'the manifest holds optimizer weights',
+    );
+    const ref = modelRef({
+      modelJson: {
+        modelTopology: saved.modelTopology,
+        trainingConfig: saved.trainingConfig,
+        format: 'layers-model',
+        weightsManifest: [{ paths: ['model.weights.bin'], weights: saved.weightSpecs }],
+      },
+      weights: new Uint8Array(saved.weightData as ArrayBuffer),
+    });
+    const engine = await startEngine({ workers: 1 });
+    try {
+      const data = distinctRows(2, 8);
+      const output = await engine.predict(ref, { data, shape: [2, 8], dtype: 'float32' });
+      assertClose(output.data, expectedOutput(model, data, [2, 8]));
+    } finally {
+      await engine.close();
+    }
+  });
+
+  test('a load that fails after tfjs built the model frees the variables and tensors it made', async () => {
+    const renamed = structuredClone(mlpArtifact);
+    const { weightsManifest } = renamed.modelJson as { weightsManifest: { weights: { name: string }[] }[] };
+    for (const spec of weightsManifest[0]!.weights) spec.name = `other/${spec.name}`;
+    const ref = modelRef(renamed);
+    const store = await ArtifactStore.open(await tempDir());
+    await store.ensure(ref);
+    // The worker's cache, run in this thread so that its tfjs engine can be inspected.
+    const models = new LoadedModelCache(store.rootDir, 64 * 1024 * 1024, 1_000_000);
+    const held = () => ({
+      tensors: tf.memory().numTensors,
+      variables: Object.keys(tf.engine().registeredVariables).length,
+    });
+    const before = held();
+    for (let attempt = 0; attempt < 3; attempt += 1) await assert.rejects(models.acquire(ref.key), /target variable/);
+    assert.deepEqual(held(), before);
   });
 
   for (const launcher of [
