@@ -7,10 +7,15 @@ import { requireUserId, type Actor } from '../auth/principal.js';
 import type { PredictGrant } from '../licensing/predict-authorizer.js';
 import { ContractInactiveError, type MeteringService, type UsageRecordInput } from '../metering/metering-service.js';
 import type { Model, ModelVersion } from '../generated/prisma/client.js';
-import { InferenceInputError, InferenceOverloadedError, type InferenceEngine } from '../inference/engine.js';
+import {
+  InferenceInputError,
+  InferenceOverloadedError,
+  InferenceRuntimeError,
+  type InferenceEngine,
+} from '../inference/engine.js';
 import type { ArtifactService } from '../models/artifact-service.js';
 import { canView } from '../models/model-policy.js';
-import { BadUserInputError, ErrorCode, ForbiddenError, NotFoundError } from '../server/errors.js';
+import { BadUserInputError, ErrorCode, ForbiddenError, ModelError, NotFoundError } from '../server/errors.js';
 import { checkRequestId } from '../server/text.js';
 import type { InputEncoder } from './input-encoding.js';
 import { decodeOutputs, type PredictionOutput } from './output-decoding.js';
@@ -177,6 +182,10 @@ export class PredictService {
         });
       }
       if (error instanceof InferenceInputError) throw new BadUserInputError(error.message, 'input.inputs');
+      // The model broke its worker's runtime (the engine replaced the worker): the model's failure, not the caller's.
+      if (error instanceof InferenceRuntimeError) {
+        throw new ModelError('The model failed while running; the call was not billed');
+      }
       throw error;
     }
     const warnings =

@@ -199,7 +199,11 @@ describe('hostile artifacts (issue 9 row 1)', () => {
       labels: ['a', 'b', 'c', 'd'],
     });
     const res = await server.gql(PREDICT, { input: { model: model.slug, inputs: [[1, 2, 3, 4]] } }, auth);
-    assert.ok(res.errors?.length, 'the call that broke the runtime fails');
+    assert.equal(
+      res.errors?.[0]?.extensions?.code,
+      'MODEL_ERROR',
+      'the call that broke the runtime fails as the model’s',
+    );
 
     const ready = await fetch(`${server.origin}/readyz`);
     const body = (await ready.json()) as { status: string; inference: { workers: number; workerRestarts: number } };
