@@ -17,7 +17,7 @@ export const ErrorCode = {
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
-/** The codes whose messages are written for clients; every other error is masked outside development. */
+/** The codes whose messages are written for clients; every other error is masked unless DEBUG_ERRORS is set. */
 export const CLIENT_ERROR_CODES: ReadonlySet<string> = new Set([
   ...Object.values(ErrorCode).filter((c) => c !== ErrorCode.INTERNAL_SERVER_ERROR),
   // Apollo's own request-level rejections.
