@@ -81,26 +81,28 @@ export class AuthService {
   async logIn(actor: Actor, rawEmail: string, password: string, userAgent?: string): Promise<AuthPayload> {
     // A malformed address cannot match an account: same answer as a wrong password, and still throttled.
     const email = rawEmail.normalize('NFKC').trim().toLowerCase().slice(0, 254);
-    const wait = await this.throttle.retryAfter(email, actor.ip);
-    if (wait > 0) {
+    // The attempt is taken before the password is checked: concurrent guesses cannot outrun the count.
+    const attempt = await this.throttle.take(email, actor.ip);
+    if (!attempt.allowed) {
       await this.audit.record(actor, { action: AuditAction.LOG_IN_THROTTLED, targetType: 'Email', targetId: email });
-      throw new RateLimitedError('Too many failed log-in attempts; try again later', wait);
+      throw new RateLimitedError('Too many failed log-in attempts; try again later', attempt.retryAfter);
     }
     const user = await this.prisma.user.findUnique({ where: { email } });
     const check = await verifyPassword(password, user?.passwordHash ?? (await this.#dummyHash), this.options.scrypt);
     if (!user || !check.ok) {
-      const lockedFor = await this.throttle.recordFailure(email, actor.ip);
+      const locked = attempt.lockSecondsIfFailed > 0;
       await this.audit.record(actor, {
         action: AuditAction.LOG_IN_FAILED,
         actorId: user?.id,
         targetType: 'Email',
         targetId: email,
-        details: { knownAccount: Boolean(user), locked: lockedFor > 0 },
+        details: { knownAccount: Boolean(user), locked },
       });
-      if (lockedFor > 0) throw new RateLimitedError('Too many failed log-in attempts; try again later', lockedFor);
+      if (locked)
+        throw new RateLimitedError('Too many failed log-in attempts; try again later', attempt.lockSecondsIfFailed);
       throw new UnauthenticatedError(INVALID_CREDENTIALS);
     }
-    await this.throttle.recordSuccess(email);
+    await this.throttle.succeeded(email, actor.ip);
     return this.prisma.$transaction(async (tx) => {
       const current = check.needsRehash
         ? await tx.user.update({
