@@ -30,6 +30,27 @@ export interface SignUpInput {
   role: 'CONSUMER' | 'OWNER';
 }
 
+export type AdminBootstrapOutcome =
+  | 'created'
+  | 'promoted'
+  | 'password-reset'
+  | 'already-admin'
+  /** An admin already, with another password: changed since, or taken over before promotion checked it. */
+  | 'already-admin-other-password';
+
+/** The address belongs to an account whose password is not the one given: it was not made an admin. */
+export class AdminBootstrapRefusedError extends Error {
+  constructor(readonly email: string) {
+    super(
+      `${email} belongs to an existing account whose password is not the one given: it was NOT made an admin. ` +
+        `If the account is yours, give its current password. Otherwise run \`npm run admin:create -- --email ${email} ` +
+        `--password <new password> --reset-password\` to set the password, make it an admin and revoke all of ` +
+        `its sessions and API keys.`,
+    );
+    this.name = 'AdminBootstrapRefusedError';
+  }
+}
+
 const REFRESH_TOKEN_PREFIX = 'mmr_';
 const INVALID_CREDENTIALS = 'Invalid e-mail or password';
 const INVALID_REFRESH = 'Invalid or expired refresh token';
@@ -235,32 +256,84 @@ export class AuthService {
     });
   }
 
-  /** Creates the configured admin, or makes the existing account an admin; does nothing when already so. */
-  async ensureAdmin(email: string, password: string): Promise<{ created: boolean; promoted: boolean }> {
+  /**
+   * Makes sure `email` is an admin with `password` (ADMIN_EMAIL at start, `npm run admin:create`). An account
+   * that already holds the address is promoted only if `password` is its password: anyone may have signed up
+   * with the address before the operator chose it. With `resetPassword` (an operator's explicit choice) the
+   * account gets `password`, becomes an admin and loses every session and API key, in one transaction.
+   */
+  async ensureAdmin(
+    email: string,
+    password: string,
+    options: { resetPassword?: boolean } = {},
+  ): Promise<AdminBootstrapOutcome> {
     const normalised = normaliseEmail(email, 'ADMIN_EMAIL');
     assertAcceptablePassword(password, normalised, 'ADMIN_PASSWORD');
     const existing = await this.prisma.user.findUnique({ where: { email: normalised } });
-    if (existing?.role === 'ADMIN') return { created: false, promoted: false };
+    if (!existing) {
+      const passwordHash = await hashPassword(password, this.options.scrypt);
+      await this.prisma.$transaction(async (tx) => {
+        const user = await tx.user.create({
+          data: { email: normalised, displayName: 'Administrator', role: 'ADMIN', passwordHash },
+        });
+        await this.#auditBootstrap(tx, user.id, { created: true });
+      });
+      return 'created';
+    }
+    if (options.resetPassword) return this.#resetToAdmin(existing, password);
+    const check = await verifyPassword(password, existing.passwordHash, this.options.scrypt);
+    if (existing.role === 'ADMIN') return check.ok ? 'already-admin' : 'already-admin-other-password';
+    if (!check.ok) {
+      await this.audit.record(undefined, {
+        action: AuditAction.ADMIN_BOOTSTRAP_REFUSED,
+        actorId: existing.id,
+        targetType: 'User',
+        targetId: existing.id,
+        details: { role: existing.role },
+      });
+      throw new AdminBootstrapRefusedError(normalised);
+    }
+    await this.prisma.$transaction(async (tx) => {
+      // Only the account whose password was just checked: not one whose password changed meanwhile.
+      const { count } = await tx.user.updateMany({
+        where: { id: existing.id, passwordHash: existing.passwordHash },
+        data: { role: 'ADMIN' },
+      });
+      if (count === 0) throw new AdminBootstrapRefusedError(normalised);
+      await this.#auditBootstrap(tx, existing.id, { promoted: true, from: existing.role });
+    });
+    return 'promoted';
+  }
+
+  async #resetToAdmin(user: User, password: string): Promise<AdminBootstrapOutcome> {
     const passwordHash = await hashPassword(password, this.options.scrypt);
     await this.prisma.$transaction(async (tx) => {
-      const user = existing
-        ? await tx.user.update({ where: { id: existing.id }, data: { role: 'ADMIN' } })
-        : await tx.user.create({
-            data: { email: normalised, displayName: 'Administrator', role: 'ADMIN', passwordHash },
-          });
-      await this.audit.record(
-        undefined,
-        {
-          action: AuditAction.ADMIN_BOOTSTRAPPED,
-          actorId: user.id,
-          targetType: 'User',
-          targetId: user.id,
-          details: { promoted: Boolean(existing) },
-        },
-        tx,
-      );
+      const now = new Date();
+      await tx.user.update({ where: { id: user.id }, data: { passwordHash, role: 'ADMIN' } });
+      const sessions = await tx.session.updateMany({
+        where: { userId: user.id, revokedAt: null },
+        data: { revokedAt: now, revokedReason: 'password reset by admin:create' },
+      });
+      const apiKeys = await tx.apiKey.updateMany({
+        where: { userId: user.id, revokedAt: null },
+        data: { revokedAt: now },
+      });
+      await this.#auditBootstrap(tx, user.id, {
+        passwordReset: true,
+        from: user.role,
+        sessionsRevoked: sessions.count,
+        apiKeysRevoked: apiKeys.count,
+      });
     });
-    return { created: !existing, promoted: Boolean(existing) };
+    return 'password-reset';
+  }
+
+  #auditBootstrap(tx: Pick<Prisma, 'auditEvent'>, userId: string, details: Record<string, string | number | boolean>) {
+    return this.audit.record(
+      undefined,
+      { action: AuditAction.ADMIN_BOOTSTRAPPED, actorId: userId, targetType: 'User', targetId: userId, details },
+      tx,
+    );
   }
 
   async #startSession(
