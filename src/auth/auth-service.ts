@@ -5,11 +5,17 @@ import type { Prisma } from '../db/database.js';
 import { isUniqueViolation } from '../db/errors.js';
 import type { Role, User } from '../generated/prisma/client.js';
 import { AuditAction, type AuditService } from '../audit/audit-service.js';
-import { ConflictError, NotFoundError, RateLimitedError, UnauthenticatedError } from '../server/errors.js';
+import {
+  BadUserInputError,
+  ConflictError,
+  NotFoundError,
+  RateLimitedError,
+  UnauthenticatedError,
+} from '../server/errors.js';
 import type { AccessTokens } from './access-tokens.js';
 import type { LoginThrottle } from './login-throttle.js';
 import { dummyHash, hashPassword, verifyPassword, type ScryptCost } from './password.js';
-import { assertAcceptablePassword } from './password-policy.js';
+import { assertAcceptablePassword, MAX_PASSWORD_LENGTH } from './password-policy.js';
 import type { Actor, Principal } from './principal.js';
 import { assertUuid } from '../server/ids.js';
 import { cleanText } from '../server/text.js';
@@ -100,8 +106,12 @@ export class AuthService {
   }
 
   async logIn(actor: Actor, rawEmail: string, password: string, userAgent?: string): Promise<AuthPayload> {
-    // A malformed address cannot match an account: same answer as a wrong password, and still throttled.
-    const email = rawEmail.normalize('NFKC').trim().toLowerCase().slice(0, 254);
+    // What cannot be an account's address or password is refused before anything is counted, checked or
+    // stored (the audit log keeps the address): it could never match an account.
+    const email = normaliseEmail(rawEmail, 'email');
+    if (password.length > MAX_PASSWORD_LENGTH) {
+      throw new BadUserInputError(`Password must be at most ${MAX_PASSWORD_LENGTH} characters`, 'password');
+    }
     // The attempt is taken before the password is checked: concurrent guesses cannot outrun the count.
     const attempt = await this.throttle.take(email, actor.ip);
     if (!attempt.allowed) {

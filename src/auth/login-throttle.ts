@@ -5,6 +5,7 @@
 // An attempt is taken (one atomic upsert per limit) *before* the password is checked, so under any
 // concurrency at most N checks per account and M per address run in a window; a check-then-count design
 // let a burst of concurrent guesses all through before the first failure was counted.
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { RateLimiterPostgres, RateLimiterRes } from 'rate-limiter-flexible';
 
@@ -18,6 +19,9 @@ export interface LoginThrottleOptions {
 export type LoginAttempt = { allowed: true; lockSecondsIfFailed: number } | { allowed: false; retryAfter: number };
 
 const TABLE = 'rate_limits';
+
+/** Counted under a digest of the address or client address: fixed length, as rate_limits.key is VARCHAR(255). */
+const limitKey = (value: string) => createHash('sha256').update(value).digest('base64url');
 
 export class LoginThrottle {
   readonly #pool: pg.Pool;
@@ -48,11 +52,11 @@ export class LoginThrottle {
    * so refusals neither use up an address's budget nor lock an account by themselves.
    */
   async take(email: string, ip: string): Promise<LoginAttempt> {
-    const client = await settle(this.#byIp.consume(ip));
+    const client = await settle(this.#byIp.consume(limitKey(ip)));
     if (!client.ok) return { allowed: false, retryAfter: client.state.msBeforeNext / 1000 };
-    const account = await settle(this.#byAccount.consume(email));
+    const account = await settle(this.#byAccount.consume(limitKey(email)));
     if (!account.ok) {
-      await this.#byIp.reward(ip);
+      await this.#byIp.reward(limitKey(ip));
       return { allowed: false, retryAfter: account.state.msBeforeNext / 1000 };
     }
     const lastOf = (state: RateLimiterRes) => (state.remainingPoints <= 0 ? state.msBeforeNext / 1000 : 0);
@@ -65,11 +69,11 @@ export class LoginThrottle {
    */
   async succeeded(email: string, ip: string): Promise<void> {
     await Promise.all([
-      this.#byIp.reward(ip),
+      this.#byIp.reward(limitKey(ip)),
       this.#pool.query({
         name: 'mm_login_throttle_clear',
         text: `DELETE FROM ${TABLE} WHERE key = $1 AND points <= $2`,
-        values: [this.#byAccount.getKey(email), this.#byAccount.points],
+        values: [this.#byAccount.getKey(limitKey(email)), this.#byAccount.points],
       }),
     ]);
   }

@@ -90,3 +90,41 @@ describe('log-in throttling per client address under concurrency', () => {
     assert.equal((audit['auth.log_in_failed'] ?? 0) + (audit['auth.log_in_throttled'] ?? 0), 20);
   });
 });
+
+describe('log-in input that can never match an account', () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer();
+  });
+  after(() => server.close());
+
+  const rows = async () =>
+    (
+      await server.sql.query(
+        `SELECT (SELECT count(*)::int FROM audit_events) AS audit, (SELECT count(*)::int FROM rate_limits) AS limits`,
+      )
+    ).rows[0];
+
+  it('refuses a NUL in the address, an overlong address or password with BAD_USER_INPUT, changing nothing', async () => {
+    const before = await rows();
+    for (const [variables, field] of [
+      [{ email: 'eve\u0000@example.com', password: 'wrong password!' }, 'email'],
+      [{ email: `${'a'.repeat(64)}@${'b'.repeat(250)}.com`, password: 'wrong password!' }, 'email'],
+      [{ email: uniqueEmail(), password: 'x'.repeat(257) }, 'password'],
+    ] as const) {
+      const error = expectError(await server.gql(LOG_IN, variables), 'BAD_USER_INPUT');
+      assert.equal(error.extensions!.field, field);
+    }
+    const signUpNul = await server.gql('mutation S($i: SignUpInput!) { signUp(input: $i) { expiresIn } }', {
+      i: { email: 'eve\u0000@example.com', password: 'a sturdy passphrase', displayName: 'Eve', role: 'CONSUMER' },
+    });
+    assert.equal(expectError(signUpNul, 'BAD_USER_INPUT').extensions!.field, 'input.email');
+    assert.deepEqual(await rows(), before);
+  });
+
+  it('throttles the longest valid address like any other', async () => {
+    const email = `${'a'.repeat(64)}@${'b'.repeat(185)}.com`;
+    assert.equal(email.length, 254);
+    expectError(await server.gql(LOG_IN, { email, password: 'wrong password!' }), 'UNAUTHENTICATED');
+  });
+});
