@@ -2,6 +2,7 @@
 // main.ts, the operator scripts (without HTTP) and the tests, which run real servers on real databases.
 import path from 'node:path';
 import type { Registry } from 'prom-client';
+import { AdminBootstrapRefusedError } from './auth/auth-service.js';
 import type { Config } from './config.js';
 import { connectDatabase, type Database } from './db/database.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './db/embedded.js';
@@ -64,6 +65,33 @@ export async function openRuntime(config: Config, logger = createLogger(config.l
   }
 }
 
+/**
+ * ADMIN_EMAIL/ADMIN_PASSWORD. When the address belongs to an account with another password, nobody is
+ * promoted and the refusal is logged as an error (and audited), but the server starts: failing the start would
+ * let whoever signed up with the address first keep the whole service down. `admin:create --reset-password`
+ * resolves it.
+ */
+async function ensureBootstrapAdmin(
+  services: Services,
+  admin: { email: string; password: string },
+  logger: Logger,
+): Promise<void> {
+  try {
+    const outcome = await services.auth.ensureAdmin(admin.email, admin.password);
+    if (outcome === 'already-admin-other-password') {
+      logger.warn(
+        { email: admin.email },
+        'the ADMIN_EMAIL account is an admin whose password is not ADMIN_PASSWORD; if nobody changed it, reset it with `npm run admin:create -- --reset-password`',
+      );
+    } else if (outcome !== 'already-admin') {
+      logger.info({ email: admin.email, outcome }, 'bootstrap admin ensured');
+    }
+  } catch (error) {
+    if (!(error instanceof AdminBootstrapRefusedError)) throw error;
+    logger.error({ email: error.email }, `ADMIN_EMAIL refused: ${error.message}`);
+  }
+}
+
 export interface Application {
   url: string;
   port: number;
@@ -77,10 +105,7 @@ export async function startApplication(config: Config, logger = createLogger(con
   const runtime = await openRuntime(config, logger);
   try {
     const { services } = runtime;
-    if (config.bootstrapAdmin) {
-      const outcome = await services.auth.ensureAdmin(config.bootstrapAdmin.email, config.bootstrapAdmin.password);
-      if (outcome.created || outcome.promoted) logger.info(outcome, 'bootstrap admin ensured');
-    }
+    if (config.bootstrapAdmin) await ensureBootstrapAdmin(services, config.bootstrapAdmin, logger);
     const http = await startHttpServer({ ...runtime, config });
     return {
       url: http.url,

@@ -18,6 +18,7 @@ export const AuditAction = {
   API_KEY_REVOKED: 'api_key.revoked',
   ROLE_CHANGED: 'user.role_changed',
   ADMIN_BOOTSTRAPPED: 'user.admin_bootstrapped',
+  ADMIN_BOOTSTRAP_REFUSED: 'user.admin_bootstrap_refused',
   ARTIFACT_UPLOADED: 'artifact.uploaded',
   MODEL_CREATED: 'model.created',
   MODEL_UPDATED: 'model.updated',

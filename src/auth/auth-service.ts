@@ -5,11 +5,17 @@ import type { Prisma } from '../db/database.js';
 import { isUniqueViolation } from '../db/errors.js';
 import type { Role, User } from '../generated/prisma/client.js';
 import { AuditAction, type AuditService } from '../audit/audit-service.js';
-import { ConflictError, NotFoundError, RateLimitedError, UnauthenticatedError } from '../server/errors.js';
+import {
+  BadUserInputError,
+  ConflictError,
+  NotFoundError,
+  RateLimitedError,
+  UnauthenticatedError,
+} from '../server/errors.js';
 import type { AccessTokens } from './access-tokens.js';
 import type { LoginThrottle } from './login-throttle.js';
 import { dummyHash, hashPassword, verifyPassword, type ScryptCost } from './password.js';
-import { assertAcceptablePassword } from './password-policy.js';
+import { assertAcceptablePassword, MAX_PASSWORD_LENGTH } from './password-policy.js';
 import type { Actor, Principal } from './principal.js';
 import { assertUuid } from '../server/ids.js';
 import { cleanText } from '../server/text.js';
@@ -28,6 +34,27 @@ export interface SignUpInput {
   password: string;
   displayName: string;
   role: 'CONSUMER' | 'OWNER';
+}
+
+export type AdminBootstrapOutcome =
+  | 'created'
+  | 'promoted'
+  | 'password-reset'
+  | 'already-admin'
+  /** An admin already, with another password: changed since, or taken over before promotion checked it. */
+  | 'already-admin-other-password';
+
+/** The address belongs to an account whose password is not the one given: it was not made an admin. */
+export class AdminBootstrapRefusedError extends Error {
+  constructor(readonly email: string) {
+    super(
+      `${email} belongs to an existing account whose password is not the one given: it was NOT made an admin. ` +
+        `If the account is yours, give its current password. Otherwise run \`npm run admin:create -- --email ${email} ` +
+        `--password <new password> --reset-password\` to set the password, make it an admin and revoke all of ` +
+        `its sessions and API keys.`,
+    );
+    this.name = 'AdminBootstrapRefusedError';
+  }
 }
 
 const REFRESH_TOKEN_PREFIX = 'mmr_';
@@ -79,28 +106,34 @@ export class AuthService {
   }
 
   async logIn(actor: Actor, rawEmail: string, password: string, userAgent?: string): Promise<AuthPayload> {
-    // A malformed address cannot match an account: same answer as a wrong password, and still throttled.
-    const email = rawEmail.normalize('NFKC').trim().toLowerCase().slice(0, 254);
-    const wait = await this.throttle.retryAfter(email, actor.ip);
-    if (wait > 0) {
+    // What cannot be an account's address or password is refused before anything is counted, checked or
+    // stored (the audit log keeps the address): it could never match an account.
+    const email = normaliseEmail(rawEmail, 'email');
+    if (password.length > MAX_PASSWORD_LENGTH) {
+      throw new BadUserInputError(`Password must be at most ${MAX_PASSWORD_LENGTH} characters`, 'password');
+    }
+    // The attempt is taken before the password is checked: concurrent guesses cannot outrun the count.
+    const attempt = await this.throttle.take(email, actor.ip);
+    if (!attempt.allowed) {
       await this.audit.record(actor, { action: AuditAction.LOG_IN_THROTTLED, targetType: 'Email', targetId: email });
-      throw new RateLimitedError('Too many failed log-in attempts; try again later', wait);
+      throw new RateLimitedError('Too many failed log-in attempts; try again later', attempt.retryAfter);
     }
     const user = await this.prisma.user.findUnique({ where: { email } });
     const check = await verifyPassword(password, user?.passwordHash ?? (await this.#dummyHash), this.options.scrypt);
     if (!user || !check.ok) {
-      const lockedFor = await this.throttle.recordFailure(email, actor.ip);
+      const locked = attempt.lockSecondsIfFailed > 0;
       await this.audit.record(actor, {
         action: AuditAction.LOG_IN_FAILED,
         actorId: user?.id,
         targetType: 'Email',
         targetId: email,
-        details: { knownAccount: Boolean(user), locked: lockedFor > 0 },
+        details: { knownAccount: Boolean(user), locked },
       });
-      if (lockedFor > 0) throw new RateLimitedError('Too many failed log-in attempts; try again later', lockedFor);
+      if (locked)
+        throw new RateLimitedError('Too many failed log-in attempts; try again later', attempt.lockSecondsIfFailed);
       throw new UnauthenticatedError(INVALID_CREDENTIALS);
     }
-    await this.throttle.recordSuccess(email);
+    await this.throttle.succeeded(email, actor.ip);
     return this.prisma.$transaction(async (tx) => {
       const current = check.needsRehash
         ? await tx.user.update({
@@ -233,32 +266,84 @@ export class AuthService {
     });
   }
 
-  /** Creates the configured admin, or makes the existing account an admin; does nothing when already so. */
-  async ensureAdmin(email: string, password: string): Promise<{ created: boolean; promoted: boolean }> {
+  /**
+   * Makes sure `email` is an admin with `password` (ADMIN_EMAIL at start, `npm run admin:create`). An account
+   * that already holds the address is promoted only if `password` is its password: anyone may have signed up
+   * with the address before the operator chose it. With `resetPassword` (an operator's explicit choice) the
+   * account gets `password`, becomes an admin and loses every session and API key, in one transaction.
+   */
+  async ensureAdmin(
+    email: string,
+    password: string,
+    options: { resetPassword?: boolean } = {},
+  ): Promise<AdminBootstrapOutcome> {
     const normalised = normaliseEmail(email, 'ADMIN_EMAIL');
     assertAcceptablePassword(password, normalised, 'ADMIN_PASSWORD');
     const existing = await this.prisma.user.findUnique({ where: { email: normalised } });
-    if (existing?.role === 'ADMIN') return { created: false, promoted: false };
+    if (!existing) {
+      const passwordHash = await hashPassword(password, this.options.scrypt);
+      await this.prisma.$transaction(async (tx) => {
+        const user = await tx.user.create({
+          data: { email: normalised, displayName: 'Administrator', role: 'ADMIN', passwordHash },
+        });
+        await this.#auditBootstrap(tx, user.id, { created: true });
+      });
+      return 'created';
+    }
+    if (options.resetPassword) return this.#resetToAdmin(existing, password);
+    const check = await verifyPassword(password, existing.passwordHash, this.options.scrypt);
+    if (existing.role === 'ADMIN') return check.ok ? 'already-admin' : 'already-admin-other-password';
+    if (!check.ok) {
+      await this.audit.record(undefined, {
+        action: AuditAction.ADMIN_BOOTSTRAP_REFUSED,
+        actorId: existing.id,
+        targetType: 'User',
+        targetId: existing.id,
+        details: { role: existing.role },
+      });
+      throw new AdminBootstrapRefusedError(normalised);
+    }
+    await this.prisma.$transaction(async (tx) => {
+      // Only the account whose password was just checked: not one whose password changed meanwhile.
+      const { count } = await tx.user.updateMany({
+        where: { id: existing.id, passwordHash: existing.passwordHash },
+        data: { role: 'ADMIN' },
+      });
+      if (count === 0) throw new AdminBootstrapRefusedError(normalised);
+      await this.#auditBootstrap(tx, existing.id, { promoted: true, from: existing.role });
+    });
+    return 'promoted';
+  }
+
+  async #resetToAdmin(user: User, password: string): Promise<AdminBootstrapOutcome> {
     const passwordHash = await hashPassword(password, this.options.scrypt);
     await this.prisma.$transaction(async (tx) => {
-      const user = existing
-        ? await tx.user.update({ where: { id: existing.id }, data: { role: 'ADMIN' } })
-        : await tx.user.create({
-            data: { email: normalised, displayName: 'Administrator', role: 'ADMIN', passwordHash },
-          });
-      await this.audit.record(
-        undefined,
-        {
-          action: AuditAction.ADMIN_BOOTSTRAPPED,
-          actorId: user.id,
-          targetType: 'User',
-          targetId: user.id,
-          details: { promoted: Boolean(existing) },
-        },
-        tx,
-      );
+      const now = new Date();
+      await tx.user.update({ where: { id: user.id }, data: { passwordHash, role: 'ADMIN' } });
+      const sessions = await tx.session.updateMany({
+        where: { userId: user.id, revokedAt: null },
+        data: { revokedAt: now, revokedReason: 'password reset by admin:create' },
+      });
+      const apiKeys = await tx.apiKey.updateMany({
+        where: { userId: user.id, revokedAt: null },
+        data: { revokedAt: now },
+      });
+      await this.#auditBootstrap(tx, user.id, {
+        passwordReset: true,
+        from: user.role,
+        sessionsRevoked: sessions.count,
+        apiKeysRevoked: apiKeys.count,
+      });
     });
-    return { created: !existing, promoted: Boolean(existing) };
+    return 'password-reset';
+  }
+
+  #auditBootstrap(tx: Pick<Prisma, 'auditEvent'>, userId: string, details: Record<string, string | number | boolean>) {
+    return this.audit.record(
+      undefined,
+      { action: AuditAction.ADMIN_BOOTSTRAPPED, actorId: userId, targetType: 'User', targetId: userId, details },
+      tx,
+    );
   }
 
   async #startSession(

@@ -1,6 +1,11 @@
 // Brute-force protection for log-in, shared by all replicas through PostgreSQL (rate-limiter-flexible):
-// an account is locked for a while after N consecutive failures, and one client address may fail at most
-// M times an hour across all accounts. A success clears the account's counter.
+// an account is locked for a while after N attempts without a success, and one client address may fail at
+// most M times an hour across all accounts.
+//
+// An attempt is taken (one atomic upsert per limit) *before* the password is checked, so under any
+// concurrency at most N checks per account and M per address run in a window; a check-then-count design
+// let a burst of concurrent guesses all through before the first failure was counted.
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { RateLimiterPostgres, RateLimiterRes } from 'rate-limiter-flexible';
 
@@ -10,12 +15,22 @@ export interface LoginThrottleOptions {
   maxFailuresPerIp: number;
 }
 
+/** A taken attempt, or a refusal with the seconds to wait. */
+export type LoginAttempt = { allowed: true; lockSecondsIfFailed: number } | { allowed: false; retryAfter: number };
+
+const TABLE = 'rate_limits';
+
+/** Counted under a digest of the address or client address: fixed length, as rate_limits.key is VARCHAR(255). */
+const limitKey = (value: string) => createHash('sha256').update(value).digest('base64url');
+
 export class LoginThrottle {
+  readonly #pool: pg.Pool;
   readonly #byAccount: RateLimiterPostgres;
   readonly #byIp: RateLimiterPostgres;
 
   constructor(pool: pg.Pool, options: LoginThrottleOptions) {
-    const store = { storeClient: pool, storeType: 'pool', tableName: 'rate_limits', tableCreated: true };
+    this.#pool = pool;
+    const store = { storeClient: pool, storeType: 'pool', tableName: TABLE, tableCreated: true };
     this.#byAccount = new RateLimiterPostgres({
       ...store,
       keyPrefix: 'login_account',
@@ -32,31 +47,44 @@ export class LoginThrottle {
     });
   }
 
-  /** Seconds until the next attempt is allowed, or 0 when it may go ahead. */
-  async retryAfter(email: string, ip: string): Promise<number> {
-    const [account, client] = await Promise.all([this.#byAccount.get(email), this.#byIp.get(ip)]);
-    const blocked = [
-      [account, this.#byAccount.points],
-      [client, this.#byIp.points],
-    ] as const;
-    const waits = blocked
-      .filter(([state, points]) => state !== null && state.consumedPoints >= points)
-      .map(([state]) => (state as RateLimiterRes).msBeforeNext / 1000);
-    return waits.length ? Math.max(...waits) : 0;
+  /**
+   * Takes one attempt from the address, then from the account. A refused attempt gives back what it took,
+   * so refusals neither use up an address's budget nor lock an account by themselves.
+   */
+  async take(email: string, ip: string): Promise<LoginAttempt> {
+    const client = await settle(this.#byIp.consume(limitKey(ip)));
+    if (!client.ok) return { allowed: false, retryAfter: client.state.msBeforeNext / 1000 };
+    const account = await settle(this.#byAccount.consume(limitKey(email)));
+    if (!account.ok) {
+      await this.#byIp.reward(limitKey(ip));
+      return { allowed: false, retryAfter: account.state.msBeforeNext / 1000 };
+    }
+    const lastOf = (state: RateLimiterRes) => (state.remainingPoints <= 0 ? state.msBeforeNext / 1000 : 0);
+    return { allowed: true, lockSecondsIfFailed: Math.max(lastOf(account.state), lastOf(client.state)) };
   }
 
-  /** Counts a failure; returns seconds until the next try once this failure uses up a limit, else 0. */
-  async recordFailure(email: string, ip: string): Promise<number> {
-    const results = await Promise.allSettled([this.#byAccount.consume(email), this.#byIp.consume(ip)]);
-    const waits = results.map((result) => {
-      const state = result.status === 'fulfilled' ? result.value : result.reason;
-      if (!(state instanceof RateLimiterRes)) throw state;
-      return state.remainingPoints <= 0 ? state.msBeforeNext / 1000 : 0;
-    });
-    return Math.max(...waits);
+  /**
+   * After a correct password: the address gets its attempt back, and the account's count is cleared unless
+   * the limit was exceeded meanwhile (a concurrent burst was refused): then the lock stands for its window.
+   */
+  async succeeded(email: string, ip: string): Promise<void> {
+    await Promise.all([
+      this.#byIp.reward(limitKey(ip)),
+      this.#pool.query({
+        name: 'mm_login_throttle_clear',
+        text: `DELETE FROM ${TABLE} WHERE key = $1 AND points <= $2`,
+        values: [this.#byAccount.getKey(limitKey(email)), this.#byAccount.points],
+      }),
+    ]);
   }
+}
 
-  async recordSuccess(email: string): Promise<void> {
-    await this.#byAccount.delete(email);
+/** rate-limiter-flexible rejects with a RateLimiterRes when over the limit, and with an Error on failure. */
+async function settle(consumed: Promise<RateLimiterRes>): Promise<{ ok: boolean; state: RateLimiterRes }> {
+  try {
+    return { ok: true, state: await consumed };
+  } catch (error) {
+    if (error instanceof RateLimiterRes) return { ok: false, state: error };
+    throw error;
   }
 }

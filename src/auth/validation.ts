@@ -2,7 +2,8 @@
 import { BadUserInputError } from '../server/errors.js';
 
 // Deliberately permissive (RFC 5321 lengths, one @, a dot in the domain): deliverability is not ours to judge.
-const EMAIL = /^[^\s@]{1,64}@[^\s@.]+(\.[^\s@.]+)+$/u;
+// No control characters: PostgreSQL refuses NUL, and nothing else of them belongs in an address.
+const EMAIL = /^[^\s@\p{Cc}]{1,64}@[^\s@.\p{Cc}]+(\.[^\s@.\p{Cc}]+)+$/u;
 
 export function normaliseEmail(raw: string, field: string): string {
   const email = raw.normalize('NFKC').trim().toLowerCase();

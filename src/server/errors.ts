@@ -29,6 +29,7 @@ export const CLIENT_ERROR_CODES: ReadonlySet<string> = new Set([
   'OPERATION_RESOLUTION_FAILURE',
   'PAYLOAD_TOO_LARGE',
   'BATCH_LIMIT_EXCEEDED',
+  'CREDENTIAL_CHECK_LIMIT_EXCEEDED',
 ]);
 
 class AppError extends GraphQLError {

@@ -1,5 +1,6 @@
 // The HTTP surface: GraphQL at /graphql, health and readiness probes, Prometheus metrics and the JWKS.
-// Request-level limits (body size, batch size, depth, cost, aliases, tokens) reject before any resolver runs.
+// Request-level limits (body size, batch size, credential checks, depth, cost, aliases, tokens) reject before any
+// resolver runs.
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -14,6 +15,7 @@ import type { Registry } from 'prom-client';
 import type { Config } from '../config.js';
 import type { Database } from '../db/database.js';
 import { pendingMigrations, type Migration } from '../db/migrate.js';
+import { countCredentialChecks } from '../auth/credential-checks.js';
 import { usageRoutes } from '../metering/usage-http.js';
 import { artifactRoutes } from '../models/artifacts-http.js';
 import { buildContext, type Context } from './context.js';
@@ -81,6 +83,22 @@ function batchLimit(max: number): RequestHandler {
   return (req, res, next) => {
     if (Array.isArray(req.body) && (req.body.length === 0 || req.body.length > max)) {
       return requestError(res, 400, 'BATCH_LIMIT_EXCEEDED', `A batch must hold 1 to ${max} operations`);
+    }
+    next();
+  };
+}
+
+/** Refuses the whole request when its operations together ask for more than `max` credential checks. */
+function credentialCheckLimit(max: number, maxTokens: number): RequestHandler {
+  return (req, res, next) => {
+    const checks = countCredentialChecks(req.body, maxTokens);
+    if (checks > max) {
+      return requestError(
+        res,
+        400,
+        'CREDENTIAL_CHECK_LIMIT_EXCEEDED',
+        `A request may hold at most ${max} logIn, signUp or refreshSession fields (this one holds ${checks})`,
+      );
     }
     next();
   };
@@ -182,6 +200,8 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
     introspection: config.graphql.introspection,
     // Batches are allowed but bounded (batchLimit); each operation in one is checked on its own.
     allowBatchedHttpRequests: true,
+    // No automatic persisted queries: a hash-only operation would hide its text from credentialCheckLimit.
+    persistedQueries: false,
     csrfPrevention: true,
     // main.ts owns shutdown (drain HTTP, then services, then the database).
     stopOnTerminationSignals: false,
@@ -209,6 +229,7 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
     bodyErrorHandler,
     refuseUnstorableText,
     batchLimit(config.graphql.maxBatch),
+    credentialCheckLimit(config.graphql.maxCredentialChecks, config.graphql.maxTokens),
     expressMiddleware(apollo, { context: ({ req }) => buildContext(req, services, db.prisma) }),
   );
   app.use(artifactRoutes(services, db.prisma, config.models.artifactMaxBytes));

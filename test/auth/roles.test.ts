@@ -20,7 +20,7 @@ describe('roles and the first admin', () => {
     const me = await server.gql('{ me { role } }', {}, { token: admin.token });
     assert.equal(me.data!.me.role, 'ADMIN');
     const outcome = await server.app.services.auth.ensureAdmin(ADMIN.email, ADMIN.password);
-    assert.deepEqual(outcome, { created: false, promoted: false });
+    assert.equal(outcome, 'already-admin');
     const { rows } = await server.sql.query(`SELECT count(*)::int AS n FROM users WHERE role = 'ADMIN'`);
     assert.equal(rows[0].n, 1);
   });

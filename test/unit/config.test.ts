@@ -11,6 +11,7 @@ describe('config', () => {
     assert.ok(config.dataDir.endsWith('.data'));
     assert.equal(config.auth.scryptLog2N, 17);
     assert.equal(config.auth.accessTokenTtlSeconds, 900);
+    assert.equal(config.graphql.maxCredentialChecks, 3);
     assert.equal(config.graphql.introspection, true);
     assert.equal(config.graphql.exposeErrorDetails, false, 'internals only with DEBUG_ERRORS=true');
     assert.equal(config.metricsToken, undefined);
