@@ -108,7 +108,8 @@ describe('log-in input that can never match an account', () => {
   it('refuses a NUL in the address, an overlong address or password with BAD_USER_INPUT, changing nothing', async () => {
     const before = await rows();
     for (const [variables, field] of [
-      [{ email: 'eve\u0000@example.com', password: 'wrong password!' }, 'email'],
+      // A NUL is refused at the front door, before any resolver (src/server/storable-input.ts).
+      [{ email: 'eve\u0000@example.com', password: 'wrong password!' }, 'variables.email'],
       [{ email: `${'a'.repeat(64)}@${'b'.repeat(250)}.com`, password: 'wrong password!' }, 'email'],
       [{ email: uniqueEmail(), password: 'x'.repeat(257) }, 'password'],
     ] as const) {
@@ -118,7 +119,7 @@ describe('log-in input that can never match an account', () => {
     const signUpNul = await server.gql('mutation S($i: SignUpInput!) { signUp(input: $i) { expiresIn } }', {
       i: { email: 'eve\u0000@example.com', password: 'a sturdy passphrase', displayName: 'Eve', role: 'CONSUMER' },
     });
-    assert.equal(expectError(signUpNul, 'BAD_USER_INPUT').extensions!.field, 'input.email');
+    assert.equal(expectError(signUpNul, 'BAD_USER_INPUT').extensions!.field, 'variables.i.email');
     assert.deepEqual(await rows(), before);
   });
 
