@@ -56,6 +56,7 @@ const envSchema = z.object({
   ARTIFACT_CACHE_BYTES: int(1024 * 1024, 1024 ** 4).default(4 * 1024 ** 3),
   // 50 M parameters load as 200 MB of float32 per worker that serves the model.
   MODEL_MAX_PARAMETERS: int(1, 1_000_000_000).default(50_000_000),
+  MODEL_MAX_ACTIVATION_VALUES: int(1, 2 ** 31).default(4 * 1024 * 1024),
   PREDICT_MAX_INSTANCES: int(1, 100_000).default(256),
   PREDICT_MAX_STRING_LENGTH: int(1, 10_000_000).default(100_000),
   PREDICT_MAX_INPUT_DEPTH: int(2, 64).default(8),
@@ -142,6 +143,9 @@ export function parseConfig(env: Record<string, string | undefined>) {
       cacheBytes: e.MODEL_CACHE_BYTES,
       artifactCacheBytes: e.ARTIFACT_CACHE_BYTES,
       maxParameters: e.MODEL_MAX_PARAMETERS,
+      // 16 MB of float32 per instance and layer (a 224×224×64 feature map is 3.2 M values): a full batch of 64
+      // takes 1 GB per layer output, within the 4 GB a wasm worker can address.
+      maxActivationValues: e.MODEL_MAX_ACTIVATION_VALUES,
     },
     models: {
       artifactMaxBytes: e.ARTIFACT_MAX_BYTES,

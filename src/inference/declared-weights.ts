@@ -1,8 +1,10 @@
 /**
  * The check a worker runs before loading a model: the weights its topology would create must be
- * exactly those its manifest holds, within the parameter budget. tfjs builds (and initialises)
- * every layer's variables before it compares them with the weights, and a WebAssembly memory
- * never shrinks, so a topology that declares more than its manifest must be refused unbuilt.
+ * exactly those its manifest holds, within the parameter budget, and no layer's output may exceed
+ * the activation budget. tfjs builds (and initialises) every layer's variables before it compares
+ * them with the weights, and a WebAssembly memory never shrinks, so a topology that declares more
+ * than its manifest must be refused unbuilt; a layer whose output is huge (a weightless
+ * RepeatVector of 2^28) would break the worker's runtime on every call.
  */
 import * as tf from '@tensorflow/tfjs';
 import { InferenceArtifactError } from './errors.js';
@@ -14,12 +16,27 @@ interface DeclaredWeight {
 
 type AddWeight = (this: tf.layers.Layer, name: string, shape: number[]) => unknown;
 
+/** What a model may take in a worker; checked before any of its tensors is allocated. */
+export interface ModelBudget {
+  /** Weight values the topology declares (and the manifest holds). */
+  maxParameters: number;
+  /** Values of any one layer's output for one instance (unknown dimensions count as 1). */
+  maxActivationValues: number;
+}
+
+interface LayerOutput {
+  layer: string;
+  values: number;
+}
+
 /**
  * The weights the topology declares, found by building it with tfjs's own layer code while
  * `Layer.addWeight` only records its calls: every layer type, wrapper and nested model is covered
  * and no weight tensor is allocated. Tensors a build makes outside addWeight are freed.
  */
-async function declaredWeights(modelTopology: tf.io.ModelJSON['modelTopology']): Promise<DeclaredWeight[]> {
+async function declaredWeights(
+  modelTopology: tf.io.ModelJSON['modelTopology'],
+): Promise<{ declared: DeclaredWeight[]; largestOutput: LayerOutput | null }> {
   const layerPrototype = tf.layers.Layer.prototype as unknown as { addWeight: AddWeight };
   const addWeight = layerPrototype.addWeight;
   const declared: DeclaredWeight[] = [];
@@ -31,12 +48,35 @@ async function declaredWeights(modelTopology: tf.io.ModelJSON['modelTopology']):
   tf.engine().startScope();
   try {
     // Without a weightsManifest, modelFromJSON builds the model and loads nothing.
-    await tf.models.modelFromJSON({ modelTopology } as unknown as Parameters<typeof tf.models.modelFromJSON>[0]);
+    const model = await tf.models.modelFromJSON({ modelTopology } as unknown as Parameters<
+      typeof tf.models.modelFromJSON
+    >[0]);
+    return { declared, largestOutput: largestLayerOutput(model.layers) };
   } finally {
     tf.engine().endScope();
     layerPrototype.addWeight = addWeight;
   }
-  return declared;
+}
+
+/** The layer (nested models' layers included) whose output holds the most values per instance. */
+function largestLayerOutput(layers: tf.layers.Layer[]): LayerOutput | null {
+  let largest: LayerOutput | null = null;
+  for (let pending = [...layers], layer = pending.pop(); layer; layer = pending.pop()) {
+    if (layer instanceof tf.LayersModel) pending.push(...layer.layers);
+    let shapes: (number | null)[][];
+    try {
+      const shape = layer.outputShape;
+      shapes = Array.isArray(shape[0]) ? (shape as (number | null)[][]) : [shape as (number | null)[]];
+    } catch {
+      // A layer applied to inputs of several shapes has no single output shape; its callers' outputs still count.
+      continue;
+    }
+    for (const shape of shapes) {
+      const values = shape.slice(1).reduce<number>((size, dim) => size * (dim ?? 1), 1);
+      if (!largest || values > largest.values) largest = { layer: layer.name, values };
+    }
+  }
+  return largest;
 }
 
 function shapeKey(shape: number[]): string {
@@ -49,15 +89,23 @@ function parameterCount(shape: number[]): number {
 
 /**
  * Refuses (`InferenceArtifactError`, naming the layer) a model whose topology declares a weight the
- * manifest does not hold, or more than `maxParameters` parameters. Runs in a worker: modelFromJSON
+ * manifest does not hold, more than `maxParameters` parameters, or a layer output of more than
+ * `maxActivationValues` values per instance. Runs in a worker: modelFromJSON
  * needs tfjs's layer registry, and a hostile topology's build must not hold the event loop.
  */
-export async function assertDeclaredWeights(modelJson: tf.io.ModelJSON, maxParameters: number): Promise<void> {
-  let declared: DeclaredWeight[];
+export async function assertDeclaredWeights(modelJson: tf.io.ModelJSON, budget: ModelBudget): Promise<void> {
+  const { maxParameters, maxActivationValues } = budget;
+  let built: Awaited<ReturnType<typeof declaredWeights>>;
   try {
-    declared = await declaredWeights(modelJson.modelTopology);
+    built = await declaredWeights(modelJson.modelTopology);
   } catch (error) {
     throw new InferenceArtifactError(`the model topology does not build: ${(error as Error).message}`);
+  }
+  const { declared, largestOutput } = built;
+  if (largestOutput && largestOutput.values > maxActivationValues) {
+    throw new InferenceArtifactError(
+      `layer ${largestOutput.layer} outputs ${largestOutput.values} values per instance; at most ${maxActivationValues} are served`,
+    );
   }
   for (const { layer, shape } of declared) {
     if (!shape.every((dim) => Number.isSafeInteger(dim) && dim >= 0)) {

@@ -50,6 +50,11 @@ export interface InferenceEngineOptions {
    * before it is written and against its topology before any tensor is allocated. Unbounded by default.
    */
   maxParameters?: number;
+  /**
+   * Most values any one layer may output for one instance (a batch of n takes n times that), checked against
+   * the topology before the model is loaded. Unbounded by default.
+   */
+  maxActivationValues?: number;
   /** false: every request is its own dispatch (the unbatched baseline). */
   batching: boolean;
   /** Registry for the engine's metrics; without one they are not exported. */
@@ -123,7 +128,7 @@ export class InferenceEngine {
     const workerConfig: WorkerConfig = {
       artifactDir: artifacts.rootDir,
       cacheBytes: Math.floor(options.cacheBytes / options.workers),
-      maxParameters,
+      budget: { maxParameters, maxActivationValues: options.maxActivationValues ?? Infinity },
     };
     const pool = new Piscina({
       filename: workerFile.href,
@@ -365,6 +370,8 @@ function validateOptions(options: InferenceEngineOptions): void {
     throw new RangeError('artifactCacheBytes must be >= 0');
   if (options.maxParameters !== undefined && !(options.maxParameters >= 1))
     throw new RangeError('maxParameters must be >= 1');
+  if (options.maxActivationValues !== undefined && !(options.maxActivationValues >= 1))
+    throw new RangeError('maxActivationValues must be >= 1');
 }
 
 /** The worker module next to this one, with this module's extension (.ts under tsx, .js compiled). */

@@ -3,7 +3,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { LRUCache } from 'lru-cache';
 import { MODEL_JSON_FILE } from './artifact-store.js';
-import { assertDeclaredWeights } from './declared-weights.js';
+import { assertDeclaredWeights, type ModelBudget } from './declared-weights.js';
 import type { ModelSignature } from './worker-protocol.js';
 
 interface LoadedModel {
@@ -31,7 +31,7 @@ export class LoadedModelCache {
   constructor(
     private readonly artifactDir: string,
     capacityBytes: number,
-    private readonly maxParameters: number,
+    private readonly budget: ModelBudget,
   ) {
     this.capacityBytes = Math.max(0, Math.floor(capacityBytes));
     this.models = new LRUCache<string, LoadedModel>({
@@ -48,7 +48,7 @@ export class LoadedModelCache {
     const cached = this.models.get(key);
     if (cached) return { model: cached.model, cacheHit: true, release: () => {} };
 
-    const loaded = await loadModelFromDir(path.join(this.artifactDir, key), this.maxParameters);
+    const loaded = await loadModelFromDir(path.join(this.artifactDir, key), this.budget);
     if (loaded.weightBytes <= this.capacityBytes) {
       this.models.set(key, loaded);
       return { model: loaded.model, cacheHit: false, release: () => {} };
@@ -69,9 +69,9 @@ export class LoadedModelCache {
  * Loads a layers model from a file-cache entry written by `ArtifactStore`, once its topology is known
  * to build exactly the weights its manifest holds.
  */
-async function loadModelFromDir(entryDir: string, maxParameters: number): Promise<LoadedModel> {
+async function loadModelFromDir(entryDir: string, budget: ModelBudget): Promise<LoadedModel> {
   const modelJson = JSON.parse(await readFile(path.join(entryDir, MODEL_JSON_FILE), 'utf8')) as tf.io.ModelJSON;
-  await assertDeclaredWeights(modelJson, maxParameters);
+  await assertDeclaredWeights(modelJson, budget);
   let weightBytes = 0;
   const handler: tf.io.IOHandler = {
     load: () =>

@@ -1,4 +1,5 @@
 import type { BackendName } from './backend.js';
+import type { ModelBudget } from './declared-weights.js';
 
 /** Messages between the engine (main thread) and its piscina workers. */
 
@@ -6,8 +7,8 @@ export interface WorkerConfig {
   artifactDir: string;
   /** Byte budget of this worker's loaded-model LRU (weights bytes). */
   cacheBytes: number;
-  /** Most parameters a model's topology may declare; checked before any of its tensors is allocated. */
-  maxParameters: number;
+  /** What a model may take; checked against its topology before any of its tensors is allocated. */
+  budget: ModelBudget;
 }
 
 export type InputDtype = 'float32' | 'int32';

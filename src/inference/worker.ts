@@ -25,7 +25,7 @@ import type {
 const STARTUP_TIMEOUT_MS = 60_000;
 
 const config = workerData as WorkerConfig;
-const models = new LoadedModelCache(config.artifactDir, config.cacheBytes, config.maxParameters);
+const models = new LoadedModelCache(config.artifactDir, config.cacheBytes, config.budget);
 
 // What a broken runtime throws: wasm traps (WebAssembly.RuntimeError), emscripten aborts, failed allocations.
 const RUNTIME_FAILURE =

@@ -542,7 +542,10 @@ describe('InferenceEngine', () => {
     const store = await ArtifactStore.open(await tempDir());
     await store.ensure(ref);
     // The worker's cache, run in this thread so that its tfjs engine can be inspected.
-    const models = new LoadedModelCache(store.rootDir, 64 * 1024 * 1024, 1_000_000);
+    const models = new LoadedModelCache(store.rootDir, 64 * 1024 * 1024, {
+      maxParameters: 1_000_000,
+      maxActivationValues: 1_000_000,
+    });
     const held = () => ({
       tensors: tf.memory().numTensors,
       variables: Object.keys(tf.engine().registeredVariables).length,

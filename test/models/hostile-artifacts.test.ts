@@ -56,6 +56,15 @@ function edited(artifact: Artifact, edit: (modelJson: Artifact['modelJson']) => 
   return { modelJson, weights: artifact.weights };
 }
 
+/**
+ * No weights, but an activation of 2^32 + 16 bytes per instance: the wasm allocator's 32-bit size wraps and the
+ * kernel writes out of bounds, after which that worker's tfjs fails every call.
+ */
+const activationBomb = () =>
+  tf.sequential({
+    layers: [tf.layers.repeatVector({ n: 2 ** 28 + 1, inputShape: [4] }), tf.layers.globalAveragePooling1d({})],
+  });
+
 const layerConfig = (modelJson: Artifact['modelJson'], index: number) =>
   modelJson.modelTopology.config.layers[index]!.config;
 
@@ -183,36 +192,53 @@ describe('hostile artifacts (issue 9 row 1)', () => {
     assert.equal(count.rows[0].n, 1, 'only the published model was stored');
   });
 
-  it('a model whose activations break the wasm runtime costs one worker restart, counted and shown on /readyz', async () => {
-    // No weights to check, but an activation of 2^32 + 16 bytes: the wasm allocator's 32-bit size wraps and
-    // the kernel writes out of bounds, after which that worker's tfjs fails every call.
-    const bomb = tf.sequential({
-      layers: [tf.layers.repeatVector({ n: 2 ** 28 + 1, inputShape: [4] }), tf.layers.globalAveragePooling1d({})],
-    });
-    const auth = { token: owner.token };
-    const artifact = await uploadWithTfjs(server, bomb, auth);
-    const model = await createModel(server, auth);
-    await publish(server, auth, {
-      model: model.slug,
-      version: '1.0.0',
-      artifactId: artifact.id,
-      labels: ['a', 'b', 'c', 'd'],
-    });
-    const res = await server.gql(PREDICT, { input: { model: model.slug, inputs: [[1, 2, 3, 4]] } }, auth);
-    assert.equal(
-      res.errors?.[0]?.extensions?.code,
-      'MODEL_ERROR',
-      'the call that broke the runtime fails as the model’s',
+  it('a layer whose output is over MODEL_MAX_ACTIVATION_VALUES is refused at upload, though it has no weights', async () => {
+    const { status, body } = await upload(await savedArtifact(activationBomb()));
+    assert.equal(status, 422, JSON.stringify(body));
+    assert.equal(body.error?.code, 'BAD_ARTIFACT');
+    assert.match(
+      body.error!.message,
+      /layer repeat_vector_RepeatVector\d+ outputs 1073741828 values per instance; at most 4194304/,
     );
+  });
 
-    const ready = await fetch(`${server.origin}/readyz`);
-    const body = (await ready.json()) as { status: string; inference: { workers: number; workerRestarts: number } };
-    assert.equal(ready.status, 200, JSON.stringify(body));
-    assert.equal(body.inference.workerRestarts, 1);
-    assert.ok(body.inference.workers >= 1);
-    const metrics = await (await fetch(`${server.origin}/metrics`)).text();
-    assert.match(metrics, /^mm_inference_worker_restarts_total 1$/m);
-    // The replacement worker serves every other model.
-    await predictMlp();
+  it('a model whose activations break the wasm runtime (budget raised) costs one worker restart, counted and shown on /readyz', async () => {
+    const lax = await startTestServer({ MODEL_MAX_ACTIVATION_VALUES: String(2 ** 30 + 4) });
+    try {
+      const auth = { token: (await signUp(lax, { role: 'OWNER' })).token };
+      const laxMlp = await publishedMlp(lax, auth);
+      const artifact = await uploadWithTfjs(lax, activationBomb(), auth);
+      const model = await createModel(lax, auth);
+      await publish(lax, auth, {
+        model: model.slug,
+        version: '1.0.0',
+        artifactId: artifact.id,
+        labels: ['a', 'b', 'c', 'd'],
+      });
+      const res = await lax.gql(PREDICT, { input: { model: model.slug, inputs: [[1, 2, 3, 4]] } }, auth);
+      assert.equal(
+        res.errors?.[0]?.extensions?.code,
+        'MODEL_ERROR',
+        'the call that broke the runtime fails as the model’s',
+      );
+
+      const ready = await fetch(`${lax.origin}/readyz`);
+      const body = (await ready.json()) as { status: string; inference: { workers: number; workerRestarts: number } };
+      assert.equal(ready.status, 200, JSON.stringify(body));
+      assert.equal(body.inference.workerRestarts, 1);
+      assert.ok(body.inference.workers >= 1);
+      const metrics = await (await fetch(`${lax.origin}/metrics`)).text();
+      assert.match(metrics, /^mm_inference_worker_restarts_total 1$/m);
+      // The replacement worker serves every other model.
+      const rows = randomRows(2, 784, 5);
+      const after = await lax.gql(PREDICT, { input: { model: laxMlp.model.slug, inputs: rows } }, auth);
+      assert.equal(after.errors, undefined, JSON.stringify(after.errors));
+      const expected = expectedOutputs(laxMlp.tfModel, rows, [784]);
+      after.data!.predict.outputs.forEach((output: { values: number[] }, i: number) =>
+        assertClose(output.values, expected[i]!),
+      );
+    } finally {
+      await lax.close();
+    }
   });
 });
