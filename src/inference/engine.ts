@@ -292,20 +292,13 @@ async function runWorkerTask<T extends WorkerTask>(
     // piscina types results as any; worker.ts returns ResultOf<T> or a TaskFailure for each task type.
     result = (await pool.run(task, { transferList })) as ResultOf<T> | TaskFailure;
   } catch (error) {
-    // The worker died under the task (piscina starts a replacement), or failed outside any task handler.
+    // The worker's runtime broke and it ended itself (or it died otherwise): piscina starts a replacement.
     throw new InferenceRuntimeError(`inference worker failed: ${(error as Error).message}`);
   }
   if ('failure' in result) {
-    switch (result.failure) {
-      case 'input':
-        throw new InferenceInputError(result.message);
-      case 'artifact':
-        throw new InferenceArtifactError(result.message);
-      case 'runtime':
-        // Its wasm memory is broken for good (and never shrinks): end the thread; piscina replaces it.
-        await pool.threads.find((thread) => thread.threadId === result.threadId)?.terminate();
-        throw new InferenceRuntimeError(`inference worker runtime failed and was replaced: ${result.message}`);
-    }
+    throw result.failure === 'input'
+      ? new InferenceInputError(result.message)
+      : new InferenceArtifactError(result.message);
   }
   return result;
 }

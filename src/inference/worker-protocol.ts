@@ -70,13 +70,12 @@ export interface PredictResult extends CacheReport {
 /**
  * A load or predict task that tfjs refused, returned rather than thrown so the engine learns who
  * is to blame (errors lose their type crossing threads). `input`: the input does not fit the
- * model; `artifact`: the model cannot be loaded; `runtime`: the worker's tfjs memory failed, and
- * the engine terminates the thread `threadId` so that piscina starts a fresh one.
+ * model; `artifact`: the model cannot be loaded. (A worker whose tfjs memory failed ends its thread
+ * instead of answering: piscina fails the task and starts a fresh worker.)
  */
 export interface TaskFailure {
-  failure: 'input' | 'artifact' | 'runtime';
+  failure: 'input' | 'artifact';
   message: string;
-  threadId: number;
 }
 
 /** The result type the worker returns for each task type (load and predict may return a `TaskFailure`). */

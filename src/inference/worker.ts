@@ -5,7 +5,7 @@
  * TypeScript through tsx's CommonJS hook (its ESM hooks are not active in workers), and
  * CommonJS cannot wait at top level. Backend initialisation therefore happens on first use.
  */
-import { threadId, workerData } from 'node:worker_threads';
+import { workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { initBackend } from './backend.js';
@@ -45,14 +45,16 @@ export default async function runTask(
 }
 
 /**
- * The failure to report for `error`: blamed on `stage` unless the runtime itself broke, when every
- * later task in this thread would fail too and the engine terminates this thread (an idle piscina
- * worker blocks in Atomics.wait, so it could not reliably exit by itself after replying).
+ * The failure to report for `error`, blamed on `stage`, unless the runtime itself broke: then every later
+ * task in this thread would fail too, so the thread ends at once, before replying, while piscina still
+ * counts it busy and hands it nothing else; piscina fails this task and starts a fresh worker.
  */
 function failure(stage: 'input' | 'artifact', error: unknown): TaskFailure {
   const message = error instanceof Error ? error.message : String(error);
   const broken = (error instanceof Error && error.name === 'RuntimeError') || RUNTIME_FAILURE.test(message);
-  return { failure: broken ? 'runtime' : stage, message, threadId };
+  // In a worker thread, process.exit ends this thread only.
+  if (broken) process.exit(1);
+  return { failure: stage, message };
 }
 
 async function describe(task: DescribeTask): Promise<DescribeResult> {
