@@ -63,7 +63,7 @@ const envSchema = z.object({
   PREDICT_MAX_OUTPUT_VALUES: int(1, 100_000_000).default(25_000),
   PREDICT_MAX_IMAGE_PIXELS: int(1, 256 * 1024 * 1024).default(4 * 1024 * 1024),
   PREDICT_MAX_IMAGE_PIXELS_PER_CALL: int(1, 1024 ** 3).default(32 * 1024 * 1024),
-  PREDICT_MAX_IMAGE_BYTES_PER_CALL: int(1024, 1024 ** 3).default(8 * 1024 * 1024),
+  PREDICT_MAX_IMAGE_BYTES_PER_CALL: int(1024, 1024 ** 3).default(4 * 1024 * 1024),
   PREPROCESSING_WORKERS: int(1, 64).default(2),
   CATALOG_CACHE_TTL_MS: int(0, 600_000).default(1000),
 });

@@ -52,7 +52,8 @@ export const licensingResolvers: Resolvers = {
       // A monthly count from an earlier month is already spent history: the new month starts at 0.
       contract.period === 'MONTH' && nextMonthStart(contract.periodStart) <= new Date() ? 0 : contract.predictionsUsed,
     certificate: async (contract, _args, ctx) => {
-      const model = await ctx.loaders.modelById.load(contract.modelId);
+      // Like Contract.model: nothing about a model the caller may no longer see.
+      const model = await ctx.loaders.visibleModelById(contract.modelId);
       return model ? ctx.services.certificates.issue(contract, model) : null;
     },
   },

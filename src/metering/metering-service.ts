@@ -4,7 +4,7 @@
 // fails is retried record by record, so one bad record fails only its own call.
 import { setImmediate as nextMacrotask } from 'node:timers';
 import DataLoader from 'dataloader';
-import type pg from 'pg';
+import pg from 'pg';
 import { GraphQLError } from 'graphql';
 import { ConflictError, ErrorCode, RateLimitedError } from '../server/errors.js';
 
@@ -253,20 +253,26 @@ export class MeteringService {
   }
 
   /**
-   * Writes a group in one statement; when that fails (one record PostgreSQL refuses fails them all), writes
-   * each record alone, so only the guilty record's call fails.
+   * Writes a group in one statement; when PostgreSQL refuses it (one bad record fails them all), writes each
+   * record alone, so only the guilty record's call fails. Only a refusal is retried: it proves the statement
+   * rolled back. A lost connection leaves the outcome unknown (it may have committed), and a retry or a
+   * release could then bill twice or give back units that were billed.
    */
   async #recordBatch(items: readonly UsageRecordInput[]): Promise<(true | Error)[]> {
     try {
       await this.#write(items);
       return items.map(() => true);
     } catch (error) {
+      if (!(error instanceof pg.DatabaseError)) throw error;
       if (items.length === 1) return [await this.#notWritten(items[0]!, error)];
       return Promise.all(
         items.map((item) =>
           this.#write([item]).then(
             () => true as const,
-            (alone: unknown) => this.#notWritten(item, alone),
+            (alone: unknown) => {
+              if (!(alone instanceof pg.DatabaseError)) throw alone;
+              return this.#notWritten(item, alone);
+            },
           ),
         ),
       );

@@ -8,6 +8,7 @@ import type { PredictGrant } from '../licensing/predict-authorizer.js';
 import { ContractInactiveError, type MeteringService, type UsageRecordInput } from '../metering/metering-service.js';
 import type { Model, ModelVersion } from '../generated/prisma/client.js';
 import {
+  InferenceArtifactError,
   InferenceInputError,
   InferenceOverloadedError,
   InferenceRuntimeError,
@@ -20,6 +21,7 @@ import { checkRequestId } from '../server/text.js';
 import type { InputEncoder } from './input-encoding.js';
 import { decodeOutputs, type PredictionOutput } from './output-decoding.js';
 import type { ServingCatalog } from './serving-catalog.js';
+import { PreprocessingOverloadedError } from '../preprocessing/preprocessing-pool.js';
 
 export interface PredictInput {
   model: string;
@@ -64,6 +66,11 @@ interface StoredResult {
 }
 
 const MAX_TOP_K = 100;
+
+const overloaded = (what: string) =>
+  new GraphQLError(`${what}; retry shortly`, {
+    extensions: { code: ErrorCode.OVERLOADED, retryAfter: 1, http: { status: 503 } },
+  });
 
 function errorCode(error: unknown): string {
   return error instanceof GraphQLError
@@ -158,7 +165,9 @@ export class PredictService {
     }
     let grant = await this.authorizer.authorize(actor, target.model, version, input.contractId);
     record.contract = grant.contract;
-    const tensor = await this.encoder.encode(signature, input.inputs);
+    const tensor = await this.encoder.encode(signature, input.inputs).catch((error: unknown) => {
+      throw error instanceof PreprocessingOverloadedError ? overloaded('Image decoding is overloaded') : error;
+    });
     record.units = tensor.shape[0]!;
     if (grant.contract) {
       try {
@@ -176,15 +185,15 @@ export class PredictService {
     try {
       output = await this.engine.predict(this.artifacts.modelRef(sha256), tensor);
     } catch (error) {
-      if (error instanceof InferenceOverloadedError) {
-        throw new GraphQLError('The model is overloaded; retry shortly', {
-          extensions: { code: ErrorCode.OVERLOADED, retryAfter: 1, http: { status: 503 } },
-        });
-      }
+      if (error instanceof InferenceOverloadedError) throw overloaded('The model is overloaded');
       if (error instanceof InferenceInputError) throw new BadUserInputError(error.message, 'input.inputs');
       // The model broke its worker's runtime (the engine replaced the worker): the model's failure, not the caller's.
       if (error instanceof InferenceRuntimeError) {
         throw new ModelError('The model failed while running; the call was not billed');
+      }
+      // A version stored before a budget (MODEL_MAX_PARAMETERS, MODEL_MAX_ACTIVATION_VALUES) it now exceeds.
+      if (error instanceof InferenceArtifactError) {
+        throw new ModelError(`The model cannot be served: ${error.message}; the call was not billed`);
       }
       throw error;
     }

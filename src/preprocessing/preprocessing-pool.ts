@@ -4,15 +4,21 @@ import { siblingWorkerFile, workerExecArgv } from '../server/worker-threads.js';
 import { ImageDecodeError, type DecodeImageOptions } from './image.js';
 import type { ImageRefusal, PreprocessingTask } from './worker.js';
 
+/** The pool's queue is full: the caller should retry shortly (OVERLOADED). */
+export class PreprocessingOverloadedError extends Error {}
+
 export class PreprocessingPool {
   readonly #pool: Piscina;
+  readonly #maxQueue: number;
 
-  constructor(workers: number) {
+  /** `maxQueue`: tasks (one per image, one per large text batch) waiting for a thread; beyond it calls are refused. */
+  constructor(workers: number, maxQueue: number) {
+    this.#maxQueue = maxQueue;
     const workerFile = siblingWorkerFile(import.meta.url, 'worker');
     this.#pool = new Piscina({
       filename: workerFile.href,
-      // One thread stays warm so the first image of a quiet period does not wait for a thread to start.
-      minThreads: 1,
+      // Threads start on first use (scripts that open the services never decode anything) and stay a while.
+      minThreads: 0,
       maxThreads: workers,
       idleTimeout: 60_000,
       execArgv: workerExecArgv(workerFile),
@@ -21,20 +27,21 @@ export class PreprocessingPool {
 
   /** Throws ImageDecodeError for an image the client must fix. */
   async decodeImage(base64: string, options: DecodeImageOptions): Promise<Float32Array> {
-    const result = (await this.#pool.run({ kind: 'image', base64, options } satisfies PreprocessingTask)) as
-      Float32Array | ImageRefusal;
+    const result = (await this.#run({ kind: 'image', base64, options })) as Float32Array | ImageRefusal;
     if ('refused' in result) throw new ImageDecodeError(result.refused);
     return result;
   }
 
   /** The first `maxLength` tokens of each text (text.ts `leadingTokens`). */
   async leadingTokens(texts: string[], lowercase: boolean, maxLength: number): Promise<string[][]> {
-    return (await this.#pool.run({
-      kind: 'tokens',
-      texts,
-      lowercase,
-      maxLength,
-    } satisfies PreprocessingTask)) as string[][];
+    return (await this.#run({ kind: 'tokens', texts, lowercase, maxLength })) as string[][];
+  }
+
+  async #run(task: PreprocessingTask): Promise<unknown> {
+    if (this.#pool.queueSize >= this.#maxQueue) {
+      throw new PreprocessingOverloadedError('the preprocessing queue is full');
+    }
+    return this.#pool.run(task);
   }
 
   close(): Promise<void> {

@@ -80,7 +80,8 @@ export async function createServices(
   });
   const artifacts = new ArtifactService(db.prisma, new PostgresArtifactStorage(db.prisma), engine, audit);
   const watermarks = new WatermarkService(db.prisma, db.pool, artifacts, engine, audit, secrets);
-  const preprocessing = new PreprocessingPool(config.models.preprocessingWorkers);
+  // Two full calls of images may wait; past that, callers are told to retry (OVERLOADED) rather than queue for seconds.
+  const preprocessing = new PreprocessingPool(config.models.preprocessingWorkers, 2 * config.models.maxInstances);
   const encoder = new InputEncoder(preprocessing, {
     maxInstances: config.models.maxInstances,
     maxStringLength: config.models.maxStringLength,
@@ -120,10 +121,15 @@ export async function createServices(
     async close() {
       keyRing.close();
       metering.close();
-      await watermarks.close();
-      await apiKeys.close();
-      await engine.close();
-      await preprocessing.close();
+      // Every part is closed even when one fails; the first failure is reported.
+      const closed = await Promise.allSettled([
+        watermarks.close(),
+        apiKeys.close(),
+        engine.close(),
+        preprocessing.close(),
+      ]);
+      const failed = closed.find((outcome) => outcome.status === 'rejected');
+      if (failed) throw failed.reason;
     },
   };
 }
