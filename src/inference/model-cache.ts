@@ -124,7 +124,21 @@ export function signatureOf(model: tf.LayersModel): ModelSignature {
   return {
     inputs: model.inputs.map((input) => ({ name: input.name, shape: input.shape, dtype: input.dtype })),
     outputs: model.outputs.map((output) => ({ shape: output.shape })),
+    embeddingInputDim: embeddingInputDim(model),
   };
+}
+
+/** Read from the built graph, so every saved layout (Sequential, functional, Keras 2 or 3) is covered. */
+function embeddingInputDim(model: tf.LayersModel): number | null {
+  // The input tensor, not the input layer: a Sequential model lists no input layers.
+  const [input] = model.inputs;
+  for (const layer of model.layers) {
+    if (layer.getClassName() !== 'Embedding') continue;
+    if (!layer.inboundNodes.some((node) => node.inputTensors.includes(input!))) continue;
+    const { inputDim } = layer.getConfig() as { inputDim?: unknown };
+    if (typeof inputDim === 'number' && Number.isInteger(inputDim) && inputDim > 0) return inputDim;
+  }
+  return null;
 }
 
 function toExactArrayBuffer(bytes: Uint8Array): ArrayBuffer {

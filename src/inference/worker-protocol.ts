@@ -16,6 +16,8 @@ export type InputDtype = 'float32' | 'int32';
 export interface ModelSignature {
   inputs: { name: string; shape: (number | null)[]; dtype: string }[];
   outputs: { shape: (number | null)[] }[];
+  /** `inputDim` of the Embedding layer the (single) input feeds directly, if any: valid ids are below it. */
+  embeddingInputDim: number | null;
 }
 
 /** Start-up handshake: holds each worker until all have joined (see `waitForAllWorkers`). */

@@ -15,7 +15,7 @@ import type { ArtifactService } from './artifact-service.js';
 import { parseEvaluationMetrics, type EvaluationMetrics } from './evaluation-metrics.js';
 import { assertCanManage, canView, isAdmin } from './model-policy.js';
 import type { InputEncoder } from '../predictions/input-encoding.js';
-import { embeddingInputDim, resolveSignature, type Signature } from './signature.js';
+import { resolveSignature, type Signature } from './signature.js';
 
 export interface ModelCardInput {
   intendedUse?: string | null;
@@ -283,9 +283,7 @@ export class ModelsService {
       throw new ConflictError(`Version ${parsed.version} of ${input.model} already exists; versions are immutable`);
     const artifact = await this.artifacts.findUsable(actor, input.artifactId);
     const inspected = await this.artifacts.inspect(artifact.sha256);
-    const stored = await this.artifacts.read(artifact.sha256);
     const signature = resolveSignature(inspected, input.signature, labels, {
-      embeddingInputDim: embeddingInputDim(JSON.parse(stored.modelJson.toString('utf8'))),
       maxOutputValues: this.encoder.maxOutputValues,
     });
     const finalLabels = signature.output.kind === 'classification' ? signature.output.labels : [];

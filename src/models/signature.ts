@@ -104,8 +104,6 @@ function modelFacts(model: InspectedModel): { shape: (number | null)[]; dtype: s
 }
 
 export interface PublishFacts {
-  /** Rows of the Embedding layer the input feeds (embeddingInputDim), if any. */
-  embeddingInputDim: number | null;
   /** PREDICT_MAX_OUTPUT_VALUES: one instance's output must fit in a call's budget. */
   maxOutputValues: number;
 }
@@ -128,15 +126,16 @@ export function resolveSignature(
       'input.artifactId',
     );
   }
-  if (facts.embeddingInputDim === null) return signature;
+  const { embeddingInputDim } = model;
+  if (embeddingInputDim === null) return signature;
   const { preprocessing } = signature.input;
-  if (preprocessing.kind === 'text' && preprocessing.vocabulary.length > facts.embeddingInputDim) {
+  if (preprocessing.kind === 'text' && preprocessing.vocabulary.length > embeddingInputDim) {
     throw new BadUserInputError(
-      `The vocabulary has ${preprocessing.vocabulary.length} tokens but the model's Embedding takes ids below ${facts.embeddingInputDim}`,
+      `The vocabulary has ${preprocessing.vocabulary.length} tokens but the model's Embedding takes ids below ${embeddingInputDim}`,
       FIELD,
     );
   }
-  return { ...signature, input: { ...signature.input, embeddingInputDim: facts.embeddingInputDim } };
+  return { ...signature, input: { ...signature.input, embeddingInputDim } };
 }
 
 /** Values per instance in the model's output. */
@@ -218,41 +217,4 @@ function assertPreprocessingFits(preprocessing: Preprocessing, shape: number[]):
     if (shape.length !== 1 || shape[0] !== preprocessing.features.length)
       throw mismatch([preprocessing.features.length]);
   }
-}
-
-interface TopologyLayer {
-  class_name?: unknown;
-  name?: unknown;
-  config?: { name?: unknown; input_dim?: unknown };
-  inbound_nodes?: unknown;
-}
-
-/**
- * The input dimension (rows) of the Embedding layer that reads the model's input directly, from the
- * Keras/tfjs topology in model.json: the first layer of a Sequential model, or in a functional model a layer
- * whose first inbound tensor is the input layer. null when no Embedding reads the input.
- */
-export function embeddingInputDim(modelJson: unknown): number | null {
-  const topology = (modelJson as { modelTopology?: Record<string, unknown> } | null)?.modelTopology;
-  const root = (topology?.model_config ?? topology) as
-    { class_name?: unknown; config?: { layers?: unknown; input_layers?: unknown } | unknown[] } | undefined;
-  if (!root) return null;
-  // Old Keras Sequential configs are the list of layers itself.
-  const config = Array.isArray(root.config) ? { layers: root.config } : root.config;
-  const layers = Array.isArray(config?.layers) ? (config.layers as TopologyLayer[]) : [];
-  const dimOf = (layer: TopologyLayer | undefined) => {
-    const dim = layer?.class_name === 'Embedding' ? layer.config?.input_dim : undefined;
-    return typeof dim === 'number' && Number.isInteger(dim) && dim > 0 ? dim : null;
-  };
-  if (root.class_name === 'Sequential') return dimOf(layers.find((layer) => layer.class_name !== 'InputLayer'));
-  const inputs = Array.isArray(config?.input_layers) ? (config.input_layers as unknown[][]) : [];
-  const inputName = inputs[0]?.[0];
-  if (typeof inputName !== 'string') return null;
-  for (const layer of layers) {
-    const nodes = layer.inbound_nodes;
-    const first = Array.isArray(nodes) && Array.isArray(nodes[0]) ? (nodes[0] as unknown[])[0] : undefined;
-    const dim = dimOf(layer);
-    if (dim !== null && Array.isArray(first) && first[0] === inputName) return dim;
-  }
-  return null;
 }

@@ -108,6 +108,7 @@ describe('InferenceEngine', () => {
       assert.deepEqual(signature, {
         inputs: [{ name: signature.inputs[0]!.name, shape: [null, 784], dtype: 'float32' }],
         outputs: [{ shape: [null, 10] }],
+        embeddingInputDim: null,
       });
     } finally {
       await engine.close();
