@@ -32,6 +32,7 @@ const envSchema = z.object({
   LOGIN_MAX_FAILURES_PER_ACCOUNT: int(1, 1000).default(5),
   LOGIN_LOCK_SECONDS: int(1, 24 * 3600).default(15 * 60),
   LOGIN_MAX_FAILURES_PER_IP: int(1, 100000).default(100),
+  SIGNUP_MAX_PER_IP: int(1, 1_000_000).default(20),
   API_KEY_USAGE_FLUSH_MS: int(10, 3_600_000).default(10_000),
   ADMIN_EMAIL: z.string().email().optional(),
   ADMIN_PASSWORD: z.string().optional(),
@@ -112,6 +113,7 @@ export function parseConfig(env: Record<string, string | undefined>) {
       loginMaxFailuresPerAccount: e.LOGIN_MAX_FAILURES_PER_ACCOUNT,
       loginLockSeconds: e.LOGIN_LOCK_SECONDS,
       loginMaxFailuresPerIp: e.LOGIN_MAX_FAILURES_PER_IP,
+      signUpMaxPerIp: e.SIGNUP_MAX_PER_IP,
       apiKeyUsageFlushMs: e.API_KEY_USAGE_FLUSH_MS,
     },
     bootstrapAdmin:

@@ -82,6 +82,8 @@ export class AuthService {
     const email = normaliseEmail(input.email, 'input.email');
     const displayName = cleanText(input.displayName, 'input.displayName', { max: 100, singleLine: true });
     assertAcceptablePassword(input.password, email, 'input.password');
+    const wait = await this.throttle.takeSignUp(actor.ip);
+    if (wait > 0) throw new RateLimitedError('Too many sign-ups from this address; try again later', wait);
     const passwordHash = await hashPassword(input.password, this.options.scrypt);
     try {
       return await this.prisma.$transaction(async (tx) => {

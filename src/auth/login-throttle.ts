@@ -1,6 +1,7 @@
 // Brute-force protection for log-in, shared by all replicas through PostgreSQL (rate-limiter-flexible):
 // an account is locked for a while after N attempts without a success, and one client address may fail at
-// most M times an hour across all accounts.
+// most M times an hour across all accounts. Sign-ups are capped per client address too: each one costs a
+// password hash (~0.35 s of CPU), so unbounded sign-ups would starve everyone's log-ins.
 //
 // An attempt is taken (one atomic upsert per limit) *before* the password is checked, so under any
 // concurrency at most N checks per account and M per address run in a window; a check-then-count design
@@ -13,6 +14,8 @@ export interface LoginThrottleOptions {
   maxFailuresPerAccount: number;
   lockSeconds: number;
   maxFailuresPerIp: number;
+  /** Sign-ups per client address per hour. */
+  maxSignUpsPerIp: number;
 }
 
 /** A taken attempt, or a refusal with the seconds to wait. */
@@ -27,6 +30,7 @@ export class LoginThrottle {
   readonly #pool: pg.Pool;
   readonly #byAccount: RateLimiterPostgres;
   readonly #byIp: RateLimiterPostgres;
+  readonly #signUpsByIp: RateLimiterPostgres;
 
   constructor(pool: pg.Pool, options: LoginThrottleOptions) {
     this.#pool = pool;
@@ -45,6 +49,18 @@ export class LoginThrottle {
       duration: 3600,
       blockDuration: 3600,
     });
+    this.#signUpsByIp = new RateLimiterPostgres({
+      ...store,
+      keyPrefix: 'signup_ip',
+      points: options.maxSignUpsPerIp,
+      duration: 3600,
+    });
+  }
+
+  /** Takes one sign-up from the client address, before its password is hashed: seconds to wait, or 0. */
+  async takeSignUp(ip: string): Promise<number> {
+    const taken = await settle(this.#signUpsByIp.consume(limitKey(ip)));
+    return taken.ok ? 0 : taken.state.msBeforeNext / 1000;
   }
 
   /**

@@ -64,6 +64,7 @@ export async function createServices(
     maxFailuresPerAccount: config.auth.loginMaxFailuresPerAccount,
     lockSeconds: config.auth.loginLockSeconds,
     maxFailuresPerIp: config.auth.loginMaxFailuresPerIp,
+    maxSignUpsPerIp: config.auth.signUpMaxPerIp,
   });
   const auth = new AuthService(db.prisma, db.pool, audit, tokens, throttle, {
     scrypt: { log2N: config.auth.scryptLog2N, r: 8, p: 1 },

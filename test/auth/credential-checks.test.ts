@@ -109,3 +109,27 @@ describe('credential checks per HTTP request', () => {
     assert.equal(res.body.errors[0].extensions.code, 'PERSISTED_QUERY_NOT_SUPPORTED');
   });
 });
+
+describe('sign-ups per client address (SIGNUP_MAX_PER_IP)', () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer({ SIGNUP_MAX_PER_IP: '3' });
+  });
+  after(() => server.close());
+
+  it('caps concurrent sign-ups from one address before any password is hashed, creating nothing past the cap', async () => {
+    // One sign-up per request, so the per-request budget is not what refuses them.
+    const attempts = await Promise.all(
+      Array.from({ length: 10 }, () =>
+        server.gql('mutation S($i: SignUpInput!) { signUp(input: $i) { expiresIn } }', {
+          i: { email: uniqueEmail(), password: 'a sturdy passphrase', displayName: 'Many', role: 'CONSUMER' },
+        }),
+      ),
+    );
+    const refused = attempts.filter((res) => res.errors?.[0]?.extensions?.code === 'RATE_LIMITED');
+    assert.equal(attempts.length - refused.length, 3, JSON.stringify(attempts.map((res) => res.errors)));
+    assert.ok(refused.every((res) => res.errors![0]!.extensions!.retryAfter > 0));
+    const { rows } = await server.sql.query('SELECT count(*)::int AS n FROM users');
+    assert.equal(rows[0].n, 3);
+  });
+});

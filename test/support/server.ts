@@ -102,6 +102,8 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     APP_SECRET: randomBytes(32).toString('hex'),
     LOG_LEVEL: 'silent',
     PASSWORD_SCRYPT_LOG2N: '12',
+    // Every test account signs up from 127.0.0.1; the per-address cap has its own test.
+    SIGNUP_MAX_PER_IP: '1000000',
     ...env,
   };
   const config = parseConfig(serverEnv);
