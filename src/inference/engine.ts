@@ -30,6 +30,9 @@ export {
   type InferenceErrorCode,
 } from './errors.js';
 
+/** How long a model that broke a worker's runtime is refused (its calls fail at once, without a worker). */
+const QUARANTINE_MS = 60_000;
+
 export interface InferenceEngineOptions {
   /** Worker threads, each running one batch at a time. */
   workers: number;
@@ -91,6 +94,8 @@ export class InferenceEngine {
   private readonly metrics: InferenceMetrics;
   private closed: Promise<void> | undefined;
   private workerRestarts = 0;
+  /** Models that broke a worker's runtime, until when their calls are refused without running. */
+  private readonly quarantine = new Map<string, number>();
 
   private constructor(
     options: InferenceEngineOptions,
@@ -162,6 +167,8 @@ export class InferenceEngine {
     } catch (error) {
       return Promise.reject(error);
     }
+    const quarantined = this.quarantined(model.key);
+    if (quarantined) return Promise.reject(quarantined);
     const [instances = 0, ...rowShape] = input.shape;
     // Only requests that stack into one tensor may share a batch.
     const groupKey = `${model.key}/${input.dtype}/${rowShape.join('x')}`;
@@ -211,12 +218,43 @@ export class InferenceEngine {
     transferList: ArrayBuffer[] = [],
   ): Promise<ResultOf<T>> {
     assertModelKey(model.key);
+    const quarantined = this.quarantined(model.key);
+    if (quarantined) throw quarantined;
     const result = await this.pinned(model.key, async () => {
       await this.artifacts.ensure(model);
-      return this.scheduler.occupySlot(() => runWorkerTask(this.pool, task, transferList));
+      return this.scheduler.occupySlot(() => this.runOnWorker(model.key, task, transferList));
     });
     this.metrics.recordCacheUse(result);
     return result;
+  }
+
+  /**
+   * Runs a task for one model; a model that breaks a worker's runtime is refused for QUARANTINE_MS after,
+   * so calling it in a loop cannot keep every worker restarting (and every cached model reloading).
+   */
+  private async runOnWorker<T extends WorkerTask>(
+    modelKey: string,
+    task: T,
+    transferList: ArrayBuffer[] = [],
+  ): Promise<ResultOf<T>> {
+    try {
+      return await runWorkerTask(this.pool, task, transferList);
+    } catch (error) {
+      if (error instanceof InferenceRuntimeError) this.quarantine.set(modelKey, Date.now() + QUARANTINE_MS);
+      throw error;
+    }
+  }
+
+  private quarantined(modelKey: string): InferenceRuntimeError | null {
+    const until = this.quarantine.get(modelKey);
+    if (until === undefined) return null;
+    if (until <= Date.now()) {
+      this.quarantine.delete(modelKey);
+      return null;
+    }
+    return new InferenceRuntimeError(
+      `this model broke an inference worker; it is not run again for ${Math.ceil((until - Date.now()) / 1000)} s`,
+    );
   }
 
   /** Runs `work` with the model's cache entry safe from eviction (a worker may read its files meanwhile). */
@@ -265,8 +303,8 @@ export class InferenceEngine {
       data.set(request.input.data, offset);
       offset += request.input.data.length;
     }
-    const result = await runWorkerTask(
-      this.pool,
+    const result = await this.runOnWorker(
+      first.modelKey,
       { kind: 'predict', modelKey: first.modelKey, data: data.buffer, dtype, shape: [instances, ...rowShape] },
       [data.buffer],
     );

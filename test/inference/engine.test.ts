@@ -458,7 +458,7 @@ describe('InferenceEngine', () => {
     }
   });
 
-  test('a worker whose tfjs runtime breaks is replaced and counted; other work goes on', async () => {
+  test('a worker whose tfjs runtime breaks is replaced and counted, its model quarantined; other work goes on', async () => {
     // No weights, but an activation of 2^28 + 1 rows of 4 floats: 2^32 + 16 bytes, which wraps the wasm
     // allocator's 32-bit size, and the kernel then writes out of bounds (the runtime is broken from then on).
     const bomb = tf.sequential({
@@ -478,6 +478,13 @@ describe('InferenceEngine', () => {
       assert.equal(engine.stats().workerRestarts, 1);
       assert.equal(engine.stats().workers, 1);
       assert.equal(await metricValue(registry, 'mm_inference_worker_restarts_total'), 1);
+      // Quarantined: calling it again fails at once and breaks no other worker.
+      await assert.rejects(
+        engine.predict(bombRef, { data: new Float32Array(4), shape: [1, 4], dtype: 'float32' }),
+        /broke an inference worker; it is not run again for \d+ s/,
+      );
+      await sleep(200);
+      assert.equal(engine.stats().workerRestarts, 1);
       const data = distinctRows(3, 784);
       const output = await engine.predict(ref, { data, shape: [3, 784], dtype: 'float32' });
       assertClose(output.data, expectedOutput(mlp, data, [3, 784]));
