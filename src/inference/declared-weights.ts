@@ -79,6 +79,37 @@ function largestLayerOutput(layers: tf.layers.Layer[]): LayerOutput | null {
   return largest;
 }
 
+/**
+ * Refuses, before anything is built, layers that fix the batch size or keep state between calls: building
+ * them allocates state for the whole fixed batch (outside addWeight, so unbudgeted), a server batches
+ * different callers' instances together, and state carried from one call to the next would leak one
+ * caller's inputs into another's answers.
+ */
+function assertServable(topology: unknown): void {
+  const pending: unknown[] = [topology];
+  while (pending.length > 0) {
+    const node = pending.pop();
+    if (node === null || typeof node !== 'object') continue;
+    if (Array.isArray(node)) {
+      pending.push(...node);
+      continue;
+    }
+    const record = node as Record<string, unknown>;
+    const layer = typeof record.name === 'string' ? `layer ${record.name}` : 'a layer';
+    if (record.stateful === true) {
+      throw new InferenceArtifactError(`${layer} is stateful; served models keep no state between calls`);
+    }
+    const batchShape = record.batch_input_shape ?? record.batch_shape;
+    const fixedBatch = Array.isArray(batchShape) ? batchShape[0] : record.batch_size;
+    if (typeof fixedBatch === 'number') {
+      throw new InferenceArtifactError(
+        `${layer} fixes the batch size to ${fixedBatch}; served models must take any number of instances`,
+      );
+    }
+    pending.push(...Object.values(record));
+  }
+}
+
 function shapeKey(shape: number[]): string {
   return `[${shape.join(', ')}]`;
 }
@@ -95,6 +126,7 @@ function parameterCount(shape: number[]): number {
  */
 export async function assertDeclaredWeights(modelJson: tf.io.ModelJSON, budget: ModelBudget): Promise<void> {
   const { maxParameters, maxActivationValues } = budget;
+  assertServable(modelJson.modelTopology);
   let built: Awaited<ReturnType<typeof declaredWeights>>;
   try {
     built = await declaredWeights(modelJson.modelTopology);

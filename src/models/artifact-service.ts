@@ -18,6 +18,12 @@ import { assertUuid } from '../server/ids.js';
 import type { ArtifactStorage, StoredArtifact } from './artifact-storage.js';
 import { isAdmin } from './model-policy.js';
 
+/**
+ * A layers model's topology, not its weights: large Keras topologies take a few hundred KB. Parsing it is
+ * main-thread work (at upload, publish and cache rebuilds), so it is bounded like any other input.
+ */
+const MAX_MODEL_JSON_BYTES = 2 * 1024 * 1024;
+
 /** The single weights file name of a stored artifact (the name `tf.io.http` uploads under). */
 export const WEIGHTS_FILE = 'model.weights.bin';
 
@@ -54,6 +60,12 @@ export function canonicalise(files: UploadedFiles): {
   weights: Buffer;
   parsed: Record<string, unknown>;
 } {
+  if (files.modelJson.byteLength > MAX_MODEL_JSON_BYTES) {
+    throw new InvalidArtifactError(
+      `model.json is ${files.modelJson.byteLength} bytes; at most ${MAX_MODEL_JSON_BYTES} are accepted (weights belong in the weights files)`,
+      413,
+    );
+  }
   let parsed: unknown;
   try {
     parsed = JSON.parse(files.modelJson.toString('utf8'));
@@ -76,9 +88,15 @@ export function canonicalise(files: UploadedFiles): {
     throw new InvalidArtifactError('each weightsManifest entry needs paths and weights arrays');
   }
   const named = groups.flatMap((g) => g.paths.map((p) => baseName(String(p))));
+  // Each file is joined once per mention: a repeated name would multiply a small upload in memory.
+  const seen = new Set<string>();
+  for (const name of named) {
+    if (seen.has(name)) throw new InvalidArtifactError(`weightsManifest names ${name} more than once`);
+    seen.add(name);
+  }
   const missing = named.filter((name) => !files.weights.has(name));
   if (missing.length) throw new InvalidArtifactError(`weights file(s) missing from the upload: ${missing.join(', ')}`);
-  const extra = [...files.weights.keys()].filter((name) => !named.includes(name));
+  const extra = [...files.weights.keys()].filter((name) => !seen.has(name));
   if (extra.length)
     throw new InvalidArtifactError(`unexpected file(s) not named in weightsManifest: ${extra.join(', ')}`);
   const canonical = {

@@ -192,6 +192,50 @@ describe('hostile artifacts (issue 9 row 1)', () => {
     assert.equal(count.rows[0].n, 1, 'only the published model was stored');
   });
 
+  it('a stateful RNN over a fixed batch of 10^8 is refused before it is built (its state is never allocated)', async () => {
+    const rnn = await savedArtifact(
+      tf.sequential({ layers: [tf.layers.simpleRNN({ units: 1, inputShape: [1, 1] }), tf.layers.dense({ units: 2 })] }),
+    );
+    const hostile = edited(rnn, (json) => {
+      layerConfig(json, 0).stateful = true;
+      layerConfig(json, 0).batch_input_shape = [100_000_000, 1, 1];
+    });
+    const rssBefore = process.memoryUsage().rss;
+    const { status, body } = await upload(hostile);
+    assert.equal(status, 422, JSON.stringify(body));
+    assert.match(body.error!.message, /layer simple_rnn_SimpleRNN\d+ is stateful/);
+    const fixedBatch = edited(rnn, (json) => {
+      layerConfig(json, 0).batch_input_shape = [100_000_000, 1, 1];
+    });
+    const second = await upload(fixedBatch);
+    assert.equal(second.status, 422, JSON.stringify(second.body));
+    assert.match(second.body.error!.message, /fixes the batch size to 100000000/);
+    const growthMb = (process.memoryUsage().rss - rssBefore) / 2 ** 20;
+    assert.ok(growthMb < 100, `RSS grew ${growthMb.toFixed(0)} MB`);
+  });
+
+  it('a model.json over 2 MiB is refused before it is parsed', async () => {
+    const dense = await savedArtifact(tf.sequential({ layers: [tf.layers.dense({ units: 4, inputShape: [4] })] }));
+    const { status, body } = await upload(
+      edited(dense, (json) => {
+        (json as Record<string, unknown>).userDefinedMetadata = { pad: '0'.repeat(3 * 1024 * 1024) };
+      }),
+    );
+    assert.equal(status, 413, JSON.stringify(body));
+    assert.match(body.error!.message, /at most 2097152 are accepted/);
+  });
+
+  it('a manifest that names one file many times is refused before the file is joined', async () => {
+    const dense = await savedArtifact(tf.sequential({ layers: [tf.layers.dense({ units: 4, inputShape: [4] })] }));
+    const { status, body } = await upload(
+      edited(dense, (json) => {
+        json.weightsManifest[0]!.paths = Array(500).fill('model.weights.bin');
+      }),
+    );
+    assert.equal(status, 400, JSON.stringify(body));
+    assert.match(body.error!.message, /names model\.weights\.bin more than once/);
+  });
+
   it('a layer whose output is over MODEL_MAX_ACTIVATION_VALUES is refused at upload, though it has no weights', async () => {
     const { status, body } = await upload(await savedArtifact(activationBomb()));
     assert.equal(status, 422, JSON.stringify(body));
