@@ -12,8 +12,10 @@ function dateParam(req: Request, name: string): Date | undefined {
   const raw = req.query[name];
   if (raw === undefined) return undefined;
   const date = typeof raw === 'string' ? new Date(raw) : new Date(NaN);
-  if (Number.isNaN(date.getTime())) {
-    throw new GraphQLError(`${name} must be an ISO-8601 date-time`, {
+  // Years PostgreSQL's timestamptz holds and usage can have: a wider one failed after the CSV headers were sent.
+  const year = date.getUTCFullYear();
+  if (Number.isNaN(date.getTime()) || year < 1970 || year > 9999) {
+    throw new GraphQLError(`${name} must be an ISO-8601 date-time between 1970 and 9999`, {
       extensions: { code: 'BAD_USER_INPUT', field: name },
     });
   }

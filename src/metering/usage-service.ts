@@ -234,5 +234,6 @@ function trimDecimal(value: string): string {
 function csvField(value: string | null): string {
   if (value === null) return '';
   const text = /^[=+\-@\t\r]/.test(value) ? `'${value}` : value;
-  return /[",\n\r]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+  // `;` too: spreadsheets in some locales split on it, and a cell after it could start with `=`.
+  return /[",;\n\r]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }

@@ -113,7 +113,7 @@ export class PredictService {
       record.requestId = requestId;
       if (requestId !== null) {
         const claim = await this.metering.claim(callerId, requestId, this.#inputHash(input));
-        if (claim.kind === 'replay') return this.#replay(claim.response as StoredResult);
+        if (claim.kind === 'replay') return this.#replay(actor, input, claim.response as StoredResult);
         claimed = true;
       }
       const result = await this.#run(actor, input, record, started);
@@ -232,7 +232,10 @@ export class PredictService {
     return { prediction: rest, versionId: modelVersion.id, warnings };
   }
 
-  async #replay(stored: StoredResult): Promise<PredictResult> {
+  /** The stored answer, to a caller who may still see the model (it may have been made PRIVATE since). */
+  async #replay(actor: Actor, input: PredictInput, stored: StoredResult): Promise<PredictResult> {
+    const target = await this.catalog.resolve(input.model, input.version ?? 'latest');
+    if (!target || !canView(actor.principal, target.model)) throw new NotFoundError('Model');
     const modelVersion = await this.catalog.versionById(stored.versionId);
     return { prediction: { ...stored.prediction, modelVersion }, warnings: stored.warnings };
   }

@@ -55,8 +55,11 @@ function bearerCheck(token: string | undefined): (header: string | undefined) =>
   return (header) => header !== undefined && timingSafeEqual(digest(header), expected);
 }
 
-/** body-parser failures (oversized, malformed JSON) as GraphQL-shaped errors with stable codes. */
-const bodyErrorHandler: ErrorRequestHandler = (error: { type?: string; status?: number }, _req, res, next) => {
+/**
+ * Failures of the client's request itself — body-parser's (oversized, malformed JSON), a malformed URL path —
+ * as GraphQL-shaped errors with stable codes, not internal errors.
+ */
+const clientErrorHandler: ErrorRequestHandler = (error: { type?: string; status?: number }, _req, res, next) => {
   if (error.type === 'entity.too.large') return requestError(res, 413, 'PAYLOAD_TOO_LARGE', 'Request body too large');
   if (error.type === 'entity.parse.failed') return requestError(res, 400, 'BAD_REQUEST', 'Malformed JSON body');
   if (error.status && error.status >= 400 && error.status < 500) {
@@ -226,7 +229,7 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
       type: ['application/json', 'application/*+json'],
       verify: noteEscapes,
     }),
-    bodyErrorHandler,
+    clientErrorHandler,
     refuseUnstorableText,
     batchLimit(config.graphql.maxBatch),
     credentialCheckLimit(config.graphql.maxCredentialChecks, config.graphql.maxTokens),
@@ -236,6 +239,7 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
   app.use(usageRoutes(services));
 
   app.use((_req, res) => requestError(res, 404, 'NOT_FOUND', 'No such route'));
+  app.use(clientErrorHandler);
   app.use(((error, req, res, _next) => {
     req.log.error({ err: error }, 'unhandled HTTP error');
     requestError(res, 500, 'INTERNAL_SERVER_ERROR', 'Internal server error');

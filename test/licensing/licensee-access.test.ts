@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { createApiKey, signUp, type SignedUpUser } from '../support/fixtures.js';
-import { buildMlp, publish, publishedMlp, uploadWithTfjs } from '../support/models.js';
+import { buildMlp, PREDICT, publish, publishedMlp, randomRows, uploadWithTfjs } from '../support/models.js';
 import { accept, createPlan, transition } from '../support/licensing.js';
 
 const ARCHIVE = 'mutation($m: String!, $v: String!) { archiveModelVersion(model: $m, version: $v) { status } }';
@@ -135,6 +135,10 @@ describe('licensee access: downloads and contracts of models that became PRIVATE
     // While the model is PUBLIC the licensee sees it through the contract (the query reaches it).
     assert.equal((await seen()).model.slug, slug);
     assert.equal((await seen()).plan.model.slug, slug);
+    // A call with an idempotency key, whose stored answer names the version.
+    const call = { model: slug, inputs: randomRows(1, 8, 3), requestId: 'before-private' };
+    const first = await server.gql(PREDICT, { input: call }, { token: former.token });
+    assert.equal(first.errors, undefined, JSON.stringify(first.errors));
 
     const UPDATE = 'mutation($s: String!) { updateModel(slug: $s, input: { visibility: PRIVATE }) { visibility } }';
     assert.equal(
@@ -159,6 +163,9 @@ describe('licensee access: downloads and contracts of models that became PRIVATE
       plan: null,
       model: null,
     });
+    // Replaying the key does not hand back the stored answer (and its version) of a model now PRIVATE.
+    const replay = await server.gql(PREDICT, { input: call }, { token: former.token });
+    assert.equal(replay.errors?.[0]?.extensions?.code, 'NOT_FOUND', JSON.stringify(replay));
     // The owner still sees everything through the same edges.
     const ownerView = await server.gql(
       `query($m: String!) { contractsForModel(model: $m) { id model { visibility versions { changelog } } plan { name } } }`,

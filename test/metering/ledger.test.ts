@@ -221,6 +221,8 @@ describe('metering integrity: bad input, failed group writes, the usage ledger',
       "@SUM(1+1)*cmd|' /C calc'!A0",
       '+1+1',
       '-2+3',
+      // Spreadsheets in some locales split on `;`, where `=` would then start a cell.
+      "ord-2;=cmd|' /C calc'!A0",
       'plain-id',
     ];
     for (const [i, requestId] of hostile.entries()) {
@@ -231,7 +233,9 @@ describe('metering integrity: bad input, failed group writes, the usage ledger',
         headers: { authorization: `Bearer ${user.token}` },
       });
       assert.equal(response.status, 200);
-      const [header, ...rows] = parseCsv(await response.text());
+      const text = await response.text();
+      assert.ok(text.includes(`"ord-2;=cmd|' /C calc'!A0"`), 'a cell holding ; is quoted whole');
+      const [header, ...rows] = parseCsv(text);
       const column = header!.indexOf('request_id');
       assert.deepEqual(
         rows.map((row) => row[column]),
@@ -240,6 +244,7 @@ describe('metering integrity: bad input, failed group writes, the usage ledger',
           "'@SUM(1+1)*cmd|' /C calc'!A0",
           "'+1+1",
           "'-2+3",
+          "ord-2;=cmd|' /C calc'!A0",
           'plain-id',
         ],
       );

@@ -41,6 +41,20 @@ describe('default mode: no internals in responses', () => {
     assert.doesNotMatch(JSON.stringify(res.errors), INTERNALS);
   });
 
+  it('answers a malformed URL path and an out-of-range export date as client errors, not internal ones', async () => {
+    const path = await fetch(`${server.origin}/v1/versions/%ZZ/model.json`);
+    assert.equal(path.status, 400);
+    assert.equal(((await path.json()) as any).errors[0].extensions.code, 'BAD_REQUEST');
+    const user = await signUp(server);
+    for (const from of ['-000001-01-01T00:00:00Z', '+275760-09-13T00:00:00Z']) {
+      const csv = await fetch(`${server.origin}/v1/usage.csv?from=${encodeURIComponent(from)}`, {
+        headers: { authorization: `Bearer ${user.token}` },
+      });
+      assert.equal(csv.status, 400, from);
+      assert.equal(((await csv.json()) as any).error.code, 'BAD_USER_INPUT');
+    }
+  });
+
   it('serves /metrics without a token when none is configured', async () => {
     const response = await fetch(`${server.origin}/metrics`);
     assert.equal(response.status, 200);
