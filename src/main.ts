@@ -45,6 +45,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  console.error('Modelmarket failed to start:', error instanceof Error ? error.message : error);
+  const reason = error instanceof Error ? error.message : `${String(error)} (not an Error: a bug worth reporting)`;
+  console.error(`Modelmarket failed to start: ${reason}`);
   process.exit(1);
 });

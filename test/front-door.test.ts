@@ -53,6 +53,37 @@ describe('npm start (src/main.ts) on an embedded database', () => {
     }
   });
 
+  it('refuses a second live server on the same DATA_DIR with one sentence, leaving the first serving', async () => {
+    const first = await startServerProcess({ DATA_DIR: dataDir, DATABASE_URL: '' });
+    try {
+      await assert.rejects(startServerProcess({ DATA_DIR: dataDir, DATABASE_URL: '' }), (error: Error) => {
+        assert.match(error.message, /server exited \(1\)/);
+        assert.match(
+          error.message,
+          new RegExp(`another Modelmarket server \\(PID ${first.child.pid}\\) is using DATA_DIR`),
+        );
+        assert.doesNotMatch(error.message, /undefined/);
+        return true;
+      });
+      const res = await gql(first.url, LOG_IN, account);
+      assert.equal(res.body.errors, undefined, JSON.stringify(res.body.errors));
+    } finally {
+      assert.equal(await stopServerProcess(first.child), 0);
+    }
+  });
+
+  it('starts cleanly after only the node process was SIGKILLed, stopping the PostgreSQL it left running', async () => {
+    const killed = await startServerProcess({ DATA_DIR: dataDir, DATABASE_URL: '' });
+    await stopServerProcess(killed.child, 'SIGKILL');
+    const { child, url } = await startServerProcess({ DATA_DIR: dataDir, DATABASE_URL: '' });
+    try {
+      const res = await gql(url, LOG_IN, account);
+      assert.equal(res.body.errors, undefined, JSON.stringify(res.body.errors));
+    } finally {
+      assert.equal(await stopServerProcess(child), 0);
+    }
+  });
+
   it('refuses a bad configuration with one clear line per variable', async () => {
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
       env: { ...process.env, PORT: 'not-a-port', MODE: 'prod', DATA_DIR: dataDir },
