@@ -18,9 +18,8 @@ export interface ModelRef {
 }
 
 export const MODEL_JSON_FILE = 'model.json';
+/** A write in progress; renamed into place when complete, so one left at start is a killed process's. */
 const TEMP_PREFIX = '.tmp-';
-// Older temp dirs are leftovers of a crash; younger ones may be another process's write in progress.
-const STALE_TEMP_MS = 10 * 60 * 1000;
 const MODEL_KEY_PATTERN = /^[0-9a-f]{64}$/;
 // tfjs writers split a weight group into 4 MiB shards; any split reads back identically
 // because loaders concatenate the shard files in manifest order.
@@ -82,7 +81,9 @@ export class ArtifactStore {
       const entryDir = path.join(absoluteRoot, entry);
       const { mtimeMs } = await stat(entryDir);
       if (entry.startsWith(TEMP_PREFIX)) {
-        if (Date.now() - mtimeMs > STALE_TEMP_MS) await rm(entryDir, { recursive: true, force: true });
+        // A write the previous process did not finish (it was killed): one process owns this folder, so no
+        // write of another is under way.
+        await rm(entryDir, { recursive: true, force: true });
       } else if (MODEL_KEY_PATTERN.test(entry)) {
         found.push({ key: entry, size: await directoryBytes(entryDir), usedAt: mtimeMs });
       }

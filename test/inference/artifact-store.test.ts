@@ -1,6 +1,6 @@
 // The artifact file cache's disk budget: least recently used entries go, pinned ones stay, all come back.
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -61,5 +61,17 @@ describe('ArtifactStore disk budget', () => {
     const bounded = await ArtifactStore.open(root, 3 * entryBytes);
     assert.equal(bounded.usage().entries, 3);
     assert.equal((await onDisk(root)).length, 3);
+  });
+
+  test('removes the partial writes a killed process left, at once, keeping complete entries', async () => {
+    const root = path.join(dir, 'partial');
+    const store = await ArtifactStore.open(root);
+    await store.ensure(refs[0]!);
+    // What a write cut short looks like: a temp folder with part of an entry (it was never renamed into place).
+    const partial = path.join(root, `.tmp-${refs[1]!.key}-0f8fad5b-d9cb-469f-a165-70867728950e`);
+    await mkdir(partial);
+    await writeFile(path.join(partial, 'model.json'), '{"modelTopo');
+    await ArtifactStore.open(root);
+    assert.deepEqual(await onDisk(root), [refs[0]!.key]);
   });
 });
