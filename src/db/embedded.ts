@@ -60,6 +60,15 @@ function isAlive(pid: number): boolean {
   }
 }
 
+/**
+ * Whether the process is a PostgreSQL server, so that a stale postmaster.pid whose PID was reused never gets
+ * another process signalled. Where /proc is missing (not Linux), it is taken on trust.
+ */
+async function isPostgres(pid: number): Promise<boolean> {
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => null);
+  return cmdline === null ? process.platform !== 'linux' : cmdline.includes('postgres');
+}
+
 async function readPid(file: string): Promise<number | null> {
   const text = await readFile(file, 'utf8').catch(() => null);
   const pid = Number(text?.split('\n', 1)[0]);
@@ -75,7 +84,7 @@ async function claimDataFolder(dir: string, logger: Logger): Promise<string> {
   const ownerFile = path.join(path.dirname(dir), OWNER_FILE);
   const owner = await readPid(ownerFile);
   const postmaster = await readPid(path.join(dir, 'postmaster.pid'));
-  const postmasterRuns = postmaster !== null && isAlive(postmaster);
+  const postmasterRuns = postmaster !== null && isAlive(postmaster) && (await isPostgres(postmaster));
   if (owner !== null && owner !== process.pid && isAlive(owner) && postmasterRuns) {
     throw new Error(
       `another Modelmarket server (PID ${owner}) is using DATA_DIR ${path.dirname(dir)}; stop it first, or give this one another DATA_DIR or a DATABASE_URL`,
