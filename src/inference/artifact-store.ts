@@ -182,7 +182,7 @@ function layoutArtifactFiles(artifact: ModelArtifact, maxParameters: number): Ar
   const manifest = parseModelJson(artifact.modelJson);
   const parameters = manifest
     .flatMap((group) => group.weights)
-    .reduce((sum, spec) => sum + spec.shape.reduce((size, dim) => size * dim, 1), 0);
+    .reduce((sum, spec) => sum + parameterCount(spec.shape), 0);
   if (parameters > maxParameters) {
     throw new InferenceArtifactError(
       `weightsManifest holds ${parameters} parameters; at most ${maxParameters} are served`,
@@ -253,7 +253,12 @@ function weightByteLength(spec: io.WeightsManifestEntry): number {
       `weight ${spec.name} has unsupported dtype ${spec.quantization?.dtype ?? spec.dtype}`,
     );
   }
-  return spec.shape.reduce((size, dim) => size * dim, 1) * bytesPerValue;
+  return parameterCount(spec.shape) * bytesPerValue;
+}
+
+/** Values in a weight of this shape. */
+export function parameterCount(shape: readonly number[]): number {
+  return shape.reduce((size, dim) => size * dim, 1);
 }
 
 async function writeDirAtomically(rootDir: string, finalDir: string, files: ArtifactFile[]): Promise<void> {

@@ -7,6 +7,7 @@
  * RepeatVector of 2^28) would break the worker's runtime on every call.
  */
 import * as tf from '@tensorflow/tfjs';
+import { parameterCount } from './artifact-store.js';
 import { InferenceArtifactError } from './errors.js';
 
 interface DeclaredWeight {
@@ -112,10 +113,6 @@ function assertServable(topology: unknown): void {
 
 function shapeKey(shape: number[]): string {
   return `[${shape.join(', ')}]`;
-}
-
-function parameterCount(shape: number[]): number {
-  return shape.reduce((size, dim) => size * dim, 1);
 }
 
 /**

@@ -1,6 +1,5 @@
 import type { ContractTerms, Resolvers } from '../generated/graphql.js';
 import { nextMonthStart } from '../metering/metering-service.js';
-import { NotFoundError } from '../server/errors.js';
 import { visibleStatus } from './contracts-service.js';
 
 export const licensingResolvers: Resolvers = {
@@ -32,12 +31,8 @@ export const licensingResolvers: Resolvers = {
     plans: (model, _args, ctx) => ctx.services.plans.listForModel(ctx.actor, model),
   },
   LicensePlan: {
-    // A plan is reached only through its visible model or a Contract.plan that checked it: fail closed otherwise.
-    model: async (plan, _args, ctx) => {
-      const model = await ctx.loaders.visibleModelById(plan.modelId);
-      if (!model) throw new NotFoundError('Model');
-      return model;
-    },
+    // A plan is reached only through its visible model or a Contract.plan that checked it.
+    model: (plan, _args, ctx) => ctx.loaders.requireVisibleModel(plan.modelId),
     pricePerPrediction: (plan) => plan.pricePerPrediction.toString(),
   },
   Contract: {

@@ -1,6 +1,5 @@
 import type { ModelCard, Resolvers } from '../generated/graphql.js';
 import type { WatermarkReport } from '../watermark/watermark-service.js';
-import { NotFoundError } from '../server/errors.js';
 import type { EvaluationMetrics } from './evaluation-metrics.js';
 import { visibleWatermark } from './model-policy.js';
 
@@ -31,13 +30,8 @@ export const modelResolvers: Resolvers = {
     aliases: (model, _args, ctx) => ctx.services.models.aliases(model.id),
   },
   ModelVersion: {
-    // A version is reached only through its visible model (or a call the caller just made on it): should that
-    // ever not hold, fail closed.
-    model: async (version, _args, ctx) => {
-      const model = await ctx.loaders.visibleModelById(version.modelId);
-      if (!model) throw new NotFoundError('Model');
-      return model;
-    },
+    // A version is reached only through its visible model (or a call the caller just made on it).
+    model: (version, _args, ctx) => ctx.loaders.requireVisibleModel(version.modelId),
     sizeBytes: async (version, _args, ctx) => (await ctx.loaders.artifactById.load(version.artifactId))!.sizeBytes,
     sha256: async (version, _args, ctx) => (await ctx.loaders.artifactById.load(version.artifactId))!.sha256,
     card: (version) => asCard(version.card),

@@ -23,6 +23,7 @@ import { CLIENT_ERROR_CODES } from './errors.js';
 import type { Logger } from './logger.js';
 import { graphqlMetricsPlugin } from './metrics.js';
 import { findUnstorableText, mayHoldUnstorableText, noteEscapes } from './storable-input.js';
+import { unstorableTextError } from './text.js';
 import { buildSchema } from './schema.js';
 import type { Services } from './services.js';
 
@@ -72,14 +73,8 @@ const clientErrorHandler: ErrorRequestHandler = (error: { type?: string; status?
 const refuseUnstorableText: RequestHandler = (req, res, next) => {
   const field = mayHoldUnstorableText(req) ? findUnstorableText(req.method === 'GET' ? req.query : req.body) : null;
   if (field === null) return next();
-  res.status(400).json({
-    errors: [
-      {
-        message: `${field} must not contain NUL characters or lone UTF-16 surrogates`,
-        extensions: { code: 'BAD_USER_INPUT', field },
-      },
-    ],
-  });
+  const { message, extensions } = unstorableTextError(field);
+  res.status(400).json({ errors: [{ message, extensions }] });
 };
 
 function batchLimit(max: number): RequestHandler {

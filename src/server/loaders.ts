@@ -6,6 +6,7 @@ import type { Principal } from '../auth/principal.js';
 import type { Prisma } from '../db/database.js';
 import type { Artifact, LicensePlan, Model, ModelAlias, User } from '../generated/prisma/client.js';
 import { canView } from '../models/model-policy.js';
+import { NotFoundError } from './errors.js';
 
 function byId<T extends { id: string }>(ids: readonly string[], rows: T[]): (T | null)[] {
   const found = new Map(rows.map((row) => [row.id, row]));
@@ -30,6 +31,15 @@ export function createLoaders(prisma: Prisma, principal: Principal) {
     /** Any model, visible or not: for decisions about it (who manages it), never to hand to the client. */
     modelById,
     visibleModelById,
+    /**
+     * For edges reached only through a visible model (a plan's, a version's): should that ever not hold, they
+     * fail closed with NOT_FOUND rather than hand the model out.
+     */
+    requireVisibleModel: async (id: string): Promise<Model> => {
+      const model = await visibleModelById(id);
+      if (!model) throw new NotFoundError('Model');
+      return model;
+    },
     /** A plan, or null when its model is not visible to the caller. */
     visiblePlanById: async (id: string): Promise<LicensePlan | null> => {
       const plan = await planById.load(id);

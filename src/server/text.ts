@@ -11,12 +11,17 @@ export function isUnstorableText(value: string): boolean {
   return UNSTORABLE.test(value);
 }
 
+/** The refusal of unstorable text in `field`, wherever it is found (an argument, or a request at the front door). */
+export function unstorableTextError(field: string): BadUserInputError {
+  return new BadUserInputError(`${field} must not contain NUL characters or lone UTF-16 surrogates`, field);
+}
+
 /** BAD_USER_INPUT naming the argument when the string cannot be stored as text. */
 export function assertStorableText(value: string, field: string): void {
-  if (isUnstorableText(value)) {
-    throw new BadUserInputError(`${field} must not contain NUL characters or lone UTF-16 surrogates`, field);
-  }
+  if (isUnstorableText(value)) throw unstorableTextError(field);
 }
+
+const CONTROL = /\p{Cc}/u;
 
 /**
  * Normalises (NFKC) and trims free text from a client, and checks its length and that PostgreSQL can store it;
@@ -34,7 +39,7 @@ export function cleanText(
   if (text.length < min || text.length > max) {
     throw new BadUserInputError(`${field} must be ${min} to ${max} characters`, field);
   }
-  if (singleLine && /\p{Cc}/u.test(text)) {
+  if (singleLine && CONTROL.test(text)) {
     throw new BadUserInputError(`${field} must not contain control characters`, field);
   }
   return text;
@@ -51,6 +56,6 @@ export function checkRequestId(requestId: string, field: string): string {
     throw new BadUserInputError(`${field} must be 1 to ${MAX_REQUEST_ID} characters`, field);
   }
   assertStorableText(requestId, field);
-  if (/\p{Cc}/u.test(requestId)) throw new BadUserInputError(`${field} must not contain control characters`, field);
+  if (CONTROL.test(requestId)) throw new BadUserInputError(`${field} must not contain control characters`, field);
   return requestId;
 }
