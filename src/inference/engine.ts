@@ -116,7 +116,7 @@ export class InferenceEngine {
     );
     this.metrics = new InferenceMetrics(options.registry, () => this.scheduler.queueDepth);
     this.metrics.setBackend(backend);
-    // piscina replaces a worker that dies or that runWorkerTask terminated; closing destroys them all.
+    // piscina replaces a worker that dies (one whose runtime broke ends itself); closing destroys them all.
     pool.on('workerDestroy', () => {
       if (this.closed) return;
       this.workerRestarts += 1;

@@ -91,6 +91,15 @@ const RELEASE = `UPDATE contracts c SET predictions_used = greatest(0, c.predict
         GROUP BY contract_id, period_start) AS r
   WHERE c.id = r.contract_id AND c.period_start = r.period_start`;
 
+/** RELEASE's $1–$3 for these reservations. */
+function releaseParameters(reservations: readonly Reservation[]): [string[], number[], Date[]] {
+  return [
+    reservations.map((r) => r.contractId),
+    reservations.map((r) => r.units),
+    reservations.map((r) => r.periodStart),
+  ];
+}
+
 export function nextMonthStart(periodStart: Date): Date {
   return new Date(Date.UTC(periodStart.getUTCFullYear(), periodStart.getUTCMonth() + 1, 1));
 }
@@ -297,11 +306,7 @@ export class MeteringService {
     await this.pool.query({
       name: 'mm_release_reservations',
       text: RELEASE,
-      values: [
-        reservations.map((r) => r.contractId),
-        reservations.map((r) => r.units),
-        reservations.map((r) => r.periodStart),
-      ],
+      values: releaseParameters(reservations),
     });
   }
 
@@ -329,9 +334,7 @@ export class MeteringService {
              SELECT (SELECT count(*) FROM released) AS released, (SELECT count(*) FROM inserted) AS inserted,
                     (SELECT count(*) FROM responses) AS responses`,
       values: [
-        releases.map((r) => r.contractId),
-        releases.map((r) => r.units),
-        releases.map((r) => r.periodStart),
+        ...releaseParameters(releases),
         column((r) => r.predictionId),
         column((r) => r.consumerId),
         column((r) => r.apiKeyId),

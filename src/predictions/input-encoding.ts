@@ -20,7 +20,7 @@ export interface InputLimits {
   /** Pixels of one image, read from its PNG header before decoding. */
   maxImagePixels: number;
   maxImagePixelsPerCall: number;
-  /** Decoded PNG bytes per call (estimated from the base64 length). */
+  /** PNG file bytes of all images in a call (from the base64 length, before decoding). */
   maxImageBytesPerCall: number;
 }
 
@@ -39,6 +39,9 @@ interface ValueRule {
   /** Exclusive upper bound of an Embedding-fed input's ids (which must then be integers ≥ 0). */
   indexBound: number | undefined;
 }
+
+/** A client's raw tabular value, before standardising: any number float32 holds. */
+const ANY_FLOAT32: ValueRule = { dtype: 'float32', indexBound: undefined };
 
 /** Why `value` cannot go into the tensor, or null when it can. */
 function valueProblem(value: number, rule: ValueRule): string | null {
@@ -143,7 +146,7 @@ function writeTabular(
     const raw = value[feature.name];
     const featurePath = `${path}.${feature.name}`;
     if (typeof raw !== 'number') throw bad('expected a finite number', featurePath);
-    const rawProblem = valueProblem(raw, { dtype: 'float32', indexBound: undefined });
+    const rawProblem = valueProblem(raw, ANY_FLOAT32);
     if (rawProblem !== null) throw bad(rawProblem, featurePath);
     // The model sees the standardised value, which a tiny std can push out of float32 range.
     const standardised = (raw - feature.mean) / feature.std;
