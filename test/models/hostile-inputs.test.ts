@@ -15,6 +15,7 @@ import {
   PREDICT,
   publish,
   publishedMlp,
+  publishedTabular,
   randomRows,
   uploadWithTfjs,
 } from '../support/models.js';
@@ -226,23 +227,10 @@ describe('hostile predict inputs and outputs (issue 9)', () => {
       assert.equal(error.extensions!.field, 'input.inputs[1][0]');
       assert.match(error.message, /float32/);
 
-      const dense = tf.sequential({ layers: [tf.layers.dense({ units: 1, inputShape: [2] })] });
-      const artifact = await uploadWithTfjs(server, dense, { token: owner.token });
-      const target = await createModel(server, { token: owner.token }, { task: 'REGRESSION' });
-      const features = [{ name: 'age' }, { name: 'tiny', mean: 0, std: 1e-300 }];
-      await publish(
-        server,
-        { token: owner.token },
-        {
-          model: target.slug,
-          version: '1.0.0',
-          artifactId: artifact.id,
-          signature: {
-            input: { shape: [2], dtype: 'float32', preprocessing: { kind: 'tabular', features } },
-            output: { kind: 'values', size: 1 },
-          },
-        },
-      );
+      const { model: target } = await publishedTabular(server, { token: owner.token }, [
+        { name: 'age' },
+        { name: 'tiny', mean: 0, std: 1e-300 },
+      ]);
       const raw = expectError(await predict(target.slug, [{ age: 1e39, tiny: 0 }]), 'BAD_USER_INPUT');
       assert.equal(raw.extensions!.field, 'input.inputs[0].age');
       const standardised = expectError(await predict(target.slug, [{ age: 1, tiny: 1 }]), 'BAD_USER_INPUT');

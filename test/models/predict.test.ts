@@ -12,6 +12,7 @@ import {
   PREDICT,
   publish,
   publishedMlp,
+  publishedTabular,
   randomRows,
   uploadWithTfjs,
 } from '../support/models.js';
@@ -279,31 +280,11 @@ describe('predict: text, image and tabular models', () => {
   });
 
   it('reads tabular objects by feature name, standardised as the signature says', async () => {
-    const model = tf.sequential({
-      layers: [
-        tf.layers.dense({ units: 1, inputShape: [3], kernelInitializer: tf.initializers.glorotUniform({ seed: 8 }) }),
-      ],
-    });
-    const artifact = await uploadWithTfjs(server, model, { token: owner.token });
-    const target = await createModel(server, { token: owner.token }, { task: 'REGRESSION' });
-    const features = [
+    const { tfModel: model, model: target } = await publishedTabular(server, { token: owner.token }, [
       { name: 'age', mean: 40, std: 10 },
       { name: 'income', mean: 50_000, std: 20_000 },
       { name: 'children' },
-    ];
-    await publish(
-      server,
-      { token: owner.token },
-      {
-        model: target.slug,
-        version: '1.0.0',
-        artifactId: artifact.id,
-        signature: {
-          input: { shape: [3], dtype: 'float32', preprocessing: { kind: 'tabular', features } },
-          output: { kind: 'values', size: 1 },
-        },
-      },
-    );
+    ]);
     const res = await server.gql(
       PREDICT,
       { input: { model: target.slug, inputs: [{ age: 50, income: 90_000, children: 2 }, [1, 2, 2]] } },

@@ -77,6 +77,36 @@ export async function publishedMlp(
   return { tfModel, artifact, model, version };
 }
 
+/** A published regression model (one Dense unit over the features) whose signature reads tabular objects. */
+export async function publishedTabular(
+  server: TestServer,
+  auth: Credentials,
+  features: { name: string; mean?: number; std?: number }[],
+  seed = 8,
+) {
+  const tfModel = tf.sequential({
+    layers: [
+      tf.layers.dense({
+        units: 1,
+        inputShape: [features.length],
+        kernelInitializer: tf.initializers.glorotUniform({ seed }),
+      }),
+    ],
+  });
+  const artifact = await uploadWithTfjs(server, tfModel, auth);
+  const model = await createModel(server, auth, { task: 'REGRESSION' });
+  await publish(server, auth, {
+    model: model.slug,
+    version: '1.0.0',
+    artifactId: artifact.id,
+    signature: {
+      input: { shape: [features.length], dtype: 'float32', preprocessing: { kind: 'tabular', features } },
+      output: { kind: 'values', size: 1 },
+    },
+  });
+  return { tfModel, model };
+}
+
 /** The model's own answer, computed in this process with tfjs. */
 export function expectedOutputs(model: tf.LayersModel, rows: number[][], shape: number[]): number[][] {
   return tf.tidy(
