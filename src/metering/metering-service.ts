@@ -2,11 +2,19 @@
 // and idempotency keys. Reservations and records of concurrent calls are grouped into one statement each
 // (group commit); each caller's promise settles only when its own record has committed. A group write that
 // fails is retried record by record, so one bad record fails only its own call.
+//
+// Crash safety: what a running call holds — its reserved units (a quota_leases row) and its idempotency key — is
+// a lease owned by this server process (ServerInstance). The call's usage record ends its leases in the same
+// statement: billed units are kept only by deleting the call's lease, so units are billed or given back, never
+// both. What a dead process held, and what a call of this process held when its record could not be written, the
+// sweep gives back: at start, every few seconds, and at once when a client retries a dead call's requestId.
 import { setImmediate as nextMacrotask } from 'node:timers';
 import DataLoader from 'dataloader';
 import pg from 'pg';
 import { GraphQLError } from 'graphql';
-import { ConflictError, ErrorCode, RateLimitedError } from '../server/errors.js';
+import type { ServerInstance } from '../db/server-instance.js';
+import { ConflictError, ErrorCode, RateLimitedError, ServiceUnavailableError } from '../server/errors.js';
+import type { Logger } from '../server/logger.js';
 
 /** The contract a call is billed to, as the hot path needs it. */
 export interface BillableContract {
@@ -15,13 +23,6 @@ export interface BillableContract {
   currency: string;
   rateLimitPerMinute: number | null;
   period: 'MONTH' | 'TOTAL';
-}
-
-export interface Reservation {
-  contractId: string;
-  units: number;
-  /** The quota period the units were taken from: a release only gives them back to that period. */
-  periodStart: Date;
 }
 
 export interface UsageRecordInput {
@@ -36,23 +37,28 @@ export interface UsageRecordInput {
   status: string;
   latencyMs: number;
   requestId: string | null;
-  /** Units taken from the quota before inference: kept when OK, given back otherwise. */
-  reservation: Reservation | null;
   /** For calls with an idempotency key: the result to store with the record, in the same statement. */
   idempotentResponse: unknown;
 }
 
-/** A contract whose quota counter differs from the billable units recorded in its current period. */
+/** A contract whose quota counter differs from its billed units plus its running calls' leases, in its current period. */
 export interface LedgerDiscrepancy {
   contractId: string;
   predictionsUsed: number;
   recordedUnits: number;
+  leasedUnits: number;
   periodStart: Date;
 }
 
 export interface UsageLedgerReport {
   holds: boolean;
   discrepancies: LedgerDiscrepancy[];
+  /** Quota leases of running calls of live servers. */
+  liveLeases: number;
+  /** Quota leases whose server died, not yet given back (the sweep takes at most a few seconds). */
+  orphanedLeases: number;
+  /** requestIds without an answer whose call's server died: a retry re-takes them at once. */
+  stuckRequestIds: number;
 }
 
 export type IdempotencyClaim = { kind: 'first' } | { kind: 'replay'; response: unknown };
@@ -80,109 +86,202 @@ export class ContractInactiveError extends Error {}
 const IDEMPOTENCY_TTL_HOURS = 24;
 const CLAIM_POLL_MS = 20;
 const CLAIM_WAIT_MS = 60_000;
+/** How often the leases of dead servers, and of this server's calls whose record failed, are given back. */
+const SWEEP_INTERVAL_MS = 5_000;
 
 /**
- * Gives reservations ($1 contract ids, $2 units, $3 the period each was taken from) back, each only to the
- * period it came from: after a month turn the new period never had them.
+ * Gives back what dead servers' calls held, and what this server's calls $1 (prediction ids whose record could
+ * not be written) held: their quota leases — each only to the period it was taken from, since after a month turn
+ * the new period never had them — and their unanswered idempotency keys. Deleting the lease row is what gives
+ * units back, so two sweeps, or a sweep and a late record, never give back or bill the same lease twice.
  */
-const RELEASE = `UPDATE contracts c SET predictions_used = greatest(0, c.predictions_used - r.units)
-  FROM (SELECT contract_id, period_start, sum(units)::int AS units
-        FROM unnest($1::uuid[], $2::int[], $3::timestamptz[]) AS t(contract_id, units, period_start)
-        GROUP BY contract_id, period_start) AS r
-  WHERE c.id = r.contract_id AND c.period_start = r.period_start`;
+const SWEEP = `WITH live AS (SELECT instance FROM mm_live_server_instances()),
+  gone AS (
+    DELETE FROM quota_leases l
+    WHERE l.prediction_id = ANY($1::uuid[]) OR l.server_instance NOT IN (SELECT instance FROM live)
+    RETURNING l.contract_id, l.units, l.period_start
+  ), returned AS (
+    UPDATE contracts c SET predictions_used = greatest(0, c.predictions_used - r.units)
+    FROM (SELECT contract_id, period_start, sum(units)::int AS units FROM gone GROUP BY contract_id, period_start) r
+    WHERE c.id = r.contract_id AND c.period_start = r.period_start
+  ), freed AS (
+    DELETE FROM idempotency_keys k
+    WHERE k.response IS NULL AND (k.prediction_id = ANY($1::uuid[]) OR k.server_instance IS NULL
+      OR k.server_instance NOT IN (SELECT instance FROM live))
+    RETURNING 1
+  )
+  SELECT (SELECT count(*) FROM gone)::int AS leases, (SELECT coalesce(sum(units), 0) FROM gone)::int AS units,
+         (SELECT count(*) FROM freed)::int AS request_ids`;
 
-/** RELEASE's $1–$3 for these reservations. */
-function releaseParameters(reservations: readonly Reservation[]): [string[], number[], Date[]] {
-  return [
-    reservations.map((r) => r.contractId),
-    reservations.map((r) => r.units),
-    reservations.map((r) => r.periodStart),
-  ];
-}
+/**
+ * Writes a group of usage records and ends their calls' leases, in one statement. A call is kept (billed, its
+ * answer stored under its requestId) only when it succeeded and still holds its lease and its key — a sweep
+ * that presumed its server dead may have taken them; every other call's lease is given back and its key freed,
+ * so a retry runs. Returns the successful calls that were not kept.
+ */
+const RECORD = `WITH input AS (
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::uuid[], $7::int[],
+      $8::numeric[], $9::char(3)[], $10::text[], $11::float8[], $12::text[], $13::jsonb[])
+      AS t(prediction_id, consumer_id, api_key_id, model_id, model_version_id, contract_id, units, unit_price,
+           currency, status, latency_ms, request_id, response)
+  ), ended AS (
+    DELETE FROM quota_leases l USING input i WHERE l.prediction_id = i.prediction_id
+    RETURNING l.prediction_id, l.contract_id, l.units, l.period_start
+  ), answered AS (
+    UPDATE idempotency_keys k SET response = i.response
+    FROM input i
+    WHERE i.status = 'OK' AND i.response IS NOT NULL AND k.response IS NULL
+      AND k.caller_id = i.consumer_id AND k.request_id = i.request_id AND k.prediction_id = i.prediction_id
+      AND (i.contract_id IS NULL OR EXISTS (SELECT 1 FROM ended e WHERE e.prediction_id = i.prediction_id))
+    RETURNING k.prediction_id
+  ), outcome AS (
+    SELECT i.*, e.contract_id AS leased_from, e.units AS leased_units, e.period_start AS leased_in,
+      i.status = 'OK' AND (i.contract_id IS NULL OR e.prediction_id IS NOT NULL)
+        AND (i.response IS NULL OR a.prediction_id IS NOT NULL) AS kept
+    FROM input i
+    LEFT JOIN ended e ON e.prediction_id = i.prediction_id
+    LEFT JOIN answered a ON a.prediction_id = i.prediction_id
+  ), returned AS (
+    UPDATE contracts c SET predictions_used = greatest(0, c.predictions_used - r.units)
+    FROM (SELECT leased_from, leased_in, sum(leased_units)::int AS units FROM outcome
+          WHERE leased_from IS NOT NULL AND NOT kept GROUP BY leased_from, leased_in) r
+    WHERE c.id = r.leased_from AND c.period_start = r.leased_in
+  ), freed AS (
+    DELETE FROM idempotency_keys k USING outcome o
+    WHERE NOT o.kept AND k.response IS NULL
+      AND k.caller_id = o.consumer_id AND k.request_id = o.request_id AND k.prediction_id = o.prediction_id
+  ), recorded AS (
+    INSERT INTO usage_records (prediction_id, consumer_id, api_key_id, model_id, model_version_id, contract_id,
+      units, billable_units, unit_price, currency, status, latency_ms, request_id, quota_period_start)
+    SELECT prediction_id, consumer_id, api_key_id, model_id, model_version_id, contract_id, units,
+      CASE WHEN kept AND leased_from IS NOT NULL THEN leased_units ELSE 0 END, unit_price, currency,
+      CASE WHEN status = 'OK' AND NOT kept THEN '${ErrorCode.SERVICE_UNAVAILABLE}' ELSE status END,
+      latency_ms, request_id, leased_in
+    FROM outcome
+  )
+  SELECT prediction_id FROM outcome WHERE status = 'OK' AND NOT kept`;
 
 export function nextMonthStart(periodStart: Date): Date {
   return new Date(Date.UTC(periodStart.getUTCFullYear(), periodStart.getUTCMonth() + 1, 1));
 }
 
-export class MeteringService {
-  readonly #reservations: DataLoader<
-    { contract: BillableContract; units: number },
-    Reservation | GraphQLError | ContractInactiveError
-  >;
-  readonly #records: DataLoader<UsageRecordInput, true>;
-  /** Reservations already given back after their record failed: a later record of the call must not again. */
-  readonly #released = new WeakSet<Reservation>();
-  readonly #cleanup: NodeJS.Timeout;
+interface ReservationRequest {
+  contract: BillableContract;
+  units: number;
+  predictionId: string;
+}
 
-  constructor(private readonly pool: pg.Pool) {
+export class MeteringService {
+  readonly #reservations: DataLoader<ReservationRequest, true | GraphQLError | ContractInactiveError>;
+  readonly #records: DataLoader<UsageRecordInput, true>;
+  /** Calls of this process whose usage record could not be written: the sweep gives back what they held. */
+  readonly #orphans = new Set<string>();
+  readonly #timers: NodeJS.Timeout[];
+  #sweepChain: Promise<unknown> = Promise.resolve();
+  #nextSweep: Promise<void> | null = null;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly instance: ServerInstance,
+    private readonly logger: Logger,
+  ) {
     const options = { cache: false, maxBatchSize: 512, batchScheduleFn: (run: () => void) => nextMacrotask(run) };
     this.#reservations = new DataLoader((items) => this.#reserveBatch(items), options);
     this.#records = new DataLoader((items) => this.#recordBatch(items), options);
-    this.#cleanup = setInterval(() => void this.#dropExpiredKeys().catch(() => undefined), 3_600_000);
-    this.#cleanup.unref();
+    this.#timers = [
+      setInterval(() => void this.#dropExpiredKeys().catch(() => undefined), 3_600_000),
+      setInterval(() => void this.sweep().catch(() => undefined), SWEEP_INTERVAL_MS),
+    ];
+    for (const timer of this.#timers) timer.unref();
   }
 
   /**
-   * Counts the call against the contract's per-minute rate limit and takes `units` from its quota, atomically,
-   * re-checking in the same statement that the contract is ACTIVE and unexpired. RATE_LIMITED or QUOTA_EXCEEDED
-   * when the call does not fit (and then nothing is counted); ContractInactiveError when the contract is no
-   * longer usable.
+   * Counts the call against the contract's per-minute rate limit and takes `units` from its quota as a lease of
+   * the call `predictionId`, atomically, re-checking in the same statement that the contract is ACTIVE and
+   * unexpired. RATE_LIMITED or QUOTA_EXCEEDED when the call does not fit (and then nothing is counted);
+   * ContractInactiveError when the contract is no longer usable. The call's usage record ends the lease.
    */
-  async reserve(contract: BillableContract, units: number): Promise<Reservation> {
-    const outcome = await this.#reservations.load({ contract, units });
+  async reserve(contract: BillableContract, units: number, predictionId: string): Promise<void> {
+    const outcome = await this.#reservations.load({ contract, units, predictionId });
     if (outcome instanceof Error) throw outcome;
-    return outcome;
   }
 
   /**
-   * Writes the call's usage record (and releases a failed call's reservation); resolves once durable. When the
-   * record cannot be written it rejects, after giving the call's reservation back: units are never consumed
-   * without a record.
+   * Writes the call's usage record, ending its leases (a successful call's units are billed, a failed call's
+   * given back, its requestId freed); resolves once durable. Rejects with SERVICE_UNAVAILABLE when a successful
+   * call cannot be kept — its record could not be written, or what it held was taken back while it ran — and then
+   * nothing of it is billed: its leases are given back, at once or by the sweep.
    */
   async record(input: UsageRecordInput): Promise<void> {
     await this.#records.load(input);
   }
 
   /**
-   * Checks that every contract's quota counter equals the billable units recorded in its current period (see
-   * mm_usage_ledger_discrepancies). Exact only while no call is in flight: those hold reservations that have
-   * no record yet.
+   * Checks that every contract's quota counter equals its billed units plus its running calls' leases in its
+   * current period (mm_usage_ledger_discrepancies; exact at any moment), and that nothing is held for a server
+   * that died.
    */
   async verifyLedger(): Promise<UsageLedgerReport> {
-    const { rows } = await this.pool.query<{
-      contract_id: string;
-      predictions_used: number;
-      recorded_units: number;
-      period_start: Date;
-    }>('SELECT contract_id, predictions_used, recorded_units, period_start FROM mm_usage_ledger_discrepancies()');
+    const [discrepancies, leases] = await Promise.all([
+      this.pool.query<{
+        contract_id: string;
+        predictions_used: number;
+        recorded_units: number;
+        leased_units: number;
+        period_start: Date;
+      }>(
+        'SELECT contract_id, predictions_used, recorded_units, leased_units, period_start FROM mm_usage_ledger_discrepancies()',
+      ),
+      this.pool.query<{ live_leases: number; orphaned_leases: number; stuck_request_ids: number }>(
+        `WITH live AS (SELECT instance FROM mm_live_server_instances())
+         SELECT (SELECT count(*) FROM quota_leases WHERE server_instance IN (SELECT instance FROM live))::int AS live_leases,
+                (SELECT count(*) FROM quota_leases WHERE server_instance NOT IN (SELECT instance FROM live))::int AS orphaned_leases,
+                (SELECT count(*) FROM idempotency_keys WHERE response IS NULL
+                   AND (server_instance IS NULL OR server_instance NOT IN (SELECT instance FROM live)))::int AS stuck_request_ids`,
+      ),
+    ]);
+    const { live_leases, orphaned_leases, stuck_request_ids } = leases.rows[0]!;
     return {
-      holds: rows.length === 0,
-      discrepancies: rows.map((r) => ({
+      holds: discrepancies.rows.length === 0 && orphaned_leases === 0 && stuck_request_ids === 0,
+      discrepancies: discrepancies.rows.map((r) => ({
         contractId: r.contract_id,
         predictionsUsed: r.predictions_used,
         recordedUnits: r.recorded_units,
+        leasedUnits: r.leased_units,
         periodStart: r.period_start,
       })),
+      liveLeases: live_leases,
+      orphanedLeases: orphaned_leases,
+      stuckRequestIds: stuck_request_ids,
     };
   }
 
   /**
-   * Claims an idempotency key. The first caller gets `first`; a retry of a finished call gets the stored
-   * response; a concurrent duplicate waits for the first to finish. Another input under the same key is a
-   * CONFLICT.
+   * Claims an idempotency key for the call `predictionId`. The first caller gets `first`; a retry of a finished
+   * call gets the stored response; a concurrent duplicate waits for the first to finish. A key whose call's
+   * server died unanswered is taken over at once, after giving back what that server held. Another input under
+   * the same key is a CONFLICT.
    */
-  async claim(callerId: string, requestId: string, inputHash: string): Promise<IdempotencyClaim> {
+  async claim(callerId: string, requestId: string, inputHash: string, predictionId: string): Promise<IdempotencyClaim> {
     const deadline = Date.now() + CLAIM_WAIT_MS;
     for (;;) {
-      const inserted = await this.pool.query({
+      const { rows: claimed } = await this.pool.query<{ inserted: boolean }>({
         name: 'mm_idempotency_claim',
-        text: `INSERT INTO idempotency_keys (caller_id, request_id, input_hash) VALUES ($1, $2, $3)
-               ON CONFLICT (caller_id, request_id) DO UPDATE SET input_hash = EXCLUDED.input_hash, response = NULL, created_at = now()
-                 WHERE idempotency_keys.created_at < now() - make_interval(hours => $4)
-               RETURNING 1`,
-        values: [callerId, requestId, inputHash, IDEMPOTENCY_TTL_HOURS],
+        text: `INSERT INTO idempotency_keys (caller_id, request_id, input_hash, prediction_id, server_instance)
+               VALUES ($1, $2, $3, $4, $5)
+               ON CONFLICT (caller_id, request_id) DO UPDATE SET input_hash = EXCLUDED.input_hash, response = NULL,
+                 created_at = now(), prediction_id = EXCLUDED.prediction_id, server_instance = EXCLUDED.server_instance
+                 WHERE idempotency_keys.created_at < now() - make_interval(hours => $6)
+                    OR (idempotency_keys.response IS NULL
+                        AND NOT mm_server_instance_alive(idempotency_keys.server_instance))
+               RETURNING xmax = 0 AS inserted`,
+        values: [callerId, requestId, inputHash, predictionId, this.instance.id, IDEMPOTENCY_TTL_HOURS],
       });
-      if (inserted.rowCount === 1) return { kind: 'first' };
+      if (claimed.length === 1) {
+        // Taken over from a dead server: its leases go back first, so that the retry finds the quota it needs.
+        if (!claimed[0]!.inserted) await this.sweep();
+        return { kind: 'first' };
+      }
       const { rows } = await this.pool.query<{ input_hash: string; response: unknown }>({
         name: 'mm_idempotency_read',
         text: 'SELECT input_hash, response FROM idempotency_keys WHERE caller_id = $1 AND request_id = $2',
@@ -200,17 +299,41 @@ export class MeteringService {
     }
   }
 
-  /** Frees a key whose call failed, so a retry runs again. */
-  async abandon(callerId: string, requestId: string): Promise<void> {
-    await this.pool.query({
-      name: 'mm_idempotency_abandon',
-      text: 'DELETE FROM idempotency_keys WHERE caller_id = $1 AND request_id = $2 AND response IS NULL',
-      values: [callerId, requestId],
+  /**
+   * Gives back what dead servers and this server's orphaned calls held (SWEEP). Concurrent callers share one
+   * run, which starts after they asked.
+   */
+  sweep(): Promise<void> {
+    this.#nextSweep ??= this.#sweepChain.then(() => {
+      this.#nextSweep = null;
+      return this.#sweepOnce();
     });
+    const run = this.#nextSweep;
+    this.#sweepChain = run.catch(() => undefined);
+    return run;
   }
 
-  close(): void {
-    clearInterval(this.#cleanup);
+  /** Stops the timers, giving back what this server's orphaned calls held while the database is still open. */
+  async close(): Promise<void> {
+    for (const timer of this.#timers) clearInterval(timer);
+    if (this.#orphans.size) await this.sweep().catch(() => undefined);
+  }
+
+  async #sweepOnce(): Promise<void> {
+    const orphans = [...this.#orphans];
+    const { rows } = await this.pool.query<{ leases: number; units: number; request_ids: number }>({
+      name: 'mm_sweep_leases',
+      text: SWEEP,
+      values: [orphans],
+    });
+    for (const id of orphans) this.#orphans.delete(id);
+    const { leases, units, request_ids } = rows[0]!;
+    if (leases || request_ids) {
+      this.logger.info(
+        { leases, units, requestIds: request_ids },
+        'gave back the quota units and requestIds of calls whose server stopped or whose record failed',
+      );
+    }
   }
 
   async #dropExpiredKeys(): Promise<void> {
@@ -220,7 +343,7 @@ export class MeteringService {
   }
 
   /** One statement for a group of reservations, taking row locks in contract-id order (no deadlocks). */
-  async #reserveBatch(items: readonly { contract: BillableContract; units: number }[]) {
+  async #reserveBatch(items: readonly ReservationRequest[]) {
     const order = items.map((_, i) => i).sort((a, b) => items[a]!.contract.id.localeCompare(items[b]!.contract.id));
     const { rows } = await this.pool.query<{
       n: string;
@@ -234,17 +357,22 @@ export class MeteringService {
     }>({
       name: 'mm_reserve_batch',
       text: `SELECT r.n, x.reserved, x.active, x.rate_limited, x.retry_after_ms, x.used, x.quota, x.period_start
-             FROM unnest($1::uuid[], $2::int[]) WITH ORDINALITY AS r(contract_id, units, n)
-             CROSS JOIN LATERAL mm_reserve_predictions(r.contract_id, r.units) AS x
+             FROM unnest($1::uuid[], $2::int[], $3::uuid[]) WITH ORDINALITY AS r(contract_id, units, prediction_id, n)
+             CROSS JOIN LATERAL mm_reserve_predictions(r.contract_id, r.units, r.prediction_id, $4) AS x
              ORDER BY r.n`,
-      values: [order.map((i) => items[i]!.contract.id), order.map((i) => items[i]!.units)],
+      values: [
+        order.map((i) => items[i]!.contract.id),
+        order.map((i) => items[i]!.units),
+        order.map((i) => items[i]!.predictionId),
+        this.instance.id,
+      ],
     });
-    const results: (Reservation | GraphQLError | ContractInactiveError)[] = new Array(items.length);
+    const results: (true | GraphQLError | ContractInactiveError)[] = new Array(items.length);
     rows.forEach((row, position) => {
       const index = order[position]!;
-      const { contract, units } = items[index]!;
+      const { contract } = items[index]!;
       results[index] = row.reserved
-        ? { contractId: contract.id, units, periodStart: row.period_start }
+        ? true
         : !row.active
           ? new ContractInactiveError(contract.id)
           : row.rate_limited
@@ -264,77 +392,45 @@ export class MeteringService {
   /**
    * Writes a group in one statement; when PostgreSQL refuses it (one bad record fails them all), writes each
    * record alone, so only the guilty record's call fails. Only a refusal is retried: it proves the statement
-   * rolled back. A lost connection leaves the outcome unknown (it may have committed), and a retry or a
-   * release could then bill twice or give back units that were billed.
+   * rolled back. A lost connection leaves the outcome unknown (it may have committed): those calls become
+   * orphans, whose leases the sweep gives back if the write did not commit — and finds already ended if it did.
    */
   async #recordBatch(items: readonly UsageRecordInput[]): Promise<(true | Error)[]> {
     try {
-      await this.#write(items);
-      return items.map(() => true);
+      return await this.#write(items);
     } catch (error) {
-      if (!(error instanceof pg.DatabaseError)) throw error;
-      if (items.length === 1) return [await this.#notWritten(items[0]!, error)];
+      if (!(error instanceof pg.DatabaseError) || items.length === 1) {
+        return items.map((item) => this.#notWritten(item, error));
+      }
       return Promise.all(
         items.map((item) =>
           this.#write([item]).then(
-            () => true as const,
-            (alone: unknown) => {
-              if (!(alone instanceof pg.DatabaseError)) throw alone;
-              return this.#notWritten(item, alone);
-            },
+            ([outcome]) => outcome!,
+            (alone: unknown) => this.#notWritten(item, alone),
           ),
         ),
       );
     }
   }
 
-  /** A record that could not be written gives its reservation back (once), then fails its call. */
-  async #notWritten(item: UsageRecordInput, cause: unknown): Promise<Error> {
-    const { reservation } = item;
-    if (reservation && !this.#released.has(reservation)) {
-      try {
-        await this.#release([reservation]);
-        this.#released.add(reservation);
-      } catch {
-        // The database is unreachable: the call's error record, if it can be written later, releases it.
-      }
-    }
-    return new Error('The usage record could not be written', { cause });
+  /** A record that could not be written: what its call holds goes back with the next sweep, started now. */
+  #notWritten(item: UsageRecordInput, cause: unknown): Error {
+    this.#orphans.add(item.predictionId);
+    void this.sweep().catch(() => undefined);
+    // A refusal is a defect of the record (an internal error); anything else is the database being unreachable.
+    return cause instanceof pg.DatabaseError
+      ? new Error('The usage record could not be written', { cause })
+      : new ServiceUnavailableError(
+          'The call could not be recorded, so its answer is withheld; retry it (with the same requestId it is never billed twice)',
+        );
   }
 
-  async #release(reservations: Reservation[]): Promise<void> {
-    await this.pool.query({
-      name: 'mm_release_reservations',
-      text: RELEASE,
-      values: releaseParameters(reservations),
-    });
-  }
-
-  /** One statement: release failed calls' reservations, insert every record, store idempotent responses. */
-  async #write(items: readonly UsageRecordInput[]): Promise<void> {
-    const releases = items
-      .map((r) => (r.status !== 'OK' && r.reservation && !this.#released.has(r.reservation) ? r.reservation : null))
-      .filter((r) => r !== null);
-    const stored = items.filter((r) => r.status === 'OK' && r.requestId !== null && r.idempotentResponse !== undefined);
+  async #write(items: readonly UsageRecordInput[]): Promise<(true | Error)[]> {
     const column = <T>(pick: (r: UsageRecordInput) => T) => items.map(pick);
-    await this.pool.query({
+    const { rows } = await this.pool.query<{ prediction_id: string }>({
       name: 'mm_record_usage_batch',
-      text: `WITH released AS (${RELEASE} RETURNING 1), inserted AS (
-               INSERT INTO usage_records (prediction_id, consumer_id, api_key_id, model_id, model_version_id, contract_id,
-                 units, billable_units, unit_price, currency, status, latency_ms, request_id, quota_period_start)
-               SELECT * FROM unnest($4::uuid[], $5::uuid[], $6::uuid[], $7::uuid[], $8::uuid[], $9::uuid[], $10::int[],
-                 $11::int[], $12::numeric[], $13::char(3)[], $14::text[], $15::float8[], $16::text[], $17::timestamptz[])
-               RETURNING 1
-             ), responses AS (
-               UPDATE idempotency_keys k SET response = r.response
-               FROM unnest($18::uuid[], $19::text[], $20::jsonb[]) AS r(caller_id, request_id, response)
-               WHERE k.caller_id = r.caller_id AND k.request_id = r.request_id
-               RETURNING 1
-             )
-             SELECT (SELECT count(*) FROM released) AS released, (SELECT count(*) FROM inserted) AS inserted,
-                    (SELECT count(*) FROM responses) AS responses`,
+      text: RECORD,
       values: [
-        ...releaseParameters(releases),
         column((r) => r.predictionId),
         column((r) => r.consumerId),
         column((r) => r.apiKeyId),
@@ -342,17 +438,25 @@ export class MeteringService {
         column((r) => r.modelVersionId),
         column((r) => r.contract?.id ?? null),
         column((r) => r.units),
-        column((r) => (r.status === 'OK' && r.contract ? r.units : 0)),
         column((r) => r.contract?.unitPrice ?? '0'),
         column((r) => r.contract?.currency ?? null),
         column((r) => r.status),
         column((r) => r.latencyMs),
         column((r) => r.requestId),
-        column((r) => r.reservation?.periodStart ?? null),
-        stored.map((r) => r.consumerId),
-        stored.map((r) => r.requestId!),
-        stored.map((r) => JSON.stringify(r.idempotentResponse)),
+        column((r) =>
+          r.status === 'OK' && r.requestId !== null && r.idempotentResponse !== undefined
+            ? JSON.stringify(r.idempotentResponse)
+            : null,
+        ),
       ],
     });
+    const lost = new Set(rows.map((r) => r.prediction_id));
+    return items.map((item) =>
+      lost.has(item.predictionId)
+        ? new ServiceUnavailableError(
+            'What this call held was given back while it ran (its server was presumed stopped); it was not billed: retry it',
+          )
+        : true,
+    );
   }
 }

@@ -140,7 +140,6 @@ export function artifactRoutes(services: Services, prisma: Prisma, maxBytes: num
         status: 'DOWNLOAD',
         latencyMs: 0,
         requestId: null,
-        reservation: null,
         idempotentResponse: undefined,
       });
       const stored = await services.artifacts.read(sha256);

@@ -58,6 +58,9 @@ export interface PredictAuthorizer {
   ): Promise<PredictGrant>;
 }
 
+/** The call's usage record, filled in as the call gets to know it. */
+type CallRecord = Omit<UsageRecordInput, 'status' | 'latencyMs' | 'idempotentResponse'>;
+
 /** What an idempotency key stores: enough to answer a retry exactly as the first call was answered. */
 interface StoredResult {
   prediction: Omit<Prediction, 'modelVersion'>;
@@ -90,12 +93,14 @@ export class PredictService {
 
   /**
    * Every call by an authenticated caller writes one usage record (OK or its error code); a retry answered
-   * from an idempotency key writes none, since it is not counted again.
+   * from an idempotency key writes none, since it is not counted again. The record ends what the call held: a
+   * successful call's reserved units are billed and its answer stored under its requestId; a failed call's units
+   * go back and its requestId is freed, so a retry runs.
    */
   async predict(actor: Actor, input: PredictInput): Promise<PredictResult> {
     const started = performance.now();
     const callerId = requireUserId(actor.principal);
-    const record: Omit<UsageRecordInput, 'status' | 'latencyMs' | 'idempotentResponse'> = {
+    const record: CallRecord = {
       predictionId: randomUUID(),
       consumerId: callerId,
       apiKeyId: actor.principal.kind === 'apiKey' ? actor.principal.apiKeyId : null,
@@ -105,47 +110,39 @@ export class PredictService {
       units: 0,
       // Set once checked: a refused requestId is not stored with the call's record.
       requestId: null,
-      reservation: null,
     };
-    let claimed = false;
+    let result: PredictResult;
     try {
       const requestId = input.requestId == null ? null : checkRequestId(input.requestId, 'input.requestId');
       record.requestId = requestId;
       if (requestId !== null) {
-        const claim = await this.metering.claim(callerId, requestId, this.#inputHash(input));
+        const claim = await this.metering.claim(callerId, requestId, this.#inputHash(input), record.predictionId);
         if (claim.kind === 'replay') return this.#replay(actor, input, claim.response as StoredResult);
-        claimed = true;
       }
-      const result = await this.#run(actor, input, record, started);
-      await this.metering.record({
-        ...record,
-        status: 'OK',
-        latencyMs: result.prediction.latencyMs,
-        idempotentResponse: claimed ? this.#stored(result) : undefined,
-      });
-      return result;
+      result = await this.#run(actor, input, record, started);
     } catch (error) {
-      try {
-        await this.metering.record({
+      // The caller learns why the call failed even when its record cannot be written: the metering sweep then
+      // gives back what the call held.
+      await this.metering
+        .record({
           ...record,
           status: errorCode(error),
           latencyMs: performance.now() - started,
           idempotentResponse: undefined,
-        });
-      } finally {
-        // Even when the record cannot be written, the key is freed: a retry must run, not wait for CONFLICT.
-        if (claimed) await this.metering.abandon(callerId, record.requestId!);
-      }
+        })
+        .catch(() => undefined);
       throw error;
     }
+    await this.metering.record({
+      ...record,
+      status: 'OK',
+      latencyMs: result.prediction.latencyMs,
+      idempotentResponse: record.requestId === null ? undefined : this.#stored(result),
+    });
+    return result;
   }
 
-  async #run(
-    actor: Actor,
-    input: PredictInput,
-    record: Omit<UsageRecordInput, 'status' | 'latencyMs' | 'idempotentResponse'>,
-    started: number,
-  ): Promise<PredictResult> {
+  async #run(actor: Actor, input: PredictInput, record: CallRecord, started: number): Promise<PredictResult> {
     const topK = input.topK ?? 3;
     if (!Number.isInteger(topK) || topK < 1 || topK > MAX_TOP_K) {
       throw new BadUserInputError(`topK must be 1 to ${MAX_TOP_K}`, 'input.topK');
@@ -171,14 +168,14 @@ export class PredictService {
     record.units = tensor.shape[0]!;
     if (grant.contract) {
       try {
-        record.reservation = await this.metering.reserve(grant.contract, record.units);
+        await this.metering.reserve(grant.contract, record.units, record.predictionId);
       } catch (error) {
         if (!(error instanceof ContractInactiveError)) throw error;
         // The chosen contract stopped being usable: choose again from fresh rows (this throws the reason
         // when none is usable).
         grant = await this.authorizer.authorize(actor, target.model, version, input.contractId, { fresh: true });
         record.contract = grant.contract;
-        if (grant.contract) record.reservation = await this.metering.reserve(grant.contract, record.units);
+        if (grant.contract) await this.metering.reserve(grant.contract, record.units, record.predictionId);
       }
     }
     let output;

@@ -13,6 +13,8 @@ export const ErrorCode = {
   OVERLOADED: 'OVERLOADED',
   /** The model itself gave no usable answer (e.g. NaN or Infinity) for valid inputs; not billed. */
   MODEL_ERROR: 'MODEL_ERROR',
+  /** The call could not be served or recorded now (e.g. the database is unreachable); retry after `retryAfter` s. */
+  SERVICE_UNAVAILABLE: 'SERVICE_UNAVAILABLE',
   INTERNAL_SERVER_ERROR: 'INTERNAL_SERVER_ERROR',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -78,5 +80,11 @@ export class RateLimitedError extends AppError {
 export class ModelError extends AppError {
   constructor(message: string) {
     super(ErrorCode.MODEL_ERROR, message);
+  }
+}
+
+export class ServiceUnavailableError extends AppError {
+  constructor(message: string, retryAfterSeconds = 1) {
+    super(ErrorCode.SERVICE_UNAVAILABLE, message, { retryAfter: retryAfterSeconds }, 503);
   }
 }

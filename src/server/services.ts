@@ -10,6 +10,7 @@ import { SigningKeyRing } from '../auth/signing-keys.js';
 import { AuditService } from '../audit/audit-service.js';
 import type { Config } from '../config.js';
 import type { Database } from '../db/database.js';
+import { ServerInstance } from '../db/server-instance.js';
 import { InferenceEngine } from '../inference/engine.js';
 import { ArtifactService } from '../models/artifact-service.js';
 import { PostgresArtifactStorage } from '../models/artifact-storage.js';
@@ -98,7 +99,10 @@ export async function createServices(
   const plans = new PlansService(db.prisma, audit);
   const contracts = new ContractsService(db.prisma, audit, plans);
   const certificates = new LicenceCertificates(db.prisma, keyRing, config.auth.issuer);
-  const metering = new MeteringService(db.pool);
+  const instance = await ServerInstance.register(db.pool, logger);
+  const metering = new MeteringService(db.pool, instance, logger);
+  // What servers that stopped (this DATA_DIR's previous process among them) left held goes back before serving.
+  await metering.sweep();
   const usage = new UsageService(db.pool, audit);
   const predictions = new PredictService(catalog, artifacts, engine, new LicenceAuthorizer(db.pool), metering, encoder);
   logger.info({ backend: engine.backend, workers: config.inference.workers }, 'inference engine ready');
@@ -121,7 +125,6 @@ export async function createServices(
     watermarks,
     async close() {
       keyRing.close();
-      metering.close();
       // Every part is closed even when one fails; the first failure is reported.
       const closed = await Promise.allSettled([
         watermarks.close(),
@@ -129,6 +132,8 @@ export async function createServices(
         engine.close(),
         preprocessing.close(),
       ]);
+      // Last, while the database is open: metering gives back what failed calls held, then the liveness lock goes.
+      closed.push(...(await Promise.allSettled([metering.close().then(() => instance.close())])));
       const failed = closed.find((outcome) => outcome.status === 'rejected');
       if (failed) throw failed.reason;
     },
