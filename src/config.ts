@@ -47,6 +47,7 @@ const envSchema = z.object({
   GRAPHQL_MAX_BATCH: int(1, 100).default(10),
   GRAPHQL_MAX_CREDENTIAL_CHECKS: int(1, 100).default(3),
   SHUTDOWN_GRACE_MS: int(0, 120_000).default(10_000),
+  LEASE_SWEEP_INTERVAL_MS: int(100, 3_600_000).default(5_000),
   INFERENCE_WORKERS: int(1, 64).optional(),
   INFERENCE_MAX_BATCH: int(1, 4096).default(64),
   INFERENCE_MAX_WAIT_MS: int(0, 1000).default(2),
@@ -135,6 +136,8 @@ export function parseConfig(env: Record<string, string | undefined>) {
       maxCredentialChecks: e.GRAPHQL_MAX_CREDENTIAL_CHECKS,
     },
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    // How often quota units and requestIds held by calls of a dead server (or whose record failed) go back.
+    leaseSweepIntervalMs: e.LEASE_SWEEP_INTERVAL_MS,
     inference: {
       // One core stays with the event loop (HTTP, GraphQL, database I/O).
       workers: e.INFERENCE_WORKERS ?? Math.max(1, os.availableParallelism() - 1),

@@ -86,8 +86,6 @@ export class ContractInactiveError extends Error {}
 const IDEMPOTENCY_TTL_HOURS = 24;
 const CLAIM_POLL_MS = 20;
 const CLAIM_WAIT_MS = 60_000;
-/** How often the leases of dead servers, and of this server's calls whose record failed, are given back. */
-const SWEEP_INTERVAL_MS = 5_000;
 
 /**
  * Gives back what dead servers' calls held, and what this server's calls $1 (prediction ids whose record could
@@ -184,13 +182,15 @@ export class MeteringService {
     private readonly pool: pg.Pool,
     private readonly instance: ServerInstance,
     private readonly logger: Logger,
+    /** How often the leases of dead servers, and of this server's calls whose record failed, are given back. */
+    sweepIntervalMs: number,
   ) {
     const options = { cache: false, maxBatchSize: 512, batchScheduleFn: (run: () => void) => nextMacrotask(run) };
     this.#reservations = new DataLoader((items) => this.#reserveBatch(items), options);
     this.#records = new DataLoader((items) => this.#recordBatch(items), options);
     this.#timers = [
       setInterval(() => void this.#dropExpiredKeys().catch(() => undefined), 3_600_000),
-      setInterval(() => void this.sweep().catch(() => undefined), SWEEP_INTERVAL_MS),
+      setInterval(() => void this.sweep().catch(() => undefined), sweepIntervalMs),
     ];
     for (const timer of this.#timers) timer.unref();
   }

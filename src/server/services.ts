@@ -100,7 +100,7 @@ export async function createServices(
   const contracts = new ContractsService(db.prisma, audit, plans);
   const certificates = new LicenceCertificates(db.prisma, keyRing, config.auth.issuer);
   const instance = await ServerInstance.register(db.pool, logger);
-  const metering = new MeteringService(db.pool, instance, logger);
+  const metering = new MeteringService(db.pool, instance, logger, config.leaseSweepIntervalMs);
   // What servers that stopped (this DATA_DIR's previous process among them) left held goes back before serving.
   await metering.sweep();
   const usage = new UsageService(db.pool, audit);

@@ -1,0 +1,174 @@
+// The lease rules of metering, on a real database: what a call holds belongs to its server process, a live
+// replica takes back what a dead one held, and a call whose leases were taken while it ran is never billed —
+// so the same units or the same requestId are never billed twice, whatever the interleaving.
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, afterEach, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { pino } from 'pino';
+import { ServerInstance } from '../../src/db/server-instance.js';
+import { MeteringService, type BillableContract, type UsageRecordInput } from '../../src/metering/metering-service.js';
+import { signUp } from '../support/fixtures.js';
+import { assertLedgerHolds } from '../support/ledger.js';
+import { accept, createPlan } from '../support/licensing.js';
+import { publishedMlp } from '../support/models.js';
+import { startTestServer, type TestServer } from '../support/server.js';
+
+const logger = pino({ level: 'silent' });
+
+function unavailable(error: { extensions?: { code?: unknown } }): true {
+  assert.equal(error.extensions?.code, 'SERVICE_UNAVAILABLE');
+  return true;
+}
+
+describe('metering leases: owners, take-over, and calls that lost what they held', () => {
+  let server: TestServer;
+  let pool: pg.Pool;
+  let contract: BillableContract;
+  let consumerId: string;
+  const replicas: { instance: ServerInstance; metering: MeteringService }[] = [];
+
+  before(async () => {
+    // Only the replicas below sweep, when the test says so.
+    server = await startTestServer({ LEASE_SWEEP_INTERVAL_MS: '3600000' });
+    const owner = await signUp(server, { role: 'OWNER' });
+    const { model } = await publishedMlp(server, { token: owner.token });
+    const plan = await createPlan(server, { token: owner.token }, model.slug, { predictionQuota: 10 });
+    const consumer = await signUp(server);
+    consumerId = consumer.id;
+    const { id } = await accept(server, { token: consumer.token }, plan.id);
+    contract = { id, unitPrice: '0.002', currency: 'EUR', rateLimitPerMinute: null, period: 'MONTH' };
+    pool = new pg.Pool({ connectionString: server.databaseUrl, max: 4 });
+  });
+  afterEach(() => assertLedgerHolds(server.sql));
+  after(async () => {
+    for (const { metering, instance } of replicas) {
+      await metering.close();
+      await instance.close();
+    }
+    await pool.end();
+    await server.close();
+  });
+
+  /** Another server process's metering, on the same database. */
+  async function replica() {
+    const instance = await ServerInstance.register(pool, logger);
+    const metering = new MeteringService(pool, instance, logger, 3_600_000);
+    replicas.push({ instance, metering });
+    return { instance, metering };
+  }
+
+  const call = (predictionId: string, requestId: string | null, status = 'OK'): UsageRecordInput => ({
+    predictionId,
+    consumerId,
+    apiKeyId: null,
+    modelId: null,
+    modelVersionId: null,
+    contract,
+    units: 4,
+    status,
+    latencyMs: 1,
+    requestId,
+    idempotentResponse: status === 'OK' && requestId ? { answer: predictionId } : undefined,
+  });
+
+  async function used(): Promise<number> {
+    const { rows } = await server.sql.query('SELECT predictions_used FROM contracts WHERE id = $1', [contract.id]);
+    return rows[0].predictions_used;
+  }
+
+  it('a live replica takes back a dead one’s units; the dead one’s late record then bills nothing', async () => {
+    const a = await replica();
+    const b = await replica();
+    const before = await used();
+    const prediction = randomUUID();
+    await a.metering.reserve(contract, 4, prediction);
+    assert.equal(await used(), before + 4);
+
+    // B's sweep leaves a live replica's lease alone.
+    await b.metering.sweep();
+    assert.equal(await used(), before + 4);
+
+    // A loses its liveness lock (its process died, or its connection): B's sweep gives the units back.
+    await a.instance.close();
+    await b.metering.sweep();
+    assert.equal(await used(), before);
+
+    // A's call finishes after all: its record must not bill units that were given back.
+    await assert.rejects(a.metering.record(call(prediction, null)), unavailable);
+    const { rows } = await server.sql.query(
+      'SELECT status, billable_units, quota_period_start FROM usage_records WHERE prediction_id = $1',
+      [prediction],
+    );
+    assert.deepEqual(rows, [{ status: 'SERVICE_UNAVAILABLE', billable_units: 0, quota_period_start: null }]);
+    assert.equal(await used(), before);
+  });
+
+  it('a requestId held by a dead replica’s call is taken over at once, and only the take-over is billed', async () => {
+    const a = await replica();
+    const b = await replica();
+    const requestId = `take-over-${randomUUID()}`;
+    const first = randomUUID();
+    assert.deepEqual(await a.metering.claim(consumerId, requestId, 'hash', first), { kind: 'first' });
+    await a.metering.reserve(contract, 4, first);
+
+    await a.instance.close();
+    const started = Date.now();
+    const retry = randomUUID();
+    assert.deepEqual(await b.metering.claim(consumerId, requestId, 'hash', retry), { kind: 'first' });
+    assert.ok(Date.now() - started < 5_000, 'the retry did not wait for the dead call');
+    await b.metering.reserve(contract, 4, retry);
+
+    // The dead call's late record and the retry's race: only the holder of the key and its lease is billed.
+    await assert.rejects(a.metering.record(call(first, requestId)), unavailable);
+    await b.metering.record(call(retry, requestId));
+    const { rows } = await server.sql.query(
+      'SELECT prediction_id, billable_units FROM usage_records WHERE request_id = $1 AND billable_units > 0',
+      [requestId],
+    );
+    assert.deepEqual(rows, [{ prediction_id: retry, billable_units: 4 }]);
+    assert.deepEqual(await b.metering.claim(consumerId, requestId, 'hash', randomUUID()), {
+      kind: 'replay',
+      response: { answer: retry },
+    });
+  });
+
+  it('a failed call gives its units back and frees its requestId in the record’s own statement', async () => {
+    const { metering } = await replica();
+    const before = await used();
+    const requestId = `failed-${randomUUID()}`;
+    const prediction = randomUUID();
+    await metering.claim(consumerId, requestId, 'hash', prediction);
+    await metering.reserve(contract, 4, prediction);
+    await metering.record(call(prediction, requestId, 'MODEL_ERROR'));
+    assert.equal(await used(), before);
+    const retry = randomUUID();
+    assert.deepEqual(await metering.claim(consumerId, requestId, 'other input', retry), { kind: 'first' });
+    await metering.record(call(retry, requestId, 'BAD_USER_INPUT'));
+  });
+
+  it('the admin ledger check counts leases of live servers, and reports those of dead ones until they are back', async () => {
+    const a = await replica();
+    const b = await replica();
+    const prediction = randomUUID();
+    await a.metering.claim(consumerId, `ledger-${prediction}`, 'hash', prediction);
+    await a.metering.reserve(contract, 4, prediction);
+    const live = await b.metering.verifyLedger();
+    assert.deepEqual(
+      { holds: live.holds, discrepancies: live.discrepancies, liveLeases: live.liveLeases },
+      { holds: true, discrepancies: [], liveLeases: 1 },
+    );
+    await a.instance.close();
+    const dead = await b.metering.verifyLedger();
+    assert.deepEqual(
+      { holds: dead.holds, orphanedLeases: dead.orphanedLeases, stuckRequestIds: dead.stuckRequestIds },
+      { holds: false, orphanedLeases: 1, stuckRequestIds: 1 },
+    );
+    await b.metering.sweep();
+    const swept = await b.metering.verifyLedger();
+    assert.deepEqual(
+      { holds: swept.holds, orphanedLeases: swept.orphanedLeases, stuckRequestIds: swept.stuckRequestIds },
+      { holds: true, orphanedLeases: 0, stuckRequestIds: 0 },
+    );
+  });
+});
