@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chown, readFile, rm, writeFile } from 'node:fs/promises';
+import { chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
@@ -190,6 +190,7 @@ export async function startEmbeddedPostgres(options: {
 }): Promise<EmbeddedDatabase> {
   const { dir, password, database, logger } = options;
   const home = path.dirname(dir);
+  await mkdir(home, { recursive: true });
   const user = await postgresUser();
   const { installation, data } = await locateEmbeddedPostgres({ dir, user, logger });
   const ownerFile = await claimDataFolder(home, data, logger);
