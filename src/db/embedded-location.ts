@@ -18,6 +18,7 @@ import {
   realpath,
   rename,
   rm,
+  stat,
   writeFile,
 } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -77,7 +78,7 @@ export async function postgresUser(): Promise<PostgresUser | undefined> {
       return await lookUp();
     } catch (error) {
       throw new Error(
-        `PostgreSQL does not run as root and the postgres user to run it as could not be created (${(error as Error).message.trim()}); create a postgres user, or set DATABASE_URL`,
+        `PostgreSQL does not run as root and the postgres user to run it as could not be created (${(error as Error).message.replace(/\s+/g, ' ').trim()}); create a postgres user, or set DATABASE_URL`,
       );
     }
   }
@@ -214,9 +215,9 @@ export async function locateEmbeddedPostgres(options: {
         : 'DATA_DIR is not reachable by the postgres user the embedded PostgreSQL runs as: its data is kept elsewhere',
     );
   }
-  // The data folder's parent: DATA_DIR itself, which the postgres user needs to traverse, or the shared root.
+  // DATA_DIR/postgres is reached through DATA_DIR, which root may have created 0700.
   if (data === dir) {
-    const { mode } = await lstat(home);
+    const { mode } = await stat(home);
     await chmod(home, mode | 0o711);
   }
   if (!(await canReach(path.dirname(data), user))) {

@@ -220,7 +220,7 @@ export async function startEmbeddedPostgres(options: {
   const stop = async () => {
     stopping = true;
     process.removeListener('exit', stopOnExit);
-    // SIGINT: fast shutdown (open sessions are ended, nothing is lost).
+    // SIGINT: fast shutdown (open transactions are rolled back, nothing committed is lost).
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
     await ended;
     await rm(ownerFile, { force: true });
@@ -228,10 +228,11 @@ export async function startEmbeddedPostgres(options: {
 
   try {
     const failure = await waitUntilReady(data, child, ended);
-    if (failure)
+    if (failure) {
       throw new Error(
         `the embedded PostgreSQL in ${data} did not start: ${failure}: ${recentLog.join(' | ') || 'no output'}`,
       );
+    }
     const base = `postgresql://${USER}:${encodeURIComponent(password)}@127.0.0.1:${port}`;
     const admin = new pg.Client({ connectionString: `${base}/postgres` });
     await admin.connect();
