@@ -30,7 +30,10 @@ const messages: Record<AdminBootstrapOutcome, string> = {
   'already-admin': `${email} is already an admin`,
   'already-admin-other-password': `${email} is already an admin, with another password (use --reset-password to set this one)`,
 };
-const runtime = await openRuntime({ ...config, logLevel: 'warn' });
+const runtime = await openRuntime({ ...config, logLevel: 'warn' }).catch((error: unknown) => {
+  console.error(`admin:create failed: ${(error as Error).message}`);
+  process.exit(1);
+});
 try {
   const outcome = await runtime.services.auth.ensureAdmin(email, password, { resetPassword: values['reset-password'] });
   console.log(messages[outcome]);

@@ -3,7 +3,10 @@ import { openRuntime } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 
 const [command, kid] = process.argv.slice(2);
-const runtime = await openRuntime({ ...loadConfig(), logLevel: 'warn' });
+const runtime = await openRuntime({ ...loadConfig(), logLevel: 'warn' }).catch((error: unknown) => {
+  console.error(`keys: ${(error as Error).message}`);
+  process.exit(1);
+});
 const ring = runtime.services.keyRing;
 try {
   if (command === 'rotate') {

@@ -19,6 +19,18 @@ async function gql(url: string, query: string, variables: Record<string, unknown
   return { status: response.status, body: (await response.json()) as any };
 }
 
+/** An operator script (`npm run keys`, `npm run admin:create`) on the embedded database: exit code and stderr. */
+async function runScript(script: string, args: string[], dataDir: string) {
+  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
+    env: { ...process.env, DATABASE_URL: '', DATA_DIR: dataDir },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  return { code, stderr };
+}
+
 describe('npm start (src/main.ts) on an embedded database', () => {
   let dataDir: string;
   before(async () => {
@@ -53,9 +65,18 @@ describe('npm start (src/main.ts) on an embedded database', () => {
     }
   });
 
-  it('refuses a second live server on the same DATA_DIR with one sentence, leaving the first serving', async () => {
+  it('refuses a second live server and the operator scripts on the same DATA_DIR with one sentence, leaving the first serving', async () => {
     const first = await startServerProcess({ DATA_DIR: dataDir, DATABASE_URL: '' });
     try {
+      const folder = dataDir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+      const sentence = `another Modelmarket server \\(PID ${first.child.pid}\\) is using DATA_DIR ${folder}; [^\\n]+`;
+      const [keys, adminCreate] = await Promise.all([
+        runScript('scripts/keys.ts', ['list'], dataDir),
+        runScript('scripts/admin-create.ts', ['--email', 'ops@example.com', '--password', 'a passphrase'], dataDir),
+      ]);
+      assert.deepEqual([keys.code, adminCreate.code], [1, 1]);
+      assert.match(keys.stderr, new RegExp(`^keys: ${sentence}\\n$`));
+      assert.match(adminCreate.stderr, new RegExp(`^admin:create failed: ${sentence}\\n$`));
       await assert.rejects(startServerProcess({ DATA_DIR: dataDir, DATABASE_URL: '' }), (error: Error) => {
         assert.match(error.message, /server exited \(1\)/);
         assert.match(

