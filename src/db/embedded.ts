@@ -105,6 +105,8 @@ function launch(
     ...options.user,
     cwd: options.cwd,
     stdio: ['ignore', 'pipe', 'pipe'],
+    // Its own process group: a terminal's Ctrl-C reaches only the server, which drains, then stops PostgreSQL.
+    detached: true,
   });
   for (const stream of [child.stdout!, child.stderr!]) {
     let pending = '';
