@@ -50,6 +50,11 @@ export class ServerInstance {
     return this.#id;
   }
 
+  /** False while the lock connection is being re-opened (or after close): the lock may not be held then. */
+  get holdsLock(): boolean {
+    return !this.#closed && this.#reconnecting === null;
+  }
+
   /** Releases the lock: whatever this process still holds is then free for any server to take back. */
   async close(): Promise<void> {
     this.#closed = true;

@@ -320,6 +320,8 @@ export class MeteringService {
   }
 
   async #sweepOnce(): Promise<void> {
+    // Without its own lock this process would look dead to itself and take back its own running calls' leases.
+    if (!this.instance.holdsLock) return;
     const orphans = [...this.#orphans];
     const { rows } = await this.pool.query<{ leases: number; units: number; request_ids: number }>({
       name: 'mm_sweep_leases',
