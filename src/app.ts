@@ -7,8 +7,9 @@ import type { Config } from './config.js';
 import { connectDatabase, type Database } from './db/database.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './db/embedded.js';
 import { applyMigrations, listMigrations, type Migration } from './db/migrate.js';
+import { migrationPool } from './db/migration-pool.js';
 import { resolveAppSecret, SecretBox } from './security/secret-box.js';
-import { startHttpServer } from './server/http-server.js';
+import { startHttpServer, type RunningHttpServer } from './server/http-server.js';
 import { createLogger, type Logger } from './server/logger.js';
 import { createRegistry } from './server/metrics.js';
 import { createServices, type Services } from './server/services.js';
@@ -19,6 +20,9 @@ export interface Runtime {
   services: Services;
   migrations: Migration[];
   logger: Logger;
+  /** Closes the services (inference engine, workers, timers); the database stays open for what they leave. */
+  closeServices(): Promise<void>;
+  /** Closes the services, then the pool, then the embedded database. */
   close(): Promise<void>;
 }
 
@@ -39,23 +43,34 @@ export async function openRuntime(config: Config, logger = createLogger(config.l
     logger.info('using the embedded PostgreSQL (set DATABASE_URL to use another)');
   }
 
-  const db = connectDatabase(databaseUrl, config.database.poolSize);
+  const db = connectDatabase(databaseUrl, config.database.poolSize, config.database.timeouts);
   try {
     const migrations = await listMigrations();
-    const applied = await applyMigrations(db.pool, migrations);
+    // Migrations get their own pool, without the statement timeouts (one may rewrite a large table).
+    const migrating = migrationPool(databaseUrl);
+    const applied = await applyMigrations(migrating, migrations).finally(() => migrating.end());
     if (applied.length) logger.info({ applied }, 'applied database migrations');
     const registry = createRegistry();
     const services = await createServices(config, db, secrets, registry, logger);
+    let servicesClosed: Promise<void> | undefined;
+    const closeServices = () => (servicesClosed ??= services.close());
     return {
       db,
       registry,
       services,
       migrations,
       logger,
+      closeServices,
       async close() {
-        await services.close();
-        await db.close();
-        await embedded?.stop();
+        try {
+          await closeServices();
+        } finally {
+          try {
+            await db.close();
+          } finally {
+            await embedded?.stop();
+          }
+        }
       },
     };
   } catch (error) {
@@ -97,8 +112,39 @@ export interface Application {
   port: number;
   services: Services;
   logger: Logger;
-  /** Stops accepting, drains in-flight requests, flushes and closes everything it started. */
+  /** Stops accepting, drains in-flight requests, flushes and closes everything it started (see stop). */
   close(): Promise<void>;
+}
+
+/** After the inference engine closed under calls still running, how long they get to record their failure. */
+const AFTER_ENGINE_CLOSE_MS = 1000;
+
+/**
+ * The graceful stop. Nothing new is accepted; in-flight requests finish (each predict's usage record commits
+ * before its answer is sent), within SHUTDOWN_GRACE_MS. Only then does the inference engine close: calls it
+ * still runs (the grace expired) fail and their error records give their units back through the pool, which
+ * closes after them, then the embedded database.
+ */
+async function stop(http: RunningHttpServer, runtime: Runtime, graceMs: number, logger: Logger): Promise<void> {
+  const started = Date.now();
+  http.stopAccepting();
+  logger.info({ inFlight: http.inFlight, graceMs }, 'stopped accepting requests; waiting for those in flight');
+  let running = await http.settled(started + graceMs);
+  if (Object.keys(running).length) {
+    logger.warn({ running }, 'shutdown grace expired: closing the inference engine under requests still running');
+  }
+  try {
+    await runtime.closeServices();
+  } finally {
+    running = await http.settled(Date.now() + AFTER_ENGINE_CLOSE_MS);
+    if (Object.keys(running).length) logger.error({ running }, 'closing the database under requests still running');
+    try {
+      await http.close();
+    } finally {
+      await runtime.close();
+    }
+  }
+  logger.info({ ms: Date.now() - started }, 'stopped');
 }
 
 export async function startApplication(config: Config, logger = createLogger(config.logLevel)): Promise<Application> {
@@ -112,10 +158,7 @@ export async function startApplication(config: Config, logger = createLogger(con
       port: http.port,
       services,
       logger,
-      async close() {
-        await http.close();
-        await runtime.close();
-      },
+      close: () => stop(http, runtime, config.shutdownGraceMs, logger),
     };
   } catch (error) {
     await runtime.close().catch(() => undefined);

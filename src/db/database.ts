@@ -1,25 +1,93 @@
 // The one database entry point: a pg pool shared by Prisma (through its driver adapter) and the few
-// components that need raw SQL (rate limiting, migrations, health checks).
+// components that need raw SQL (rate limiting, health checks). Every wait on the database is bounded: a
+// database that refuses, freezes or drops connections fails calls within the timeouts (see errors.ts), and
+// the pool opens new connections once it is back.
 import { PrismaPg } from '@prisma/adapter-pg';
 import pg from 'pg';
 import { PrismaClient } from '../generated/prisma/client.js';
+import { DatabaseTimeoutError } from './errors.js';
 
 export type Prisma = PrismaClient;
+
+export interface DatabaseTimeouts {
+  /** Opening a connection, and waiting for a free one in the pool. */
+  connectMs: number;
+  /** PostgreSQL's statement_timeout; the client gives up on an answer a little later (a frozen server). */
+  statementMs: number;
+  /** PostgreSQL's idle_in_transaction_session_timeout: a transaction its client left open ends. */
+  idleInTransactionMs: number;
+}
 
 export interface Database {
   prisma: PrismaClient;
   pool: pg.Pool;
+  /** `SELECT 1` within `timeoutMs` (connection included); rejects otherwise. */
+  ping(timeoutMs: number): Promise<void>;
   close(): Promise<void>;
 }
 
-export function connectDatabase(url: string, poolSize: number): Database {
-  const pool = new pg.Pool({ connectionString: url, max: poolSize });
+/** How long after statement_timeout the client stops waiting: the server's own cancel normally comes first. */
+const READ_TIMEOUT_MARGIN_MS = 1000;
+
+/**
+ * A client that ends its connection when it gave up waiting for an answer: the unanswered query still occupies
+ * it, so reused (Prisma's transactions release their client without the error) it would make every later
+ * query wait for the same frozen answer.
+ */
+class TimeoutDroppingClient extends pg.Client {
+  // pg's overloads cannot be re-declared generically; pool.query passes a callback, a checked-out client not.
+  override query(...args: unknown[]): never {
+    const last = args.at(-1);
+    if (typeof last === 'function') {
+      args[args.length - 1] = (err: unknown, result: unknown) => {
+        this.#dropAfterReadTimeout(err);
+        (last as (e: unknown, r: unknown) => void)(err, result);
+      };
+    }
+    const pending = (super.query as (...a: unknown[]) => unknown)(...args);
+    if (!(pending instanceof Promise)) return pending as never;
+    return pending.catch((err: unknown) => {
+      this.#dropAfterReadTimeout(err);
+      throw err;
+    }) as never;
+  }
+
+  #dropAfterReadTimeout(err: unknown): void {
+    // end() marks the client as ending at once (the pool then discards it) and destroys a busy socket.
+    if (err instanceof Error && err.message === 'Query read timeout') void this.end().catch(() => undefined);
+  }
+}
+
+export function connectDatabase(url: string, poolSize: number, timeouts: DatabaseTimeouts): Database {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: poolSize,
+    connectionTimeoutMillis: timeouts.connectMs,
+    statement_timeout: timeouts.statementMs,
+    query_timeout: timeouts.statementMs + READ_TIMEOUT_MARGIN_MS,
+    idle_in_transaction_session_timeout: timeouts.idleInTransactionMs,
+    Client: TimeoutDroppingClient,
+  });
   // An idle client losing its connection must not crash the process; the pool replaces it.
   pool.on('error', () => undefined);
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
   return {
     prisma,
     pool,
+    async ping(timeoutMs) {
+      let timer: NodeJS.Timeout | undefined;
+      // query_timeout bounds the answer; the race also bounds the wait for a connection.
+      const timedOut = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new DatabaseTimeoutError('SELECT 1', timeoutMs)), timeoutMs);
+      });
+      try {
+        // pg reads query_timeout from a query's config too; its types do not declare it.
+        const query = { text: 'SELECT 1', query_timeout: timeoutMs } as pg.QueryConfig;
+        await Promise.race([pool.query(query), timedOut]);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
     async close() {
       await prisma.$disconnect();
       await pool.end();

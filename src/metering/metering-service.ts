@@ -424,6 +424,7 @@ export class MeteringService {
       ? new Error('The usage record could not be written', { cause })
       : new ServiceUnavailableError(
           'The call could not be recorded, so its answer is withheld; retry it (with the same requestId it is never billed twice)',
+          5,
         );
   }
 
@@ -457,6 +458,7 @@ export class MeteringService {
       lost.has(item.predictionId)
         ? new ServiceUnavailableError(
             'What this call held was given back while it ran (its server was presumed stopped); it was not billed: retry it',
+            1,
           )
         : true,
     );

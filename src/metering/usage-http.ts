@@ -2,6 +2,7 @@
 // with the same filters and the same visibility rules as the `usage` query.
 import express, { type Request, type Response } from 'express';
 import { GraphQLError } from 'graphql';
+import type { TrackHandler } from '../server/drain.js';
 import { sendUnexpected } from '../server/rest-errors.js';
 import { assertAllowed } from '../server/schema.js';
 import type { Services } from '../server/services.js';
@@ -29,31 +30,35 @@ function stringParam(req: Request, name: string): string | undefined {
   return raw;
 }
 
-export function usageRoutes(services: Services): express.Router {
+/** `track` makes a graceful stop wait for each export. */
+export function usageRoutes(services: Services, track: TrackHandler): express.Router {
   const router = express.Router();
-  router.get('/v1/usage.csv', (req: Request, res: Response) => {
-    (async () => {
-      const principal = await services.authenticator.authenticate(req.headers);
-      assertAllowed(principal, { scope: 'READ_USAGE' });
-      const filter: UsageFilter = {
-        from: dateParam(req, 'from'),
-        to: dateParam(req, 'to'),
-        model: stringParam(req, 'model'),
-        contract: stringParam(req, 'contract'),
-        consumer: stringParam(req, 'consumer'),
-      };
-      const actor = { principal, ip: req.ip ?? 'unknown', requestId: String(req.id) };
-      res.status(200).type('text/csv; charset=utf-8').set('content-disposition', 'attachment; filename="usage.csv"');
-      await services.usage.exportCsv(actor, filter, res);
-      res.end();
-    })().catch((error: unknown) => {
-      if (res.headersSent) {
-        req.log.error({ err: error }, 'usage export failed midway');
-        res.destroy();
-        return;
-      }
-      sendUnexpected(req, res, error);
-    });
-  });
+  router.get(
+    '/v1/usage.csv',
+    track((req: Request, res: Response) =>
+      (async () => {
+        const principal = await services.authenticator.authenticate(req.headers);
+        assertAllowed(principal, { scope: 'READ_USAGE' });
+        const filter: UsageFilter = {
+          from: dateParam(req, 'from'),
+          to: dateParam(req, 'to'),
+          model: stringParam(req, 'model'),
+          contract: stringParam(req, 'contract'),
+          consumer: stringParam(req, 'consumer'),
+        };
+        const actor = { principal, ip: req.ip ?? 'unknown', requestId: String(req.id) };
+        res.status(200).type('text/csv; charset=utf-8').set('content-disposition', 'attachment; filename="usage.csv"');
+        await services.usage.exportCsv(actor, filter, res);
+        res.end();
+      })().catch((error: unknown) => {
+        if (res.headersSent) {
+          req.log.error({ err: error }, 'usage export failed midway');
+          res.destroy();
+          return;
+        }
+        sendUnexpected(req, res, error);
+      }),
+    ),
+  );
   return router;
 }

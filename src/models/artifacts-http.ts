@@ -11,6 +11,7 @@ import { AuditAction } from '../audit/audit-service.js';
 import { requireUserId } from '../auth/principal.js';
 import type { Actor } from '../auth/principal.js';
 import type { Prisma } from '../db/database.js';
+import type { TrackHandler } from '../server/drain.js';
 import { isUuid } from '../server/ids.js';
 import { sendRestError as sendError, sendUnexpected } from '../server/rest-errors.js';
 import { assertAllowed } from '../server/schema.js';
@@ -56,7 +57,13 @@ function readMultipart(req: Request, maxBytes: number): Promise<Map<string, Buff
   });
 }
 
-export function artifactRoutes(services: Services, prisma: Prisma, maxBytes: number): express.Router {
+/** `track` makes a graceful stop wait for each request's handler. */
+export function artifactRoutes(
+  services: Services,
+  prisma: Prisma,
+  maxBytes: number,
+  track: TrackHandler,
+): express.Router {
   const router = express.Router();
 
   const actorOf = async (req: Request): Promise<Actor> => ({
@@ -65,16 +72,15 @@ export function artifactRoutes(services: Services, prisma: Prisma, maxBytes: num
     requestId: String(req.id),
   });
 
-  const handle =
-    (fn: (req: Request, res: Response) => Promise<void>) =>
-    (req: Request, res: Response): void => {
+  const handle = (fn: (req: Request, res: Response) => Promise<void>) =>
+    track((req, res) =>
       fn(req, res).catch((error: unknown) => {
         if (error instanceof UploadTooLarge)
           return sendError(res, 413, 'PAYLOAD_TOO_LARGE', `Artifacts are limited to ${maxBytes} bytes`);
         if (error instanceof InvalidArtifactError) return sendError(res, error.status, 'BAD_ARTIFACT', error.message);
         sendUnexpected(req, res, error);
-      });
-    };
+      }),
+    );
 
   router.post(
     '/v1/artifacts',

@@ -3,6 +3,7 @@
 import type { Request } from 'express';
 import type { Actor } from '../auth/principal.js';
 import type { Prisma } from '../db/database.js';
+import { databaseUnavailableError } from './errors.js';
 import { createLoaders, type Loaders } from './loaders.js';
 import type { Logger } from './logger.js';
 import type { Services } from './services.js';
@@ -18,7 +19,13 @@ export interface Context {
 }
 
 export async function buildContext(req: Request, services: Services, prisma: Prisma): Promise<Context> {
-  const principal = await services.authenticator.authenticate(req.headers);
+  // Authentication reads the database: when it is unavailable the client is told to retry (503), not a 500.
+  const principal = await services.authenticator.authenticate(req.headers).catch((error: unknown) => {
+    const unavailable = databaseUnavailableError(error);
+    if (!unavailable) throw error;
+    req.log.warn({ err: error }, 'authentication failed: database unavailable');
+    throw unavailable;
+  });
   return {
     actor: { principal, ip: req.ip ?? 'unknown', requestId: String(req.id) },
     userAgent: req.headers['user-agent'],

@@ -1,6 +1,8 @@
 // Every error a client can see has a stable `extensions.code`. Anything else is an internal error whose
 // details stay in the logs.
 import { GraphQLError } from 'graphql';
+import { HeaderMap } from '@apollo/server';
+import { isDatabaseUnavailable } from '../db/errors.js';
 
 export const ErrorCode = {
   UNAUTHENTICATED: 'UNAUTHENTICATED',
@@ -13,7 +15,7 @@ export const ErrorCode = {
   OVERLOADED: 'OVERLOADED',
   /** The model itself gave no usable answer (e.g. NaN or Infinity) for valid inputs; not billed. */
   MODEL_ERROR: 'MODEL_ERROR',
-  /** The call could not be served or recorded now (e.g. the database is unreachable); retry after `retryAfter` s. */
+  /** The server cannot serve now (its database is unavailable, or it is shutting down); retry after `retryAfter`. */
   SERVICE_UNAVAILABLE: 'SERVICE_UNAVAILABLE',
   INTERNAL_SERVER_ERROR: 'INTERNAL_SERVER_ERROR',
 } as const;
@@ -35,8 +37,15 @@ export const CLIENT_ERROR_CODES: ReadonlySet<string> = new Set([
 ]);
 
 class AppError extends GraphQLError {
-  constructor(code: ErrorCode, message: string, extensions: Record<string, unknown> = {}, httpStatus?: number) {
-    super(message, { extensions: { code, ...extensions, ...(httpStatus ? { http: { status: httpStatus } } : {}) } });
+  constructor(
+    code: ErrorCode,
+    message: string,
+    extensions: Record<string, unknown> = {},
+    httpStatus?: number,
+    httpHeaders?: HeaderMap,
+  ) {
+    const http = httpStatus ? { http: { status: httpStatus, ...(httpHeaders ? { headers: httpHeaders } : {}) } } : {};
+    super(message, { extensions: { code, ...extensions, ...http } });
   }
 }
 
@@ -83,8 +92,25 @@ export class ModelError extends AppError {
   }
 }
 
+/** Seconds a client should wait before retrying when the database is unavailable. */
+const DATABASE_RETRY_AFTER_SECONDS = 5;
+
+/** HTTP 503 with Retry-After (and `extensions.retryAfter`). */
 export class ServiceUnavailableError extends AppError {
-  constructor(message: string, retryAfterSeconds = 1) {
-    super(ErrorCode.SERVICE_UNAVAILABLE, message, { retryAfter: retryAfterSeconds }, 503);
+  constructor(message: string, retryAfterSeconds: number) {
+    super(
+      ErrorCode.SERVICE_UNAVAILABLE,
+      message,
+      { retryAfter: retryAfterSeconds },
+      503,
+      new HeaderMap([['retry-after', String(retryAfterSeconds)]]),
+    );
   }
+}
+
+/** The client's error for a failure that means the database is unavailable (see db/errors.ts), else null. */
+export function databaseUnavailableError(error: unknown): ServiceUnavailableError | null {
+  return isDatabaseUnavailable(error)
+    ? new ServiceUnavailableError('The database is unavailable; retry shortly', DATABASE_RETRY_AFTER_SECONDS)
+    : null;
 }

@@ -5,7 +5,6 @@ import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
-import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { expressMiddleware } from '@as-integrations/express5';
 import { ApolloArmor } from '@escape.tech/graphql-armor';
@@ -19,10 +18,12 @@ import { countCredentialChecks } from '../auth/credential-checks.js';
 import { usageRoutes } from '../metering/usage-http.js';
 import { artifactRoutes } from '../models/artifacts-http.js';
 import { buildContext, type Context } from './context.js';
-import { CLIENT_ERROR_CODES } from './errors.js';
+import { HttpDrain } from './drain.js';
+import { CLIENT_ERROR_CODES, databaseUnavailableError, ErrorCode } from './errors.js';
 import type { Logger } from './logger.js';
 import { graphqlMetricsPlugin } from './metrics.js';
 import { findUnstorableText, mayHoldUnstorableText, noteEscapes } from './storable-input.js';
+import { httpStatusOf } from './rest-errors.js';
 import { unstorableTextError } from './text.js';
 import { buildSchema } from './schema.js';
 import type { Services } from './services.js';
@@ -39,6 +40,13 @@ export interface HttpServerDeps {
 export interface RunningHttpServer {
   url: string;
   port: number;
+  /** Stops listening and refuses new requests; in-flight ones go on (see drain.ts). */
+  stopAccepting(): void;
+  /** Requests whose handlers are still running. */
+  readonly inFlight: number;
+  /** Waits for in-flight requests until `deadline` (epoch ms); returns the ones still running, by label. */
+  settled(deadline: number): Promise<Record<string, number>>;
+  /** Stops Apollo and ends every connection left. */
   close(): Promise<void>;
 }
 
@@ -102,6 +110,26 @@ function credentialCheckLimit(max: number, maxTokens: number): RequestHandler {
   };
 }
 
+/**
+ * A response with a SERVICE_UNAVAILABLE error (formatError's translation of an unavailable database included) is
+ * an HTTP 503 with Retry-After: the client may retry the whole request.
+ */
+const serviceUnavailablePlugin: ApolloServerPlugin<Context> = {
+  async requestDidStart() {
+    return {
+      async willSendResponse({ response }) {
+        if (response.body.kind !== 'single') return;
+        const unavailable = response.body.singleResult.errors?.find(
+          (error) => error.extensions?.code === ErrorCode.SERVICE_UNAVAILABLE,
+        );
+        if (!unavailable) return;
+        response.http.status = httpStatusOf(ErrorCode.SERVICE_UNAVAILABLE);
+        response.http.headers.set('retry-after', String(unavailable.extensions?.retryAfter ?? 1));
+      },
+    };
+  },
+};
+
 /** Returns what resolvers put in `ctx.warnings` as `extensions.warnings`. */
 const warningsPlugin: ApolloServerPlugin<Context> = {
   async requestDidStart() {
@@ -124,6 +152,8 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
   app.disable('x-powered-by');
   app.set('trust proxy', config.trustProxy);
   const httpServer = http.createServer(app);
+  const drain = new HttpDrain(httpServer);
+  app.use(drain.admit);
 
   app.use(
     pinoHttp({
@@ -144,7 +174,8 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
 
   app.get('/readyz', async (_req, res) => {
     try {
-      await db.pool.query('SELECT 1');
+      // Its own short deadline: a probe must answer (503) while the database does not.
+      await db.ping(config.readinessTimeoutMs);
       const pending = await pendingMigrations(db.pool, deps.migrations);
       const inference = services.engine.stats();
       // Without a live worker no prediction can run; workerRestarts shows workers that broke and were replaced.
@@ -187,9 +218,9 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
 
   const plugins: ApolloServerPlugin<Context>[] = [
     ...(armor.plugins as ApolloServerPlugin<Context>[]),
-    ApolloServerPluginDrainHttpServer({ httpServer }),
     graphqlMetricsPlugin(registry),
     warningsPlugin,
+    serviceUnavailablePlugin,
   ];
   if (!config.graphql.landingPage) plugins.push(ApolloServerPluginLandingPageDisabled());
 
@@ -201,7 +232,7 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
     // No automatic persisted queries: a hash-only operation would hide its text from credentialCheckLimit.
     persistedQueries: false,
     csrfPrevention: true,
-    // main.ts owns shutdown (drain HTTP, then services, then the database).
+    // app.ts owns shutdown (drain HTTP, then services, then the database).
     stopOnTerminationSignals: false,
     includeStacktraceInErrorResponses: config.graphql.exposeErrorDetails,
     validationRules: armor.validationRules,
@@ -210,6 +241,12 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
     formatError(formatted, error) {
       const code = String(formatted.extensions?.code ?? 'INTERNAL_SERVER_ERROR');
       if (CLIENT_ERROR_CODES.has(code)) return formatted;
+      const unavailable = databaseUnavailableError(error);
+      if (unavailable) {
+        logger.warn({ err: error }, 'database unavailable');
+        const { retryAfter } = unavailable.extensions;
+        return { message: unavailable.message, extensions: { code: ErrorCode.SERVICE_UNAVAILABLE, retryAfter } };
+      }
       logger.error({ err: error }, 'internal error');
       if (config.graphql.exposeErrorDetails) return formatted;
       return { message: 'Internal server error', extensions: { code: 'INTERNAL_SERVER_ERROR' } };
@@ -228,10 +265,10 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
     refuseUnstorableText,
     batchLimit(config.graphql.maxBatch),
     credentialCheckLimit(config.graphql.maxCredentialChecks, config.graphql.maxTokens),
-    expressMiddleware(apollo, { context: ({ req }) => buildContext(req, services, db.prisma) }),
+    drain.track(expressMiddleware(apollo, { context: ({ req }) => buildContext(req, services, db.prisma) })),
   );
-  app.use(artifactRoutes(services, db.prisma, config.models.artifactMaxBytes));
-  app.use(usageRoutes(services));
+  app.use(artifactRoutes(services, db.prisma, config.models.artifactMaxBytes, drain.track));
+  app.use(usageRoutes(services, drain.track));
 
   app.use((_req, res) => requestError(res, 404, 'NOT_FOUND', 'No such route'));
   app.use(clientErrorHandler);
@@ -248,7 +285,14 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
   return {
     url: `http://localhost:${port}/graphql`,
     port,
-    // Drains in-flight requests (the drain plugin closes idle connections, then waits), then stops.
-    close: () => apollo.stop(),
+    stopAccepting: () => drain.stopAccepting(),
+    get inFlight() {
+      return drain.inFlight;
+    },
+    settled: (deadline) => drain.settled(deadline),
+    async close() {
+      await apollo.stop();
+      drain.closeConnections();
+    },
   };
 }

@@ -2,6 +2,7 @@
 // `{"error": {"code", "message"}}` with the matching HTTP status.
 import type { Request, Response } from 'express';
 import { GraphQLError } from 'graphql';
+import { databaseUnavailableError } from './errors.js';
 
 const STATUS_BY_CODE: Record<string, number> = {
   UNAUTHENTICATED: 401,
@@ -12,17 +13,30 @@ const STATUS_BY_CODE: Record<string, number> = {
   RATE_LIMITED: 429,
   QUOTA_EXCEEDED: 429,
   OVERLOADED: 503,
+  SERVICE_UNAVAILABLE: 503,
 };
+
+/** The HTTP status that answers an error code, for GraphQL and the plain routes alike. */
+export function httpStatusOf(code: string): number {
+  return STATUS_BY_CODE[code] ?? 400;
+}
 
 export function sendRestError(res: Response, status: number, code: string, message: string): void {
   res.status(status).json({ error: { code, message } });
 }
 
-/** Answers a GraphQLError with its code; anything else is logged and answered as an internal error. */
+/**
+ * Answers a GraphQLError with its code (and Retry-After when it says when to retry), an unavailable database
+ * with SERVICE_UNAVAILABLE; anything else is logged and answered as an internal error.
+ */
 export function sendUnexpected(req: Request, res: Response, error: unknown): void {
-  if (error instanceof GraphQLError) {
-    const code = String(error.extensions.code);
-    sendRestError(res, STATUS_BY_CODE[code] ?? 400, code, error.message);
+  const known = error instanceof GraphQLError ? error : databaseUnavailableError(error);
+  if (known) {
+    const code = String(known.extensions.code);
+    const { retryAfter } = known.extensions;
+    if (typeof retryAfter === 'number') res.set('retry-after', String(retryAfter));
+    if (known !== error) req.log.warn({ err: error }, 'HTTP route failed: database unavailable');
+    sendRestError(res, httpStatusOf(code), code, known.message);
     return;
   }
   req.log.error({ err: error }, 'HTTP route failed');
