@@ -22,7 +22,7 @@ export interface Runtime {
   logger: Logger;
   /** Closes the services (inference engine, workers, timers); the database stays open for what they leave. */
   closeServices(): Promise<void>;
-  /** Closes the services, then the pool, then the embedded database. */
+  /** Closes the services, then metering, then the pool, then the embedded database. */
   close(): Promise<void>;
 }
 
@@ -62,15 +62,11 @@ export async function openRuntime(config: Config, logger = createLogger(config.l
       logger,
       closeServices,
       async close() {
-        try {
-          await closeServices();
-        } finally {
-          try {
-            await db.close();
-          } finally {
-            await embedded?.stop();
-          }
-        }
+        // In order, each step even when an earlier one failed; the first failure is reported.
+        const steps = [closeServices, () => services.closeMetering(), () => db.close(), async () => embedded?.stop()];
+        let failure: unknown;
+        for (const step of steps) await step().catch((error: unknown) => (failure ??= error));
+        if (failure !== undefined) throw failure;
       },
     };
   } catch (error) {

@@ -53,7 +53,7 @@ export async function createServices(
   secrets: SecretBox,
   registry: Registry,
   logger: Logger,
-): Promise<Services & { close(): Promise<void> }> {
+): Promise<Services & { close(): Promise<void>; closeMetering(): Promise<void> }> {
   const audit = new AuditService(db.prisma, db.pool);
   const keyRing = await SigningKeyRing.open(db.prisma, secrets, config.auth.configuredPrivateKeyPem);
   const tokens = new AccessTokens(keyRing, {
@@ -123,6 +123,7 @@ export async function createServices(
     metering,
     usage,
     watermarks,
+    /** Stops the services that run calls (inference engine, workers, timers); metering stays for their records. */
     async close() {
       keyRing.close();
       // Every part is closed even when one fails; the first failure is reported.
@@ -132,10 +133,19 @@ export async function createServices(
         engine.close(),
         preprocessing.close(),
       ]);
-      // Last, while the database is open: metering gives back what failed calls held, then the liveness lock goes.
-      closed.push(...(await Promise.allSettled([metering.close().then(() => instance.close())])));
       const failed = closed.find((outcome) => outcome.status === 'rejected');
       if (failed) throw failed.reason;
+    },
+    /**
+     * Last, once no call is left and while the database is open: metering gives back what calls whose record
+     * failed held, then the liveness lock goes (what is still held is then any server's to give back).
+     */
+    async closeMetering() {
+      try {
+        await metering.close();
+      } finally {
+        await instance.close();
+      }
     },
   };
 }
