@@ -28,6 +28,9 @@ const ORPHAN_STOP_WAIT_MS = 15_000;
 /** As pg_ctl: how long a start may take (crash recovery included) before it is given up. */
 const START_WAIT_MS = 60_000;
 const POLL_MS = 50;
+/** After PostgreSQL stopped unexpectedly: the wait before each new start grows by this, up to the maximum. */
+const RESTART_DELAY_MS = 500;
+const MAX_RESTART_DELAY_MS = 5_000;
 /** PostgreSQL's own log lines kept to explain a failed start (they are logged at debug level only). */
 const KEPT_LOG_LINES = 8;
 
@@ -208,28 +211,60 @@ export async function startEmbeddedPostgres(options: {
   }
 
   const port = await freeLoopbackPort();
-  const { child, ended } = launch(
-    installation,
-    'postgres',
-    // Loopback TCP only: no Unix socket in a shared folder, nothing reachable from outside.
-    ['-D', data, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='],
-    { user, cwd: data, onLine: log },
-  );
+  // Loopback TCP only: no Unix socket in a shared folder, nothing reachable from outside.
+  const postgresArgs = [
+    '-D',
+    data,
+    '-p',
+    String(port),
+    '-c',
+    'listen_addresses=127.0.0.1',
+    '-c',
+    'unix_socket_directories=',
+  ];
+  let server = launch(installation, 'postgres', postgresArgs, { user, cwd: data, onLine: log });
   // Stops PostgreSQL if the process exits without stopping it (process.exit, an uncaught exception).
-  const stopOnExit = () => child.kill('SIGINT');
+  const stopOnExit = () => server.child.kill('SIGINT');
   process.once('exit', stopOnExit);
   let stopping = false;
   const stop = async () => {
     stopping = true;
     process.removeListener('exit', stopOnExit);
     // SIGINT: fast shutdown (open transactions are rolled back, nothing committed is lost).
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
-    await ended;
+    if (server.child.exitCode === null && server.child.signalCode === null) server.child.kill('SIGINT');
+    await server.ended;
     await rm(ownerFile, { force: true });
   };
 
+  /**
+   * PostgreSQL stopped while the server runs (killed, out of memory): calls answer SERVICE_UNAVAILABLE meanwhile,
+   * and it is started again on the same port, so the pool reconnects by itself. Its crash recovery replays the
+   * WAL: nothing committed is lost.
+   */
+  const supervise = (how: string) => {
+    if (stopping) return;
+    logger.error({ postgres: recentLog, how }, 'the embedded PostgreSQL stopped unexpectedly; starting it again');
+    void (async () => {
+      for (let attempt = 1; !stopping; attempt++) {
+        // Backends of a killed postmaster take a moment to exit and free its shared memory.
+        await sleep(Math.min(RESTART_DELAY_MS * attempt, MAX_RESTART_DELAY_MS));
+        if (stopping) return;
+        server = launch(installation, 'postgres', postgresArgs, { user, cwd: data, onLine: log });
+        const failure = await waitUntilReady(data, server.child, server.ended);
+        if (!failure) {
+          logger.info({ attempt }, 'the embedded PostgreSQL is running again');
+          void server.ended.then(supervise);
+          return;
+        }
+        if (server.child.exitCode === null && server.child.signalCode === null) server.child.kill('SIGINT');
+        await server.ended;
+        logger.warn({ attempt, failure, postgres: recentLog }, 'the embedded PostgreSQL did not start again yet');
+      }
+    })();
+  };
+
   try {
-    const failure = await waitUntilReady(data, child, ended);
+    const failure = await waitUntilReady(data, server.child, server.ended);
     if (failure) {
       throw new Error(
         `the embedded PostgreSQL in ${data} did not start: ${failure}: ${recentLog.join(' | ') || 'no output'}`,
@@ -244,9 +279,7 @@ export async function startEmbeddedPostgres(options: {
     } finally {
       await admin.end();
     }
-    void ended.then((how) => {
-      if (!stopping) logger.error({ postgres: recentLog, how }, 'the embedded PostgreSQL stopped unexpectedly');
-    });
+    void server.ended.then(supervise);
     return { url: `${base}/${database}`, adminUrl: `${base}/postgres`, stop };
   } catch (error) {
     await stop();

@@ -111,7 +111,7 @@ function signalTree(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
-describe('a frozen database (postmaster and backends SIGSTOPped)', () => {
+describe('a frozen, then a killed embedded database', () => {
   let dataDir: string;
   let server: ServerProcess;
   let postmaster: number;
@@ -140,6 +140,23 @@ describe('a frozen database (postmaster and backends SIGSTOPped)', () => {
       frozen = false;
     }
     await assertAllServe(server, user);
+  });
+
+  it('starts its embedded PostgreSQL again when it was killed, answering 503 (never 500) meanwhile', async () => {
+    const user = await signUp(server.url);
+    process.kill(postmaster, 'SIGKILL');
+    const origin = server.url.replace('/graphql', '');
+    let ready = false;
+    for (const deadline = Date.now() + 30_000; !ready && Date.now() < deadline;) {
+      const me = await gql(server.url, ME, {}, user.token);
+      if (me.status !== 200) assertServiceUnavailable(me, 'me while PostgreSQL restarts');
+      ready = (await get(`${origin}/readyz`)).status === 200;
+      if (!ready) await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    assert.ok(ready, 'the server started its PostgreSQL again and is ready');
+    await assertAllServe(server, user);
+    const pidFile = await readFile(path.join(dataDir, 'postgres', 'postmaster.pid'), 'utf8');
+    assert.notEqual(Number(pidFile.split('\n', 1)[0]), postmaster, 'a new postmaster runs');
   });
 });
 
