@@ -9,6 +9,10 @@ import type { Logger } from '../server/logger.js';
 /** The advisory lock class of server instances (the audit chain uses 7275001). */
 const LIVENESS_LOCK_CLASS = 7275002;
 const PING_INTERVAL_MS = 5_000;
+/** Well under the database's keepalive bound: a broken connection is noticed (and re-opened) before its lock drops. */
+const PING_TIMEOUT_MS = 3_000;
+/** Closing the lock connection of a database that does not answer: past this, its socket is destroyed. */
+const CLOSE_TIMEOUT_MS = 2_000;
 const RECONNECT_DELAY_MS = 1_000;
 /**
  * The database's side of the lock connection: a peer that vanished without closing (host down, network cut) is
@@ -33,13 +37,13 @@ export class ServerInstance {
     this.#client = client;
     this.#watch(client);
     // Queries on the lock connection notice a silently broken connection (and then reconnect).
-    this.#ping = setInterval(() => void this.#client.query('SELECT 1').catch(() => this.#lost()), PING_INTERVAL_MS);
+    this.#ping = setInterval(() => void this.#pingOnce(), PING_INTERVAL_MS);
     this.#ping.unref();
   }
 
   /** Takes a new instance number and its liveness lock, on a connection opened with the pool's settings. */
   static async register(pool: pg.Pool, logger: Logger): Promise<ServerInstance> {
-    const config = { ...(pool.options as pg.ClientConfig), keepAlive: true };
+    const config = { ...(pool.options as pg.ClientConfig), keepAlive: true, keepAliveInitialDelayMillis: 10_000 };
     const { id, client } = await ServerInstance.#lock(config, null);
     logger.debug({ serverInstance: id }, 'server instance registered');
     return new ServerInstance(config, logger, id, client);
@@ -50,17 +54,18 @@ export class ServerInstance {
     return this.#id;
   }
 
-  /** False while the lock connection is being re-opened (or after close): the lock may not be held then. */
-  get holdsLock(): boolean {
-    return !this.#closed && this.#reconnecting === null;
-  }
-
   /** Releases the lock: whatever this process still holds is then free for any server to take back. */
   async close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#ping);
     await this.#reconnecting?.catch(() => undefined);
-    await this.#client.end().catch(() => undefined);
+    await endWithin(this.#client, CLOSE_TIMEOUT_MS);
+  }
+
+  async #pingOnce(): Promise<void> {
+    // pg reads query_timeout from a query's config too; its types do not declare it.
+    const ping = { text: 'SELECT 1', query_timeout: PING_TIMEOUT_MS } as pg.QueryConfig;
+    await this.#client.query(ping).catch(() => this.#lost());
   }
 
   /**
@@ -108,8 +113,7 @@ export class ServerInstance {
   }
 
   async #reconnect(): Promise<void> {
-    const previous = this.#client;
-    await previous.end().catch(() => undefined);
+    await endWithin(this.#client, CLOSE_TIMEOUT_MS);
     while (!this.#closed) {
       try {
         const { id, client } = await ServerInstance.#lock(this.config, this.#id);
@@ -129,4 +133,16 @@ export class ServerInstance {
       }
     }
   }
+}
+
+/** Ends a connection, destroying its socket if the server does not answer the goodbye (a frozen database). */
+async function endWithin(client: pg.Client, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const ended = client.end().catch(() => undefined);
+  const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), ms)));
+  if ((await Promise.race([ended, timedOut])) === 'timeout') {
+    // pg has no public way to drop a connection without the server's answer.
+    (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+  }
+  clearTimeout(timer);
 }

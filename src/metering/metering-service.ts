@@ -13,7 +13,14 @@ import DataLoader from 'dataloader';
 import pg from 'pg';
 import { GraphQLError } from 'graphql';
 import type { ServerInstance } from '../db/server-instance.js';
-import { ConflictError, ErrorCode, RateLimitedError, ServiceUnavailableError } from '../server/errors.js';
+import { isDatabaseUnavailable } from '../db/errors.js';
+import {
+  ConflictError,
+  DATABASE_RETRY_AFTER_SECONDS,
+  ErrorCode,
+  RateLimitedError,
+  ServiceUnavailableError,
+} from '../server/errors.js';
 import type { Logger } from '../server/logger.js';
 
 /** The contract a call is billed to, as the hot path needs it. */
@@ -84,38 +91,49 @@ export class QuotaExceededError extends GraphQLError {
 export class ContractInactiveError extends Error {}
 
 const IDEMPOTENCY_TTL_HOURS = 24;
+/** After a record write with an unknown outcome: how often, and how far apart, the outcome is looked for. */
+const SETTLE_ATTEMPTS = 3;
+const SETTLE_RETRY_MS = 500;
 const CLAIM_POLL_MS = 20;
 const CLAIM_WAIT_MS = 60_000;
 
+/** How long a lease or key this process holds for a call it no longer runs stays, before its own sweep takes it. */
+const STRANDED_AFTER = "interval '1 minute'";
+
 /**
- * Gives back what dead servers' calls held, and what this server's calls $1 (prediction ids whose record could
- * not be written) held: their quota leases — each only to the period it was taken from, since after a month turn
- * the new period never had them — and their unanswered idempotency keys. Deleting the lease row is what gives
- * units back, so two sweeps, or a sweep and a late record, never give back or bill the same lease twice.
+ * Gives back what calls that no longer run held: their quota leases — each only to the period it was taken from —
+ * and their unanswered idempotency keys. Those are the calls of dead servers; this server's calls $1 whose record
+ * could not be written; and this server's ($2) calls that are not running ($3: the running ones) and held it for
+ * over a minute — a reservation or claim whose outcome was lost with its connection committed after all. Deleting
+ * the lease row is what gives units back, so two sweeps, or a sweep and a late record, never give back or bill the
+ * same lease twice. Nothing is taken unless this server still holds its liveness lock (else its own running calls
+ * would look dead).
  */
 const SWEEP = `WITH live AS (SELECT instance FROM mm_live_server_instances()),
+  me AS (SELECT 1 FROM live WHERE instance = $2),
   gone AS (
     DELETE FROM quota_leases l
-    WHERE l.prediction_id = ANY($1::uuid[]) OR l.server_instance NOT IN (SELECT instance FROM live)
+    WHERE EXISTS (SELECT 1 FROM me) AND (l.prediction_id = ANY($1::uuid[])
+      OR l.server_instance NOT IN (SELECT instance FROM live)
+      OR (l.server_instance = $2 AND l.prediction_id <> ALL($3::uuid[]) AND l.created_at < now() - ${STRANDED_AFTER}))
     RETURNING l.contract_id, l.units, l.period_start
   ), returned AS (
-    UPDATE contracts c SET predictions_used = greatest(0, c.predictions_used - r.units)
-    FROM (SELECT contract_id, period_start, sum(units)::int AS units FROM gone GROUP BY contract_id, period_start) r
-    WHERE c.id = r.contract_id AND c.period_start = r.period_start
+    SELECT mm_give_back_units(array_agg(contract_id), array_agg(period_start), array_agg(units)) AS units FROM gone
   ), freed AS (
     DELETE FROM idempotency_keys k
-    WHERE k.response IS NULL AND (k.prediction_id = ANY($1::uuid[]) OR k.server_instance IS NULL
-      OR k.server_instance NOT IN (SELECT instance FROM live))
+    WHERE EXISTS (SELECT 1 FROM me) AND k.response IS NULL AND (k.prediction_id = ANY($1::uuid[])
+      OR k.server_instance IS NULL OR k.server_instance NOT IN (SELECT instance FROM live)
+      OR (k.server_instance = $2 AND k.prediction_id <> ALL($3::uuid[]) AND k.created_at < now() - ${STRANDED_AFTER}))
     RETURNING 1
   )
-  SELECT (SELECT count(*) FROM gone)::int AS leases, (SELECT coalesce(sum(units), 0) FROM gone)::int AS units,
+  SELECT (SELECT count(*) FROM gone)::int AS leases, coalesce((SELECT units FROM returned), 0) AS units,
          (SELECT count(*) FROM freed)::int AS request_ids`;
 
 /**
  * Writes a group of usage records and ends their calls' leases, in one statement. A call is kept (billed, its
  * answer stored under its requestId) only when it succeeded and still holds its lease and its key — a sweep
  * that presumed its server dead may have taken them; every other call's lease is given back and its key freed,
- * so a retry runs. Returns the successful calls that were not kept.
+ * so a retry runs. Returns the successful calls that were not kept (`returned` is read so that it runs).
  */
 const RECORD = `WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::uuid[], $7::int[],
@@ -140,10 +158,8 @@ const RECORD = `WITH input AS (
     LEFT JOIN ended e ON e.prediction_id = i.prediction_id
     LEFT JOIN answered a ON a.prediction_id = i.prediction_id
   ), returned AS (
-    UPDATE contracts c SET predictions_used = greatest(0, c.predictions_used - r.units)
-    FROM (SELECT leased_from, leased_in, sum(leased_units)::int AS units FROM outcome
-          WHERE leased_from IS NOT NULL AND NOT kept GROUP BY leased_from, leased_in) r
-    WHERE c.id = r.leased_from AND c.period_start = r.leased_in
+    SELECT mm_give_back_units(array_agg(leased_from), array_agg(leased_in), array_agg(leased_units)) AS units
+    FROM outcome WHERE leased_from IS NOT NULL AND NOT kept
   ), freed AS (
     DELETE FROM idempotency_keys k USING outcome o
     WHERE NOT o.kept AND k.response IS NULL
@@ -157,7 +173,8 @@ const RECORD = `WITH input AS (
       latency_ms, request_id, leased_in
     FROM outcome
   )
-  SELECT prediction_id FROM outcome WHERE status = 'OK' AND NOT kept`;
+  SELECT (SELECT units FROM returned) AS returned,
+         array(SELECT prediction_id FROM outcome WHERE status = 'OK' AND NOT kept) AS lost`;
 
 export function nextMonthStart(periodStart: Date): Date {
   return new Date(Date.UTC(periodStart.getUTCFullYear(), periodStart.getUTCMonth() + 1, 1));
@@ -174,6 +191,10 @@ export class MeteringService {
   readonly #records: DataLoader<UsageRecordInput, true>;
   /** Calls of this process whose usage record could not be written: the sweep gives back what they held. */
   readonly #orphans = new Set<string>();
+  /** Calls of this process that may hold a lease or key, from their first claim or reservation to their record. */
+  readonly #running = new Set<string>();
+  /** Set when the server stops: duplicates waiting for a running call's answer stop waiting. */
+  #stopping = false;
   readonly #timers: NodeJS.Timeout[];
   #sweepChain: Promise<unknown> = Promise.resolve();
   #nextSweep: Promise<void> | null = null;
@@ -202,6 +223,7 @@ export class MeteringService {
    * ContractInactiveError when the contract is no longer usable. The call's usage record ends the lease.
    */
   async reserve(contract: BillableContract, units: number, predictionId: string): Promise<void> {
+    this.#running.add(predictionId);
     const outcome = await this.#reservations.load({ contract, units, predictionId });
     if (outcome instanceof Error) throw outcome;
   }
@@ -213,7 +235,11 @@ export class MeteringService {
    * nothing of it is billed: its leases are given back, at once or by the sweep.
    */
   async record(input: UsageRecordInput): Promise<void> {
-    await this.#records.load(input);
+    try {
+      await this.#records.load(input);
+    } finally {
+      this.#running.delete(input.predictionId);
+    }
   }
 
   /**
@@ -264,6 +290,7 @@ export class MeteringService {
    */
   async claim(callerId: string, requestId: string, inputHash: string, predictionId: string): Promise<IdempotencyClaim> {
     const deadline = Date.now() + CLAIM_WAIT_MS;
+    this.#running.add(predictionId);
     for (;;) {
       const { rows: claimed } = await this.pool.query<{ inserted: boolean }>({
         name: 'mm_idempotency_claim',
@@ -291,8 +318,13 @@ export class MeteringService {
       if (existing) {
         if (existing.input_hash !== inputHash)
           throw new ConflictError('requestId was already used with a different input');
-        if (existing.response !== null) return { kind: 'replay', response: existing.response };
+        if (existing.response !== null) {
+          // Answered from the stored result: this call holds nothing and writes no record.
+          this.#running.delete(predictionId);
+          return { kind: 'replay', response: existing.response };
+        }
       }
+      if (this.#stopping) throw new ServiceUnavailableError('The server is stopping; retry', 1);
       if (Date.now() > deadline) throw new ConflictError('A call with this requestId is still running; retry later');
       // The first call is still running (or just failed and released the key): look again shortly.
       await new Promise((resolve) => setTimeout(resolve, CLAIM_POLL_MS));
@@ -313,6 +345,11 @@ export class MeteringService {
     return run;
   }
 
+  /** The server is stopping: duplicates still waiting for a running call's answer are told to retry. */
+  stopWaiting(): void {
+    this.#stopping = true;
+  }
+
   /** Stops the timers, giving back what this server's orphaned calls held while the database is still open. */
   async close(): Promise<void> {
     for (const timer of this.#timers) clearInterval(timer);
@@ -320,13 +357,11 @@ export class MeteringService {
   }
 
   async #sweepOnce(): Promise<void> {
-    // Without its own lock this process would look dead to itself and take back its own running calls' leases.
-    if (!this.instance.holdsLock) return;
     const orphans = [...this.#orphans];
     const { rows } = await this.pool.query<{ leases: number; units: number; request_ids: number }>({
       name: 'mm_sweep_leases',
       text: SWEEP,
-      values: [orphans],
+      values: [orphans, this.instance.id, [...this.#running]],
     });
     for (const id of orphans) this.#orphans.delete(id);
     const { leases, units, request_ids } = rows[0]!;
@@ -394,16 +429,15 @@ export class MeteringService {
   /**
    * Writes a group in one statement; when PostgreSQL refuses it (one bad record fails them all), writes each
    * record alone, so only the guilty record's call fails. Only a refusal is retried: it proves the statement
-   * rolled back. A lost connection leaves the outcome unknown (it may have committed): those calls become
-   * orphans, whose leases the sweep gives back if the write did not commit — and finds already ended if it did.
+   * rolled back. A lost connection (or a database shutting down) leaves the outcome unknown: it may have
+   * committed, and then a retry or a release would bill twice or give back billed units — settleUnknown finds out.
    */
   async #recordBatch(items: readonly UsageRecordInput[]): Promise<(true | Error)[]> {
     try {
       return await this.#write(items);
     } catch (error) {
-      if (!(error instanceof pg.DatabaseError) || items.length === 1) {
-        return items.map((item) => this.#notWritten(item, error));
-      }
+      if (!(error instanceof pg.DatabaseError) || isDatabaseUnavailable(error)) return this.#settleUnknown(items);
+      if (items.length === 1) return [this.#notWritten(items[0]!, error)];
       return Promise.all(
         items.map((item) =>
           this.#write([item]).then(
@@ -415,22 +449,47 @@ export class MeteringService {
     }
   }
 
-  /** A record that could not be written: what its call holds goes back with the next sweep, started now. */
+  /**
+   * After a record write whose outcome is unknown: ends what these calls still hold (the sweep waits on the lost
+   * statement's row locks if it still runs, and finds the leases gone if it committed), then answers the calls
+   * whose records were kept — so a committed call is answered, never billed unanswered — and tells the others to
+   * retry. While the database stays unreachable they are left to the periodic sweep.
+   */
+  async #settleUnknown(items: readonly UsageRecordInput[]): Promise<(true | Error)[]> {
+    const ids = items.map((item) => item.predictionId);
+    const notKept = () =>
+      new ServiceUnavailableError(
+        'The call could not be recorded, so its answer is withheld and it was not billed; retry it',
+        DATABASE_RETRY_AFTER_SECONDS,
+      );
+    for (let attempt = 1; attempt <= SETTLE_ATTEMPTS; attempt++) {
+      try {
+        for (const id of ids) this.#orphans.add(id);
+        await this.sweep();
+        const { rows } = await this.pool.query<{ prediction_id: string }>({
+          name: 'mm_kept_records',
+          text: `SELECT prediction_id FROM usage_records WHERE prediction_id = ANY($1::uuid[]) AND status = 'OK'`,
+          values: [ids],
+        });
+        const kept = new Set(rows.map((r) => r.prediction_id));
+        return items.map((item) => (kept.has(item.predictionId) ? true : notKept()));
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, SETTLE_RETRY_MS));
+      }
+    }
+    return items.map(() => notKept());
+  }
+
+  /** A record PostgreSQL refused (a defect): what its call holds goes back with the next sweep, started now. */
   #notWritten(item: UsageRecordInput, cause: unknown): Error {
     this.#orphans.add(item.predictionId);
     void this.sweep().catch(() => undefined);
-    // A refusal is a defect of the record (an internal error); anything else is the database being unreachable.
-    return cause instanceof pg.DatabaseError
-      ? new Error('The usage record could not be written', { cause })
-      : new ServiceUnavailableError(
-          'The call could not be recorded, so its answer is withheld; retry it (with the same requestId it is never billed twice)',
-          5,
-        );
+    return new Error('The usage record could not be written', { cause });
   }
 
   async #write(items: readonly UsageRecordInput[]): Promise<(true | Error)[]> {
     const column = <T>(pick: (r: UsageRecordInput) => T) => items.map(pick);
-    const { rows } = await this.pool.query<{ prediction_id: string }>({
+    const { rows } = await this.pool.query<{ lost: string[] }>({
       name: 'mm_record_usage_batch',
       text: RECORD,
       values: [
@@ -453,7 +512,7 @@ export class MeteringService {
         ),
       ],
     });
-    const lost = new Set(rows.map((r) => r.prediction_id));
+    const lost = new Set(rows[0]!.lost);
     return items.map((item) =>
       lost.has(item.predictionId)
         ? new ServiceUnavailableError(

@@ -93,7 +93,7 @@ export class ModelError extends AppError {
 }
 
 /** Seconds a client should wait before retrying when the database is unavailable. */
-const DATABASE_RETRY_AFTER_SECONDS = 5;
+export const DATABASE_RETRY_AFTER_SECONDS = 5;
 
 /** HTTP 503 with Retry-After (and `extensions.retryAfter`). */
 export class ServiceUnavailableError extends AppError {

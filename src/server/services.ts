@@ -126,6 +126,7 @@ export async function createServices(
     /** Stops the services that run calls (inference engine, workers, timers); metering stays for their records. */
     async close() {
       keyRing.close();
+      metering.stopWaiting();
       // Every part is closed even when one fails; the first failure is reported.
       const closed = await Promise.allSettled([
         watermarks.close(),

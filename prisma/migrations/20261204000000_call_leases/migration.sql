@@ -41,6 +41,30 @@ CREATE FUNCTION mm_server_instance_alive(p_instance integer) RETURNS boolean LAN
   SELECT EXISTS (SELECT 1 FROM mm_live_server_instances() l WHERE l.instance = p_instance)
 $$;
 
+-- Gives reserved units back to the quota periods they were taken from (after a month turn the new period never
+-- had them). Rows are locked in contract-id order, as batches of mm_reserve_predictions lock them: the statements
+-- that reserve, record and sweep never deadlock one another.
+CREATE FUNCTION mm_give_back_units(p_contracts uuid[], p_periods timestamptz[], p_units integer[])
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+  given record;
+  total integer := 0;
+BEGIN
+  FOR given IN
+    SELECT t.contract_id, t.period_start, sum(t.units)::int AS units
+    FROM unnest(p_contracts, p_periods, p_units) AS t(contract_id, period_start, units)
+    WHERE t.contract_id IS NOT NULL
+    GROUP BY t.contract_id, t.period_start
+    ORDER BY t.contract_id, t.period_start
+  LOOP
+    UPDATE contracts SET predictions_used = greatest(0, predictions_used - given.units)
+    WHERE id = given.contract_id AND period_start = given.period_start;
+    IF FOUND THEN total := total + given.units; END IF;
+  END LOOP;
+  RETURN total;
+END
+$$;
+
 -- mm_reserve_predictions now takes the call's lease in the same statement as its units: the same rules as
 -- before (see 20261129020000_licensing_metering), plus the lease row when the call fits.
 DROP FUNCTION mm_reserve_predictions(uuid, integer);
@@ -62,7 +86,8 @@ BEGIN
       CASE WHEN c.period = 'MONTH' AND c.period_start < month_start THEN 0 ELSE c.predictions_used END AS used_now,
       CASE WHEN c.period = 'MONTH' AND c.period_start < month_start THEN month_start ELSE c.period_start END AS start_now,
       c.rate_window_start IS NULL OR c.rate_window_start <= now() - interval '1 minute' AS new_window
-    FROM contracts c WHERE c.id = p_contract FOR UPDATE
+    -- NO KEY UPDATE: usage records' foreign-key checks (KEY SHARE) on the contract never wait for it.
+    FROM contracts c WHERE c.id = p_contract FOR NO KEY UPDATE
   ), taken AS (
     UPDATE contracts c SET
       predictions_used = cur.used_now + p_units,
