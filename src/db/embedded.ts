@@ -31,6 +31,18 @@ const POLL_MS = 50;
 /** After PostgreSQL stopped unexpectedly: the wait before each new start grows by this, up to the maximum. */
 const RESTART_DELAY_MS = 500;
 const MAX_RESTART_DELAY_MS = 5_000;
+/**
+ * A stop's budget: fast shutdown (SIGINT: open transactions roll back, a checkpoint is written), then immediate
+ * shutdown (SIGQUIT: the next start replays the WAL, nothing committed is lost), then SIGKILL (a frozen
+ * postmaster); each signal gets its wait.
+ */
+const STOP_SIGNALS: readonly (readonly [NodeJS.Signals, number])[] = [
+  ['SIGINT', 2_000],
+  ['SIGQUIT', 1_000],
+  ['SIGKILL', 1_000],
+];
+/** The longest an embedded PostgreSQL's stop() takes. */
+export const EMBEDDED_STOP_BUDGET_MS = STOP_SIGNALS.reduce((sum, [, waitMs]) => sum + waitMs, 0);
 /** PostgreSQL's own log lines kept to explain a failed start (they are logged at debug level only). */
 const KEPT_LOG_LINES = 8;
 
@@ -227,13 +239,30 @@ export async function startEmbeddedPostgres(options: {
   const stopOnExit = () => server.child.kill('SIGINT');
   process.once('exit', stopOnExit);
   let stopping = false;
+  /** Stops PostgreSQL within EMBEDDED_STOP_BUDGET_MS; rejects (once it is stopped) if it needed more than SIGINT. */
   const stop = async () => {
     stopping = true;
     process.removeListener('exit', stopOnExit);
-    // SIGINT: fast shutdown (open transactions are rolled back, nothing committed is lost).
-    if (server.child.exitCode === null && server.child.signalCode === null) server.child.kill('SIGINT');
-    await server.ended;
+    const { child, ended } = server;
+    let stopped = false;
+    let stoppedBy: NodeJS.Signals | undefined;
+    for (const [signal, waitMs] of STOP_SIGNALS) {
+      if (signal !== 'SIGINT') {
+        logger.error({ pid: child.pid, signal }, 'the embedded PostgreSQL did not stop; forcing it');
+      }
+      // Signalling a child that has ended already (or never started) does nothing; `ended` has then settled.
+      child.kill(signal);
+      stoppedBy = signal;
+      // Unreferenced: the wait must not keep a process alive once PostgreSQL has stopped.
+      const waited = new Promise<boolean>((resolve) => setTimeout(resolve, waitMs, false).unref());
+      stopped = await Promise.race([ended.then(() => true), waited]);
+      if (stopped) break;
+    }
+    if (!stopped) throw new Error(`the embedded PostgreSQL (PID ${child.pid}) did not stop, even by SIGKILL`);
     await rm(ownerFile, { force: true });
+    if (stoppedBy !== 'SIGINT') {
+      throw new Error(`the embedded PostgreSQL did not stop by a fast shutdown; ${stoppedBy} stopped it`);
+    }
   };
 
   /**
