@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chown, mkdir, readFile, realpath, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
@@ -60,12 +60,19 @@ async function freeLoopbackPort(): Promise<number> {
 }
 
 /**
- * Whether the process is a PostgreSQL server, so that a stale postmaster.pid whose PID was reused never gets
- * another process signalled. Where /proc is missing (not Linux), it is taken on trust.
+ * Whether the process is the postmaster of `data`, so that a stale postmaster.pid whose PID was reused (after a
+ * reboot, even by another PostgreSQL) never gets another process signalled: a postmaster's working folder is
+ * its data folder. Where /proc is missing (not Linux), it is taken on trust.
  */
-async function isPostgres(pid: number): Promise<boolean> {
-  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => null);
-  return cmdline === null ? process.platform !== 'linux' : cmdline.includes('postgres');
+async function isPostmasterOf(pid: number, data: string): Promise<boolean> {
+  if (!existsSync('/proc/self/cwd')) return true;
+  // Unreadable (another user's process, when not root) is not ours either: ours runs as this user then.
+  const [cmdline, cwd, dataPath] = await Promise.all([
+    readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => ''),
+    realpath(`/proc/${pid}/cwd`).catch(() => null),
+    realpath(data).catch(() => null),
+  ]);
+  return cmdline.includes('postgres') && cwd !== null && cwd === dataPath;
 }
 
 async function readPid(file: string): Promise<number | null> {
@@ -82,8 +89,15 @@ async function readPid(file: string): Promise<number | null> {
 async function claimDataFolder(home: string, data: string, logger: Logger): Promise<string> {
   const ownerFile = path.join(home, OWNER_FILE);
   const owner = await readPid(ownerFile);
-  const postmaster = await readPid(path.join(data, 'postmaster.pid'));
-  const postmasterRuns = postmaster !== null && isAlive(postmaster) && (await isPostgres(postmaster));
+  const postmasterFile = path.join(data, 'postmaster.pid');
+  const postmaster = await readPid(postmasterFile);
+  const pidAlive = postmaster !== null && isAlive(postmaster);
+  const postmasterRuns = pidAlive && (await isPostmasterOf(postmaster, data));
+  if (pidAlive && !postmasterRuns) {
+    // Stale, its PID now another process's: PostgreSQL would take that process for a postmaster and refuse to start.
+    logger.warn({ pid: postmaster }, "removing a stale postmaster.pid whose PID is now another process's");
+    await rm(postmasterFile, { force: true });
+  }
   if (owner !== null && owner !== process.pid && isAlive(owner) && postmasterRuns) {
     throw new Error(
       `another Modelmarket server (PID ${owner}) is using DATA_DIR ${home}; stop it first, or give this one another DATA_DIR or a DATABASE_URL`,
