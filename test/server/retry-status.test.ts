@@ -89,18 +89,20 @@ describe('the HTTP status of a request where some calls ran and others were unav
   });
 
   it('answers 200 without Retry-After when another operation of a batch ran, in either order', async () => {
+    // Not a second predict: calls running together share one reservation statement, which the lock holds up.
+    const operations = {
+      locked: { query: PREDICT, variables: { input: inputs.locked } },
+      served: { query: '{ me { id } }' },
+    };
     for (const order of [
       ['served', 'locked'],
       ['locked', 'served'],
     ] as const) {
-      const before = await billed(contracts.served);
-      const answer = await post(order.map((which) => ({ query: PREDICT, variables: { input: inputs[which] } })));
-      assert.equal(await billed(contracts.served), before + 1);
+      const answer = await post(order.map((which) => operations[which]));
       assert.equal(answer.status, 200, JSON.stringify(answer.body));
       assert.equal(answer.retryAfter, null);
-      const locked = answer.body[order.indexOf('locked')];
-      assert.equal(locked.errors[0].extensions.code, 'SERVICE_UNAVAILABLE');
-      assert.ok(answer.body[order.indexOf('served')].data.predict.id);
+      assert.equal(answer.body[order.indexOf('locked')].errors[0].extensions.code, 'SERVICE_UNAVAILABLE');
+      assert.equal(answer.body[order.indexOf('served')].data.me.id, consumer.id);
     }
   });
 
