@@ -5,7 +5,7 @@ import type { Registry } from 'prom-client';
 import { AdminBootstrapRefusedError } from './auth/auth-service.js';
 import type { Config } from './config.js';
 import { connectDatabase, type Database } from './db/database.js';
-import { startEmbeddedPostgres, type EmbeddedDatabase } from './db/embedded.js';
+import { EMBEDDED_STOP_BUDGET_MS, startEmbeddedPostgres, type EmbeddedDatabase } from './db/embedded.js';
 import { applyMigrations, listMigrations, type Migration } from './db/migrate.js';
 import { migrationPool } from './db/migration-pool.js';
 import { resolveAppSecret, SecretBox } from './security/secret-box.js';
@@ -22,8 +22,47 @@ export interface Runtime {
   logger: Logger;
   /** Closes the services (inference engine, workers, timers); the database stays open for what they leave. */
   closeServices(): Promise<void>;
-  /** Closes the services, then metering, then the pool, then the embedded database. */
+  /**
+   * Closes the services (unless closeServices was called), then metering, then the pool, then the embedded
+   * database, each within its budget (see withinBudget); rejects with the first failure, after every step.
+   */
   close(): Promise<void>;
+}
+
+/** Each step of a stop after the grace gets this long; then it is logged, forced where it can be, and left. */
+const STOP_STEP_BUDGET_MS = 2_000;
+
+/**
+ * Runs a step of a stop within STOP_STEP_BUDGET_MS. Past it the step is logged, `force` ends what it waits on
+ * (a frozen database never answers, nor closes its side of a connection) and the stop goes on, reporting the
+ * step as failed; the process exits soon after, so nothing is left waiting.
+ */
+async function withinBudget(
+  logger: Logger,
+  step: string,
+  run: () => Promise<unknown>,
+  force?: () => void,
+): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<'expired'>((resolve) => (timer = setTimeout(resolve, STOP_STEP_BUDGET_MS, 'expired')));
+  try {
+    if ((await Promise.race([run(), expired])) !== 'expired') return;
+  } catch (error) {
+    logger.error({ step, err: error }, 'a stop step failed');
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+  logger.error({ step, budgetMs: STOP_STEP_BUDGET_MS }, 'a stop step did not finish within its budget; forcing it');
+  force?.();
+  throw new Error(`stopping: ${step} did not finish within ${STOP_STEP_BUDGET_MS} ms`);
+}
+
+/** Runs steps in order, each even when an earlier one failed; rejects with the first failure. */
+async function inOrder(steps: (() => Promise<unknown>)[]): Promise<void> {
+  let failure: unknown;
+  for (const step of steps) await step().catch((error: unknown) => (failure ??= error));
+  if (failure !== undefined) throw failure;
 }
 
 /** Database (migrated) and services, without HTTP. */
@@ -62,11 +101,15 @@ export async function openRuntime(config: Config, logger = createLogger(config.l
       logger,
       closeServices,
       async close() {
-        // In order, each step even when an earlier one failed; the first failure is reported.
-        const steps = [closeServices, () => services.closeMetering(), () => db.close(), async () => embedded?.stop()];
-        let failure: unknown;
-        for (const step of steps) await step().catch((error: unknown) => (failure ??= error));
-        if (failure !== undefined) throw failure;
+        // A stop that closed the services already (or gave up on them) does not wait for them again.
+        const closing = servicesClosed ? [] : [() => withinBudget(logger, 'closing the services', closeServices)];
+        await inOrder([
+          ...closing,
+          () => withinBudget(logger, 'closing metering', () => services.closeMetering()),
+          () => withinBudget(logger, 'closing the database pool', () => db.close(), db.destroy),
+          // Bounded by its own escalation (EMBEDDED_STOP_BUDGET_MS).
+          async () => embedded?.stop(),
+        ]);
       },
     };
   } catch (error) {
@@ -114,32 +157,58 @@ export interface Application {
 
 /** After the inference engine closed under calls still running, how long they get to record their failure. */
 const AFTER_ENGINE_CLOSE_MS = 1000;
+/** After their statements were cancelled, how long the calls still running get to fail. */
+const AFTER_CANCEL_MS = 1000;
+
+/**
+ * The longest a stop takes after SHUTDOWN_GRACE_MS: the waits, five steps within their budget (services,
+ * cancelling statements, HTTP, metering, pool) and the embedded database's escalation. main.ts's force-exit
+ * comes only after it.
+ */
+export const STOP_BUDGET_AFTER_GRACE_MS =
+  AFTER_ENGINE_CLOSE_MS + AFTER_CANCEL_MS + 5 * STOP_STEP_BUDGET_MS + EMBEDDED_STOP_BUDGET_MS;
 
 /**
  * The graceful stop. Nothing new is accepted; in-flight requests finish (each predict's usage record commits
  * before its answer is sent), within SHUTDOWN_GRACE_MS. Only then does the inference engine close: calls it
- * still runs (the grace expired) fail and their error records give their units back through the pool, which
- * closes after them, then the embedded database.
+ * still runs (the grace expired) fail and their error records give their units back through the pool. Calls
+ * still running after that have their statements cancelled: left to run after their connections close, one
+ * could commit a usage record whose answer nobody receives (billed, never answered); cancelled, it rolls back,
+ * the call fails and metering's close gives its units back. Then connections close, then metering, the pool
+ * and the embedded database. Every step after the grace is bounded (STOP_BUDGET_AFTER_GRACE_MS).
  */
 async function stop(http: RunningHttpServer, runtime: Runtime, graceMs: number, logger: Logger): Promise<void> {
   const started = Date.now();
   http.stopAccepting();
   logger.info({ inFlight: http.inFlight, graceMs }, 'stopped accepting requests; waiting for those in flight');
   let running = await http.settled(started + graceMs);
-  if (Object.keys(running).length) {
+  const anyRunning = () => Object.keys(running).length > 0;
+  if (anyRunning()) {
     logger.warn({ running }, 'shutdown grace expired: closing the inference engine under requests still running');
   }
-  try {
-    await runtime.closeServices();
-  } finally {
-    running = await http.settled(Date.now() + AFTER_ENGINE_CLOSE_MS);
-    if (Object.keys(running).length) logger.error({ running }, 'closing the database under requests still running');
-    try {
-      await http.close();
-    } finally {
-      await runtime.close();
-    }
-  }
+  await inOrder([
+    async () => {
+      try {
+        await withinBudget(logger, 'closing the services', runtime.closeServices);
+      } finally {
+        running = await http.settled(Date.now() + AFTER_ENGINE_CLOSE_MS);
+      }
+    },
+    async () => {
+      if (!anyRunning()) return;
+      logger.warn({ running }, 'cancelling the database statements of requests still running');
+      try {
+        await withinBudget(logger, 'cancelling statements', () =>
+          runtime.db.cancelRunningStatements(STOP_STEP_BUDGET_MS / 2),
+        );
+      } finally {
+        running = await http.settled(Date.now() + AFTER_CANCEL_MS);
+        if (anyRunning()) logger.error({ running }, 'closing connections under requests still running');
+      }
+    },
+    () => withinBudget(logger, 'closing HTTP', () => http.close()),
+    () => runtime.close(),
+  ]);
   logger.info({ ms: Date.now() - started }, 'stopped');
 }
 

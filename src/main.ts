@@ -1,6 +1,9 @@
 // `npm start`: validated config → running server; SIGTERM/SIGINT drain and stop it.
-import { startApplication } from './app.js';
+import { startApplication, STOP_BUDGET_AFTER_GRACE_MS } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
+
+/** Past the stop's own bound, before the process exits regardless. */
+const FORCE_EXIT_MARGIN_MS = 1_000;
 
 async function main(): Promise<void> {
   let config;
@@ -27,10 +30,14 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     app.logger.info({ signal }, 'shutting down');
-    const force = setTimeout(() => {
-      app.logger.error('graceful shutdown timed out');
-      process.exit(1);
-    }, config.shutdownGraceMs + 5_000);
+    // Every step of the stop is bounded; this is the last resort should one of their bounds fail.
+    const force = setTimeout(
+      () => {
+        app.logger.error('graceful shutdown timed out');
+        process.exit(1);
+      },
+      config.shutdownGraceMs + STOP_BUDGET_AFTER_GRACE_MS + FORCE_EXIT_MARGIN_MS,
+    );
     force.unref();
     app.close().then(
       () => process.exit(0),

@@ -2,6 +2,7 @@
 // components that need raw SQL (rate limiting, health checks). Every wait on the database is bounded: a
 // database that refuses, freezes or drops connections fails calls within the timeouts (see errors.ts), and
 // the pool opens new connections once it is back.
+import { randomBytes } from 'node:crypto';
 import { PrismaPg } from '@prisma/adapter-pg';
 import pg from 'pg';
 import { PrismaClient } from '../generated/prisma/client.js';
@@ -23,7 +24,15 @@ export interface Database {
   pool: pg.Pool;
   /** `SELECT 1` within `timeoutMs` (connection included); rejects otherwise. */
   ping(timeoutMs: number): Promise<void>;
+  /**
+   * Cancels the statements this process's connections are running (a stop that gave up on its calls), on a
+   * connection of its own opened and answered within `timeoutMs`; resolves with how many were cancelled.
+   */
+  cancelRunningStatements(timeoutMs: number): Promise<number>;
+  /** Ends the pool; waits for checked-out connections and for the server to close each one. */
   close(): Promise<void>;
+  /** Destroys every pool connection's socket at once: for a close that did not finish (a frozen server). */
+  destroy(): void;
 }
 
 /** How long after statement_timeout the client stops waiting: the server's own cancel normally comes first. */
@@ -59,8 +68,13 @@ class TimeoutDroppingClient extends pg.Client {
 }
 
 export function connectDatabase(url: string, poolSize: number, timeouts: DatabaseTimeouts): Database {
+  // Names this process's connections, so that a stop cancels its own statements and no other process's. In the
+  // URL, because pg lets the URL's parameters override the options.
+  const applicationName = `modelmarket:${process.pid}:${randomBytes(4).toString('hex')}`;
+  const named = new URL(url);
+  named.searchParams.set('application_name', applicationName);
   const pool = new pg.Pool({
-    connectionString: url,
+    connectionString: named.href,
     max: poolSize,
     connectionTimeoutMillis: timeouts.connectMs,
     statement_timeout: timeouts.statementMs,
@@ -70,6 +84,9 @@ export function connectDatabase(url: string, poolSize: number, timeouts: Databas
   });
   // An idle client losing its connection must not crash the process; the pool replaces it.
   pool.on('error', () => undefined);
+  const connections = new Set<pg.Client>();
+  pool.on('connect', (client) => connections.add(client));
+  pool.on('remove', (client) => connections.delete(client));
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
   return {
     prisma,
@@ -88,9 +105,32 @@ export function connectDatabase(url: string, poolSize: number, timeouts: Databas
         clearTimeout(timer);
       }
     },
+    async cancelRunningStatements(timeoutMs) {
+      const client = new pg.Client({
+        connectionString: url,
+        connectionTimeoutMillis: timeoutMs,
+        query_timeout: timeoutMs,
+      });
+      client.on('error', () => undefined);
+      try {
+        await client.connect();
+        const { rowCount } = await client.query(
+          `SELECT pg_cancel_backend(pid) FROM pg_stat_activity
+            WHERE application_name = $1 AND state = 'active' AND pid <> pg_backend_pid()`,
+          [applicationName],
+        );
+        return rowCount ?? 0;
+      } finally {
+        // Not awaited: ending waits for the server to close its side, which a frozen server never does.
+        void client.end().catch(() => undefined);
+      }
+    },
     async close() {
       await prisma.$disconnect();
       await pool.end();
+    },
+    destroy() {
+      for (const client of connections) client.connection.stream.destroy();
     },
   };
 }

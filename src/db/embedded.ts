@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chown, mkdir, readFile, realpath, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
@@ -31,6 +31,18 @@ const POLL_MS = 50;
 /** After PostgreSQL stopped unexpectedly: the wait before each new start grows by this, up to the maximum. */
 const RESTART_DELAY_MS = 500;
 const MAX_RESTART_DELAY_MS = 5_000;
+/**
+ * A stop's budget: fast shutdown (SIGINT: open transactions roll back, a checkpoint is written), then immediate
+ * shutdown (SIGQUIT: the next start replays the WAL, nothing committed is lost), then SIGKILL (a frozen
+ * postmaster); each signal gets its wait.
+ */
+const STOP_SIGNALS: readonly (readonly [NodeJS.Signals, number])[] = [
+  ['SIGINT', 2_000],
+  ['SIGQUIT', 1_000],
+  ['SIGKILL', 1_000],
+];
+/** The longest an embedded PostgreSQL's stop() takes. */
+export const EMBEDDED_STOP_BUDGET_MS = STOP_SIGNALS.reduce((sum, [, waitMs]) => sum + waitMs, 0);
 /** PostgreSQL's own log lines kept to explain a failed start (they are logged at debug level only). */
 const KEPT_LOG_LINES = 8;
 
@@ -48,12 +60,19 @@ async function freeLoopbackPort(): Promise<number> {
 }
 
 /**
- * Whether the process is a PostgreSQL server, so that a stale postmaster.pid whose PID was reused never gets
- * another process signalled. Where /proc is missing (not Linux), it is taken on trust.
+ * Whether the process is the postmaster of `data`, so that a stale postmaster.pid whose PID was reused (after a
+ * reboot, even by another PostgreSQL) never gets another process signalled: a postmaster's working folder is
+ * its data folder. Where /proc is missing (not Linux), it is taken on trust.
  */
-async function isPostgres(pid: number): Promise<boolean> {
-  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => null);
-  return cmdline === null ? process.platform !== 'linux' : cmdline.includes('postgres');
+async function isPostmasterOf(pid: number, data: string): Promise<boolean> {
+  if (!existsSync('/proc/self/cwd')) return true;
+  // Unreadable (another user's process, when not root) is not ours either: ours runs as this user then.
+  const [cmdline, cwd, dataPath] = await Promise.all([
+    readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => ''),
+    realpath(`/proc/${pid}/cwd`).catch(() => null),
+    realpath(data).catch(() => null),
+  ]);
+  return cmdline.includes('postgres') && cwd !== null && cwd === dataPath;
 }
 
 async function readPid(file: string): Promise<number | null> {
@@ -70,8 +89,15 @@ async function readPid(file: string): Promise<number | null> {
 async function claimDataFolder(home: string, data: string, logger: Logger): Promise<string> {
   const ownerFile = path.join(home, OWNER_FILE);
   const owner = await readPid(ownerFile);
-  const postmaster = await readPid(path.join(data, 'postmaster.pid'));
-  const postmasterRuns = postmaster !== null && isAlive(postmaster) && (await isPostgres(postmaster));
+  const postmasterFile = path.join(data, 'postmaster.pid');
+  const postmaster = await readPid(postmasterFile);
+  const pidAlive = postmaster !== null && isAlive(postmaster);
+  const postmasterRuns = pidAlive && (await isPostmasterOf(postmaster, data));
+  if (pidAlive && !postmasterRuns) {
+    // Stale, its PID now another process's: PostgreSQL would take that process for a postmaster and refuse to start.
+    logger.warn({ pid: postmaster }, "removing a stale postmaster.pid whose PID is now another process's");
+    await rm(postmasterFile, { force: true });
+  }
   if (owner !== null && owner !== process.pid && isAlive(owner) && postmasterRuns) {
     throw new Error(
       `another Modelmarket server (PID ${owner}) is using DATA_DIR ${home}; stop it first, or give this one another DATA_DIR or a DATABASE_URL`,
@@ -227,13 +253,30 @@ export async function startEmbeddedPostgres(options: {
   const stopOnExit = () => server.child.kill('SIGINT');
   process.once('exit', stopOnExit);
   let stopping = false;
+  /** Stops PostgreSQL within EMBEDDED_STOP_BUDGET_MS; rejects (once it is stopped) if it needed more than SIGINT. */
   const stop = async () => {
     stopping = true;
     process.removeListener('exit', stopOnExit);
-    // SIGINT: fast shutdown (open transactions are rolled back, nothing committed is lost).
-    if (server.child.exitCode === null && server.child.signalCode === null) server.child.kill('SIGINT');
-    await server.ended;
+    const { child, ended } = server;
+    let stopped = false;
+    let stoppedBy: NodeJS.Signals | undefined;
+    for (const [signal, waitMs] of STOP_SIGNALS) {
+      if (signal !== 'SIGINT') {
+        logger.error({ pid: child.pid, signal }, 'the embedded PostgreSQL did not stop; forcing it');
+      }
+      // Signalling a child that has ended already (or never started) does nothing; `ended` has then settled.
+      child.kill(signal);
+      stoppedBy = signal;
+      // Unreferenced: the wait must not keep a process alive once PostgreSQL has stopped.
+      const waited = new Promise<boolean>((resolve) => setTimeout(resolve, waitMs, false).unref());
+      stopped = await Promise.race([ended.then(() => true), waited]);
+      if (stopped) break;
+    }
+    if (!stopped) throw new Error(`the embedded PostgreSQL (PID ${child.pid}) did not stop, even by SIGKILL`);
     await rm(ownerFile, { force: true });
+    if (stoppedBy !== 'SIGINT') {
+      throw new Error(`the embedded PostgreSQL did not stop by a fast shutdown; ${stoppedBy} stopped it`);
+    }
   };
 
   /**

@@ -14,7 +14,7 @@ export class DatabaseTimeoutError extends Error {
 const SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH']);
 /**
  * SQLSTATEs of a database that cannot serve now: admin/crash shutdown, starting up (57P01–57P03), too many
- * connections (53300), statement_timeout (57014; nothing here cancels queries otherwise).
+ * connections (53300), a cancelled statement (57014: statement_timeout, or a stop that cut its running calls).
  */
 const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '53300', '57014']);
 /** Prisma's codes for the same: unreachable, timed out, connection closed, too many connections, pool timeout. */

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { access, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { access, chmod, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { io } from '@tensorflow/tfjs';
 import { InferenceArtifactError, InferenceInputError } from './errors.js';
@@ -18,6 +18,9 @@ export interface ModelRef {
 }
 
 export const MODEL_JSON_FILE = 'model.json';
+/** The cache's folders and files: its owner's only. */
+const PRIVATE_DIR_MODE = 0o700;
+const PRIVATE_FILE_MODE = 0o600;
 /** A write in progress; renamed into place when complete, so one left at start is a killed process's. */
 const TEMP_PREFIX = '.tmp-';
 const MODEL_KEY_PATTERN = /^[0-9a-f]{64}$/;
@@ -75,7 +78,10 @@ export class ArtifactStore {
   /** `maxParameters`: artifacts whose manifest holds more weight values are refused before anything is written. */
   static async open(rootDir: string, capacityBytes = Infinity, maxParameters = Infinity): Promise<ArtifactStore> {
     const absoluteRoot = path.resolve(rootDir);
-    await mkdir(absoluteRoot, { recursive: true });
+    await mkdir(absoluteRoot, { recursive: true, mode: PRIVATE_DIR_MODE });
+    // Also a folder an earlier version made world-readable. DATA_DIR itself may be traversable by all (root
+    // lets the postgres user through it): the cached weights are private models' and only this user's.
+    await chmod(absoluteRoot, PRIVATE_DIR_MODE);
     const found: { key: string; size: number; usedAt: number }[] = [];
     for (const entry of await readdir(absoluteRoot)) {
       const entryDir = path.join(absoluteRoot, entry);
@@ -263,10 +269,10 @@ export function parameterCount(shape: readonly number[]): number {
 
 async function writeDirAtomically(rootDir: string, finalDir: string, files: ArtifactFile[]): Promise<void> {
   const tempDir = path.join(rootDir, `${TEMP_PREFIX}${path.basename(finalDir)}-${randomUUID()}`);
-  await mkdir(tempDir);
+  await mkdir(tempDir, { mode: PRIVATE_DIR_MODE });
   try {
     for (const file of files) {
-      const handle = await open(path.join(tempDir, file.name), 'wx');
+      const handle = await open(path.join(tempDir, file.name), 'wx', PRIVATE_FILE_MODE);
       try {
         await handle.writeFile(file.bytes);
         // Flush before the rename so a crash cannot leave a complete-looking entry with torn files.

@@ -2,7 +2,7 @@
 // later watermark keys) come from one application secret through HKDF, each under its own label.
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 export class SecretBox {
@@ -45,7 +45,11 @@ export class SecretBox {
 export async function resolveAppSecret(configured: string | undefined, dataDir: string): Promise<string> {
   if (configured) return configured;
   const file = path.join(dataDir, 'app-secret');
-  if (existsSync(file)) return (await readFile(file, 'utf8')).trim();
+  if (existsSync(file)) {
+    // A file made readable by others (by hand, say) is closed again: DATA_DIR may be traversable by all.
+    if ((await stat(file)).mode & 0o077) await chmod(file, 0o600);
+    return (await readFile(file, 'utf8')).trim();
+  }
   await mkdir(dataDir, { recursive: true });
   const secret = randomBytes(32).toString('base64url');
   await writeFile(file, `${secret}\n`, { mode: 0o600, flag: 'wx' });

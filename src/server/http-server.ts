@@ -23,7 +23,7 @@ import { CLIENT_ERROR_CODES, databaseUnavailableError, ErrorCode } from './error
 import type { Logger } from './logger.js';
 import { graphqlMetricsPlugin } from './metrics.js';
 import { findUnstorableText, mayHoldUnstorableText, noteEscapes } from './storable-input.js';
-import { httpStatusOf } from './rest-errors.js';
+import { retryStatusPlugin } from './retry-status.js';
 import { unstorableTextError } from './text.js';
 import { buildSchema } from './schema.js';
 import type { Services } from './services.js';
@@ -109,26 +109,6 @@ function credentialCheckLimit(max: number, maxTokens: number): RequestHandler {
     next();
   };
 }
-
-/**
- * A response with a SERVICE_UNAVAILABLE error (formatError's translation of an unavailable database included) is
- * an HTTP 503 with Retry-After: the client may retry the whole request.
- */
-const serviceUnavailablePlugin: ApolloServerPlugin<Context> = {
-  async requestDidStart() {
-    return {
-      async willSendResponse({ response }) {
-        if (response.body.kind !== 'single') return;
-        const unavailable = response.body.singleResult.errors?.find(
-          (error) => error.extensions?.code === ErrorCode.SERVICE_UNAVAILABLE,
-        );
-        if (!unavailable) return;
-        response.http.status = httpStatusOf(ErrorCode.SERVICE_UNAVAILABLE);
-        response.http.headers.set('retry-after', String(unavailable.extensions?.retryAfter ?? 1));
-      },
-    };
-  },
-};
 
 /** Returns what resolvers put in `ctx.warnings` as `extensions.warnings`. */
 const warningsPlugin: ApolloServerPlugin<Context> = {
@@ -220,7 +200,7 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
     ...(armor.plugins as ApolloServerPlugin<Context>[]),
     graphqlMetricsPlugin(registry),
     warningsPlugin,
-    serviceUnavailablePlugin,
+    retryStatusPlugin,
   ];
   if (!config.graphql.landingPage) plugins.push(ApolloServerPluginLandingPageDisabled());
 
@@ -241,15 +221,22 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
     formatError(formatted, error) {
       const code = String(formatted.extensions?.code ?? 'INTERNAL_SERVER_ERROR');
       if (CLIENT_ERROR_CODES.has(code)) return formatted;
+      // Where the error is in the client's own operation: which field failed (retry-status.ts reads it too).
+      const { locations, path } = formatted;
       const unavailable = databaseUnavailableError(error);
       if (unavailable) {
         logger.warn({ err: error }, 'database unavailable');
         const { retryAfter } = unavailable.extensions;
-        return { message: unavailable.message, extensions: { code: ErrorCode.SERVICE_UNAVAILABLE, retryAfter } };
+        return {
+          message: unavailable.message,
+          locations,
+          path,
+          extensions: { code: ErrorCode.SERVICE_UNAVAILABLE, retryAfter },
+        };
       }
       logger.error({ err: error }, 'internal error');
       if (config.graphql.exposeErrorDetails) return formatted;
-      return { message: 'Internal server error', extensions: { code: 'INTERNAL_SERVER_ERROR' } };
+      return { message: 'Internal server error', locations, path, extensions: { code: 'INTERNAL_SERVER_ERROR' } };
     },
   });
   await apollo.start();

@@ -1,13 +1,14 @@
-// The artifact file cache's disk budget: least recently used entries go, pinned ones stay, all come back.
+// The artifact file cache's disk budget: least recently used entries go, pinned ones stay, all come back. Its
+// folders and files are its owner's only: they hold private models' weights.
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ArtifactStore } from '../../src/inference/artifact-store.js';
 import { buildMlp, modelRef, toArtifact } from './models.js';
 
-describe('ArtifactStore disk budget', () => {
+describe('ArtifactStore on disk', () => {
   let dir: string;
   let refs: ReturnType<typeof modelRef>[];
   let entryBytes: number;
@@ -73,5 +74,20 @@ describe('ArtifactStore disk budget', () => {
     await writeFile(path.join(partial, 'model.json'), '{"modelTopo');
     await ArtifactStore.open(root);
     assert.deepEqual(await onDisk(root), [refs[0]!.key]);
+  });
+
+  test("keeps the cached weights its owner's only, also in a folder an earlier version made world-readable", async () => {
+    const root = path.join(dir, 'private');
+    await mkdir(root, { mode: 0o755 });
+    await chmod(root, 0o755);
+    const store = await ArtifactStore.open(root);
+    await store.ensure(refs[0]!);
+    const mode = async (file: string) => (await stat(file)).mode & 0o777;
+    assert.equal(await mode(root), 0o700, 'the cache folder');
+    const entry = path.join(root, refs[0]!.key);
+    assert.equal(await mode(entry), 0o700, 'an entry folder');
+    const files = await readdir(entry);
+    assert.ok(files.length >= 2, 'model.json and its weights');
+    for (const file of files) assert.equal(await mode(path.join(entry, file)), 0o600, file);
   });
 });

@@ -2,7 +2,6 @@
 // SERVICE_UNAVAILABLE (with Retry-After) within the configured timeouts, never a hang or a 500, and the same
 // server process serves again once the database is back.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import net from 'node:net';
@@ -10,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { LOG_IN, SIGN_UP } from '../support/fixtures.js';
+import { signalTree } from '../support/process-tree.js';
 import { createTestDatabase } from '../support/server.js';
 import { startServerProcess, stopServerProcess, type ServerProcess } from '../support/server-process.js';
 
@@ -94,21 +94,6 @@ async function assertAllServe(server: ServerProcess, user: { email: string; pass
   assert.equal(calls.readyz.status, 200, JSON.stringify(calls.readyz.body));
   assert.equal(calls.usageCsv.status, 200);
   await calls.usageCsv.text();
-}
-
-function signalTree(pid: number, signal: NodeJS.Signals): void {
-  const children = execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' })
-    .split('\n')
-    .filter(Boolean);
-  // Children first when stopping, the postmaster first when resuming: no backend is left waiting on a stopped one.
-  const pids = signal === 'SIGSTOP' ? [...children.map(Number), pid] : [pid, ...children.map(Number)];
-  for (const each of pids) {
-    try {
-      process.kill(each, signal);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
-    }
-  }
 }
 
 describe('a frozen, then a killed embedded database', () => {

@@ -190,7 +190,10 @@ describe('SIGTERM under keep-alive predict load', () => {
     );
     await new Promise((resolve) => setTimeout(resolve, 300));
     child.kill('SIGTERM');
-    while (!(await refusesConnections(Number(port)))) await new Promise((resolve) => setTimeout(resolve, 20));
+    for (const deadline = Date.now() + 10_000; !(await refusesConnections(Number(port)));) {
+      assert.ok(Date.now() < deadline, 'the server stopped listening within 10 s of SIGTERM');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
     graphql.finish();
     const refused = await graphql.answered;
     assert.equal(refused.status, 503, refused.body);
