@@ -437,15 +437,20 @@ export class MeteringService {
       return await this.#write(items);
     } catch (error) {
       if (!(error instanceof pg.DatabaseError) || isDatabaseUnavailable(error)) return this.#settleUnknown(items);
-      if (items.length === 1) return [this.#notWritten(items[0]!, error)];
-      return Promise.all(
-        items.map((item) =>
-          this.#write([item]).then(
-            ([outcome]) => outcome!,
-            (alone: unknown) => this.#notWritten(item, alone),
-          ),
-        ),
-      );
+      const outcomes =
+        items.length === 1
+          ? [this.#notWritten(items[0]!, error)]
+          : await Promise.all(
+              items.map((item) =>
+                this.#write([item]).then(
+                  ([outcome]) => outcome!,
+                  (alone: unknown) => this.#notWritten(item, alone),
+                ),
+              ),
+            );
+      // What the refused calls held goes back before they are answered (else the periodic sweep does it).
+      await this.sweep().catch(() => undefined);
+      return outcomes;
     }
   }
 
@@ -480,10 +485,9 @@ export class MeteringService {
     return items.map(() => notKept());
   }
 
-  /** A record PostgreSQL refused (a defect): what its call holds goes back with the next sweep, started now. */
+  /** A record PostgreSQL refused (a defect): what its call holds goes back with the next sweep. */
   #notWritten(item: UsageRecordInput, cause: unknown): Error {
     this.#orphans.add(item.predictionId);
-    void this.sweep().catch(() => undefined);
     return new Error('The usage record could not be written', { cause });
   }
 
