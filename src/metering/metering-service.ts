@@ -119,6 +119,7 @@ const SWEEP = `WITH live AS (SELECT instance FROM mm_live_server_instances()),
     RETURNING l.contract_id, l.units, l.period_start
   ), returned AS (
     SELECT mm_give_back_units(array_agg(contract_id), array_agg(period_start), array_agg(units)) AS units FROM gone
+    HAVING count(*) > 0
   ), freed AS (
     DELETE FROM idempotency_keys k
     WHERE EXISTS (SELECT 1 FROM me) AND k.response IS NULL AND (k.prediction_id = ANY($1::uuid[])
@@ -159,7 +160,7 @@ const RECORD = `WITH input AS (
     LEFT JOIN answered a ON a.prediction_id = i.prediction_id
   ), returned AS (
     SELECT mm_give_back_units(array_agg(leased_from), array_agg(leased_in), array_agg(leased_units)) AS units
-    FROM outcome WHERE leased_from IS NOT NULL AND NOT kept
+    FROM outcome WHERE leased_from IS NOT NULL AND NOT kept HAVING count(*) > 0
   ), freed AS (
     DELETE FROM idempotency_keys k USING outcome o
     WHERE NOT o.kept AND k.response IS NULL
@@ -175,6 +176,17 @@ const RECORD = `WITH input AS (
   )
   SELECT (SELECT units FROM returned) AS returned,
          array(SELECT prediction_id FROM outcome WHERE status = 'OK' AND NOT kept) AS lost`;
+
+/** RECORD for calls that hold no lease and no key (no contract, no requestId), with the same parameters. */
+const RECORD_UNHELD = `INSERT INTO usage_records (prediction_id, consumer_id, api_key_id, model_id, model_version_id,
+    contract_id, units, billable_units, unit_price, currency, status, latency_ms, request_id)
+  SELECT t.prediction_id, t.consumer_id, t.api_key_id, t.model_id, t.model_version_id, t.contract_id, t.units, 0,
+    t.unit_price, t.currency, t.status, t.latency_ms, t.request_id
+  FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::uuid[], $7::int[], $8::numeric[],
+    $9::char(3)[], $10::text[], $11::float8[], $12::text[], $13::jsonb[])
+    AS t(prediction_id, consumer_id, api_key_id, model_id, model_version_id, contract_id, units, unit_price,
+         currency, status, latency_ms, request_id, response)
+  RETURNING NULL::uuid[] AS lost`;
 
 export function nextMonthStart(periodStart: Date): Date {
   return new Date(Date.UTC(periodStart.getUTCFullYear(), periodStart.getUTCMonth() + 1, 1));
@@ -493,9 +505,12 @@ export class MeteringService {
 
   async #write(items: readonly UsageRecordInput[]): Promise<(true | Error)[]> {
     const column = <T>(pick: (r: UsageRecordInput) => T) => items.map(pick);
+    // Calls without a contract or a requestId (owners' own calls, downloads) hold nothing: a plain insert.
+    const holdsNothing = items.every((r) => r.contract === null && r.requestId === null);
     const { rows } = await this.pool.query<{ lost: string[] }>({
-      name: 'mm_record_usage_batch',
-      text: RECORD,
+      ...(holdsNothing
+        ? { name: 'mm_record_usage_unheld', text: RECORD_UNHELD }
+        : { name: 'mm_record_usage_batch', text: RECORD }),
       values: [
         column((r) => r.predictionId),
         column((r) => r.consumerId),
@@ -516,7 +531,7 @@ export class MeteringService {
         ),
       ],
     });
-    const lost = new Set(rows[0]!.lost);
+    const lost = new Set(rows[0]?.lost ?? []);
     return items.map((item) =>
       lost.has(item.predictionId)
         ? new ServiceUnavailableError(

@@ -70,8 +70,14 @@ export const retryStatusPlugin: ApolloServerPlugin<Context> = {
     return {
       async willSendResponse({ response, operation, document }) {
         if (response.body.kind !== 'single') return;
-        // Each operation of a batch gets here before the head they share is sent: the last one decides.
-        if (anyRootFieldRan(response.body.singleResult, operation, document)) somethingRan.add(response.http);
+        const { singleResult } = response.body;
+        // Each operation of a batch gets here before the head they share is sent: the last one decides. Without
+        // errors every root field ran (the common case, decided without walking the operation).
+        if (
+          !singleResult.errors?.length ? singleResult.data != null : anyRootFieldRan(singleResult, operation, document)
+        ) {
+          somethingRan.add(response.http);
+        }
         if (somethingRan.has(response.http)) {
           if (response.http.status !== undefined && RETRY_STATUSES.has(response.http.status)) {
             response.http.status = 200;
@@ -79,7 +85,7 @@ export const retryStatusPlugin: ApolloServerPlugin<Context> = {
           }
           return;
         }
-        const unavailable = response.body.singleResult.errors?.find(
+        const unavailable = singleResult.errors?.find(
           (error) => error.extensions?.code === ErrorCode.SERVICE_UNAVAILABLE,
         );
         if (!unavailable) return;
