@@ -29,7 +29,8 @@ CREATE TABLE "quota_leases" (
 
     CONSTRAINT "quota_leases_pkey" PRIMARY KEY ("prediction_id")
 );
-CREATE INDEX "quota_leases_contract_id_idx" ON "quota_leases"("contract_id");
+-- No other index: the table holds only calls in flight (a row lives for one call), so the ledger and the sweep
+-- read it whole, and each call saves an index insert and delete on the hot path.
 
 -- The call that holds an idempotency key and its server process; keys claimed before this migration have
 -- neither and count as held by a dead process.
