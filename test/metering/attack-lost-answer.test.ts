@@ -11,10 +11,8 @@ import pg from 'pg';
 import { pino } from 'pino';
 import { ServerInstance } from '../../src/db/server-instance.js';
 import { MeteringService, type BillableContract } from '../../src/metering/metering-service.js';
-import { signUp } from '../support/fixtures.js';
 import { assertLedgerHolds } from '../support/ledger.js';
-import { accept, createPlan } from '../support/licensing.js';
-import { publishedMlp } from '../support/models.js';
+import { billableContract } from '../support/licensing.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
 /** PostgreSQL's ReadyForQuery (idle): sent once the statement's transaction has committed. */
@@ -78,13 +76,7 @@ describe('attack: a usage record that committed but whose answer was lost', () =
 
   before(async () => {
     server = await startTestServer({ LEASE_SWEEP_INTERVAL_MS: '3600000' });
-    const owner = await signUp(server, { role: 'OWNER' });
-    const { model } = await publishedMlp(server, { token: owner.token });
-    const plan = await createPlan(server, { token: owner.token }, model.slug, { predictionQuota: 10 });
-    const consumer = await signUp(server);
-    consumerId = consumer.id;
-    const { id } = await accept(server, { token: consumer.token }, plan.id);
-    contract = { id, unitPrice: '0.002', currency: 'EUR', rateLimitPerMinute: null, period: 'MONTH' };
+    ({ contract, consumerId } = await billableContract(server, 10));
   });
   after(() => server.close());
 

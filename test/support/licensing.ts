@@ -1,5 +1,8 @@
 // Plans and contracts through the public API, for the licensing and metering tests.
 import assert from 'node:assert/strict';
+import type { BillableContract } from '../../src/metering/metering-service.js';
+import { signUp } from './fixtures.js';
+import { publishedMlp } from './models.js';
 import type { Credentials, TestServer } from './server.js';
 
 export const CREATE_PLAN = `mutation Plan($input: CreateLicensePlanInput!) { createLicensePlan(input: $input) {
@@ -46,4 +49,24 @@ export async function transition(server: TestServer, auth: Credentials, mutation
   const args = reason === undefined ? '$id: ID!' : '$id: ID!, $reason: String!';
   const call = reason === undefined ? 'id: $id' : 'id: $id, reason: $reason';
   return server.gql(`mutation T(${args}) { ${mutation}(${call}) { ${CONTRACT_FIELDS} } }`, { id, reason }, auth);
+}
+
+/**
+ * A consumer's contract (quota `predictionQuota`) on a freshly published model, as the metering service sees it
+ * (PLAN_DEFAULTS' price, currency and period), for tests that drive MeteringService directly.
+ */
+export async function billableContract(server: TestServer, predictionQuota: number) {
+  const owner = await signUp(server, { role: 'OWNER' });
+  const { model } = await publishedMlp(server, { token: owner.token });
+  const plan = await createPlan(server, { token: owner.token }, model.slug, { predictionQuota });
+  const consumer = await signUp(server);
+  const { id } = await accept(server, { token: consumer.token }, plan.id);
+  const contract: BillableContract = {
+    id,
+    unitPrice: PLAN_DEFAULTS.pricePerPrediction,
+    currency: PLAN_DEFAULTS.currency,
+    rateLimitPerMinute: null,
+    period: 'MONTH',
+  };
+  return { contract, consumerId: consumer.id };
 }
