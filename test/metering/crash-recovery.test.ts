@@ -105,6 +105,7 @@ describe('metering after a SIGKILL mid-batch: leases go back, requestIds replay'
     let leases = 0;
     for (const deadline = Date.now() + 20_000; leases < 20 && Date.now() < deadline;) {
       leases = (await setup.sql.query<{ n: number }>('SELECT count(*)::int AS n FROM quota_leases')).rows[0]!.n;
+      await new Promise((resolve) => setTimeout(resolve, 5));
     }
     server.child.kill('SIGKILL');
     await exited;
