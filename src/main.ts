@@ -49,6 +49,8 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  // A closed terminal: the embedded PostgreSQL runs in its own process group, so only an orderly stop ends it.
+  process.on('SIGHUP', stop);
 }
 
 main().catch((error: unknown) => {
