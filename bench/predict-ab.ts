@@ -2,13 +2,11 @@
 // git revision (A), side by side in one run. Each side is a real server process on its own database; rows are
 // measured in rounds that alternate A and B, so the drift of a shared machine hits both alike. Prints each row's
 // mean for A and B and the ratio B / A. Not a test: it prints numbers.
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { symlink } from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { startServerProcess, stopServerProcess, type ServerProcess } from '../test/support/server-process.js';
 import {
+  checkout,
   digit,
   gql,
   httpLoad,
@@ -18,10 +16,10 @@ import {
   openBenchDatabases,
   prepare,
   PREDICT,
+  removeCheckout,
   type Result,
 } from './support.js';
 
-const run = promisify(execFile);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 
 interface Side {
@@ -30,17 +28,6 @@ interface Side {
   server: ServerProcess;
   /** Credential and request body per row. */
   rows: Map<string, { credential: string; body: string; connections: number }>;
-}
-
-/** A detached checkout of `revision` beside the scratch data, sharing this tree's node_modules, generated. */
-async function checkout(revision: string, scratch: string): Promise<{ dir: string; commit: string }> {
-  const { stdout } = await run('git', ['rev-parse', '--verify', `${revision}^{commit}`]);
-  const commit = stdout.trim();
-  const dir = path.join(scratch, 'baseline');
-  await run('git', ['worktree', 'add', '--detach', dir, commit]);
-  await symlink(path.resolve('node_modules'), path.join(dir, 'node_modules'));
-  await run('npm', ['run', 'generate'], { cwd: dir });
-  return { dir, commit };
 }
 
 async function startSide(name: Side['name'], label: string, cwd: string, env: Record<string, string>): Promise<Side> {
@@ -110,7 +97,7 @@ async function main(): Promise<void> {
     }
   } finally {
     for (const side of sides) await stopServerProcess(side.server.child);
-    await run('git', ['worktree', 'remove', '--force', baseline.dir]);
+    await removeCheckout(baseline.dir);
     await databases.close();
   }
 }

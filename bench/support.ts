@@ -1,14 +1,18 @@
 // What the predict benchmarks share: autocannon load over HTTP, a GraphQL client, and a published MNIST MLP
 // with an owner and licensed consumers, all through the public API.
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import * as tf from '@tensorflow/tfjs';
 import pg from 'pg';
 import { pino } from 'pino';
+import { promisify } from 'node:util';
 import { startEmbeddedPostgres } from '../src/db/embedded.js';
+
+const run = promisify(execFile);
 
 export const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 1000);
 export const MEASURE_MS = Number(process.env.BENCH_MEASURE_MS ?? 4000);
@@ -208,4 +212,45 @@ export async function prepare(url: string, model: tf.LayersModel): Promise<{ tok
     token,
   );
   return { token, slug };
+}
+
+/**
+ * A detached checkout of `revision` in `scratch`, ready to run: it shares this tree's node_modules when its
+ * package-lock.json is the same, else gets its own `npm ci` (a revision from before a dependency change).
+ */
+export async function checkout(revision: string, scratch: string): Promise<{ dir: string; commit: string }> {
+  const { stdout } = await run('git', ['rev-parse', '--verify', `${revision}^{commit}`]);
+  const commit = stdout.trim();
+  const dir = path.join(scratch, 'baseline');
+  await run('git', ['worktree', 'add', '--detach', dir, commit]);
+  const sameLock =
+    (await readFile(path.join(dir, 'package-lock.json'), 'utf8')) === (await readFile('package-lock.json', 'utf8'));
+  if (sameLock) {
+    await symlink(path.resolve('node_modules'), path.join(dir, 'node_modules'));
+    await run('npm', ['run', 'generate'], { cwd: dir });
+  } else {
+    console.log(`${revision} has other dependencies: npm ci in its checkout`);
+    await run('npm', ['ci', '--no-audit', '--no-fund'], { cwd: dir, maxBuffer: 64 * 1024 * 1024 });
+  }
+  return { dir, commit };
+}
+
+export async function removeCheckout(dir: string): Promise<void> {
+  await run('git', ['worktree', 'remove', '--force', dir]);
+}
+
+/** The framework ceiling (bench/bare-apollo.ts) as a child process. */
+export function startBareApollo(): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/bare-apollo.ts'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return new Promise((resolve, reject) => {
+    let output = '';
+    child.stdout!.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+      const match = /READY (\S+)/.exec(output);
+      if (match) resolve({ child, url: match[1]! });
+    });
+    child.once('exit', (code) => reject(new Error(`bare Apollo exited (${code}):\n${output}`)));
+  });
 }

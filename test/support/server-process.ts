@@ -10,24 +10,31 @@ export interface ServerProcess {
 
 /**
  * Starts the server with `env` over a quiet loopback default, and resolves once it prints its URL. `cwd` is the
- * source tree to run (another checkout, for A/B benchmarks).
+ * source tree to run (another checkout, for A/B benchmarks); `nodeArgs` go to node (`--cpu-prof`).
  */
 export function startServerProcess(
   env: Record<string, string>,
   args: string[] = [],
   cwd = process.cwd(),
+  nodeArgs: string[] = [],
 ): Promise<ServerProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args], {
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'src/main.ts', ...args], {
     cwd,
     env: { ...process.env, LOG_LEVEL: 'warn', PORT: '0', HOST: '127.0.0.1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   return new Promise((resolve, reject) => {
     let output = '';
+    let ready = false;
     const onData = (chunk: Buffer) => {
+      // Once ready, output is still read (a full pipe would block the server) but not kept: a loaded server logs MBs.
+      if (ready) return;
       output += chunk.toString();
       const match = /GraphQL API: (http:\/\/\S+)/.exec(output);
-      if (match) resolve({ child, url: match[1]!.replace('localhost', '127.0.0.1') });
+      if (match) {
+        ready = true;
+        resolve({ child, url: match[1]!.replace('localhost', '127.0.0.1') });
+      }
     };
     child.stdout!.on('data', onData);
     child.stderr!.on('data', onData);
