@@ -3,8 +3,10 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import autocannon from 'autocannon';
 import * as tf from '@tensorflow/tfjs';
 import pg from 'pg';
@@ -80,14 +82,19 @@ export const mean = (results: Result[]): Result => ({
 export const percentile = (sorted: number[], p: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] ?? NaN;
 
+/** An API key goes in x-api-key, an access token in Authorization; '' is anonymous. */
+function credentialHeaders(credential: string): Record<string, string> {
+  if (credential === '') return {};
+  return credential.startsWith('mmk_') ? { 'x-api-key': credential } : { authorization: `Bearer ${credential}` };
+}
+
 /** HTTP load with autocannon (keep-alive connections, one request in flight per connection). */
 export async function httpLoad(url: string, connections: number, credential: string, body: string): Promise<Result> {
-  const auth = credential.startsWith('mmk_') ? { 'x-api-key': credential } : { authorization: `Bearer ${credential}` };
   const options = {
     url,
     connections,
     method: 'POST' as const,
-    headers: { 'content-type': 'application/json', ...auth },
+    headers: { 'content-type': 'application/json', ...credentialHeaders(credential) },
     body,
   };
   await autocannon({ ...options, duration: WARMUP_MS / 1000 });
@@ -253,4 +260,45 @@ export function startBareApollo(): Promise<{ child: ChildProcess; url: string }>
     });
     child.once('exit', (code) => reject(new Error(`bare Apollo exited (${code}):\n${output}`)));
   });
+}
+
+/**
+ * One connection, one request at a time, timed by this process to the microsecond (autocannon's latencies are
+ * whole milliseconds): for concurrency-1 latency rows.
+ */
+export async function sequentialLoad(url: string, credential: string, body: string): Promise<Result> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const headers = { 'content-type': 'application/json', ...credentialHeaders(credential) };
+  const call = () =>
+    new Promise<void>((resolve, reject) => {
+      const request = http.request(url, { method: 'POST', agent, headers }, (response) => {
+        if (response.statusCode !== 200) reject(new Error(`HTTP ${response.statusCode}`));
+        response.resume().on('end', resolve).on('error', reject);
+      });
+      request.on('error', reject);
+      request.end(body);
+    });
+  try {
+    return await timeLoop(call);
+  } finally {
+    agent.destroy();
+  }
+}
+
+/** Back-to-back calls for WARMUP_MS then MEASURE_MS, phases read from the clock (microtask-only loops starve timers). */
+export async function timeLoop(call: () => Promise<void>): Promise<Result> {
+  const latencies: number[] = [];
+  const measureFrom = performance.now() + WARMUP_MS;
+  const measureTo = measureFrom + MEASURE_MS;
+  for (let now = performance.now(); now < measureTo; now = performance.now()) {
+    await call();
+    const done = performance.now();
+    if (now >= measureFrom && done <= measureTo) latencies.push(done - now);
+  }
+  latencies.sort((a, b) => a - b);
+  return {
+    rps: (latencies.length / MEASURE_MS) * 1000,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+  };
 }
