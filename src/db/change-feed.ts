@@ -11,6 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
+import { Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../server/logger.js';
 import { dedicatedClientConfig, endWithin, pingWithin } from './dedicated-connection.js';
 
@@ -46,6 +47,7 @@ const HEARTBEAT_TIMEOUT_MS = 1_000;
 const TRUST_WINDOW_MS = 2_500;
 /** The longest a change waits to be heard by its own server; past it the feed is treated as lost. */
 const SYNC_TIMEOUT_MS = 1_000;
+/** Before each attempt to listen again, the first included: a database that just dropped us may be restarting. */
 const RECONNECT_DELAY_MS = 1_000;
 const CLOSE_TIMEOUT_MS = 2_000;
 
@@ -64,6 +66,8 @@ export class ChangeFeed {
   #beating = false;
   #closed = false;
   #reconnecting: Promise<void> | null = null;
+  /** Ends the wait before the next attempt to listen (a close does not wait it out). */
+  #wake: (() => void) | null = null;
   readonly #heartbeat: NodeJS.Timeout;
 
   private constructor(
@@ -76,8 +80,16 @@ export class ChangeFeed {
   }
 
   /** Connects and listens; a database that does not answer leaves it retrying in the background (caches bypassed). */
-  static async start(pool: pg.Pool, logger: Logger): Promise<ChangeFeed> {
+  static async start(pool: pg.Pool, logger: Logger, registry: Registry): Promise<ChangeFeed> {
     const feed = new ChangeFeed(pool, logger);
+    new Gauge({
+      name: 'mm_change_feed_trusted',
+      help: '1 while the change feed is listening and confirmed (hot-path caches in use), 0 while they are bypassed',
+      registers: [registry],
+      collect() {
+        this.set(feed.trusted ? 1 : 0);
+      },
+    });
     try {
       await feed.#listen();
     } catch (error) {
@@ -130,6 +142,7 @@ export class ChangeFeed {
     this.#closed = true;
     this.#listening = false;
     clearInterval(this.#heartbeat);
+    this.#wake?.();
     await this.#reconnecting?.catch(() => undefined);
     if (this.#client) await endWithin(this.#client, CLOSE_TIMEOUT_MS);
   }
@@ -210,12 +223,21 @@ export class ChangeFeed {
     this.#client = null;
     if (previous) await endWithin(previous, CLOSE_TIMEOUT_MS);
     while (!this.#closed) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, RECONNECT_DELAY_MS).unref();
+        this.#wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.#wake = null;
+      if (this.#closed) return;
       try {
         await this.#listen();
         if (!this.#closed) this.logger.info('the change feed is listening again; caches were cleared');
         return;
       } catch {
-        await new Promise((resolve) => setTimeout(resolve, RECONNECT_DELAY_MS).unref());
+        // Tried again after the delay.
       }
     }
   }

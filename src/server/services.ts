@@ -57,7 +57,7 @@ export async function createServices(
 ): Promise<Services & { close(): Promise<void>; closeMetering(): Promise<void> }> {
   const audit = new AuditService(db.prisma, db.pool);
   // Before any cache it feeds: they subscribe as they are built.
-  const changes = await ChangeFeed.start(db.pool, logger);
+  const changes = await ChangeFeed.start(db.pool, logger, registry);
   const keyRing = await SigningKeyRing.open(db.prisma, secrets, config.auth.configuredPrivateKeyPem);
   const tokens = new AccessTokens(
     keyRing,
