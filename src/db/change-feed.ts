@@ -49,7 +49,8 @@ const TRUST_WINDOW_MS = 2_500;
 const SYNC_TIMEOUT_MS = 1_000;
 /** Before each attempt to listen again, the first included: a database that just dropped us may be restarting. */
 const RECONNECT_DELAY_MS = 1_000;
-const CLOSE_TIMEOUT_MS = 2_000;
+/** Within the stop step that closes the services (STOP_STEP_BUDGET_MS in app.ts). */
+const CLOSE_TIMEOUT_MS = 1_000;
 
 export class ChangeFeed {
   /** The feed connection's application_name, to find it in pg_stat_activity. */
