@@ -73,7 +73,6 @@ const envSchema = z.object({
   PREDICT_MAX_IMAGE_PIXELS_PER_CALL: int(1, 1024 ** 3).default(32 * 1024 * 1024),
   PREDICT_MAX_IMAGE_BYTES_PER_CALL: int(1024, 1024 ** 3).default(4 * 1024 * 1024),
   PREPROCESSING_WORKERS: int(1, 64).default(2),
-  CATALOG_CACHE_TTL_MS: int(0, 600_000).default(1000),
 });
 
 export type Config = ReturnType<typeof parseConfig>;
@@ -181,7 +180,6 @@ export function parseConfig(env: Record<string, string | undefined>) {
       maxImagePixelsPerCall: e.PREDICT_MAX_IMAGE_PIXELS_PER_CALL,
       maxImageBytesPerCall: e.PREDICT_MAX_IMAGE_BYTES_PER_CALL,
       preprocessingWorkers: e.PREPROCESSING_WORKERS,
-      catalogCacheTtlMs: e.CATALOG_CACHE_TTL_MS,
     },
   };
 }

@@ -1,8 +1,11 @@
 // Access tokens: short-lived JWTs. Verification pins the algorithm to the one of the key named by `kid`
 // and checks issuer and audience, so `alg: none`, HMAC-with-the-public-key, expired, tampered and foreign
-// tokens are all rejected.
-import { randomUUID } from 'node:crypto';
+// tokens are all rejected. A token's signature is checked once: valid tokens are cached (by their SHA-256)
+// until they expire, and each use still checks expiry and that the signing key was not retired since.
+import { createHash, randomUUID } from 'node:crypto';
 import jwt from 'jsonwebtoken';
+import type { ChangeFeed } from '../db/change-feed.js';
+import { FeedCache } from '../db/feed-cache.js';
 import type { SigningKeyRing } from './signing-keys.js';
 
 export interface AccessTokenClaims {
@@ -10,11 +13,27 @@ export interface AccessTokenClaims {
   sessionId: string;
 }
 
+interface VerifiedToken {
+  claims: AccessTokenClaims;
+  kid: string;
+  /** Epoch milliseconds past which jwt.verify would refuse it (expiry plus the clock tolerance). */
+  validUntilMs: number;
+}
+
+const CLOCK_TOLERANCE_SECONDS = 5;
+
 export class AccessTokens {
+  // Nothing in the database changes a verified token, so no change drops one; the cache is still bypassed while
+  // the feed is not trusted, and cleared when it reconnects, like every hot-path cache.
+  readonly #verified: FeedCache<VerifiedToken>;
+
   constructor(
     private readonly keys: SigningKeyRing,
     private readonly options: { issuer: string; audience: string; ttlSeconds: number },
-  ) {}
+    changes: ChangeFeed,
+  ) {
+    this.#verified = new FeedCache(changes, { max: 50_000, kinds: [] });
+  }
 
   get ttlSeconds(): number {
     return this.options.ttlSeconds;
@@ -35,6 +54,13 @@ export class AccessTokens {
 
   /** The claims of a valid token, or undefined for any invalid one (the reason is not the caller's business). */
   async verify(token: string): Promise<AccessTokenClaims | undefined> {
+    const digest = createHash('sha256').update(token).digest('base64url');
+    const verified = await this.#verified.getOrLoad(digest, () => this.#verifySignature(token));
+    if (!verified || verified.validUntilMs <= Date.now() || !this.keys.verifies(verified.kid)) return undefined;
+    return verified.claims;
+  }
+
+  async #verifySignature(token: string): Promise<VerifiedToken | undefined> {
     const decoded = jwt.decode(token, { complete: true });
     const kid = decoded?.header.kid;
     if (!kid) return undefined;
@@ -45,13 +71,23 @@ export class AccessTokens {
         algorithms: [key.algorithm],
         issuer: this.options.issuer,
         audience: this.options.audience,
-        clockTolerance: 5,
+        clockTolerance: CLOCK_TOLERANCE_SECONDS,
         complete: false,
       });
-      if (typeof payload === 'string' || !payload.sub || typeof payload.sid !== 'string' || !payload.jti) {
+      if (
+        typeof payload === 'string' ||
+        !payload.sub ||
+        typeof payload.sid !== 'string' ||
+        !payload.jti ||
+        typeof payload.exp !== 'number'
+      ) {
         return undefined;
       }
-      return { userId: payload.sub, sessionId: payload.sid };
+      return {
+        claims: { userId: payload.sub, sessionId: payload.sid },
+        kid,
+        validUntilMs: (payload.exp + CLOCK_TOLERANCE_SECONDS) * 1000,
+      };
     } catch {
       return undefined;
     }

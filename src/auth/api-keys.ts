@@ -1,7 +1,11 @@
 // API keys for client apps: `mmk_<8-char id>_<43-char secret>`. Only a SHA-256 of the whole key is stored
-// (the secret has 256 bits of entropy, so a slow hash adds nothing); the public `mmk_<id>` finds the row.
+// (the secret has 256 bits of entropy, so a slow hash adds nothing); the public `mmk_<id>` finds the row, which is
+// cached by prefix until the change feed reports a change of the key or its account. The presented secret's hash
+// is compared with the row's, in constant time, on every request.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { Change, type ChangeFeed } from '../db/change-feed.js';
 import type { Prisma } from '../db/database.js';
+import { FeedCache } from '../db/feed-cache.js';
 import type pg from 'pg';
 import type { ApiKey, ApiScope, Role } from '../generated/prisma/client.js';
 import { AuditAction, type AuditService } from '../audit/audit-service.js';
@@ -22,6 +26,17 @@ function newKey(): { prefix: string; secret: string } {
   return { prefix, secret: `${prefix}_${randomBytes(32).toString('base64url')}` };
 }
 
+/** What authenticating with a key needs to know of its row and its account. */
+interface StoredKey {
+  id: string;
+  prefix: string;
+  secretHash: Buffer;
+  scopes: ApiScope[];
+  revoked: boolean;
+  userId: string;
+  role: Role;
+}
+
 export function looksLikeApiKey(credential: string): boolean {
   return credential.startsWith(API_KEY_PREFIX);
 }
@@ -30,13 +45,21 @@ export class ApiKeyService {
   // lastUsedAt is kept here and written in one statement every flush interval, not on every request.
   #pendingLastUsed = new Map<string, Date>();
   #timer: NodeJS.Timeout;
+  /** Keys by prefix. Unknown prefixes are not kept (anyone can make up as many as they like). */
+  readonly #keys: FeedCache<StoredKey>;
 
   constructor(
     private readonly prisma: Prisma,
     private readonly pool: pg.Pool,
     private readonly audit: AuditService,
+    private readonly changes: ChangeFeed,
     flushIntervalMs: number,
   ) {
+    this.#keys = new FeedCache(changes, {
+      max: 50_000,
+      kinds: ['k', 'u'],
+      dependsOn: (key) => [Change.apiKey(key.prefix), Change.user(key.userId)],
+    });
     this.#timer = setInterval(() => void this.flushUsage().catch(() => undefined), flushIntervalMs);
     this.#timer.unref();
   }
@@ -78,22 +101,34 @@ export class ApiKeyService {
     const isAdmin = actor.principal.kind !== 'anonymous' && actor.principal.role === 'ADMIN';
     if (!key || (key.userId !== userId && !isAdmin)) throw new NotFoundError('API key');
     if (key.revokedAt) return key;
-    return this.prisma.$transaction(async (tx) => {
-      const revoked = await tx.apiKey.update({ where: { id }, data: { revokedAt: new Date() } });
+    const revoked = await this.prisma.$transaction(async (tx) => {
+      const updated = await tx.apiKey.update({ where: { id }, data: { revokedAt: new Date() } });
       await this.audit.record(
         actor,
         { action: AuditAction.API_KEY_REVOKED, targetType: 'ApiKey', targetId: id, details: { owner: key.userId } },
         tx,
       );
-      return revoked;
+      return updated;
     });
+    await this.changes.published([Change.apiKey(key.prefix)]);
+    return revoked;
   }
 
   /** The principal for a presented key; unknown, malformed and revoked keys are UNAUTHENTICATED. */
   async authenticate(credential: string): Promise<Principal> {
     const match = KEY_PATTERN.exec(credential);
     if (!match) throw new UnauthenticatedError('Invalid API key');
-    // Every API-key request runs this: one prepared statement on the pool rather than a Prisma query.
+    const prefix = match[1]!;
+    const key = this.#keys.get(prefix) ?? (await this.#keys.load(prefix, () => this.#read(prefix)));
+    const presented = sha256(credential);
+    const valid = key !== undefined && timingSafeEqual(presented, key.secretHash) && !key.revoked;
+    if (!valid) throw new UnauthenticatedError('Invalid API key');
+    this.#pendingLastUsed.set(key.id, new Date());
+    return { kind: 'apiKey', userId: key.userId, role: key.role, apiKeyId: key.id, scopes: key.scopes };
+  }
+
+  /** One prepared statement on the pool rather than a Prisma query: every cache miss runs it. */
+  async #read(prefix: string): Promise<StoredKey | undefined> {
     const { rows } = await this.pool.query<{
       id: string;
       secret_hash: string;
@@ -105,14 +140,20 @@ export class ApiKeyService {
       name: 'mm_api_key_principal',
       text: `SELECT k.id, k.secret_hash, k.scopes::text[] AS scopes, k.revoked_at IS NOT NULL AS revoked, u.id AS user_id, u.role
              FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.prefix = $1`,
-      values: [match[1]],
+      values: [prefix],
     });
-    const key = rows[0];
-    const presented = sha256(credential);
-    const valid = key !== undefined && timingSafeEqual(presented, Buffer.from(key.secret_hash, 'hex')) && !key.revoked;
-    if (!valid) throw new UnauthenticatedError('Invalid API key');
-    this.#pendingLastUsed.set(key.id, new Date());
-    return { kind: 'apiKey', userId: key.user_id, role: key.role, apiKeyId: key.id, scopes: key.scopes };
+    const row = rows[0];
+    return (
+      row && {
+        id: row.id,
+        prefix,
+        secretHash: Buffer.from(row.secret_hash, 'hex'),
+        scopes: row.scopes,
+        revoked: row.revoked,
+        userId: row.user_id,
+        role: row.role,
+      }
+    );
   }
 
   /** Writes the coalesced lastUsedAt values in one statement. */

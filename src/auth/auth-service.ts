@@ -1,7 +1,9 @@
 // Accounts and sessions: sign-up, log-in, refresh-token rotation with re-use detection, log-out, roles.
 import { createHash, randomBytes } from 'node:crypto';
 import type pg from 'pg';
+import { Change, type ChangeFeed } from '../db/change-feed.js';
 import type { Prisma } from '../db/database.js';
+import { FeedCache } from '../db/feed-cache.js';
 import { isUniqueViolation } from '../db/errors.js';
 import type { Role, User } from '../generated/prisma/client.js';
 import { AuditAction, type AuditService } from '../audit/audit-service.js';
@@ -62,10 +64,21 @@ const INVALID_CREDENTIALS = 'Invalid e-mail or password';
 const INVALID_REFRESH = 'Invalid or expired refresh token';
 
 const hashToken = (token: string) => createHash('sha256').update(token).digest('hex');
+
+/** What authenticating an access token needs to know of its session. */
+interface SessionState {
+  userId: string;
+  role: Role;
+  revoked: boolean;
+}
 const newRefreshToken = () => `${REFRESH_TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
 
 export class AuthService {
   #dummyHash: Promise<string>;
+  /** Sessions by id, with their account's role: dropped when the session or the account changes. */
+  readonly #sessions: FeedCache<SessionState>;
+  /** Accounts by id, as `me` returns them. */
+  readonly #users: FeedCache<User>;
 
   constructor(
     private readonly prisma: Prisma,
@@ -73,9 +86,20 @@ export class AuthService {
     private readonly audit: AuditService,
     private readonly tokens: AccessTokens,
     private readonly throttle: LoginThrottle,
+    private readonly changes: ChangeFeed,
     private readonly options: { scrypt: ScryptCost; refreshTokenTtlDays: number },
   ) {
     this.#dummyHash = dummyHash(options.scrypt);
+    this.#sessions = new FeedCache(changes, {
+      max: 50_000,
+      kinds: ['s', 'u'],
+      dependsOn: (session, sessionId) => [Change.session(sessionId), Change.user(session.userId)],
+    });
+    this.#users = new FeedCache(changes, {
+      max: 50_000,
+      kinds: ['u'],
+      dependsOn: (user) => [Change.user(user.id)],
+    });
   }
 
   async signUp(actor: Actor, input: SignUpInput, userAgent?: string): Promise<AuthPayload> {
@@ -196,6 +220,7 @@ export class AuthService {
           tx,
         );
       });
+      await this.changes.published([Change.session(session.id)]);
       throw new UnauthenticatedError(INVALID_REFRESH);
     }
     return this.#payload(session.user, session.id, outcome);
@@ -208,7 +233,7 @@ export class AuthService {
     });
     if (!stored) return false;
     const { session } = stored;
-    return this.prisma.$transaction(async (tx) => {
+    const loggedOut = await this.prisma.$transaction(async (tx) => {
       const { count } = await tx.session.updateMany({
         where: { id: session.id, revokedAt: null },
         data: { revokedAt: new Date(), revokedReason: 'logged out' },
@@ -222,35 +247,50 @@ export class AuthService {
       }
       return count > 0;
     });
+    if (loggedOut) await this.changes.published([Change.session(session.id)]);
+    return loggedOut;
   }
 
   /**
-   * The principal behind a valid access token whose session is still open. This runs on every request, so
-   * it is one prepared statement on the pool (~0.2 ms) rather than a Prisma query (~0.6–1 ms, measured).
+   * The principal behind a valid access token whose session is still open. This runs on every request: the
+   * token's signature and the session's state come from caches the change feed keeps current, and a miss is one
+   * prepared statement on the pool (~0.2 ms) rather than a Prisma query (~0.6–1 ms, measured).
    */
   async authenticateAccessToken(token: string): Promise<Principal> {
     const claims = await this.tokens.verify(token);
     if (!claims) throw new UnauthenticatedError('Invalid or expired access token');
+    const { sessionId, userId } = claims;
+    const session =
+      this.#sessions.get(sessionId) ?? (await this.#sessions.load(sessionId, () => this.#readSession(sessionId)));
+    if (!session || session.revoked || session.userId !== userId) {
+      throw new UnauthenticatedError('Invalid or expired access token');
+    }
+    return { kind: 'user', userId, role: session.role, sessionId };
+  }
+
+  async #readSession(sessionId: string): Promise<SessionState | undefined> {
     const { rows } = await this.pool.query<{ user_id: string; revoked: boolean; role: Role }>({
       name: 'mm_session_principal',
       text: 'SELECT s.user_id, s.revoked_at IS NOT NULL AS revoked, u.role FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1',
-      values: [claims.sessionId],
+      values: [sessionId],
     });
-    const session = rows[0];
-    if (!session || session.revoked || session.user_id !== claims.userId) {
-      throw new UnauthenticatedError('Invalid or expired access token');
-    }
-    return { kind: 'user', userId: claims.userId, role: session.role, sessionId: claims.sessionId };
+    const row = rows[0];
+    return row && { userId: row.user_id, role: row.role, revoked: row.revoked };
   }
 
   async currentUser(principal: Principal): Promise<User | null> {
     if (principal.kind === 'anonymous') return null;
-    return this.prisma.user.findUnique({ where: { id: principal.userId } });
+    const { userId } = principal;
+    const user = await this.#users.getOrLoad(
+      userId,
+      async () => (await this.prisma.user.findUnique({ where: { id: userId } })) ?? undefined,
+    );
+    return user ?? null;
   }
 
   async setUserRole(actor: Actor, userId: string, role: Role): Promise<User> {
     assertUuid(userId, 'userId');
-    return this.prisma.$transaction(async (tx) => {
+    const updated = await this.prisma.$transaction(async (tx) => {
       const before = await tx.user.findUnique({ where: { id: userId }, select: { role: true } });
       if (!before) throw new NotFoundError('User');
       const user = await tx.user.update({ where: { id: userId }, data: { role } });
@@ -266,6 +306,8 @@ export class AuthService {
       );
       return user;
     });
+    await this.changes.published([Change.user(userId)]);
+    return updated;
   }
 
   /**
@@ -314,6 +356,7 @@ export class AuthService {
       if (count === 0) throw new AdminBootstrapRefusedError(normalised);
       await this.#auditBootstrap(tx, existing.id, { promoted: true, from: existing.role });
     });
+    await this.changes.published([Change.user(existing.id)]);
     return 'promoted';
   }
 
@@ -337,6 +380,8 @@ export class AuthService {
         apiKeysRevoked: apiKeys.count,
       });
     });
+    // The account's sessions and keys are cached under its change too.
+    await this.changes.published([Change.user(user.id)]);
     return 'password-reset';
   }
 

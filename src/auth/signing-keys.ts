@@ -147,6 +147,11 @@ export class SigningKeyRing {
     return this.#signing;
   }
 
+  /** Whether `kid` verifies now (retired keys stop verifying at the next reload). */
+  verifies(kid: string): boolean {
+    return this.#verification.has(kid);
+  }
+
   /** The key for `kid`; an unknown kid triggers one (throttled) re-read, to follow rotations elsewhere. */
   async verificationKey(kid: string): Promise<VerificationKey | undefined> {
     const known = this.#verification.get(kid);

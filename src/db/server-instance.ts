@@ -5,6 +5,7 @@
 // so a killed process is seen dead at once, with no heartbeat timeout to wait for.
 import pg from 'pg';
 import type { Logger } from '../server/logger.js';
+import { dedicatedClientConfig, endWithin, pingWithin } from './dedicated-connection.js';
 
 /** The advisory lock class of server instances (the audit chain uses 7275001). */
 const LIVENESS_LOCK_CLASS = 7275002;
@@ -43,7 +44,7 @@ export class ServerInstance {
 
   /** Takes a new instance number and its liveness lock, on a connection opened with the pool's settings. */
   static async register(pool: pg.Pool, logger: Logger): Promise<ServerInstance> {
-    const config = { ...(pool.options as pg.ClientConfig), keepAlive: true, keepAliveInitialDelayMillis: 10_000 };
+    const config = dedicatedClientConfig(pool);
     const { id, client } = await ServerInstance.#lock(config, null);
     logger.debug({ serverInstance: id }, 'server instance registered');
     return new ServerInstance(config, logger, id, client);
@@ -63,9 +64,7 @@ export class ServerInstance {
   }
 
   async #pingOnce(): Promise<void> {
-    // pg reads query_timeout from a query's config too; its types do not declare it.
-    const ping = { text: 'SELECT 1', query_timeout: PING_TIMEOUT_MS } as pg.QueryConfig;
-    await this.#client.query(ping).catch(() => this.#lost());
+    await pingWithin(this.#client, PING_TIMEOUT_MS).catch(() => this.#lost());
   }
 
   /**
@@ -133,16 +132,4 @@ export class ServerInstance {
       }
     }
   }
-}
-
-/** Ends a connection, destroying its socket if the server does not answer the goodbye (a frozen database). */
-async function endWithin(client: pg.Client, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const ended = client.end().catch(() => undefined);
-  const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), ms)));
-  if ((await Promise.race([ended, timedOut])) === 'timeout') {
-    // pg has no public way to drop a connection without the server's answer.
-    (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
-  }
-  clearTimeout(timer);
 }

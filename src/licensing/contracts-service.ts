@@ -3,6 +3,7 @@
 import type { Actor } from '../auth/principal.js';
 import { requireUserId } from '../auth/principal.js';
 import { AuditAction, type AuditService } from '../audit/audit-service.js';
+import { Change, type ChangeFeed } from '../db/change-feed.js';
 import type { Prisma } from '../db/database.js';
 import type { Contract, ContractStatus, Model, ModelVersion, Prisma as P } from '../generated/prisma/client.js';
 import { canManage, isAdmin } from '../models/model-policy.js';
@@ -51,6 +52,7 @@ export class ContractsService {
     private readonly prisma: Prisma,
     private readonly audit: AuditService,
     private readonly plans: PlansService,
+    private readonly changes: ChangeFeed,
   ) {}
 
   async accept(actor: Actor, planId: string): Promise<Contract> {
@@ -63,7 +65,7 @@ export class ContractsService {
     const terms = termsOf(plan);
     const now = new Date();
     const active = !plan.requiresApproval;
-    return this.prisma.$transaction(async (tx) => {
+    const created = await this.prisma.$transaction(async (tx) => {
       // One live contract per consumer and plan; the row lock on the plan serialises concurrent accepts.
       await tx.$queryRaw`SELECT id FROM license_plans WHERE id = ${plan.id}::uuid FOR UPDATE`;
       const live = await tx.contract.findFirst({
@@ -105,6 +107,9 @@ export class ContractsService {
       );
       return contract;
     });
+    // A refusal for want of a contract may have been cached.
+    await this.changes.published([Change.contracts(consumerId, created.modelId)]);
+    return created;
   }
 
   async transition(actor: Actor, id: string, transition: Transition, reason?: string): Promise<Contract> {
@@ -134,7 +139,7 @@ export class ContractsService {
       data.periodStart = now;
       data.expiresAt = contract.durationDays ? new Date(now.getTime() + contract.durationDays * DAY_MS) : null;
     }
-    return this.prisma.$transaction(async (tx) => {
+    const changed = await this.prisma.$transaction(async (tx) => {
       const { count } = await tx.contract.updateMany({ where: { id, status: { in: rule.from } }, data });
       if (count === 0)
         throw new BadUserInputError(`A ${contract.status} contract cannot be ${rule.to.toLowerCase()}`, 'id');
@@ -150,6 +155,8 @@ export class ContractsService {
       );
       return tx.contract.findUniqueOrThrow({ where: { id } });
     });
+    await this.changes.published([Change.contracts(changed.consumerId, changed.modelId)]);
+    return changed;
   }
 
   mine(actor: Actor): Promise<Contract[]> {

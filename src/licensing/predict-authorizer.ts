@@ -1,11 +1,13 @@
 // Who may run a model version: its owner and admins freely; anyone else only under an ACTIVE, unexpired
-// contract whose version range covers the version. The choice of contract may come from a cache of a few
-// seconds (a contract's range never changes), but the quota reservation re-checks status and expiry in the
-// same statement on every call, so suspension, revocation and expiry still take effect on the next call;
-// a refused reservation makes the caller choose again from fresh rows (`fresh`).
-import { LRUCache } from 'lru-cache';
+// contract whose version range covers the version. A caller's contracts for a model are cached until the change
+// feed reports a change of them (created, status, expiry, range, terms; on this replica at once, on the others as
+// soon as the notification arrives), and read from the database while the feed is not trusted. The quota
+// reservation still re-checks status and expiry in the same statement on every call; a refused reservation makes
+// the caller choose again from fresh rows (`fresh`), and so does any refusal found in the cache.
 import type pg from 'pg';
 import type { Actor } from '../auth/principal.js';
+import { Change, type ChangeFeed } from '../db/change-feed.js';
+import { FeedCache } from '../db/feed-cache.js';
 import type { Model, ModelVersion } from '../generated/prisma/client.js';
 import type { BillableContract } from '../metering/metering-service.js';
 import { canManage } from '../models/model-policy.js';
@@ -20,7 +22,8 @@ export interface PredictGrant {
 interface ContractRow {
   id: string;
   status: string;
-  expired: boolean;
+  /** Epoch milliseconds; expiry is judged when the row is used, not when it was read. */
+  expires_at_ms: number | null;
   version_range: string;
   unit_price: string;
   currency: string;
@@ -39,12 +42,20 @@ const REASON_TEXT: Record<(typeof REASON_ORDER)[number] | 'NO_CONTRACT', string>
   NO_CONTRACT: 'You have no licence for this model',
 };
 
-const CONTRACT_CACHE_MS = 2000;
-
 export class LicenceAuthorizer {
-  readonly #contracts = new LRUCache<string, ContractRow[]>({ max: 50_000, ttl: CONTRACT_CACHE_MS });
+  /** A caller's contracts for a model, by the change that makes them stale (Change.contracts). */
+  readonly #contracts: FeedCache<ContractRow[]>;
 
-  constructor(private readonly pool: pg.Pool) {}
+  constructor(
+    private readonly pool: pg.Pool,
+    changes: ChangeFeed,
+  ) {
+    this.#contracts = new FeedCache(changes, {
+      max: 50_000,
+      kinds: ['c'],
+      dependsOn: (_rows, key) => [key],
+    });
+  }
 
   async authorize(
     actor: Actor,
@@ -56,21 +67,25 @@ export class LicenceAuthorizer {
     const principal = actor.principal;
     if (canManage(principal, model)) return { contract: null };
     if (principal.kind === 'anonymous') throw new ForbiddenError(REASON_TEXT.NO_CONTRACT, { reason: 'NO_CONTRACT' });
-    const key = `${principal.userId}:${model.id}`;
+    const key = Change.contracts(principal.userId, model.id);
     const cached = options.fresh ? undefined : this.#contracts.get(key);
     const fromCache = cached && choose(cached, version, contractId);
     if (fromCache && !(fromCache instanceof Error)) return { contract: fromCache };
-    const { rows } = await this.pool.query<ContractRow>({
-      name: 'mm_predict_contracts',
-      text: `SELECT id, status, expires_at IS NOT NULL AND expires_at <= now() AS expired, version_range,
-                    price_per_prediction::text AS unit_price, currency, rate_limit_per_minute, period
-             FROM contracts WHERE consumer_id = $1 AND model_id = $2 ORDER BY created_at, id`,
-      values: [principal.userId, model.id],
-    });
-    this.#contracts.set(key, rows);
+    const rows = (await this.#contracts.load(key, () => this.#read(principal.userId, model.id)))!;
     const chosen = choose(rows, version, contractId);
     if (chosen instanceof Error) throw chosen;
     return { contract: chosen };
+  }
+
+  async #read(consumerId: string, modelId: string): Promise<ContractRow[]> {
+    const { rows } = await this.pool.query<ContractRow>({
+      name: 'mm_predict_contracts',
+      text: `SELECT id, status, (extract(epoch FROM expires_at) * 1000)::float8 AS expires_at_ms, version_range,
+                    price_per_prediction::text AS unit_price, currency, rate_limit_per_minute, period
+             FROM contracts WHERE consumer_id = $1 AND model_id = $2 ORDER BY created_at, id`,
+      values: [consumerId, modelId],
+    });
+    return rows;
   }
 }
 
@@ -85,11 +100,12 @@ function choose(
     return new BadUserInputError('contractId is not one of your contracts for this model', 'input.contractId');
   }
   const reasons = new Set<string>();
+  const now = Date.now();
   for (const row of candidates) {
     const reason =
       row.status !== 'ACTIVE'
         ? row.status
-        : row.expired
+        : row.expires_at_ms !== null && row.expires_at_ms <= now
           ? 'EXPIRED'
           : covers(row.version_range, version.version)
             ? null

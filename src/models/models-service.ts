@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import semver from 'semver';
 import { requireUserId, type Actor } from '../auth/principal.js';
 import { AuditAction, type AuditService } from '../audit/audit-service.js';
+import { Change, type ChangeFeed } from '../db/change-feed.js';
 import type { Prisma } from '../db/database.js';
 import { isUniqueViolation } from '../db/errors.js';
 import { assertUuid, isUuid } from '../server/ids.js';
@@ -122,9 +123,9 @@ function decodeCursor(cursor: string): Cursor {
 }
 
 export class ModelsService {
-  readonly #catalogListeners: (() => void)[] = [];
   constructor(
     private readonly prisma: Prisma,
+    private readonly changes: ChangeFeed,
     private readonly audit: AuditService,
     private readonly artifacts: ArtifactService,
     private readonly watermarks: WatermarkService,
@@ -151,20 +152,24 @@ export class ModelsService {
       card: cleanCard(input.card, 'input.card') ?? {},
       ownerId,
     };
+    let model: Model;
     try {
-      return await this.prisma.$transaction(async (tx) => {
-        const model = await tx.model.create({ data });
+      model = await this.prisma.$transaction(async (tx) => {
+        const created = await tx.model.create({ data });
         await this.audit.record(
           actor,
-          { action: AuditAction.MODEL_CREATED, targetType: 'Model', targetId: model.id, details: { slug } },
+          { action: AuditAction.MODEL_CREATED, targetType: 'Model', targetId: created.id, details: { slug } },
           tx,
         );
-        return model;
+        return created;
       });
     } catch (error) {
       if (isUniqueViolation(error)) throw new ConflictError(`A model with slug "${slug}" already exists`);
       throw error;
     }
+    // A predict that found no model under this slug may have been cached.
+    await this.#catalogChanged(model.id);
+    return model;
   }
 
   async update(actor: Actor, slug: string, input: UpdateModelInput): Promise<Model> {
@@ -191,17 +196,13 @@ export class ModelsService {
       );
       return changed;
     });
-    this.catalogChanged();
+    await this.#catalogChanged(updated.id);
     return updated;
   }
 
-  /** Calls `listener` after anything that changes what a slug and version reference resolve to. */
-  onCatalogChange(listener: () => void): void {
-    this.#catalogListeners.push(listener);
-  }
-
-  private catalogChanged(): void {
-    for (const listener of this.#catalogListeners) listener();
+  /** After anything that changes what a slug and version reference resolve to (the serving catalog). */
+  #catalogChanged(modelId: string): Promise<void> {
+    return this.changes.published([Change.catalog(modelId)]);
   }
 
   findBySlug(slug: string): Promise<Model | null> {
@@ -330,7 +331,7 @@ export class ModelsService {
         );
         return created;
       });
-      this.catalogChanged();
+      await this.#catalogChanged(version.modelId);
       // Warm the serving cache so the first predict does not pay the load.
       this.artifacts
         .warm(marking.servedSha256 ?? artifact.sha256)
@@ -400,7 +401,7 @@ export class ModelsService {
         tx,
       );
     });
-    this.catalogChanged();
+    await this.#catalogChanged(modelId);
     return { name, version };
   }
 
@@ -436,7 +437,7 @@ export class ModelsService {
       );
       return updated;
     });
-    this.catalogChanged();
+    await this.#catalogChanged(changed.modelId);
     return changed;
   }
 

@@ -1,8 +1,11 @@
 // What `predict` needs to find on every call (model, resolved version, parsed signature), cached so the hot
 // path does not query the catalog each time. Versions are immutable, so their parsed signatures are kept
-// for good; the slug+alias → version mapping is kept for `ttlMs` and dropped at once on any local change
-// (other replicas see a change within `ttlMs`).
+// for good; the slug+alias → version mapping is kept until the change feed reports any change of a model, a
+// version or an alias (on this replica at once, on the others as soon as the notification arrives), and is not
+// used while the feed is not trusted.
 import { LRUCache } from 'lru-cache';
+import type { ChangeFeed } from '../db/change-feed.js';
+import { FeedCache } from '../db/feed-cache.js';
 import type { Model, ModelVersion } from '../generated/prisma/client.js';
 import type { ModelsService } from '../models/models-service.js';
 import { parseSignature, type Signature } from '../models/signature.js';
@@ -22,33 +25,29 @@ export interface ServingTarget {
 }
 
 export class ServingCatalog {
-  readonly #targets: LRUCache<string, { target: ServingTarget | null }>;
+  // Catalog changes are rare and a change of one model can change what a slug resolves to (a new model takes a
+  // slug that resolved to nothing): any change drops every entry.
+  readonly #targets: FeedCache<{ target: ServingTarget | null }>;
   readonly #signatures = new LRUCache<string, Signature>({ max: 1000 });
 
   constructor(
     private readonly models: ModelsService,
     private readonly artifacts: ArtifactService,
-    ttlMs: number,
+    changes: ChangeFeed,
   ) {
-    this.#targets = new LRUCache({ max: 10_000, ttl: ttlMs });
+    this.#targets = new FeedCache(changes, { max: 10_000, kinds: ['m'] });
   }
 
   async resolve(slug: string, ref: string): Promise<ServingTarget | null> {
-    const key = `${slug}\n${ref}`;
-    const cached = this.#targets.get(key);
-    if (cached) return cached.target;
-    const target = await this.#load(slug, ref);
-    this.#targets.set(key, { target });
-    return target;
+    const entry = await this.#targets.getOrLoad(`${slug}\n${ref}`, async () => ({
+      target: await this.#load(slug, ref),
+    }));
+    return entry!.target;
   }
 
   /** A version by id (immutable, so a stored answer can name it later). */
   versionById(id: string): Promise<ModelVersion> {
     return this.models.versionById(id);
-  }
-
-  invalidate(): void {
-    this.#targets.clear();
   }
 
   async #load(slug: string, ref: string): Promise<ServingTarget | null> {

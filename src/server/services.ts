@@ -9,6 +9,7 @@ import { LoginThrottle } from '../auth/login-throttle.js';
 import { SigningKeyRing } from '../auth/signing-keys.js';
 import { AuditService } from '../audit/audit-service.js';
 import type { Config } from '../config.js';
+import { ChangeFeed } from '../db/change-feed.js';
 import type { Database } from '../db/database.js';
 import { ServerInstance } from '../db/server-instance.js';
 import { InferenceEngine } from '../inference/engine.js';
@@ -55,23 +56,29 @@ export async function createServices(
   logger: Logger,
 ): Promise<Services & { close(): Promise<void>; closeMetering(): Promise<void> }> {
   const audit = new AuditService(db.prisma, db.pool);
+  // Before any cache it feeds: they subscribe as they are built.
+  const changes = await ChangeFeed.start(db.pool, logger, registry);
   const keyRing = await SigningKeyRing.open(db.prisma, secrets, config.auth.configuredPrivateKeyPem);
-  const tokens = new AccessTokens(keyRing, {
-    issuer: config.auth.issuer,
-    audience: config.auth.audience,
-    ttlSeconds: config.auth.accessTokenTtlSeconds,
-  });
+  const tokens = new AccessTokens(
+    keyRing,
+    {
+      issuer: config.auth.issuer,
+      audience: config.auth.audience,
+      ttlSeconds: config.auth.accessTokenTtlSeconds,
+    },
+    changes,
+  );
   const throttle = new LoginThrottle(db.pool, {
     maxFailuresPerAccount: config.auth.loginMaxFailuresPerAccount,
     lockSeconds: config.auth.loginLockSeconds,
     maxFailuresPerIp: config.auth.loginMaxFailuresPerIp,
     maxSignUpsPerIp: config.auth.signUpMaxPerIp,
   });
-  const auth = new AuthService(db.prisma, db.pool, audit, tokens, throttle, {
+  const auth = new AuthService(db.prisma, db.pool, audit, tokens, throttle, changes, {
     scrypt: { log2N: config.auth.scryptLog2N, r: 8, p: 1 },
     refreshTokenTtlDays: config.auth.refreshTokenTtlDays,
   });
-  const apiKeys = new ApiKeyService(db.prisma, db.pool, audit, config.auth.apiKeyUsageFlushMs);
+  const apiKeys = new ApiKeyService(db.prisma, db.pool, audit, changes, config.auth.apiKeyUsageFlushMs);
   const authenticator = new Authenticator(auth, apiKeys);
 
   const engine = await InferenceEngine.start({
@@ -93,18 +100,24 @@ export async function createServices(
     maxImagePixelsPerCall: config.models.maxImagePixelsPerCall,
     maxImageBytesPerCall: config.models.maxImageBytesPerCall,
   });
-  const models = new ModelsService(db.prisma, audit, artifacts, watermarks, encoder, logger);
-  const catalog = new ServingCatalog(models, artifacts, config.models.catalogCacheTtlMs);
-  models.onCatalogChange(() => catalog.invalidate());
+  const models = new ModelsService(db.prisma, changes, audit, artifacts, watermarks, encoder, logger);
+  const catalog = new ServingCatalog(models, artifacts, changes);
   const plans = new PlansService(db.prisma, audit);
-  const contracts = new ContractsService(db.prisma, audit, plans);
+  const contracts = new ContractsService(db.prisma, audit, plans, changes);
   const certificates = new LicenceCertificates(db.prisma, keyRing, config.auth.issuer);
   const instance = await ServerInstance.register(db.pool, logger);
   const metering = new MeteringService(db.pool, instance, logger, config.leaseSweepIntervalMs);
   // What servers that stopped (this DATA_DIR's previous process among them) left held goes back before serving.
   await metering.sweep();
   const usage = new UsageService(db.pool, audit);
-  const predictions = new PredictService(catalog, artifacts, engine, new LicenceAuthorizer(db.pool), metering, encoder);
+  const predictions = new PredictService(
+    catalog,
+    artifacts,
+    engine,
+    new LicenceAuthorizer(db.pool, changes),
+    metering,
+    encoder,
+  );
   logger.info({ backend: engine.backend, workers: config.inference.workers }, 'inference engine ready');
 
   return {
@@ -129,6 +142,7 @@ export async function createServices(
       metering.stopWaiting();
       // Every part is closed even when one fails; the first failure is reported.
       const closed = await Promise.allSettled([
+        changes.close(),
         watermarks.close(),
         apiKeys.close(),
         engine.close(),

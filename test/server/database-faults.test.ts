@@ -85,6 +85,16 @@ async function assertAllUnavailable(server: ServerProcess, user: { email: string
   assertServiceUnavailable(csv, 'GET /v1/usage.csv (REST)');
 }
 
+async function untilFeedUntrusted(server: ServerProcess): Promise<void> {
+  const metrics = server.url.replace('/graphql', '/metrics');
+  for (const deadline = Date.now() + ANSWER_WITHIN_MS; ;) {
+    const text = await (await fetch(metrics, { signal: AbortSignal.timeout(ANSWER_WITHIN_MS) })).text();
+    if (/^mm_change_feed_trusted 0/m.test(text)) return;
+    assert.ok(Date.now() < deadline, 'the change feed noticed the frozen database');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
 async function assertAllServe(server: ServerProcess, user: { email: string; password: string; token: string }) {
   const calls = await assertCalls(server, user);
   assert.equal(calls.me.body.errors, undefined, JSON.stringify(calls.me.body.errors));
@@ -119,6 +129,9 @@ describe('a frozen, then a killed embedded database', () => {
     signalTree(postmaster, 'SIGSTOP');
     frozen = true;
     try {
+      // A freeze is silent: the hot-path caches answer until the change feed misses its heartbeat (within its
+      // 2.5 s trust window); from then on every call reads the database.
+      await untilFeedUntrusted(server);
       await assertAllUnavailable(server, user);
     } finally {
       signalTree(postmaster, 'SIGCONT');

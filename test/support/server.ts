@@ -82,6 +82,22 @@ export function authHeaders(auth: Credentials = {}): Record<string, string> {
   };
 }
 
+/** A GraphQL request to the server at `url` (another server process's, say). */
+export async function gqlAt<T = Record<string, any>>(
+  url: string,
+  query: string,
+  variables?: Record<string, unknown>,
+  auth?: Credentials,
+): Promise<GraphQLResponse<T>> {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...authHeaders(auth) },
+    body: JSON.stringify({ query, variables }),
+  });
+  const body = (await response.json()) as { data?: any; errors?: any[] };
+  return { status: response.status, data: body.data, errors: body.errors, headers: response.headers };
+}
+
 /**
  * Starts a server on a fresh database. `env` overrides configuration exactly as environment variables would. Passwords are
  * hashed at N=2^12 unless a test asks otherwise: the OWASP cost (2^17) is covered by its own tests, and
@@ -118,15 +134,7 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     databaseUrl: database.url,
     env: serverEnv,
     sql,
-    async gql(query, variables, auth) {
-      const response = await fetch(url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', ...authHeaders(auth) },
-        body: JSON.stringify({ query, variables }),
-      });
-      const body = (await response.json()) as { data?: any; errors?: any[] };
-      return { status: response.status, data: body.data, errors: body.errors, headers: response.headers };
-    },
+    gql: (query, variables, auth) => gqlAt(url, query, variables, auth),
     async close() {
       await app.close();
       await sql.end();
