@@ -191,5 +191,8 @@ export function parseConfig(env: Record<string, string | undefined>) {
 }
 
 export function loadConfig(): Config {
+  // libtensorflow (the tensorflow inference backend) reads its log level from the process environment when a worker
+  // first loads it; unless asked otherwise it logs errors only, not its start-up notices (CPU features and such).
+  process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
   return parseConfig(process.env);
 }
