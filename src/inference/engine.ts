@@ -6,6 +6,7 @@ import type { BackendChoice, BackendName } from './backend-names.js';
 import { BatchScheduler } from './batch-scheduler.js';
 import { InferenceArtifactError, InferenceInputError, InferenceRuntimeError } from './errors.js';
 import { InferenceMetrics } from './metrics.js';
+import { holdNativeBinding } from './native-binding.js';
 import type {
   DescribeResult,
   DescribeTask,
@@ -133,12 +134,14 @@ export class InferenceEngine {
     validateOptions(options);
     const maxParameters = options.maxParameters ?? Infinity;
     const artifacts = await ArtifactStore.open(options.artifactDir, options.artifactCacheBytes, maxParameters);
+    const backend = options.backend ?? 'auto';
+    if (backend === 'tensorflow' || backend === 'auto') holdNativeBinding();
     const workerFile = siblingWorkerFile(import.meta.url, 'worker');
     const workerConfig: WorkerConfig = {
       artifactDir: artifacts.rootDir,
       cacheBytes: Math.floor(options.cacheBytes / options.workers),
       budget: { maxParameters, maxActivationValues: options.maxActivationValues ?? Infinity },
-      backend: options.backend ?? 'auto',
+      backend,
     };
     const pool = new Piscina({
       filename: workerFile.href,
@@ -151,8 +154,7 @@ export class InferenceEngine {
     const onWorkerError = options.onWorkerError ?? ((error: Error) => process.emitWarning(error));
     pool.on('error', onWorkerError);
     try {
-      const backend = await describeWorkers(pool, options.workers);
-      return new InferenceEngine(options, pool, artifacts, backend);
+      return new InferenceEngine(options, pool, artifacts, await describeWorkers(pool, options.workers));
     } catch (error) {
       await pool.destroy();
       throw error;
