@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type * as tf from '@tensorflow/tfjs';
 import { buildCnn, buildMlp, buildTextClassifier } from '../demo/models.js';
+import { applyTensorflowDefaults } from '../src/config.js';
 import { BACKEND_NAMES, type BackendName } from '../src/inference/backend-names.js';
 import { InferenceEngine, type ModelArtifact, type TensorInput } from '../src/inference/engine.js';
 import { modelRef, toArtifact } from '../test/inference/models.js';
@@ -121,6 +122,8 @@ async function benchBackend(backend: BackendName, models: BenchModel[]): Promise
   return cells;
 }
 
+// libtensorflow as npm start configures it (one thread per worker, quiet), before any engine loads it.
+applyTensorflowDefaults();
 const models = await demoModels();
 const results = new Map<BackendName, Map<string, Cell>>();
 const unavailable: string[] = [];

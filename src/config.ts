@@ -191,8 +191,18 @@ export function parseConfig(env: Record<string, string | undefined>) {
 }
 
 export function loadConfig(): Config {
-  // libtensorflow (the tensorflow inference backend) reads its log level from the process environment when a worker
-  // first loads it; unless asked otherwise it logs errors only, not its start-up notices (CPU features and such).
-  process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
+  applyTensorflowDefaults();
   return parseConfig(process.env);
+}
+
+/**
+ * libtensorflow (the tensorflow inference backend) reads these from the process environment when it is first loaded,
+ * so they are set, unless already set, before any engine starts. Errors only in its log, not its start-up notices.
+ * One thread per worker, like wasm: by default each worker's TensorFlow spreads over every core, taking the one the
+ * event loop keeps (INFERENCE_WORKERS is CPUs − 1), and under load HTTP connections were reset.
+ */
+export function applyTensorflowDefaults(): void {
+  process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
+  process.env.TF_NUM_INTRAOP_THREADS ??= '1';
+  process.env.TF_NUM_INTEROP_THREADS ??= '1';
 }

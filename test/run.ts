@@ -11,6 +11,7 @@ import pg from 'pg';
 import { pino } from 'pino';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from '../src/db/embedded.js';
 import { applyMigrations } from '../src/db/migrate.js';
+import { applyTensorflowDefaults } from '../src/config.js';
 import { withDatabase } from './support/database-url.js';
 
 /**
@@ -45,6 +46,8 @@ const runId = `mm_test_${Date.now().toString(36)}_${randomBytes(3).toString('hex
 const files = process.argv.slice(2);
 
 async function main(): Promise<number> {
+  // Test servers run in the test processes, which inherit these: libtensorflow as npm start configures it.
+  applyTensorflowDefaults();
   let embedded: EmbeddedDatabase | undefined;
   let scratch: string | undefined;
   let adminUrl = process.env.DATABASE_URL;
