@@ -198,8 +198,8 @@ export function loadConfig(): Config {
 /**
  * libtensorflow (the tensorflow inference backend) reads these from the process environment when it is first loaded,
  * so they are set, unless already set, before any engine starts. Errors only in its log, not its start-up notices.
- * One thread per worker, like wasm: by default each worker's TensorFlow spreads over every core, taking the one the
- * event loop keeps (INFERENCE_WORKERS is CPUs − 1), and under load HTTP connections were reset.
+ * One thread per worker, like wasm: by default each worker's TensorFlow spreads over every core, the one the event
+ * loop keeps included (INFERENCE_WORKERS is CPUs − 1).
  */
 export function applyTensorflowDefaults(): void {
   process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
