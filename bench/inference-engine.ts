@@ -135,7 +135,7 @@ async function benchEngine(batching: boolean, model: tf.LayersModel): Promise<Ro
   return rows;
 }
 
-const backend = await initBackend();
+const backend = await initBackend('auto');
 const model = buildMlp([FEATURES, 128, 10], 42);
 const rows: Row[] = [];
 for (const batch of LEVELS) rows.push(benchInProcess(model, batch));

@@ -3,6 +3,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
+import { BACKEND_NAMES } from './inference/backend-names.js';
 
 const boolean = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -59,6 +60,7 @@ const envSchema = z.object({
   INFERENCE_MAX_WAIT_MS: int(0, 1000).default(2),
   INFERENCE_MAX_QUEUE: int(1, 1_000_000).default(4096),
   INFERENCE_BATCHING: boolean.default(true),
+  INFERENCE_BACKEND: z.enum(['auto', ...BACKEND_NAMES]).default('auto'),
   MODEL_CACHE_BYTES: int(1024 * 1024, 64 * 1024 ** 3).default(512 * 1024 * 1024),
   ARTIFACT_MAX_BYTES: int(1024, 2 * 1024 ** 3).default(256 * 1024 * 1024),
   ARTIFACT_CACHE_BYTES: int(1024 * 1024, 1024 ** 4).default(4 * 1024 ** 3),
@@ -159,6 +161,8 @@ export function parseConfig(env: Record<string, string | undefined>) {
       maxWaitMs: e.INFERENCE_MAX_WAIT_MS,
       maxQueueDepth: e.INFERENCE_MAX_QUEUE,
       batching: e.INFERENCE_BATCHING,
+      // auto: tensorflow (the native binding, when `npm run setup:native` built it), else wasm, else cpu.
+      backend: e.INFERENCE_BACKEND,
       cacheBytes: e.MODEL_CACHE_BYTES,
       artifactCacheBytes: e.ARTIFACT_CACHE_BYTES,
       maxParameters: e.MODEL_MAX_PARAMETERS,
@@ -185,5 +189,18 @@ export function parseConfig(env: Record<string, string | undefined>) {
 }
 
 export function loadConfig(): Config {
+  applyTensorflowDefaults();
   return parseConfig(process.env);
+}
+
+/**
+ * libtensorflow (the tensorflow inference backend) reads these from the process environment when it is first loaded,
+ * so they are set, unless already set, before any engine starts. Errors only in its log, not its start-up notices.
+ * One thread per worker, like wasm: by default each worker's TensorFlow spreads over every core, the one the event
+ * loop keeps included (INFERENCE_WORKERS is CPUs − 1).
+ */
+export function applyTensorflowDefaults(): void {
+  process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
+  process.env.TF_NUM_INTRAOP_THREADS ??= '1';
+  process.env.TF_NUM_INTEROP_THREADS ??= '1';
 }

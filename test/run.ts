@@ -11,6 +11,7 @@ import pg from 'pg';
 import { pino } from 'pino';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from '../src/db/embedded.js';
 import { applyMigrations } from '../src/db/migrate.js';
+import { applyTensorflowDefaults } from '../src/config.js';
 import { withDatabase } from './support/database-url.js';
 
 /**
@@ -43,8 +44,13 @@ function slowestFirst(a: string, b: string): number {
 
 const runId = `mm_test_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
 const files = process.argv.slice(2);
+// Test files run at once: two on two cores; `npm run test:native` runs one (on this 2-core machine, two files at
+// once, each with native TensorFlow, had HTTP connections reset in the image-input tests; alone they pass).
+const concurrency = Number(process.env.TEST_CONCURRENCY ?? 2);
 
 async function main(): Promise<number> {
+  // Test servers run in the test processes, which inherit these: libtensorflow as npm start configures it.
+  applyTensorflowDefaults();
   let embedded: EmbeddedDatabase | undefined;
   let scratch: string | undefined;
   let adminUrl = process.env.DATABASE_URL;
@@ -77,7 +83,7 @@ async function main(): Promise<number> {
     const code = await new Promise<number>((resolve) => {
       const child = spawn(
         process.execPath,
-        ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-reporter=spec', ...testFiles],
+        ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...testFiles],
         {
           stdio: 'inherit',
           env: { ...process.env, MM_TEST_ADMIN_URL: adminUrl, MM_TEST_TEMPLATE: template, MM_TEST_RUN_ID: runId },

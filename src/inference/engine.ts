@@ -2,11 +2,14 @@ import { Piscina } from 'piscina';
 import { siblingWorkerFile, workerExecArgv } from '../server/worker-threads.js';
 import type { Registry } from 'prom-client';
 import { ArtifactStore, assertModelKey, type ModelRef } from './artifact-store.js';
-import type { BackendName } from './backend.js';
+import type { BackendChoice, BackendName } from './backend-names.js';
 import { BatchScheduler } from './batch-scheduler.js';
 import { InferenceArtifactError, InferenceInputError, InferenceRuntimeError } from './errors.js';
 import { InferenceMetrics } from './metrics.js';
+import { holdNativeBinding } from './native-binding.js';
 import type {
+  DescribeResult,
+  DescribeTask,
   InputDtype,
   LoadTask,
   ModelSignature,
@@ -18,7 +21,7 @@ import type {
 } from './worker-protocol.js';
 
 export type { ModelArtifact, ModelRef } from './artifact-store.js';
-export type { BackendName } from './backend.js';
+export type { BackendChoice, BackendName } from './backend-names.js';
 export type { ModelSignature } from './worker-protocol.js';
 export {
   InferenceArtifactError,
@@ -60,6 +63,8 @@ export interface InferenceEngineOptions {
   maxActivationValues?: number;
   /** false: every request is its own dispatch (the unbatched baseline). */
   batching: boolean;
+  /** The tfjs backend every worker runs; `auto` (the default) takes the first that works of tensorflow, wasm, cpu. */
+  backend?: BackendChoice;
   /** Registry for the engine's metrics; without one they are not exported. */
   registry?: Registry;
   /** A worker died outside any task (piscina replaces it). Defaults to a process warning. */
@@ -129,11 +134,14 @@ export class InferenceEngine {
     validateOptions(options);
     const maxParameters = options.maxParameters ?? Infinity;
     const artifacts = await ArtifactStore.open(options.artifactDir, options.artifactCacheBytes, maxParameters);
+    const backend = options.backend ?? 'auto';
+    if (backend === 'tensorflow' || backend === 'auto') holdNativeBinding();
     const workerFile = siblingWorkerFile(import.meta.url, 'worker');
     const workerConfig: WorkerConfig = {
       artifactDir: artifacts.rootDir,
       cacheBytes: Math.floor(options.cacheBytes / options.workers),
       budget: { maxParameters, maxActivationValues: options.maxActivationValues ?? Infinity },
+      backend,
     };
     const pool = new Piscina({
       filename: workerFile.href,
@@ -146,8 +154,7 @@ export class InferenceEngine {
     const onWorkerError = options.onWorkerError ?? ((error: Error) => process.emitWarning(error));
     pool.on('error', onWorkerError);
     try {
-      const backend = await describeWorkers(pool, options.workers);
-      return new InferenceEngine(options, pool, artifacts, backend);
+      return new InferenceEngine(options, pool, artifacts, await describeWorkers(pool, options.workers));
     } catch (error) {
       await pool.destroy();
       throw error;
@@ -341,12 +348,15 @@ async function runWorkerTask<T extends WorkerTask>(
   return result;
 }
 
-/** Runs one describe task per worker at once; they only return when all workers are up. */
+/**
+ * Runs one describe task per worker at once; they only return when all workers are up. A worker whose backend
+ * cannot be initialised throws, and its message (which backend, why, what to do) is why the engine fails to start.
+ */
 async function describeWorkers(pool: Piscina, workers: number): Promise<BackendName> {
   const barrier = new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT);
-  const described = await Promise.all(
-    Array.from({ length: workers }, () => runWorkerTask(pool, { kind: 'describe', workers, barrier })),
-  );
+  const task: DescribeTask = { kind: 'describe', workers, barrier };
+  // piscina types results as any; worker.ts answers a describe task with a DescribeResult.
+  const described = (await Promise.all(Array.from({ length: workers }, () => pool.run(task)))) as DescribeResult[];
   const backends = new Set(described.map((result) => result.backend));
   const [backend] = backends;
   if (backend === undefined || backends.size > 1) {

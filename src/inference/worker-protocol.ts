@@ -1,4 +1,4 @@
-import type { BackendName } from './backend.js';
+import type { BackendChoice, BackendName } from './backend-names.js';
 import type { ModelBudget } from './declared-weights.js';
 
 /** Messages between the engine (main thread) and its piscina workers. */
@@ -9,6 +9,8 @@ export interface WorkerConfig {
   cacheBytes: number;
   /** What a model may take; checked against its topology before any of its tensors is allocated. */
   budget: ModelBudget;
+  /** The tfjs backend to initialise; an explicit one that fails fails the engine's start. */
+  backend: BackendChoice;
 }
 
 export type InputDtype = 'float32' | 'int32';

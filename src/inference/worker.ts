@@ -58,9 +58,12 @@ function failure(stage: 'input' | 'artifact', error: unknown): TaskFailure {
 }
 
 async function describe(task: DescribeTask): Promise<DescribeResult> {
-  const backend = await initBackend();
-  waitForAllWorkers(task);
-  return { backend };
+  try {
+    return { backend: await initBackend(config.backend) };
+  } finally {
+    // Joined whether or not the backend started, so no other worker waits for this one in vain.
+    waitForAllWorkers(task);
+  }
 }
 
 /**
@@ -81,7 +84,7 @@ function waitForAllWorkers({ barrier, workers }: DescribeTask): void {
 }
 
 async function load(task: LoadTask): Promise<LoadResult | TaskFailure> {
-  await initBackend();
+  await initBackend(config.backend);
   let lease: ModelLease;
   try {
     lease = await models.acquire(task.modelKey);
@@ -96,7 +99,7 @@ async function load(task: LoadTask): Promise<LoadResult | TaskFailure> {
 }
 
 async function predict(task: PredictTask): Promise<PredictResult | TaskFailure> {
-  await initBackend();
+  await initBackend(config.backend);
   const startedAt = performance.now();
   let lease: ModelLease;
   try {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { PNG } from 'pngjs';
+import { TEST_BACKEND } from '../support/inference-backend.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { createApiKey, expectError, signUp, type SignedUpUser } from '../support/fixtures.js';
 import {
@@ -32,6 +33,12 @@ describe('predict: results, inputs, authorization', () => {
     input: Record<string, unknown>,
     auth: { token?: string; apiKey?: string } = { token: owner.token },
   ) => server.gql(PREDICT, { input: { model: mlp.model.slug, ...input } }, auth);
+
+  it('runs on the inference backend the run asks for (npm run test:native: tensorflow), as /readyz reports', async () => {
+    const { inference } = (await (await fetch(`${server.origin}/readyz`)).json()) as { inference: { backend: string } };
+    assert.ok(['tensorflow', 'wasm', 'cpu'].includes(inference.backend));
+    if (TEST_BACKEND !== 'auto') assert.equal(inference.backend, TEST_BACKEND);
+  });
 
   it("equals tfjs's own model.predict, one output per instance, in order, with top-K labels", async () => {
     const rows = randomRows(5, 784, 11);

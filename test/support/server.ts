@@ -120,6 +120,8 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     PASSWORD_SCRYPT_LOG2N: '12',
     // Every test account signs up from 127.0.0.1; the per-address cap has its own test.
     SIGNUP_MAX_PER_IP: '1000000',
+    // npm run test:native runs every server on the native backend.
+    ...(process.env.INFERENCE_BACKEND ? { INFERENCE_BACKEND: process.env.INFERENCE_BACKEND } : {}),
     ...env,
   };
   const config = parseConfig(serverEnv);

@@ -38,6 +38,13 @@ describe('config', () => {
     );
   });
 
+  it('takes INFERENCE_BACKEND auto by default, a backend by name, and nothing else', () => {
+    assert.equal(parseConfig({}).inference.backend, 'auto');
+    for (const name of ['tensorflow', 'wasm', 'cpu'])
+      assert.equal(parseConfig({ INFERENCE_BACKEND: name }).inference.backend, name);
+    assert.throws(() => parseConfig({ INFERENCE_BACKEND: 'webgl' }), /^  INFERENCE_BACKEND: /m);
+  });
+
   it('requires ADMIN_EMAIL and ADMIN_PASSWORD together, and treats empty values as unset', () => {
     assert.throws(() => parseConfig({ ADMIN_EMAIL: 'a@b.co' }), /together/);
     assert.equal(parseConfig({ DATABASE_URL: '' }).database.url, undefined);
