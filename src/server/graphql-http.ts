@@ -25,6 +25,8 @@ const JSON_MEDIA_TYPE = /^application\/(?:[\w.-]+\+)?json\s*(?:;|$)/i;
 const CHARSET = /;\s*charset\s*=\s*"?([^";\s]*)/i;
 /** JSON text starts with an object or an array here (Express's `strict`); leading white space allowed. */
 const STRICT_JSON_START = /^[\x20\x09\x0a\x0d]*[[{]/;
+/** What a body that is not such JSON text parses to. */
+const malformed = Symbol('malformed JSON');
 
 /**
  * The parsed JSON body, `{}` for an empty one, or undefined when the request does not send JSON. A charset
@@ -41,13 +43,14 @@ async function readJson(req: IncomingMessage, limit: number): Promise<{ body: un
   if (raw.length === 0) return { body: {}, suspect: false };
   // A byte-order mark is allowed before JSON text (and dropped, as Express's decoder did).
   const text = raw.toString('utf8', raw[0] === 0xef && raw[1] === 0xbb && raw[2] === 0xbf ? 3 : 0);
-  const malformed = new RequestBodyError(400, 'BAD_REQUEST', 'Malformed JSON body');
-  if (!STRICT_JSON_START.test(text)) throw malformed;
+  let body: unknown;
   try {
-    return { body: JSON.parse(text), suspect: mayHoldUnstorableText(raw) };
+    body = STRICT_JSON_START.test(text) ? JSON.parse(text) : malformed;
   } catch {
-    throw malformed;
+    body = malformed;
   }
+  if (body === malformed) throw new RequestBodyError(400, 'BAD_REQUEST', 'Malformed JSON body');
+  return { body, suspect: mayHoldUnstorableText(raw) };
 }
 
 /** The refusal of a request over a limit that needs no parsing of its operations (errors, status), or null. */
@@ -98,6 +101,8 @@ async function execute(
   const httpGraphQLRequest: HTTPGraphQLRequest = { method: req.method!, headers, search: exchange.search, body };
   const response = await apollo.executeHTTPGraphQLRequest({ httpGraphQLRequest, context });
   res.statusCode = response.status ?? 200;
+  // Answers are per caller: never stored by a cache on the way (Apollo's cache-control plugin, off, said so).
+  res.setHeader('cache-control', 'no-store');
   for (const [name, value] of response.headers) res.setHeader(name, value);
   if (response.body.kind === 'complete') {
     res.end(response.body.string);
