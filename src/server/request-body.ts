@@ -37,36 +37,56 @@ function decoder(req: IncomingMessage): Transform | null {
   }
 }
 
-/** The whole body (decompressed); rejects with RequestBodyError, or when the client goes away. */
+/** One body being read: its chunks so far, and how its promise settles. */
+class BodyReader {
+  readonly #chunks: Buffer[] = [];
+  #received = 0;
+  #failed = false;
+
+  constructor(
+    private readonly req: IncomingMessage,
+    private readonly decoding: Transform | null,
+    private readonly limit: number,
+    private readonly resolve: (body: Buffer) => void,
+    private readonly reject: (error: RequestBodyError) => void,
+  ) {}
+
+  data(chunk: Buffer): void {
+    if (this.#failed) return;
+    this.#received += chunk.byteLength;
+    if (this.#received > this.limit) this.fail(tooLarge(this.limit));
+    else this.#chunks.push(chunk);
+  }
+
+  end(): void {
+    const chunks = this.#chunks;
+    this.resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.#received));
+  }
+
+  fail(error: RequestBodyError): void {
+    if (this.#failed) return;
+    this.#failed = true;
+    if (this.decoding) {
+      this.req.unpipe(this.decoding);
+      this.decoding.destroy();
+    }
+    this.reject(error);
+  }
+}
+
+/** The whole body (decompressed); rejects with RequestBodyError, also when the client goes away mid-body. */
 export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length']);
-    if (declared > limit) throw tooLarge(limit);
+    if (Number(req.headers['content-length']) > limit) throw tooLarge(limit);
     const decoding = decoder(req);
     const stream: Readable = decoding ? req.pipe(decoding) : req;
-    const chunks: Buffer[] = [];
-    let received = 0;
-    const fail = (error: Error) => {
-      if (decoding) {
-        req.unpipe(decoding);
-        decoding.destroy();
-      }
-      stream.off('data', onData);
-      reject(error);
-    };
-    const onData = (chunk: Buffer) => {
-      received += chunk.byteLength;
-      if (received > limit) fail(tooLarge(limit));
-      else chunks.push(chunk);
-    };
-    stream.on('data', onData);
-    stream.once('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, received)));
-    // A client that goes away mid-body: nobody reads the answer, but the handler must end.
-    const aborted = () => fail(new RequestBodyError(400, 'BAD_REQUEST', 'Request aborted'));
-    req.once('error', aborted);
+    const reader = new BodyReader(req, decoding, limit, resolve, reject);
+    stream.on('data', (chunk: Buffer) => reader.data(chunk));
+    stream.once('end', () => reader.end());
+    req.once('error', () => reader.fail(new RequestBodyError(400, 'BAD_REQUEST', 'Request aborted')));
     req.once('close', () => {
-      if (!req.complete) aborted();
+      if (!req.complete) reader.fail(new RequestBodyError(400, 'BAD_REQUEST', 'Request aborted'));
     });
-    if (decoding) decoding.once('error', () => fail(new RequestBodyError(400, 'BAD_REQUEST', 'Malformed body')));
+    decoding?.once('error', () => reader.fail(new RequestBodyError(400, 'BAD_REQUEST', 'Malformed body')));
   });
 }
