@@ -3,7 +3,7 @@
 import type { Actor } from '../auth/principal.js';
 import type { Prisma } from '../db/database.js';
 import type { Exchange } from './exchange.js';
-import { createLoaders, type Loaders } from './loaders.js';
+import { Loaders } from './loaders.js';
 import type { Services } from './services.js';
 
 export interface Context {
@@ -21,7 +21,7 @@ export async function buildContext(exchange: Exchange, services: Services, prism
     actor,
     userAgent: exchange.req.headers['user-agent'],
     services,
-    loaders: createLoaders(prisma, actor.principal),
+    loaders: new Loaders(prisma, actor.principal),
     warnings: [],
   };
 }
