@@ -123,6 +123,9 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
     res.setHeader('x-request-id', exchange.id);
     if (drain.admit(res)) void serve(exchange);
   });
+  httpServer.keepAliveTimeout = config.keepAliveTimeoutMs;
+  // The deadline for a request's headers stays above the idle timeout (Node's advice); 60 s by default.
+  httpServer.headersTimeout = Math.max(httpServer.headersTimeout, config.keepAliveTimeoutMs + 1000);
   const drain = new HttpDrain(httpServer);
 
   router.add('GET', '/healthz', ({ res }) => sendJson(res, 200, { status: 'ok' }));
