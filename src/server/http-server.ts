@@ -190,9 +190,9 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
   const apollo = new ApolloServer<Context>({
     schema: buildSchema(),
     introspection: config.graphql.introspection,
-    // Batches are allowed but bounded (batchLimit); each operation in one is checked on its own.
+    // Batches are allowed but bounded (graphql-http.ts); each operation in one is checked on its own.
     allowBatchedHttpRequests: true,
-    // No automatic persisted queries: a hash-only operation would hide its text from credentialCheckLimit.
+    // No automatic persisted queries: a hash-only operation would hide its text from the credential-check limit.
     persistedQueries: false,
     csrfPrevention: true,
     // app.ts owns shutdown (drain HTTP, then services, then the database).
