@@ -1,16 +1,23 @@
 // GET /v1/usage.csv?from&to&model&contract&consumer: the caller's visible usage records as streamed CSV,
 // with the same filters and the same visibility rules as the `usage` query.
-import express, { type Request, type Response } from 'express';
 import { GraphQLError } from 'graphql';
 import type { TrackHandler } from '../server/drain.js';
+import type { Exchange } from '../server/exchange.js';
 import { sendUnexpected } from '../server/rest-errors.js';
+import type { Router } from '../server/router.js';
 import { assertAllowed } from '../server/schema.js';
 import type { Services } from '../server/services.js';
 import { assertStorableText } from '../server/text.js';
 import type { UsageFilter } from './usage-service.js';
 
-function dateParam(req: Request, name: string): Date | undefined {
-  const raw = req.query[name];
+/** A query parameter given once; a repeated one reads as a malformed value. */
+function queryParam(query: URLSearchParams, name: string): string | string[] | undefined {
+  const values = query.getAll(name);
+  return values.length <= 1 ? values[0] : values;
+}
+
+function dateParam(query: URLSearchParams, name: string): Date | undefined {
+  const raw = queryParam(query, name);
   if (raw === undefined) return undefined;
   const date = typeof raw === 'string' ? new Date(raw) : new Date(NaN);
   // Years PostgreSQL's timestamptz holds and usage can have: a wider one failed after the CSV headers were sent.
@@ -23,42 +30,44 @@ function dateParam(req: Request, name: string): Date | undefined {
   return date;
 }
 
-function stringParam(req: Request, name: string): string | undefined {
-  const raw = req.query[name];
+function stringParam(query: URLSearchParams, name: string): string | undefined {
+  const raw = queryParam(query, name);
   if (typeof raw !== 'string' || raw === '') return undefined;
   assertStorableText(raw, name);
   return raw;
 }
 
-/** `track` makes a graceful stop wait for each export. */
-export function usageRoutes(services: Services, track: TrackHandler): express.Router {
-  const router = express.Router();
-  router.get(
+/** Adds the route to `router`; `track` makes a graceful stop wait for each export. */
+export function addUsageRoutes(router: Router, services: Services, track: TrackHandler): void {
+  router.add(
+    'GET',
     '/v1/usage.csv',
-    track((req: Request, res: Response) =>
+    track((exchange: Exchange) =>
       (async () => {
-        const principal = await services.authenticator.authenticate(req.headers);
-        assertAllowed(principal, { scope: 'READ_USAGE' });
+        const { res } = exchange;
+        const actor = await exchange.actor();
+        assertAllowed(actor.principal, { scope: 'READ_USAGE' });
+        const query = new URLSearchParams(exchange.search);
         const filter: UsageFilter = {
-          from: dateParam(req, 'from'),
-          to: dateParam(req, 'to'),
-          model: stringParam(req, 'model'),
-          contract: stringParam(req, 'contract'),
-          consumer: stringParam(req, 'consumer'),
+          from: dateParam(query, 'from'),
+          to: dateParam(query, 'to'),
+          model: stringParam(query, 'model'),
+          contract: stringParam(query, 'contract'),
+          consumer: stringParam(query, 'consumer'),
         };
-        const actor = { principal, ip: req.ip ?? 'unknown', requestId: String(req.id) };
-        res.status(200).type('text/csv; charset=utf-8').set('content-disposition', 'attachment; filename="usage.csv"');
+        res.statusCode = 200;
+        res.setHeader('content-type', 'text/csv; charset=utf-8');
+        res.setHeader('content-disposition', 'attachment; filename="usage.csv"');
         await services.usage.exportCsv(actor, filter, res);
         res.end();
       })().catch((error: unknown) => {
-        if (res.headersSent) {
-          req.log.error({ err: error }, 'usage export failed midway');
-          res.destroy();
+        if (exchange.res.headersSent) {
+          exchange.log.error({ err: error }, 'usage export failed midway');
+          exchange.res.destroy();
           return;
         }
-        sendUnexpected(req, res, error);
+        sendUnexpected(exchange, error);
       }),
     ),
   );
-  return router;
 }

@@ -6,14 +6,16 @@
 // scope (owners and admins also with MANAGE_MODELS). Every file served is metered and audited.
 import busboy from 'busboy';
 import { randomUUID } from 'node:crypto';
-import express, { type Request, type Response } from 'express';
+import type { IncomingMessage } from 'node:http';
 import { AuditAction } from '../audit/audit-service.js';
 import { requireUserId } from '../auth/principal.js';
-import type { Actor } from '../auth/principal.js';
 import type { Prisma } from '../db/database.js';
 import type { TrackHandler } from '../server/drain.js';
+import type { Exchange } from '../server/exchange.js';
 import { isUuid } from '../server/ids.js';
+import { sendJson } from '../server/http-response.js';
 import { sendRestError as sendError, sendUnexpected } from '../server/rest-errors.js';
+import type { Router } from '../server/router.js';
 import { assertAllowed } from '../server/schema.js';
 import type { Services } from '../server/services.js';
 import { InvalidArtifactError, WEIGHTS_FILE, type UploadedFiles } from './artifact-service.js';
@@ -23,8 +25,14 @@ const MAX_FILES = 64;
 
 class UploadTooLarge extends Error {}
 
+/** Whether the request sends a multipart body (what `model.save(tf.io.http(…))` sends). */
+function isMultipart(req: IncomingMessage): boolean {
+  const type = req.headers['content-type'];
+  return type !== undefined && /^multipart\/form-data\s*(;|$)/i.test(type);
+}
+
 /** Reads a multipart upload into memory, refusing more than `maxBytes` in all. */
-function readMultipart(req: Request, maxBytes: number): Promise<Map<string, Buffer>> {
+function readMultipart(req: IncomingMessage, maxBytes: number): Promise<Map<string, Buffer>> {
   return new Promise((resolve, reject) => {
     let parser: busboy.Busboy;
     try {
@@ -57,37 +65,33 @@ function readMultipart(req: Request, maxBytes: number): Promise<Map<string, Buff
   });
 }
 
-/** `track` makes a graceful stop wait for each request's handler. */
-export function artifactRoutes(
+/** Adds the routes to `router`; `track` makes a graceful stop wait for each request's handler. */
+export function addArtifactRoutes(
+  router: Router,
   services: Services,
   prisma: Prisma,
   maxBytes: number,
   track: TrackHandler,
-): express.Router {
-  const router = express.Router();
-
-  const actorOf = async (req: Request): Promise<Actor> => ({
-    principal: await services.authenticator.authenticate(req.headers),
-    ip: req.ip ?? 'unknown',
-    requestId: String(req.id),
-  });
-
-  const handle = (fn: (req: Request, res: Response) => Promise<void>) =>
-    track((req, res) =>
-      fn(req, res).catch((error: unknown) => {
+): void {
+  const handle = (fn: (exchange: Exchange) => Promise<void>) =>
+    track((exchange) =>
+      fn(exchange).catch((error: unknown) => {
+        const { res } = exchange;
         if (error instanceof UploadTooLarge)
           return sendError(res, 413, 'PAYLOAD_TOO_LARGE', `Artifacts are limited to ${maxBytes} bytes`);
         if (error instanceof InvalidArtifactError) return sendError(res, error.status, 'BAD_ARTIFACT', error.message);
-        sendUnexpected(req, res, error);
+        sendUnexpected(exchange, error);
       }),
     );
 
-  router.post(
+  router.add(
+    'POST',
     '/v1/artifacts',
-    handle(async (req, res) => {
-      const actor = await actorOf(req);
+    handle(async (exchange) => {
+      const { req, res } = exchange;
+      const actor = await exchange.actor();
       assertAllowed(actor.principal, { roles: ['OWNER', 'ADMIN'], scope: 'MANAGE_MODELS' });
-      if (!req.is('multipart/form-data')) {
+      if (!isMultipart(req)) {
         return sendError(res, 415, 'UNSUPPORTED_MEDIA_TYPE', 'Send multipart/form-data (what tf.io.http sends)');
       }
       const length = Number(req.headers['content-length'] ?? 0);
@@ -98,15 +102,17 @@ export function artifactRoutes(
       parts.delete('model.json');
       const files: UploadedFiles = { modelJson, weights: parts };
       const created = await services.artifacts.upload(actor, files);
-      res.status(201).json(created);
+      sendJson(res, 201, created);
     }),
   );
 
-  router.get(
+  router.add(
+    'GET',
     '/v1/versions/:id/:file',
-    handle(async (req, res) => {
-      const actor = await actorOf(req);
-      const { id, file } = req.params as { id: string; file: string };
+    handle(async (exchange) => {
+      const { res } = exchange;
+      const actor = await exchange.actor();
+      const { id, file } = exchange.params as { id: string; file: string };
       if (!isUuid(id) || (file !== 'model.json' && file !== WEIGHTS_FILE)) {
         return sendError(res, 404, 'NOT_FOUND', 'No such file');
       }
@@ -149,11 +155,10 @@ export function artifactRoutes(
         idempotentResponse: undefined,
       });
       const stored = await services.artifacts.read(sha256);
-      res.set('cache-control', 'private, no-store');
-      if (file === 'model.json') res.type('application/json').send(stored.modelJson);
-      else res.type('application/octet-stream').send(stored.weights);
+      res.setHeader('cache-control', 'private, no-store');
+      if (file === 'model.json') res.setHeader('content-type', 'application/json; charset=utf-8');
+      else res.setHeader('content-type', 'application/octet-stream');
+      res.end(file === 'model.json' ? stored.modelJson : stored.weights);
     }),
   );
-
-  return router;
 }

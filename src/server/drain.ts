@@ -4,41 +4,30 @@
 // completion, not by its socket: a GraphQL execution goes on (and bills) after its client disconnected, so the
 // engine and the database must outlive it.
 import type http from 'node:http';
-import type { Request, RequestHandler, Response } from 'express';
+import type { ServerResponse } from 'node:http';
 import { ErrorCode } from './errors.js';
+import type { Exchange } from './exchange.js';
+import { sendJson } from './http-response.js';
+import type { RouteHandler } from './router.js';
 
 /** Seconds a client refused during a stop should wait: another instance, or this one restarted, takes over. */
 const SHUTDOWN_RETRY_AFTER_SECONDS = 1;
 const MAX_LABEL_LENGTH = 100;
 
-/** A handler whose returned promise settles when its work is done (express passes a rejection on). */
-export type AsyncHandler = (req: Request, res: Response, next: (error?: unknown) => void) => unknown;
 /** Wraps a route handler so that a graceful stop waits for it (HttpDrain.track). */
-export type TrackHandler = (handler: AsyncHandler) => RequestHandler;
+export type TrackHandler = (handler: RouteHandler) => RouteHandler;
 
-function refuse(res: Response): void {
-  res
-    .status(503)
-    .set('connection', 'close')
-    .set('retry-after', String(SHUTDOWN_RETRY_AFTER_SECONDS))
-    .json({
-      errors: [
-        {
-          message: 'The server is shutting down; retry',
-          extensions: { code: ErrorCode.SERVICE_UNAVAILABLE, retryAfter: SHUTDOWN_RETRY_AFTER_SECONDS },
-        },
-      ],
-    });
-}
-
-/** What a request is, for the log of work a stop had to cut: method, path and GraphQL operation names. */
-function describe(req: Request): string {
-  const body: unknown = req.body;
-  const operations = (Array.isArray(body) ? body : [body])
-    .map((item) => (item as { operationName?: unknown } | undefined)?.operationName)
-    .filter((name): name is string => typeof name === 'string');
-  const label = `${req.method} ${req.originalUrl.split('?', 1)[0]}${operations.length ? ` ${operations.join(',')}` : ''}`;
-  return label.slice(0, MAX_LABEL_LENGTH);
+function refuse(res: ServerResponse): void {
+  res.setHeader('connection', 'close');
+  res.setHeader('retry-after', String(SHUTDOWN_RETRY_AFTER_SECONDS));
+  sendJson(res, 503, {
+    errors: [
+      {
+        message: 'The server is shutting down; retry',
+        extensions: { code: ErrorCode.SERVICE_UNAVAILABLE, retryAfter: SHUTDOWN_RETRY_AFTER_SECONDS },
+      },
+    ],
+  });
 }
 
 export class HttpDrain {
@@ -46,33 +35,45 @@ export class HttpDrain {
   /** Handlers running, by what they serve. */
   readonly #running = new Set<{ label: string }>();
   /** Responses not yet complete, to be told `Connection: close` when the stop begins. */
-  readonly #open = new Set<Response>();
+  readonly #open = new Set<ServerResponse>();
   #changed: () => void = () => undefined;
 
   constructor(private readonly httpServer: http.Server) {}
 
-  /** First middleware: refuses requests once draining. */
-  readonly admit: RequestHandler = (_req, res, next) => {
-    if (this.#draining) return refuse(res);
+  /** Every request first: false when it was refused (draining); `release` it once answered. */
+  admit(res: ServerResponse): boolean {
+    if (this.#draining) {
+      refuse(res);
+      return false;
+    }
     this.#open.add(res);
-    res.once('close', () => this.#open.delete(res));
-    next();
-  };
+    return true;
+  }
 
-  readonly track: TrackHandler = (handler) => (req, res, next) => {
-    // A request admitted before the stop whose handler had not started yet (its body was still arriving).
-    if (this.#draining) return refuse(res);
-    const work = { label: describe(req) };
-    this.#running.add(work);
-    const done = () => {
-      this.#running.delete(work);
+  /** The request's handler is done: its response was written (or its client is gone). */
+  release(res: ServerResponse): void {
+    this.#open.delete(res);
+  }
+
+  /**
+   * Runs a request's work so that a stop waits for it; a request admitted before the stop whose work had not
+   * started yet (its body was still arriving) is refused instead. The log of work a stop had to cut names it by
+   * method, path and GraphQL `operations`.
+   */
+  async run(exchange: Exchange, work: () => unknown, operations: string[] = []): Promise<void> {
+    if (this.#draining) return refuse(exchange.res);
+    const label = `${exchange.req.method} ${exchange.path}${operations.length ? ` ${operations.join(',')}` : ''}`;
+    const entry = { label: label.slice(0, MAX_LABEL_LENGTH) };
+    this.#running.add(entry);
+    try {
+      await work();
+    } finally {
+      this.#running.delete(entry);
       this.#changed();
-    };
-    // A handler that throws at once fails its promise like one that rejects (it is done either way).
-    const running = new Promise<unknown>((resolve) => resolve(handler(req, res, next)));
-    running.then(done, done);
-    return running;
-  };
+    }
+  }
+
+  readonly track: TrackHandler = (handler) => (exchange) => this.run(exchange, () => handler(exchange));
 
   get inFlight(): number {
     return this.#running.size;

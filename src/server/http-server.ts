@@ -1,30 +1,32 @@
-// The HTTP surface: GraphQL at /graphql, health and readiness probes, Prometheus metrics and the JWKS.
-// Request-level limits (body size, batch size, credential checks, depth, cost, aliases, tokens) reject before any
-// resolver runs.
-import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+// The HTTP surface on node:http: GraphQL at /graphql (graphql-http.ts), health and readiness probes, Prometheus
+// metrics, the JWKS, and the REST routes of artifacts and usage. Every request gets an Exchange (request id,
+// client address, its Actor), one access-log line, and the drain's admission (drain.ts). Request-level limits
+// (body size, batch size, credential checks, depth, cost, aliases, tokens) reject before any resolver runs.
+import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
-import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
-import { expressMiddleware } from '@as-integrations/express5';
+import {
+  ApolloServerPluginCacheControlDisabled,
+  ApolloServerPluginLandingPageDisabled,
+} from '@apollo/server/plugin/disabled';
 import { ApolloArmor } from '@escape.tech/graphql-armor';
-import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
-import { pinoHttp } from 'pino-http';
 import type { Registry } from 'prom-client';
 import type { Config } from '../config.js';
 import type { Database } from '../db/database.js';
 import { pendingMigrations, type Migration } from '../db/migrate.js';
-import { countCredentialChecks } from '../auth/credential-checks.js';
-import { usageRoutes } from '../metering/usage-http.js';
-import { artifactRoutes } from '../models/artifacts-http.js';
+import { addUsageRoutes } from '../metering/usage-http.js';
+import { addArtifactRoutes } from '../models/artifacts-http.js';
 import { buildContext, type Context } from './context.js';
 import { HttpDrain } from './drain.js';
 import { CLIENT_ERROR_CODES, databaseUnavailableError, ErrorCode } from './errors.js';
+import { Exchange, type ExchangeSettings } from './exchange.js';
+import { graphqlRoute } from './graphql-http.js';
+import { sendJson, sendRequestError } from './http-response.js';
 import type { Logger } from './logger.js';
 import { graphqlMetricsPlugin } from './metrics.js';
-import { findUnstorableText, mayHoldUnstorableText, noteEscapes } from './storable-input.js';
 import { retryStatusPlugin } from './retry-status.js';
-import { unstorableTextError } from './text.js';
+import { MalformedPathError, Router } from './router.js';
 import { buildSchema } from './schema.js';
 import type { Services } from './services.js';
 
@@ -50,64 +52,12 @@ export interface RunningHttpServer {
   close(): Promise<void>;
 }
 
-const REQUEST_ID = /^[\w.:-]{1,128}$/;
-
-function requestError(res: express.Response, status: number, code: string, message: string): void {
-  res.status(status).json({ errors: [{ message, extensions: { code } }] });
-}
-
 /** Whether an Authorization header carries `token` (compared in constant time); everything passes without a token. */
 function bearerCheck(token: string | undefined): (header: string | undefined) => boolean {
   if (token === undefined) return () => true;
   const digest = (value: string) => createHash('sha256').update(value).digest();
   const expected = digest(`Bearer ${token}`);
   return (header) => header !== undefined && timingSafeEqual(digest(header), expected);
-}
-
-/**
- * Failures of the client's request itself — body-parser's (oversized, malformed JSON), a malformed URL path —
- * as GraphQL-shaped errors with stable codes, not internal errors.
- */
-const clientErrorHandler: ErrorRequestHandler = (error: { type?: string; status?: number }, _req, res, next) => {
-  if (error.type === 'entity.too.large') return requestError(res, 413, 'PAYLOAD_TOO_LARGE', 'Request body too large');
-  if (error.type === 'entity.parse.failed') return requestError(res, 400, 'BAD_REQUEST', 'Malformed JSON body');
-  if (error.status && error.status >= 400 && error.status < 500) {
-    return requestError(res, error.status, 'BAD_REQUEST', 'Bad request');
-  }
-  next(error);
-};
-
-/** BAD_USER_INPUT, before anything runs, for a request carrying text PostgreSQL cannot store (storable-input.ts). */
-const refuseUnstorableText: RequestHandler = (req, res, next) => {
-  const field = mayHoldUnstorableText(req) ? findUnstorableText(req.method === 'GET' ? req.query : req.body) : null;
-  if (field === null) return next();
-  const { message, extensions } = unstorableTextError(field);
-  res.status(400).json({ errors: [{ message, extensions }] });
-};
-
-function batchLimit(max: number): RequestHandler {
-  return (req, res, next) => {
-    if (Array.isArray(req.body) && (req.body.length === 0 || req.body.length > max)) {
-      return requestError(res, 400, 'BATCH_LIMIT_EXCEEDED', `A batch must hold 1 to ${max} operations`);
-    }
-    next();
-  };
-}
-
-/** Refuses the whole request when its operations together ask for more than `max` credential checks. */
-function credentialCheckLimit(max: number, maxTokens: number): RequestHandler {
-  return (req, res, next) => {
-    const checks = countCredentialChecks(req.body, maxTokens);
-    if (checks > max) {
-      return requestError(
-        res,
-        400,
-        'CREDENTIAL_CHECK_LIMIT_EXCEEDED',
-        `A request may hold at most ${max} logIn, signUp or refreshSession fields (this one holds ${checks})`,
-      );
-    }
-    next();
-  };
 }
 
 /** Returns what resolvers put in `ctx.warnings` as `extensions.warnings`. */
@@ -126,33 +76,61 @@ const warningsPlugin: ApolloServerPlugin<Context> = {
   },
 };
 
+/** Paths probed or scraped every few seconds: not worth an access-log line each. */
+const UNLOGGED_PATHS = new Set(['/healthz', '/metrics']);
+
+/** The answer to a request whose handler failed unexpectedly: logged, and a JSON 500 when nothing was sent yet. */
+function answerUnexpected(exchange: Exchange, error: unknown): void {
+  const { res } = exchange;
+  if (error instanceof MalformedPathError) return sendRequestError(res, 400, 'BAD_REQUEST', 'Bad request');
+  exchange.log.error({ err: error }, 'unhandled HTTP error');
+  if (res.headersSent) res.destroy();
+  else sendRequestError(res, 500, 'INTERNAL_SERVER_ERROR', 'Internal server error');
+}
+
 export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttpServer> {
   const { config, db, services, logger, registry } = deps;
-  const app = express();
-  app.disable('x-powered-by');
-  app.set('trust proxy', config.trustProxy);
-  const httpServer = http.createServer(app);
-  const drain = new HttpDrain(httpServer);
-  app.use(drain.admit);
-
-  app.use(
-    pinoHttp({
-      logger,
-      genReqId(req, res) {
-        const incoming = req.headers['x-request-id'];
-        const id = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
-        res.setHeader('x-request-id', id);
-        return id;
-      },
-      autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/metrics' },
-    }),
-  );
-
-  app.get('/healthz', (_req, res) => {
-    res.json({ status: 'ok' });
+  const router = new Router();
+  const settings: ExchangeSettings = { logger, authenticator: services.authenticator, trustProxy: config.trustProxy };
+  // Its lines hold only the fields below, none of them a credential: redaction's key walk (~3.5 µs a line,
+  // measured) is left out.
+  const accessLog = logger.child({}, { redact: { paths: [] } });
+  // Under tsx every named function made per request is named again (esbuild's keepNames): the per-request
+  // work is in functions made once.
+  const logCompleted = (exchange: Exchange) => {
+    if (UNLOGGED_PATHS.has(exchange.path)) return;
+    const ms = Math.round((performance.now() - exchange.startedAt) * 10) / 10;
+    const { req, res } = exchange;
+    accessLog.info(
+      { reqId: exchange.id, method: req.method, path: exchange.path, status: res.statusCode, ms },
+      'request completed',
+    );
+  };
+  const serve = async (exchange: Exchange) => {
+    try {
+      const handler = router.find(exchange);
+      if (handler) await handler(exchange);
+      else sendRequestError(exchange.res, 404, 'NOT_FOUND', 'No such route');
+    } catch (error) {
+      answerUnexpected(exchange, error);
+    } finally {
+      drain.release(exchange.res);
+      logCompleted(exchange);
+    }
+  };
+  const httpServer = http.createServer((req, res) => {
+    const exchange = new Exchange(req, res, settings);
+    res.setHeader('x-request-id', exchange.id);
+    if (drain.admit(res)) void serve(exchange);
   });
+  httpServer.keepAliveTimeout = config.keepAliveTimeoutMs;
+  // The deadline for a request's headers stays above the idle timeout (Node's advice); 60 s by default.
+  httpServer.headersTimeout = Math.max(httpServer.headersTimeout, config.keepAliveTimeoutMs + 1000);
+  const drain = new HttpDrain(httpServer);
 
-  app.get('/readyz', async (_req, res) => {
+  router.add('GET', '/healthz', ({ res }) => sendJson(res, 200, { status: 'ok' }));
+
+  router.add('GET', '/readyz', async ({ res }) => {
     try {
       // Its own short deadline: a probe must answer (503) while the database does not.
       await db.ping(config.readinessTimeoutMs);
@@ -160,7 +138,7 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
       const inference = services.engine.stats();
       // Without a live worker no prediction can run; workerRestarts shows workers that broke and were replaced.
       const ready = pending.length === 0 && inference.workers > 0;
-      res.status(ready ? 200 : 503).json({
+      sendJson(res, ready ? 200 : 503, {
         status: ready ? 'ready' : 'not ready',
         database: 'ok',
         migrations: pending.length === 0 ? 'applied' : { pending },
@@ -168,21 +146,24 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
       });
     } catch (error) {
       logger.warn({ err: error }, 'readiness check failed');
-      res.status(503).json({ status: 'not ready', database: 'unreachable' });
+      sendJson(res, 503, { status: 'not ready', database: 'unreachable' });
     }
   });
 
   const metricsAllowed = bearerCheck(config.metricsToken);
-  app.get('/metrics', async (req, res) => {
+  router.add('GET', '/metrics', async ({ req, res }) => {
     if (!metricsAllowed(req.headers.authorization)) {
-      res.set('www-authenticate', 'Bearer realm="metrics"');
-      return requestError(res, 401, 'UNAUTHENTICATED', 'Send the metrics token as Authorization: Bearer <token>');
+      res.setHeader('www-authenticate', 'Bearer realm="metrics"');
+      return sendRequestError(res, 401, 'UNAUTHENTICATED', 'Send the metrics token as Authorization: Bearer <token>');
     }
-    res.type(registry.contentType).send(await registry.metrics());
+    const text = await registry.metrics();
+    res.setHeader('content-type', registry.contentType);
+    res.end(text);
   });
 
-  app.get('/.well-known/jwks.json', (_req, res) => {
-    res.set('cache-control', 'public, max-age=300').json(services.keyRing.jwks());
+  router.add('GET', '/.well-known/jwks.json', ({ res }) => {
+    res.setHeader('cache-control', 'public, max-age=300');
+    sendJson(res, 200, services.keyRing.jwks());
   });
 
   const armor = new ApolloArmor({
@@ -201,15 +182,17 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
     graphqlMetricsPlugin(registry),
     warningsPlugin,
     retryStatusPlugin,
+    // No field has a cache hint: its per-field hook only wrapped every resolver (graphql-http.ts sends no-store).
+    ApolloServerPluginCacheControlDisabled(),
   ];
   if (!config.graphql.landingPage) plugins.push(ApolloServerPluginLandingPageDisabled());
 
   const apollo = new ApolloServer<Context>({
     schema: buildSchema(),
     introspection: config.graphql.introspection,
-    // Batches are allowed but bounded (batchLimit); each operation in one is checked on its own.
+    // Batches are allowed but bounded (graphql-http.ts); each operation in one is checked on its own.
     allowBatchedHttpRequests: true,
-    // No automatic persisted queries: a hash-only operation would hide its text from credentialCheckLimit.
+    // No automatic persisted queries: a hash-only operation would hide its text from the credential-check limit.
     persistedQueries: false,
     csrfPrevention: true,
     // app.ts owns shutdown (drain HTTP, then services, then the database).
@@ -241,28 +224,18 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
   });
   await apollo.start();
 
-  app.use(
+  router.add(
+    'ANY',
     '/graphql',
-    express.json({
-      limit: config.graphql.bodyLimitBytes,
-      type: ['application/json', 'application/*+json'],
-      verify: noteEscapes,
+    graphqlRoute(apollo, drain, (exchange) => buildContext(exchange, services, db.prisma), {
+      bodyLimitBytes: config.graphql.bodyLimitBytes,
+      maxBatch: config.graphql.maxBatch,
+      maxCredentialChecks: config.graphql.maxCredentialChecks,
+      maxTokens: config.graphql.maxTokens,
     }),
-    clientErrorHandler,
-    refuseUnstorableText,
-    batchLimit(config.graphql.maxBatch),
-    credentialCheckLimit(config.graphql.maxCredentialChecks, config.graphql.maxTokens),
-    drain.track(expressMiddleware(apollo, { context: ({ req }) => buildContext(req, services, db.prisma) })),
   );
-  app.use(artifactRoutes(services, db.prisma, config.models.artifactMaxBytes, drain.track));
-  app.use(usageRoutes(services, drain.track));
-
-  app.use((_req, res) => requestError(res, 404, 'NOT_FOUND', 'No such route'));
-  app.use(clientErrorHandler);
-  app.use(((error, req, res, _next) => {
-    req.log.error({ err: error }, 'unhandled HTTP error');
-    requestError(res, 500, 'INTERNAL_SERVER_ERROR', 'Internal server error');
-  }) as ErrorRequestHandler);
+  addArtifactRoutes(router, services, db.prisma, config.models.artifactMaxBytes, drain.track);
+  addUsageRoutes(router, services, drain.track);
 
   await new Promise<void>((resolve, reject) => {
     httpServer.once('error', reject);

@@ -1,8 +1,10 @@
 // Errors of the plain HTTP routes (artifacts, downloads, CSV), in the same vocabulary as GraphQL's codes:
 // `{"error": {"code", "message"}}` with the matching HTTP status.
-import type { Request, Response } from 'express';
+import type { ServerResponse } from 'node:http';
 import { GraphQLError } from 'graphql';
 import { databaseUnavailableError } from './errors.js';
+import type { Exchange } from './exchange.js';
+import { sendJson } from './http-response.js';
 
 const STATUS_BY_CODE: Record<string, number> = {
   UNAUTHENTICATED: 401,
@@ -21,24 +23,25 @@ export function httpStatusOf(code: string): number {
   return STATUS_BY_CODE[code] ?? 400;
 }
 
-export function sendRestError(res: Response, status: number, code: string, message: string): void {
-  res.status(status).json({ error: { code, message } });
+export function sendRestError(res: ServerResponse, status: number, code: string, message: string): void {
+  sendJson(res, status, { error: { code, message } });
 }
 
 /**
  * Answers a GraphQLError with its code (and Retry-After when it says when to retry), an unavailable database
  * with SERVICE_UNAVAILABLE; anything else is logged and answered as an internal error.
  */
-export function sendUnexpected(req: Request, res: Response, error: unknown): void {
+export function sendUnexpected(exchange: Exchange, error: unknown): void {
+  const { res } = exchange;
   const known = error instanceof GraphQLError ? error : databaseUnavailableError(error);
   if (known) {
     const code = String(known.extensions.code);
     const { retryAfter } = known.extensions;
-    if (typeof retryAfter === 'number') res.set('retry-after', String(retryAfter));
-    if (known !== error) req.log.warn({ err: error }, 'HTTP route failed: database unavailable');
+    if (typeof retryAfter === 'number') res.setHeader('retry-after', String(retryAfter));
+    if (known !== error) exchange.log.warn({ err: error }, 'HTTP route failed: database unavailable');
     sendRestError(res, httpStatusOf(code), code, known.message);
     return;
   }
-  req.log.error({ err: error }, 'HTTP route failed');
+  exchange.log.error({ err: error }, 'HTTP route failed');
   sendRestError(res, 500, 'INTERNAL_SERVER_ERROR', 'Internal server error');
 }

@@ -1,23 +1,27 @@
 // The front door for text PostgreSQL cannot store (NUL, lone UTF-16 surrogates): no GraphQL variable,
-// literal, operation name or extension carrying one reaches a resolver. A UTF-8 JSON body can carry them only
-// as `\u` escapes (a raw NUL byte is not valid JSON, invalid UTF-8 decodes to U+FFFD), and a GraphQL string
-// literal inside it only as an escaped `\u` escape. So the raw body is searched for `\u` (a byte search) and
-// only a body that has one, rare for real clients, is walked exactly.
-import type { IncomingMessage } from 'node:http';
+// literal, operation name or extension carrying one reaches a resolver. A UTF-8 JSON body (the only charset
+// /graphql accepts) can carry them only as `\u` escapes (a raw NUL byte is not valid JSON, invalid UTF-8
+// decodes to U+FFFD), and a GraphQL string literal inside it only as an escaped `\u` escape. So the raw body
+// is searched for `\u` (a byte search) and only a body that has one, rare for real clients, is walked exactly.
+// GET parameters are always walked (they are short).
 import { Lexer, Source, TokenKind } from 'graphql';
 import { isUnstorableText } from './text.js';
 
 const ESCAPE = Buffer.from('\\u');
-const suspects = new WeakSet<IncomingMessage>();
 
-/** `express.json`'s `verify`: remembers a body that may carry such text (any `\u`, or a charset not UTF-8). */
-export function noteEscapes(req: IncomingMessage, _res: unknown, body: Buffer, encoding: string): void {
-  if (encoding !== 'utf-8' || body.includes(ESCAPE)) suspects.add(req);
+/** Whether a raw UTF-8 JSON body may carry such text: only a body with a `\u` escape must be walked. */
+export function mayHoldUnstorableText(body: Buffer): boolean {
+  return body.includes(ESCAPE);
 }
 
-/** True when the request's parsed GraphQL body (or GET parameters) must be walked. */
-export function mayHoldUnstorableText(req: IncomingMessage): boolean {
-  return req.method === 'GET' || suspects.has(req);
+/** A query string as findUnstorableText walks it: each parameter once, a repeated one as the list of its values. */
+export function searchParameters(search: string): Record<string, string | string[]> {
+  const parameters: Record<string, string | string[]> = {};
+  for (const [name, value] of new URLSearchParams(search)) {
+    const seen = parameters[name];
+    parameters[name] = seen === undefined ? value : [...(Array.isArray(seen) ? seen : [seen]), value];
+  }
+  return parameters;
 }
 
 /**
