@@ -87,48 +87,32 @@ function writeNumeric(
   if (dims.reduce((a, b) => a * b, 1) !== size) {
     throw bad(`expected ${size} numbers (shape [${shape.join(', ')}]) but got shape [${dims.join(', ')}]`, path);
   }
-  // Row-major walk with an explicit stack: nodes[d] is the array at depth d, next[d] the index read next.
+  // Row-major, by recursion over at most maxDepth levels; `indexes` is kept for error paths only.
   const leafDepth = dims.length - 1;
-  const nodes: unknown[][] = [value as unknown[]];
-  const next: number[] = [0];
+  const indexes: number[] = [];
   let at = offset;
-  while (nodes.length > 0) {
-    const depth = nodes.length - 1;
-    const node = nodes[depth]!;
-    const i = next[depth]!;
-    if (i === node.length) {
-      nodes.pop();
-      next.pop();
-      continue;
-    }
-    next[depth] = i + 1;
-    const child = node[i];
+  const walk = (node: unknown[], depth: number): void => {
     if (depth === leafDepth) {
-      const problem = typeof child === 'number' ? valueProblem(child, rule) : 'expected a finite number';
-      if (problem !== null)
-        throw bad(
-          problem,
-          pathOf(
-            path,
-            next.map((n) => n - 1),
-          ),
-        );
-      out[at++] = child as number;
-    } else {
-      const length = dims[depth + 1]!;
-      if (!Array.isArray(child) || child.length !== length) {
-        throw bad(
-          `expected ${length} elements (a rectangular array)`,
-          pathOf(
-            path,
-            next.map((n) => n - 1),
-          ),
-        );
+      for (let i = 0; i < node.length; i++) {
+        const child = node[i];
+        const problem = typeof child === 'number' ? valueProblem(child, rule) : 'expected a finite number';
+        if (problem !== null) throw bad(problem, pathOf(path, [...indexes, i]));
+        out[at++] = child as number;
       }
-      nodes.push(child);
-      next.push(0);
+      return;
     }
-  }
+    const length = dims[depth + 1]!;
+    for (let i = 0; i < node.length; i++) {
+      const child = node[i];
+      if (!Array.isArray(child) || child.length !== length) {
+        throw bad(`expected ${length} elements (a rectangular array)`, pathOf(path, [...indexes, i]));
+      }
+      indexes.push(i);
+      walk(child, depth + 1);
+      indexes.pop();
+    }
+  };
+  walk(value as unknown[], 0);
 }
 
 function writeTabular(
