@@ -26,6 +26,9 @@ export const Change = {
   catalog: (modelId: string) => `m:${modelId}`,
 } as const;
 
+/** What the TRUNCATE triggers notify. */
+const CLEAR_ALL = '*:';
+
 export type ChangeKind = 's' | 'u' | 'k' | 'c' | 'm';
 
 /** A cache the feed keeps current. */
@@ -179,6 +182,8 @@ export class ChangeFeed {
       this.#syncs.get(payload)?.();
       return;
     }
+    // A TRUNCATE names no rows: everything any cache holds may be gone.
+    if (payload === CLEAR_ALL) return this.#clearAll();
     this.#apply(payload);
   }
 

@@ -24,6 +24,10 @@ export interface ServingTarget {
   served: ServedVersion | null;
 }
 
+/** Slugs are at most 64 characters (models-service.ts); versions at most 256 (semver's own limit), aliases 32. */
+const MAX_SLUG_LENGTH = 64;
+const MAX_REF_LENGTH = 256;
+
 export class ServingCatalog {
   // Catalog changes are rare and a change of one model can change what a slug resolves to (a new model takes a
   // slug that resolved to nothing): any change drops every entry.
@@ -39,7 +43,9 @@ export class ServingCatalog {
   }
 
   async resolve(slug: string, ref: string): Promise<ServingTarget | null> {
-    const entry = await this.#targets.getOrLoad(`${slug}\n${ref}`, async () => ({
+    // Longer than any slug or version reference can be: nothing to find, and nothing a stranger may make us keep.
+    if (slug.length > MAX_SLUG_LENGTH || ref.length > MAX_REF_LENGTH) return null;
+    const entry = await this.#targets.getOrLoad(JSON.stringify([slug, ref]), async () => ({
       target: await this.#load(slug, ref),
     }));
     return entry!.target;

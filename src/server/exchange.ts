@@ -1,6 +1,7 @@
 // One HTTP request and its response, with what every route needs of it: the request id, the client's address,
 // a logger that names the request, and its Actor (the credentials checked once, for GraphQL and REST alike).
 import { randomUUID } from 'node:crypto';
+import { isIP } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Actor } from '../auth/principal.js';
 import type { Authenticator } from '../auth/authenticator.js';
@@ -53,7 +54,9 @@ export class Exchange {
     if (this.#ip === undefined) {
       // Node joins repeated X-Forwarded-For headers into one, in order: the first address is the client's.
       const forwarded = this.settings.trustProxy ? String(this.req.headers['x-forwarded-for'] ?? '') : '';
-      this.#ip = forwarded ? forwarded.split(',', 1)[0]!.trim() : (this.req.socket.remoteAddress ?? 'unknown');
+      // Only an address: anything else (empty, a name, garbage) would key the per-IP throttles as the client chose.
+      const first = forwarded.split(',', 1)[0]!.trim();
+      this.#ip = isIP(first) ? first : (this.req.socket.remoteAddress ?? 'unknown');
     }
     return this.#ip;
   }

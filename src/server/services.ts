@@ -48,16 +48,35 @@ export interface Services {
   watermarks: WatermarkService;
 }
 
+type RunningServices = Services & { close(): Promise<void>; closeMetering(): Promise<void> };
+
 export async function createServices(
   config: Config,
   db: Database,
   secrets: SecretBox,
   registry: Registry,
   logger: Logger,
-): Promise<Services & { close(): Promise<void>; closeMetering(): Promise<void> }> {
-  const audit = new AuditService(db.prisma, db.pool);
-  // Before any cache it feeds: they subscribe as they are built.
+): Promise<RunningServices> {
+  // Before any cache it feeds: they subscribe as they are built. Its own connection outlives the pool, so a start
+  // that fails later closes it here.
   const changes = await ChangeFeed.start(db.pool, logger, registry);
+  try {
+    return await assembleServices(config, db, secrets, registry, logger, changes);
+  } catch (error) {
+    await changes.close();
+    throw error;
+  }
+}
+
+async function assembleServices(
+  config: Config,
+  db: Database,
+  secrets: SecretBox,
+  registry: Registry,
+  logger: Logger,
+  changes: ChangeFeed,
+): Promise<RunningServices> {
+  const audit = new AuditService(db.prisma, db.pool);
   const keyRing = await SigningKeyRing.open(db.prisma, secrets, config.auth.configuredPrivateKeyPem);
   const tokens = new AccessTokens(
     keyRing,

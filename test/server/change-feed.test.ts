@@ -87,6 +87,15 @@ describe('change feed and feed caches', () => {
     assert.equal((await lookUp(untouched)).read, false);
   });
 
+  it('drops every cache on a TRUNCATE of any table it watches (no rows to name)', async () => {
+    const id = await newAccount();
+    assert.equal((await lookUp(id)).read, true);
+    assert.equal((await lookUp(id)).read, false);
+    await pool.query('TRUNCATE model_aliases');
+    await heardAllSoFar();
+    assert.equal((await lookUp(id)).read, true, 'the TRUNCATE of another table cleared the cache');
+  });
+
   it('answers a load that overlapped a change but does not keep it (the generation rule)', async () => {
     const id = await newAccount();
     const other = await newAccount();

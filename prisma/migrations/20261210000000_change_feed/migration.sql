@@ -88,3 +88,25 @@ CREATE TRIGGER model_versions_change_feed AFTER INSERT OR UPDATE OR DELETE ON mo
   FOR EACH ROW EXECUTE FUNCTION mm_notify_catalog_change();
 CREATE TRIGGER model_aliases_change_feed AFTER INSERT OR UPDATE OR DELETE ON model_aliases
   FOR EACH ROW EXECUTE FUNCTION mm_notify_catalog_change();
+
+-- A TRUNCATE names no rows: every replica drops every cache ('*:', see change-feed.ts).
+CREATE FUNCTION mm_notify_clear_all() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_notify('mm_changes', '*:');
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER sessions_truncate_change_feed AFTER TRUNCATE ON sessions
+  FOR EACH STATEMENT EXECUTE FUNCTION mm_notify_clear_all();
+CREATE TRIGGER users_truncate_change_feed AFTER TRUNCATE ON users
+  FOR EACH STATEMENT EXECUTE FUNCTION mm_notify_clear_all();
+CREATE TRIGGER api_keys_truncate_change_feed AFTER TRUNCATE ON api_keys
+  FOR EACH STATEMENT EXECUTE FUNCTION mm_notify_clear_all();
+CREATE TRIGGER contracts_truncate_change_feed AFTER TRUNCATE ON contracts
+  FOR EACH STATEMENT EXECUTE FUNCTION mm_notify_clear_all();
+CREATE TRIGGER models_truncate_change_feed AFTER TRUNCATE ON models
+  FOR EACH STATEMENT EXECUTE FUNCTION mm_notify_clear_all();
+CREATE TRIGGER model_versions_truncate_change_feed AFTER TRUNCATE ON model_versions
+  FOR EACH STATEMENT EXECUTE FUNCTION mm_notify_clear_all();
+CREATE TRIGGER model_aliases_truncate_change_feed AFTER TRUNCATE ON model_aliases
+  FOR EACH STATEMENT EXECUTE FUNCTION mm_notify_clear_all();
