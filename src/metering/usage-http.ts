@@ -40,7 +40,7 @@ function stringParam(query: URLSearchParams, name: string): string | undefined {
 /** Adds the route to `router`; `track` makes a graceful stop wait for each export. */
 export function addUsageRoutes(router: Router, services: Services, track: TrackHandler): void {
   router.add(
-    'GET',
+    'GET_ONLY',
     '/v1/usage.csv',
     track((exchange: Exchange) =>
       (async () => {

@@ -107,7 +107,7 @@ export function addArtifactRoutes(
   );
 
   router.add(
-    'GET',
+    'GET_ONLY',
     '/v1/versions/:id/:file',
     handle(async (exchange) => {
       const { res } = exchange;

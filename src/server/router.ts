@@ -1,12 +1,13 @@
 // The routes of the HTTP surface: a path is either exact (`/healthz`) or has `:name` segments
-// (`/v1/versions/:id/:file`), decoded into `exchange.params`. A GET route answers HEAD too; one trailing slash
-// is ignored; no match is the caller's 404.
+// (`/v1/versions/:id/:file`), decoded into `exchange.params`. A GET route answers HEAD too, except a
+// `GET_ONLY` one (a metered download, an export: what HEAD would bill or run without delivering); one trailing
+// slash is ignored; no match is the caller's 404.
 import type { Exchange } from './exchange.js';
 
 /** A route's work; a returned promise settles when the answer was written. */
 export type RouteHandler = (exchange: Exchange) => unknown;
 
-type Method = 'GET' | 'POST' | 'ANY';
+type Method = 'GET' | 'GET_ONLY' | 'POST' | 'ANY';
 
 /** A path parameter that does not decode (`%ZZ`): the client's error. */
 export class MalformedPathError extends Error {}
@@ -18,6 +19,7 @@ interface PatternRoute {
 }
 
 function accepts(method: Method, requested: string | undefined): boolean {
+  if (method === 'GET_ONLY') return requested === 'GET';
   return method === 'ANY' || method === requested || (method === 'GET' && requested === 'HEAD');
 }
 

@@ -1,7 +1,7 @@
 // The HTTP transport on node:http (src/server/http-server.ts and its helpers): client addresses under
 // TRUST_PROXY, encoded and oversized bodies, charsets, routing details, headers, and the access log.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -64,6 +64,9 @@ describe('the HTTP transport', () => {
   it('takes the client address from X-Forwarded-For only with TRUST_PROXY', async () => {
     assert.equal(await auditedAddress(behindProxy, '203.0.113.7, 10.0.0.1'), '203.0.113.7');
     assert.match(await auditedAddress(server, '203.0.113.7, 10.0.0.1'), /127\.0\.0\.1/);
+    // A first entry that is no address would key the per-IP throttles as the client chose: the socket's counts.
+    assert.match(await auditedAddress(behindProxy, ', 203.0.113.7'), /127\.0\.0\.1/);
+    assert.match(await auditedAddress(behindProxy, 'anything-at-all'), /127\.0\.0\.1/);
   });
 
   it('reads gzip, deflate and brotli bodies, limits them decoded, and refuses other encodings (415)', async () => {
@@ -123,6 +126,12 @@ describe('the HTTP transport', () => {
     const head = await fetch(`${server.origin}/healthz`, { method: 'HEAD' });
     assert.equal(head.status, 200);
     assert.equal((await fetch(`${server.origin}/healthz/`)).status, 200);
+    // Downloads and exports bill, audit or run a query: HEAD would do that and deliver nothing, so it is not
+    // routed (without credentials a GET is refused 401: the 404 shows the handler never ran).
+    assert.equal((await fetch(`${server.origin}/v1/usage.csv`)).status, 401);
+    assert.equal((await fetch(`${server.origin}/v1/usage.csv`, { method: 'HEAD' })).status, 404);
+    const download = `${server.origin}/v1/versions/${randomUUID()}/model.json`;
+    assert.equal((await fetch(download, { method: 'HEAD' })).status, 404);
     const posted = await fetch(`${server.origin}/healthz`, { method: 'POST' });
     assert.equal(posted.status, 404);
     assert.equal(((await posted.json()) as any).errors[0].extensions.code, 'NOT_FOUND');
