@@ -144,7 +144,8 @@ export class UsageService {
       const page = await this.pool.query<Record<string, string | null>>(
         `SELECT u.id::text, to_char(u.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS at, u.prediction_id, u.request_id,
                 u.consumer_id, u.api_key_id, m.slug AS model, v.version, u.contract_id, u.status, u.units::text, u.billable_units::text,
-                u.unit_price::text, (u.billable_units * u.unit_price)::text AS amount, u.currency, u.latency_ms::text
+                u.unit_price::text, (u.billable_units * u.unit_price)::text AS amount, u.currency,
+                round(u.latency_ms::numeric, 3)::text AS latency_ms
          FROM usage_records u LEFT JOIN models m ON m.id = u.model_id LEFT JOIN model_versions v ON v.id = u.model_version_id
          ${where}${where ? ' AND' : ' WHERE'} u.id > $${params.length + 1} ORDER BY u.id LIMIT 1000`,
         [...params, afterId],

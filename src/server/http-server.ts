@@ -88,6 +88,9 @@ function answerUnexpected(exchange: Exchange, error: unknown): void {
   else sendRequestError(res, 500, 'INTERNAL_SERVER_ERROR', 'Internal server error');
 }
 
+/** graphql-js's parse error when a document passes `maxTokens` (graphql 16 writes "more that"). */
+const TOO_MANY_TOKENS = /Document contains more tha[nt] \d+ tokens/;
+
 export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttpServer> {
   const { config, db, services, logger, registry } = deps;
   const router = new Router();
@@ -203,6 +206,13 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
     plugins,
     formatError(formatted, error) {
       const code = String(formatted.extensions?.code ?? 'INTERNAL_SERVER_ERROR');
+      // graphql-js stops at GRAPHQL_MAX_TOKENS; the usual cause is data (an image's pixels) written into the query.
+      if (code === 'GRAPHQL_PARSE_FAILED' && TOO_MANY_TOKENS.test(formatted.message)) {
+        return {
+          ...formatted,
+          message: `The query has more than ${config.graphql.maxTokens} tokens: send large inputs as variables (\`mutation P($input: PredictInput!) { predict(input: $input) { … } }\` with "variables": {"input": …}), not written into the query`,
+        };
+      }
       if (CLIENT_ERROR_CODES.has(code)) return formatted;
       // Where the error is in the client's own operation: which field failed (retry-status.ts reads it too).
       const { locations, path } = formatted;

@@ -200,6 +200,8 @@ describe('metering: quota, idempotency, usage, statements', () => {
     assert.equal(lines.length, 3);
     assert.ok(lines[1]!.includes('"needs,""quoting"""'));
     assert.ok(lines[2]!.includes(`,${slug},1.0.0,${contract.id},OK,5,5,0.0030000000,0.0150000000,EUR,`));
+    // Latency to the microsecond, never a float's 16 decimals.
+    for (const line of lines.slice(1)) assert.match(line, /,\d+(\.\d{1,3})?$/);
     const otherCsv = await (
       await fetch(`${server.origin}/v1/usage.csv?contract=${contract.id}`, {
         headers: { authorization: `Bearer ${(await signUp(server)).token}` },

@@ -55,6 +55,8 @@ describe('request limits and error shape', () => {
     const huge = await server.gql(`{ me { ${'id '.repeat(400)} } }`);
     expectError(huge, 'GRAPHQL_PARSE_FAILED');
     assert.equal(huge.status, 400);
+    // Data written into the query is the usual cause: the message says to send it as variables.
+    assert.match(huge.errors![0]!.message, /more than \d+ tokens: send large inputs as variables/);
     const broken = await server.gql('{ me { id }');
     expectError(broken, 'GRAPHQL_PARSE_FAILED');
     assert.equal(broken.status, 400);
