@@ -1,4 +1,4 @@
-// `npm run demo:publish [-- --api http://localhost:4000/graphql]` (or `npm start -- --demo`): publishes the
+// `npm run demo:publish [-- --api http://localhost:4000]` (or `npm start -- --demo`): publishes the
 // demo models trained by `npm run demo:train` (training them first if needed) through the public API, as an
 // owner would, and prints ready-to-paste predict calls. Running it again changes nothing.
 import { spawnSync } from 'node:child_process';
@@ -35,12 +35,37 @@ interface GraphQLResult {
   errors?: { message: string; extensions?: { code?: string } }[];
 }
 
+/** `--api` as people type it: the server's origin (`http://localhost:4000`) or its GraphQL URL. */
+export function graphqlUrl(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new Error(`--api ${raw} is not a URL; give the server's address, e.g. http://localhost:4000`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new Error(`--api ${raw} is not an http(s) URL; give the server's address, e.g. http://localhost:4000`);
+  }
+  if (url.pathname === '/' || url.pathname === '') url.pathname = '/graphql';
+  return url.toString();
+}
+
 async function call(api: string, query: string, variables: unknown, token?: string) {
-  const response = await fetch(api, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
-    body: JSON.stringify({ query, variables }),
-  });
+  let response: Response;
+  try {
+    response = await fetch(api, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body: JSON.stringify({ query, variables }),
+    });
+  } catch (error) {
+    const { cause } = error as { cause?: { code?: string; message?: string } };
+    const reason = cause?.code ?? cause?.message ?? (error as Error).message;
+    throw new Error(`cannot reach ${api} (${reason}): is the server running (npm start)?`);
+  }
+  if (!(response.headers.get('content-type') ?? '').includes('json')) {
+    throw new Error(`${api} answered HTTP ${response.status} without JSON: is it Modelmarket's GraphQL URL?`);
+  }
   return (await response.json()) as GraphQLResult;
 }
 
@@ -179,6 +204,8 @@ function predictExample(api: string, slug: string, example: EvalExample | undefi
 }
 
 export async function publishDemos(api: string, log: (line: string) => void = console.log): Promise<void> {
+  // The server first: who has none running learns it now, not after a minute of training.
+  const token = await demoOwnerToken(api);
   if (!existsSync(ARTIFACTS_DIR) || (await readdir(ARTIFACTS_DIR)).length === 0) {
     log('No demo artifacts yet: training them first (npm run demo:train, about 1–2 minutes)…');
     const trained = spawnSync(
@@ -190,7 +217,6 @@ export async function publishDemos(api: string, log: (line: string) => void = co
     );
     if (trained.status !== 0) throw new Error('demo training failed');
   }
-  const token = await demoOwnerToken(api);
   const dirs = (await readdir(ARTIFACTS_DIR, { withFileTypes: true }))
     .filter((d) => d.isDirectory())
     .map((d) => d.name)
@@ -212,8 +238,10 @@ export async function publishDemos(api: string, log: (line: string) => void = co
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const { values } = parseArgs({ options: { api: { type: 'string', default: 'http://localhost:4000/graphql' } } });
-  publishDemos(values.api!).catch((error: unknown) => {
-    console.error(`demo:publish failed: ${(error as Error).message}`);
-    process.exit(1);
-  });
+  Promise.resolve()
+    .then(() => publishDemos(graphqlUrl(values.api!)))
+    .catch((error: unknown) => {
+      console.error(`demo:publish failed: ${(error as Error).message}`);
+      process.exit(1);
+    });
 }
