@@ -52,15 +52,25 @@ export class AccessTokens {
     });
   }
 
-  /** The claims of a valid token, or undefined for any invalid one (the reason is not the caller's business). */
-  async verify(token: string): Promise<AccessTokenClaims | undefined> {
+  /**
+   * The claims of a valid token; `'expired'` for one of ours (its signature checked) past its expiry, so the
+   * client knows to refresh it (RFC 6750's error_description); undefined for any other invalid token (why is not
+   * the caller's business).
+   */
+  async verify(token: string): Promise<AccessTokenClaims | 'expired' | undefined> {
     const digest = createHash('sha256').update(token).digest('base64url');
-    const verified = await this.#verified.getOrLoad(digest, () => this.#verifySignature(token));
-    if (!verified || verified.validUntilMs <= Date.now() || !this.keys.verifies(verified.kid)) return undefined;
-    return verified.claims;
+    let expired = false;
+    const verified = await this.#verified.getOrLoad(digest, async () => {
+      const outcome = await this.#verifySignature(token);
+      expired = outcome === 'expired';
+      return outcome === 'expired' ? undefined : outcome;
+    });
+    if (expired) return 'expired';
+    if (!verified || !this.keys.verifies(verified.kid)) return undefined;
+    return verified.validUntilMs <= Date.now() ? 'expired' : verified.claims;
   }
 
-  async #verifySignature(token: string): Promise<VerifiedToken | undefined> {
+  async #verifySignature(token: string): Promise<VerifiedToken | 'expired' | undefined> {
     const decoded = jwt.decode(token, { complete: true });
     const kid = decoded?.header.kid;
     if (!kid) return undefined;
@@ -88,8 +98,9 @@ export class AccessTokens {
         kid,
         validUntilMs: (payload.exp + CLOCK_TOLERANCE_SECONDS) * 1000,
       };
-    } catch {
-      return undefined;
+    } catch (error) {
+      // jsonwebtoken checks the signature before the expiry: only our own tokens can be called expired.
+      return error instanceof jwt.TokenExpiredError ? 'expired' : undefined;
     }
   }
 }

@@ -8,6 +8,7 @@ import { isUniqueViolation } from '../db/errors.js';
 import type { Role, User } from '../generated/prisma/client.js';
 import { AuditAction, type AuditService } from '../audit/audit-service.js';
 import {
+  AccessTokenExpiredError,
   BadUserInputError,
   ConflictError,
   NotFoundError,
@@ -258,12 +259,13 @@ export class AuthService {
    */
   async authenticateAccessToken(token: string): Promise<Principal> {
     const claims = await this.tokens.verify(token);
-    if (!claims) throw new UnauthenticatedError('Invalid or expired access token');
+    if (claims === 'expired') throw new AccessTokenExpiredError();
+    if (!claims) throw new UnauthenticatedError('Invalid access token');
     const { sessionId, userId } = claims;
     const session =
       this.#sessions.get(sessionId) ?? (await this.#sessions.load(sessionId, () => this.#readSession(sessionId)));
     if (!session || session.revoked || session.userId !== userId) {
-      throw new UnauthenticatedError('Invalid or expired access token');
+      throw new UnauthenticatedError('Invalid access token');
     }
     return { kind: 'user', userId, role: session.role, sessionId };
   }

@@ -55,6 +55,24 @@ export class UnauthenticatedError extends AppError {
   }
 }
 
+/**
+ * An access token of ours past its expiry: RFC 6750's `invalid_token` with why, in the message and in
+ * `WWW-Authenticate`, so a client refreshes it rather than logging in again or giving up.
+ */
+export class AccessTokenExpiredError extends AppError {
+  constructor() {
+    super(
+      ErrorCode.UNAUTHENTICATED,
+      'The access token expired: get a new one with refreshSession (or log in again)',
+      { reason: 'TOKEN_EXPIRED' },
+      401,
+      new HeaderMap([
+        ['www-authenticate', 'Bearer error="invalid_token", error_description="The access token expired"'],
+      ]),
+    );
+  }
+}
+
 export class ForbiddenError extends AppError {
   constructor(message = 'Not allowed', extensions: Record<string, unknown> = {}) {
     super(ErrorCode.FORBIDDEN, message, extensions);

@@ -38,6 +38,9 @@ export function sendUnexpected(exchange: Exchange, error: unknown): void {
     const code = String(known.extensions.code);
     const { retryAfter } = known.extensions;
     if (typeof retryAfter === 'number') res.setHeader('retry-after', String(retryAfter));
+    // What the error asks to be told in headers (WWW-Authenticate of an expired token), as GraphQL answers do.
+    const http = known.extensions.http as { headers?: Map<string, string> } | undefined;
+    for (const [name, value] of http?.headers ?? []) res.setHeader(name, value);
     if (known !== error) exchange.log.warn({ err: error }, 'HTTP route failed: database unavailable');
     sendRestError(res, httpStatusOf(code), code, known.message);
     return;

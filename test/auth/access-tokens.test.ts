@@ -91,6 +91,23 @@ describe('access tokens: JWT verification', () => {
     const now = Math.floor(Date.now() / 1000);
     const token = jwt.sign({ ...claims(), iat: now - 3600, exp: now - 60 }, privateKey, withoutExpiry);
     await expectRejected(token);
+    // Ours and expired: said so (RFC 6750), so the client refreshes it, in GraphQL and on the plain routes.
+    const res = await server.gql(ME, {}, { token });
+    assert.match(res.errors![0]!.message, /access token expired: get a new one with refreshSession/);
+    assert.equal(res.errors![0]!.extensions!.reason, 'TOKEN_EXPIRED');
+    assert.match(res.headers.get('www-authenticate')!, /^Bearer error="invalid_token", error_description=".*expired"$/);
+    const csv = await fetch(`${server.origin}/v1/usage.csv`, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(csv.status, 401);
+    assert.match(csv.headers.get('www-authenticate')!, /error="invalid_token"/);
+    // The same claims under a key that is not ours: invalid, never "expired" (the signature is checked first).
+    const foreign = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
+    const forged = await server.gql(
+      ME,
+      {},
+      { token: jwt.sign({ ...claims(), iat: now - 3600, exp: now - 60 }, foreign, withoutExpiry) },
+    );
+    expectError(forged, 'UNAUTHENTICATED');
+    assert.doesNotMatch(forged.errors![0]!.message, /expired/);
   });
 
   it('rejects a tampered token', async () => {
