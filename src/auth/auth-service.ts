@@ -108,7 +108,7 @@ export class AuthService {
     const displayName = cleanText(input.displayName, 'input.displayName', { max: 100, singleLine: true });
     assertAcceptablePassword(input.password, email, 'input.password');
     const wait = await this.throttle.takeSignUp(actor.ip);
-    if (wait > 0) throw new RateLimitedError('Too many sign-ups from this address; try again later', wait);
+    if (wait > 0) throw new RateLimitedError('Too many sign-ups from this address', wait);
     const passwordHash = await hashPassword(input.password, this.options.scrypt);
     try {
       return await this.prisma.$transaction(async (tx) => {
@@ -143,7 +143,7 @@ export class AuthService {
     const attempt = await this.throttle.take(email, actor.ip);
     if (!attempt.allowed) {
       await this.audit.record(actor, { action: AuditAction.LOG_IN_THROTTLED, targetType: 'Email', targetId: email });
-      throw new RateLimitedError('Too many failed log-in attempts; try again later', attempt.retryAfter);
+      throw new RateLimitedError('Too many failed log-in attempts', attempt.retryAfter);
     }
     const user = await this.prisma.user.findUnique({ where: { email } });
     const check = await verifyPassword(password, user?.passwordHash ?? (await this.#dummyHash), this.options.scrypt);
@@ -156,8 +156,7 @@ export class AuthService {
         targetId: email,
         details: { knownAccount: Boolean(user), locked },
       });
-      if (locked)
-        throw new RateLimitedError('Too many failed log-in attempts; try again later', attempt.lockSecondsIfFailed);
+      if (locked) throw new RateLimitedError('Too many failed log-in attempts', attempt.lockSecondsIfFailed);
       throw new UnauthenticatedError(INVALID_CREDENTIALS);
     }
     await this.throttle.succeeded(email, actor.ip);

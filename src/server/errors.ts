@@ -98,9 +98,20 @@ export class ConflictError extends AppError {
   }
 }
 
+/**
+ * Too many attempts: HTTP 429 with Retry-After, and the wait in the message and `extensions.retryAfter` (the
+ * retry-status plugin keeps the 200 of a request in which something else ran).
+ */
 export class RateLimitedError extends AppError {
   constructor(message: string, retryAfterSeconds: number) {
-    super(ErrorCode.RATE_LIMITED, message, { retryAfter: Math.max(1, Math.ceil(retryAfterSeconds)) });
+    const retryAfter = Math.max(1, Math.ceil(retryAfterSeconds));
+    super(
+      ErrorCode.RATE_LIMITED,
+      `${message}; try again in ${retryAfter} second${retryAfter === 1 ? '' : 's'}`,
+      { retryAfter },
+      429,
+      new HeaderMap([['retry-after', String(retryAfter)]]),
+    );
   }
 }
 

@@ -363,7 +363,7 @@ export class WatermarkService {
       await this.#verifyLimiter.consume(userId);
     } catch (error) {
       if (error instanceof RateLimiterRes)
-        throw new RateLimitedError('Too many watermark verifications; try again later', error.msBeforeNext / 1000);
+        throw new RateLimitedError('Too many watermark verifications', error.msBeforeNext / 1000);
       throw error;
     }
     const upload = await this.artifacts.findUsable(actor, artifactId);

@@ -64,7 +64,12 @@ describe('log-in throttling under concurrency', () => {
       expectError(await server.gql(LOG_IN, { email: user.email, password: 'wrong password!' }), 'UNAUTHENTICATED');
     }
     expectError(await server.gql(LOG_IN, { email: user.email, password: 'wrong password!' }), 'RATE_LIMITED');
-    expectError(await server.gql(LOG_IN, { email: user.email, password: user.password }), 'RATE_LIMITED');
+    const refused = await server.gql(LOG_IN, { email: user.email, password: user.password });
+    const error = expectError(refused, 'RATE_LIMITED');
+    // HTTP 429 with Retry-After, and the wait in words, not only in extensions.
+    assert.equal(refused.status, 429);
+    assert.equal(refused.headers.get('retry-after'), String(error.extensions!.retryAfter));
+    assert.match(error.message, /^Too many failed log-in attempts; try again in \d+ seconds?$/);
     assert.deepEqual(await checkedAttempts(server, [user.email, user.id]), {
       'auth.log_in_failed': 5,
       'auth.log_in_throttled': 1,

@@ -266,8 +266,11 @@ describe('metering: rate limits', () => {
     const call = () =>
       server.gql(PREDICT, { input: { model: model.slug, inputs: randomRows(1, 784, 1) } }, { token: consumer.token });
     for (let i = 0; i < 3; i++) assert.equal((await call()).errors, undefined);
-    const limited = expectError(await call(), 'RATE_LIMITED');
+    const response = await call();
+    const limited = expectError(response, 'RATE_LIMITED');
     assert.ok(limited.extensions!.retryAfter >= 1 && limited.extensions!.retryAfter <= 60);
+    assert.equal(response.status, 429);
+    assert.equal(response.headers.get('retry-after'), String(limited.extensions!.retryAfter));
     const used = (await server.gql(CONTRACT, {}, { token: consumer.token })).data!.myContracts[0].predictionsUsed;
     assert.equal(used, 3);
   });
