@@ -36,7 +36,13 @@ const runtime = await openRuntime({ ...config, logLevel: 'warn' }).catch((error:
 });
 try {
   const outcome = await runtime.services.auth.ensureAdmin(email, password, { resetPassword: values['reset-password'] });
-  console.log(messages[outcome]);
+  // An admin with another password did not get the one asked for: the command did not do its job.
+  if (outcome === 'already-admin-other-password') {
+    console.error(`admin:create failed: ${messages[outcome]}`);
+    process.exitCode = 1;
+  } else {
+    console.log(messages[outcome]);
+  }
 } catch (error) {
   console.error(
     error instanceof AdminBootstrapRefusedError

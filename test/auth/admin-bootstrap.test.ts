@@ -119,6 +119,19 @@ describe('admin bootstrap on an address someone signed up with first', () => {
       details: { passwordReset: true, from: 'CONSUMER', sessionsRevoked: 1, apiKeysRevoked: 1 },
     });
   });
+
+  it('`admin:create` with another password for an admin fails (exit 1): the password asked for was not set', async () => {
+    const other = run(
+      process.execPath,
+      ['--import', 'tsx', 'scripts/admin-create.ts', '--email', attacker.email, '--password', 'another passphrase!'],
+      { env: { ...process.env, ...server.env, LOG_LEVEL: 'warn' } },
+    );
+    await assert.rejects(other, (error: { code: number; stderr: string }) => {
+      assert.equal(error.code, 1);
+      assert.match(error.stderr, /already an admin, with another password \(use --reset-password/);
+      return true;
+    });
+  });
 });
 
 describe('admin bootstrap on the operator’s own earlier account', () => {
