@@ -26,6 +26,7 @@ export interface UsageFigures {
   predictions: number;
   billableUnits: number;
   errors: number;
+  downloads: number;
   p50LatencyMs: number | null;
   p95LatencyMs: number | null;
   amounts: { amount: string; currency: string }[];
@@ -40,11 +41,13 @@ const GROUP_KEY: Record<UsageGroupBy, string> = {
   CONSUMER: `u.consumer_id::text`,
 };
 
+// A file download is metered as a record of status DOWNLOAD: neither a call nor an error.
 const FIGURES = `
-  count(*)::int AS calls,
+  (count(*) FILTER (WHERE u.status <> 'DOWNLOAD'))::int AS calls,
   coalesce(sum(u.units) FILTER (WHERE u.status = 'OK'), 0)::int AS predictions,
   coalesce(sum(u.billable_units), 0)::int AS billable_units,
-  (count(*) FILTER (WHERE u.status <> 'OK'))::int AS errors,
+  (count(*) FILTER (WHERE u.status NOT IN ('OK', 'DOWNLOAD')))::int AS errors,
+  (count(*) FILTER (WHERE u.status = 'DOWNLOAD'))::int AS downloads,
   percentile_cont(0.5) WITHIN GROUP (ORDER BY u.latency_ms) FILTER (WHERE u.status = 'OK') AS p50,
   percentile_cont(0.95) WITHIN GROUP (ORDER BY u.latency_ms) FILTER (WHERE u.status = 'OK') AS p95`;
 
@@ -53,6 +56,7 @@ interface FigureRow {
   predictions: number;
   billable_units: number;
   errors: number;
+  downloads: number;
   p50: number | null;
   p95: number | null;
 }
@@ -217,6 +221,7 @@ function figures(row: FigureRow, amounts: { amount: string; currency: string }[]
     predictions: row.predictions,
     billableUnits: row.billable_units,
     errors: row.errors,
+    downloads: row.downloads,
     p50LatencyMs: row.p50,
     p95LatencyMs: row.p95,
     amounts,

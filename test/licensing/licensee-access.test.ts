@@ -99,6 +99,22 @@ describe('licensee access: downloads and contracts of models that became PRIVATE
     assert.equal(rows[0].actor_id, licensee.id);
     assert.equal(rows[0].details.file, 'model.weights.bin');
     assert.match(rows[0].details.contract, /^[0-9a-f-]{36}$/);
+    // In the licensee's usage a download is a download: not a call, not an error.
+    const usage = await server.gql(
+      `query U($f: UsageFilter) { usage(filter: $f) { totals { calls errors downloads } } }`,
+      { f: { model: slug } },
+      { token: licensee.token },
+    );
+    assert.equal(usage.errors, undefined, JSON.stringify(usage.errors));
+    const { metered } = await downloadsRecorded(versionId);
+    const ownMetered = (
+      await server.sql.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM usage_records WHERE status = 'DOWNLOAD' AND consumer_id = $1`,
+        [licensee.id],
+      )
+    ).rows[0]!.n;
+    assert.ok(metered >= ownMetered && ownMetered >= 1);
+    assert.deepEqual(usage.data!.usage.totals, { calls: 0, errors: 0, downloads: ownMetered });
   });
 
   it('refuses ARCHIVED versions to licensees; the owner keeps access (row 16)', async () => {
