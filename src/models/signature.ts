@@ -18,6 +18,16 @@ const preprocessingSchema = z.discriminatedUnion('kind', [
       channels: z.union([z.literal(1), z.literal(3), z.literal(4)]),
       /** `unit`: pixel / 255; `none`: raw 0..255. */
       scaling: z.enum(['unit', 'none']),
+      /**
+       * An image of another size: `stretch` resizes it (aspect ratio not kept), `refuse` refuses it. Absent
+       * (signatures stored before it existed too): stretched, with a warning to the caller.
+       */
+      resize: z.enum(['stretch', 'refuse']).optional(),
+      /** Smaller source images are refused rather than blown up. */
+      minSourceSize: z
+        .object({ height: positiveInt.max(65_535), width: positiveInt.max(65_535) })
+        .strict()
+        .optional(),
     })
     .strict(),
   z
@@ -66,6 +76,15 @@ export const signatureSchema = z
          * never fails a merged batch. Absent in signatures stored before it existed.
          */
         embeddingInputDim: positiveInt.optional(),
+        /**
+         * The values numeric instances may hold (inclusive), enforced per value. Without it, a unit-scaled
+         * image model's numbers far outside [0, 1] are accepted with a warning.
+         */
+        range: z
+          .object({ min: z.number(), max: z.number() })
+          .strict()
+          .refine((r) => r.min <= r.max, 'min must not exceed max')
+          .optional(),
       })
       .strict(),
     output: z.discriminatedUnion('kind', [

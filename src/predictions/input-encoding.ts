@@ -2,10 +2,12 @@
 // signature. A bad value is BAD_USER_INPUT with the path of the offending value (e.g. input.inputs[2][27]).
 // Everything that can be checked per instance is checked here, before batching, so that one caller's bad
 // value never fails a batch merged with other callers' requests. Client data is walked iteratively (no
-// recursion on its nesting), and images and large texts are decoded in worker threads.
+// recursion on its nesting), and images and large texts are decoded in worker threads. What is accepted but
+// likely wrong (pixels 0..255 sent to a model that reads 0..1, an image stretched to another aspect ratio)
+// is said in the call's warnings.
 import type { TensorInput } from '../inference/engine.js';
 import { outputSizeOf, type Signature } from '../models/signature.js';
-import { base64PngSize, ImageDecodeError, type ImagePreprocessing } from '../preprocessing/image.js';
+import { ImageDecodeError, type ImagePreprocessing, type ImageSize } from '../preprocessing/image.js';
 import type { PreprocessingPool } from '../preprocessing/preprocessing-pool.js';
 import { encodeText, encodeTokens, type TextPreprocessing } from '../preprocessing/text.js';
 import { BadUserInputError } from '../server/errors.js';
@@ -17,10 +19,10 @@ export interface InputLimits {
   maxDepth: number;
   /** Output values per call (instances × the signature's output size). */
   maxOutputValues: number;
-  /** Pixels of one image, read from its PNG header before decoding. */
+  /** Pixels of one image, read from its header before decoding. */
   maxImagePixels: number;
   maxImagePixelsPerCall: number;
-  /** PNG file bytes of all images in a call (from the base64 length, before decoding). */
+  /** File bytes of all images in a call (from the base64 length, before decoding). */
   maxImageBytesPerCall: number;
 }
 
@@ -40,8 +42,37 @@ interface ValueRule {
   indexBound: number | undefined;
 }
 
+/**
+ * The bounds numeric values are compared with (±Infinity when none): the signature's declared range, which is
+ * enforced, or the plausible values of a unit-scaled image model, outside which the caller is warned.
+ */
+interface RangeRule {
+  low: number;
+  high: number;
+  enforced: boolean;
+}
+
+/** Values outside a warned-about range, counted across a call's instances. */
+interface OutOfRange {
+  count: number;
+  first: { path: string; value: number } | null;
+}
+
 /** A client's raw tabular value, before standardising: any number float32 holds. */
 const ANY_FLOAT32: ValueRule = { dtype: 'float32', indexBound: undefined };
+
+// Pixels scaled to [0, 1] that land beyond these were almost surely sent as 0..255 (or unnormalised).
+const UNIT_WARN_LOW = -1;
+const UNIT_WARN_HIGH = 2;
+
+function rangeRule(signature: Signature): RangeRule {
+  const { range, preprocessing } = signature.input;
+  if (range) return { low: range.min, high: range.max, enforced: true };
+  if (preprocessing.kind === 'image' && preprocessing.scaling === 'unit') {
+    return { low: UNIT_WARN_LOW, high: UNIT_WARN_HIGH, enforced: false };
+  }
+  return { low: -Infinity, high: Infinity, enforced: false };
+}
 
 /** Why `value` cannot go into the tensor, or null when it can. */
 function valueProblem(value: number, rule: ValueRule): string | null {
@@ -75,6 +106,8 @@ function writeNumeric(
   value: unknown,
   shape: number[],
   rule: ValueRule,
+  range: RangeRule,
+  outside: OutOfRange,
   maxDepth: number,
   out: Float32Array | Int32Array,
   offset: number,
@@ -97,6 +130,18 @@ function writeNumeric(
         const child = node[i];
         const problem = typeof child === 'number' ? valueProblem(child, rule) : 'expected a finite number';
         if (problem !== null) throw bad(problem, pathOf(path, [...indexes, i]));
+        // Two comparisons a value on the hot path; with no bounds (±Infinity) they are always false.
+        if ((child as number) < range.low || (child as number) > range.high) {
+          const valuePath = pathOf(path, [...indexes, i]);
+          if (range.enforced) {
+            throw bad(
+              `value ${child as number} is outside the declared range [${range.low}, ${range.high}]`,
+              valuePath,
+            );
+          }
+          outside.count++;
+          outside.first ??= { path: valuePath, value: child as number };
+        }
         out[at++] = child as number;
       }
       return;
@@ -140,31 +185,37 @@ function writeTabular(
   });
 }
 
-/** One call's images: each checked from its header, all within the call's budgets, before any decoding. */
-function checkImages(images: { index: number; text: string }[], limits: InputLimits, root: string): void {
-  let pixels = 0;
+/** A call's image files within its byte budget, from their lengths; pixels are checked on their headers (image.ts). */
+function checkImageBytes(
+  images: { index: number; image: string | Uint8Array }[],
+  limits: InputLimits,
+  root: string,
+): void {
   let bytes = 0;
-  for (const { index, text: base64 } of images) {
-    const path = `${root}[${index}]`;
-    let size;
-    try {
-      size = base64PngSize(base64);
-    } catch (error) {
-      throw bad(`not a decodable PNG image (${(error as Error).message})`, path);
-    }
-    const imagePixels = size.width * size.height;
-    if (imagePixels > limits.maxImagePixels) {
-      throw bad(`image is ${size.width}×${size.height}; at most ${limits.maxImagePixels} pixels are accepted`, path);
-    }
-    pixels += imagePixels;
-    bytes += Math.ceil((base64.length * 3) / 4);
-    if (pixels > limits.maxImagePixelsPerCall) {
-      throw bad(`the images of one call may hold at most ${limits.maxImagePixelsPerCall} pixels in all`, path);
-    }
+  for (const { index, image } of images) {
+    bytes += typeof image === 'string' ? Math.ceil((image.length * 3) / 4) : image.byteLength;
     if (bytes > limits.maxImageBytesPerCall) {
-      throw bad(`the images of one call may take at most ${limits.maxImageBytesPerCall} bytes in all`, path);
+      throw bad(
+        `the images of one call may take at most ${limits.maxImageBytesPerCall} bytes in all`,
+        `${root}[${index}]`,
+      );
     }
   }
+}
+
+/** The warning for images stretched from other sizes, when the signature declares no resize policy. */
+function resizeWarning(
+  sources: { index: number; size: ImageSize }[],
+  preprocessing: ImagePreprocessing,
+  root: string,
+): string | null {
+  const { width, height } = preprocessing;
+  const resized = sources.filter(({ size }) => size.width !== width || size.height !== height);
+  if (resized.length === 0) return null;
+  const [{ index, size }] = resized as [(typeof resized)[0]];
+  const aspect = Math.abs(size.width / size.height - width / height) > 0.01 ? ', aspect ratio not kept' : '';
+  const more = resized.length > 1 ? ` (and ${resized.length - 1} more image${resized.length > 2 ? 's' : ''})` : '';
+  return `${root}[${index}]${more}: image resized from ${size.width}×${size.height} to ${width}×${height}${aspect}; the model's signature declares no resize policy`;
 }
 
 export class InputEncoder {
@@ -178,12 +229,17 @@ export class InputEncoder {
     return this.limits.maxOutputValues;
   }
 
-  /** Encodes the instances into a [n, ...shape] tensor in the signature's dtype. */
+  /**
+   * Encodes the instances into a [n, ...shape] tensor in the signature's dtype; what the caller should know
+   * about inputs that were accepted is added to `warnings`. An image instance is a base64 string or, from the
+   * REST image route, its bytes.
+   */
   async encode(
     signature: Signature,
     inputs: unknown,
     root = ROOT,
     limits: Partial<InputLimits> = {},
+    warnings: string[] = [],
   ): Promise<TensorInput> {
     const merged = { ...this.limits, ...limits };
     const { maxInstances, maxStringLength, maxDepth, maxOutputValues } = merged;
@@ -200,15 +256,21 @@ export class InputEncoder {
     }
     const { shape, dtype, preprocessing, embeddingInputDim } = signature.input;
     const rule: ValueRule = { dtype, indexBound: embeddingInputDim };
+    const range = rangeRule(signature);
+    const outside: OutOfRange = { count: 0, first: null };
     const size = shape.reduce((a, b) => a * b, 1);
     const data = dtype === 'int32' ? new Int32Array(inputs.length * size) : new Float32Array(inputs.length * size);
 
     const strings: { index: number; text: string }[] = [];
+    const files: { index: number; image: Uint8Array }[] = [];
     let stringChars = 0;
     inputs.forEach((instance: unknown, i) => {
       const path = `${root}[${i}]`;
       const offset = i * size;
-      if (typeof instance === 'string') {
+      if (instance instanceof Uint8Array) {
+        if (preprocessing.kind !== 'image') throw bad('this model does not take images', path);
+        files.push({ index: i, image: instance });
+      } else if (typeof instance === 'string') {
         if (instance.length > maxStringLength) throw bad(`at most ${maxStringLength} characters`, path);
         if (preprocessing.kind !== 'text' && preprocessing.kind !== 'image')
           throw bad('this model takes numbers, not strings', path);
@@ -218,35 +280,59 @@ export class InputEncoder {
         if (preprocessing.kind !== 'tabular') throw bad('this model takes arrays, not objects', path);
         writeTabular(instance as Record<string, unknown>, preprocessing.features, rule, data, offset, path);
       } else {
-        writeNumeric(instance, shape, rule, maxDepth, data, offset, path);
+        writeNumeric(instance, shape, rule, range, outside, maxDepth, data, offset, path);
       }
     });
-    if (strings.length > 0) {
-      if (preprocessing.kind === 'image') await this.#writeImages(strings, preprocessing, merged, data, size, root);
-      else if (preprocessing.kind === 'text') await this.#writeTexts(strings, stringChars, preprocessing, data, size);
+    if (outside.first !== null) {
+      const { path, value } = outside.first;
+      const more = outside.count > 1 ? ` (and ${outside.count - 1} more value${outside.count > 2 ? 's' : ''})` : '';
+      warnings.push(
+        `${path}${more}: value ${value} is far outside [0, 1], the range of this model's pixels scaled by 1/255; was the image sent as 0..255? (the model's signature declares no range)`,
+      );
+    }
+    if (preprocessing.kind === 'image' && (strings.length > 0 || files.length > 0)) {
+      const images = [...strings.map(({ index, text }) => ({ index, image: text })), ...files].sort(
+        (a, b) => a.index - b.index,
+      );
+      const warning = await this.#writeImages(images, preprocessing, merged, data, size, root);
+      if (warning !== null) warnings.push(warning);
+    } else if (strings.length > 0 && preprocessing.kind === 'text') {
+      await this.#writeTexts(strings, stringChars, preprocessing, data, size);
     }
     return { data, shape: [inputs.length, ...shape], dtype };
   }
 
+  /** Decodes a call's images in one worker task; returns the resize warning, if any. */
   async #writeImages(
-    images: { index: number; text: string }[],
+    images: { index: number; image: string | Uint8Array }[],
     preprocessing: ImagePreprocessing,
     limits: InputLimits,
     data: Float32Array | Int32Array,
     size: number,
     root: string,
-  ): Promise<void> {
-    checkImages(images, limits, root);
-    const options = { ...preprocessing, maxSourcePixels: limits.maxImagePixels };
-    await Promise.all(
-      images.map(async ({ index, text }) => {
-        try {
-          data.set(await this.pool.decodeImage(text, options), index * size);
-        } catch (error) {
-          if (!(error instanceof ImageDecodeError)) throw error;
-          throw bad(`not a decodable PNG image (${error.message})`, `${root}[${index}]`);
-        }
-      }),
+  ): Promise<string | null> {
+    checkImageBytes(images, limits, root);
+    const options = {
+      ...preprocessing,
+      maxSourcePixels: limits.maxImagePixels,
+      maxPixelsPerCall: limits.maxImagePixelsPerCall,
+    };
+    let decoded;
+    try {
+      decoded = await this.pool.decodeImages(
+        images.map(({ image }) => image),
+        options,
+      );
+    } catch (error) {
+      if (!(error instanceof ImageDecodeError)) throw error;
+      throw bad(`image refused: ${error.message}`, `${root}[${images[error.index ?? 0]!.index}]`);
+    }
+    images.forEach(({ index }, i) => data.set(decoded.pixels.subarray(i * size, (i + 1) * size), index * size));
+    if (preprocessing.resize !== undefined) return null;
+    return resizeWarning(
+      images.map(({ index }, i) => ({ index, size: decoded.sources[i]! })),
+      preprocessing,
+      root,
     );
   }
 

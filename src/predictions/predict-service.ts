@@ -26,6 +26,7 @@ import { PreprocessingOverloadedError } from '../preprocessing/preprocessing-poo
 export interface PredictInput {
   model: string;
   version?: string | null;
+  /** The instances as JSON, or image files' bytes (the REST image route). */
   inputs: unknown;
   topK?: number | null;
   requestId?: string | null;
@@ -162,9 +163,15 @@ export class PredictService {
     }
     let grant = await this.authorizer.authorize(actor, target.model, version, input.contractId);
     record.contract = grant.contract;
-    const tensor = await this.encoder.encode(signature, input.inputs).catch((error: unknown) => {
-      throw error instanceof PreprocessingOverloadedError ? overloaded('Image decoding is overloaded') : error;
-    });
+    const warnings =
+      version.status === 'DEPRECATED'
+        ? [`Version ${version.version} of ${input.model} is deprecated; move to a newer version`]
+        : [];
+    const tensor = await this.encoder
+      .encode(signature, input.inputs, undefined, undefined, warnings)
+      .catch((error: unknown) => {
+        throw error instanceof PreprocessingOverloadedError ? overloaded('Image decoding is overloaded') : error;
+      });
     record.units = tensor.shape[0]!;
     if (grant.contract) {
       try {
@@ -194,10 +201,6 @@ export class PredictService {
       }
       throw error;
     }
-    const warnings =
-      version.status === 'DEPRECATED'
-        ? [`Version ${version.version} of ${input.model} is deprecated; move to a newer version`]
-        : [];
     return {
       prediction: {
         id: record.predictionId,
@@ -215,7 +218,14 @@ export class PredictService {
     const { model, version, inputs, topK, contractId } = input;
     let json;
     try {
-      json = JSON.stringify([model, version ?? 'latest', topK ?? 3, contractId ?? null, inputs]);
+      // Image files (the REST route) count by their digest: JSON would spell every byte out as a number.
+      const hashed =
+        Array.isArray(inputs) && inputs.some((i) => i instanceof Uint8Array)
+          ? inputs.map((i: unknown) =>
+              i instanceof Uint8Array ? { sha256: createHash('sha256').update(i).digest('hex') } : i,
+            )
+          : inputs;
+      json = JSON.stringify([model, version ?? 'latest', topK ?? 3, contractId ?? null, hashed]);
     } catch (error) {
       // JSON.stringify recurses: inputs nested thousands deep exhaust the stack (no legal input comes close).
       if (error instanceof RangeError) throw new BadUserInputError('input.inputs: nested too deeply', 'input.inputs');

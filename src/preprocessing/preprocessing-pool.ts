@@ -1,7 +1,10 @@
 // The worker threads that decode images and tokenise large texts for predict (see worker.ts).
 import { Piscina } from 'piscina';
+// sharp must be loaded by the main thread before worker threads load it (glibc Linux), so that its shared
+// libraries stay loaded until every thread is done (sharp's documentation).
+import 'sharp';
 import { siblingWorkerFile, workerExecArgv } from '../server/worker-threads.js';
-import { ImageDecodeError, type DecodeImageOptions } from './image.js';
+import { ImageDecodeError, type DecodedImages, type DecodeImageOptions } from './image.js';
 import type { ImageRefusal, PreprocessingTask } from './worker.js';
 
 /** The pool's queue is full: the caller should retry shortly (OVERLOADED). */
@@ -11,7 +14,7 @@ export class PreprocessingPool {
   readonly #pool: Piscina;
   readonly #maxQueue: number;
 
-  /** `maxQueue`: tasks (one per image, one per large text batch) waiting for a thread; beyond it calls are refused. */
+  /** `maxQueue`: tasks (one per call's images, one per large text batch) waiting for a thread; beyond it calls are refused. */
   constructor(workers: number, maxQueue: number) {
     this.#maxQueue = maxQueue;
     const workerFile = siblingWorkerFile(import.meta.url, 'worker');
@@ -25,10 +28,10 @@ export class PreprocessingPool {
     });
   }
 
-  /** Throws ImageDecodeError for an image the client must fix. */
-  async decodeImage(base64: string, options: DecodeImageOptions): Promise<Float32Array> {
-    const result = (await this.#run({ kind: 'image', base64, options })) as Float32Array | ImageRefusal;
-    if ('refused' in result) throw new ImageDecodeError(result.refused);
+  /** One call's images (image.ts `decodeImages`); throws ImageDecodeError, with the image's index, for one the client must fix. */
+  async decodeImages(images: (string | Uint8Array)[], options: DecodeImageOptions): Promise<DecodedImages> {
+    const result = (await this.#run({ kind: 'images', images, options })) as DecodedImages | ImageRefusal;
+    if ('refused' in result) throw new ImageDecodeError(result.refused, result.index);
     return result;
   }
 

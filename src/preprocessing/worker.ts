@@ -1,26 +1,35 @@
-// PNG decoding and resizing, and tokenising of large texts, in worker threads: a 4-megapixel PNG takes
-// ~100 ms to decode, which must not hold the server's event loop. Loaded by piscina (see
+// Image decoding and resizing, and tokenising of large texts, in worker threads. sharp decodes on libuv's
+// threadpool, off any event loop, but turning the decoded image into the model's floats (colour, alpha,
+// scaling) is a loop over every source pixel, and base64 decoding is synchronous too: 10–50 ms for a
+// 12-megapixel photo measured here, which must not hold the server's event loop. Loaded by piscina (see
 // preprocessing-pool.ts); no top-level await.
-import { move } from 'piscina';
-import { decodeImage, ImageDecodeError, type DecodeImageOptions } from './image.js';
+import sharp from 'sharp';
+import { move, transferableSymbol, valueSymbol } from 'piscina';
+import { decodeImages, ImageDecodeError, type DecodeImageOptions } from './image.js';
 import { leadingTokens } from './text.js';
 
+// Every image is decoded once: libvips's operation cache would only hold memory.
+sharp.cache(false);
+
 export type PreprocessingTask =
-  | { kind: 'image'; base64: string; options: DecodeImageOptions }
+  | { kind: 'images'; images: (string | Uint8Array)[]; options: DecodeImageOptions }
   | { kind: 'tokens'; texts: string[]; lowercase: boolean; maxLength: number };
 
 /** An image the client must fix; error classes do not survive the thread boundary. */
 export interface ImageRefusal {
   refused: string;
+  index: number;
 }
 
-export default function run(task: PreprocessingTask) {
+export default async function run(task: PreprocessingTask) {
   if (task.kind === 'tokens') return task.texts.map((text) => leadingTokens(text, task.lowercase, task.maxLength));
   try {
-    const pixels = decodeImage(task.base64, task.options);
-    return move(pixels);
+    const decoded = await decodeImages(task.images, task.options);
+    // The pixels move to the caller's thread rather than being copied.
+    return move({ [transferableSymbol]: [decoded.pixels.buffer], [valueSymbol]: decoded });
   } catch (error) {
-    if (error instanceof ImageDecodeError) return { refused: error.message } satisfies ImageRefusal;
+    if (error instanceof ImageDecodeError)
+      return { refused: error.message, index: error.index ?? 0 } satisfies ImageRefusal;
     throw error;
   }
 }

@@ -108,8 +108,12 @@ async function assembleServices(
   });
   const artifacts = new ArtifactService(db.prisma, new PostgresArtifactStorage(db.prisma), engine, audit);
   const watermarks = new WatermarkService(db.prisma, db.pool, artifacts, engine, audit, secrets);
-  // Two full calls of images may wait; past that, callers are told to retry (OVERLOADED) rather than queue for seconds.
-  const preprocessing = new PreprocessingPool(config.models.preprocessingWorkers, 2 * config.models.maxInstances);
+  // A call's images (or large texts) are one task; 16 calls a worker may wait, past that callers are told to retry
+  // (OVERLOADED) rather than queue for seconds.
+  const preprocessing = new PreprocessingPool(
+    config.models.preprocessingWorkers,
+    16 * config.models.preprocessingWorkers,
+  );
   const encoder = new InputEncoder(preprocessing, {
     maxInstances: config.models.maxInstances,
     maxStringLength: config.models.maxStringLength,
