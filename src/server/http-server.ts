@@ -1,5 +1,5 @@
 // The HTTP surface on node:http: GraphQL at /graphql (graphql-http.ts), health and readiness probes, Prometheus
-// metrics, the JWKS, and the REST routes of artifacts and usage. Every request gets an Exchange (request id,
+// metrics, the JWKS, and the REST routes of artifacts, usage and image predict. Every request gets an Exchange (request id,
 // client address, its Actor), one access-log line, and the drain's admission (drain.ts). Request-level limits
 // (body size, batch size, credential checks, depth, cost, aliases, tokens) reject before any resolver runs.
 import { createHash, timingSafeEqual } from 'node:crypto';
@@ -17,6 +17,7 @@ import type { Database } from '../db/database.js';
 import { pendingMigrations, type Migration } from '../db/migrate.js';
 import { addUsageRoutes } from '../metering/usage-http.js';
 import { addArtifactRoutes } from '../models/artifacts-http.js';
+import { addPredictRoutes } from '../predictions/predict-http.js';
 import { buildContext, type Context } from './context.js';
 import { HttpDrain } from './drain.js';
 import { CLIENT_ERROR_CODES, databaseUnavailableError, ErrorCode } from './errors.js';
@@ -246,6 +247,7 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
   );
   addArtifactRoutes(router, services, db.prisma, config.models.artifactMaxBytes, drain.track);
   addUsageRoutes(router, services, drain.track);
+  addPredictRoutes(router, services, config.models.maxImageBytesPerCall, drain.track);
 
   await new Promise<void>((resolve, reject) => {
     httpServer.once('error', reject);
