@@ -228,6 +228,18 @@ describe('decodeImage: JPEG and WebP', () => {
     await assert.rejects(decodeImage(gif, full), /not a JPEG, PNG or WebP image/);
   });
 
+  it('reads 16-bit PNGs as 8-bit values (65535 → 255)', async () => {
+    const grey16 = await sharp(new Uint16Array([0, 65535, 32768, 256]), { raw: { width: 2, height: 2, channels: 1 } })
+      .toColourspace('grey16')
+      .png()
+      .toBuffer();
+    assert.equal((await sharp(grey16).metadata()).depth, 'ushort');
+    assert.deepEqual(
+      await decodeImage(grey16, { width: 2, height: 2, channels: 1, scaling: 'none' }),
+      Float32Array.from([0, 255, 128, 1]),
+    );
+  });
+
   it('turns a JPEG upright by its EXIF orientation', async () => {
     // Orientation 6: the stored pixels are to be turned 90° clockwise to be seen upright.
     const jpeg = await gradient().jpeg().withMetadata({ orientation: 6 }).toBuffer();
