@@ -130,18 +130,6 @@ function writeNumeric(
         const child = node[i];
         const problem = typeof child === 'number' ? valueProblem(child, rule) : 'expected a finite number';
         if (problem !== null) throw bad(problem, pathOf(path, [...indexes, i]));
-        // Two comparisons a value on the hot path; with no bounds (±Infinity) they are always false.
-        if ((child as number) < range.low || (child as number) > range.high) {
-          const valuePath = pathOf(path, [...indexes, i]);
-          if (range.enforced) {
-            throw bad(
-              `value ${child as number} is outside the declared range [${range.low}, ${range.high}]`,
-              valuePath,
-            );
-          }
-          outside.count++;
-          outside.first ??= { path: valuePath, value: child as number };
-        }
         out[at++] = child as number;
       }
       return;
@@ -158,6 +146,45 @@ function writeNumeric(
     }
   };
   walk(value as unknown[], 0);
+  // A second tight pass over the written values, only for bounded inputs: unbounded ones (most) pay nothing.
+  if (range.low !== -Infinity || range.high !== Infinity)
+    checkRange(value, dims, range, outside, out, offset, size, path);
+}
+
+/**
+ * Checks an instance's values as the model gets them (written in `out`, float32 for float inputs) against
+ * `range`; the error, or the call's first warned-about value, names the value as the caller sent it.
+ */
+function checkRange(
+  value: unknown,
+  dims: number[],
+  range: RangeRule,
+  outside: OutOfRange,
+  out: Float32Array | Int32Array,
+  offset: number,
+  size: number,
+  path: string,
+): void {
+  const { low, high } = range;
+  for (let i = 0; i < size; i++) {
+    const written = out[offset + i]!;
+    if (written >= low && written <= high) continue;
+    outside.count++;
+    if (!range.enforced && outside.first !== null) continue;
+    // Row-major index → the caller's nesting, and the number as the caller sent it (not rounded to float32).
+    const indexes = dims.map(() => 0);
+    let node = value;
+    for (let rest = i, d = dims.length - 1; d >= 0; d--) {
+      indexes[d] = rest % dims[d]!;
+      rest = Math.floor(rest / dims[d]!);
+    }
+    for (const index of indexes) node = (node as unknown[])[index];
+    const sent = node as number;
+    if (range.enforced) {
+      throw bad(`value ${sent} is outside the declared range [${low}, ${high}]`, pathOf(path, indexes));
+    }
+    outside.first = { path: pathOf(path, indexes), value: sent };
+  }
 }
 
 function writeTabular(
