@@ -1,12 +1,11 @@
 // The typed client (modelmarket/client) against a real server over HTTP: sessions and their refresh, artifact
 // upload from a directory, publish, predict, typed errors, and retries driven by the server's real 429 and 503.
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import jwt from 'jsonwebtoken';
 import {
   BadArtifactError,
   BadUserInputError,
@@ -22,28 +21,13 @@ import { signUp } from '../support/fixtures.js';
 import { accept, createPlan } from '../support/licensing.js';
 import { assertClose, buildMlp, DIGITS, expectedOutputs, publishedMlp, randomRows } from '../support/models.js';
 import { startTestServer, type TestServer } from '../support/server.js';
-import { saveModelDir } from './support.js';
-
-const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-
-/** An access token for the same session as `token`, signed with the server's own key, that expired a minute ago. */
-function expiredCopy(token: string): string {
-  const { header, payload } = jwt.decode(token, { complete: true }) as {
-    header: jwt.JwtHeader;
-    payload: jwt.JwtPayload;
-  };
-  const now = Math.floor(Date.now() / 1000);
-  return jwt.sign({ ...payload, iat: now - 3600, exp: now - 60, jti: randomUUID() }, privateKey, {
-    algorithm: 'ES256',
-    keyid: header.kid!,
-  });
-}
+import { expiredCopy, saveModelDir, signingKeyEnv } from './support.js';
 
 describe('typed client', () => {
   let server: TestServer;
 
   before(async () => {
-    server = await startTestServer({ JWT_PRIVATE_KEY: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() });
+    server = await startTestServer(signingKeyEnv);
   });
   after(() => server.close());
 
