@@ -132,12 +132,19 @@ export async function postArtifact(
     },
   });
   req.setTimeout(timeoutMs, () => req.destroy(new Error(`no progress for ${timeoutMs} ms`)));
+  let responded = false;
   const answered = new Promise<IncomingMessage>((resolve, reject) => {
-    req.once('response', resolve);
+    req.once('response', (res) => {
+      responded = true;
+      resolve(res);
+    });
     req.once('error', reject);
   });
-  // A server that refuses early (413, 401) answers and closes while the body is still going: its answer wins.
-  writeBody(req, files, (sent) => onProgress(sent, files.contentLength)).catch((error: Error) => req.destroy(error));
+  // A server that refuses early (413, 401) answers and closes while the body is still going: its answer wins,
+  // and the write that then fails is of no interest.
+  writeBody(req, files, (sent) => onProgress(sent, files.contentLength)).catch((error: Error) => {
+    if (!responded) req.destroy(error);
+  });
   let res: IncomingMessage;
   try {
     res = await answered;
@@ -149,6 +156,13 @@ export async function postArtifact(
     });
   }
   const chunks: Buffer[] = [];
-  for await (const chunk of res) chunks.push(chunk as Buffer);
+  try {
+    for await (const chunk of res) chunks.push(chunk as Buffer);
+  } catch (error) {
+    throw new NetworkError(`the answer to the upload was cut: ${(error as Error).message}`, {
+      code: 'NETWORK_ERROR',
+      cause: error,
+    });
+  }
   return { status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) };
 }

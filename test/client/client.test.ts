@@ -12,6 +12,7 @@ import {
   ForbiddenError,
   ModelmarketClient,
   NotFoundError,
+  PayloadTooLargeError,
   RateLimitedError,
   UnauthenticatedError,
   type RetryEvent,
@@ -246,5 +247,32 @@ describe('typed client: OVERLOADED', () => {
     const usage = await client.usage({ groupBy: 'MODEL' });
     assert.equal(usage.totals.billableUnits, calls * instances);
     assert.equal(usage.totals.predictions, calls * instances);
+  });
+});
+
+describe('typed client: upload limit', () => {
+  let server: TestServer;
+
+  before(async () => {
+    server = await startTestServer({ ARTIFACT_MAX_BYTES: '1024' });
+  });
+  after(() => server.close());
+
+  it('reports an artifact over the limit as PayloadTooLargeError, refused before the body was read', async () => {
+    const owner = await signUp(server, { role: 'OWNER' });
+    const client = new ModelmarketClient({
+      url: server.url,
+      accessToken: owner.token,
+      refreshToken: owner.refreshToken,
+    });
+    const dir = await saveModelDir(buildMlp([784, 64, 10], 4));
+    await assert.rejects(client.uploadArtifact(dir), (error) => {
+      assert.ok(error instanceof PayloadTooLargeError);
+      assert.equal(error.httpStatus, 413);
+      assert.match(error.message, /limited to 1024 bytes/);
+      return true;
+    });
+    // The connection the refusal cut short leaves the client usable.
+    assert.equal((await client.me())!.id, owner.id);
   });
 });
