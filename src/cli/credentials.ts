@@ -1,10 +1,14 @@
 // Where `modelmarket login` keeps sessions: one per server, in a JSON file only its owner can read
 // ($MODELMARKET_CONFIG, else ~/.config/modelmarket/credentials.json). Refreshed tokens are written back at once:
 // a refresh token is single-use, so the stored one must always be the latest.
-import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { SessionTokens } from '../client/index.js';
+
+/** A lock older than this was left by a process that died holding it (a refresh takes a request's time). */
+const STALE_LOCK_MS = 90_000;
 
 export interface StoredSession extends SessionTokens {
   email: string;
@@ -41,6 +45,31 @@ export class CredentialStore {
 
   async session(url: string): Promise<StoredSession | undefined> {
     return (await this.read()).sessions[url];
+  }
+
+  /**
+   * Runs `fn` while holding the file's lock (`<file>.lock`, created exclusively), so that concurrent runs take
+   * turns to refresh: the second finds the first's new pair instead of spending the same refresh token.
+   */
+  async withLock<T>(fn: () => Promise<T>): Promise<T> {
+    const lock = `${this.file}.lock`;
+    await mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
+    for (;;) {
+      try {
+        await (await open(lock, 'wx', 0o600)).close();
+        break;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+        const held = await stat(lock).catch(() => undefined);
+        if (held && Date.now() - held.mtimeMs > STALE_LOCK_MS) await rm(lock, { force: true });
+        else await sleep(50);
+      }
+    }
+    try {
+      return await fn();
+    } finally {
+      await rm(lock, { force: true });
+    }
   }
 
   async save(url: string, session: StoredSession | undefined): Promise<void> {

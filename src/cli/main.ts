@@ -483,8 +483,16 @@ export async function main(argv: string[], env: Env, io: Streams): Promise<numbe
         return new ModelmarketClient({
           url: server,
           ...stored,
-          // A refresh spends the stored refresh token: the new pair is written back before it is used.
-          onTokens: (tokens) => store.save(server, { ...tokens, email: stored?.email ?? '' }),
+          // A refresh spends the stored refresh token: under the file's lock, a pair another run stored since is
+          // taken as is, else the refreshed pair is written back before it is used.
+          sharedRefresh: (session, refresh) =>
+            store.withLock(async () => {
+              const latest = await store.session(server);
+              if (latest && latest.accessToken !== session.accessToken) return latest;
+              const tokens = await refresh(latest?.refreshToken ?? session.refreshToken);
+              await store.save(server, { ...tokens, email: stored?.email ?? '' });
+              return tokens;
+            }),
         });
       },
     };

@@ -72,6 +72,16 @@ export interface ModelmarketClientOptions {
   refreshToken?: string;
   /** Called with every new pair of tokens (log-in and refresh), to persist them: the old refresh token is spent. */
   onTokens?: (tokens: SessionTokens) => void | Promise<void>;
+  /**
+   * For a session shared by several processes (a stored CLI session): called in place of a plain refresh with
+   * the session in hand and a `refresh(refreshToken)` function; returns the pair to use, under the caller's lock:
+   * a newer pair another process stored, or refresh(…)'s, stored. Two processes spending one refresh token would
+   * end the session.
+   */
+  sharedRefresh?: (
+    session: SessionTokens,
+    refresh: (refreshToken: string) => Promise<SessionTokens>,
+  ) => Promise<SessionTokens>;
   retry?: RetryOptions;
   /** Called before each retry (for logs and tests). */
   onRetry?: (event: RetryEvent) => void;
@@ -223,7 +233,7 @@ export class ModelmarketClient {
   /** Logs in with e-mail and password; the session is kept (and refreshed) for later calls. */
   async logIn(email: string, password: string): Promise<SessionFragment> {
     const { logIn } = await this.request(LogInDocument, { email, password }, { anonymous: true });
-    await this.#keep(logIn);
+    await this.#keep(sessionTokens(logIn));
     return logIn;
   }
 
@@ -415,12 +425,20 @@ export class ModelmarketClient {
   }
 
   async #refreshOrLogIn(): Promise<void> {
-    const { email, password } = this.#options;
-    const refreshToken = this.#session?.refreshToken;
-    if (refreshToken) {
-      try {
+    const { email, password, sharedRefresh } = this.#options;
+    const session = this.#session;
+    if (session) {
+      const refresh = async (refreshToken: string) => {
         const { refreshSession } = await this.request(RefreshSessionDocument, { refreshToken }, { anonymous: true });
-        await this.#keep(refreshSession);
+        return sessionTokens(refreshSession);
+      };
+      try {
+        if (sharedRefresh) {
+          // The coordinator stores what it hands back itself: onTokens is for sessions this client alone keeps.
+          this.#session = await sharedRefresh({ ...session }, refresh);
+        } else {
+          await this.#keep(await refresh(session.refreshToken));
+        }
         return;
       } catch (error) {
         // A spent or expired session: log in again when we can, else the caller must.
@@ -433,14 +451,18 @@ export class ModelmarketClient {
     await this.logIn(email, password);
   }
 
-  async #keep(payload: SessionFragment): Promise<void> {
-    this.#session = {
-      accessToken: payload.accessToken,
-      refreshToken: payload.refreshToken,
-      expiresAt: Date.now() + payload.expiresIn * 1000,
-    };
-    await this.#options.onTokens?.({ ...this.#session });
+  async #keep(tokens: SessionTokens): Promise<void> {
+    this.#session = tokens;
+    await this.#options.onTokens?.({ ...tokens });
   }
+}
+
+function sessionTokens(payload: SessionFragment): SessionTokens {
+  return {
+    accessToken: payload.accessToken,
+    refreshToken: payload.refreshToken,
+    expiresAt: Date.now() + payload.expiresIn * 1000,
+  };
 }
 
 function headerOf(res: RawResponse, name: string): string | undefined {

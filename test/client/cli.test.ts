@@ -6,7 +6,7 @@ import { mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import * as tf from '@tensorflow/tfjs';
+import jwt from 'jsonwebtoken';
 import { signUp } from '../support/fixtures.js';
 import { createPlan } from '../support/licensing.js';
 import { assertClose, buildMlp, DIGITS, expectedOutputs, randomRows } from '../support/models.js';
@@ -81,31 +81,26 @@ describe('modelmarket CLI', () => {
     assert.equal((await stat(ownerConfig)).mode & 0o777, 0o600);
     assert.equal(JSON.parse(ok(await cli(['whoami', '--json'], { config: ownerConfig }))).id, owner.id);
 
-    // push: a trained model directory (two weight shards) with evaluation data, watermarked on publish.
+    // push: a model directory (two weight shards), watermarked on publish. Without evaluation data only the
+    // weight change is measured (with it, the server also measures the mark on it; see push --eval below).
     const tfModel = buildMlp([784, 32, 10], 21);
     const dir = await saveModelDir(tfModel, 2);
-    const evalRows = randomRows(400, 784, 9);
-    const evalLabels = tf.tidy(() =>
-      Array.from((tfModel.predict(tf.tensor2d(evalRows)) as tf.Tensor).argMax(-1).dataSync()),
-    );
-    const evalFile = path.join(scratch, 'eval.json');
-    await writeFile(evalFile, JSON.stringify({ inputs: evalRows, labels: evalLabels }));
     const slug = `cli-digits-${process.pid}`;
-    const pushArgs = ['push', dir, '--model', slug, '--version', '1.0.0', '--labels', DIGITS.join(',')];
-    const withoutTask = await cli(pushArgs, { config: ownerConfig });
+    const pushArgs = ['push', dir, '--model', slug, '--labels', DIGITS.join(',')];
+    const withoutTask = await cli([...pushArgs, '--version', '1.0.0'], { config: ownerConfig });
     assert.equal(withoutTask.code, 2);
     assert.match(withoutTask.stderr, /does not exist: add --task/);
-    const pushed = ok(
-      await cli(
-        [...pushArgs, '--eval', evalFile, '--task', 'image_classification', '--public', '--changelog', 'first'],
-        {
-          config: ownerConfig,
-        },
-      ),
-    );
+    const createAndPush = [...pushArgs, '--version', '1.0.0', '--task', 'image_classification', '--public'];
+    const pushed = ok(await cli([...createAndPush, '--changelog', 'first'], { config: ownerConfig }));
     assert.match(pushed, new RegExp(`Published ${slug}@1\\.0\\.0`));
     assert.match(pushed, /sha256 +[0-9a-f]{64}/);
-    assert.match(pushed, /watermark +256 bits in .+agreement \d+\.\d+% on \d+ examples/);
+    assert.match(pushed, /watermark +256 bits in \S+, relative change \d\.\d\de-\d/);
+    // --eval's examples go with the publish: labels outside the 10 classes come back refused, nothing published.
+    const evalFile = path.join(scratch, 'eval.json');
+    await writeFile(evalFile, JSON.stringify({ inputs: randomRows(4, 784, 9), labels: [0, 1, 2, 10] }));
+    const badEval = await cli([...pushArgs, '--version', '1.0.1', '--eval', evalFile], { config: ownerConfig });
+    assert.equal(badEval.code, 1);
+    assert.match(badEval.stderr, /\[input\.evaluation\.labels\] \(BAD_USER_INPUT\)/);
 
     // models and plans list it.
     assert.match(
@@ -199,7 +194,7 @@ describe('modelmarket CLI', () => {
     assert.match(revoked.stderr, /\(UNAUTHENTICATED\)/);
   });
 
-  it('refreshes an expired stored session and writes the new single-use refresh token back', async () => {
+  it('refreshes an expired stored session once for concurrent runs and writes the new refresh token back', async () => {
     const user = await signUp(server);
     const config = path.join(scratch, 'refresh.json');
     ok(await cli(['login', '--email', user.email], { config, stdin: user.password }));
@@ -207,10 +202,18 @@ describe('modelmarket CLI', () => {
     const session = stored.sessions[server.origin];
     session.accessToken = expiredCopy(session.accessToken);
     await writeFile(config, JSON.stringify(stored), { mode: 0o600 });
-    assert.match(ok(await cli(['whoami'], { config })), new RegExp(user.email));
-    const after = JSON.parse(await readFile(config, 'utf8')).sessions[server.origin];
-    assert.notEqual(after.refreshToken, session.refreshToken);
-    // The next run uses the new pair as is.
+    // Three runs find the token expired together: one spends the refresh token, the others take its new pair
+    // (spending it twice would end the session).
+    const runs = await Promise.all([1, 2, 3].map(() => cli(['whoami'], { config })));
+    for (const run of runs) assert.match(ok(run), new RegExp(user.email));
+    const refreshed = JSON.parse(await readFile(config, 'utf8')).sessions[server.origin];
+    assert.notEqual(refreshed.refreshToken, session.refreshToken);
+    const { sid } = jwt.decode(refreshed.accessToken) as { sid: string };
+    const { rows } = await server.sql.query('SELECT count(*)::int AS n FROM refresh_tokens WHERE session_id = $1', [
+      sid,
+    ]);
+    assert.equal(rows[0].n, 2, "the log-in's refresh token and one refresh's");
+    // The next run uses the stored pair as is; logout ends the session and forgets it.
     assert.match(ok(await cli(['whoami'], { config })), new RegExp(user.email));
     ok(await cli(['logout'], { config }));
     assert.equal(JSON.parse(await readFile(config, 'utf8')).sessions[server.origin], undefined);
