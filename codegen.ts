@@ -1,4 +1,5 @@
-// Types the resolvers from schema.graphql (`npm run generate`). Output is built, never edited.
+// Types the resolvers and the client's operations from schema.graphql (`npm run generate`). Output is built,
+// never edited.
 import type { CodegenConfig } from '@graphql-codegen/cli';
 
 const config: CodegenConfig = {
@@ -25,6 +26,17 @@ const config: CodegenConfig = {
           CertificateVerification:
             '../licensing/certificates.js#CertificateVerification as CertificateVerificationModel',
         },
+      },
+    },
+    // The client's operations as typed documents: results and variables as they travel in JSON (dates as strings).
+    'src/generated/client.ts': {
+      documents: 'src/client/operations/*.graphql',
+      plugins: ['typescript-operations', 'typed-document-node'],
+      config: {
+        useTypeImports: true,
+        enumsAsTypes: true,
+        strictScalars: true,
+        scalars: { DateTime: 'string', JSON: 'unknown' },
       },
     },
   },
