@@ -122,6 +122,10 @@ function decodeCursor(cursor: string): Cursor {
   throw new BadUserInputError('Invalid cursor', 'after');
 }
 
+// Publishing writes only new rows, one a calibration of megabytes (inputs² floats): Prisma's default 5 s was seen
+// to expire on a loaded machine, failing a publish whose marking had already been paid for.
+const PUBLISH_TRANSACTION = { maxWait: 10_000, timeout: 60_000 };
+
 export class ModelsService {
   constructor(
     private readonly prisma: Prisma,
@@ -330,7 +334,7 @@ export class ModelsService {
           tx,
         );
         return created;
-      });
+      }, PUBLISH_TRANSACTION);
       await this.#catalogChanged(version.modelId);
       // Warm the serving cache so the first predict does not pay the load.
       this.artifacts
