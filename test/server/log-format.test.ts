@@ -22,7 +22,6 @@ async function logsOfOneRequest(env: Record<string, string>): Promise<{ lines: s
   const requestId = response.headers.get('x-request-id')!;
   assert.equal(await stopServerProcess(child), 0);
   // Colours only when the output is a terminal; stripped in case the environment forces them.
-  // eslint-disable-next-line no-control-regex
   const lines = output
     .replace(/\x1b\[[0-9;]*m/g, '')
     .split('\n')
