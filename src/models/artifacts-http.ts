@@ -98,7 +98,7 @@ function readMultipart(req: IncomingMessage, maxBytes: number): Promise<Received
 function describePart(part: ReceivedPart): string {
   const details: string[] = [];
   if (part.filename === undefined) details.push('a text field, not a file: send a file with -F name=@path');
-  else if (part.filename !== part.name) details.push(part.filename);
+  else if (part.filename && part.filename !== part.name) details.push(part.filename);
   if (part.filename !== undefined && part.contentType !== 'application/octet-stream') details.push(part.contentType);
   details.push(formatBytes(part.bytes.byteLength));
   return `${part.name} (${details.join(', ')})`;
