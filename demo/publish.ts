@@ -1,6 +1,7 @@
 // `npm run demo:publish [-- --api http://localhost:4000]` (or `npm start -- --demo`): publishes the
 // demo models trained by `npm run demo:train` (training them first if needed) through the public API, as an
-// owner would, and prints ready-to-paste predict calls. Running it again changes nothing.
+// owner would, offers each on a free plan that a demo consumer has accepted, and prints that consumer's log-in
+// and ready-to-paste predict calls. Running it again changes nothing.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
@@ -11,7 +12,24 @@ import { decodeEvalSet } from '../src/evaluation/eval-set.js';
 
 const ARTIFACTS_DIR = fileURLToPath(new URL('./artifacts', import.meta.url));
 export const DEMO_OWNER = { email: 'demo-owner@modelmarket.local', password: 'demo owner passphrase' };
+/** Fixed like the owner's: a demo started again finds its accounts, and the printed log-ins keep working. */
+export const DEMO_CONSUMER = { email: 'demo-consumer@modelmarket.local', password: 'demo consumer passphrase' };
 const DEMO_VERSION = '1.0.0';
+const FREE_PLAN_TERMS = '1,000 predictions a month, 60 a minute';
+/** The plan every demo model is offered on: free, metered, enough calls to try things. */
+export const FREE_PLAN = {
+  name: 'Free',
+  description: `Free demo plan: ${FREE_PLAN_TERMS}.`,
+  versions: '^1.0.0',
+  pricePerPrediction: '0',
+  currency: 'EUR',
+  predictionQuota: 1000,
+  period: 'MONTH',
+  rateLimitPerMinute: 60,
+  commercialUse: false,
+  downloadAllowed: false,
+  requiresApproval: false,
+};
 
 interface Card {
   name: string;
@@ -74,21 +92,55 @@ function unwrap<T>(result: GraphQLResult, field: string): T {
   return result.data![field] as T;
 }
 
-async function demoOwnerToken(api: string): Promise<string> {
+/** Signs the demo account up, or logs it in when it exists (a demo started before). */
+async function demoAccountToken(
+  api: string,
+  account: { email: string; password: string },
+  role: 'OWNER' | 'CONSUMER',
+): Promise<string> {
+  const displayName = role === 'OWNER' ? 'Demo Owner' : 'Demo Consumer';
   const signUp = await call(api, 'mutation($i: SignUpInput!) { signUp(input: $i) { accessToken } }', {
-    i: { ...DEMO_OWNER, displayName: 'Demo Owner', role: 'OWNER' },
+    i: { ...account, displayName, role },
   });
   if (!signUp.errors) return unwrap<{ accessToken: string }>(signUp, 'signUp').accessToken;
   if (signUp.errors[0]?.extensions?.code !== 'CONFLICT') throw new Error(signUp.errors[0]!.message);
   const logIn = await call(
     api,
     'mutation($e: String!, $p: String!) { logIn(email: $e, password: $p) { accessToken } }',
-    {
-      e: DEMO_OWNER.email,
-      p: DEMO_OWNER.password,
-    },
+    { e: account.email, p: account.password },
   );
   return unwrap<{ accessToken: string }>(logIn, 'logIn').accessToken;
+}
+
+/** The model's active free plan, created the first time; its id. */
+async function freePlan(api: string, ownerToken: string, slug: string): Promise<string> {
+  const existing = await call(
+    api,
+    'query($s: String!) { model(slug: $s) { plans { id name status } } }',
+    { s: slug },
+    ownerToken,
+  );
+  const { plans } = unwrap<{ plans: { id: string; name: string; status: string }[] }>(existing, 'model');
+  const plan = plans.find((p) => p.name === FREE_PLAN.name && p.status === 'ACTIVE');
+  if (plan) return plan.id;
+  const created = await call(
+    api,
+    'mutation($i: CreateLicensePlanInput!) { createLicensePlan(input: $i) { id } }',
+    { i: { model: slug, ...FREE_PLAN } },
+    ownerToken,
+  );
+  return unwrap<{ id: string }>(created, 'createLicensePlan').id;
+}
+
+/** The consumer's active contract on the plan, accepted the first time. */
+async function acceptedContract(api: string, consumerToken: string, planId: string): Promise<void> {
+  const mine = await call(api, '{ myContracts { status plan { id } } }', {}, consumerToken);
+  const contracts = unwrap<{ status: string; plan: { id: string } | null }[]>(mine, 'myContracts');
+  if (contracts.some((c) => c.plan?.id === planId && c.status === 'ACTIVE')) return;
+  unwrap(
+    await call(api, 'mutation($p: ID!) { acceptLicense(planId: $p) { id } }', { p: planId }, consumerToken),
+    'acceptLicense',
+  );
 }
 
 /** Uploads a saved model exactly as `model.save(tf.io.http(url))` does: multipart model.json + weights. */
@@ -203,37 +255,68 @@ function predictExample(api: string, slug: string, example: EvalExample | undefi
   return `curl -s ${api} -H 'content-type: application/json' -H "authorization: Bearer $TOKEN" \\\n  -d '${body.replaceAll("'", "'\\''")}'`;
 }
 
-export async function publishDemos(api: string, log: (line: string) => void = console.log): Promise<void> {
+/** A curl line that logs `account` in and keeps its access token in the shell variable `variable`. */
+function logInLine(api: string, account: { email: string; password: string }, variable: string): string {
+  const body = JSON.stringify({
+    query: `mutation { logIn(email: ${JSON.stringify(account.email)}, password: ${JSON.stringify(account.password)}) { accessToken } }`,
+  });
+  return `${variable}=$(curl -s ${api} -H 'content-type: application/json' -d '${body}' | sed -E 's/.*"accessToken":"([^"]+)".*/\\1/')`;
+}
+
+export interface PublishDemosOptions {
+  log?: (line: string) => void;
+  /** Where the trained demo models are (demo/artifacts); trained there first when empty. */
+  artifactsDir?: string;
+}
+
+export async function publishDemos(
+  api: string,
+  { log = console.log, artifactsDir = ARTIFACTS_DIR }: PublishDemosOptions = {},
+): Promise<void> {
   // The server first: who has none running learns it now, not after a minute of training.
-  const token = await demoOwnerToken(api);
-  if (!existsSync(ARTIFACTS_DIR) || (await readdir(ARTIFACTS_DIR)).length === 0) {
+  const token = await demoAccountToken(api, DEMO_OWNER, 'OWNER');
+  const consumerToken = await demoAccountToken(api, DEMO_CONSUMER, 'CONSUMER');
+  if (!existsSync(artifactsDir) || (await readdir(artifactsDir)).length === 0) {
     log('No demo artifacts yet: training them first (npm run demo:train, about 1–2 minutes)…');
     const trained = spawnSync(
       process.execPath,
-      ['--import', 'tsx', fileURLToPath(new URL('./train.ts', import.meta.url))],
-      {
-        stdio: 'inherit',
-      },
+      ['--import', 'tsx', fileURLToPath(new URL('./train.ts', import.meta.url)), '--out', artifactsDir],
+      { stdio: 'inherit' },
     );
     if (trained.status !== 0) throw new Error('demo training failed');
   }
-  const dirs = (await readdir(ARTIFACTS_DIR, { withFileTypes: true }))
+  const dirs = (await readdir(artifactsDir, { withFileTypes: true }))
     .filter((d) => d.isDirectory())
     .map((d) => d.name)
     .sort();
-  log(`\nDemo owner: ${DEMO_OWNER.email} / ${DEMO_OWNER.password}`);
-  log(
-    `Log in to get a token:\n  TOKEN=$(curl -s ${api} -H 'content-type: application/json' -d '{"query":"mutation { logIn(email: \\"${DEMO_OWNER.email}\\", password: \\"${DEMO_OWNER.password}\\") { accessToken } }"}' | sed -E 's/.*"accessToken":"([^"]+)".*/\\1/')`,
-  );
+  const published: string[] = [];
   for (const dir of dirs) {
-    const { card, example } = await publishOne(api, token, path.join(ARTIFACTS_DIR, dir), log);
+    const { card, example } = await publishOne(api, token, path.join(artifactsDir, dir), log);
+    const planId = await freePlan(api, token, card.slug);
+    await acceptedContract(api, consumerToken, planId);
     const accuracy =
       typeof card.metrics.accuracy === 'number'
-        ? ` (held-out accuracy ${(100 * card.metrics.accuracy).toFixed(2)}%)`
+        ? `, held-out accuracy ${(100 * card.metrics.accuracy).toFixed(2)}%`
         : '';
-    log(`\nPublished ${card.slug}@${DEMO_VERSION}${accuracy}. Try it:`);
-    log(predictExample(api, card.slug, example));
+    published.push(
+      `\n${card.slug}@${DEMO_VERSION} (${FREE_PLAN.name} plan ${planId}${accuracy}). Try it:\n${predictExample(api, card.slug, example)}`,
+    );
   }
+  log(`\nDemo owner: ${DEMO_OWNER.email} / ${DEMO_OWNER.password}`);
+  log(`  ${logInLine(api, DEMO_OWNER, 'OWNER_TOKEN')}`);
+  log(
+    `Demo consumer: ${DEMO_CONSUMER.email} / ${DEMO_CONSUMER.password}, licensed on the ${FREE_PLAN.name} plan of every demo model (free, ${FREE_PLAN_TERMS})`,
+  );
+  log(`  ${logInLine(api, DEMO_CONSUMER, 'TOKEN')}   # the calls below use it (valid 15 minutes)`);
+  for (const lines of published) log(lines);
+  log(`\nThe consumer's usage so far:\n${usageExample(api)}`);
+}
+
+function usageExample(api: string): string {
+  const body = JSON.stringify({
+    query: '{ usage { totals { predictions billableUnits amounts { amount currency } } } }',
+  });
+  return `curl -s ${api} -H 'content-type: application/json' -H "authorization: Bearer $TOKEN" -d '${body}'`;
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

@@ -66,7 +66,10 @@ async function inOrder(steps: (() => Promise<unknown>)[]): Promise<void> {
 }
 
 /** Database (migrated) and services, without HTTP. */
-export async function openRuntime(config: Config, logger = createLogger(config.logLevel)): Promise<Runtime> {
+export async function openRuntime(
+  config: Config,
+  logger = createLogger(config.logLevel, config.logFormat),
+): Promise<Runtime> {
   const secrets = new SecretBox(await resolveAppSecret(config.appSecret, config.dataDir));
 
   let embedded: EmbeddedDatabase | undefined;
@@ -212,7 +215,10 @@ async function stop(http: RunningHttpServer, runtime: Runtime, graceMs: number, 
   logger.info({ ms: Date.now() - started }, 'stopped');
 }
 
-export async function startApplication(config: Config, logger = createLogger(config.logLevel)): Promise<Application> {
+export async function startApplication(
+  config: Config,
+  logger = createLogger(config.logLevel, config.logFormat),
+): Promise<Application> {
   const runtime = await openRuntime(config, logger);
   try {
     const { services } = runtime;

@@ -29,6 +29,7 @@ const envSchema = z.object({
   READINESS_TIMEOUT_MS: int(100, 60_000).default(2_000),
   APP_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  LOG_FORMAT: z.enum(['json', 'pretty']).optional(),
   PUBLIC_URL: z.string().url().optional(),
   JWT_ISSUER: z.string().min(1).optional(),
   JWT_AUDIENCE: z.string().min(1).default('modelmarket-api'),
@@ -86,8 +87,11 @@ export class ConfigError extends Error {
   }
 }
 
-/** Parses and validates configuration from an environment-like record (process.env in production). */
-export function parseConfig(env: Record<string, string | undefined>) {
+/**
+ * Parses and validates configuration from an environment-like record (process.env in production); `terminal`:
+ * whether stdout is a terminal, where logs default to human lines.
+ */
+export function parseConfig(env: Record<string, string | undefined>, terminal = false) {
   // Empty strings mean "unset", as in most deployment tools.
   const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
   const parsed = envSchema.safeParse(present);
@@ -108,6 +112,7 @@ export function parseConfig(env: Record<string, string | undefined>) {
     dataDir: path.resolve(e.DATA_DIR),
     publicUrl,
     logLevel: e.LOG_LEVEL,
+    logFormat: e.LOG_FORMAT ?? (terminal ? 'pretty' : 'json'),
     trustProxy: e.TRUST_PROXY,
     // How long an idle keep-alive connection stays open. Longer than the 60 s idle timeout of common load
     // balancers, so that they, not the server, close idle connections (no request lost to the race); a request
@@ -195,7 +200,7 @@ export function parseConfig(env: Record<string, string | undefined>) {
 
 export function loadConfig(): Config {
   applyTensorflowDefaults();
-  return parseConfig(process.env);
+  return parseConfig(process.env, process.stdout.isTTY === true);
 }
 
 /**

@@ -245,7 +245,8 @@ function parseModelJson(modelJson: unknown): io.WeightsManifestConfig {
   return manifest as io.WeightsManifestConfig;
 }
 
-function groupByteLength(group: io.WeightsManifestConfig[number]): number {
+/** Bytes a manifest group's files hold in all (its weights' shapes × dtypes); throws for a dtype without a size. */
+export function groupByteLength(group: io.WeightsManifestConfig[number]): number {
   return group.weights.reduce((sum, spec) => sum + weightByteLength(spec), 0);
 }
 

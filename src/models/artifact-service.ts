@@ -13,6 +13,7 @@ import {
   type ModelRef,
   type ModelSignature,
 } from '../inference/engine.js';
+import { groupByteLength } from '../inference/artifact-store.js';
 import { NotFoundError } from '../server/errors.js';
 import { assertUuid } from '../server/ids.js';
 import type { ArtifactStorage, StoredArtifact } from './artifact-storage.js';
@@ -36,6 +37,16 @@ export class InvalidArtifactError extends Error {
     super(message);
   }
 }
+
+/**
+ * An upload whose parts do not make an artifact (no usable model.json, a weights file missing or extra): the
+ * uploader most likely named a part wrongly, so the HTTP layer adds the parts it received to the message.
+ */
+export class ArtifactPartsError extends InvalidArtifactError {}
+
+/** What a part should hold, said once for every refusal of the model.json part. */
+export const MODEL_JSON_EXPECTED =
+  "expected a part named model.json holding the model's JSON (with modelTopology and weightsManifest)";
 
 export interface UploadedFiles {
   modelJson: Buffer;
@@ -70,10 +81,12 @@ export function canonicalise(files: UploadedFiles): {
   try {
     parsed = JSON.parse(files.modelJson.toString('utf8'));
   } catch {
-    throw new InvalidArtifactError('model.json is not valid JSON');
+    throw new ArtifactPartsError(`model.json is not valid JSON: ${MODEL_JSON_EXPECTED}`);
   }
   if (!isRecord(parsed) || !isRecord(parsed.modelTopology)) {
-    throw new InvalidArtifactError('model.json must be a TensorFlow.js layers model (an object with modelTopology)');
+    throw new ArtifactPartsError(
+      `model.json must be a TensorFlow.js layers model (an object with modelTopology): ${MODEL_JSON_EXPECTED}`,
+    );
   }
   if (parsed.format !== undefined && parsed.format !== 'layers-model') {
     throw new InvalidArtifactError(
@@ -95,10 +108,17 @@ export function canonicalise(files: UploadedFiles): {
     seen.add(name);
   }
   const missing = named.filter((name) => !files.weights.has(name));
-  if (missing.length) throw new InvalidArtifactError(`weights file(s) missing from the upload: ${missing.join(', ')}`);
+  if (missing.length) {
+    throw new ArtifactPartsError(
+      `weights file(s) missing from the upload: ${missing.join(', ')}; model.json's weightsManifest names ${expectedFiles(groups)}`,
+    );
+  }
   const extra = [...files.weights.keys()].filter((name) => !seen.has(name));
-  if (extra.length)
-    throw new InvalidArtifactError(`unexpected file(s) not named in weightsManifest: ${extra.join(', ')}`);
+  if (extra.length) {
+    throw new ArtifactPartsError(
+      `unexpected part(s) not named in weightsManifest: ${extra.join(', ')}; model.json's weightsManifest names ${expectedFiles(groups)}`,
+    );
+  }
   const canonical = {
     ...parsed,
     weightsManifest: [{ paths: [WEIGHTS_FILE], weights: groups.flatMap((g) => g.weights) }],
@@ -108,6 +128,30 @@ export function canonicalise(files: UploadedFiles): {
     weights: Buffer.concat(named.map((name) => files.weights.get(name)!)),
     parsed: canonical,
   };
+}
+
+/** A size as people read it in an error message: `812 bytes`, `12 KB`, `3.2 MB`. */
+export function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} bytes`;
+  if (bytes < 1024 * 1024) return `${Math.round(bytes / 1024)} KB`;
+  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+}
+
+/** The files a manifest names with the bytes they should hold, e.g. `group1-shard1of1.bin (expected 3.2 MB)`. */
+function expectedFiles(groups: ManifestGroup[]): string {
+  return groups
+    .map((group) => {
+      const names = group.paths.map((p) => baseName(String(p))).join(', ');
+      let bytes: number;
+      try {
+        bytes = groupByteLength(group as Parameters<typeof groupByteLength>[0]);
+      } catch {
+        // A malformed entry or a dtype without a size: the load reports it; here only the names matter.
+        return names;
+      }
+      return `${names} (${group.paths.length > 1 ? `${formatBytes(bytes)} in all` : `expected ${formatBytes(bytes)}`})`;
+    })
+    .join(', ');
 }
 
 export function artifactHash(artifact: StoredArtifact): string {

@@ -18,10 +18,20 @@ import { sendRestError as sendError, sendUnexpected } from '../server/rest-error
 import type { Router } from '../server/router.js';
 import { assertAllowed } from '../server/schema.js';
 import type { Services } from '../server/services.js';
-import { InvalidArtifactError, WEIGHTS_FILE, type UploadedFiles } from './artifact-service.js';
+import {
+  ArtifactPartsError,
+  formatBytes,
+  InvalidArtifactError,
+  MODEL_JSON_EXPECTED,
+  WEIGHTS_FILE,
+  type UploadedFiles,
+} from './artifact-service.js';
 import { assertDownloadScope, canManage, canView } from './model-policy.js';
 
 const MAX_FILES = 64;
+/** Text fields are never part of an artifact; a few are read only to be named in the refusal. */
+const MAX_FIELDS = 16;
+const MAX_FIELD_BYTES = 64 * 1024;
 
 class UploadTooLarge extends Error {}
 
@@ -31,21 +41,33 @@ function isMultipart(req: IncomingMessage): boolean {
   return type !== undefined && /^multipart\/form-data\s*(;|$)/i.test(type);
 }
 
+/** One part of a multipart upload, as received. */
+interface ReceivedPart {
+  /** The part's form name (`-F name=@file`, and what `tf.io.http` names each file): what the part is taken for. */
+  name: string;
+  /** The uploaded file's own name, absent for a text field. */
+  filename: string | undefined;
+  contentType: string;
+  bytes: Buffer;
+}
+
 /** Reads a multipart upload into memory, refusing more than `maxBytes` in all. */
-function readMultipart(req: IncomingMessage, maxBytes: number): Promise<Map<string, Buffer>> {
+function readMultipart(req: IncomingMessage, maxBytes: number): Promise<ReceivedPart[]> {
   return new Promise((resolve, reject) => {
     let parser: busboy.Busboy;
     try {
-      parser = busboy({ headers: req.headers, limits: { files: MAX_FILES, fileSize: maxBytes, fields: 16 } });
+      parser = busboy({
+        headers: req.headers,
+        limits: { files: MAX_FILES, fileSize: maxBytes, fields: MAX_FIELDS, fieldSize: MAX_FIELD_BYTES },
+      });
     } catch {
       reject(new InvalidArtifactError('Send multipart/form-data with model.json and its weights file(s)'));
       return;
     }
-    const files = new Map<string, Buffer>();
+    const parts: ReceivedPart[] = [];
     let total = 0;
     let failure: Error | undefined;
-    parser.on('file', (field, stream, info) => {
-      const name = info.filename || field;
+    parser.on('file', (name, stream, info) => {
       const chunks: Buffer[] = [];
       stream.on('data', (chunk: Buffer) => {
         total += chunk.byteLength;
@@ -53,16 +75,56 @@ function readMultipart(req: IncomingMessage, maxBytes: number): Promise<Map<stri
         if (!failure) chunks.push(chunk);
       });
       stream.on('limit', () => (failure ??= new UploadTooLarge()));
-      stream.on('end', () => {
-        if (files.has(name)) failure ??= new InvalidArtifactError(`file ${name} was sent twice`);
-        files.set(name, Buffer.concat(chunks));
-      });
+      stream.on('end', () =>
+        parts.push({ name, filename: info.filename, contentType: info.mimeType, bytes: Buffer.concat(chunks) }),
+      );
     });
+    // Text fields are never artifact files, but `-F model.json=model.json` (no @) sends one: listed in refusals.
+    parser.on('field', (name, value, info) =>
+      parts.push({ name, filename: undefined, contentType: info.mimeType, bytes: Buffer.from(value) }),
+    );
     parser.on('filesLimit', () => (failure ??= new InvalidArtifactError(`at most ${MAX_FILES} files per upload`)));
+    parser.on(
+      'fieldsLimit',
+      () => (failure ??= new InvalidArtifactError(`at most ${MAX_FIELDS} text fields per upload`)),
+    );
     parser.on('error', () => reject(new InvalidArtifactError('malformed multipart body')));
-    parser.on('close', () => (failure ? reject(failure) : resolve(files)));
+    parser.on('close', () => (failure ? reject(failure) : resolve(parts)));
     req.pipe(parser);
   });
+}
+
+/** `weights.bin (renamed.bin, 3.2 MB)`: a part as the uploader can recognise it in a refusal. */
+function describePart(part: ReceivedPart): string {
+  const details: string[] = [];
+  if (part.filename === undefined) details.push('a text field, not a file: send a file with -F name=@path');
+  else if (part.filename && part.filename !== part.name) details.push(part.filename);
+  if (part.filename !== undefined && part.contentType !== 'application/octet-stream') details.push(part.contentType);
+  details.push(formatBytes(part.bytes.byteLength));
+  return `${part.name} (${details.join(', ')})`;
+}
+
+function receivedParts(parts: ReceivedPart[]): string {
+  return parts.length ? `received parts: ${parts.map(describePart).join(', ')}` : 'received no parts';
+}
+
+/**
+ * The files of an upload by part name, the name `tf.io.http` and `curl -F name=@file` both set (a file's own
+ * name is only where it came from: `-F model.json=@export/my-model.json` is the model.json part).
+ */
+function uploadedFiles(parts: ReceivedPart[]): UploadedFiles {
+  const files = new Map<string, Buffer>();
+  for (const part of parts) {
+    if (part.filename === undefined) continue;
+    if (files.has(part.name)) {
+      throw new ArtifactPartsError(`the part ${part.name} was sent twice; each file goes in a part of its own name`);
+    }
+    files.set(part.name, part.bytes);
+  }
+  const modelJson = files.get('model.json');
+  if (!modelJson) throw new ArtifactPartsError(`the upload has no model.json part: ${MODEL_JSON_EXPECTED}`);
+  files.delete('model.json');
+  return { modelJson, weights: files };
 }
 
 /** Adds the routes to `router`; `track` makes a graceful stop wait for each request's handler. */
@@ -97,12 +159,12 @@ export function addArtifactRoutes(
       const length = Number(req.headers['content-length'] ?? 0);
       if (length > maxBytes + 64 * 1024) throw new UploadTooLarge();
       const parts = await readMultipart(req, maxBytes);
-      const modelJson = parts.get('model.json');
-      if (!modelJson) throw new InvalidArtifactError('the upload has no model.json part');
-      parts.delete('model.json');
-      const files: UploadedFiles = { modelJson, weights: parts };
-      const created = await services.artifacts.upload(actor, files);
-      sendJson(res, 201, created);
+      try {
+        sendJson(res, 201, await services.artifacts.upload(actor, uploadedFiles(parts)));
+      } catch (error) {
+        if (error instanceof ArtifactPartsError) error.message += `; ${receivedParts(parts)}`;
+        throw error;
+      }
     }),
   );
 

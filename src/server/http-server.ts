@@ -24,7 +24,7 @@ import { CLIENT_ERROR_CODES, databaseUnavailableError, ErrorCode } from './error
 import { Exchange, type ExchangeSettings } from './exchange.js';
 import { graphqlRoute } from './graphql-http.js';
 import { sendJson, sendRequestError } from './http-response.js';
-import type { Logger } from './logger.js';
+import { REQUEST_COMPLETED, type Logger } from './logger.js';
 import { graphqlMetricsPlugin } from './metrics.js';
 import { retryStatusPlugin } from './retry-status.js';
 import { MalformedPathError, Router } from './router.js';
@@ -107,7 +107,7 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
     const { req, res } = exchange;
     accessLog.info(
       { reqId: exchange.id, method: req.method, path: exchange.path, status: res.statusCode, ms },
-      'request completed',
+      REQUEST_COMPLETED,
     );
   };
   const serve = async (exchange: Exchange) => {

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
+import { formatBytes } from '../../src/models/artifact-service.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { createApiKey, expectError, signUp, type SignedUpUser } from '../support/fixtures.js';
 import {
@@ -133,6 +135,80 @@ describe('artifacts: publishing from TensorFlow.js', () => {
       },
     );
     assert.equal(res.status, 201, JSON.stringify(res.body));
+  });
+
+  it('takes parts by their form name, as curl -F name=@file sends them, and says what it received when they do not fit', async () => {
+    const { modelJson, weights } = await savedArtifact(buildMlp([8, 4, 2], 5));
+    const auth = { authorization: `Bearer ${owner.token}` };
+    const json = JSON.stringify(modelJson);
+    const readme = await readFile('README.md');
+    /** A multipart body as curl builds it: each part a form name, and a file name and type unless it is a text field. */
+    const curlForm = (parts: [name: string, bytes: Uint8Array | string, filename?: string, type?: string][]) => {
+      const body = new FormData();
+      for (const [name, bytes, filename, type] of parts) {
+        if (filename === undefined) body.append(name, String(bytes));
+        else body.append(name, new Blob([bytes], type ? { type } : {}), filename);
+      }
+      return body;
+    };
+    const before = await count();
+
+    // -F model.json=@export/my-model.json -F model.weights.bin=@export/weights-v2.bin: the files' own names do not matter.
+    const renamedFiles = await postArtifact(
+      server,
+      curlForm([
+        ['model.json', json, 'my-model.json', 'application/json'],
+        ['model.weights.bin', weights, 'weights-v2.bin'],
+      ]),
+      auth,
+    );
+    assert.equal(renamedFiles.status, 201, JSON.stringify(renamedFiles.body));
+
+    const expected =
+      "expected a part named model.json holding the model's JSON (with modelTopology and weightsManifest)";
+    const weightsSize = formatBytes(weights.byteLength);
+    const jsonSize = formatBytes(Buffer.byteLength(json));
+    const cases: [string, FormData, string][] = [
+      [
+        '-F model.json=@README.md',
+        curlForm([
+          ['model.json', readme, 'README.md', 'text/markdown'],
+          ['model.weights.bin', weights, 'model.weights.bin'],
+        ]),
+        `model.json is not valid JSON: ${expected}; received parts: model.json (README.md, text/markdown, ${formatBytes(readme.byteLength)}), model.weights.bin (${weightsSize})`,
+      ],
+      [
+        'a renamed weights part (-F weights.bin=@model.weights.bin)',
+        curlForm([
+          ['model.json', json, 'model.json', 'application/json'],
+          ['weights.bin', weights, 'model.weights.bin'],
+        ]),
+        `weights file(s) missing from the upload: model.weights.bin; model.json's weightsManifest names model.weights.bin (expected ${weightsSize}); received parts: model.json (application/json, ${jsonSize}), weights.bin (model.weights.bin, ${weightsSize})`,
+      ],
+      [
+        'files under one form name (-F file=@model.json -F file=@model.weights.bin)',
+        curlForm([
+          ['file', json, 'model.json', 'application/json'],
+          ['file', weights, 'model.weights.bin'],
+        ]),
+        `the part file was sent twice; each file goes in a part of its own name; received parts: file (model.json, application/json, ${jsonSize}), file (model.weights.bin, ${weightsSize})`,
+      ],
+      [
+        'a text field instead of a file (-F model.json=model.json, no @)',
+        curlForm([
+          ['model.json', 'model.json'],
+          ['model.weights.bin', weights, 'model.weights.bin'],
+        ]),
+        `the upload has no model.json part: ${expected}; received parts: model.json (a text field, not a file: send a file with -F name=@path, 10 bytes), model.weights.bin (${weightsSize})`,
+      ],
+      ['an empty form', curlForm([]), `the upload has no model.json part: ${expected}; received no parts`],
+    ];
+    for (const [what, body, message] of cases) {
+      const res = await postArtifact(server, body, auth);
+      assert.equal(res.status, 400, `${what}: ${JSON.stringify(res.body)}`);
+      assert.deepEqual(res.body.error, { code: 'BAD_ARTIFACT', message }, what);
+    }
+    assert.equal(await count(), before + 1);
   });
 
   it('refuses every kind of bad artifact with a 4xx that says why, storing nothing', async () => {

@@ -25,6 +25,13 @@ describe('config', () => {
     assert.equal(production.graphql.exposeErrorDetails, false);
   });
 
+  it('writes human log lines on a terminal and JSON elsewhere, unless LOG_FORMAT says which', () => {
+    assert.equal(parseConfig({}, true).logFormat, 'pretty');
+    assert.equal(parseConfig({}, false).logFormat, 'json');
+    assert.equal(parseConfig({ LOG_FORMAT: 'json' }, true).logFormat, 'json');
+    assert.equal(parseConfig({ LOG_FORMAT: 'pretty' }, false).logFormat, 'pretty');
+  });
+
   it('names every bad variable', () => {
     assert.throws(
       () => parseConfig({ PORT: 'eighty', DATABASE_URL: 'mysql://x', APP_SECRET: 'short', MODE: 'staging' }),

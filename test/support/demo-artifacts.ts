@@ -1,0 +1,48 @@
+// What `npm run demo:train -- --only mnist-mlp` writes (the demo's MNIST classifier: model.json, weights, card.json,
+// eval.json), trained once by the demo's own script (seeded) into the OS temp folder and reused by every test and
+// run until the training code changes: a real trained model for the tests of the README and of `--demo`, without
+// a minute of training each time.
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { readdir, readFile, rename, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+const DEMO_DIR = path.resolve('demo');
+/** Not part of training: publishing changes nothing in what is trained. */
+const NOT_TRAINING = new Set(['publish.ts']);
+
+let trained: Promise<string> | undefined;
+
+/** A folder holding `mnist-mlp/` as demo:train writes it (what `demo/artifacts` holds after training). */
+export function demoArtifacts(): Promise<string> {
+  return (trained ??= train());
+}
+
+async function train(): Promise<string> {
+  const hash = createHash('sha256');
+  for (const file of (await readdir(DEMO_DIR)).filter((f) => f.endsWith('.ts') && !NOT_TRAINING.has(f)).sort()) {
+    hash.update(file).update(await readFile(path.join(DEMO_DIR, file)));
+  }
+  const dir = path.join(tmpdir(), `modelmarket-demo-artifacts-${hash.digest('hex').slice(0, 16)}`);
+  if (existsSync(path.join(dir, 'mnist-mlp', 'eval.json'))) return dir;
+  // Trained beside and renamed into place: concurrent test processes never see half a model.
+  const staging = `${dir}.${process.pid}.${Date.now()}`;
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', path.join(DEMO_DIR, 'train.ts'), '--only', 'mnist-mlp', '--out', staging],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  if (code !== 0) throw new Error(`demo training failed (${code}):\n${stderr}`);
+  await rename(staging, dir).catch(async (error: NodeJS.ErrnoException) => {
+    // Another process won the race: its model is the same (seeded).
+    if (error.code !== 'ENOTEMPTY' && error.code !== 'EEXIST') throw error;
+    await rm(staging, { recursive: true, force: true });
+  });
+  return dir;
+}
