@@ -4,7 +4,7 @@
 // value never fails a batch merged with other callers' requests. Client data is walked iteratively (no
 // recursion on its nesting), and images and large texts are decoded in worker threads.
 import type { TensorInput } from '../inference/engine.js';
-import { outputSizeOf, type Signature } from '../models/signature.js';
+import { outputSizeOf, type InputSpec, type NamedSignature, type SingleSignature } from '../models/signature.js';
 import { base64PngSize, ImageDecodeError, type ImagePreprocessing } from '../preprocessing/image.js';
 import type { PreprocessingPool } from '../preprocessing/preprocessing-pool.js';
 import { encodeText, encodeTokens, type TextPreprocessing } from '../preprocessing/text.js';
@@ -65,6 +65,10 @@ function outlineOf(value: unknown, maxDepth: number): number[] {
 }
 
 const pathOf = (root: string, indexes: readonly number[]) => root + indexes.map((i) => `[${i}]`).join('');
+
+/** Where instance `index`'s value is: `input.inputs[2]`, or `input.inputs[2].a` for the named input `a`. */
+const instancePath = (root: string, index: number, name: string | undefined) =>
+  name === undefined ? `${root}[${index}]` : `${root}[${index}].${name}`;
 
 /**
  * Writes one numeric instance into `out` at `offset`. Any nesting whose element count equals the input size
@@ -141,11 +145,16 @@ function writeTabular(
 }
 
 /** One call's images: each checked from its header, all within the call's budgets, before any decoding. */
-function checkImages(images: { index: number; text: string }[], limits: InputLimits, root: string): void {
+function checkImages(
+  images: { index: number; text: string }[],
+  limits: InputLimits,
+  root: string,
+  name: string | undefined,
+): void {
   let pixels = 0;
   let bytes = 0;
   for (const { index, text: base64 } of images) {
-    const path = `${root}[${index}]`;
+    const path = instancePath(root, index, name);
     let size;
     try {
       size = base64PngSize(base64);
@@ -167,6 +176,22 @@ function checkImages(images: { index: number; text: string }[], limits: InputLim
   }
 }
 
+/** The call's list of instances, within the instance and output budgets. */
+function checkedInstances(inputs: unknown, outputSize: number, limits: InputLimits, root: string): unknown[] {
+  const { maxInstances, maxOutputValues } = limits;
+  if (!Array.isArray(inputs)) throw bad('expected a list of instances', root);
+  if (inputs.length === 0) throw bad('give at least one instance', root);
+  if (inputs.length > maxInstances) throw bad(`at most ${maxInstances} instances per call`, root);
+  if (inputs.length * outputSize > maxOutputValues) {
+    const fit = Math.floor(maxOutputValues / outputSize);
+    throw bad(
+      `this model outputs ${outputSize} values per instance; at most ${fit} instances fit in one call's ${maxOutputValues} output values`,
+      root,
+    );
+  }
+  return inputs;
+}
+
 export class InputEncoder {
   constructor(
     private readonly pool: PreprocessingPool,
@@ -178,27 +203,57 @@ export class InputEncoder {
     return this.limits.maxOutputValues;
   }
 
-  /** Encodes the instances into a [n, ...shape] tensor in the signature's dtype. */
+  /** Encodes the instances of a single-tensor signature into a [n, ...shape] tensor in its dtype. */
   async encode(
-    signature: Signature,
+    signature: SingleSignature,
     inputs: unknown,
     root = ROOT,
     limits: Partial<InputLimits> = {},
   ): Promise<TensorInput> {
     const merged = { ...this.limits, ...limits };
-    const { maxInstances, maxStringLength, maxDepth, maxOutputValues } = merged;
-    if (!Array.isArray(inputs)) throw bad('expected a list of instances', root);
-    if (inputs.length === 0) throw bad('give at least one instance', root);
-    if (inputs.length > maxInstances) throw bad(`at most ${maxInstances} instances per call`, root);
-    const outputSize = outputSizeOf(signature);
-    if (inputs.length * outputSize > maxOutputValues) {
-      const fit = Math.floor(maxOutputValues / outputSize);
-      throw bad(
-        `this model outputs ${outputSize} values per instance; at most ${fit} instances fit in one call's ${maxOutputValues} output values`,
-        root,
-      );
-    }
-    const { shape, dtype, preprocessing, embeddingInputDim } = signature.input;
+    const instances = checkedInstances(inputs, outputSizeOf(signature), merged, root);
+    return this.#encodeTensor(signature.input, instances, merged, root, undefined);
+  }
+
+  /**
+   * Encodes the instances of a named signature, each an object of one value per named input, into one tensor
+   * per input, in the signature's order.
+   */
+  async encodeNamed(
+    signature: NamedSignature,
+    inputs: unknown,
+    root = ROOT,
+    limits: Partial<InputLimits> = {},
+  ): Promise<TensorInput[]> {
+    const merged = { ...this.limits, ...limits };
+    const instances = checkedInstances(inputs, outputSizeOf(signature), merged, root);
+    const specs = signature.inputs;
+    const columns = specs.map(() => new Array<unknown>(instances.length));
+    instances.forEach((instance: unknown, i) => {
+      const path = `${root}[${i}]`;
+      if (instance === null || typeof instance !== 'object' || Array.isArray(instance)) {
+        throw bad(`expected an object of named inputs (${specs.map((spec) => spec.name).join(', ')})`, path);
+      }
+      const values = instance as Record<string, unknown>;
+      const unknown = Object.keys(values).find((key) => !specs.some((spec) => spec.name === key));
+      if (unknown !== undefined) throw bad(`unknown input "${unknown}"`, `${path}.${unknown}`);
+      specs.forEach((spec, j) => {
+        if (!Object.hasOwn(values, spec.name)) throw bad(`missing input "${spec.name}"`, `${path}.${spec.name}`);
+        columns[j]![i] = values[spec.name];
+      });
+    });
+    return Promise.all(specs.map((spec, j) => this.#encodeTensor(spec, columns[j]!, merged, root, spec.name)));
+  }
+
+  async #encodeTensor(
+    spec: InputSpec,
+    inputs: unknown[],
+    limits: InputLimits,
+    root: string,
+    name: string | undefined,
+  ): Promise<TensorInput> {
+    const { maxStringLength, maxDepth } = limits;
+    const { shape, dtype, preprocessing, embeddingInputDim } = spec;
     const rule: ValueRule = { dtype, indexBound: embeddingInputDim };
     const size = shape.reduce((a, b) => a * b, 1);
     const data = dtype === 'int32' ? new Int32Array(inputs.length * size) : new Float32Array(inputs.length * size);
@@ -206,7 +261,7 @@ export class InputEncoder {
     const strings: { index: number; text: string }[] = [];
     let stringChars = 0;
     inputs.forEach((instance: unknown, i) => {
-      const path = `${root}[${i}]`;
+      const path = instancePath(root, i, name);
       const offset = i * size;
       if (typeof instance === 'string') {
         if (instance.length > maxStringLength) throw bad(`at most ${maxStringLength} characters`, path);
@@ -222,7 +277,8 @@ export class InputEncoder {
       }
     });
     if (strings.length > 0) {
-      if (preprocessing.kind === 'image') await this.#writeImages(strings, preprocessing, merged, data, size, root);
+      if (preprocessing.kind === 'image')
+        await this.#writeImages(strings, preprocessing, limits, data, size, root, name);
       else if (preprocessing.kind === 'text') await this.#writeTexts(strings, stringChars, preprocessing, data, size);
     }
     return { data, shape: [inputs.length, ...shape], dtype };
@@ -235,8 +291,9 @@ export class InputEncoder {
     data: Float32Array | Int32Array,
     size: number,
     root: string,
+    name: string | undefined,
   ): Promise<void> {
-    checkImages(images, limits, root);
+    checkImages(images, limits, root, name);
     const options = { ...preprocessing, maxSourcePixels: limits.maxImagePixels };
     await Promise.all(
       images.map(async ({ index, text }) => {
@@ -244,7 +301,7 @@ export class InputEncoder {
           data.set(await this.pool.decodeImage(text, options), index * size);
         } catch (error) {
           if (!(error instanceof ImageDecodeError)) throw error;
-          throw bad(`not a decodable PNG image (${error.message})`, `${root}[${index}]`);
+          throw bad(`not a decodable PNG image (${error.message})`, instancePath(root, index, name));
         }
       }),
     );

@@ -13,13 +13,15 @@ import {
   InferenceOverloadedError,
   InferenceRuntimeError,
   type InferenceEngine,
+  type TensorInput,
 } from '../inference/engine.js';
 import type { ArtifactService } from '../models/artifact-service.js';
 import { canView } from '../models/model-policy.js';
+import { isNamed } from '../models/signature.js';
 import { BadUserInputError, ErrorCode, ForbiddenError, ModelError, NotFoundError } from '../server/errors.js';
 import { checkRequestId } from '../server/text.js';
 import type { InputEncoder } from './input-encoding.js';
-import { decodeOutputs, type PredictionOutput } from './output-decoding.js';
+import { decodeNamedOutputs, decodeOutputs, type PredictionOutput } from './output-decoding.js';
 import type { ServingCatalog } from './serving-catalog.js';
 import { PreprocessingOverloadedError } from '../preprocessing/preprocessing-pool.js';
 
@@ -162,10 +164,13 @@ export class PredictService {
     }
     let grant = await this.authorizer.authorize(actor, target.model, version, input.contractId);
     record.contract = grant.contract;
-    const tensor = await this.encoder.encode(signature, input.inputs).catch((error: unknown) => {
+    const named = isNamed(signature);
+    const encoded = await (
+      named ? this.encoder.encodeNamed(signature, input.inputs) : this.encoder.encode(signature, input.inputs)
+    ).catch((error: unknown) => {
       throw error instanceof PreprocessingOverloadedError ? overloaded('Image decoding is overloaded') : error;
     });
-    record.units = tensor.shape[0]!;
+    record.units = (Array.isArray(encoded) ? encoded[0]! : encoded).shape[0]!;
     if (grant.contract) {
       try {
         await this.metering.reserve(grant.contract, record.units, record.predictionId);
@@ -178,9 +183,12 @@ export class PredictService {
         if (grant.contract) await this.metering.reserve(grant.contract, record.units, record.predictionId);
       }
     }
-    let output;
+    const model = this.artifacts.modelRef(sha256);
+    let outputs: PredictionOutput[];
     try {
-      output = await this.engine.predict(this.artifacts.modelRef(sha256), tensor);
+      outputs = named
+        ? decodeNamedOutputs(signature, await this.engine.predictTensors(model, encoded as TensorInput[]), topK)
+        : decodeOutputs(signature, await this.engine.predict(model, encoded as TensorInput), topK);
     } catch (error) {
       if (error instanceof InferenceOverloadedError) throw overloaded('The model is overloaded');
       if (error instanceof InferenceInputError) throw new BadUserInputError(error.message, 'input.inputs');
@@ -203,7 +211,7 @@ export class PredictService {
         id: record.predictionId,
         requestId: input.requestId ?? null,
         modelVersion: version,
-        outputs: decodeOutputs(signature, output, topK),
+        outputs,
         latencyMs: Math.round((performance.now() - started) * 1000) / 1000,
         contractId: grant.contract?.id ?? null,
       },

@@ -126,3 +126,43 @@ export function randomRows(count: number, size: number, seed: number): number[][
   const next = () => (state = (state * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
   return Array.from({ length: count }, () => Array.from({ length: size }, () => next()));
 }
+
+/**
+ * A functional model of two named inputs and two named outputs: `a` [32] and `b` [16] concatenated, a hidden
+ * layer (48×64 weights: enough to carry a watermark), then `kind` (3-way softmax) and `score` (one value).
+ */
+export function buildTwoHeaded(seed: number): tf.LayersModel {
+  const init = (offset: number) => tf.initializers.glorotUniform({ seed: seed + offset });
+  const a = tf.input({ shape: [32], name: 'a' });
+  const b = tf.input({ shape: [16], name: 'b' });
+  const joined = tf.layers.concatenate().apply([a, b]) as tf.SymbolicTensor;
+  const hidden = tf.layers
+    .dense({ units: 64, activation: 'relu', kernelInitializer: init(1) })
+    .apply(joined) as tf.SymbolicTensor;
+  const kind = tf.layers
+    .dense({ units: 3, activation: 'softmax', name: 'kind', kernelInitializer: init(2) })
+    .apply(hidden) as tf.SymbolicTensor;
+  const score = tf.layers
+    .dense({ units: 1, name: 'score', kernelInitializer: init(3) })
+    .apply(hidden) as tf.SymbolicTensor;
+  return tf.model({ inputs: [a, b], outputs: [kind, score] });
+}
+
+/** buildTwoHeaded's own answers for rows of `a` and `b`: [kind rows, score rows]. */
+export function expectedTwoHeaded(model: tf.LayersModel, a: number[][], b: number[][]): [number[][], number[][]] {
+  return tf.tidy(() => {
+    const [kind, score] = model.predict([tf.tensor2d(a), tf.tensor2d(b)]) as tf.Tensor[];
+    return [kind!.arraySync() as number[][], score!.arraySync() as number[][]];
+  });
+}
+
+export const TWO_HEADED_SIGNATURE = {
+  inputs: [
+    { name: 'b', shape: [16], dtype: 'float32' },
+    { name: 'a', shape: [32], dtype: 'float32' },
+  ],
+  outputs: [
+    { name: 'score', kind: 'values', size: 1 },
+    { name: 'kind', kind: 'classification', labels: ['cat', 'dog', 'fox'] },
+  ],
+};
