@@ -1,5 +1,5 @@
 // The HTTP surface on node:http: GraphQL at /graphql (graphql-http.ts), health and readiness probes, Prometheus
-// metrics, the JWKS, and the REST routes of artifacts and usage. Every request gets an Exchange (request id,
+// metrics, the JWKS, the REST routes of artifacts and usage, and the Open Inference Protocol's (/v2). Every request gets an Exchange (request id,
 // client address, its Actor), one access-log line, and the drain's admission (drain.ts). Request-level limits
 // (body size, batch size, credential checks, depth, cost, aliases, tokens) reject before any resolver runs.
 import { createHash, timingSafeEqual } from 'node:crypto';
@@ -17,6 +17,7 @@ import type { Database } from '../db/database.js';
 import { pendingMigrations, type Migration } from '../db/migrate.js';
 import { addUsageRoutes } from '../metering/usage-http.js';
 import { addArtifactRoutes } from '../models/artifacts-http.js';
+import { addOpenInferenceRoutes } from '../predictions/open-inference-http.js';
 import { buildContext, type Context } from './context.js';
 import { HttpDrain } from './drain.js';
 import { CLIENT_ERROR_CODES, databaseUnavailableError, ErrorCode } from './errors.js';
@@ -133,7 +134,8 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
 
   router.add('GET', '/healthz', ({ res }) => sendJson(res, 200, { status: 'ok' }));
 
-  router.add('GET', '/readyz', async ({ res }) => {
+  /** Whether the server can serve predictions: its database answers, migrations are applied, a worker lives. */
+  const readiness = async () => {
     try {
       // Its own short deadline: a probe must answer (503) while the database does not.
       await db.ping(config.readinessTimeoutMs);
@@ -141,16 +143,22 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
       const inference = services.engine.stats();
       // Without a live worker no prediction can run; workerRestarts shows workers that broke and were replaced.
       const ready = pending.length === 0 && inference.workers > 0;
-      sendJson(res, ready ? 200 : 503, {
+      return {
+        ready,
         status: ready ? 'ready' : 'not ready',
         database: 'ok',
         migrations: pending.length === 0 ? 'applied' : { pending },
         inference: { backend: services.engine.backend, ...inference },
-      });
+      };
     } catch (error) {
       logger.warn({ err: error }, 'readiness check failed');
-      sendJson(res, 503, { status: 'not ready', database: 'unreachable' });
+      return { ready: false, status: 'not ready', database: 'unreachable' };
     }
+  };
+
+  router.add('GET', '/readyz', async ({ res }) => {
+    const { ready, ...report } = await readiness();
+    sendJson(res, ready ? 200 : 503, report);
   });
 
   const metricsAllowed = bearerCheck(config.metricsToken);
@@ -246,6 +254,12 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
   );
   addArtifactRoutes(router, services, db.prisma, config.models.artifactMaxBytes, drain.track);
   addUsageRoutes(router, services, drain.track);
+  addOpenInferenceRoutes(
+    router,
+    services,
+    { bodyLimitBytes: config.graphql.bodyLimitBytes, ready: async () => (await readiness()).ready },
+    drain.track,
+  );
 
   await new Promise<void>((resolve, reject) => {
     httpServer.once('error', reject);
