@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
+import * as tf from '@tensorflow/tfjs';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { authHeaders, type Credentials } from '../support/server.js';
 import { createApiKey, signUp, type SignedUpUser } from '../support/fixtures.js';
@@ -244,6 +245,57 @@ describe('Open Inference Protocol (KServe v2 REST)', () => {
     expectOipError(over, 429, 'QUOTA_EXCEEDED');
     assert.deepEqual([over.body.used, over.body.quota], [6, 6]);
     assert.equal(await used(), 6);
+  });
+
+  it('takes BYTES (one string per instance) for a text model, as GraphQL takes raw text', async () => {
+    const vocabulary = ['<pad>', '<unk>', 'free', 'money', 'meeting', 'tomorrow'];
+    const tfModel = tf.sequential({
+      layers: [
+        tf.layers.embedding({
+          inputDim: vocabulary.length,
+          outputDim: 4,
+          inputLength: 6,
+          embeddingsInitializer: tf.initializers.randomNormal({ seed: 3 }),
+        }),
+        tf.layers.globalAveragePooling1d(),
+        tf.layers.dense({
+          units: 2,
+          activation: 'softmax',
+          kernelInitializer: tf.initializers.glorotUniform({ seed: 4 }),
+        }),
+      ],
+    });
+    const artifact = await uploadWithTfjs(server, tfModel, ownerAuth());
+    const model = await createModel(server, ownerAuth(), { task: 'TEXT_CLASSIFICATION' });
+    await publish(server, ownerAuth(), {
+      model: model.slug,
+      version: '1.0.0',
+      artifactId: artifact.id,
+      signature: {
+        input: {
+          shape: [6],
+          dtype: 'float32',
+          preprocessing: { kind: 'text', vocabulary, maxLength: 6, lowercase: true },
+        },
+        output: { kind: 'classification', labels: ['ham', 'spam'] },
+      },
+    });
+    const meta = await call('GET', `/v2/models/${model.slug}`);
+    assert.deepEqual(meta.body.inputs, [{ name: 'input', datatype: 'BYTES', shape: [-1] }]);
+    const texts = ['FREE money', 'meeting tomorrow'];
+    const answer = await call('POST', `/v2/models/${model.slug}/infer`, ownerAuth(), {
+      inputs: [{ name: 'input', shape: [2], datatype: 'BYTES', data: texts }],
+    });
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    const gql = await server.gql(PREDICT, { input: { model: model.slug, inputs: texts } }, ownerAuth());
+    assert.deepEqual(
+      answer.body.outputs[0].data,
+      gql.data!.predict.outputs.flatMap((o: any) => o.values),
+    );
+    const numbers = await call('POST', `/v2/models/${model.slug}/infer`, ownerAuth(), {
+      inputs: [{ name: 'input', shape: [1], datatype: 'BYTES', data: [3] }],
+    });
+    expectOipError(numbers, 400, 'BAD_USER_INPUT', 'inputs[0].data');
   });
 
   it('serves a model of named inputs and outputs: metadata, infer, a chosen output', async () => {
