@@ -1,7 +1,7 @@
 // The Open Inference Protocol (KServe v2 REST) over the same use cases as GraphQL: model metadata from the
-// version's signature, and `infer`, which translates the request's tensors into `predict`'s instances, runs
-// PredictService (the same authorization, licence checks, quota, metering and idempotency), and translates its
-// answers back into tensors. Tensor data may be flat (row-major) or nested, as the protocol allows in REST;
+// version's signature, and `infer`, which runs PredictService (the same authorization, licence checks, quota,
+// metering and idempotency) with the request's tensors read into predict's instances against the signature it
+// resolves (so that a refused tensor is recorded as a refused GraphQL input is), and its answers told as tensors. Tensor data may be flat (row-major) or nested, as the protocol allows in REST;
 // the first dimension of every input is the batch: one instance per row.
 import type { Actor } from '../auth/principal.js';
 import { canView } from '../models/model-policy.js';
@@ -11,7 +11,7 @@ import {
   isNamed,
   MAX_NAMED_TENSORS,
   outputSpecs,
-  parseSignature,
+  SINGLE_OUTPUT_NAME,
   type InputSpec,
   type Signature,
 } from '../models/signature.js';
@@ -202,21 +202,25 @@ function instancesOf(rawInputs: unknown, signature: Signature, limits: Inference
   return Array.from({ length: rows }, (_, i) => Object.fromEntries(tensors.map((t) => [t.spec.name, row(t, i)])));
 }
 
-/** The names of the outputs asked for (all when the request names none). */
-function requestedOutputs(raw: unknown, signature: Signature): Set<string> | null {
-  if (raw === undefined || raw === null) return null;
+/** Checks that every output the request asks for (`[{name}]`) is one of the signature's. */
+function checkRequestedOutputs(raw: unknown, signature: Signature): void {
+  if (raw === undefined || raw === null) return;
   const known = outputSpecs(signature).map((spec) => spec.name);
-  if (!Array.isArray(raw) || raw.length > MAX_NAMED_TENSORS)
+  if (!Array.isArray(raw) || raw.length > MAX_NAMED_TENSORS) {
     throw bad(`expected at most ${MAX_NAMED_TENSORS} outputs`, 'outputs');
-  const names = new Set<string>();
+  }
   raw.forEach((entry, j) => {
     const name = isObject(entry) ? entry.name : undefined;
     if (typeof name !== 'string' || !known.includes(name)) {
       throw bad(`expected {name} with one of ${known.join(', ')}`, `outputs[${j}].name`);
     }
-    names.add(name);
   });
-  return names;
+}
+
+/** What predict reads an inference request's tensors from (and hashes for its Idempotency-Key). */
+interface TensorRequest {
+  inputs: unknown;
+  outputs: unknown;
 }
 
 function optionalString(value: unknown, field: string, max: number): string | undefined {
@@ -227,18 +231,24 @@ function optionalString(value: unknown, field: string, max: number): string | un
   return value;
 }
 
-/** The answer's tensors: one per output of the signature (those asked for), [n, size] FP32. */
-function responseTensors(signature: Signature, prediction: Prediction, wanted: Set<string> | null): ResponseTensor[] {
-  const rows = prediction.outputs.length;
-  return outputSpecs(signature).flatMap((spec, j) => {
-    if (wanted && !wanted.has(spec.name)) return [];
-    const width = spec.kind === 'classification' ? spec.labels.length : spec.size;
-    const data = new Array<number>(rows * width);
-    prediction.outputs.forEach((output, i) => {
+/**
+ * The answer's tensors, [n, size] FP32, one per output (those asked for): a model of named outputs answers
+ * each by name, a single-output model as SINGLE_OUTPUT_NAME. Read from the prediction itself, so that a retry
+ * answered from its Idempotency-Key is told as the first call was.
+ */
+function responseTensors(prediction: Prediction, requested: unknown): ResponseTensor[] {
+  const { outputs } = prediction;
+  // Checked against the signature before the call ran (a replay's request is the one checked first).
+  const wanted = Array.isArray(requested) ? new Set(requested.map((entry: { name: string }) => entry.name)) : null;
+  const parts = outputs[0]!.named ?? [{ name: SINGLE_OUTPUT_NAME, values: outputs[0]!.values }];
+  return parts.flatMap(({ name, values: { length: width } }, j) => {
+    if (wanted && !wanted.has(name)) return [];
+    const data = new Array<number>(outputs.length * width);
+    outputs.forEach((output, i) => {
       const values = output.named ? output.named[j]!.values : output.values;
       for (let k = 0; k < width; k++) data[i * width + k] = values[k]!;
     });
-    return [{ name: spec.name, datatype: 'FP32' as const, shape: [rows, width], data }];
+    return [{ name, datatype: 'FP32' as const, shape: [outputs.length, width], data }];
   });
 }
 
@@ -294,24 +304,19 @@ export class OpenInference {
     const parameters = body.parameters ?? {};
     if (!isObject(parameters)) throw bad('expected an object', 'parameters');
     const contractId = optionalString(parameters.contract_id, 'parameters.contract_id', 64);
-    // The signature the request is read against; predict resolves the same reference again (from the catalog's
-    // cache) and answers with the version it ran, which the response names.
-    const { served } = await this.#target(actor, name, ref);
-    const { signature } = served;
-    const wanted = requestedOutputs(body.outputs, signature);
-    const inputs = instancesOf(body.inputs, signature, this.limits);
+    const request: TensorRequest = { inputs: body.inputs, outputs: body.outputs };
     const { prediction, warnings } = await this.predictions.predict(actor, {
       model: name,
       version: ref ?? 'latest',
-      inputs,
+      inputs: request,
+      readInputs: (signature, raw) => {
+        const { inputs, outputs } = raw as TensorRequest;
+        checkRequestedOutputs(outputs, signature);
+        return instancesOf(inputs, signature, this.limits);
+      },
       requestId: idempotencyKey,
       contractId,
     });
-    // A retry answered from its Idempotency-Key names the version that answered first, maybe another since.
-    const answered =
-      prediction.modelVersion.id === served.version.id
-        ? signature
-        : parseSignature(prediction.modelVersion.signature, 'signature');
     return {
       model_name: name,
       model_version: prediction.modelVersion.version,
@@ -321,7 +326,7 @@ export class OpenInference {
         ...(prediction.contractId ? { contract_id: prediction.contractId } : {}),
         ...(warnings.length ? { warnings } : {}),
       },
-      outputs: responseTensors(answered, prediction, wanted),
+      outputs: responseTensors(prediction, body.outputs),
     };
   }
 }

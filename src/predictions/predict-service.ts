@@ -17,7 +17,7 @@ import {
 } from '../inference/engine.js';
 import type { ArtifactService } from '../models/artifact-service.js';
 import { canView } from '../models/model-policy.js';
-import { isNamed } from '../models/signature.js';
+import { isNamed, type Signature } from '../models/signature.js';
 import { BadUserInputError, ErrorCode, ForbiddenError, ModelError, NotFoundError } from '../server/errors.js';
 import { checkRequestId } from '../server/text.js';
 import type { InputEncoder } from './input-encoding.js';
@@ -29,6 +29,11 @@ export interface PredictInput {
   model: string;
   version?: string | null;
   inputs: unknown;
+  /**
+   * Reads `inputs` against the version's signature into predict's instances, for a caller whose request has
+   * another form (the Open Inference Protocol's tensors): its refusals are the call's, recorded as any other.
+   */
+  readInputs?: (signature: Signature, inputs: unknown) => unknown;
   topK?: number | null;
   requestId?: string | null;
   contractId?: string | null;
@@ -164,9 +169,10 @@ export class PredictService {
     }
     let grant = await this.authorizer.authorize(actor, target.model, version, input.contractId);
     record.contract = grant.contract;
+    const instances = input.readInputs ? input.readInputs(signature, input.inputs) : input.inputs;
     const named = isNamed(signature);
     const encoded = await (
-      named ? this.encoder.encodeNamed(signature, input.inputs) : this.encoder.encode(signature, input.inputs)
+      named ? this.encoder.encodeNamed(signature, instances) : this.encoder.encode(signature, instances)
     ).catch((error: unknown) => {
       throw error instanceof PreprocessingOverloadedError ? overloaded('Image decoding is overloaded') : error;
     });

@@ -122,8 +122,12 @@ describe('Open Inference Protocol (KServe v2 REST)', () => {
     }
   });
 
-  it('refuses a wrong datatype, shape, name or data with 400 BAD_USER_INPUT naming the field, changing nothing', async () => {
-    const before = (await server.sql.query('SELECT count(*)::int AS n FROM usage_records')).rows[0].n;
+  it('refuses a wrong datatype, shape, name or data with 400 BAD_USER_INPUT naming the field, recorded as a refused GraphQL input is', async () => {
+    // A licensee: predict checks the licence before it reads the inputs.
+    const refusals = await signUp(server);
+    const plan = await createPlan(server, ownerAuth(), mlp.model.slug, { predictionQuota: 100 });
+    await accept(server, { token: refusals.token }, plan.id);
+    const refusalAuth = { token: refusals.token };
     const rows = randomRows(2, 784, 5);
     const tensor = inferRequest(rows).inputs[0]!;
     const cases: [unknown, string][] = [
@@ -139,21 +143,26 @@ describe('Open Inference Protocol (KServe v2 REST)', () => {
       [{ inputs: [tensor], id: 7 }, 'id'],
     ];
     for (const [body, field] of cases) {
-      const answer = await call('POST', `/v2/models/${mlp.model.slug}/infer`, ownerAuth(), body);
+      const answer = await call('POST', `/v2/models/${mlp.model.slug}/infer`, refusalAuth, body);
       expectOipError(answer, 400, 'BAD_USER_INPUT', field);
     }
     // A value predict itself refuses (beyond float32) is named in predict's terms: instance 1, value 0.
     const huge = { inputs: [{ ...tensor, data: [...rows[0]!, 1e39, ...rows[1]!.slice(1)] }] };
-    const answer = await call('POST', `/v2/models/${mlp.model.slug}/infer`, ownerAuth(), huge);
+    const answer = await call('POST', `/v2/models/${mlp.model.slug}/infer`, refusalAuth, huge);
     expectOipError(answer, 400, 'BAD_USER_INPUT', 'input.inputs[1][0]');
     expectOipError(
-      await call('POST', `/v2/models/${mlp.model.slug}/infer`, ownerAuth(), '{"inputs": ['),
+      await call('POST', `/v2/models/${mlp.model.slug}/infer`, refusalAuth, '{"inputs": ['),
       400,
       'BAD_REQUEST',
     );
-    // Only the call predict ran (the value it refused) left a record.
-    const afterCount = (await server.sql.query('SELECT count(*)::int AS n FROM usage_records')).rows[0].n;
-    assert.equal(afterCount, before + 1);
+    // Every refusal of the request's tensors is a call of predict's (one BAD_USER_INPUT usage record, nothing
+    // billed), as GraphQL's refused inputs are; only the malformed body and the bad id never reached it.
+    const records = await server.sql.query(
+      'SELECT status, units, billable_units FROM usage_records WHERE consumer_id = $1',
+      [refusals.id],
+    );
+    assert.equal(records.rows.length, cases.length - 1 /* the bad id */ + 1 /* the value beyond float32 */);
+    for (const row of records.rows) assert.deepEqual(row, { status: 'BAD_USER_INPUT', units: 0, billable_units: 0 });
   });
 
   it('authenticates like GraphQL: 401 without credentials, 403 for an API key without PREDICT or a caller without a licence', async () => {
