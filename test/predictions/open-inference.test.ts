@@ -256,6 +256,19 @@ describe('Open Inference Protocol (KServe v2 REST)', () => {
     assert.equal(await used(), 6);
   });
 
+  it("answers a licence's rate limit with 429 RATE_LIMITED and Retry-After", async () => {
+    const plan = await createPlan(server, ownerAuth(), mlp.model.slug, { rateLimitPerMinute: 1 });
+    const consumer = await signUp(server);
+    await accept(server, { token: consumer.token }, plan.id);
+    const path = `/v2/models/${mlp.model.slug}/infer`;
+    const request = inferRequest(randomRows(1, 784, 12));
+    assert.equal((await call('POST', path, { token: consumer.token }, request)).status, 200);
+    const limited = await call('POST', path, { token: consumer.token }, request);
+    expectOipError(limited, 429, 'RATE_LIMITED');
+    assert.ok(Number(limited.headers.get('retry-after')) >= 1);
+    assert.equal(limited.body.retryAfter, Number(limited.headers.get('retry-after')));
+  });
+
   it('takes BYTES (one string per instance) for a text model, as GraphQL takes raw text', async () => {
     const vocabulary = ['<pad>', '<unk>', 'free', 'money', 'meeting', 'tomorrow'];
     const tfModel = tf.sequential({
