@@ -176,15 +176,13 @@ export class InferenceEngine {
     } catch (error) {
       return Promise.reject(error);
     }
-    const quarantined = this.quarantined(model.key);
-    if (quarantined) return Promise.reject(quarantined);
     const [instances = 0, ...rowShape] = input.shape;
     // Only requests that stack into one tensor may share a batch.
-    const groupKey = `${model.key}/${input.dtype}/${rowShape.join('x')}`;
-    return this.pinned(model.key, () =>
-      this.scheduler.submit(groupKey, instances, { modelKey: model.key, input, instances }, () =>
-        this.artifacts.ensure(model),
-      ),
+    return this.submit(
+      model,
+      `${model.key}/${input.dtype}/${rowShape.join('x')}`,
+      instances,
+      input,
     ) as Promise<TensorOutput>;
   }
 
@@ -203,15 +201,24 @@ export class InferenceEngine {
     } catch (error) {
       return Promise.reject(error);
     }
+    const groupKey = `${model.key}/${inputs.map((input) => `${input.dtype}/${input.shape.slice(1).join('x')}`).join('+')}`;
+    return this.submit(model, groupKey, inputs[0]!.shape[0]!, inputs) as Promise<TensorOutput[]>;
+  }
+
+  /** Queues a checked request in its group (requests that stack into the same tensors), unless quarantined. */
+  private submit(
+    model: ModelRef,
+    groupKey: string,
+    instances: number,
+    input: TensorInput | TensorInput[],
+  ): Promise<TensorOutput | TensorOutput[]> {
     const quarantined = this.quarantined(model.key);
     if (quarantined) return Promise.reject(quarantined);
-    const instances = inputs[0]!.shape[0]!;
-    const groupKey = `${model.key}/${inputs.map((input) => `${input.dtype}/${input.shape.slice(1).join('x')}`).join('+')}`;
     return this.pinned(model.key, () =>
-      this.scheduler.submit(groupKey, instances, { modelKey: model.key, input: inputs, instances }, () =>
+      this.scheduler.submit(groupKey, instances, { modelKey: model.key, input, instances }, () =>
         this.artifacts.ensure(model),
       ),
-    ) as Promise<TensorOutput[]>;
+    );
   }
 
   /**

@@ -1,5 +1,6 @@
 // A version's signature: what its input looks like (shape without the batch dimension, dtype, and how raw
-// inputs are turned into that tensor) and what its output means. Inferred from the artifact when the owner
+// inputs are turned into that tensor) and what its output means; a model of several inputs or outputs has the
+// named form, each tensor named as the model's layer is. Inferred from the artifact when the owner
 // gives none; an explicit one adds preprocessing and must agree with the model.
 import { z } from 'zod';
 import { BadUserInputError } from '../server/errors.js';
@@ -103,11 +104,9 @@ const namedSignatureSchema = z
   })
   .strict();
 
-export const signatureSchema = z.union([singleSignatureSchema, namedSignatureSchema]);
-
-export type Signature = z.infer<typeof signatureSchema>;
 export type SingleSignature = z.infer<typeof singleSignatureSchema>;
 export type NamedSignature = z.infer<typeof namedSignatureSchema>;
+export type Signature = SingleSignature | NamedSignature;
 export type InputSpec = SingleSignature['input'];
 export type OutputSpec = SingleSignature['output'];
 export type Preprocessing = InputSpec['preprocessing'];
