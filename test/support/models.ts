@@ -4,9 +4,9 @@ import * as tf from '@tensorflow/tfjs';
 import type { TestServer } from './server.js';
 import { authHeaders, type Credentials } from './server.js';
 
-import { buildMlp } from '../inference/models.js';
+import { buildMlp, buildTwoHeaded } from '../inference/models.js';
 
-export { buildMlp };
+export { buildMlp, buildTwoHeaded };
 
 export const DIGITS = ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine'];
 
@@ -125,27 +125,6 @@ export function randomRows(count: number, size: number, seed: number): number[][
   let state = seed;
   const next = () => (state = (state * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
   return Array.from({ length: count }, () => Array.from({ length: size }, () => next()));
-}
-
-/**
- * A functional model of two named inputs and two named outputs: `a` [32] and `b` [16] concatenated, a hidden
- * layer (48×64 weights: enough to carry a watermark), then `kind` (3-way softmax) and `score` (one value).
- */
-export function buildTwoHeaded(seed: number): tf.LayersModel {
-  const init = (offset: number) => tf.initializers.glorotUniform({ seed: seed + offset });
-  const a = tf.input({ shape: [32], name: 'a' });
-  const b = tf.input({ shape: [16], name: 'b' });
-  const joined = tf.layers.concatenate().apply([a, b]) as tf.SymbolicTensor;
-  const hidden = tf.layers
-    .dense({ units: 64, activation: 'relu', kernelInitializer: init(1) })
-    .apply(joined) as tf.SymbolicTensor;
-  const kind = tf.layers
-    .dense({ units: 3, activation: 'softmax', name: 'kind', kernelInitializer: init(2) })
-    .apply(hidden) as tf.SymbolicTensor;
-  const score = tf.layers
-    .dense({ units: 1, name: 'score', kernelInitializer: init(3) })
-    .apply(hidden) as tf.SymbolicTensor;
-  return tf.model({ inputs: [a, b], outputs: [kind, score] });
 }
 
 /** buildTwoHeaded's own answers for rows of `a` and `b`: [kind rows, score rows]. */
