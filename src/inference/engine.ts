@@ -13,6 +13,7 @@ import type {
   InputDtype,
   LoadTask,
   ModelSignature,
+  PredictManyTask,
   PredictTask,
   ResultOf,
   TaskFailure,
@@ -86,16 +87,17 @@ export interface TensorOutput {
 
 interface PredictRequest {
   modelKey: string;
-  input: TensorInput;
+  /** A list for a model of several inputs or outputs (answered with a list of outputs). */
+  input: TensorInput | TensorInput[];
   instances: number;
 }
 
 /**
- * Serves tfjs layers models (single input, single output) from a pool of worker threads
- * with per-model dynamic micro-batching. See `BatchScheduler` for the batching policy.
+ * Serves tfjs layers models from a pool of worker threads with per-model dynamic micro-batching. See
+ * `BatchScheduler` for the batching policy.
  */
 export class InferenceEngine {
-  private readonly scheduler: BatchScheduler<PredictRequest, TensorOutput>;
+  private readonly scheduler: BatchScheduler<PredictRequest, TensorOutput | TensorOutput[]>;
   private readonly metrics: InferenceMetrics;
   private closed: Promise<void> | undefined;
   private workerRestarts = 0;
@@ -174,11 +176,44 @@ export class InferenceEngine {
     } catch (error) {
       return Promise.reject(error);
     }
-    const quarantined = this.quarantined(model.key);
-    if (quarantined) return Promise.reject(quarantined);
     const [instances = 0, ...rowShape] = input.shape;
     // Only requests that stack into one tensor may share a batch.
-    const groupKey = `${model.key}/${input.dtype}/${rowShape.join('x')}`;
+    return this.submit(
+      model,
+      `${model.key}/${input.dtype}/${rowShape.join('x')}`,
+      instances,
+      input,
+    ) as Promise<TensorOutput>;
+  }
+
+  /**
+   * `predict` for a model of several inputs or outputs: one tensor per input in the model's order, each with
+   * the same number of instances; resolves with one tensor per output, in the model's order.
+   */
+  predictTensors(model: ModelRef, inputs: TensorInput[]): Promise<TensorOutput[]> {
+    try {
+      assertModelKey(model.key);
+      if (inputs.length === 0) throw new InferenceInputError('give at least one input tensor');
+      for (const input of inputs) validateInput(input);
+      if (new Set(inputs.map((input) => input.shape[0])).size !== 1) {
+        throw new InferenceInputError('every input tensor must hold the same number of instances');
+      }
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const groupKey = `${model.key}/${inputs.map((input) => `${input.dtype}/${input.shape.slice(1).join('x')}`).join('+')}`;
+    return this.submit(model, groupKey, inputs[0]!.shape[0]!, inputs) as Promise<TensorOutput[]>;
+  }
+
+  /** Queues a checked request in its group (requests that stack into the same tensors), unless quarantined. */
+  private submit(
+    model: ModelRef,
+    groupKey: string,
+    instances: number,
+    input: TensorInput | TensorInput[],
+  ): Promise<TensorOutput | TensorOutput[]> {
+    const quarantined = this.quarantined(model.key);
+    if (quarantined) return Promise.reject(quarantined);
     return this.pinned(model.key, () =>
       this.scheduler.submit(groupKey, instances, { modelKey: model.key, input, instances }, () =>
         this.artifacts.ensure(model),
@@ -296,20 +331,15 @@ export class InferenceEngine {
     this.metrics.unregister();
   }
 
-  private async runPredictBatch(requests: PredictRequest[]): Promise<TensorOutput[]> {
+  private async runPredictBatch(requests: PredictRequest[]): Promise<(TensorOutput | TensorOutput[])[]> {
     const [first] = requests;
     if (!first) return [];
+    // A group holds requests of one form (the group key says how many tensors and their shapes).
+    if (Array.isArray(first.input)) return this.runTensorsBatch(first.modelKey, requests);
     const { dtype } = first.input;
     const rowShape = first.input.shape.slice(1);
     const instances = requests.reduce((sum, request) => sum + request.instances, 0);
-    const length = requests.reduce((sum, request) => sum + request.input.data.length, 0);
-    // A fresh buffer per batch can be transferred to the worker; callers keep their inputs.
-    const data = dtype === 'float32' ? new Float32Array(length) : new Int32Array(length);
-    let offset = 0;
-    for (const request of requests) {
-      data.set(request.input.data, offset);
-      offset += request.input.data.length;
-    }
+    const data = stacked(requests.map((request) => request.input as TensorInput));
     const result = await this.runOnWorker(
       first.modelKey,
       { kind: 'predict', modelKey: first.modelKey, data: data.buffer, dtype, shape: [instances, ...rowShape] },
@@ -324,6 +354,41 @@ export class InferenceEngine {
       requests.map((request) => request.instances),
     );
   }
+
+  /** A batch of requests of several tensors: each input stacked across requests, each output split back. */
+  private async runTensorsBatch(modelKey: string, requests: PredictRequest[]): Promise<TensorOutput[][]> {
+    const byRequest = requests.map((request) => request.input as TensorInput[]);
+    const instances = requests.reduce((sum, request) => sum + request.instances, 0);
+    const inputs = byRequest[0]!.map((input, j) => {
+      const data = stacked(byRequest.map((tensors) => tensors[j]!));
+      return { data: data.buffer, dtype: input.dtype, shape: [instances, ...input.shape.slice(1)] };
+    });
+    const task: PredictManyTask = { kind: 'predictMany', modelKey, inputs };
+    const result = await this.runOnWorker(
+      modelKey,
+      task,
+      inputs.map((input) => input.data),
+    );
+    this.metrics.recordCacheUse(result);
+    this.metrics.batchSize.observe(instances);
+    this.metrics.inferenceSeconds.observe(result.seconds);
+    const rowCounts = requests.map((request) => request.instances);
+    // Split per output, then regrouped per request.
+    const perOutput = result.outputs.map(({ output, shape }) => splitRows(new Float32Array(output), shape, rowCounts));
+    return requests.map((_, r) => perOutput.map((splits) => splits[r]!));
+  }
+}
+
+/** The inputs' data in one fresh buffer (which can be transferred to the worker; callers keep their inputs). */
+function stacked(inputs: TensorInput[]): Float32Array<ArrayBuffer> | Int32Array<ArrayBuffer> {
+  const length = inputs.reduce((sum, input) => sum + input.data.length, 0);
+  const data = inputs[0]!.dtype === 'float32' ? new Float32Array(length) : new Int32Array(length);
+  let offset = 0;
+  for (const input of inputs) {
+    data.set(input.data, offset);
+    offset += input.data.length;
+  }
+  return data;
 }
 
 /** Runs a task on some worker; what tfjs refused arrives as the matching typed error. */

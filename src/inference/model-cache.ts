@@ -89,12 +89,6 @@ async function loadModelFromDir(entryDir: string, budget: ModelBudget): Promise<
       }),
   };
   const model = await freeingOnFailure(() => tf.loadLayersModel(handler));
-  if (model.inputs.length !== 1 || model.outputs.length !== 1) {
-    model.dispose();
-    throw new Error(
-      `only single-input, single-output models are served; this one has ${model.inputs.length} inputs and ${model.outputs.length} outputs`,
-    );
-  }
   return { model, weightBytes };
 }
 
@@ -120,21 +114,25 @@ async function freeingOnFailure(load: () => Promise<tf.LayersModel>): Promise<tf
   }
 }
 
+/** Names are the layers' (stable across loads; tfjs suffixes symbolic tensor names it has seen before). */
 export function signatureOf(model: tf.LayersModel): ModelSignature {
   return {
-    inputs: model.inputs.map((input) => ({ name: input.name, shape: input.shape, dtype: input.dtype })),
-    outputs: model.outputs.map((output) => ({ shape: output.shape })),
-    embeddingInputDim: embeddingInputDim(model),
+    inputs: model.inputs.map((input, i) => ({
+      name: model.inputNames[i]!,
+      shape: input.shape,
+      dtype: input.dtype,
+      embeddingInputDim: embeddingInputDim(model, input),
+    })),
+    outputs: model.outputs.map((output, i) => ({ name: model.outputNames[i]!, shape: output.shape })),
   };
 }
 
 /** Read from the built graph, so every saved layout (Sequential, functional, Keras 2 or 3) is covered. */
-function embeddingInputDim(model: tf.LayersModel): number | null {
+function embeddingInputDim(model: tf.LayersModel, input: tf.SymbolicTensor): number | null {
   // The input tensor, not the input layer: a Sequential model lists no input layers.
-  const [input] = model.inputs;
   for (const layer of model.layers) {
     if (layer.getClassName() !== 'Embedding') continue;
-    if (!layer.inboundNodes.some((node) => node.inputTensors.includes(input!))) continue;
+    if (!layer.inboundNodes.some((node) => node.inputTensors.includes(input))) continue;
     const { inputDim } = layer.getConfig() as { inputDim?: unknown };
     if (typeof inputDim === 'number' && Number.isInteger(inputDim) && inputDim > 0) return inputDim;
   }

@@ -15,11 +15,16 @@ export interface WorkerConfig {
 
 export type InputDtype = 'float32' | 'int32';
 
+/** A model's inputs and outputs in its own order, named as its input and output layers are. */
 export interface ModelSignature {
-  inputs: { name: string; shape: (number | null)[]; dtype: string }[];
-  outputs: { shape: (number | null)[] }[];
-  /** `inputDim` of the Embedding layer the (single) input feeds directly, if any: valid ids are below it. */
-  embeddingInputDim: number | null;
+  inputs: {
+    name: string;
+    shape: (number | null)[];
+    dtype: string;
+    /** `inputDim` of the Embedding layer the input feeds directly, if any: valid ids are below it. */
+    embeddingInputDim: number | null;
+  }[];
+  outputs: { name: string; shape: (number | null)[] }[];
 }
 
 /** Start-up handshake: holds each worker until all have joined (see `waitForAllWorkers`). */
@@ -46,7 +51,21 @@ export interface PredictTask {
   inputsOf?: string;
 }
 
-export type WorkerTask = DescribeTask | LoadTask | PredictTask;
+/** One input tensor of a model of several, transferred like PredictTask's. */
+export interface TensorPayload {
+  data: ArrayBuffer;
+  dtype: InputDtype;
+  shape: number[];
+}
+
+/** A batch for a model of several inputs or outputs: one tensor per input, in the model's order. */
+export interface PredictManyTask {
+  kind: 'predictMany';
+  modelKey: string;
+  inputs: TensorPayload[];
+}
+
+export type WorkerTask = DescribeTask | LoadTask | PredictTask | PredictManyTask;
 
 export interface DescribeResult {
   backend: BackendName;
@@ -71,6 +90,12 @@ export interface PredictResult extends CacheReport {
   seconds: number;
 }
 
+export interface PredictManyResult extends CacheReport {
+  /** One float32 tensor per model output, in the model's order, transferred back. */
+  outputs: { output: ArrayBuffer; shape: number[] }[];
+  seconds: number;
+}
+
 /**
  * A load or predict task that tfjs refused, returned rather than thrown so the engine learns who
  * is to blame (errors lose their type crossing threads). `input`: the input does not fit the
@@ -85,6 +110,8 @@ export interface TaskFailure {
 /** The result type the worker returns for each task type (load and predict may return a `TaskFailure`). */
 export type ResultOf<T extends WorkerTask> = T extends PredictTask
   ? PredictResult
-  : T extends LoadTask
-    ? LoadResult
-    : DescribeResult;
+  : T extends PredictManyTask
+    ? PredictManyResult
+    : T extends LoadTask
+      ? LoadResult
+      : DescribeResult;

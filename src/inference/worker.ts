@@ -15,6 +15,8 @@ import type {
   DescribeTask,
   LoadResult,
   LoadTask,
+  PredictManyResult,
+  PredictManyTask,
   PredictResult,
   PredictTask,
   TaskFailure,
@@ -33,13 +35,14 @@ const RUNTIME_FAILURE =
 
 export default async function runTask(
   task: WorkerTask,
-): Promise<DescribeResult | LoadResult | PredictResult | TaskFailure> {
+): Promise<DescribeResult | LoadResult | PredictResult | PredictManyResult | TaskFailure> {
   switch (task.kind) {
     case 'describe':
       return describe(task);
     case 'load':
       return load(task);
     case 'predict':
+    case 'predictMany':
       return predict(task);
   }
 }
@@ -98,7 +101,7 @@ async function load(task: LoadTask): Promise<LoadResult | TaskFailure> {
   }
 }
 
-async function predict(task: PredictTask): Promise<PredictResult | TaskFailure> {
+async function predict(task: PredictTask | PredictManyTask): Promise<PredictResult | PredictManyResult | TaskFailure> {
   await initBackend(config.backend);
   const startedAt = performance.now();
   let lease: ModelLease;
@@ -108,7 +111,9 @@ async function predict(task: PredictTask): Promise<PredictResult | TaskFailure> 
     return failure('artifact', error);
   }
   try {
-    return await predictWith(task, lease, startedAt);
+    return task.kind === 'predict'
+      ? await predictWith(task, lease, startedAt)
+      : await predictMany(task, lease, startedAt);
   } catch (error) {
     return failure('input', error);
   } finally {
@@ -121,7 +126,7 @@ async function predictWith(task: PredictTask, lease: ModelLease, startedAt: numb
     const data = task.dtype === 'float32' ? new Float32Array(task.data) : new Int32Array(task.data);
     const model = task.inputsOf ? truncated(lease.model, task.inputsOf) : lease.model;
     const prediction = model.predict(tf.tensor(data, task.shape, task.dtype));
-    // Models with several outputs are rejected when loaded.
+    // Models of several outputs have named signatures and run as predictMany tasks.
     const single = Array.isArray(prediction) ? prediction[0]! : prediction;
     return single.dtype === 'float32' ? single : single.cast('float32');
   });
@@ -140,6 +145,35 @@ async function predictWith(task: PredictTask, lease: ModelLease, startedAt: numb
     evictions: models.takeEvictions(),
   };
   return transferring(result, [result.output]);
+}
+
+/** Runs a model of several inputs or outputs on one tensor per input; answers one tensor per output. */
+async function predictMany(task: PredictManyTask, lease: ModelLease, startedAt: number): Promise<PredictManyResult> {
+  const outputs = tf.tidy(() => {
+    const inputs = task.inputs.map(({ data, dtype, shape }) =>
+      tf.tensor(dtype === 'float32' ? new Float32Array(data) : new Int32Array(data), shape, dtype),
+    );
+    const prediction = lease.model.predict(inputs);
+    return (Array.isArray(prediction) ? prediction : [prediction]).map((t) =>
+      t.dtype === 'float32' ? t : t.cast('float32'),
+    );
+  });
+  try {
+    // Backends may hand out their internal storage (cpu does); transfer copies we own.
+    const values = await Promise.all(outputs.map(async (t) => new Float32Array(await t.data<'float32'>())));
+    const result: PredictManyResult = {
+      outputs: values.map((v, i) => ({ output: v.buffer, shape: outputs[i]!.shape })),
+      seconds: (performance.now() - startedAt) / 1000,
+      cacheHit: lease.cacheHit,
+      evictions: models.takeEvictions(),
+    };
+    return transferring(
+      result,
+      values.map((v) => v.buffer),
+    );
+  } finally {
+    for (const t of outputs) t.dispose();
+  }
 }
 
 /** The model up to what `layerName` receives; fails for an unknown layer or one with several inputs. */

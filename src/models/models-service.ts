@@ -16,7 +16,7 @@ import type { ArtifactService } from './artifact-service.js';
 import { parseEvaluationMetrics, type EvaluationMetrics } from './evaluation-metrics.js';
 import { assertCanManage, canView, isAdmin } from './model-policy.js';
 import type { InputEncoder } from '../predictions/input-encoding.js';
-import { resolveSignature, type Signature } from './signature.js';
+import { isNamed, resolveSignature, type Signature } from './signature.js';
 
 export interface ModelCardInput {
   intendedUse?: string | null;
@@ -291,7 +291,8 @@ export class ModelsService {
     const signature = resolveSignature(inspected, input.signature, labels, {
       maxOutputValues: this.encoder.maxOutputValues,
     });
-    const finalLabels = signature.output.kind === 'classification' ? signature.output.labels : [];
+    const finalLabels =
+      !isNamed(signature) && signature.output.kind === 'classification' ? signature.output.labels : [];
     const metrics = input.metrics ? parseEvaluationMetrics(input.metrics, finalLabels) : undefined;
     const card = cleanCard(input.card, 'input.card') ?? {};
     const versionId = randomUUID();
@@ -351,6 +352,13 @@ export class ModelsService {
   /** The owner's evaluation examples, checked and encoded like predict inputs. */
   async #evaluation(input: PublishVersionInput, signature: Signature): Promise<EvaluationData | null> {
     if (!input.evaluation) return null;
+    if (isNamed(signature)) {
+      // The watermark's cost is measured on one output's predictions; a model of named tensors is marked unmeasured.
+      throw new BadUserInputError(
+        'evaluation examples apply to models of one input and one output; omit them for a model of named inputs or outputs',
+        'input.evaluation',
+      );
+    }
     const tensor = await this.encoder.encode(
       signature,
       input.evaluation.inputs,

@@ -1,5 +1,6 @@
 // A version's signature: what its input looks like (shape without the batch dimension, dtype, and how raw
-// inputs are turned into that tensor) and what its output means. Inferred from the artifact when the owner
+// inputs are turned into that tensor) and what its output means; a model of several inputs or outputs has the
+// named form, each tensor named as the model's layer is. Inferred from the artifact when the owner
 // gives none; an explicit one adds preprocessing and must agree with the model.
 import { z } from 'zod';
 import { BadUserInputError } from '../server/errors.js';
@@ -63,39 +64,89 @@ const preprocessingSchema = z.discriminatedUnion('kind', [
     .strict(),
 ]);
 
-export const signatureSchema = z
+const inputSchema = z
   .object({
-    input: z
-      .object({
-        shape: z.array(positiveInt).min(1).max(4),
-        dtype: z.enum(['float32', 'int32']),
-        preprocessing: preprocessingSchema.default({ kind: 'none' }),
-        /**
-         * Set at publish when the input feeds an Embedding layer of this many rows: every value must then be
-         * an integer in [0, embeddingInputDim), checked per instance so that one caller's out-of-range id
-         * never fails a merged batch. Absent in signatures stored before it existed.
-         */
-        embeddingInputDim: positiveInt.optional(),
-        /**
-         * The values numeric instances may hold (inclusive), enforced per value. Without it, a unit-scaled
-         * image model's numbers far outside [0, 1] are accepted with a warning.
-         */
-        range: z
-          .object({ min: z.number(), max: z.number() })
-          .strict()
-          .refine((r) => r.min <= r.max, 'min must not exceed max')
-          .optional(),
-      })
-      .strict(),
-    output: z.discriminatedUnion('kind', [
-      z.object({ kind: z.literal('classification'), labels: z.array(label).min(2).max(100_000) }).strict(),
-      z.object({ kind: z.literal('values'), size: positiveInt }).strict(),
-    ]),
+    shape: z.array(positiveInt).min(1).max(4),
+    dtype: z.enum(['float32', 'int32']),
+    preprocessing: preprocessingSchema.default({ kind: 'none' }),
+    /**
+     * Set at publish when the input feeds an Embedding layer of this many rows: every value must then be
+     * an integer in [0, embeddingInputDim), checked per instance so that one caller's out-of-range id
+     * never fails a merged batch. Absent in signatures stored before it existed.
+     */
+    embeddingInputDim: positiveInt.optional(),
+    /**
+     * The values numeric instances may hold (inclusive), enforced per value. Without it, a unit-scaled
+     * image model's numbers far outside [0, 1] are accepted with a warning.
+     */
+    range: z
+      .object({ min: z.number(), max: z.number() })
+      .strict()
+      .refine((r) => r.min <= r.max, 'min must not exceed max')
+      .optional(),
   })
   .strict();
 
-export type Signature = z.infer<typeof signatureSchema>;
-export type Preprocessing = Signature['input']['preprocessing'];
+const classificationSchema = z
+  .object({ kind: z.literal('classification'), labels: z.array(label).min(2).max(100_000) })
+  .strict();
+const valuesSchema = z.object({ kind: z.literal('values'), size: positiveInt }).strict();
+const outputSchema = z.discriminatedUnion('kind', [classificationSchema, valuesSchema]);
+
+/** The simple form: one input tensor, one output tensor (every signature stored before named tensors). */
+const singleSignatureSchema = z.object({ input: inputSchema, output: outputSchema }).strict();
+
+/** Names clients write as object keys, OIP tensor names and GraphQL strings: short, plain. */
+const tensorName = z.string().regex(/^[A-Za-z_][\w.-]{0,63}$/, 'a name of 1 to 64 letters, digits, _ . -');
+/** tfjs graphs of a few named tensors; a bound so that one call's instances stay cheap to check. */
+export const MAX_NAMED_TENSORS = 16;
+const distinctNames = (tensors: { name: string }[]) => new Set(tensors.map((t) => t.name)).size === tensors.length;
+
+/** The named form: several inputs and outputs, each named, in the model's own order. */
+const namedSignatureSchema = z
+  .object({
+    inputs: z
+      .array(inputSchema.extend({ name: tensorName }))
+      .min(1)
+      .max(MAX_NAMED_TENSORS)
+      .refine(distinctNames, 'input names must be distinct'),
+    outputs: z
+      .array(
+        z.discriminatedUnion('kind', [
+          classificationSchema.extend({ name: tensorName }),
+          valuesSchema.extend({ name: tensorName }),
+        ]),
+      )
+      .min(1)
+      .max(MAX_NAMED_TENSORS)
+      .refine(distinctNames, 'output names must be distinct'),
+  })
+  .strict();
+
+export type SingleSignature = z.infer<typeof singleSignatureSchema>;
+export type NamedSignature = z.infer<typeof namedSignatureSchema>;
+export type Signature = SingleSignature | NamedSignature;
+export type InputSpec = SingleSignature['input'];
+export type OutputSpec = SingleSignature['output'];
+export type Preprocessing = InputSpec['preprocessing'];
+
+/** The name a single-tensor signature's input and output go by where names are needed (OIP). */
+export const SINGLE_INPUT_NAME = 'input';
+export const SINGLE_OUTPUT_NAME = 'output';
+
+export function isNamed(signature: Signature): signature is NamedSignature {
+  return 'inputs' in signature;
+}
+
+/** Every input of a signature, named (a single-tensor signature's as SINGLE_INPUT_NAME). */
+export function inputSpecs(signature: Signature): (InputSpec & { name: string })[] {
+  return isNamed(signature) ? signature.inputs : [{ ...signature.input, name: SINGLE_INPUT_NAME }];
+}
+
+/** Every output of a signature, named (a single-tensor signature's as SINGLE_OUTPUT_NAME). */
+export function outputSpecs(signature: Signature): (OutputSpec & { name: string })[] {
+  return isNamed(signature) ? signature.outputs : [{ ...signature.output, name: SINGLE_OUTPUT_NAME }];
+}
 
 const FIELD = 'input.signature';
 
@@ -105,21 +156,11 @@ function describeIssues(error: z.ZodError): string {
 
 /** Parses a stored or submitted signature; throws BAD_USER_INPUT naming the problem. */
 export function parseSignature(raw: unknown, field = FIELD): Signature {
-  const parsed = signatureSchema.safeParse(raw);
+  // The form is chosen by its keys, so that a mistake is reported against the form meant.
+  const named = raw !== null && typeof raw === 'object' && ('inputs' in raw || 'outputs' in raw);
+  const parsed = (named ? namedSignatureSchema : singleSignatureSchema).safeParse(raw);
   if (!parsed.success) throw new BadUserInputError(`Invalid signature: ${describeIssues(parsed.error)}`, field);
   return parsed.data;
-}
-
-/** The model's own input and output, as loaded by tfjs (single input, single output). */
-function modelFacts(model: InspectedModel): { shape: (number | null)[]; dtype: string; outputSize: number | null } {
-  const [input] = model.inputs;
-  const [output] = model.outputs;
-  if (!input || !output || model.inputs.length !== 1 || model.outputs.length !== 1) {
-    throw new BadUserInputError('Only models with one input and one output can be published', 'input.artifactId');
-  }
-  const outputShape = output.shape.slice(1);
-  const outputSize = outputShape.length === 1 ? outputShape[0]! : null;
-  return { shape: input.shape.slice(1), dtype: input.dtype, outputSize };
 }
 
 export interface PublishFacts {
@@ -127,9 +168,27 @@ export interface PublishFacts {
   maxOutputValues: number;
 }
 
+type ModelInput = InspectedModel['inputs'][number];
+type ModelOutput = InspectedModel['outputs'][number];
+
+const describeShape = (shape: (number | null)[]) => `[${shape.map((d) => d ?? '?').join(', ')}]`;
+
+/** Values per instance of a model output of shape [batch, n]; anything else is refused. */
+function vectorSize(output: ModelOutput): number {
+  const shape = output.shape.slice(1);
+  if (shape.length !== 1 || shape[0] === null) {
+    throw new BadUserInputError(
+      `The model's output ${output.name} must be one vector per instance (shape [batch, n]), not ${describeShape(output.shape)}`,
+      'input.artifactId',
+    );
+  }
+  return shape[0]!;
+}
+
 /**
  * The signature a version is published with: the explicit one checked against the model, or one inferred
- * from the model and the labels.
+ * from the model and the labels. A model of one input and one output gets the single-tensor form unless the
+ * owner gives the named one; a model of several gets the named form.
  */
 export function resolveSignature(
   model: InspectedModel,
@@ -137,7 +196,14 @@ export function resolveSignature(
   labels: string[] | undefined,
   facts: PublishFacts,
 ): Signature {
-  const signature = checkedSignature(model, explicit, labels);
+  const single = model.inputs.length === 1 && model.outputs.length === 1;
+  const given = explicit === undefined || explicit === null ? null : parseSignature(explicit);
+  const signature =
+    given === null
+      ? single
+        ? inferredSingle(model, labels)
+        : inferredNamed(model, labels)
+      : checked(model, given, labels);
   const outputSize = outputSizeOf(signature);
   if (outputSize > facts.maxOutputValues) {
     throw new BadUserInputError(
@@ -145,77 +211,143 @@ export function resolveSignature(
       'input.artifactId',
     );
   }
-  const { embeddingInputDim } = model;
-  if (embeddingInputDim === null) return signature;
-  const { preprocessing } = signature.input;
+  if (!isNamed(signature)) return { ...signature, input: withEmbedding(signature.input, model.inputs[0]!) };
+  return { ...signature, inputs: signature.inputs.map((spec, i) => withEmbedding(spec, model.inputs[i]!)) };
+}
+
+/** The spec with the Embedding bound the model input feeds, checked against a text vocabulary. */
+function withEmbedding<T extends InputSpec>(spec: T, input: ModelInput): T {
+  const { embeddingInputDim } = input;
+  if (embeddingInputDim === null) return spec;
+  const { preprocessing } = spec;
   if (preprocessing.kind === 'text' && preprocessing.vocabulary.length > embeddingInputDim) {
     throw new BadUserInputError(
       `The vocabulary has ${preprocessing.vocabulary.length} tokens but the model's Embedding takes ids below ${embeddingInputDim}`,
       FIELD,
     );
   }
-  return { ...signature, input: { ...signature.input, embeddingInputDim } };
+  return { ...spec, embeddingInputDim };
 }
 
-/** Values per instance in the model's output. */
+/** Values per instance in the model's output (all outputs together, for a named signature). */
 export function outputSizeOf(signature: Signature): number {
-  return signature.output.kind === 'classification' ? signature.output.labels.length : signature.output.size;
+  if (!isNamed(signature)) return specSize(signature.output);
+  let size = 0;
+  for (const output of signature.outputs) size += specSize(output);
+  return size;
 }
 
-function checkedSignature(model: InspectedModel, explicit: unknown, labels: string[] | undefined): Signature {
-  const facts = modelFacts(model);
-  if (facts.outputSize === null) {
-    throw new BadUserInputError('The model must output one vector per instance (shape [batch, n])', 'input.artifactId');
-  }
-  if (labels && labels.length !== facts.outputSize) {
+function specSize(output: OutputSpec): number {
+  return output.kind === 'classification' ? output.labels.length : output.size;
+}
+
+function knownShape(input: ModelInput): number[] {
+  const shape = input.shape.slice(1);
+  if (shape.some((d) => d === null)) {
     throw new BadUserInputError(
-      `The model has ${facts.outputSize} outputs but ${labels.length} labels were given`,
+      `The model's input ${input.name} has unknown dimensions ${describeShape(shape)}; give a signature`,
+      FIELD,
+    );
+  }
+  return shape as number[];
+}
+
+function inferredSingle(model: InspectedModel, labels: string[] | undefined): Signature {
+  const [input] = model.inputs;
+  const outputSize = vectorSize(model.outputs[0]!);
+  if (labels && labels.length !== outputSize) {
+    throw new BadUserInputError(
+      `The model has ${outputSize} outputs but ${labels.length} labels were given`,
       'input.labels',
     );
   }
-  if (explicit === undefined || explicit === null) {
-    if (facts.shape.some((d) => d === null)) {
+  return parseSignature({
+    input: { shape: knownShape(input!), dtype: input!.dtype === 'int32' ? 'int32' : 'float32' },
+    output: labels ? { kind: 'classification', labels } : { kind: 'values', size: outputSize },
+  });
+}
+
+const NO_LABELS_FOR_NAMED = () =>
+  new BadUserInputError(
+    'labels apply to a model of one output; name each output\'s labels in the signature ({outputs: [{name, kind: "classification", labels}]})',
+    'input.labels',
+  );
+
+function inferredNamed(model: InspectedModel, labels: string[] | undefined): Signature {
+  if (labels) throw NO_LABELS_FOR_NAMED();
+  return parseSignature({
+    inputs: model.inputs.map((input) => ({
+      name: input.name,
+      shape: knownShape(input),
+      dtype: input.dtype === 'int32' ? 'int32' : 'float32',
+    })),
+    outputs: model.outputs.map((output) => ({ name: output.name, kind: 'values', size: vectorSize(output) })),
+  });
+}
+
+function checked(model: InspectedModel, signature: Signature, labels: string[] | undefined): Signature {
+  if (!isNamed(signature)) {
+    if (model.inputs.length !== 1 || model.outputs.length !== 1) {
       throw new BadUserInputError(
-        `The model's input shape [${facts.shape.map((d) => d ?? '?').join(', ')}] has unknown dimensions; give a signature`,
+        `The model has ${model.inputs.length} inputs and ${model.outputs.length} outputs: give the signature in the named form {inputs: [{name, shape, dtype, preprocessing}], outputs: [{name, kind, …}]}`,
         FIELD,
       );
     }
-    const dtype = facts.dtype === 'int32' ? 'int32' : 'float32';
-    return parseSignature({
-      input: { shape: facts.shape, dtype, preprocessing: { kind: 'none' } },
-      output: labels ? { kind: 'classification', labels } : { kind: 'values', size: facts.outputSize },
-    });
+    checkInput(signature.input, model.inputs[0]!);
+    checkOutput(signature.output, model.outputs[0]!);
+    const { output } = signature;
+    if (labels && output.kind === 'classification' && labels.join('\n') !== output.labels.join('\n')) {
+      throw new BadUserInputError("labels disagree with the signature's labels", 'input.labels');
+    }
+    return signature;
   }
+  if (labels) throw NO_LABELS_FOR_NAMED();
+  // Stored in the model's own order, which is the order the worker feeds and reads the tensors in.
+  const inputs = model.inputs.map((input) => {
+    const spec = signature.inputs.find((candidate) => candidate.name === input.name);
+    if (!spec) throw namesDisagree('inputs', signature.inputs, model.inputs);
+    checkInput(spec, input);
+    return spec;
+  });
+  const outputs = model.outputs.map((output) => {
+    const spec = signature.outputs.find((candidate) => candidate.name === output.name);
+    if (!spec) throw namesDisagree('outputs', signature.outputs, model.outputs);
+    checkOutput(spec, output);
+    return spec;
+  });
+  if (inputs.length !== signature.inputs.length) throw namesDisagree('inputs', signature.inputs, model.inputs);
+  if (outputs.length !== signature.outputs.length) throw namesDisagree('outputs', signature.outputs, model.outputs);
+  return { inputs, outputs };
+}
 
-  const signature = parseSignature(explicit);
-  const { shape, dtype, preprocessing } = signature.input;
-  const agrees =
-    shape.length === facts.shape.length && shape.every((d, i) => facts.shape[i] === null || facts.shape[i] === d);
-  if (!agrees) {
+function namesDisagree(what: string, given: { name: string }[], model: { name: string }[]): BadUserInputError {
+  const names = (list: { name: string }[]) => list.map((t) => t.name).join(', ');
+  return new BadUserInputError(
+    `Signature ${what} [${names(given)}] disagree with the model's [${names(model)}]`,
+    FIELD,
+  );
+}
+
+function checkInput(spec: InputSpec, input: ModelInput): void {
+  const facts = input.shape.slice(1);
+  const { shape, dtype, preprocessing } = spec;
+  if (shape.length !== facts.length || !shape.every((d, i) => facts[i] === null || facts[i] === d)) {
     throw new BadUserInputError(
-      `Signature input shape [${shape.join(', ')}] disagrees with the model's [${facts.shape.map((d) => d ?? '?').join(', ')}]`,
+      `Signature input shape [${shape.join(', ')}] disagrees with the model's ${describeShape(facts)}`,
       FIELD,
     );
   }
-  if (dtype !== facts.dtype) {
-    throw new BadUserInputError(`Signature dtype ${dtype} disagrees with the model's ${facts.dtype}`, FIELD);
+  if (dtype !== input.dtype) {
+    throw new BadUserInputError(`Signature dtype ${dtype} disagrees with the model's ${input.dtype}`, FIELD);
   }
   assertPreprocessingFits(preprocessing, shape);
-  const outputSize = outputSizeOf(signature);
-  if (outputSize !== facts.outputSize) {
-    throw new BadUserInputError(
-      `Signature output size ${outputSize} disagrees with the model's ${facts.outputSize}`,
-      FIELD,
-    );
+}
+
+function checkOutput(spec: OutputSpec, output: ModelOutput): void {
+  const size = vectorSize(output);
+  if (specSize(spec) !== size) {
+    throw new BadUserInputError(`Signature output size ${specSize(spec)} disagrees with the model's ${size}`, FIELD);
   }
-  if (
-    labels &&
-    signature.output.kind === 'classification' &&
-    labels.join('\n') !== signature.output.labels.join('\n')
-  ) {
-    throw new BadUserInputError("labels disagree with the signature's labels", 'input.labels');
-  }
-  return signature;
 }
 
 function assertPreprocessingFits(preprocessing: Preprocessing, shape: number[]): void {

@@ -6,7 +6,7 @@
 // likely wrong (pixels 0..255 sent to a model that reads 0..1, an image stretched to another aspect ratio)
 // is said in the call's warnings.
 import type { TensorInput } from '../inference/engine.js';
-import { outputSizeOf, type Signature } from '../models/signature.js';
+import { outputSizeOf, type InputSpec, type NamedSignature, type SingleSignature } from '../models/signature.js';
 import { ImageDecodeError, type ImagePreprocessing, type ImageSize } from '../preprocessing/image.js';
 import type { PreprocessingPool } from '../preprocessing/preprocessing-pool.js';
 import { encodeText, encodeTokens, type TextPreprocessing } from '../preprocessing/text.js';
@@ -65,8 +65,7 @@ const ANY_FLOAT32: ValueRule = { dtype: 'float32', indexBound: undefined };
 const UNIT_WARN_LOW = -1;
 const UNIT_WARN_HIGH = 2;
 
-function rangeRule(signature: Signature): RangeRule {
-  const { range, preprocessing } = signature.input;
+function rangeRule({ range, preprocessing }: InputSpec): RangeRule {
   if (range) return { low: range.min, high: range.max, enforced: true };
   if (preprocessing.kind === 'image' && preprocessing.scaling === 'unit') {
     return { low: UNIT_WARN_LOW, high: UNIT_WARN_HIGH, enforced: false };
@@ -96,6 +95,10 @@ function outlineOf(value: unknown, maxDepth: number): number[] {
 }
 
 const pathOf = (root: string, indexes: readonly number[]) => root + indexes.map((i) => `[${i}]`).join('');
+
+/** Where instance `index`'s value is: `input.inputs[2]`, or `input.inputs[2].a` for the named input `a`. */
+const instancePath = (root: string, index: number, name: string | undefined) =>
+  name === undefined ? `${root}[${index}]` : `${root}[${index}].${name}`;
 
 /**
  * Writes one numeric instance into `out` at `offset`. Any nesting whose element count equals the input size
@@ -217,6 +220,7 @@ function checkImageBytes(
   images: { index: number; image: string | Uint8Array }[],
   limits: InputLimits,
   root: string,
+  name: string | undefined,
 ): void {
   let bytes = 0;
   for (const { index, image } of images) {
@@ -224,7 +228,7 @@ function checkImageBytes(
     if (bytes > limits.maxImageBytesPerCall) {
       throw bad(
         `the images of one call may take at most ${limits.maxImageBytesPerCall} bytes in all`,
-        `${root}[${index}]`,
+        instancePath(root, index, name),
       );
     }
   }
@@ -235,6 +239,7 @@ function resizeWarning(
   sources: { index: number; size: ImageSize }[],
   preprocessing: ImagePreprocessing,
   root: string,
+  name: string | undefined,
 ): string | null {
   const { width, height } = preprocessing;
   const resized = sources.filter(({ size }) => size.width !== width || size.height !== height);
@@ -242,7 +247,23 @@ function resizeWarning(
   const [{ index, size }] = resized as [(typeof resized)[0]];
   const aspect = Math.abs(size.width / size.height - width / height) > 0.01 ? ', aspect ratio not kept' : '';
   const more = resized.length > 1 ? ` (and ${resized.length - 1} more image${resized.length > 2 ? 's' : ''})` : '';
-  return `${root}[${index}]${more}: image resized from ${size.width}×${size.height} to ${width}×${height}${aspect}; the model's signature declares no resize policy`;
+  return `${instancePath(root, index, name)}${more}: image resized from ${size.width}×${size.height} to ${width}×${height}${aspect}; the model's signature declares no resize policy`;
+}
+
+/** The call's list of instances, within the instance and output budgets. */
+function checkedInstances(inputs: unknown, outputSize: number, limits: InputLimits, root: string): unknown[] {
+  const { maxInstances, maxOutputValues } = limits;
+  if (!Array.isArray(inputs)) throw bad('expected a list of instances', root);
+  if (inputs.length === 0) throw bad('give at least one instance', root);
+  if (inputs.length > maxInstances) throw bad(`at most ${maxInstances} instances per call`, root);
+  if (inputs.length * outputSize > maxOutputValues) {
+    const fit = Math.floor(maxOutputValues / outputSize);
+    throw bad(
+      `this model outputs ${outputSize} values per instance; at most ${fit} instances fit in one call's ${maxOutputValues} output values`,
+      root,
+    );
+  }
+  return inputs;
 }
 
 export class InputEncoder {
@@ -257,33 +278,67 @@ export class InputEncoder {
   }
 
   /**
-   * Encodes the instances into a [n, ...shape] tensor in the signature's dtype; what the caller should know
-   * about inputs that were accepted is added to `warnings`. An image instance is a base64 string or, from the
-   * REST image route, its bytes.
+   * Encodes the instances of a single-tensor signature into a [n, ...shape] tensor in its dtype; what the caller
+   * should know about inputs that were accepted is added to `warnings`. An image instance is a base64 string or,
+   * from the REST image route, its bytes.
    */
   async encode(
-    signature: Signature,
+    signature: SingleSignature,
     inputs: unknown,
     root = ROOT,
     limits: Partial<InputLimits> = {},
     warnings: string[] = [],
   ): Promise<TensorInput> {
     const merged = { ...this.limits, ...limits };
-    const { maxInstances, maxStringLength, maxDepth, maxOutputValues } = merged;
-    if (!Array.isArray(inputs)) throw bad('expected a list of instances', root);
-    if (inputs.length === 0) throw bad('give at least one instance', root);
-    if (inputs.length > maxInstances) throw bad(`at most ${maxInstances} instances per call`, root);
-    const outputSize = outputSizeOf(signature);
-    if (inputs.length * outputSize > maxOutputValues) {
-      const fit = Math.floor(maxOutputValues / outputSize);
-      throw bad(
-        `this model outputs ${outputSize} values per instance; at most ${fit} instances fit in one call's ${maxOutputValues} output values`,
-        root,
-      );
-    }
-    const { shape, dtype, preprocessing, embeddingInputDim } = signature.input;
+    const instances = checkedInstances(inputs, outputSizeOf(signature), merged, root);
+    return this.#encodeTensor(signature.input, instances, merged, root, undefined, warnings);
+  }
+
+  /**
+   * Encodes the instances of a named signature, each an object of one value per named input, into one tensor
+   * per input, in the signature's order.
+   */
+  async encodeNamed(
+    signature: NamedSignature,
+    inputs: unknown,
+    root = ROOT,
+    limits: Partial<InputLimits> = {},
+    warnings: string[] = [],
+  ): Promise<TensorInput[]> {
+    const merged = { ...this.limits, ...limits };
+    const instances = checkedInstances(inputs, outputSizeOf(signature), merged, root);
+    const specs = signature.inputs;
+    const columns = specs.map(() => new Array<unknown>(instances.length));
+    instances.forEach((instance: unknown, i) => {
+      const path = `${root}[${i}]`;
+      if (instance === null || typeof instance !== 'object' || Array.isArray(instance)) {
+        throw bad(`expected an object of named inputs (${specs.map((spec) => spec.name).join(', ')})`, path);
+      }
+      const values = instance as Record<string, unknown>;
+      const unknown = Object.keys(values).find((key) => !specs.some((spec) => spec.name === key));
+      if (unknown !== undefined) throw bad(`unknown input "${unknown}"`, `${path}.${unknown}`);
+      specs.forEach((spec, j) => {
+        if (!Object.hasOwn(values, spec.name)) throw bad(`missing input "${spec.name}"`, `${path}.${spec.name}`);
+        columns[j]![i] = values[spec.name];
+      });
+    });
+    return Promise.all(
+      specs.map((spec, j) => this.#encodeTensor(spec, columns[j]!, merged, root, spec.name, warnings)),
+    );
+  }
+
+  async #encodeTensor(
+    spec: InputSpec,
+    inputs: unknown[],
+    limits: InputLimits,
+    root: string,
+    name: string | undefined,
+    warnings: string[],
+  ): Promise<TensorInput> {
+    const { maxStringLength, maxDepth } = limits;
+    const { shape, dtype, preprocessing, embeddingInputDim } = spec;
     const rule: ValueRule = { dtype, indexBound: embeddingInputDim };
-    const range = rangeRule(signature);
+    const range = rangeRule(spec);
     const outside: OutOfRange = { count: 0, first: null };
     const size = shape.reduce((a, b) => a * b, 1);
     const data = dtype === 'int32' ? new Int32Array(inputs.length * size) : new Float32Array(inputs.length * size);
@@ -292,7 +347,7 @@ export class InputEncoder {
     const files: { index: number; image: Uint8Array }[] = [];
     let stringChars = 0;
     inputs.forEach((instance: unknown, i) => {
-      const path = `${root}[${i}]`;
+      const path = instancePath(root, i, name);
       const offset = i * size;
       if (instance instanceof Uint8Array) {
         if (preprocessing.kind !== 'image') throw bad('this model does not take images', path);
@@ -321,7 +376,7 @@ export class InputEncoder {
       const images = [...strings.map(({ index, text }) => ({ index, image: text })), ...files].sort(
         (a, b) => a.index - b.index,
       );
-      const warning = await this.#writeImages(images, preprocessing, merged, data, size, root);
+      const warning = await this.#writeImages(images, preprocessing, limits, data, size, root, name);
       if (warning !== null) warnings.push(warning);
     } else if (strings.length > 0 && preprocessing.kind === 'text') {
       await this.#writeTexts(strings, stringChars, preprocessing, data, size);
@@ -337,8 +392,9 @@ export class InputEncoder {
     data: Float32Array | Int32Array,
     size: number,
     root: string,
+    name: string | undefined,
   ): Promise<string | null> {
-    checkImageBytes(images, limits, root);
+    checkImageBytes(images, limits, root, name);
     const options = {
       ...preprocessing,
       maxSourcePixels: limits.maxImagePixels,
@@ -352,7 +408,7 @@ export class InputEncoder {
       );
     } catch (error) {
       if (!(error instanceof ImageDecodeError)) throw error;
-      throw bad(`image refused: ${error.message}`, `${root}[${images[error.index ?? 0]!.index}]`);
+      throw bad(`image refused: ${error.message}`, instancePath(root, images[error.index ?? 0]!.index, name));
     }
     images.forEach(({ index }, i) => data.set(decoded.pixels.subarray(i * size, (i + 1) * size), index * size));
     if (preprocessing.resize !== undefined) return null;
@@ -360,6 +416,7 @@ export class InputEncoder {
       images.map(({ index }, i) => ({ index, size: decoded.sources[i]! })),
       preprocessing,
       root,
+      name,
     );
   }
 

@@ -1,7 +1,7 @@
-// Turns the model's output tensor into one answer per instance: the raw vector, and for classifiers the
-// best label and the top-K labels.
+// Turns the model's output tensors into one answer per instance: the raw vector, and for classifiers the
+// best label and the top-K labels; a model of named outputs answers each output by name.
 import type { TensorOutput } from '../inference/engine.js';
-import type { Signature } from '../models/signature.js';
+import type { NamedSignature, OutputSpec, SingleSignature } from '../models/signature.js';
 import { ModelError } from '../server/errors.js';
 
 export interface LabelScore {
@@ -9,16 +9,28 @@ export interface LabelScore {
   score: number;
 }
 
-export interface PredictionOutput {
+/** One named output of one instance. */
+export interface NamedOutput {
+  name: string;
   label: string | null;
   score: number | null;
   top: LabelScore[] | null;
   values: number[];
 }
 
+export interface PredictionOutput {
+  label: string | null;
+  score: number | null;
+  top: LabelScore[] | null;
+  /** A model of named outputs: all of them, in the signature's order. */
+  values: number[];
+  /** A model of named outputs: each of them (absent for single-output models). */
+  named?: NamedOutput[];
+}
+
 /** Throws ModelError when the model produced NaN or Infinity, which JSON (and GraphQL's Float) cannot carry. */
-export function decodeOutputs(signature: Signature, output: TensorOutput, topK: number): PredictionOutput[] {
-  const [instances = 0, ...rest] = output.shape;
+function assertFinite(output: TensorOutput): number {
+  const [, ...rest] = output.shape;
   const width = rest.reduce((a, b) => a * b, 1);
   const { data } = output;
   for (let i = 0; i < data.length; i++) {
@@ -28,19 +40,47 @@ export function decodeOutputs(signature: Signature, output: TensorOutput, topK: 
       );
     }
   }
+  return width;
+}
+
+/** One instance's answer for one output: its values, and for a classifier its best and top-K labels. */
+function answer(spec: OutputSpec, values: number[], topK: number): PredictionOutput {
+  if (spec.kind !== 'classification') return { label: null, score: null, top: null, values };
+  const { labels } = spec;
+  const ranked = values
+    .map((score, index) => ({ label: labels[index]!, score }))
+    .sort((a, b) => b.score - a.score)
+    .slice(0, Math.max(1, topK));
+  return { label: ranked[0]!.label, score: ranked[0]!.score, top: ranked, values };
+}
+
+export function decodeOutputs(signature: SingleSignature, output: TensorOutput, topK: number): PredictionOutput[] {
+  const width = assertFinite(output);
+  const [instances = 0] = output.shape;
   const answers: PredictionOutput[] = [];
   for (let i = 0; i < instances; i++) {
     const values = Array.from(output.data.subarray(i * width, (i + 1) * width));
-    if (signature.output.kind !== 'classification') {
-      answers.push({ label: null, score: null, top: null, values });
-      continue;
-    }
-    const { labels } = signature.output;
-    const ranked = values
-      .map((score, index) => ({ label: labels[index]!, score }))
-      .sort((a, b) => b.score - a.score)
-      .slice(0, Math.max(1, topK));
-    answers.push({ label: ranked[0]!.label, score: ranked[0]!.score, top: ranked, values });
+    answers.push(answer(signature.output, values, topK));
+  }
+  return answers;
+}
+
+/** One answer per instance, each output named; `values` holds every output's values in order. */
+export function decodeNamedOutputs(
+  signature: NamedSignature,
+  outputs: TensorOutput[],
+  topK: number,
+): PredictionOutput[] {
+  const widths = outputs.map(assertFinite);
+  const [instances = 0] = outputs[0]?.shape ?? [];
+  const answers: PredictionOutput[] = [];
+  for (let i = 0; i < instances; i++) {
+    const named = signature.outputs.map((spec, j): NamedOutput => {
+      const width = widths[j]!;
+      const values = Array.from(outputs[j]!.data.subarray(i * width, (i + 1) * width));
+      return { name: spec.name, ...answer(spec, values, topK) };
+    });
+    answers.push({ label: null, score: null, top: null, values: named.flatMap((n) => n.values), named });
   }
   return answers;
 }

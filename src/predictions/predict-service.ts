@@ -13,13 +13,15 @@ import {
   InferenceOverloadedError,
   InferenceRuntimeError,
   type InferenceEngine,
+  type TensorInput,
 } from '../inference/engine.js';
 import type { ArtifactService } from '../models/artifact-service.js';
 import { canView } from '../models/model-policy.js';
+import { isNamed, type Signature } from '../models/signature.js';
 import { BadUserInputError, ErrorCode, ForbiddenError, ModelError, NotFoundError } from '../server/errors.js';
 import { checkRequestId } from '../server/text.js';
 import type { InputEncoder } from './input-encoding.js';
-import { decodeOutputs, type PredictionOutput } from './output-decoding.js';
+import { decodeNamedOutputs, decodeOutputs, type PredictionOutput } from './output-decoding.js';
 import type { ServingCatalog } from './serving-catalog.js';
 import { PreprocessingOverloadedError } from '../preprocessing/preprocessing-pool.js';
 
@@ -28,6 +30,11 @@ export interface PredictInput {
   version?: string | null;
   /** The instances as JSON, or image files' bytes (the REST image route). */
   inputs: unknown;
+  /**
+   * Reads `inputs` against the version's signature into predict's instances, for a caller whose request has
+   * another form (the Open Inference Protocol's tensors): its refusals are the call's, recorded as any other.
+   */
+  readInputs?: (signature: Signature, inputs: unknown) => unknown;
   topK?: number | null;
   requestId?: string | null;
   contractId?: string | null;
@@ -167,12 +174,16 @@ export class PredictService {
       version.status === 'DEPRECATED'
         ? [`Version ${version.version} of ${input.model} is deprecated; move to a newer version`]
         : [];
-    const tensor = await this.encoder
-      .encode(signature, input.inputs, undefined, undefined, warnings)
-      .catch((error: unknown) => {
-        throw error instanceof PreprocessingOverloadedError ? overloaded('Image decoding is overloaded') : error;
-      });
-    record.units = tensor.shape[0]!;
+    const instances = input.readInputs ? input.readInputs(signature, input.inputs) : input.inputs;
+    const named = isNamed(signature);
+    const encoded = await (
+      named
+        ? this.encoder.encodeNamed(signature, instances, undefined, undefined, warnings)
+        : this.encoder.encode(signature, instances, undefined, undefined, warnings)
+    ).catch((error: unknown) => {
+      throw error instanceof PreprocessingOverloadedError ? overloaded('Image decoding is overloaded') : error;
+    });
+    record.units = (Array.isArray(encoded) ? encoded[0]! : encoded).shape[0]!;
     if (grant.contract) {
       try {
         await this.metering.reserve(grant.contract, record.units, record.predictionId);
@@ -185,9 +196,12 @@ export class PredictService {
         if (grant.contract) await this.metering.reserve(grant.contract, record.units, record.predictionId);
       }
     }
-    let output;
+    const model = this.artifacts.modelRef(sha256);
+    let outputs: PredictionOutput[];
     try {
-      output = await this.engine.predict(this.artifacts.modelRef(sha256), tensor);
+      outputs = named
+        ? decodeNamedOutputs(signature, await this.engine.predictTensors(model, encoded as TensorInput[]), topK)
+        : decodeOutputs(signature, await this.engine.predict(model, encoded as TensorInput), topK);
     } catch (error) {
       if (error instanceof InferenceOverloadedError) throw overloaded('The model is overloaded');
       if (error instanceof InferenceInputError) throw new BadUserInputError(error.message, 'input.inputs');
@@ -206,7 +220,7 @@ export class PredictService {
         id: record.predictionId,
         requestId: input.requestId ?? null,
         modelVersion: version,
-        outputs: decodeOutputs(signature, output, topK),
+        outputs,
         latencyMs: Math.round((performance.now() - started) * 1000) / 1000,
         contractId: grant.contract?.id ?? null,
       },

@@ -1,7 +1,8 @@
 // The HTTP surface on node:http: GraphQL at /graphql (graphql-http.ts), health and readiness probes, Prometheus
-// metrics, the JWKS, and the REST routes of artifacts, usage and image predict. Every request gets an Exchange (request id,
-// client address, its Actor), one access-log line, and the drain's admission (drain.ts). Request-level limits
-// (body size, batch size, credential checks, depth, cost, aliases, tokens) reject before any resolver runs.
+// metrics, the JWKS, the REST routes of artifacts, usage and image predict, and the Open Inference Protocol's (/v2).
+// Every request gets an Exchange (request id, client address, its Actor), one access-log line, and the drain's
+// admission (drain.ts). Request-level limits (body size, batch size, credential checks, depth, cost, aliases,
+// tokens) reject before any resolver runs.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -18,6 +19,7 @@ import { pendingMigrations, type Migration } from '../db/migrate.js';
 import { addUsageRoutes } from '../metering/usage-http.js';
 import { addArtifactRoutes } from '../models/artifacts-http.js';
 import { addPredictRoutes } from '../predictions/predict-http.js';
+import { addOpenInferenceRoutes } from '../predictions/open-inference-http.js';
 import { buildContext, type Context } from './context.js';
 import { HttpDrain } from './drain.js';
 import { CLIENT_ERROR_CODES, databaseUnavailableError, ErrorCode } from './errors.js';
@@ -134,7 +136,8 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
 
   router.add('GET', '/healthz', ({ res }) => sendJson(res, 200, { status: 'ok' }));
 
-  router.add('GET', '/readyz', async ({ res }) => {
+  /** Whether the server can serve predictions: its database answers, migrations are applied, a worker lives. */
+  const readiness = async () => {
     try {
       // Its own short deadline: a probe must answer (503) while the database does not.
       await db.ping(config.readinessTimeoutMs);
@@ -142,16 +145,22 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
       const inference = services.engine.stats();
       // Without a live worker no prediction can run; workerRestarts shows workers that broke and were replaced.
       const ready = pending.length === 0 && inference.workers > 0;
-      sendJson(res, ready ? 200 : 503, {
+      return {
+        ready,
         status: ready ? 'ready' : 'not ready',
         database: 'ok',
         migrations: pending.length === 0 ? 'applied' : { pending },
         inference: { backend: services.engine.backend, ...inference },
-      });
+      };
     } catch (error) {
       logger.warn({ err: error }, 'readiness check failed');
-      sendJson(res, 503, { status: 'not ready', database: 'unreachable' });
+      return { ready: false, status: 'not ready', database: 'unreachable' };
     }
+  };
+
+  router.add('GET', '/readyz', async ({ res }) => {
+    const { ready, ...report } = await readiness();
+    sendJson(res, ready ? 200 : 503, report);
   });
 
   const metricsAllowed = bearerCheck(config.metricsToken);
@@ -248,6 +257,12 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
   addArtifactRoutes(router, services, db.prisma, config.models.artifactMaxBytes, drain.track);
   addUsageRoutes(router, services, drain.track);
   addPredictRoutes(router, services, config.models.maxImageBytesPerCall, drain.track);
+  addOpenInferenceRoutes(
+    router,
+    services,
+    { bodyLimitBytes: config.graphql.bodyLimitBytes, ready: async () => (await readiness()).ready },
+    drain.track,
+  );
 
   await new Promise<void>((resolve, reject) => {
     httpServer.once('error', reject);

@@ -27,11 +27,16 @@ export function sendRestError(res: ServerResponse, status: number, code: string,
   sendJson(res, status, { error: { code, message } });
 }
 
+/** The JSON body of an error answer; `details` are the error's extensions a client may read (field, reason…). */
+export type ErrorBody = (code: string, message: string, details: Record<string, unknown>) => unknown;
+
+const restErrorBody: ErrorBody = (code, message) => ({ error: { code, message } });
+
 /**
  * Answers a GraphQLError with its code (and Retry-After when it says when to retry), an unavailable database
  * with SERVICE_UNAVAILABLE; anything else is logged and answered as an internal error.
  */
-export function sendUnexpected(exchange: Exchange, error: unknown): void {
+export function sendUnexpected(exchange: Exchange, error: unknown, body: ErrorBody = restErrorBody): void {
   const { res } = exchange;
   const known = error instanceof GraphQLError ? error : databaseUnavailableError(error);
   if (known) {
@@ -42,9 +47,10 @@ export function sendUnexpected(exchange: Exchange, error: unknown): void {
     const http = known.extensions.http as { headers?: Map<string, string> } | undefined;
     for (const [name, value] of http?.headers ?? []) res.setHeader(name, value);
     if (known !== error) exchange.log.warn({ err: error }, 'HTTP route failed: database unavailable');
-    sendRestError(res, httpStatusOf(code), code, known.message);
+    const { code: _code, http: _http, ...details } = known.extensions;
+    sendJson(res, httpStatusOf(code), body(code, known.message, details));
     return;
   }
   exchange.log.error({ err: error }, 'HTTP route failed');
-  sendRestError(res, 500, 'INTERNAL_SERVER_ERROR', 'Internal server error');
+  sendJson(res, 500, body('INTERNAL_SERVER_ERROR', 'Internal server error', {}));
 }

@@ -23,6 +23,7 @@ import { LicenceAuthorizer } from '../licensing/predict-authorizer.js';
 import { MeteringService } from '../metering/metering-service.js';
 import { UsageService } from '../metering/usage-service.js';
 import { InputEncoder } from '../predictions/input-encoding.js';
+import { OpenInference } from '../predictions/open-inference.js';
 import { PredictService } from '../predictions/predict-service.js';
 import { PreprocessingPool } from '../preprocessing/preprocessing-pool.js';
 import { ServingCatalog } from '../predictions/serving-catalog.js';
@@ -40,6 +41,7 @@ export interface Services {
   artifacts: ArtifactService;
   models: ModelsService;
   predictions: PredictService;
+  openInference: OpenInference;
   plans: PlansService;
   contracts: ContractsService;
   certificates: LicenceCertificates;
@@ -141,6 +143,10 @@ async function assembleServices(
     metering,
     encoder,
   );
+  const openInference = new OpenInference(catalog, models, predictions, {
+    maxInstances: config.models.maxInstances,
+    maxDepth: config.models.maxInputDepth,
+  });
   logger.info({ backend: engine.backend, workers: config.inference.workers }, 'inference engine ready');
 
   return {
@@ -153,6 +159,7 @@ async function assembleServices(
     artifacts,
     models,
     predictions,
+    openInference,
     plans,
     contracts,
     certificates,

@@ -14,7 +14,7 @@ import type { ArtifactService } from '../models/artifact-service.js';
 import { artifactHash } from '../models/artifact-service.js';
 import type { StoredArtifact } from '../models/artifact-storage.js';
 import { isAdmin } from '../models/model-policy.js';
-import type { Signature } from '../models/signature.js';
+import { isNamed, type Signature } from '../models/signature.js';
 import type { SecretBox } from '../security/secret-box.js';
 import { BadUserInputError, RateLimitedError } from '../server/errors.js';
 import { Piscina } from 'piscina';
@@ -98,7 +98,7 @@ function agreement(signature: Signature, a: Float32Array, b: Float32Array, count
   const after = rows(b, count);
   const same = before.filter((rowA, i) => {
     const rowB = after[i]!;
-    return signature.output.kind === 'classification'
+    return !isNamed(signature) && signature.output.kind === 'classification'
       ? argmax(rowA) === argmax(rowB)
       : rowA.every((v, j) => Math.abs(v - rowB[j]!) <= 1e-3 * Math.max(1, Math.abs(v)));
   }).length;

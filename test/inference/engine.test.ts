@@ -23,7 +23,7 @@ import {
   type TensorOutput,
 } from '../../src/inference/engine.js';
 import { TEST_BACKEND } from '../support/inference-backend.js';
-import { buildMlp, distinctRows, modelRef, toArtifact } from './models.js';
+import { buildMlp, buildTwoHeaded, distinctRows, modelRef, toArtifact } from './models.js';
 
 const TOLERANCE = 1e-5;
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -106,14 +106,55 @@ describe('InferenceEngine', () => {
       assert.equal(await metricValue(registry, 'mm_inference_seconds', '_count'), 1);
       assert.equal(await metricValue(registry, 'mm_inference_queue_depth'), 0);
 
-      const signature = await engine.inspect(ref);
-      // tfjs suffixes symbolic tensor names it has seen before in the thread (the pre-load check builds the topology once).
-      assert.match(signature.inputs[0]!.name, new RegExp(`^${mlp.inputs[0]!.name}(_\\d+)?$`));
-      assert.deepEqual(signature, {
-        inputs: [{ name: signature.inputs[0]!.name, shape: [null, 784], dtype: 'float32' }],
-        outputs: [{ shape: [null, 10] }],
-        embeddingInputDim: null,
+      // Named as the model's input and output layers are.
+      assert.deepEqual(await engine.inspect(ref), {
+        inputs: [{ name: mlp.inputNames[0], shape: [null, 784], dtype: 'float32', embeddingInputDim: null }],
+        outputs: [{ name: mlp.outputNames[0], shape: [null, 10] }],
       });
+    } finally {
+      await engine.close();
+    }
+  });
+
+  test('serves a model of several inputs and outputs, merging concurrent requests and splitting each output back', async () => {
+    const model = buildTwoHeaded(5);
+    const ref = modelRef(await toArtifact(model));
+    const engine = await startEngine({ workers: 1 });
+    try {
+      const requests = [1, 3, 2].map((n, r) => ({
+        n,
+        a: distinctRows(n, 32, r * 10),
+        b: distinctRows(n, 16, r * 10 + 5),
+      }));
+      const answers = await Promise.all(
+        requests.map(({ n, a, b }) =>
+          engine.predictTensors(ref, [
+            { data: a, shape: [n, 32], dtype: 'float32' },
+            { data: b, shape: [n, 16], dtype: 'float32' },
+          ]),
+        ),
+      );
+      answers.forEach((outputs, r) => {
+        const { n, a, b } = requests[r]!;
+        const expected = tf.tidy(() =>
+          (model.predict([tf.tensor(a, [n, 32]), tf.tensor(b, [n, 16])]) as tf.Tensor[]).map(
+            (t) => t.dataSync() as Float32Array,
+          ),
+        );
+        assert.deepEqual(
+          outputs.map((output) => output.shape),
+          [
+            [n, 3],
+            [n, 1],
+          ],
+        );
+        outputs.forEach((output, j) => assertClose(output.data, expected[j]!));
+      });
+      const uneven = engine.predictTensors(ref, [
+        { data: distinctRows(2, 32), shape: [2, 32], dtype: 'float32' },
+        { data: distinctRows(1, 16), shape: [1, 16], dtype: 'float32' },
+      ]);
+      await assert.rejects(uneven, InferenceInputError);
     } finally {
       await engine.close();
     }

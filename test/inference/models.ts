@@ -27,6 +27,27 @@ export function buildMlp(layerSizes: number[], seed: number): tf.Sequential {
 }
 
 /**
+ * A functional model of two named inputs and two named outputs: `a` [32] and `b` [16] concatenated, a hidden
+ * layer (48×64 weights: enough to carry a watermark), then `kind` (3-way softmax) and `score` (one value).
+ */
+export function buildTwoHeaded(seed: number): tf.LayersModel {
+  const init = (offset: number) => tf.initializers.glorotUniform({ seed: seed + offset });
+  const a = tf.input({ shape: [32], name: 'a' });
+  const b = tf.input({ shape: [16], name: 'b' });
+  const joined = tf.layers.concatenate().apply([a, b]) as tf.SymbolicTensor;
+  const hidden = tf.layers
+    .dense({ units: 64, activation: 'relu', kernelInitializer: init(1) })
+    .apply(joined) as tf.SymbolicTensor;
+  const kind = tf.layers
+    .dense({ units: 3, activation: 'softmax', name: 'kind', kernelInitializer: init(2) })
+    .apply(hidden) as tf.SymbolicTensor;
+  const score = tf.layers
+    .dense({ units: 1, name: 'score', kernelInitializer: init(3) })
+    .apply(hidden) as tf.SymbolicTensor;
+  return tf.model({ inputs: [a, b], outputs: [kind, score] });
+}
+
+/**
  * Serialises a model the way a tfjs save handler sees it, as the database would store it.
  * `shards` > 1 splits the weights into that many manifest paths (the tfjs sharded layout).
  */

@@ -4,9 +4,9 @@ import * as tf from '@tensorflow/tfjs';
 import type { TestServer } from './server.js';
 import { authHeaders, type Credentials } from './server.js';
 
-import { buildMlp } from '../inference/models.js';
+import { buildMlp, buildTwoHeaded } from '../inference/models.js';
 
-export { buildMlp };
+export { buildMlp, buildTwoHeaded };
 
 export const DIGITS = ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine'];
 
@@ -126,3 +126,22 @@ export function randomRows(count: number, size: number, seed: number): number[][
   const next = () => (state = (state * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
   return Array.from({ length: count }, () => Array.from({ length: size }, () => next()));
 }
+
+/** buildTwoHeaded's own answers for rows of `a` and `b`: [kind rows, score rows]. */
+export function expectedTwoHeaded(model: tf.LayersModel, a: number[][], b: number[][]): [number[][], number[][]] {
+  return tf.tidy(() => {
+    const [kind, score] = model.predict([tf.tensor2d(a), tf.tensor2d(b)]) as tf.Tensor[];
+    return [kind!.arraySync() as number[][], score!.arraySync() as number[][]];
+  });
+}
+
+export const TWO_HEADED_SIGNATURE = {
+  inputs: [
+    { name: 'b', shape: [16], dtype: 'float32' },
+    { name: 'a', shape: [32], dtype: 'float32' },
+  ],
+  outputs: [
+    { name: 'score', kind: 'values', size: 1 },
+    { name: 'kind', kind: 'classification', labels: ['cat', 'dog', 'fox'] },
+  ],
+};
