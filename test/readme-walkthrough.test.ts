@@ -82,6 +82,26 @@ const CHECKS: Record<string, (printed: any[], stdout: string) => void> = {
     assert.equal(csv.length, 2, stdout);
     assert.match(csv[1]!, /order-42/);
   },
+  cli(_printed, stdout) {
+    assert.match(stdout, /^Logged in to \S+ as ada@example\.com \(OWNER\)$/m);
+    assert.match(stdout, /^Published digits@1\.1\.0 \(/m);
+    assert.match(stdout, /^watermark {2}256 bits in /m);
+    assert.match(stdout, /^\S+ +digits +Starter +\^1\.0\.0 +0\.001 EUR/m);
+    // The consumer's app reached the new version under its contract, and the CSV has both calls.
+    assert.match(stdout, /^0 +\d +\d\.\d{4} +\d \d\.\d{4}, /m);
+    assert.match(stdout, /^version 1\.1\.0 · [\d.]+ ms · request order-43 · contract \S+$/m);
+    const csv = stdout.slice(stdout.lastIndexOf('at,prediction_id')).trim().split('\n');
+    assert.deepEqual(
+      csv.slice(1).map((row) =>
+        row
+          .split(',')
+          .slice(2, 7)
+          .join(',')
+          .replace(/,[^,]*,[^,]*,/, ',…,'),
+      ),
+      ['order-42,…,digits,1.0.0', 'order-43,…,digits,1.1.0'],
+    );
+  },
 };
 
 describe('README walkthrough', () => {
@@ -119,9 +139,16 @@ describe('README walkthrough', () => {
         [
           '-c',
           `set -euo pipefail\nsource ${JSON.stringify(state)}\n${script}\n` +
-            (assigned.length ? `declare -p ${assigned.join(' ')} >> ${JSON.stringify(state)}\n` : ''),
+            // A name set only for one command (`KEY=… cmd`) is not a shell variable: nothing to carry.
+            (assigned.length
+              ? `for name in ${assigned.join(' ')}; do declare -p $name 2>/dev/null || true; done >> ${JSON.stringify(state)}\n`
+              : ''),
         ],
-        { stdio: ['ignore', 'pipe', 'pipe'] },
+        // The CLI keeps its session in the scratch folder, not in the home folder of whoever runs the tests.
+        {
+          stdio: ['ignore', 'pipe', 'pipe'],
+          env: { ...process.env, MODELMARKET_CONFIG: path.join(scratch, 'credentials.json') },
+        },
       );
       let stdout = '';
       let stderr = '';

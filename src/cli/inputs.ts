@@ -1,4 +1,4 @@
-// What `predict --input` and `push --eval` read from files: JSON instances, or images sent as base64.
+// What `predict --input` and `push --eval`/`--signature` read from files: JSON instances, or images sent as base64.
 import { open } from 'node:fs/promises';
 import { UsageError } from './output.js';
 
@@ -50,6 +50,17 @@ export async function readEvaluation(file: string): Promise<{ inputs: unknown[];
     throw new UsageError(`${file}: labels must be a list of class indices`);
   }
   return { inputs: value.inputs, ...(labels === undefined ? {} : { labels: labels as number[] }) };
+}
+
+/**
+ * `push --signature`: the signature as JSON, or a model card holding one under `signature` (what `demo:train`
+ * writes beside a model).
+ */
+export async function readSignature(file: string): Promise<Record<string, unknown>> {
+  const value = parseJson(await readBounded(file), file);
+  const signature = isRecord(value) && isRecord(value.signature) ? value.signature : value;
+  if (!isRecord(signature)) throw new UsageError(`${file} must hold a signature ({"input": …, "output": …})`);
+  return signature;
 }
 
 /** `--labels a,b,c`, or `--labels @file` (a JSON list, or one label a line). */

@@ -15,7 +15,7 @@ import {
   type UsageGroupBy,
 } from '../client/index.js';
 import { CredentialStore, credentialsPath } from './credentials.js';
-import { readEvaluation, readInstances, readLabels } from './inputs.js';
+import { readEvaluation, readInstances, readLabels, readSignature } from './inputs.js';
 import { json, table, UsageError } from './output.js';
 
 type Env = Record<string, string | undefined>;
@@ -38,9 +38,10 @@ Commands:
   logout                                end the stored session
   whoami                                the account the credentials belong to
   push <dir> --model <slug> --version <semver> [--eval <file>] [--labels <a,b,…|@file>]
-       [--changelog <text>] [--no-watermark] [--task <TASK> [--name <name>] [--public]]
+       [--signature <file>] [--changelog <text>] [--no-watermark] [--task <TASK> [--name <name>] [--public]]
                                         upload a TensorFlow.js model directory and publish it as a version
-                                        (--task creates the model when it does not exist yet)
+                                        (--task creates the model when it does not exist yet; --signature
+                                        is a JSON signature, or a model card holding one)
   predict <model> --input <file|image> [--input …] [--version <v>] [--top-k <n>] [--request-id <id>]
        [--contract <id>]                run a model on JSON instances or PNG/JPEG/WebP images
   models [--search <words>] [--task <TASK>]
@@ -227,6 +228,7 @@ const COMMANDS: Record<string, Command> = {
       version: { type: 'string' },
       eval: { type: 'string' },
       labels: { type: 'string' },
+      signature: { type: 'string' },
       changelog: { type: 'string' },
       'no-watermark': { type: 'boolean' },
       task: { type: 'string' },
@@ -242,6 +244,8 @@ const COMMANDS: Record<string, Command> = {
       const labels = labelsOption === undefined ? undefined : await readLabels(labelsOption);
       const evalFile = str(context, 'eval');
       const evaluation = evalFile === undefined ? undefined : await readEvaluation(evalFile);
+      const signatureFile = str(context, 'signature');
+      const signature = signatureFile === undefined ? undefined : await readSignature(signatureFile);
       const client = await context.client();
       // Before the upload: a missing model is found out without sending megabytes first.
       if (!(await client.model(slug))) {
@@ -280,6 +284,7 @@ const COMMANDS: Record<string, Command> = {
         version,
         artifactId: artifact.id,
         labels,
+        signature,
         changelog: str(context, 'changelog'),
         watermark: !context.values['no-watermark'],
         evaluation,
