@@ -8,8 +8,9 @@ import { after, before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { PNG } from 'pngjs';
 import { quantizeArtifact } from '../../bench/watermark/attacks.js';
-import { loadModel } from '../../bench/watermark/models.js';
-import { seededRandom } from '../../demo/random.js';
+import { loadModel, saveArtifact } from '../../bench/watermark/models.js';
+import { loadMnistDigits } from '../../demo/datasets.js';
+import { seededRandom, shuffle } from '../../demo/random.js';
 import { findTensor, tensorEntries } from '../../src/watermark/artifact.js';
 import {
   decide,
@@ -25,7 +26,7 @@ import { initBackend } from '../../src/inference/backend.js';
 import { MIN_AGREEMENT } from '../../src/watermark/watermark-service.js';
 import { signUp, type SignedUpUser } from '../support/fixtures.js';
 import { accept, createPlan } from '../support/licensing.js';
-import { createModel } from '../support/models.js';
+import { buildMlp, createModel, DIGITS } from '../support/models.js';
 import { NSFW_LABELS, pretrained } from '../support/pretrained.js';
 import { authHeaders, startTestServer, type Credentials, type TestServer } from '../support/server.js';
 import { inputs, mlpArtifact, SECRET } from './support.js';
@@ -300,4 +301,97 @@ describe("a real pretrained uint8 MobileNetV2 (nsfwjs's), published with its own
       ['OWNER', null, 256],
     ]);
   });
+});
+
+/** A digit classifier trained here in seconds, and held-out digits it was not trained on. */
+async function trainedDigits() {
+  const { images, labels } = loadMnistDigits();
+  const order = shuffle(
+    Array.from({ length: labels.length }, (_, i) => i),
+    seededRandom(12),
+  );
+  const pixels = (indexes: number[]) =>
+    indexes.map((i) => Array.from(images.subarray(i * 784, (i + 1) * 784), (v) => v / 255));
+  const train = order.slice(0, 2000);
+  const heldOut = order.slice(2000, 2300);
+  const model = buildMlp([784, 128, 10], 31);
+  model.compile({ optimizer: tf.train.adam(0.002), loss: 'categoricalCrossentropy' });
+  const xs = tf.tensor2d(pixels(train));
+  const ys = tf.oneHot(
+    tf.tensor1d(
+      train.map((i) => labels[i]!),
+      'int32',
+    ),
+    10,
+  );
+  await model.fit(xs, ys, { epochs: 6, batchSize: 64, shuffle: false, verbose: 0 });
+  tf.dispose([xs, ys]);
+  const artifact = await saveArtifact(model);
+  model.dispose();
+  return { artifact, evaluation: { inputs: pixels(heldOut), labels: heldOut.map((i) => labels[i]!) } };
+}
+
+describe('a small trained MLP quantized to uint16 and float16, published with its owner mark', () => {
+  let server: TestServer;
+  let owner: SignedUpUser;
+  let digits: Awaited<ReturnType<typeof trainedDigits>>;
+
+  before(async () => {
+    digits = await trainedDigits();
+    server = await startTestServer();
+    owner = await signUp(server, { role: 'OWNER' });
+  });
+  after(() => server.close());
+
+  for (const dtype of ['uint16', 'float16'] as const) {
+    it(`keeps ${dtype} weights ${dtype} in the owner's and a licensee's copy, each carrying its marks`, async () => {
+      const quantized = quantizeArtifact(digits.artifact, dtype);
+      const artifact = await uploadFiles(server, owner, {
+        'model.json': Buffer.from(JSON.stringify(quantized.modelJson)),
+        'model.weights.bin': quantized.weights,
+      });
+      const { slug } = await createModel(server, owner);
+      const res = await server.gql(
+        `mutation P($input: PublishModelVersionInput!) { publishModelVersion(input: $input) { id
+          watermark { marked agreement accuracyBefore accuracyAfter } } }`,
+        {
+          input: {
+            model: slug,
+            version: '1.0.0',
+            artifactId: artifact.id,
+            labels: DIGITS,
+            evaluation: digits.evaluation,
+          },
+        },
+        owner,
+      );
+      assert.equal(res.errors, undefined, JSON.stringify(res.errors));
+      const { id, watermark } = res.data!.publishModelVersion;
+      assert.equal(watermark.marked, true);
+      assert.ok(watermark.agreement >= MIN_AGREEMENT, `agreement ${watermark.agreement}`);
+      assert.ok(watermark.accuracyBefore > 0.8, `a real classifier (${watermark.accuracyBefore})`);
+
+      const plan = await createPlan(server, owner, slug, { downloadAllowed: true });
+      const licensee = await signUp(server);
+      const contract = await accept(server, licensee, plan.id);
+      for (const [who, expected] of [
+        [owner, [['OWNER', null]]],
+        [
+          licensee,
+          [
+            ['LICENSEE', contract.id],
+            ['OWNER', null],
+          ],
+        ],
+      ] as const) {
+        const copy = await download(server, id, who);
+        assert.deepEqual(weightSpecs(copy.modelJson), weightSpecs(quantized.modelJson as tf.io.ModelJSON));
+        assert.equal(copy.files['model.weights.bin'].byteLength, quantized.weights.byteLength);
+        const suspect = await uploadFiles(server, owner, copy.files);
+        const found = (await server.gql(VERIFY, { a: suspect.id }, owner)).data!.verifyWatermark;
+        assert.deepEqual(found.matches.map((m: any) => [m.kind, m.contract]).sort(), expected);
+        assert.ok(found.matches.every((m: any) => m.matchedBits === 256));
+      }
+    });
+  }
 });
