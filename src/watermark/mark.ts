@@ -55,7 +55,7 @@ export interface MarkReport {
   relativeChange: number;
   /** The largest change of one weight, in standard deviations of the tensor. */
   maxChange: number;
-  /** Bits of this key that do not decode from the stored float32 weights; 0 in practice. */
+  /** Bits of this key that do not decode from the stored weights (as re-quantized, if quantized); 0 in practice. */
   bitErrorsAfter: number;
   /** Calibration examples the change was shaped with; null for the least-norm change. */
   shapedWith: number | null;

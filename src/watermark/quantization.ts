@@ -63,7 +63,7 @@ function affine(name: string, quantization: Quantization): { scale: number; min:
   return { scale, min };
 }
 
-/** `size` values stored as `quantization` in `bytes` (a buffer of their own, starting at 0), as float32. */
+/** `size` values stored as `quantization` in `bytes` (aligned for a 16-bit view), as float32. */
 export function dequantize(name: string, bytes: Uint8Array, size: number, quantization: Quantization): Float32Array {
   const values = new Float32Array(size);
   if (quantization.dtype === 'float16') {
