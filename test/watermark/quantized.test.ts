@@ -24,7 +24,7 @@ import {
 } from '../../src/watermark/index.js';
 import { initBackend } from '../../src/inference/backend.js';
 import { MIN_AGREEMENT } from '../../src/watermark/watermark-service.js';
-import { signUp, type SignedUpUser } from '../support/fixtures.js';
+import { expectError, signUp, type SignedUpUser } from '../support/fixtures.js';
 import { accept, createPlan } from '../support/licensing.js';
 import { buildMlp, createModel, DIGITS } from '../support/models.js';
 import { NSFW_LABELS, pretrained } from '../support/pretrained.js';
@@ -44,6 +44,24 @@ async function outputsOf(artifact: WeightsArtifact, x: tf.Tensor): Promise<Float
   } finally {
     model.dispose();
   }
+}
+
+/**
+ * The artifact uint8-quantized, its marked kernel then made ternary (−step, 0, +step; 98% zero): the step
+ * is about 7 standard deviations of the kernel, too coarse for a mark.
+ */
+function ternaryKernel(artifact: WeightsArtifact): WeightsArtifact {
+  const quantized = quantizeArtifact(artifact, 'uint8');
+  const entry = findTensor(tensorEntries(quantized), selectMarkTensor(quantized.modelJson).name);
+  const { scale, min } = entry.spec.quantization as { scale: number; min: number };
+  const zero = Math.round(-min / scale);
+  const random = seededRandom(5);
+  const weights = new Uint8Array(quantized.weights);
+  for (let i = 0; i < entry.size; i++) {
+    const u = random();
+    weights[entry.byteOffset + i] = zero + (u < 0.01 ? -1 : u > 0.99 ? 1 : 0);
+  }
+  return { modelJson: quantized.modelJson, weights };
 }
 
 /** Byte ranges of the artifact that differ from `original`'s, by tensor name. */
@@ -95,23 +113,12 @@ describe('marks on quantized weights', () => {
   }
 
   it('refuses a tensor whose uint8 step is too coarse for the mark to survive re-quantization', async () => {
-    // Ternary weights (−step, 0, +step; 90% zero) stored as uint8: the step is 3.2 standard deviations.
-    const quantized = quantizeArtifact(await mlpArtifact(22), 'uint8');
-    const entry = findTensor(tensorEntries(quantized), selectMarkTensor(quantized.modelJson).name);
-    const { scale, min } = entry.spec.quantization as { scale: number; min: number };
-    const zero = Math.round(-min / scale);
-    const random = seededRandom(5);
-    const weights = new Uint8Array(quantized.weights);
-    for (let i = 0; i < entry.size; i++) {
-      const u = random();
-      weights[entry.byteOffset + i] = zero + (u < 0.05 ? -1 : u > 0.95 ? 1 : 0);
-    }
-    const ternary = { modelJson: quantized.modelJson, weights };
+    const ternary = ternaryKernel(await mlpArtifact(22));
     assert.throws(
       () => markArtifact(ternary, owner),
       (error: unknown) =>
         error instanceof WatermarkError &&
-        /uint8-quantized with a step of 3\.\d+σ: too coarse for a mark/.test(error.message),
+        /uint8-quantized with a step of [67]\.\d+σ: too coarse for a mark/.test(error.message),
     );
   });
 });
@@ -394,4 +401,28 @@ describe('a small trained MLP quantized to uint16 and float16, published with it
       }
     });
   }
+
+  it('refuses to publish a quantized model whose step is too coarse to carry the mark, and publishes nothing', async () => {
+    const ternary = ternaryKernel(digits.artifact);
+    const artifact = await uploadFiles(server, owner, {
+      'model.json': Buffer.from(JSON.stringify(ternary.modelJson)),
+      'model.weights.bin': ternary.weights,
+    });
+    const { slug } = await createModel(server, owner);
+    const refused = expectError(
+      await server.gql(
+        `mutation P($input: PublishModelVersionInput!) { publishModelVersion(input: $input) { id } }`,
+        { input: { model: slug, version: '1.0.0', artifactId: artifact.id, labels: DIGITS } },
+        owner,
+      ),
+      'BAD_USER_INPUT',
+    );
+    assert.equal(refused.extensions!.field, 'input.watermark');
+    assert.match(refused.message, /uint8-quantized with a step of \d+\.\d+σ: too coarse for a mark .*watermark: false/);
+    const versions = await server.sql.query(
+      'SELECT count(*)::int AS n FROM model_versions v JOIN models m ON m.id = v.model_id WHERE m.slug = $1',
+      [slug],
+    );
+    assert.equal(versions.rows[0].n, 0);
+  });
 });
