@@ -22,6 +22,7 @@ import { withDatabase } from './support/database-url.js';
 const SLOW_FILES = [
   'test/front-door.test.ts',
   'test/watermark/product.test.ts',
+  'test/watermark/quantized.test.ts',
   'test/inference/engine.test.ts',
   'test/metering/crash-recovery.test.ts',
   'test/metering/concurrency.test.ts',

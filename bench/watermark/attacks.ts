@@ -3,6 +3,7 @@
 import type { Random } from '../../demo/random.js';
 import { readTensor, tensorEntries, withTensor, type TensorEntry } from '../../src/watermark/artifact.js';
 import type { UnitAxis, WeightsArtifact } from '../../src/watermark/index.js';
+import { quantize, type Quantization, type QuantizationDtype } from '../../src/watermark/quantization.js';
 
 type TensorMap = (values: Float32Array, entry: TensorEntry) => Float32Array;
 
@@ -34,36 +35,15 @@ export function gaussian(random: Random): number {
   return Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
 }
 
-/** float32 → IEEE half bits, round to nearest even (what numpy's astype(float16) does). */
-function float16Bits(value: number): number {
-  const view = new DataView(new ArrayBuffer(4));
-  view.setFloat32(0, value);
-  const bits = view.getUint32(0);
-  const sign = (bits >>> 16) & 0x8000;
-  const exponent = (bits >>> 23) & 0xff;
-  const mantissa = bits & 0x7fffff;
-  if (exponent === 0xff) return sign | 0x7c00 | (mantissa ? 0x200 : 0);
-  const halfExponent = exponent - 127 + 15;
-  if (halfExponent >= 0x1f) return sign | 0x7c00;
-  // Normal halves keep 10 mantissa bits; subnormal ones shift the implicit 1 in as well.
-  const shift = halfExponent > 0 ? 13 : 14 - halfExponent;
-  if (shift > 24) return sign;
-  const full = halfExponent > 0 ? mantissa : mantissa | 0x800000;
-  const truncated = full >>> shift;
-  const remainder = full & ((1 << shift) - 1);
-  const halfway = 1 << (shift - 1);
-  const rounded = truncated + (remainder > halfway || (remainder === halfway && truncated & 1) ? 1 : 0);
-  return sign | ((halfExponent > 0 ? halfExponent << 10 : 0) + rounded);
-}
-
 /**
- * Every float32 tensor quantized as the tfjs converter's --quantize_uint8 / --quantize_float16 does it:
- * uint8 is per-tensor affine, its min nudged so that 0 is exactly representable; float16 is a cast.
- * The manifest gets the matching `quantization` entries, so tfjs (and the decoder) dequantize on load.
+ * Every float32 tensor quantized as the tfjs converter's --quantize_uint8 / --quantize_uint16 /
+ * --quantize_float16 does it: uint8 and uint16 are per-tensor affine, the min nudged so that 0 is exactly
+ * representable; float16 is a cast. The manifest gets the matching `quantization` entries, so tfjs (and
+ * the decoder) dequantize on load.
  */
-export function quantizeArtifact(artifact: WeightsArtifact, dtype: 'uint8' | 'float16'): WeightsArtifact {
+export function quantizeArtifact(artifact: WeightsArtifact, dtype: QuantizationDtype): WeightsArtifact {
   const modelJson = structuredClone(artifact.modelJson) as {
-    weightsManifest: { weights: { dtype: string; quantization?: object }[] }[];
+    weightsManifest: { weights: { dtype: string; quantization?: Quantization }[] }[];
   };
   const specs = modelJson.weightsManifest.flatMap((group) => group.weights);
   const chunks: Uint8Array[] = [];
@@ -71,22 +51,16 @@ export function quantizeArtifact(artifact: WeightsArtifact, dtype: 'uint8' | 'fl
     const bytes = artifact.weights.subarray(entry.byteOffset, entry.byteOffset + entry.byteLength);
     if (entry.spec.dtype !== 'float32' || entry.spec.quantization) return chunks.push(bytes);
     const values = readTensor(artifact, entry);
-    if (dtype === 'float16') {
-      chunks.push(new Uint8Array(Uint16Array.from(values, float16Bits).buffer));
-      specs[index]!.quantization = { dtype };
-      return;
+    let quantization: Quantization = { dtype };
+    if (dtype !== 'float16') {
+      let min = Infinity;
+      let max = -Infinity;
+      for (const value of values) [min, max] = [Math.min(min, value), Math.max(max, value)];
+      const scale = max > min ? (max - min) / (dtype === 'uint8' ? 255 : 65535) : 1;
+      quantization = { dtype, min: max > min ? -Math.round(-min / scale) * scale : min, scale };
     }
-    let min = Infinity;
-    let max = -Infinity;
-    for (const value of values) [min, max] = [Math.min(min, value), Math.max(max, value)];
-    const scale = max > min ? (max - min) / 255 : 1;
-    const nudgedMin = max > min ? -Math.round(-min / scale) * scale : min;
-    const nudgedMax = 255 * scale + nudgedMin;
-    const levels = Uint8Array.from(values, (v) =>
-      Math.round((Math.min(Math.max(v, nudgedMin), nudgedMax) - nudgedMin) / scale),
-    );
-    chunks.push(levels);
-    specs[index]!.quantization = { dtype, min: nudgedMin, scale };
+    chunks.push(quantize(entry.spec.name, values, quantization));
+    specs[index]!.quantization = quantization;
   });
   return { modelJson, weights: Buffer.concat(chunks) };
 }

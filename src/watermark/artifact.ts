@@ -1,8 +1,9 @@
 // Reading and rewriting weight tensors inside a tfjs artifact: model.json (its weightsManifest) plus the
 // weight files concatenated in manifest order, the form the marketplace stores. Tensors are read as
-// float32, dequantizing as tfjs does (uint8/uint16: value × scale + min; float16: cast).
+// float32, dequantizing as tfjs does, and written back in their manifest's scheme (quantization.ts).
 import { z } from 'zod';
 import { WatermarkError } from './errors.js';
+import { dequantize, quantize } from './quantization.js';
 
 /** A tfjs artifact as stored: model.json and all weight bytes (structurally the inference engine's ModelArtifact). */
 export interface WeightsArtifact {
@@ -72,15 +73,6 @@ export function findTensor(entries: readonly TensorEntry[], name: string): Tenso
   return entry;
 }
 
-function float16ToFloat32(half: number): number {
-  const sign = half & 0x8000 ? -1 : 1;
-  const exponent = (half >> 10) & 0x1f;
-  const fraction = half & 0x3ff;
-  if (exponent === 0) return sign * 2 ** -14 * (fraction / 1024);
-  if (exponent === 0x1f) return fraction ? NaN : sign * Infinity;
-  return sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
-}
-
 /** The tensor's values as float32, dequantized per its manifest entry. */
 export function readTensor(artifact: WeightsArtifact, entry: TensorEntry): Float32Array {
   const { spec, size, byteOffset, byteLength } = entry;
@@ -95,29 +87,27 @@ export function readTensor(artifact: WeightsArtifact, entry: TensorEntry): Float
   }
   if (spec.dtype !== 'float32')
     throw new WatermarkError(`weight ${spec.name} is a quantized ${spec.dtype}, not float32`);
-  const values = new Float32Array(size);
-  if (quantization.dtype === 'float16') {
-    const halves = new Uint16Array(bytes.buffer, 0, size);
-    for (let i = 0; i < size; i++) values[i] = float16ToFloat32(halves[i]!);
-    return values;
-  }
-  const { scale, min } = quantization;
-  if (scale === undefined || min === undefined) {
-    throw new WatermarkError(`weight ${spec.name} is ${quantization.dtype}-quantized without scale and min`);
-  }
-  const levels = quantization.dtype === 'uint8' ? bytes : new Uint16Array(bytes.buffer, 0, size);
-  for (let i = 0; i < size; i++) values[i] = levels[i]! * scale + min;
-  return values;
+  return dequantize(spec.name, bytes, size, quantization);
 }
 
-/** A copy of the artifact's weight bytes with one unquantized float32 tensor replaced. */
-export function withTensor(artifact: WeightsArtifact, entry: TensorEntry, values: Float32Array): Uint8Array {
-  if (entry.spec.quantization || entry.spec.dtype !== 'float32') {
-    throw new WatermarkError(`weight ${entry.spec.name} is not stored as plain float32`);
-  }
+/**
+ * A copy of the artifact's weight bytes with one float32 tensor replaced, stored as the manifest says
+ * (quantized ones with their min and scale; `dither` as in quantize).
+ */
+export function withTensor(
+  artifact: WeightsArtifact,
+  entry: TensorEntry,
+  values: Float32Array,
+  dither?: Float64Array,
+): Uint8Array {
+  const { spec } = entry;
+  if (spec.dtype !== 'float32') throw new WatermarkError(`weight ${spec.name} is ${spec.dtype}, not float32`);
   if (values.length !== entry.size)
-    throw new WatermarkError(`weight ${entry.spec.name} has ${entry.size} values, not ${values.length}`);
+    throw new WatermarkError(`weight ${spec.name} has ${entry.size} values, not ${values.length}`);
+  const bytes = spec.quantization
+    ? quantize(spec.name, values, spec.quantization, dither)
+    : new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
   const weights = new Uint8Array(artifact.weights); // a copy, also when the artifact holds a Node Buffer
-  weights.set(new Uint8Array(values.buffer, values.byteOffset, values.byteLength), entry.byteOffset);
+  weights.set(bytes, entry.byteOffset);
   return weights;
 }

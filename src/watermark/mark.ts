@@ -21,6 +21,7 @@ import {
 } from './artifact.js';
 import { addTransposed, carrierFor, crossGram, project, type Carrier } from './carrier.js';
 import { WatermarkError } from './errors.js';
+import { roundingDither } from './quantization.js';
 import { MARK_BITS, type MarkKey } from './keys.js';
 import { solveSymmetricPositiveDefinite } from './linear-algebra.js';
 import { SHAPED_MARGIN, shapedChange, type InputStatistics } from './shaping.js';
@@ -54,7 +55,7 @@ export interface MarkReport {
   relativeChange: number;
   /** The largest change of one weight, in standard deviations of the tensor. */
   maxChange: number;
-  /** Bits of this key that do not decode from the stored float32 weights; 0 in practice. */
+  /** Bits of this key that do not decode from the stored weights (as re-quantized, if quantized); 0 in practice. */
   bitErrorsAfter: number;
   /** Calibration examples the change was shaped with; null for the least-norm change. */
   shapedWith: number | null;
@@ -67,6 +68,24 @@ function standardDeviation(values: Float32Array): number {
   let squares = 0;
   for (const value of values) squares += (value - mean) ** 2;
   return Math.sqrt(squares / values.length);
+}
+
+/** ‖after − before‖ / ‖before‖, and the largest change of one weight in units of `sigma`. */
+function changeOf(
+  before: Float32Array,
+  after: Float32Array,
+  sigma: number,
+): Pick<MarkReport, 'relativeChange' | 'maxChange'> {
+  let changeSquares = 0;
+  let weightSquares = 0;
+  let maxChange = 0;
+  for (let i = 0; i < before.length; i++) {
+    const delta = after[i]! - before[i]!;
+    changeSquares += delta ** 2;
+    weightSquares += before[i]! ** 2;
+    maxChange = Math.max(maxChange, Math.abs(delta));
+  }
+  return { relativeChange: Math.sqrt(changeSquares / weightSquares), maxChange: maxChange / sigma };
 }
 
 function targetSign(key: MarkKey, bit: number): number {
@@ -141,22 +160,12 @@ export function embedMark(
     : { change: leastNormChange(carriers, rhs), biasShift: null };
 
   const marked = Float32Array.from(weights, (value, i) => value + change[i]!);
-  let changeSquares = 0;
-  let weightSquares = 0;
-  let maxChange = 0;
-  for (let i = 0; i < weights.length; i++) {
-    const delta = marked[i]! - weights[i]!;
-    changeSquares += delta ** 2;
-    weightSquares += weights[i]! ** 2;
-    maxChange = Math.max(maxChange, Math.abs(delta));
-  }
   return {
     marked,
     biasShift,
     report: {
       margin,
-      relativeChange: Math.sqrt(changeSquares / weightSquares),
-      maxChange: maxChange / sigma,
+      ...changeOf(weights, marked, sigma),
       bitErrorsAfter: bitErrors(carriers[0]!, key, difference(marked, reference)),
       shapedWith: options.shaping?.statistics.samples ?? null,
     },
@@ -165,8 +174,9 @@ export function embedMark(
 
 /**
  * Marks a stored tfjs artifact: the tensor selectMarkTensor picks, rewritten in place in a copy of the
- * weight bytes; model.json is unchanged. Quantized tensors are refused: mark the float32 original, then
- * quantize (decoding reads quantized suspects).
+ * weight bytes; model.json is unchanged. A quantized tensor (and bias) is dequantized, marked, and stored
+ * again in its own scheme (quantization.ts); the mark must then still decode from what was stored, with
+ * every bit of `key` and of the preserved keys, else WatermarkError.
  */
 export function markArtifact(
   artifact: WeightsArtifact,
@@ -176,11 +186,6 @@ export function markArtifact(
   const target = selectMarkTensor(artifact.modelJson);
   const entries = tensorEntries(artifact);
   const entry = findTensor(entries, target.name);
-  if (entry.spec.quantization) {
-    throw new WatermarkError(
-      `weight ${target.name} is ${entry.spec.quantization.dtype}-quantized; only float32 weights can be marked (mark the float32 model, then quantize)`,
-    );
-  }
   const weights = readTensor(artifact, entry);
   const reference = options.reference ?? artifact;
   const referenceValues = readTensor(reference, findTensor(tensorEntries(reference), target.name));
@@ -193,16 +198,44 @@ export function markArtifact(
     shaping = { statistics: bias ? options.shaping : uncentered(options.shaping), shape: target.shape };
   }
   const { marked, biasShift, report } = embedMark(weights, referenceValues, key, { ...options, shaping });
-  let markedWeights = withTensor(artifact, entry, marked);
+  const dither = (e: TensorEntry) => (e.spec.quantization ? roundingDither(key, e.spec.name, e.size) : undefined);
+  let markedWeights = withTensor(artifact, entry, marked, dither(entry));
   if (bias && biasShift) {
     const shifted = Float32Array.from(readTensor(artifact, bias), (value, j) => value + biasShift[j]!);
-    markedWeights = withTensor({ modelJson: artifact.modelJson, weights: markedWeights }, bias, shifted);
+    markedWeights = withTensor({ modelJson: artifact.modelJson, weights: markedWeights }, bias, shifted, dither(bias));
   }
-  return {
-    modelJson: artifact.modelJson,
-    weights: markedWeights,
-    report: { tensor: target.name, size: target.size, ...report },
-  };
+  const result = { modelJson: artifact.modelJson, weights: markedWeights };
+  const stored = entry.spec.quantization
+    ? storedMark(result, entry, weights, referenceValues, [key, ...(options.preserve ?? [])], report.margin)
+    : null;
+  return { ...result, report: { tensor: target.name, size: target.size, ...report, ...stored } };
+}
+
+/**
+ * What a quantized marked tensor changed once stored, measured on the stored values (what a downloader
+ * loads). Rounding moves each projection by noise of at most step/2 (quantization.ts); a step too coarse
+ * for the margin loses bits, and such a mark is refused rather than published weaker than promised.
+ */
+function storedMark(
+  artifact: WeightsArtifact,
+  entry: TensorEntry,
+  before: Float32Array,
+  reference: Float32Array,
+  keys: readonly MarkKey[],
+  margin: number,
+): Pick<MarkReport, 'relativeChange' | 'maxChange' | 'bitErrorsAfter'> {
+  const stored = readTensor(artifact, entry);
+  const sigma = standardDeviation(reference);
+  const change = difference(stored, reference);
+  const lost = keys.map((k) => bitErrors(carrierFor(k, stored.length), k, change));
+  const quantization = entry.spec.quantization!;
+  if (lost.some((errors) => errors > 0)) {
+    const step = quantization.scale ? ` with a step of ${(quantization.scale / sigma).toFixed(3)}σ` : '';
+    throw new WatermarkError(
+      `weight ${entry.spec.name} is ${quantization.dtype}-quantized${step}: too coarse for a mark of margin ${margin}σ (${lost.join(' and ')} of ${MARK_BITS} bits did not survive re-quantization)`,
+    );
+  }
+  return { ...changeOf(before, stored, sigma), bitErrorsAfter: lost[0]! };
 }
 
 /** The statistics as second moments about zero: covariance + mean·meanᵀ, mean 0. */

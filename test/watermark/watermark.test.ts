@@ -118,11 +118,6 @@ describe('mark and decode', () => {
     assert.deepEqual(new Uint8Array(unaligned.weights), original.weights);
     assert.equal(decodeMark(marked, unaligned, owner).matchedBits, MARK_BITS);
   });
-
-  it('refuses to mark quantized weights', async () => {
-    const quantized = quantizeArtifact(await mlpArtifact(4), 'uint8');
-    assert.throws(() => markArtifact(quantized, owner), /quantized/);
-  });
 });
 
 describe('shaped marks', () => {
