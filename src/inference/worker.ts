@@ -9,7 +9,7 @@ import { workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { initBackend } from './backend.js';
-import { LoadedModelCache, signatureOf, type ModelLease } from './model-cache.js';
+import { LoadedModelCache, type ModelLease, type ServedModel } from './model-cache.js';
 import type {
   DescribeResult,
   DescribeTask,
@@ -92,7 +92,7 @@ async function load(task: LoadTask): Promise<LoadResult | TaskFailure> {
     return failure('artifact', error);
   }
   try {
-    return { signature: signatureOf(lease.model), cacheHit: lease.cacheHit, evictions: models.takeEvictions() };
+    return { signature: lease.signature, cacheHit: lease.cacheHit, evictions: models.takeEvictions() };
   } finally {
     lease.release();
   }
@@ -120,7 +120,8 @@ async function predictWith(task: PredictTask, lease: ModelLease, startedAt: numb
   const output = tf.tidy(() => {
     const data = task.dtype === 'float32' ? new Float32Array(task.data) : new Int32Array(task.data);
     const model = task.inputsOf ? truncated(lease.model, task.inputsOf) : lease.model;
-    const prediction = model.predict(tf.tensor(data, task.shape, task.dtype));
+    // A graph model's predict runs `execute` on its one input and output.
+    const prediction = model.predict(tf.tensor(data, task.shape, task.dtype)) as tf.Tensor | tf.Tensor[];
     // Models with several outputs are rejected when loaded.
     const single = Array.isArray(prediction) ? prediction[0]! : prediction;
     return single.dtype === 'float32' ? single : single.cast('float32');
@@ -142,8 +143,9 @@ async function predictWith(task: PredictTask, lease: ModelLease, startedAt: numb
   return transferring(result, [result.output]);
 }
 
-/** The model up to what `layerName` receives; fails for an unknown layer or one with several inputs. */
-function truncated(model: tf.LayersModel, layerName: string): tf.LayersModel {
+/** The model up to what `layerName` receives; fails for a graph model, an unknown layer or one with several inputs. */
+function truncated(model: ServedModel, layerName: string): tf.LayersModel {
+  if (!(model instanceof tf.LayersModel)) throw new Error('only layers models have layers to read the inputs of');
   const input = model.getLayer(layerName).input;
   if (Array.isArray(input)) throw new Error(`layer ${layerName} has several inputs`);
   return tf.model({ inputs: model.inputs, outputs: input });
