@@ -187,6 +187,12 @@ describe('graph models (format "graph-model")', () => {
     // HTTP calls arrive when their bodies are parsed; the engine's own callers arrive in one event-loop turn.
     const { engine, artifacts } = server.app.services;
     const ref = artifacts.modelRef(shippedSha256);
+    // The input keeps the name the model's signature gives it (what a several-input call would address).
+    assert.deepEqual(await engine.inspect(ref), {
+      inputs: [{ name: 'input:0', shape: [null, 224, 224, 3], dtype: 'float32' }],
+      outputs: [{ shape: [null, 5] }],
+      embeddingInputDim: null,
+    });
     const before = await batchMetrics();
     const outputs = await Promise.all(
       rows.map((row) =>
@@ -212,8 +218,8 @@ describe('graph models (format "graph-model")', () => {
     } finally {
       copy.dispose();
     }
-    const served = await download(version.id, owner.token);
-    assert.equal(served.modelJson.format, 'graph-model');
+    const modelJson = await fetch(`${server.origin}/v1/versions/${version.id}/model.json`, { headers });
+    assert.equal(((await modelJson.json()) as ModelJson).format, 'graph-model');
   });
 
   it('a quantised graph model published with watermark: true is refused, saying why (BAD_USER_INPUT, input.watermark)', async () => {
@@ -246,13 +252,8 @@ describe('graph models (format "graph-model")', () => {
     assert.ok(marked.watermark.relativeChange < 0.05, JSON.stringify(marked.watermark));
 
     // The marked model serves, and classifies as the unmarked one does.
-    const served = await server.gql(
-      PREDICT,
-      { input: { model: model.slug, inputs: rows.map(asImage) } },
-      {
-        token: owner.token,
-      },
-    );
+    const auth = { token: owner.token };
+    const served = await server.gql(PREDICT, { input: { model: model.slug, inputs: rows.map(asImage) } }, auth);
     assert.equal(served.errors, undefined, JSON.stringify(served.errors));
     const best = (row: number[]) => NSFW_LABELS[row.indexOf(Math.max(...row))];
     assert.deepEqual(
@@ -344,6 +345,17 @@ describe('graph models (format "graph-model")', () => {
         assert.equal(artifactsAfter.rows[0].n, artifactsBefore.rows[0].n);
       });
     }
+
+    it('refused loads free the weights they decoded (10 refusals after loading, memory flat)', async () => {
+      const [unknownOp, controlFlow] = cases.map(([, make]) => make());
+      const rssBefore = process.memoryUsage().rss;
+      for (let round = 0; round < 5; round += 1) {
+        for (const files of [unknownOp!, controlFlow!]) assert.equal((await upload(files)).status, 422);
+      }
+      // Each load decodes 17 MB of float32 weights in a worker; kept, ten would hold 170 MB.
+      const growthMb = (process.memoryUsage().rss - rssBefore) / 2 ** 20;
+      assert.ok(growthMb < 60, `RSS grew ${growthMb.toFixed(0)} MB over 10 refused loads`);
+    });
 
     it('the published graph model still serves after them', async () => {
       const res = await server.gql(
