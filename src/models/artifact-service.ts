@@ -20,8 +20,8 @@ import type { ArtifactStorage, StoredArtifact } from './artifact-storage.js';
 import { isAdmin } from './model-policy.js';
 
 /**
- * A model's topology, not its weights: large Keras topologies and converted graphs take a few hundred KB. Parsing it is
- * main-thread work (at upload, publish and cache rebuilds), so it is bounded like any other input.
+ * A model's topology, not its weights: large Keras topologies and converted graphs take a few hundred KB.
+ * Parsing it is main-thread work (at upload, publish and cache rebuilds), so it is bounded like any other input.
  */
 const MAX_MODEL_JSON_BYTES = 2 * 1024 * 1024;
 
