@@ -53,10 +53,10 @@ const isRecord = (value: unknown): value is Record<string, unknown> =>
 
 const shapeKey = (shape: readonly number[]) => `[${shape.join(', ')}]`;
 
-/** A TensorShapeProto's dims (sizes are int64 strings in JSON); null for an unknown rank. */
+/** A TensorShapeProto's dims (int64 strings in JSON, where a size of 0 is left out); null for an unknown rank. */
 function dims(shape: TensorSignature['tensorShape']): number[] | null {
   if (!shape || shape.unknownRank) return null;
-  return (shape.dim ?? []).map((dim) => Number(dim.size ?? -1));
+  return (shape.dim ?? []).map((dim) => Number(dim.size ?? 0));
 }
 
 /**

@@ -274,6 +274,30 @@ describe('graph models (format "graph-model")', () => {
     ]);
   });
 
+  it('a graph whose input has unknown dimensions needs a signature at publish; with one, it serves', async () => {
+    const open = structuredClone(shipped.modelJson);
+    const placeholder = open.modelTopology.node.find((n) => n.op === 'Placeholder')!;
+    for (const i of [1, 2]) placeholder.attr.shape.shape.dim[i].size = '-1';
+    const uploaded = await upload({ modelJson: open, files: shipped.files });
+    assert.equal(uploaded.status, 201, JSON.stringify(uploaded.body));
+    const input = { model: slug, version: '2.0.0', artifactId: uploaded.body.id, labels: NSFW_LABELS };
+    const auth = { token: owner.token };
+    const error = expectError(await server.gql(PUBLISH, { input }, auth), 'BAD_USER_INPUT');
+    assert.match(error.message, /input shape \[\?, \?, 3\] has unknown dimensions; give a signature/);
+    const signature = {
+      input: { shape: [224, 224, 3], dtype: 'float32', preprocessing: { kind: 'none' } },
+      output: { kind: 'classification', labels: NSFW_LABELS },
+    };
+    await publish(server, auth, { ...input, signature });
+    const res = await server.gql(
+      PREDICT,
+      { input: { model: slug, version: '2.0.0', inputs: [asImage(rows[1]!)] } },
+      auth,
+    );
+    assert.equal(res.errors, undefined, JSON.stringify(res.errors));
+    assertClose(res.data!.predict.outputs[0].values, expected[1]!, 1e-4);
+  });
+
   describe('hostile graphs are refused at upload (422 BAD_ARTIFACT) and nothing is stored', () => {
     const edited = (edit: (json: ModelJson) => void): GraphFiles => {
       const modelJson = structuredClone(shipped.modelJson);
