@@ -219,7 +219,9 @@ function layoutArtifactFiles(artifact: ModelArtifact, maxParameters: number): Ar
 
 function parseModelJson(modelJson: unknown): io.WeightsManifestConfig {
   if (!isRecord(modelJson) || !isRecord(modelJson.modelTopology)) {
-    throw new InferenceArtifactError('model.json must be an object with a modelTopology (a tfjs layers model)');
+    throw new InferenceArtifactError(
+      'model.json must be an object with a modelTopology (a tfjs layers or graph model)',
+    );
   }
   const manifest = modelJson.weightsManifest;
   if (!Array.isArray(manifest)) throw new InferenceArtifactError('model.json has no weightsManifest array');
@@ -255,7 +257,7 @@ function weightByteLength(spec: io.WeightsManifestEntry): number {
     ? BYTES_PER_QUANTIZED_VALUE[spec.quantization.dtype]
     : BYTES_PER_VALUE[spec.dtype];
   if (bytesPerValue === undefined) {
-    // String weights have no static size; they only occur in graph models, which are not served.
+    // String weights (graph models' string constants) have no static size; served inputs are numbers.
     throw new InferenceArtifactError(
       `weight ${spec.name} has unsupported dtype ${spec.quantization?.dtype ?? spec.dtype}`,
     );

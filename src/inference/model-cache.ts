@@ -4,15 +4,21 @@ import * as tf from '@tensorflow/tfjs';
 import { LRUCache } from 'lru-cache';
 import { MODEL_JSON_FILE } from './artifact-store.js';
 import { assertDeclaredWeights, type ModelBudget } from './declared-weights.js';
+import { isGraphModelJson, loadGraphModel } from './graph-model.js';
 import type { ModelSignature } from './worker-protocol.js';
 
+/** A layers model, or a graph model (`format: "graph-model"`); both `predict` a batch and `dispose`. */
+export type ServedModel = tf.LayersModel | tf.GraphModel;
+
 interface LoadedModel {
-  model: tf.LayersModel;
+  model: ServedModel;
+  signature: ModelSignature;
   weightBytes: number;
 }
 
 export interface ModelLease {
-  model: tf.LayersModel;
+  model: ServedModel;
+  signature: ModelSignature;
   cacheHit: boolean;
   /** Call when done with the model; disposes it if it was too big to cache. */
   release(): void;
@@ -46,15 +52,20 @@ export class LoadedModelCache {
 
   async acquire(key: string): Promise<ModelLease> {
     const cached = this.models.get(key);
-    if (cached) return { model: cached.model, cacheHit: true, release: () => {} };
+    if (cached) return { model: cached.model, signature: cached.signature, cacheHit: true, release: () => {} };
 
     const loaded = await loadModelFromDir(path.join(this.artifactDir, key), this.budget);
     if (loaded.weightBytes <= this.capacityBytes) {
       this.models.set(key, loaded);
-      return { model: loaded.model, cacheHit: false, release: () => {} };
+      return { model: loaded.model, signature: loaded.signature, cacheHit: false, release: () => {} };
     }
     // Larger than the whole budget: serve this task, then free it rather than evicting everything.
-    return { model: loaded.model, cacheHit: false, release: () => loaded.model.dispose() };
+    return {
+      model: loaded.model,
+      signature: loaded.signature,
+      cacheHit: false,
+      release: () => loaded.model.dispose(),
+    };
   }
 
   /** Evictions since the previous call, so each task result reports only its own. */
@@ -66,12 +77,11 @@ export class LoadedModelCache {
 }
 
 /**
- * Loads a layers model from a file-cache entry written by `ArtifactStore`, once its topology is known
- * to build exactly the weights its manifest holds.
+ * Loads a model from a file-cache entry written by `ArtifactStore`: a layers model once its topology is known
+ * to build exactly the weights its manifest holds, a graph model once graph-model.ts has checked its graph.
  */
 async function loadModelFromDir(entryDir: string, budget: ModelBudget): Promise<LoadedModel> {
   const modelJson = JSON.parse(await readFile(path.join(entryDir, MODEL_JSON_FILE), 'utf8')) as tf.io.ModelJSON;
-  await assertDeclaredWeights(modelJson, budget);
   let weightBytes = 0;
   const handler: tf.io.IOHandler = {
     load: () =>
@@ -88,8 +98,13 @@ async function loadModelFromDir(entryDir: string, budget: ModelBudget): Promise<
         return [tf.io.getWeightSpecs(manifest), shards];
       }),
   };
+  if (isGraphModelJson(modelJson)) {
+    const { model, signature } = await loadGraphModel(modelJson, handler, budget);
+    return { model, signature, weightBytes };
+  }
+  await assertDeclaredWeights(modelJson, budget);
   const model = await freeingOnFailure(() => tf.loadLayersModel(handler));
-  return { model, weightBytes };
+  return { model, signature: signatureOf(model), weightBytes };
 }
 
 /**
@@ -115,7 +130,7 @@ async function freeingOnFailure(load: () => Promise<tf.LayersModel>): Promise<tf
 }
 
 /** Names are the layers' (stable across loads; tfjs suffixes symbolic tensor names it has seen before). */
-export function signatureOf(model: tf.LayersModel): ModelSignature {
+function signatureOf(model: tf.LayersModel): ModelSignature {
   return {
     inputs: model.inputs.map((input, i) => ({
       name: model.inputNames[i]!,

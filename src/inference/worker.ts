@@ -9,7 +9,7 @@ import { workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { initBackend } from './backend.js';
-import { LoadedModelCache, signatureOf, type ModelLease } from './model-cache.js';
+import { LoadedModelCache, type ModelLease, type ServedModel } from './model-cache.js';
 import type {
   DescribeResult,
   DescribeTask,
@@ -95,7 +95,7 @@ async function load(task: LoadTask): Promise<LoadResult | TaskFailure> {
     return failure('artifact', error);
   }
   try {
-    return { signature: signatureOf(lease.model), cacheHit: lease.cacheHit, evictions: models.takeEvictions() };
+    return { signature: lease.signature, cacheHit: lease.cacheHit, evictions: models.takeEvictions() };
   } finally {
     lease.release();
   }
@@ -125,7 +125,8 @@ async function predictWith(task: PredictTask, lease: ModelLease, startedAt: numb
   const output = tf.tidy(() => {
     const data = task.dtype === 'float32' ? new Float32Array(task.data) : new Int32Array(task.data);
     const model = task.inputsOf ? truncated(lease.model, task.inputsOf) : lease.model;
-    const prediction = model.predict(tf.tensor(data, task.shape, task.dtype));
+    // A graph model's predict runs `execute` on its one input and output.
+    const prediction = model.predict(tf.tensor(data, task.shape, task.dtype)) as tf.Tensor | tf.Tensor[];
     // Models of several outputs have named signatures and run as predictMany tasks.
     const single = Array.isArray(prediction) ? prediction[0]! : prediction;
     return single.dtype === 'float32' ? single : single.cast('float32');
@@ -153,7 +154,7 @@ async function predictMany(task: PredictManyTask, lease: ModelLease, startedAt: 
     const inputs = task.inputs.map(({ data, dtype, shape }) =>
       tf.tensor(dtype === 'float32' ? new Float32Array(data) : new Int32Array(data), shape, dtype),
     );
-    const prediction = lease.model.predict(inputs);
+    const prediction = lease.model.predict(inputs) as tf.Tensor | tf.Tensor[];
     return (Array.isArray(prediction) ? prediction : [prediction]).map((t) =>
       t.dtype === 'float32' ? t : t.cast('float32'),
     );
@@ -176,8 +177,9 @@ async function predictMany(task: PredictManyTask, lease: ModelLease, startedAt: 
   }
 }
 
-/** The model up to what `layerName` receives; fails for an unknown layer or one with several inputs. */
-function truncated(model: tf.LayersModel, layerName: string): tf.LayersModel {
+/** The model up to what `layerName` receives; fails for a graph model, an unknown layer or one with several inputs. */
+function truncated(model: ServedModel, layerName: string): tf.LayersModel {
+  if (!(model instanceof tf.LayersModel)) throw new Error('only layers models have layers to read the inputs of');
   const input = model.getLayer(layerName).input;
   if (Array.isArray(input)) throw new Error(`layer ${layerName} has several inputs`);
   return tf.model({ inputs: model.inputs, outputs: input });

@@ -1,5 +1,6 @@
-// Artifacts: what `model.save(tf.io.http(url))` uploads, validated completely (structure, manifest against
-// the bytes, and an actual load in tfjs) before anything is stored.
+// Artifacts: what `model.save(tf.io.http(url))` uploads, or a graph model's model.json and shards as
+// `tensorflowjs_converter` wrote them, validated completely (structure, manifest against the bytes, and an
+// actual load in tfjs) before anything is stored.
 import { createHash } from 'node:crypto';
 import type { Actor } from '../auth/principal.js';
 import { requireUserId } from '../auth/principal.js';
@@ -20,8 +21,8 @@ import type { ArtifactStorage, StoredArtifact } from './artifact-storage.js';
 import { isAdmin } from './model-policy.js';
 
 /**
- * A layers model's topology, not its weights: large Keras topologies take a few hundred KB. Parsing it is
- * main-thread work (at upload, publish and cache rebuilds), so it is bounded like any other input.
+ * A model's topology, not its weights: large Keras topologies and converted graphs take a few hundred KB.
+ * Parsing it is main-thread work (at upload, publish and cache rebuilds), so it is bounded like any other input.
  */
 const MAX_MODEL_JSON_BYTES = 2 * 1024 * 1024;
 
@@ -85,13 +86,16 @@ export function canonicalise(files: UploadedFiles): {
   }
   if (!isRecord(parsed) || !isRecord(parsed.modelTopology)) {
     throw new ArtifactPartsError(
-      `model.json must be a TensorFlow.js layers model (an object with modelTopology): ${MODEL_JSON_EXPECTED}`,
+      `model.json must be a TensorFlow.js layers model or graph model (an object with modelTopology): ${MODEL_JSON_EXPECTED}`,
     );
   }
-  if (parsed.format !== undefined && parsed.format !== 'layers-model') {
+  if (parsed.format !== undefined && parsed.format !== 'layers-model' && parsed.format !== 'graph-model') {
     throw new InvalidArtifactError(
-      `model.json format "${String(parsed.format)}" is not supported; upload a layers-model`,
+      `model.json format "${String(parsed.format)}" is not supported; upload a layers-model or a graph-model`,
     );
+  }
+  if (parsed.format === 'graph-model' && !Array.isArray(parsed.modelTopology.node)) {
+    throw new InvalidArtifactError('a graph-model needs modelTopology.node (the converted GraphDef)');
   }
   const manifest = parsed.weightsManifest;
   if (!Array.isArray(manifest) || manifest.length === 0)

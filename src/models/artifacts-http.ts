@@ -1,6 +1,8 @@
 // The TensorFlow.js-native artifact endpoints:
-//   POST /v1/artifacts                  ← model.save(tf.io.http(url, {requestInit: {headers}}))
-//   GET  /v1/versions/:id/model.json     → tf.loadLayersModel(url, {requestInit: {headers}})
+//   POST /v1/artifacts                  ← model.save(tf.io.http(url, {requestInit: {headers}})), or a graph
+//                                          model's model.json and shards, each a part
+//   GET  /v1/versions/:id/model.json     → tf.loadLayersModel(url, {requestInit: {headers}}) (graph models:
+//                                          tf.loadGraphModel)
 //   GET  /v1/versions/:id/model.weights.bin
 // Authenticated exactly like GraphQL (Bearer access token or API key); API keys download with the DOWNLOAD
 // scope (owners and admins also with MANAGE_MODELS). Every file served is metered and audited.

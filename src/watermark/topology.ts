@@ -166,7 +166,8 @@ function candidates(layers: readonly Layer[], specs: readonly WeightSpec[]): Can
  * The tensor that carries the mark: the largest kernel (Dense, Conv1D, Conv2D) or embedding matrix with at
  * most one hidden-unit axis, so decoding can undo a permutation and rescaling of those units. The largest,
  * because the relative weight change a mark costs falls as 1/sqrt(size) (see mark.ts). Models whose layers
- * do not form a chain fall back to the largest ≥ 2-d tensor, without alignment.
+ * do not form a chain, and graph models (a GraphDef has no layers; its weights are its Const nodes), fall back
+ * to the largest ≥ 2-d float32 tensor, without alignment.
  */
 export function selectMarkTensor(modelJson: unknown): MarkTarget {
   const { modelTopology, weightsManifest } = parseModelJson(modelJson);
@@ -175,7 +176,7 @@ export function selectMarkTensor(modelJson: unknown): MarkTarget {
   const usable = layers
     ? candidates(layers, specs).filter((c) => !c.unknownInputs && c.unitAxes.length <= 1)
     : specs
-        .filter((spec) => spec.shape.length >= 2)
+        .filter((spec) => spec.shape.length >= 2 && spec.dtype === 'float32')
         .map((spec) => ({ spec, layer: null, size: sizeOf(spec.shape), unitAxes: [], unknownInputs: false }));
   let best: Candidate | undefined;
   for (const candidate of usable)
