@@ -189,9 +189,8 @@ describe('graph models (format "graph-model")', () => {
     const ref = artifacts.modelRef(shippedSha256);
     // The input keeps the name the model's signature gives it (what a several-input call would address).
     assert.deepEqual(await engine.inspect(ref), {
-      inputs: [{ name: 'input:0', shape: [null, 224, 224, 3], dtype: 'float32' }],
-      outputs: [{ shape: [null, 5] }],
-      embeddingInputDim: null,
+      inputs: [{ name: 'input:0', shape: [null, 224, 224, 3], dtype: 'float32', embeddingInputDim: null }],
+      outputs: [{ name: 'Identity:0', shape: [null, 5] }],
     });
     const before = await batchMetrics();
     const outputs = await Promise.all(
@@ -222,16 +221,38 @@ describe('graph models (format "graph-model")', () => {
     assert.equal(((await modelJson.json()) as ModelJson).format, 'graph-model');
   });
 
-  it('a quantised graph model published with watermark: true is refused, saying why (BAD_USER_INPUT, input.watermark)', async () => {
+  it('the shipped (uint8-quantised) graph model publishes with the owner mark and stays quantised', async () => {
     const uploaded = await upload(shipped);
-    const res = await server.gql(
-      PUBLISH,
-      { input: { model: slug, version: '1.0.1', artifactId: uploaded.body.id, labels: NSFW_LABELS, watermark: true } },
+    const model = await createModel(server, { token: owner.token }, { name: 'NSFW quantised, marked' });
+    const published = await server.gql(
+      `mutation P($input: PublishModelVersionInput!) { publishModelVersion(input: $input) {
+        id sizeBytes watermark { marked tensor relativeChange bits } } }`,
+      { input: { model: model.slug, version: '1.0.0', artifactId: uploaded.body.id, labels: NSFW_LABELS } },
       { token: owner.token },
     );
-    const error = expectError(res, 'BAD_USER_INPUT');
-    assert.equal(error.extensions?.field, 'input.watermark');
-    assert.match(error.message, /cannot be watermarked: weight \S+Conv_1\/Conv2D_weights is uint8-quantized/);
+    assert.equal(published.errors, undefined, JSON.stringify(published.errors));
+    const marked = published.data!.publishModelVersion;
+    assert.equal(marked.watermark.marked, true);
+    assert.match(marked.watermark.tensor, /Conv_1\/Conv2D_weights$/);
+    // The served copy keeps the uint8 scheme: the same manifest, the same size.
+    const modelJson = (await (
+      await fetch(`${server.origin}/v1/versions/${marked.id}/model.json`, {
+        headers: authHeaders({ token: owner.token }),
+      })
+    ).json()) as ModelJson;
+    const quantised = modelJson.weightsManifest.flatMap((group) => group.weights).filter((w: any) => w.quantization);
+    assert.ok(quantised.length > 0 && quantised.every((w: any) => w.quantization.dtype === 'uint8'));
+    const served = await server.gql(
+      PREDICT,
+      { input: { model: model.slug, inputs: rows.map(asImage) } },
+      { token: owner.token },
+    );
+    assert.equal(served.errors, undefined, JSON.stringify(served.errors));
+    const best = (row: number[]) => NSFW_LABELS[row.indexOf(Math.max(...row))];
+    assert.deepEqual(
+      served.data!.predict.outputs.map((output: { label: string }) => output.label),
+      expected.map(best),
+    );
   });
 
   it('the float32 graph model carries the owner mark on its largest weight tensor, and licensee copies their fingerprint', async () => {
@@ -283,7 +304,7 @@ describe('graph models (format "graph-model")', () => {
     const input = { model: slug, version: '2.0.0', artifactId: uploaded.body.id, labels: NSFW_LABELS };
     const auth = { token: owner.token };
     const error = expectError(await server.gql(PUBLISH, { input }, auth), 'BAD_USER_INPUT');
-    assert.match(error.message, /input shape \[\?, \?, 3\] has unknown dimensions; give a signature/);
+    assert.match(error.message, /The model's input input:0 has unknown dimensions \[\?, \?, 3\]; give a signature/);
     const signature = {
       input: { shape: [224, 224, 3], dtype: 'float32', preprocessing: { kind: 'none' } },
       output: { kind: 'classification', labels: NSFW_LABELS },
