@@ -20,7 +20,12 @@ import { withDatabase } from './support/database-url.js';
  * A file missing from this list only runs later.
  */
 const SLOW_FILES = [
+  // First: it trains the demo's MNIST model once for the run (test/support/demo-artifacts.ts), which demo.test.ts reuses.
+  'test/readme-walkthrough.test.ts',
   'test/front-door.test.ts',
+  'test/models/graph-model.test.ts',
+  'test/client/cli.test.ts',
+  'test/models/images.test.ts',
   'test/watermark/product.test.ts',
   'test/watermark/quantized.test.ts',
   'test/inference/engine.test.ts',
