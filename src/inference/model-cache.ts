@@ -129,16 +129,19 @@ async function freeingOnFailure(load: () => Promise<tf.LayersModel>): Promise<tf
   }
 }
 
-/** Names are the layers' (stable across loads; tfjs suffixes symbolic tensor names it has seen before). */
+/**
+ * Names are the layers' (stable across loads; tfjs suffixes symbolic tensor names it has seen before), read from
+ * each tensor's source layer: a loaded Sequential model leaves `inputNames` unset until it is first run.
+ */
 function signatureOf(model: tf.LayersModel): ModelSignature {
   return {
-    inputs: model.inputs.map((input, i) => ({
-      name: model.inputNames[i]!,
+    inputs: model.inputs.map((input) => ({
+      name: input.sourceLayer.name,
       shape: input.shape,
       dtype: input.dtype,
       embeddingInputDim: embeddingInputDim(model, input),
     })),
-    outputs: model.outputs.map((output, i) => ({ name: model.outputNames[i]!, shape: output.shape })),
+    outputs: model.outputs.map((output) => ({ name: output.sourceLayer.name, shape: output.shape })),
   };
 }
 
