@@ -1,7 +1,8 @@
 // Where `modelmarket login` keeps sessions: one per server, in a JSON file only its owner can read
 // ($MODELMARKET_CONFIG, else ~/.config/modelmarket/credentials.json). Refreshed tokens are written back at once:
 // a refresh token is single-use, so the stored one must always be the latest.
-import { chmod, mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { link, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -61,7 +62,7 @@ export class CredentialStore {
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
         const held = await stat(lock).catch(() => undefined);
-        if (held && Date.now() - held.mtimeMs > STALE_LOCK_MS) await rm(lock, { force: true });
+        if (held && isStale(held.mtimeMs)) await takeOverStale(lock);
         else await sleep(50);
       }
     }
@@ -82,13 +83,47 @@ export class CredentialStore {
     }
     await mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
     // Written whole then renamed: a crash never leaves half a file (and the lost refresh token with it).
+    // Created afresh ('wx': never through a link someone put there, never an old file's mode), readable by its
+    // owner only before the tokens go in. A leftover of a crashed run that had our pid is ours to remove.
     const temporary = `${this.file}.${process.pid}.tmp`;
+    await rm(temporary, { force: true });
     try {
-      await writeFile(temporary, `${JSON.stringify(data, null, 2)}\n`, { mode: 0o600 });
-      await chmod(temporary, 0o600);
+      const handle = await open(temporary, 'wx', 0o600);
+      try {
+        await handle.writeFile(`${JSON.stringify(data, null, 2)}\n`);
+      } finally {
+        await handle.close();
+      }
       await rename(temporary, this.file);
     } finally {
       await rm(temporary, { force: true });
     }
+  }
+}
+
+const isStale = (mtimeMs: number) => Date.now() - mtimeMs > STALE_LOCK_MS;
+
+/**
+ * Removes a stale lock so that the next 'wx' can take it. Renamed aside first: of the processes that found it
+ * stale, one rename wins and the others find nothing. One that looked before the winner made its fresh lock may
+ * still take that fresh one aside; it puts it back (link() refuses to replace a lock made since).
+ */
+async function takeOverStale(lock: string): Promise<void> {
+  const aside = `${lock}.${process.pid}.${randomUUID()}`;
+  try {
+    await rename(lock, aside);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw error;
+  }
+  try {
+    const taken = await stat(aside);
+    if (!isStale(taken.mtimeMs)) {
+      await link(aside, lock).catch((error: NodeJS.ErrnoException) => {
+        if (error.code !== 'EEXIST') throw error;
+      });
+    }
+  } finally {
+    await rm(aside, { force: true });
   }
 }

@@ -487,7 +487,9 @@ export async function main(argv: string[], env: Env, io: Streams): Promise<numbe
         const stored = await store.session(server);
         return new ModelmarketClient({
           url: server,
-          ...stored,
+          accessToken: stored?.accessToken,
+          refreshToken: stored?.refreshToken,
+          expiresAt: stored?.expiresAt,
           // A refresh spends the stored refresh token: under the file's lock, a pair another run stored since is
           // taken as is, else the refreshed pair is written back before it is used.
           sharedRefresh: (session, refresh) =>

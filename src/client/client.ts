@@ -70,6 +70,11 @@ export interface ModelmarketClientOptions {
   /** A session to resume (e.g. stored by an earlier run). */
   accessToken?: string;
   refreshToken?: string;
+  /**
+   * When that session's access token expires (epoch ms, as `SessionTokens.expiresAt`): it is then refreshed a
+   * little before, instead of after a refused call.
+   */
+  expiresAt?: number;
   /** Called with every new pair of tokens (log-in and refresh), to persist them: the old refresh token is spent. */
   onTokens?: (tokens: SessionTokens) => void | Promise<void>;
   /**
@@ -189,7 +194,8 @@ export class ModelmarketClient {
     this.#options = options;
     this.#retry = { maxAttempts: 5, baseDelayMs: 200, maxDelayMs: 30_000, ...options.retry };
     if (options.accessToken && options.refreshToken) {
-      this.#session = { accessToken: options.accessToken, refreshToken: options.refreshToken };
+      const { accessToken, refreshToken, expiresAt } = options;
+      this.#session = { accessToken, refreshToken, expiresAt };
     }
   }
 

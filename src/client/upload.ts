@@ -3,7 +3,7 @@
 // sends, without holding the weights in memory.
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, realpath, stat } from 'node:fs/promises';
 import http, { type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import https from 'node:https';
 import path from 'node:path';
@@ -43,21 +43,36 @@ function partHead(boundary: string, part: Part): Buffer {
 
 const closing = (boundary: string) => Buffer.from(`--${boundary}--\r\n`);
 
-/** Finds model.json and the weight files it names in `dir`; refuses paths that leave the directory. */
+/**
+ * The real path of `file` when it is a regular file inside `root` (a real path too), else undefined. Compared
+ * after symlinks are resolved: a `w.bin -> ~/.ssh/id_rsa` link inside the directory would otherwise be uploaded.
+ */
+async function fileInside(root: string, file: string): Promise<{ real: string; size: number } | undefined> {
+  const real = await realpath(file).catch(() => undefined);
+  if (real === undefined || !real.startsWith(root + path.sep)) return undefined;
+  const info = await stat(real).catch(() => undefined);
+  return info?.isFile() ? { real, size: info.size } : undefined;
+}
+
+/** Finds model.json and the weight files it names in `dir`; refuses files that are (or lead) outside it. */
 export async function readArtifactDir(dir: string): Promise<ArtifactFiles> {
   const root = path.resolve(dir);
+  const realRoot = await realpath(root).catch(() => undefined);
+  if (realRoot === undefined) throw bad(`${root} has no model.json`);
   const modelJsonPath = path.join(root, 'model.json');
   const info = await stat(modelJsonPath).catch(() => undefined);
   if (!info?.isFile()) throw bad(`${root} has no model.json`);
-  if (info.size > MAX_MODEL_JSON_BYTES) throw bad(`model.json is over ${MAX_MODEL_JSON_BYTES} bytes`);
+  const modelJson = await fileInside(realRoot, modelJsonPath);
+  if (!modelJson) throw bad(`${modelJsonPath} leads outside ${root}`);
+  if (modelJson.size > MAX_MODEL_JSON_BYTES) throw bad(`model.json is over ${MAX_MODEL_JSON_BYTES} bytes`);
   let manifest: unknown;
   try {
-    manifest = (JSON.parse(await readFile(modelJsonPath, 'utf8')) as { weightsManifest?: unknown }).weightsManifest;
+    manifest = (JSON.parse(await readFile(modelJson.real, 'utf8')) as { weightsManifest?: unknown }).weightsManifest;
   } catch {
     throw bad('model.json is not JSON');
   }
   if (!Array.isArray(manifest)) throw bad('model.json has no weightsManifest');
-  const parts: Part[] = [{ name: 'model.json', file: modelJsonPath, size: info.size }];
+  const parts: Part[] = [{ name: 'model.json', file: modelJson.real, size: modelJson.size }];
   for (const group of manifest as { paths?: unknown }[]) {
     if (!Array.isArray(group?.paths)) throw bad('each weightsManifest entry needs a paths array');
     for (const relative of group.paths) {
@@ -70,7 +85,10 @@ export async function readArtifactDir(dir: string): Promise<ArtifactFiles> {
       if (parts.some((p) => p.name === name)) throw bad(`weights file ${name} is named twice`);
       const weights = await stat(file).catch(() => undefined);
       if (!weights?.isFile()) throw bad(`weights file ${name} (named in model.json) is missing`);
-      parts.push({ name, file, size: weights.size });
+      const inside = await fileInside(realRoot, file);
+      if (!inside) throw bad(`weights file ${name} is a link that leads outside ${root}`);
+      // Streamed from the path checked here, not through the link again.
+      parts.push({ name, file: inside.real, size: inside.size });
     }
   }
   const boundary = `modelmarket-${randomBytes(12).toString('hex')}`;

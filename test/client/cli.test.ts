@@ -218,4 +218,21 @@ describe('modelmarket CLI', () => {
     ok(await cli(['logout'], { config }));
     assert.equal(JSON.parse(await readFile(config, 'utf8')).sessions[server.origin], undefined);
   });
+
+  it('refreshes a stored session about to expire before its call, not after a refusal', async () => {
+    const user = await signUp(server);
+    const config = path.join(scratch, 'expiring.json');
+    ok(await cli(['login', '--email', user.email], { config, stdin: user.password }));
+    const stored = JSON.parse(await readFile(config, 'utf8'));
+    const session = stored.sessions[server.origin];
+    assert.ok(session.expiresAt > Date.now(), 'login stores when the access token expires');
+    // The access token is still good (the server would take it), but it expires within the refresh margin.
+    session.expiresAt = Date.now() + 1_000;
+    await writeFile(config, JSON.stringify(stored), { mode: 0o600 });
+    assert.match(ok(await cli(['whoami'], { config })), new RegExp(user.email));
+    const refreshed = JSON.parse(await readFile(config, 'utf8')).sessions[server.origin];
+    assert.notEqual(refreshed.refreshToken, session.refreshToken, 'refreshed before the call');
+    assert.notEqual(refreshed.accessToken, session.accessToken);
+    assert.ok(refreshed.expiresAt > session.expiresAt + 10_000);
+  });
 });

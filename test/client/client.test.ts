@@ -2,7 +2,7 @@
 // upload from a directory, publish, predict, typed errors, and retries driven by the server's real 429 and 503.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -128,6 +128,48 @@ describe('typed client', () => {
         return true;
       },
     );
+  });
+
+  it('refuses weight files and model.json that are links leading outside the model directory', async () => {
+    const owner = await signUp(server, { role: 'OWNER' });
+    const client = new ModelmarketClient({
+      url: server.url,
+      accessToken: owner.token,
+      refreshToken: owner.refreshToken,
+    });
+    const secret = path.join(await mkdtemp(path.join(os.tmpdir(), 'secret-')), 'id_rsa');
+    await writeFile(secret, 'not for the server');
+    const refused = (pattern: RegExp) => (error: unknown) => {
+      assert.ok(error instanceof BadArtifactError);
+      assert.equal(error.code, 'BAD_ARTIFACT');
+      assert.match(error.message, pattern);
+      return true;
+    };
+
+    // A weights file named in model.json that is a link to a file elsewhere: nothing is sent.
+    const dir = await saveModelDir(buildMlp([4, 2], 3));
+    const [weights] = (
+      JSON.parse(await readFile(path.join(dir, 'model.json'), 'utf8')) as {
+        weightsManifest: { paths: string[] }[];
+      }
+    ).weightsManifest[0]!.paths;
+    await rename(path.join(dir, weights!), path.join(dir, 'real.bin'));
+    await symlink(secret, path.join(dir, weights!));
+    await assert.rejects(client.uploadArtifact(dir), refused(/is a link that leads outside/));
+
+    // model.json itself as such a link.
+    const linkedJson = await mkdtemp(path.join(os.tmpdir(), 'linked-json-'));
+    await symlink(path.join(dir, 'model.json'), path.join(linkedJson, 'model.json'));
+    await assert.rejects(client.uploadArtifact(linkedJson), refused(/model\.json leads outside/));
+
+    // Links that stay inside are followed: the directory reached through a link, a weights file linked to a
+    // file beside it.
+    await rm(path.join(dir, weights!));
+    await symlink('real.bin', path.join(dir, weights!));
+    const viaLink = path.join(linkedJson, 'model-dir');
+    await symlink(dir, viaLink);
+    const artifact = await client.uploadArtifact(viaLink);
+    assert.match(artifact.sha256, /^[0-9a-f]{64}$/);
   });
 
   it('refreshes an expired access token once for concurrent calls and hands on the new single-use refresh token', async () => {
