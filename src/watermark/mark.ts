@@ -11,6 +11,9 @@
 // `preserve` lists marks already in w whose projections must stay where they are: a licensee fingerprint
 // solves jointly with the owner key's rows, so it never disturbs the owner mark. `shaping` replaces the
 // least-norm change by the one that moves a Dense layer's outputs least on calibration inputs (shaping.ts).
+// A `layout` fits the mark to a small model (capacity.ts): only the key's first n bits, and w is several
+// tensors joined into one vector, each weight divided by its own tensor's σ (so margins stay in units of σ
+// whatever the tensor), the change weighted towards the tensors with most slack.
 import {
   findTensor,
   readTensor,
@@ -33,6 +36,24 @@ import { selectMarkTensor } from './topology.js';
  */
 export const DEFAULT_MARGIN = 1;
 
+/**
+ * Where a mark lives and how many bits it carries. The default, and what versions marked before capacities
+ * existed use: MARK_BITS bits on the tensor selectMarkTensor picks. A fitted mark (capacity.ts) carries
+ * fewer bits, the key's first `bits`, spread over several tensors.
+ */
+export interface MarkLayout {
+  /** Names of the tensors that carry the mark, in manifest order; their weights form one vector. */
+  carriers: string[];
+  /** Capacity: the first `bits` carrier rows and target bits of the key. */
+  bits: number;
+  /**
+   * How freely each carrier may change, relative to the others (default: all 1). The change minimises
+   * Σ ‖δ_t / σ_t‖² / slack_t, so a tensor whose changes move the outputs little takes more of the mark.
+   * Decoding does not need it; marks preserved under a new one do not either.
+   */
+  slack?: number[];
+}
+
 export interface MarkOptions {
   /** DEFAULT_MARGIN, or SHAPED_MARGIN with `shaping`. */
   margin?: number;
@@ -42,17 +63,23 @@ export interface MarkOptions {
   preserve?: readonly MarkKey[];
   /** Shape the change with these statistics of the marked Dense kernel's inputs (shaping.ts). */
   shaping?: InputStatistics;
+  /** The default layout unless given; preserved marks must have been made with the same one. */
+  layout?: MarkLayout;
 }
 
 export interface MarkReport {
-  /** Name of the marked weight tensor. */
+  /** Name of the tensor selectMarkTensor picks, which verification looks versions up by. */
   tensor: string;
   /** Weights in it. */
   size: number;
+  /** Tensors that carry the mark. */
+  carriers: string[];
+  /** Capacity of the mark. */
+  bits: number;
   margin: number;
-  /** ‖change‖ / ‖weights‖ over the marked tensor. */
+  /** ‖change‖ / ‖weights‖ over the carrier tensors. */
   relativeChange: number;
-  /** The largest change of one weight, in standard deviations of the tensor. */
+  /** The largest change of one weight, in standard deviations of its tensor. */
   maxChange: number;
   /** Bits of this key that do not decode from the stored float32 weights; 0 in practice. */
   bitErrorsAfter: number;
@@ -60,7 +87,7 @@ export interface MarkReport {
   shapedWith: number | null;
 }
 
-function standardDeviation(values: Float32Array): number {
+export function standardDeviation(values: Float32Array): number {
   let sum = 0;
   for (const value of values) sum += value;
   const mean = sum / values.length;
@@ -73,127 +100,218 @@ function targetSign(key: MarkKey, bit: number): number {
   return key.bits[bit] ? 1 : -1;
 }
 
-/** Bits of `key` whose projection of (weights − reference) has the wrong sign (or is zero). */
-export function bitErrors(carrier: Carrier, key: MarkKey, difference: ArrayLike<number>): number {
+/** Of the first `bits` bits of `key`, those whose projection of (weights − reference) has the wrong sign (or is zero). */
+export function bitErrors(
+  carrier: Carrier,
+  key: MarkKey,
+  difference: ArrayLike<number>,
+  bits: number = MARK_BITS,
+): number {
   const projections = project(carrier, difference);
   let errors = 0;
-  for (let k = 0; k < MARK_BITS; k++) if (!(projections[k]! * targetSign(key, k) > 0)) errors++;
+  for (let k = 0; k < bits; k++) if (!(projections[k]! * targetSign(key, k) > 0)) errors++;
   return errors;
 }
 
-function difference(a: Float32Array, b: Float32Array): Float64Array {
-  return Float64Array.from(a, (value, i) => value - b[i]!);
+/**
+ * (a − b) / σ over the parts, concatenated: weights in units of their tensor's standard deviation, so a
+ * carrier spread over tensors of different scales weighs each weight by its own tensor's spread.
+ */
+export function scaledDifference(parts: readonly { a: Float32Array; b: Float32Array; sigma: number }[]): Float64Array {
+  const out = new Float64Array(parts.reduce((sum, part) => sum + part.a.length, 0));
+  let offset = 0;
+  for (const { a, b, sigma } of parts) {
+    for (let i = 0; i < a.length; i++) out[offset + i] = (a[i]! - b[i]!) / sigma;
+    offset += a.length;
+  }
+  return out;
 }
 
-/** δ = Xᵀ(XXᵀ)⁻¹ rhs for the stacked carriers (one block of MARK_BITS rows each), by Cholesky. */
-function leastNormChange(carriers: readonly Carrier[], rhs: Float64Array): Float64Array {
+/**
+ * δ = M Xᵀ(X M Xᵀ)⁻¹ rhs for the stacked carriers' first `bits` rows (one block per carrier), by Cholesky:
+ * the change of least Σ δ_i² / M_i (M: the per-weight slack, identity when absent).
+ */
+function leastNormChange(
+  carriers: readonly Carrier[],
+  rhs: Float64Array,
+  bits: number,
+  metric: Float64Array | undefined,
+): Float64Array {
   const rows = rhs.length;
   const gram = new Float64Array(rows * rows);
   carriers.forEach((a, blockRow) => {
     carriers.forEach((b, blockColumn) => {
       if (blockColumn < blockRow) return;
-      const block = crossGram(a, b);
-      for (let i = 0; i < MARK_BITS; i++) {
-        for (let j = 0; j < MARK_BITS; j++) {
+      const block = crossGram(a, b, metric);
+      for (let i = 0; i < bits; i++) {
+        for (let j = 0; j < bits; j++) {
           const value = block[i * MARK_BITS + j]!;
-          gram[(blockRow * MARK_BITS + i) * rows + blockColumn * MARK_BITS + j] = value;
-          gram[(blockColumn * MARK_BITS + j) * rows + blockRow * MARK_BITS + i] = value;
+          gram[(blockRow * bits + i) * rows + blockColumn * bits + j] = value;
+          gram[(blockColumn * bits + j) * rows + blockRow * bits + i] = value;
         }
       }
     });
   });
   const coefficients = solveSymmetricPositiveDefinite(gram, rows, rhs);
   const change = new Float64Array(carriers[0]!.size);
+  const padded = new Float64Array(MARK_BITS); // rows past the capacity get no weight
   carriers.forEach((carrier, block) => {
-    addTransposed(carrier, coefficients.subarray(block * MARK_BITS, (block + 1) * MARK_BITS), change);
+    padded.set(coefficients.subarray(block * bits, (block + 1) * bits));
+    addTransposed(carrier, padded, change, metric);
   });
   return change;
 }
 
-/** Marks one tensor. `weights` and `reference` are the tensor's values in the artifact and in the unmarked upload. */
+function perWeight(parts: readonly { a: Float32Array }[], values: readonly number[]): Float64Array {
+  const out = new Float64Array(parts.reduce((sum, part) => sum + part.a.length, 0));
+  let offset = 0;
+  parts.forEach((part, i) => {
+    out.fill(values[i]!, offset, offset + part.a.length);
+    offset += part.a.length;
+  });
+  return out;
+}
+
+/** One carrier tensor's values in the artifact being marked and in the unmarked upload. */
+export interface MarkPart {
+  weights: Float32Array;
+  reference: Float32Array;
+}
+
+/**
+ * Marks the parts (tensors) as one vector, each weight in units of its tensor's standard deviation σ in
+ * the reference. Shaping needs a single Dense kernel of the given shape.
+ */
 export function embedMark(
-  weights: Float32Array,
-  reference: Float32Array,
+  parts: readonly MarkPart[],
   key: MarkKey,
   options: {
     margin?: number;
+    bits?: number;
+    /** Per part, as MarkLayout.slack. */
+    slack?: readonly number[];
     preserve?: readonly MarkKey[];
     shaping?: { statistics: InputStatistics; shape: readonly number[] };
   } = {},
-): { marked: Float32Array; biasShift: Float64Array | null; report: Omit<MarkReport, 'tensor' | 'size'> } {
+): {
+  marked: Float32Array[];
+  biasShift: Float64Array | null;
+  report: Omit<MarkReport, 'tensor' | 'size' | 'carriers'>;
+} {
   const margin = options.margin ?? (options.shaping ? SHAPED_MARGIN : DEFAULT_MARGIN);
+  const bits = options.bits ?? MARK_BITS;
   if (!(margin > 0 && Number.isFinite(margin)))
     throw new WatermarkError(`the margin must be a positive number, not ${margin}`);
-  if (weights.length !== reference.length) throw new WatermarkError('weights and reference differ in size');
-  const sigma = standardDeviation(reference);
-  if (!(sigma > 0)) throw new WatermarkError('the marked tensor is constant; it cannot carry a mark');
+  if (!(Number.isInteger(bits) && bits >= 1 && bits <= MARK_BITS))
+    throw new WatermarkError(`a mark carries 1 to ${MARK_BITS} bits, not ${bits}`);
+  if (options.shaping && parts.length !== 1) throw new WatermarkError('only a mark on a single kernel can be shaped');
+  const { slack } = options;
+  if (slack && !(slack.length === parts.length && slack.every((s) => s > 0 && Number.isFinite(s))))
+    throw new WatermarkError('slack needs one positive number per carrier');
+  const scaled = parts.map(({ weights, reference }) => {
+    if (weights.length !== reference.length) throw new WatermarkError('weights and reference differ in size');
+    const sigma = standardDeviation(reference);
+    if (!(sigma > 0)) throw new WatermarkError('a marked tensor is constant; it cannot carry a mark');
+    return { a: weights, b: reference, sigma };
+  });
 
   const keys = [key, ...(options.preserve ?? [])];
-  const carriers = keys.map((k) => carrierFor(k, weights.length));
-  const current = difference(weights, reference);
+  const size = scaled.reduce((sum, part) => sum + part.a.length, 0);
+  const carriers = keys.map((k) => carrierFor(k, size));
   // Right-hand side: the new key's rows move to their targets, the preserved keys' rows stay put.
-  const rows = keys.length * MARK_BITS;
-  const rhs = new Float64Array(rows);
-  const projections = project(carriers[0]!, current);
-  for (let k = 0; k < MARK_BITS; k++) rhs[k] = margin * sigma * targetSign(key, k) - projections[k]!;
+  const rhs = new Float64Array(keys.length * bits);
+  const projections = project(carriers[0]!, scaledDifference(scaled));
+  for (let k = 0; k < bits; k++) rhs[k] = margin * targetSign(key, k) - projections[k]!;
   const { change, biasShift } = options.shaping
     ? shapedChange(carriers, rhs, options.shaping.shape, options.shaping.statistics)
-    : { change: leastNormChange(carriers, rhs), biasShift: null };
+    : { change: leastNormChange(carriers, rhs, bits, slack && perWeight(scaled, slack)), biasShift: null };
 
-  const marked = Float32Array.from(weights, (value, i) => value + change[i]!);
   let changeSquares = 0;
   let weightSquares = 0;
   let maxChange = 0;
-  for (let i = 0; i < weights.length; i++) {
-    const delta = marked[i]! - weights[i]!;
-    changeSquares += delta ** 2;
-    weightSquares += weights[i]! ** 2;
-    maxChange = Math.max(maxChange, Math.abs(delta));
-  }
+  let offset = 0;
+  const marked = scaled.map(({ a: weights, sigma }) => {
+    const values = Float32Array.from(weights, (value, i) => value + sigma * change[offset + i]!);
+    for (let i = 0; i < weights.length; i++) {
+      const delta = values[i]! - weights[i]!;
+      changeSquares += delta ** 2;
+      weightSquares += weights[i]! ** 2;
+      maxChange = Math.max(maxChange, Math.abs(delta) / sigma);
+    }
+    offset += weights.length;
+    return values;
+  });
+  const markedDifference = scaledDifference(scaled.map((part, i) => ({ ...part, a: marked[i]! })));
   return {
     marked,
-    biasShift,
+    // The shaped change is in units of σ; so is the bias shift it implies.
+    biasShift: biasShift && biasShift.map((value) => value * scaled[0]!.sigma),
     report: {
+      bits,
       margin,
       relativeChange: Math.sqrt(changeSquares / weightSquares),
-      maxChange: maxChange / sigma,
-      bitErrorsAfter: bitErrors(carriers[0]!, key, difference(marked, reference)),
+      maxChange,
+      bitErrorsAfter: bitErrors(carriers[0]!, key, markedDifference, bits),
       shapedWith: options.shaping?.statistics.samples ?? null,
     },
   };
 }
 
+/** The layout of marks made without one: full capacity on the tensor selectMarkTensor picks. */
+export function defaultLayout(modelJson: unknown): MarkLayout {
+  return { carriers: [selectMarkTensor(modelJson).name], bits: MARK_BITS };
+}
+
 /**
- * Marks a stored tfjs artifact: the tensor selectMarkTensor picks, rewritten in place in a copy of the
- * weight bytes; model.json is unchanged. Quantized tensors are refused: mark the float32 original, then
- * quantize (decoding reads quantized suspects).
+ * Marks a stored tfjs artifact: the layout's tensors, rewritten in place in a copy of the weight bytes;
+ * model.json is unchanged. Quantized tensors are refused: mark the float32 original, then quantize
+ * (decoding reads quantized suspects).
  */
 export function markArtifact(
   artifact: WeightsArtifact,
   key: MarkKey,
   options: MarkOptions = {},
 ): WeightsArtifact & { report: MarkReport } {
-  const target = selectMarkTensor(artifact.modelJson);
+  const main = selectMarkTensor(artifact.modelJson);
+  const layout = options.layout ?? defaultLayout(artifact.modelJson);
+  if (layout.carriers.length === 0) throw new WatermarkError('a mark needs at least one carrier tensor');
   const entries = tensorEntries(artifact);
-  const entry = findTensor(entries, target.name);
-  if (entry.spec.quantization) {
-    throw new WatermarkError(
-      `weight ${target.name} is ${entry.spec.quantization.dtype}-quantized; only float32 weights can be marked (mark the float32 model, then quantize)`,
-    );
-  }
-  const weights = readTensor(artifact, entry);
   const reference = options.reference ?? artifact;
-  const referenceValues = readTensor(reference, findTensor(tensorEntries(reference), target.name));
+  const referenceEntries = tensorEntries(reference);
+  const carrierEntries = layout.carriers.map((name) => {
+    const entry = findTensor(entries, name);
+    if (entry.spec.quantization) {
+      throw new WatermarkError(
+        `weight ${name} is ${entry.spec.quantization.dtype}-quantized; only float32 weights can be marked (mark the float32 model, then quantize)`,
+      );
+    }
+    return entry;
+  });
+  const parts = carrierEntries.map((entry) => ({
+    weights: readTensor(artifact, entry),
+    reference: readTensor(reference, findTensor(referenceEntries, entry.spec.name)),
+  }));
   let shaping: { statistics: InputStatistics; shape: readonly number[] } | undefined;
   let bias: TensorEntry | undefined;
   if (options.shaping) {
-    if (!target.denseLayer) throw new WatermarkError(`only a Dense kernel can be shaped, not ${target.name}`);
-    bias = entries.find((e) => e.spec.name === `${target.denseLayer}/bias`);
+    if (!main.denseLayer || layout.carriers.length !== 1 || layout.carriers[0] !== main.name)
+      throw new WatermarkError(
+        `only a Dense kernel carrying the whole mark can be shaped, not ${layout.carriers.join(', ')}`,
+      );
+    bias = entries.find((e) => e.spec.name === `${main.denseLayer}/bias`);
     // Without a bias to take the mean input's shift back, the shift must be minimised too.
-    shaping = { statistics: bias ? options.shaping : uncentered(options.shaping), shape: target.shape };
+    shaping = { statistics: bias ? options.shaping : uncentered(options.shaping), shape: main.shape };
   }
-  const { marked, biasShift, report } = embedMark(weights, referenceValues, key, { ...options, shaping });
-  let markedWeights = withTensor(artifact, entry, marked);
+  const { marked, biasShift, report } = embedMark(parts, key, {
+    ...options,
+    bits: layout.bits,
+    slack: layout.slack,
+    shaping,
+  });
+  let markedWeights = artifact.weights;
+  carrierEntries.forEach((entry, i) => {
+    markedWeights = withTensor({ modelJson: artifact.modelJson, weights: markedWeights }, entry, marked[i]!);
+  });
   if (bias && biasShift) {
     const shifted = Float32Array.from(readTensor(artifact, bias), (value, j) => value + biasShift[j]!);
     markedWeights = withTensor({ modelJson: artifact.modelJson, weights: markedWeights }, bias, shifted);
@@ -201,10 +319,9 @@ export function markArtifact(
   return {
     modelJson: artifact.modelJson,
     weights: markedWeights,
-    report: { tensor: target.name, size: target.size, ...report },
+    report: { tensor: main.name, size: main.size, carriers: layout.carriers, ...report },
   };
 }
-
 /** The statistics as second moments about zero: covariance + mean·meanᵀ, mean 0. */
 function uncentered(statistics: InputStatistics): InputStatistics {
   const { inputs, mean } = statistics;
