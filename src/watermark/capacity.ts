@@ -36,6 +36,31 @@ export function slackFromSensitivity(sensitivities: readonly number[]): number[]
   return clamped.map((s) => least / s);
 }
 
+/** Output cost a carrier set may add over the best tensor alone, so that the mark spreads over more weights. */
+export const SPREAD_TOLERANCE = 0.1;
+
+/**
+ * Which tensors carry a fitted mark, as indices into `sizes` and `slack`, in their original order. A mark
+ * of margin m and n bits on carriers C, each weighted by its slack s_t, moves the outputs by about
+ * n·m² / Σ_C (size_t / size_C)·s_t (quadratic model): a carrier with less slack than the others dilutes
+ * the mark, since its share of every carrier row must be paid for too. So the set starts from the tensor
+ * with most slack and takes the next ones only while that cost stays within SPREAD_TOLERANCE of it, or
+ * while the set has fewer than `minWeights` weights.
+ */
+export function chooseCarriers(sizes: readonly number[], slack: readonly number[], minWeights: number): number[] {
+  const order = sizes.map((_, i) => i).sort((a, b) => slack[b]! - slack[a]! || sizes[b]! - sizes[a]!);
+  const meanSlack = (set: readonly number[]) =>
+    set.reduce((sum, i) => sum + sizes[i]! * slack[i]!, 0) / set.reduce((sum, i) => sum + sizes[i]!, 0);
+  const chosen = [order[0]!];
+  const best = meanSlack(chosen);
+  for (const next of order.slice(1)) {
+    const weights = chosen.reduce((sum, i) => sum + sizes[i]!, 0);
+    if (weights >= minWeights && meanSlack([...chosen, next]) < (1 - SPREAD_TOLERANCE) * best) break;
+    chosen.push(next);
+  }
+  return chosen.sort((a, b) => a - b);
+}
+
 export interface CapacityTrial<T> {
   bits: number;
   fits: boolean;

@@ -3,10 +3,12 @@ export type { AlignmentReport } from './alignment.js';
 export type { WeightsArtifact } from './artifact.js';
 export {
   capacityThreshold,
+  chooseCarriers,
   fitCapacity,
   MIN_CAPACITY,
   minimumCapacity,
   slackFromSensitivity,
+  SPREAD_TOLERANCE,
   type CapacityTrial,
 } from './capacity.js';
 export { decodeMark, decodeMarks, type DecodeResult } from './decode.js';

@@ -21,6 +21,7 @@ import { Piscina } from 'piscina';
 import { siblingWorkerFile, workerExecArgv } from '../server/worker-threads.js';
 import {
   capacityThreshold,
+  chooseCarriers,
   decide,
   deriveMarkKey,
   fitCapacity,
@@ -28,6 +29,7 @@ import {
   MARK_BITS,
   MAX_SHAPED_INPUTS,
   MIN_CAPACITY,
+  MIN_MARK_WEIGHTS,
   selectMarkTensor,
   slackFromSensitivity,
   type CapacityTrial,
@@ -173,7 +175,7 @@ function overBudget(plain: WatermarkReport, shaped?: WatermarkReport, fitted?: W
     ? `; shaped on ${shaped.shapedWith} of your examples, it would ${cost(shaped)} it had not seen`
     : '';
   const fittedPart = fitted
-    ? `; even with ${fitted.bits} bits (the fewest that keep false matches below 1e-12) spread over ${fitted.carriers!.length} tensors, it would ${cost(fitted)}` +
+    ? `; even with ${fitted.bits} bits (the fewest that keep false matches below 1e-12) on ${fitted.carriers!.join(', ')}, it would ${cost(fitted)}` +
       (fitted.fingerprintAgreement !== undefined
         ? ` (a licensee copy: ${(100 * (1 - fitted.fingerprintAgreement)).toFixed(1)}% of predictions)`
         : '')
@@ -275,8 +277,8 @@ export class WatermarkService {
    * Marks an upload for a new version. With evaluation data, the mark must keep ≥ 99.5% of predictions and
    * lose ≤ 0.5 accuracy points on it, else BAD_USER_INPUT (the owner may opt out). When the least-norm mark
    * fails that budget on a Dense kernel, a mark shaped on half of the examples (shaping.ts) is checked on
-   * the other half; when that fails too (or cannot be made), the mark is fitted: fewer bits, spread over
-   * every markable tensor (#fitted). Returns the served artifact's hash, the report, and the calibration
+   * the other half; when that fails too (or cannot be made), the mark is fitted: fewer bits, on the
+   * tensors with most slack (#fitted). Returns the served artifact's hash, the report, and the calibration
    * to keep, if shaped.
    */
   async markForPublish(
@@ -329,9 +331,10 @@ export class WatermarkService {
   }
 
   /**
-   * The largest capacity, down to MIN_CAPACITY bits, at which a least-norm mark spread over every markable
-   * tensor (in proportion to its measured slack) keeps the budget, and so does a trial licensee copy on top
-   * of it: fingerprints of the version use the same layout. `smallest` is the MIN_CAPACITY report when even
+   * The largest capacity, down to MIN_CAPACITY bits, at which a least-norm mark on the markable tensors
+   * with most slack (measured, see chooseCarriers) keeps the budget, and so does a trial licensee copy on
+   * top of it: fingerprints of the version use the same layout. When no capacity fits both, MIN_CAPACITY
+   * if the owner's mark alone fits there. `smallest` is the MIN_CAPACITY report when even
    * that does not fit.
    */
   async #fitted(
@@ -341,12 +344,21 @@ export class WatermarkService {
     signature: Signature,
     evaluation: EvaluationData,
   ): Promise<{ best: Candidate | null; smallest?: WatermarkReport }> {
-    const carriers = markableTensors(original.modelJson)
-      .filter((target) => target.size >= MIN_CAPACITY)
-      .map((target) => target.name);
-    const slack =
-      carriers.length > 1 ? await this.#slack(versionId, originalSha256, original, carriers, evaluation) : undefined;
+    const markable = markableTensors(original.modelJson).filter((target) => target.size >= MIN_CAPACITY);
+    let carriers = markable.map((target) => target.name);
+    let slack: number[] | undefined;
+    if (carriers.length > 1) {
+      const measured = await this.#slack(versionId, originalSha256, original, carriers, evaluation);
+      const chosen = chooseCarriers(
+        markable.map((target) => target.size),
+        measured,
+        MIN_MARK_WEIGHTS,
+      );
+      carriers = chosen.map((i) => carriers[i]!);
+      slack = chosen.length > 1 ? chosen.map((i) => measured[i]!) : undefined;
+    }
     const probeKey = deriveMarkKey(this.#secret, 'licensee', `fidelity-probe/${versionId}`);
+    const fingerprintFits = new Map<number, boolean>();
     const trial = async (bits: number): Promise<CapacityTrial<Candidate>> => {
       const layout: MarkLayout = { carriers, bits, ...(slack ? { slack } : {}) };
       const owner = await this.#markAndMeasure(versionId, originalSha256, original, signature, evaluation, { layout });
@@ -361,10 +373,16 @@ export class WatermarkService {
       });
       const copyReport = await this.#measure(originalSha256, copy, signature, evaluation);
       owner.report.fingerprintAgreement = copyReport.agreement;
+      fingerprintFits.set(bits, withinBudget(copyReport));
       return { bits, fits: withinBudget(copyReport), result: owner };
     };
     const { best, tried } = await fitCapacity(trial, MIN_CAPACITY, MARK_BITS);
-    return { best: best?.result ?? null, smallest: tried.find((t) => t.bits === MIN_CAPACITY)?.result.report };
+    const smallest = tried.find((t) => t.bits === MIN_CAPACITY)?.result;
+    if (best) return { best: best.result, smallest: smallest?.report };
+    // Only the fingerprint breaks the budget, even at the smallest capacity: the owner's mark alone
+    // decides, as for least-norm and shaped marks; fingerprintAgreement tells the owner what copies cost.
+    if (smallest && fingerprintFits.get(MIN_CAPACITY) === false) return { best: smallest, smallest: smallest.report };
+    return { best: null, smallest: smallest?.report };
   }
 
   /**

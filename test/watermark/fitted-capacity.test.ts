@@ -9,12 +9,14 @@ import { seededRandom } from '../../demo/random.js';
 import {
   binomialTail,
   capacityThreshold,
+  chooseCarriers,
   decodeMark,
   deriveMarkKey,
   markableTensors,
   markArtifact,
   MIN_CAPACITY,
   minimumCapacity,
+  slackFromSensitivity,
   type WeightsArtifact,
 } from '../../src/watermark/index.js';
 import { expectError, signUp, type SignedUpUser } from '../support/fixtures.js';
@@ -40,6 +42,9 @@ const atMostOnePerTrillion = (t: number, n: number) => {
   return numerator * 10n ** 12n <= denominator;
 };
 
+/** 41: the fewest bits that can match when two keys share the 1e-12 false-positive rate. */
+const MIN_CAPACITY_FOR_TWO_KEYS = minimumCapacity(1e-12 / 2);
+
 describe('capacity: exact binomial thresholds', () => {
   it('picks, for each capacity, the fewest matched bits whose exact tail is at most 1e-12', () => {
     for (const bits of [40, 41, 48, 64, 100, 128, 200, 256]) {
@@ -61,6 +66,24 @@ describe('capacity: exact binomial thresholds', () => {
     assert.equal(minimumCapacity(1e-12), 40);
     assert.ok(!atMostOnePerTrillion(39, 39));
     assert.equal(minimumCapacity(1e-6), 20); // 2^-20 ≈ 9.5e-7
+    assert.equal(MIN_CAPACITY_FOR_TWO_KEYS, 41);
+  });
+});
+
+describe('capacity: carriers', () => {
+  it('spreads over tensors of similar slack, leaves out those that would dilute the mark', () => {
+    // Two kernels with about equal slack and a sensitive third one: it stays out.
+    assert.deepEqual(chooseCarriers([8192, 8192, 4096], [0.95, 1, 0.003], 2048), [0, 1]);
+    // ... unless it is so small that its share of the carrier rows hardly matters (it then takes little change).
+    assert.deepEqual(chooseCarriers([8192, 8192, 256], [0.95, 1, 0.003], 2048), [0, 1, 2]);
+    // The 64 → 128 → 64 → 4 MLP's measured slack: the middle kernel alone (the first would cost 1.6×).
+    assert.deepEqual(chooseCarriers([8192, 8192, 256], [0.29, 1, 0.003], 2048), [1]);
+    // Too small alone: the next tensors join until the mark has room.
+    assert.deepEqual(chooseCarriers([1024, 4096, 600], [1, 0.2, 0.1], 2048), [0, 1]);
+    assert.deepEqual(
+      slackFromSensitivity([6e-4, 1.7e-4, 0.05]).map((s) => Number(s.toFixed(3))),
+      [0.283, 1, 0.003],
+    );
   });
 });
 
@@ -169,14 +192,17 @@ describe('fitted marks on a small, fragile tabular MLP (64 → 128 → 64 → 4)
     console.log(`fitted mark: ${JSON.stringify(report)}, publish took ${Date.now() - started} ms`);
     assert.equal(report.marked, true);
     assert.ok(report.bits >= MIN_CAPACITY && report.bits < 256, `capacity ${report.bits}`);
-    assert.deepEqual(
-      [report.threshold, report.falsePositiveRate],
-      [capacityThreshold(report.bits).threshold, capacityThreshold(report.bits).falsePositiveRate],
-    );
+    const expected = capacityThreshold(report.bits);
+    assert.equal(report.threshold, expected.threshold);
+    assert.ok(Math.abs(report.falsePositiveRate / expected.falsePositiveRate - 1) < 1e-9);
     assert.ok(report.falsePositiveRate <= 1e-12);
-    assert.equal(report.carriers.length, 3);
+    // The kernel between the hidden layers moves the outputs least: the mark goes there.
+    const middle = markableTensors(original.modelJson).find((target) => target.inputAxis)!;
+    assert.ok(report.carriers.includes(middle.name), JSON.stringify(report.carriers));
     assert.equal(report.evaluationSamples, 400);
-    assert.ok(report.agreement >= 0.995 && report.fingerprintAgreement >= 0.995, JSON.stringify(report));
+    assert.ok(report.agreement >= 0.995, JSON.stringify(report));
+    // A trial licensee copy keeps the budget too, unless even the smallest capacity cannot give it that.
+    assert.ok(report.fingerprintAgreement >= 0.995 || report.bits === MIN_CAPACITY, JSON.stringify(report));
     assert.ok(report.accuracyBefore - report.accuracyAfter <= 0.005);
     assert.equal(report.shapedWith, null);
 
@@ -208,9 +234,14 @@ describe('fitted marks on a small, fragile tabular MLP (64 → 128 → 64 → 4)
     const traced = (await server.gql(VERIFY, { a: leaked.id }, { token: owner.token })).data!.verifyWatermark;
     assert.equal(traced.keysTried, 2);
     const byKind = Object.fromEntries(traced.matches.map((m: any) => [m.kind, m]));
-    assert.equal(byKind.LICENSEE?.contract, contract.id, JSON.stringify(traced));
-    assert.equal(byKind.LICENSEE.totalBits, report.bits);
-    assert.equal(byKind.OWNER?.totalBits, report.bits);
+    if (report.bits >= MIN_CAPACITY_FOR_TWO_KEYS) {
+      assert.equal(byKind.LICENSEE?.contract, contract.id, JSON.stringify(traced));
+      assert.equal(byKind.LICENSEE.totalBits, report.bits);
+      assert.equal(byKind.OWNER?.totalBits, report.bits);
+    } else {
+      // 2^-40 > 1e-12 / 2: with two keys tried, no 40-bit mark can match (README, "Fitted marks are weaker").
+      assert.deepEqual(traced.matches, []);
+    }
 
     // An independently trained model of the same shape carries neither.
     const unrelated = await uploadWithTfjs(server, buildMlp([FEATURES, 128, 64, CLASSES], 99), {
@@ -230,19 +261,28 @@ describe('fitted marks on a small, fragile tabular MLP (64 → 128 → 64 → 4)
     const refused = expectError(
       await server.gql(
         `mutation P($input: PublishModelVersionInput!) { publishModelVersion(input: $input) { id } }`,
-        { input: { model: slug, version: '1.0.0', artifactId: artifact.id, evaluation: { inputs } } },
+        {
+          input: {
+            model: slug,
+            version: '1.0.0',
+            artifactId: artifact.id,
+            labels: TABULAR_LABELS, // a classifier: agreement compares the top label
+            evaluation: { inputs },
+          },
+        },
         { token: owner.token },
       ),
       'BAD_USER_INPUT',
     );
     assert.equal(refused.extensions!.field, 'input.watermark');
-    assert.match(refused.message, /even with 40 bits .* spread over 2 tensors/);
+    assert.match(refused.message, /even with 40 bits \(the fewest that keep false matches below 1e-12\) on /);
     const { leastNorm, fitted } = refused.extensions!.measurements as any;
+    console.log(`refused: ${JSON.stringify(refused.extensions!.measurements)}`);
     assert.equal(leastNorm.bits, 256);
     assert.ok(leastNorm.agreement < 0.995);
     assert.equal(fitted.bits, MIN_CAPACITY);
-    assert.equal(fitted.carriers.length, 2);
-    assert.ok(fitted.agreement < 0.995 || fitted.fingerprintAgreement < 0.995, JSON.stringify(fitted));
+    assert.ok(fitted.carriers.length >= 1);
+    assert.ok(fitted.agreement < 0.995, JSON.stringify(fitted));
     assert.equal(fitted.evaluationSamples, 400);
     const published = await server.sql.query(
       'SELECT count(*)::int AS n FROM model_versions v JOIN models m ON m.id = v.model_id WHERE m.slug = $1',
