@@ -334,8 +334,8 @@ export class WatermarkService {
   /**
    * The largest capacity, down to MIN_CAPACITY bits, at which a least-norm mark on the markable tensors
    * with most slack (measured, see chooseCarriers) keeps the budget, and so does a trial licensee copy on
-   * top of it: fingerprints of the version use the same layout. When no capacity fits both, MIN_CAPACITY
-   * if the owner's mark alone fits there. `smallest` is the MIN_CAPACITY report when even
+   * top of it: fingerprints of the version use the same layout. When no capacity fits both, the largest
+   * one tried at which the owner's mark alone fits. `smallest` is the MIN_CAPACITY report when even
    * that does not fit.
    */
   async #fitted(
@@ -359,7 +359,6 @@ export class WatermarkService {
       slack = chosen.length > 1 ? chosen.map((i) => measured[i]!) : undefined;
     }
     const probeKey = deriveMarkKey(this.#secret, 'licensee', `fidelity-probe/${versionId}`);
-    const fingerprintFits = new Map<number, boolean>();
     const trial = async (bits: number): Promise<CapacityTrial<Candidate>> => {
       const layout: MarkLayout = { carriers, bits, ...(slack ? { slack } : {}) };
       const owner = await this.#markAndMeasure(versionId, originalSha256, original, signature, evaluation, { layout });
@@ -374,15 +373,15 @@ export class WatermarkService {
       });
       const copyReport = await this.#measure(originalSha256, copy, signature, evaluation);
       owner.report.fingerprintAgreement = copyReport.agreement;
-      fingerprintFits.set(bits, withinBudget(copyReport));
       return { bits, fits: withinBudget(copyReport), result: owner };
     };
     const { best, tried } = await fitCapacity(trial, MIN_CAPACITY, MARK_BITS);
-    const smallest = tried.find((t) => t.bits === MIN_CAPACITY)?.result;
-    // When only the fingerprint breaks the budget, even at the smallest capacity, the owner's mark alone
-    // decides, as for least-norm and shaped marks; fingerprintAgreement tells the owner what copies cost.
-    const fallback = smallest && fingerprintFits.get(MIN_CAPACITY) === false ? smallest : null;
-    return { best: best?.result ?? fallback, smallest: smallest?.report };
+    // When every capacity tried breaks the budget with a fingerprint on top, the owner's mark alone decides,
+    // as for least-norm and shaped marks: the most bits tried at which it fits. fingerprintAgreement tells
+    // the owner what licensee copies cost.
+    const ownerOnly = tried.filter((t) => withinBudget(t.result.report)).sort((a, b) => b.bits - a.bits)[0];
+    const smallest = tried.find((t) => t.bits === MIN_CAPACITY)?.result.report;
+    return { best: (best ?? ownerOnly)?.result ?? null, smallest };
   }
 
   /**
