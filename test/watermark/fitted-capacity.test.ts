@@ -167,29 +167,48 @@ describe('fitted marks on a small, fragile tabular MLP (64 → 128 → 64 → 4)
   });
 
   it('publishes it with the largest capacity that fits, which decodes from owner and licensee downloads', async () => {
-    const artifact = await uploadWithTfjs(server, tfModel, { token: owner.token });
-    const slug = (await createModel(server, { token: owner.token })).slug;
-    const started = Date.now();
-    const res = await server.gql(
-      `mutation P($input: PublishModelVersionInput!) { publishModelVersion(input: $input) { id
-        watermark { marked tensor bits threshold falsePositiveRate carriers agreement fingerprintAgreement
-          accuracyBefore accuracyAfter evaluationSamples shapedWith relativeChange } } }`,
-      {
-        input: {
-          model: slug,
-          version: '1.0.0',
-          artifactId: artifact.id,
-          labels: TABULAR_LABELS,
-          evaluation,
-          watermark: true,
+    // The owner key, hence the mark, depends on the version id, which the server draws at random. For about
+    // 1 version in 10 of this model the shaped 256-bit mark (tried first) keeps the budget, and rarely even
+    // 40 bits break it (then it is refused): each attempt is a fresh owner, so that verification below only
+    // searches the version that got a fitted mark.
+    let version: { id: string; watermark: any } | undefined;
+    let publisher: SignedUpUser | undefined;
+    let slug = '';
+    const outcomes: string[] = [];
+    for (let attempt = 0; attempt < 4 && !version; attempt++) {
+      publisher = attempt === 0 ? owner : await signUp(server, { role: 'OWNER' });
+      const artifact = await uploadWithTfjs(server, tfModel, { token: publisher.token });
+      slug = (await createModel(server, { token: publisher.token })).slug;
+      const started = Date.now();
+      const res = await server.gql(
+        `mutation P($input: PublishModelVersionInput!) { publishModelVersion(input: $input) { id
+          watermark { marked tensor bits threshold falsePositiveRate carriers agreement fingerprintAgreement
+            accuracyBefore accuracyAfter evaluationSamples shapedWith relativeChange } } }`,
+        {
+          input: {
+            model: slug,
+            version: '1.0.0',
+            artifactId: artifact.id,
+            labels: TABULAR_LABELS,
+            evaluation,
+            watermark: true,
+          },
         },
-      },
-      { token: owner.token },
-    );
-    assert.equal(res.errors, undefined, JSON.stringify(res.errors));
-    const version = res.data!.publishModelVersion;
-    const report = version.watermark;
-    console.log(`fitted mark: ${JSON.stringify(report)}, publish took ${Date.now() - started} ms`);
+        { token: publisher.token },
+      );
+      const published = res.data?.publishModelVersion;
+      console.log(
+        `attempt ${attempt + 1}: ${JSON.stringify(published?.watermark ?? res.errors)}, ${Date.now() - started} ms`,
+      );
+      if (published?.watermark.shapedWith === null) version = published;
+      else if (published) {
+        assert.ok(published.watermark.agreement >= 0.995);
+        outcomes.push('shaped');
+      } else outcomes.push(expectError(res, 'BAD_USER_INPUT').message);
+    }
+    assert.ok(version, `no fitted mark in 4 attempts: ${JSON.stringify(outcomes)}`);
+    const seller = publisher!;
+    const report = version!.watermark;
     assert.equal(report.marked, true);
     // 256 only when no capacity tried keeps a licensee copy within budget and the owner's mark alone fits there.
     assert.ok(report.bits >= MIN_CAPACITY && report.bits <= 256, `capacity ${report.bits}`);
@@ -210,13 +229,13 @@ describe('fitted marks on a small, fragile tabular MLP (64 → 128 → 64 → 4)
     const VERIFY = `query V($a: ID!) { verifyWatermark(artifactId: $a) { verdict keysTried
       matches { kind contract matchedBits totalBits pValue } } }`;
     const downloadAndReupload = async (token: string) => {
-      const copy = await tf.loadLayersModel(`${server.origin}/v1/versions/${version.id}/model.json`, {
+      const copy = await tf.loadLayersModel(`${server.origin}/v1/versions/${version!.id}/model.json`, {
         requestInit: { headers: { authorization: `Bearer ${token}` } },
       });
-      return uploadWithTfjs(server, copy, { token: owner.token });
+      return uploadWithTfjs(server, copy, { token: seller.token });
     };
-    const ownCopy = await downloadAndReupload(owner.token);
-    const found = (await server.gql(VERIFY, { a: ownCopy.id }, { token: owner.token })).data!.verifyWatermark;
+    const ownCopy = await downloadAndReupload(seller.token);
+    const found = (await server.gql(VERIFY, { a: ownCopy.id }, { token: seller.token })).data!.verifyWatermark;
     assert.equal(found.verdict, 'MATCH');
     assert.deepEqual(found.matches[0], {
       kind: 'OWNER',
@@ -228,11 +247,11 @@ describe('fitted marks on a small, fragile tabular MLP (64 → 128 → 64 → 4)
     assert.ok(found.matches[0].pValue <= 1e-12);
 
     // A licensee's copy carries a fingerprint of the same capacity over the same tensors.
-    const plan = await createPlan(server, { token: owner.token }, slug, { downloadAllowed: true });
+    const plan = await createPlan(server, { token: seller.token }, slug, { downloadAllowed: true });
     const licensee = await signUp(server);
     const contract = await accept(server, { token: licensee.token }, plan.id);
     const leaked = await downloadAndReupload(licensee.token);
-    const traced = (await server.gql(VERIFY, { a: leaked.id }, { token: owner.token })).data!.verifyWatermark;
+    const traced = (await server.gql(VERIFY, { a: leaked.id }, { token: seller.token })).data!.verifyWatermark;
     assert.equal(traced.keysTried, 2);
     const byKind = Object.fromEntries(traced.matches.map((m: any) => [m.kind, m]));
     if (report.bits >= MIN_CAPACITY_FOR_TWO_KEYS) {
@@ -246,9 +265,9 @@ describe('fitted marks on a small, fragile tabular MLP (64 → 128 → 64 → 4)
 
     // An independently trained model of the same shape carries neither.
     const unrelated = await uploadWithTfjs(server, buildMlp([FEATURES, 128, 64, CLASSES], 99), {
-      token: owner.token,
+      token: seller.token,
     });
-    const clean = (await server.gql(VERIFY, { a: unrelated.id }, { token: owner.token })).data!.verifyWatermark;
+    const clean = (await server.gql(VERIFY, { a: unrelated.id }, { token: seller.token })).data!.verifyWatermark;
     assert.deepEqual([clean.verdict, clean.keysTried], ['NO_MATCH', 2]);
   });
 
