@@ -1,5 +1,5 @@
 import type { ModelCard, Resolvers } from '../generated/graphql.js';
-import type { WatermarkReport } from '../watermark/watermark-service.js';
+import { describeMark, type WatermarkReport } from '../watermark/watermark-service.js';
 import type { EvaluationMetrics } from './evaluation-metrics.js';
 import { visibleWatermark } from './model-policy.js';
 
@@ -40,7 +40,7 @@ export const modelResolvers: Resolvers = {
       visibleWatermark(
         ctx.actor.principal,
         (await ctx.loaders.modelById.load(version.modelId))!,
-        (version.watermark ?? { marked: false }) as unknown as WatermarkReport,
+        describeMark((version.watermark ?? { marked: false }) as unknown as WatermarkReport),
       ),
     aliases: async (version, _args, ctx) => {
       const [latest, stored] = await Promise.all([

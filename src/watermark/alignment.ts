@@ -83,12 +83,34 @@ export function minimumCostAssignment(cost: Float64Array, n: number): Int32Array
   return assignment;
 }
 
-/** The suspect tensor with its units put back in the original's order and scale. */
+/** How a suspect's units map to the original's: original unit a is suspect unit match[a], times scales[a]. */
+export interface UnitMap {
+  match: Int32Array;
+  scales: Float64Array;
+}
+
+/**
+ * Moves suspect unit match[a] to position a and multiplies it by scales[a] ** power: power −1 undoes the
+ * scaling of the units themselves, +1 the compensating scaling of the next layer's weights they feed.
+ */
+export function applyUnitMap(values: Float32Array, { outer, units, inner }: UnitAxis, map: UnitMap, power: number) {
+  const out = new Float32Array(values.length);
+  for (let a = 0; a < units; a++) {
+    const b = map.match[a]!;
+    const factor = map.scales[a]! ** power;
+    for (let o = 0; o < outer; o++) {
+      for (let i = 0; i < inner; i++) out[(o * units + a) * inner + i] = values[(o * units + b) * inner + i]! * factor;
+    }
+  }
+  return out;
+}
+
+/** The suspect tensor with its units put back in the original's order and scale, and the map that did it. */
 export function alignUnits(
   suspect: Float32Array,
   original: Float32Array,
   axis: UnitAxis,
-): { aligned: Float32Array; report: AlignmentReport } {
+): { aligned: Float32Array; report: AlignmentReport; map: UnitMap } {
   const { outer, units, inner } = axis;
   const length = outer * inner;
   const suspectUnits = unitVectors(suspect, axis);
@@ -106,7 +128,7 @@ export function alignUnits(
     }
   }
   const match = minimumCostAssignment(negatedCosines, units); // original unit → suspect unit
-  const aligned = new Float32Array(suspect.length);
+  const scales = new Float64Array(units);
   const report: AlignmentReport = { unitsMoved: 0, minScale: Infinity, maxScale: -Infinity };
   for (let a = 0; a < units; a++) {
     const b = match[a]!;
@@ -114,12 +136,10 @@ export function alignUnits(
     // Least-squares s in suspect ≈ s · original; only a positive factor is a symmetry of the model.
     const fitted = dot(suspectUnits, b * length, originalUnits, a * length, length) / originalNorms[a]! ** 2;
     const scale = fitted > 0 && Number.isFinite(fitted) ? fitted : 1;
+    scales[a] = scale;
     report.minScale = Math.min(report.minScale, scale);
     report.maxScale = Math.max(report.maxScale, scale);
-    for (let o = 0; o < outer; o++) {
-      for (let i = 0; i < inner; i++)
-        aligned[(o * units + a) * inner + i] = suspect[(o * units + b) * inner + i]! / scale;
-    }
   }
-  return { aligned, report };
+  const map = { match, scales };
+  return { aligned: applyUnitMap(suspect, axis, map, -1), report, map };
 }

@@ -56,25 +56,31 @@ export function project(carrier: Carrier, values: ArrayLike<number>): Float64Arr
   return projections;
 }
 
-/** out += Xᵀ · coefficients. */
-export function addTransposed(carrier: Carrier, coefficients: Float64Array, out: Float64Array): void {
+/** out += M Xᵀ · coefficients, M the diagonal `metric` (per weight; identity when absent). */
+export function addTransposed(
+  carrier: Carrier,
+  coefficients: Float64Array,
+  out: Float64Array,
+  metric?: Float64Array,
+): void {
   const { size, entriesPerWeight: r, rows, signs, scale } = carrier;
   for (let i = 0, e = 0; i < size; i++, e += r) {
     let sum = 0;
     for (let j = e; j < e + r; j++) sum += signs[j]! * coefficients[rows[j]!]!;
-    out[i]! += scale * sum;
+    out[i]! += scale * sum * (metric ? metric[i]! : 1);
   }
 }
 
-/** A · Bᵀ for two carriers of the same tensor: MARK_BITS × MARK_BITS, row-major. */
-export function crossGram(a: Carrier, b: Carrier): Float64Array {
+/** A M Bᵀ for two carriers of the same tensor, M as in addTransposed: MARK_BITS × MARK_BITS, row-major. */
+export function crossGram(a: Carrier, b: Carrier, metric?: Float64Array): Float64Array {
   const gram = new Float64Array(MARK_BITS * MARK_BITS);
   const ra = a.entriesPerWeight;
   const rb = b.entriesPerWeight;
   for (let i = 0; i < a.size; i++) {
+    const weight = metric ? metric[i]! : 1;
     for (let ja = i * ra; ja < (i + 1) * ra; ja++) {
       const rowOffset = a.rows[ja]! * MARK_BITS;
-      const sign = a.signs[ja]!;
+      const sign = a.signs[ja]! * weight;
       for (let jb = i * rb; jb < (i + 1) * rb; jb++) gram[rowOffset + b.rows[jb]!]! += sign * b.signs[jb]!;
     }
   }

@@ -15,7 +15,6 @@
 // 1.5·10⁹ multiply-adds for an 800×10 head with two keys; memory O(inputs² + rows·inputs).
 import type { Carrier } from './carrier.js';
 import { WatermarkError } from './errors.js';
-import { MARK_BITS } from './keys.js';
 import { choleskyFactor, solveSymmetricPositiveDefinite } from './linear-algebra.js';
 
 /**
@@ -105,9 +104,15 @@ interface ColumnEntries {
   value: Float64Array;
 }
 
-function columnEntries(carriers: readonly Carrier[], inputs: number, outputs: number, column: number): ColumnEntries {
-  const rows = carriers.length * MARK_BITS;
-  const count = carriers.reduce((sum, carrier) => sum + inputs * carrier.entriesPerWeight, 0);
+/** Only the first `bits` rows of each carrier are constraints (the mark's capacity). */
+function columnEntries(
+  carriers: readonly Carrier[],
+  bits: number,
+  inputs: number,
+  outputs: number,
+  column: number,
+): ColumnEntries {
+  const rows = carriers.length * bits;
   const start = new Int32Array(rows + 1);
   const each = (visit: (row: number, input: number, value: number) => void) =>
     carriers.forEach((carrier, block) => {
@@ -115,10 +120,11 @@ function columnEntries(carriers: readonly Carrier[], inputs: number, outputs: nu
       for (let i = 0; i < inputs; i++) {
         const first = (i * outputs + column) * r;
         for (let e = first; e < first + r; e++)
-          visit(block * MARK_BITS + carrier.rows[e]!, i, carrier.signs[e]! * carrier.scale);
+          if (carrier.rows[e]! < bits) visit(block * bits + carrier.rows[e]!, i, carrier.signs[e]! * carrier.scale);
       }
     });
   each((row) => start[row + 1]!++);
+  const count = start.reduce((sum, n) => sum + n, 0);
   for (let a = 0; a < rows; a++) start[a + 1]! += start[a]!;
   const next = Int32Array.from(start.subarray(0, rows));
   const input = new Int32Array(count);
@@ -133,7 +139,7 @@ function columnEntries(carriers: readonly Carrier[], inputs: number, outputs: nu
 
 /**
  * The shaped change of a [inputs, outputs] kernel (row-major) that moves the carriers' projections by `rhs`
- * (one block of 256 per carrier), and the bias shift that cancels its mean-input part.
+ * (one block per carrier, as many rows as the mark has bits), and the bias shift that cancels its mean-input part.
  */
 export function shapedChange(
   carriers: readonly Carrier[],
@@ -148,7 +154,8 @@ export function shapedChange(
     throw new WatermarkError(`a kernel with more than ${MAX_SHAPED_INPUTS} inputs is not shaped (${inputs})`);
   const inverse = regularisedInverse(statistics);
   const rows = rhs.length;
-  const columns = Array.from({ length: outputs }, (_, j) => columnEntries(carriers, inputs, outputs, j));
+  const bits = rows / carriers.length;
+  const columns = Array.from({ length: outputs }, (_, j) => columnEntries(carriers, bits, inputs, outputs, j));
 
   // Gram matrix X M⁻¹ Xᵀ = Σ_j X_j A⁻¹ X_jᵀ.
   const gram = new Float64Array(rows * rows);

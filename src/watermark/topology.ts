@@ -21,8 +21,16 @@ export interface MarkTarget {
   name: string;
   shape: number[];
   size: number;
-  /** null: no hidden-unit symmetry is known for this tensor, so decoding does not align it. */
+  /** null: no hidden-unit symmetry is known for this tensor, or it has two (see inputAxis), so decoding does not align it on its own. */
   unitAxis: UnitAxis | null;
+  /**
+   * The hidden units of the previous weighted layer, `previous`, as they enter this tensor; set only when
+   * this tensor's own units (outputAxis) are hidden too. Decoding then puts them back in place with the
+   * previous tensor's alignment before it aligns this tensor's own units.
+   */
+  inputAxis: UnitAxis | null;
+  outputAxis: UnitAxis | null;
+  previous: string | null;
   /** The layer's name when the tensor is a Dense kernel [inputs, outputs], which a mark can be shaped for (shaping.ts). */
   denseLayer: string | null;
 }
@@ -105,8 +113,11 @@ interface Candidate {
   spec: WeightSpec;
   layer: Layer | null;
   size: number;
-  /** Permutable axes of this tensor; alignment handles one. */
+  /** Permutable axes of this tensor: the previous layer's units, then its own. */
   unitAxes: UnitAxis[];
+  inputAxis: UnitAxis | null;
+  outputAxis: UnitAxis | null;
+  previous: Candidate | null;
   /** The layers before this one mix units in a way not modelled here, so it cannot be aligned. */
   unknownInputs: boolean;
 }
@@ -144,52 +155,90 @@ function candidates(layers: readonly Layer[], specs: readonly WeightSpec[]): Can
     const spec = tensor && specs.find((s) => s.name === `${layer.name}/${tensor}`);
     return spec && spec.shape.length >= 2 ? [{ layer, index, spec }] : [];
   });
-  return weighted.map(({ layer, index, spec }, order) => {
+  const result: Candidate[] = [];
+  weighted.forEach(({ layer, index, spec }, order) => {
     const size = sizeOf(spec.shape);
-    const unitAxes: UnitAxis[] = [];
+    let inputAxis: UnitAxis | null = null;
+    let outputAxis: UnitAxis | null = null;
     let unknownInputs = false;
     const previous = weighted[order - 1];
     if (previous && layer.className !== 'Embedding') {
       const axis = inputUnitAxis(layer, spec, previous.spec.shape.at(-1)!, layers.slice(previous.index + 1, index));
       if (axis === 'unknown') unknownInputs = true;
-      else unitAxes.push(axis);
+      else inputAxis = axis;
     }
     if (order < weighted.length - 1) {
       const units = spec.shape.at(-1)!;
-      unitAxes.push({ outer: size / units, units, inner: 1 });
+      outputAxis = { outer: size / units, units, inner: 1 };
     }
-    return { spec, layer, size, unitAxes, unknownInputs };
+    const unitAxes = [inputAxis, outputAxis].filter((axis): axis is UnitAxis => axis !== null);
+    const previousCandidate = inputAxis ? result[order - 1]! : null;
+    result.push({ spec, layer, size, unitAxes, inputAxis, outputAxis, previous: previousCandidate, unknownInputs });
   });
+  return result;
+}
+
+/** A tensor decoding can align: its units alone, or its own units after the previous tensor's (recursively). */
+function alignable(candidate: Candidate): boolean {
+  if (candidate.unknownInputs) return false;
+  return candidate.unitAxes.length <= 1 || alignable(candidate.previous!);
+}
+
+function toTarget({ spec, layer, size, unitAxes, inputAxis, outputAxis, previous }: Candidate): MarkTarget {
+  const twoAxes = unitAxes.length === 2;
+  return {
+    name: spec.name,
+    shape: spec.shape,
+    size,
+    unitAxis: twoAxes ? null : (unitAxes[0] ?? null),
+    inputAxis: twoAxes ? inputAxis : null,
+    outputAxis: twoAxes ? outputAxis : null,
+    previous: twoAxes ? previous!.spec.name : null,
+    denseLayer: layer?.className === 'Dense' ? layer.name : null,
+  };
 }
 
 /**
- * The tensor that carries the mark: the largest kernel (Dense, Conv1D, Conv2D) or embedding matrix with at
- * most one hidden-unit axis, so decoding can undo a permutation and rescaling of those units. The largest,
- * because the relative weight change a mark costs falls as 1/sqrt(size) (see mark.ts). Models whose layers
- * do not form a chain, and graph models (a GraphDef has no layers; its weights are its Const nodes), fall back
- * to the largest ≥ 2-d float32 tensor, without alignment.
+ * Every tensor that can carry (part of) a mark, in manifest order: the kernels (Dense, Conv1D, Conv2D) and
+ * embedding matrices whose hidden units decoding can put back in place after a permutation and rescaling,
+ * including those between two hidden layers (aligned after the previous one). Models whose layers do not
+ * form a chain, and graph models (a GraphDef has no layers; its weights are its Const nodes), offer every ≥ 2-d
+ * float32 tensor, without alignment.
  */
-export function selectMarkTensor(modelJson: unknown): MarkTarget {
+export function markableTensors(modelJson: unknown): MarkTarget[] {
   const { modelTopology, weightsManifest } = parseModelJson(modelJson);
   const specs = weightsManifest.flatMap((group) => group.weights);
   const layers = chainOfLayers(modelTopology);
-  const usable = layers
-    ? candidates(layers, specs).filter((c) => !c.unknownInputs && c.unitAxes.length <= 1)
+  const usable: Candidate[] = layers
+    ? candidates(layers, specs).filter(alignable)
     : specs
         .filter((spec) => spec.shape.length >= 2 && spec.dtype === 'float32')
-        .map((spec) => ({ spec, layer: null, size: sizeOf(spec.shape), unitAxes: [], unknownInputs: false }));
-  let best: Candidate | undefined;
-  for (const candidate of usable)
-    if (candidate.size >= MIN_MARK_WEIGHTS && candidate.size > (best?.size ?? 0)) best = candidate;
+        .map((spec) => ({
+          spec,
+          layer: null,
+          size: sizeOf(spec.shape),
+          unitAxes: [],
+          inputAxis: null,
+          outputAxis: null,
+          previous: null,
+          unknownInputs: false,
+        }));
+  return usable.map(toTarget);
+}
+
+/**
+ * The tensor that carries a full-capacity mark on its own: the largest markable one with ≥ MIN_MARK_WEIGHTS
+ * weights and at most one hidden-unit axis, because the relative weight change a mark costs falls as
+ * 1/sqrt(size) (see mark.ts).
+ */
+export function selectMarkTensor(modelJson: unknown): MarkTarget {
+  let best: MarkTarget | undefined;
+  for (const candidate of markableTensors(modelJson))
+    if (!candidate.inputAxis && candidate.size >= MIN_MARK_WEIGHTS && candidate.size > (best?.size ?? 0))
+      best = candidate;
   if (!best)
     throw new WatermarkError(
       `no weight tensor of the model can carry a mark (one needs ≥ ${MIN_MARK_WEIGHTS} weights)`,
     );
-  return {
-    name: best.spec.name,
-    shape: best.spec.shape,
-    size: best.size,
-    unitAxis: best.unitAxes[0] ?? null,
-    denseLayer: best.layer?.className === 'Dense' ? best.layer.name : null,
-  };
+  return best;
 }

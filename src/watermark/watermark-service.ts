@@ -20,11 +20,21 @@ import { BadUserInputError, RateLimitedError } from '../server/errors.js';
 import { Piscina } from 'piscina';
 import { siblingWorkerFile, workerExecArgv } from '../server/worker-threads.js';
 import {
+  capacityThreshold,
+  chooseCarriers,
   decide,
   deriveMarkKey,
+  fitCapacity,
+  markableTensors,
+  MARK_BITS,
   MAX_SHAPED_INPUTS,
+  MIN_CAPACITY,
+  MIN_MARK_WEIGHTS,
   selectMarkTensor,
+  slackFromSensitivity,
+  type CapacityTrial,
   type InputStatistics,
+  type MarkLayout,
   type DecodeResult,
   type MarkEvidence,
   type MarkKey,
@@ -34,6 +44,13 @@ import {
 import type { WatermarkRefusal, WatermarkTask } from './worker.js';
 
 type Marked = WeightsArtifact & { report: MarkReport };
+/** A marked artifact, ready to store, and what it cost. */
+interface Candidate {
+  marked: Marked;
+  stored: StoredArtifact;
+  servedSha256: string;
+  report: WatermarkReport;
+}
 const isRefusal = (value: unknown): value is WatermarkRefusal =>
   typeof value === 'object' && value !== null && 'refused' in value;
 
@@ -61,6 +78,31 @@ export interface WatermarkReport {
   size?: number;
   /** Evaluation examples the mark was shaped with (then checked on the others); null for a least-norm mark. */
   shapedWith?: number | null;
+  /** Tensors carrying the mark; absent in versions marked before capacities existed (then `tensor` alone). */
+  carriers?: string[];
+  /** Per carrier, how freely it was changed (MarkLayout.slack); fitted marks only. */
+  slack?: number[];
+  /** Fewest matched bits of `bits` that verify as MATCH for one key, and the exact chance of that by accident. */
+  threshold?: number;
+  falsePositiveRate?: number;
+  /** Fitted marks: agreement of a trial licensee copy (owner mark and a fingerprint), held to the same budget. */
+  fingerprintAgreement?: number;
+}
+
+/** The report as the API shows it: versions marked before capacities existed get their implied figures. */
+export function describeMark(report: WatermarkReport): WatermarkReport {
+  if (!report.marked || report.bits === undefined) return report;
+  return {
+    ...capacityThreshold(report.bits),
+    ...report,
+    carriers: report.carriers ?? (report.tensor ? [report.tensor] : undefined),
+  };
+}
+
+/** What a version's marks were made with; undefined for the default layout of older versions. */
+function layoutOf(report: WatermarkReport | null): MarkLayout | undefined {
+  if (!report?.carriers || report.bits === undefined) return undefined;
+  return { carriers: report.carriers, bits: report.bits, ...(report.slack ? { slack: report.slack } : {}) };
 }
 
 /** The owner's labelled examples, encoded as the model takes them. */
@@ -110,18 +152,45 @@ function accuracy(values: Float32Array, labels: number[]): number {
 }
 
 const accuracyDrop = (report: WatermarkReport) => (report.accuracyBefore ?? 0) - (report.accuracyAfter ?? 0);
+// The tolerance keeps a drop of exactly 0.5 points (2 of 400 examples) within budget despite rounding.
 const withinBudget = (report: WatermarkReport) =>
-  (report.agreement ?? 1) >= MIN_AGREEMENT && accuracyDrop(report) <= MAX_ACCURACY_DROP;
+  (report.agreement ?? 1) >= MIN_AGREEMENT && accuracyDrop(report) <= MAX_ACCURACY_DROP + 1e-9;
 
-function overBudget(plain: WatermarkReport, shaped?: WatermarkReport): BadUserInputError {
+/** A candidate mark's measurements, as the refusal reports them. */
+function measurements(report: WatermarkReport) {
+  return {
+    bits: report.bits,
+    carriers: report.carriers ?? [report.tensor],
+    agreement: report.agreement,
+    accuracyDrop: accuracyDrop(report),
+    evaluationSamples: report.evaluationSamples,
+    ...(report.fingerprintAgreement !== undefined ? { fingerprintAgreement: report.fingerprintAgreement } : {}),
+    ...(report.shapedWith ? { shapedWith: report.shapedWith } : {}),
+  };
+}
+
+function overBudget(plain: WatermarkReport, shaped?: WatermarkReport, fitted?: WatermarkReport): BadUserInputError {
   const cost = (report: WatermarkReport) =>
     `change ${(100 * (1 - report.agreement!)).toFixed(1)}% of predictions and cost ${(100 * accuracyDrop(report)).toFixed(2)} accuracy points on ${report.evaluationSamples} examples`;
   const shapedPart = shaped
     ? `; shaped on ${shaped.shapedWith} of your examples, it would ${cost(shaped)} it had not seen`
     : '';
+  const fittedPart = fitted
+    ? `; even with ${fitted.bits} bits (the fewest that keep false matches below 1e-12) on ${fitted.carriers!.join(', ')}, it would ${cost(fitted)}` +
+      (fitted.fingerprintAgreement !== undefined
+        ? ` (a licensee copy: ${(100 * (1 - fitted.fingerprintAgreement)).toFixed(1)}% of predictions)`
+        : '')
+    : '';
   return new BadUserInputError(
-    `Watermarking would ${cost(plain)} of your evaluation data${shapedPart} (budget 0.5% and 0.5 points). Give more evaluation examples, or publish with watermark: false to opt out`,
+    `Watermarking would ${cost(plain)} of your evaluation data${shapedPart}${fittedPart} (budget 0.5% and 0.5 points). Give more evaluation examples, or publish with watermark: false to opt out`,
     'input.watermark',
+    {
+      measurements: {
+        leastNorm: measurements(plain),
+        ...(shaped ? { shaped: measurements(shaped) } : {}),
+        ...(fitted ? { fitted: measurements(fitted) } : {}),
+      },
+    },
   );
 }
 
@@ -209,7 +278,9 @@ export class WatermarkService {
    * Marks an upload for a new version. With evaluation data, the mark must keep ≥ 99.5% of predictions and
    * lose ≤ 0.5 accuracy points on it, else BAD_USER_INPUT (the owner may opt out). When the least-norm mark
    * fails that budget on a Dense kernel, a mark shaped on half of the examples (shaping.ts) is checked on
-   * the other half. Returns the served artifact's hash, the report, and the calibration to keep, if shaped.
+   * the other half; when that fails too (or cannot be made), the mark is fitted: fewer bits, on the
+   * tensors with most slack (#fitted). Returns the served artifact's hash, the report, and the calibration
+   * to keep, if shaped.
    */
   async markForPublish(
     versionId: string,
@@ -218,14 +289,29 @@ export class WatermarkService {
     evaluation: EvaluationData | null,
   ): Promise<{ servedSha256: string; report: WatermarkReport; calibration: InputStatistics | null }> {
     const original = parse(await this.artifacts.read(originalSha256));
-    const plain = await this.#markAndMeasure(versionId, originalSha256, original, signature, evaluation, null);
+    const plain = await this.#markAndMeasure(versionId, originalSha256, original, signature, evaluation);
     if (!evaluation || withinBudget(plain.report)) return { ...(await this.#keep(plain)), calibration: null };
+    const shaped = await this.#shaped(versionId, originalSha256, original, signature, evaluation);
+    if (shaped && withinBudget(shaped.candidate.report))
+      return { ...(await this.#keep(shaped.candidate)), calibration: shaped.calibration };
+    const fitted = await this.#fitted(versionId, originalSha256, original, signature, evaluation);
+    if (!fitted.best) throw overBudget(plain.report, shaped?.candidate.report, fitted.smallest);
+    return { ...(await this.#keep(fitted.best)), calibration: null };
+  }
+
+  /** A mark shaped on the even-numbered examples and checked on the odd-numbered ones; null where shaping does not apply. */
+  async #shaped(
+    versionId: string,
+    originalSha256: string,
+    original: WeightsArtifact,
+    signature: Signature,
+    evaluation: EvaluationData,
+  ): Promise<{ candidate: Candidate; calibration: InputStatistics } | null> {
     const target = selectMarkTensor(original.modelJson); // the worker has already accepted the model
     const [inputs = 0] = target.shape;
     const count = evaluation.tensor.shape[0]!;
     const shapeable = target.denseLayer && inputs <= MAX_SHAPED_INPUTS && count >= 2 * MIN_CALIBRATION_EXAMPLES;
-    if (!shapeable) throw overBudget(plain.report);
-    // Shaped on the even-numbered examples, checked on the odd-numbered ones it has not seen.
+    if (!shapeable) return null;
     const [calibrationHalf, checkHalf] = [0, 1].map((parity) => everyOther(evaluation, parity)) as [
       EvaluationData,
       EvaluationData,
@@ -237,11 +323,96 @@ export class WatermarkService {
     );
     const samples = calibrationHalf.tensor.shape[0]!;
     // A Dense layer over a sequence sees several input rows per example; shaping covers one row per example.
-    if (features.data.length !== samples * inputs) throw overBudget(plain.report);
+    if (features.data.length !== samples * inputs) return null;
     const calibration = await this.#statistics(features.data, samples);
-    const shaped = await this.#markAndMeasure(versionId, originalSha256, original, signature, checkHalf, calibration);
-    if (!withinBudget(shaped.report)) throw overBudget(plain.report, shaped.report);
-    return { ...(await this.#keep(shaped)), calibration };
+    const candidate = await this.#markAndMeasure(versionId, originalSha256, original, signature, checkHalf, {
+      shaping: calibration,
+    });
+    return { candidate, calibration };
+  }
+
+  /**
+   * The largest capacity, down to MIN_CAPACITY bits, at which a least-norm mark on the markable tensors
+   * with most slack (measured, see chooseCarriers) keeps the budget, and so does a trial licensee copy on
+   * top of it: fingerprints of the version use the same layout. When no capacity fits both, the largest
+   * one tried at which the owner's mark alone fits. `smallest` is the MIN_CAPACITY report when even
+   * that does not fit.
+   */
+  async #fitted(
+    versionId: string,
+    originalSha256: string,
+    original: WeightsArtifact,
+    signature: Signature,
+    evaluation: EvaluationData,
+  ): Promise<{ best: Candidate | null; smallest?: WatermarkReport }> {
+    const markable = markableTensors(original.modelJson).filter((target) => target.size >= MIN_CAPACITY);
+    let carriers = markable.map((target) => target.name);
+    let slack: number[] | undefined;
+    if (carriers.length > 1) {
+      const measured = await this.#slack(versionId, originalSha256, original, carriers, evaluation);
+      const chosen = chooseCarriers(
+        markable.map((target) => target.size),
+        measured,
+        MIN_MARK_WEIGHTS,
+      );
+      carriers = chosen.map((i) => markable[i]!.name);
+      slack = chosen.length > 1 ? chosen.map((i) => measured[i]!) : undefined;
+    }
+    const probeKey = deriveMarkKey(this.#secret, 'licensee', `fidelity-probe/${versionId}`);
+    const trial = async (bits: number): Promise<CapacityTrial<Candidate>> => {
+      const layout: MarkLayout = { carriers, bits, ...(slack ? { slack } : {}) };
+      const owner = await this.#markAndMeasure(versionId, originalSha256, original, signature, evaluation, { layout });
+      if (!withinBudget(owner.report)) return { bits, fits: false, result: owner };
+      const copy = await this.#markOrRefuse({
+        kind: 'mark',
+        artifact: owner.marked,
+        key: probeKey,
+        reference: original,
+        preserve: [this.ownerKey(versionId)],
+        layout,
+      });
+      const copyReport = await this.#measure(originalSha256, copy, signature, evaluation);
+      owner.report.fingerprintAgreement = copyReport.agreement;
+      return { bits, fits: withinBudget(copyReport), result: owner };
+    };
+    const { best, tried } = await fitCapacity(trial, MIN_CAPACITY, MARK_BITS);
+    // When every capacity tried breaks the budget with a fingerprint on top, the owner's mark alone decides,
+    // as for least-norm and shaped marks: the most bits tried at which it fits. fingerprintAgreement tells
+    // the owner what licensee copies cost.
+    const ownerOnly = tried.filter((t) => withinBudget(t.result.report)).sort((a, b) => b.bits - a.bits)[0];
+    const smallest = tried.find((t) => t.bits === MIN_CAPACITY)?.result.report;
+    return { best: (best ?? ownerOnly)?.result ?? null, smallest };
+  }
+
+  /**
+   * How freely each carrier can change: the mean squared output change on the evaluation examples that a
+   * MIN_CAPACITY owner mark on that tensor alone causes, turned into slack (capacity.ts).
+   */
+  async #slack(
+    versionId: string,
+    originalSha256: string,
+    original: WeightsArtifact,
+    carriers: readonly string[],
+    evaluation: EvaluationData,
+  ): Promise<number[]> {
+    const before = await this.engine.predict(this.artifacts.modelRef(originalSha256), evaluation.tensor);
+    const sensitivities: number[] = [];
+    for (const name of carriers) {
+      const marked = await this.#markOrRefuse({
+        kind: 'mark',
+        artifact: original,
+        key: this.ownerKey(versionId),
+        layout: { carriers: [name], bits: MIN_CAPACITY },
+      });
+      const after = await this.engine.predict(
+        { key: artifactHash(toStored(marked)), load: async () => marked },
+        evaluation.tensor,
+      );
+      let squares = 0;
+      for (let i = 0; i < after.data.length; i++) squares += (after.data[i]! - before.data[i]!) ** 2;
+      sensitivities.push(squares / after.data.length);
+    }
+    return slackFromSensitivity(sensitivities);
   }
 
   /** Keeps the statistics a shaped version's licensee copies are shaped with. */
@@ -263,6 +434,17 @@ export class WatermarkService {
     return { samples: row.samples, inputs: row.inputs, mean: floats(row.mean), covariance: floats(row.covariance) };
   }
 
+  async #markOrRefuse(task: Extract<WatermarkTask, { kind: 'mark' }>): Promise<Marked> {
+    const marked = await this.#mark(task);
+    if (isRefusal(marked)) {
+      throw new BadUserInputError(
+        `This model cannot be watermarked: ${marked.refused}. Publish with watermark: false to opt out`,
+        'input.watermark',
+      );
+    }
+    return marked;
+  }
+
   /** Marks with the owner key and scores the marked copy against the original on `evaluation`, if any. */
   async #markAndMeasure(
     versionId: string,
@@ -270,57 +452,59 @@ export class WatermarkService {
     original: WeightsArtifact,
     signature: Signature,
     evaluation: EvaluationData | null,
-    shaping: InputStatistics | null,
-  ): Promise<{ marked: Marked; stored: StoredArtifact; servedSha256: string; report: WatermarkReport }> {
-    const marked = await this.#mark({
+    { shaping, layout }: { shaping?: InputStatistics; layout?: MarkLayout } = {},
+  ): Promise<Candidate> {
+    const marked = await this.#markOrRefuse({
       kind: 'mark',
       artifact: original,
       key: this.ownerKey(versionId),
-      shaping: shaping ?? undefined,
+      shaping,
+      layout,
     });
-    if (isRefusal(marked)) {
-      throw new BadUserInputError(
-        `This model cannot be watermarked: ${marked.refused}. Publish with watermark: false to opt out`,
-        'input.watermark',
-      );
-    }
     const stored = toStored(marked);
     const servedSha256 = artifactHash(stored);
     const report: WatermarkReport = {
       marked: true,
       tensor: marked.report.tensor,
+      carriers: marked.report.carriers,
       margin: marked.report.margin,
       relativeChange: marked.report.relativeChange,
       maxChange: marked.report.maxChange,
-      bits: 256,
+      bits: marked.report.bits,
+      ...capacityThreshold(marked.report.bits),
       size: marked.report.size,
       shapedWith: marked.report.shapedWith,
+      ...(layout?.slack ? { slack: layout.slack } : {}),
+      ...(evaluation ? await this.#measure(originalSha256, marked, signature, evaluation) : {}),
     };
-    if (evaluation) {
-      const count = evaluation.tensor.shape[0]!;
-      const [before, after] = await Promise.all([
-        this.engine.predict(this.artifacts.modelRef(originalSha256), evaluation.tensor),
-        this.engine.predict({ key: servedSha256, load: async () => marked }, evaluation.tensor),
-      ]);
-      report.evaluationSamples = count;
-      report.agreement = agreement(signature, before.data, after.data, count);
-      if (evaluation.labels) {
-        report.accuracyBefore = accuracy(before.data, evaluation.labels);
-        report.accuracyAfter = accuracy(after.data, evaluation.labels);
-      }
-    }
     return { marked, stored, servedSha256, report };
   }
 
-  async #keep({
-    stored,
-    servedSha256,
-    report,
-  }: {
-    stored: StoredArtifact;
-    servedSha256: string;
-    report: WatermarkReport;
-  }) {
+  /** Agreement with the original (and accuracies, with labels) of a marked copy on `evaluation`. */
+  async #measure(
+    originalSha256: string,
+    marked: Marked,
+    signature: Signature,
+    evaluation: EvaluationData,
+  ): Promise<WatermarkReport> {
+    const count = evaluation.tensor.shape[0]!;
+    const [before, after] = await Promise.all([
+      this.engine.predict(this.artifacts.modelRef(originalSha256), evaluation.tensor),
+      this.engine.predict({ key: artifactHash(toStored(marked)), load: async () => marked }, evaluation.tensor),
+    ]);
+    const report: WatermarkReport = {
+      marked: true,
+      evaluationSamples: count,
+      agreement: agreement(signature, before.data, after.data, count),
+    };
+    if (evaluation.labels) {
+      report.accuracyBefore = accuracy(before.data, evaluation.labels);
+      report.accuracyAfter = accuracy(after.data, evaluation.labels);
+    }
+    return report;
+  }
+
+  async #keep({ stored, servedSha256, report }: Candidate) {
     await this.artifacts.store(servedSha256, stored);
     return { servedSha256, report };
   }
@@ -341,6 +525,7 @@ export class WatermarkService {
       reference: original,
       preserve: [this.ownerKey(version.id)],
       shaping: await this.#calibration(version.id),
+      layout: layoutOf(version.watermark as WatermarkReport | null),
     });
     if (isRefusal(copy)) throw new Error(`cannot fingerprint version ${version.id}: ${copy.refused}`);
     const stored = toStored(copy);
@@ -396,7 +581,8 @@ export class WatermarkService {
       const original = parse(await this.artifacts.read(version.artifact.sha256));
       const copies = allCopies.filter((copy) => copy.versionId === version.id);
       const keys = [this.ownerKey(version.id), ...copies.map((c) => this.licenseeKey(c.contractId))];
-      const results = await this.#decode({ kind: 'decode', suspect, original, keys });
+      const layout = layoutOf(version.watermark as WatermarkReport | null);
+      const results = await this.#decode({ kind: 'decode', suspect, original, keys, layout });
       if (isRefusal(results)) continue; // a different architecture: nothing to read
       keysTried += keys.length;
       results.forEach((result, i) => {

@@ -7,6 +7,7 @@ import {
   WatermarkError,
   type InputStatistics,
   type MarkKey,
+  type MarkLayout,
   type WeightsArtifact,
 } from './index.js';
 
@@ -18,8 +19,9 @@ export type WatermarkTask =
       reference?: WeightsArtifact;
       preserve?: MarkKey[];
       shaping?: InputStatistics;
+      layout?: MarkLayout;
     }
-  | { kind: 'decode'; suspect: WeightsArtifact; original: WeightsArtifact; keys: MarkKey[] }
+  | { kind: 'decode'; suspect: WeightsArtifact; original: WeightsArtifact; keys: MarkKey[]; layout?: MarkLayout }
   | { kind: 'statistics'; features: Float32Array; samples: number };
 
 /** Structured cloning turns Buffers into plain Uint8Arrays; the key derivation's users expect Buffers. */
@@ -40,9 +42,10 @@ export default function run(task: WatermarkTask) {
         reference: task.reference,
         preserve: task.preserve?.map(revive),
         shaping: task.shaping,
+        layout: task.layout,
       });
     }
-    return decodeMarks(task.suspect, task.original, task.keys.map(revive));
+    return decodeMarks(task.suspect, task.original, task.keys.map(revive), task.layout);
   } catch (error) {
     if (error instanceof WatermarkError) return { refused: error.message } satisfies WatermarkRefusal;
     throw error;
