@@ -1,6 +1,7 @@
 // Images as people have them (JPEG, PNG, WebP) on a real pretrained model, the REST raw-image predict route,
 // and the signature's input policies (declared range, resize policy) with the warnings given without them.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -228,16 +229,47 @@ describe('images: the REST image route', () => {
     const refused = await predictImage(server, route(), tiny, 'image/jpeg', { token: owner.token });
     assert.equal(refused.status, 400);
     assert.match(refused.body.error.message, /image is 1×1; this model takes exactly 4×4/);
-    // A model that takes numbers does not take images.
+    // A model that takes numbers does not take images: refused before the file is read.
     const numeric = await predictImage(server, route('1.0.0'), png, 'image/png', { token: owner.token });
     assert.equal(numeric.status, 400);
-    assert.match(numeric.body.error.message, /does not take images/);
+    assert.equal(numeric.body.error.field, 'body');
+    assert.match(numeric.body.error.message, /does not take an image file: its inputs are input \(none\)/);
     const missing = await predictImage(server, `/v1/models/nope-${slug}/predict`, png, 'image/png', {
       token: owner.token,
     });
     assert.equal(missing.status, 404);
     const badTopK = await predictImage(server, `${route()}?topK=many`, png, 'image/png', { token: owner.token });
     assert.equal(badTopK.status, 400);
+    // The error body names the field, as GraphQL's extensions do.
+    assert.deepEqual(badTopK.body.error, { code: 'BAD_USER_INPUT', message: 'topK must be an integer', field: 'topK' });
+  });
+
+  it('refuses text PostgreSQL cannot store in the model, version or contract with 400, not 500', async () => {
+    const cases: [string, string][] = [
+      [`/v1/models/a%00b/predict`, 'model'],
+      [`/v1/models/${slug}/predict?version=%00`, 'version'],
+      [`/v1/models/${slug}/versions/2.0.0%00/predict`, 'version'],
+      [`/v1/models/${slug}/predict?contract=c%00`, 'contract'],
+    ];
+    for (const [path, field] of cases) {
+      const res = await predictImage(server, path, png, 'image/png', { token: owner.token });
+      assert.equal(res.status, 400, JSON.stringify(res.body));
+      assert.equal(res.body.error.code, 'BAD_USER_INPUT');
+      assert.equal(res.body.error.field, field);
+    }
+  });
+
+  it("keeps an image file's Idempotency-Key apart from a GraphQL input that spells the file's digest", async () => {
+    const auth = { token: owner.token };
+    const rest = await predictImage(server, route(), png, 'image/png', auth, { 'idempotency-key': 'digest-1' });
+    assert.equal(rest.status, 200, JSON.stringify(rest.body));
+    const sha256 = createHash('sha256').update(png).digest('hex');
+    const gql = await predictRaw(
+      server,
+      { model: slug, version: '2.0.0', inputs: [{ sha256 }], requestId: 'digest-1' },
+      auth,
+    );
+    assert.equal(gql.errors?.[0]?.extensions.code, 'CONFLICT', JSON.stringify(gql));
   });
 
   it('predicts as GraphQL does, under the same contract, quota, metering and idempotency', async () => {
