@@ -36,8 +36,7 @@ export function addPredictRoutes(router: Router, services: Services, maxBytes: n
       assertAllowed(actor.principal, { scope: 'PREDICT' });
       const type = (req.headers['content-type'] ?? '').split(';', 1)[0]!.trim().toLowerCase();
       if (!IMAGE_TYPES.has(type)) {
-        return sendRestError(
-          res,
+        throw new RequestBodyError(
           415,
           'UNSUPPORTED_MEDIA_TYPE',
           'Send the image file as the body with Content-Type image/jpeg, image/png or image/webp',

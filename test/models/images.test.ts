@@ -2,6 +2,7 @@
 // and the signature's input policies (declared range, resize policy) with the warnings given without them.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import http from 'node:http';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -80,6 +81,23 @@ async function predictImage(
     body,
   });
   return { status: response.status, headers: response.headers, body: (await response.json()) as any };
+}
+
+/** A POST whose headers promise a large body that never comes: the answer, without sending any of it. */
+function unsentBody(server: TestServer, route: string, headers: Record<string, string>) {
+  return new Promise<http.IncomingMessage>((resolve, reject) => {
+    const req = http.request(`${server.origin}${route}`, {
+      method: 'POST',
+      headers: { 'content-length': String(1 << 30), ...headers },
+    });
+    req.once('response', (res) => {
+      res.resume();
+      resolve(res);
+      req.destroy();
+    });
+    req.once('error', reject);
+    req.flushHeaders();
+  });
 }
 
 describe('images: a JPEG on a real pretrained model (MobileNetV2)', () => {
@@ -210,6 +228,16 @@ describe('images: the REST image route', () => {
       const res = await predictImage(server, route(), png, type, { token: owner.token });
       assert.equal(res.status, 415);
       assert.equal(res.body.error.code, 'UNSUPPORTED_MEDIA_TYPE');
+    }
+    // Refused before the body is read, the connection closes: the server does not receive the rest.
+    for (const [headers, status] of [
+      [{ 'content-type': 'image/png' }, 401],
+      [{ 'content-type': 'image/gif', ...authHeaders({ token: owner.token }) }, 415],
+      [{ 'content-type': 'image/png', ...authHeaders({ token: owner.token }) }, 413],
+    ] as const) {
+      const answer = await unsentBody(server, route(), headers);
+      assert.equal(answer.statusCode, status);
+      assert.equal(answer.headers.connection, 'close');
     }
   });
 
