@@ -161,9 +161,9 @@ function graphqlError(error: GraphQLErrorBody, httpStatus: number, retryAfter: s
   return errorFor(String(error.message ?? code), { code, reason, httpStatus, extensions });
 }
 
-/** The typed error of a /v1 route's `{"error": {"code", "message"}}` answer. */
+/** The typed error of a /v1 route's `{"error": {"code", "message", …details}}` answer (details: field, reason…). */
 function restError(status: number, body: string, header: (name: string) => string | null | undefined) {
-  let parsed: { error?: { code?: unknown; message?: unknown } } | undefined;
+  let parsed: { error?: { code?: unknown; message?: unknown } & Record<string, unknown> } | undefined;
   try {
     parsed = JSON.parse(body) as typeof parsed;
   } catch {
@@ -171,10 +171,12 @@ function restError(status: number, body: string, header: (name: string) => strin
   }
   const code = typeof parsed?.error?.code === 'string' ? parsed.error.code : undefined;
   if (!code) return badResponse(status, body.slice(0, 200));
-  const extensions: Record<string, unknown> = { code, retryAfter: retryAfterSeconds(header('retry-after')) };
+  const { message: _message, ...details } = parsed!.error!;
+  const extensions: Record<string, unknown> = { ...details };
+  extensions.retryAfter ??= retryAfterSeconds(header('retry-after'));
   // The routes say an access token expired only in WWW-Authenticate (RFC 6750).
   const expired = status === 401 && /error="invalid_token"[^]*expired/.test(header('www-authenticate') ?? '');
-  const reason = expired ? 'TOKEN_EXPIRED' : undefined;
+  const reason = expired ? 'TOKEN_EXPIRED' : typeof details.reason === 'string' ? details.reason : undefined;
   return errorFor(String(parsed?.error?.message ?? code), { code, reason, httpStatus: status, extensions });
 }
 

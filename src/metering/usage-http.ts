@@ -3,6 +3,7 @@
 import { GraphQLError } from 'graphql';
 import type { TrackHandler } from '../server/drain.js';
 import type { Exchange } from '../server/exchange.js';
+import { queryParam } from '../server/query-params.js';
 import { sendUnexpected } from '../server/rest-errors.js';
 import type { Router } from '../server/router.js';
 import { assertAllowed } from '../server/schema.js';
@@ -10,16 +11,10 @@ import type { Services } from '../server/services.js';
 import { assertStorableText } from '../server/text.js';
 import type { UsageFilter } from './usage-service.js';
 
-/** A query parameter given once; a repeated one reads as a malformed value. */
-function queryParam(query: URLSearchParams, name: string): string | string[] | undefined {
-  const values = query.getAll(name);
-  return values.length <= 1 ? values[0] : values;
-}
-
 function dateParam(query: URLSearchParams, name: string): Date | undefined {
   const raw = queryParam(query, name);
   if (raw === undefined) return undefined;
-  const date = typeof raw === 'string' ? new Date(raw) : new Date(NaN);
+  const date = new Date(raw);
   // Years PostgreSQL's timestamptz holds and usage can have: a wider one failed after the CSV headers were sent.
   const year = date.getUTCFullYear();
   if (Number.isNaN(date.getTime()) || year < 1970 || year > 9999) {
@@ -32,7 +27,7 @@ function dateParam(query: URLSearchParams, name: string): Date | undefined {
 
 function stringParam(query: URLSearchParams, name: string): string | undefined {
   const raw = queryParam(query, name);
-  if (typeof raw !== 'string' || raw === '') return undefined;
+  if (raw === undefined || raw === '') return undefined;
   assertStorableText(raw, name);
   return raw;
 }

@@ -6,7 +6,13 @@
 // likely wrong (pixels 0..255 sent to a model that reads 0..1, an image stretched to another aspect ratio)
 // is said in the call's warnings.
 import type { TensorInput } from '../inference/engine.js';
-import { outputSizeOf, type InputSpec, type NamedSignature, type SingleSignature } from '../models/signature.js';
+import {
+  outputSizeOf,
+  SINGLE_INPUT_NAME,
+  type InputSpec,
+  type NamedSignature,
+  type SingleSignature,
+} from '../models/signature.js';
 import { ImageDecodeError, type ImagePreprocessing, type ImageSize } from '../preprocessing/image.js';
 import type { PreprocessingPool } from '../preprocessing/preprocessing-pool.js';
 import { encodeText, encodeTokens, type TextPreprocessing } from '../preprocessing/text.js';
@@ -27,6 +33,21 @@ export interface InputLimits {
 }
 
 const ROOT = 'input.inputs';
+
+/**
+ * Where errors say the values are: a root such as `input.inputs` (instance 2 of input `a` is `input.inputs[2].a`),
+ * or, for a request that sends each input apart (the Open Inference Protocol's tensors), a name for the list and
+ * one per input (instance 2 of input `a` is then `${input('a')}[2]`).
+ */
+export type InputRoot = string | { list: string; input: (name: string) => string };
+
+/** The root of the list of instances, and where an input's instance `i` is (`${root}[i]`, then `.${name}`). */
+function rootsOf(root: InputRoot, name: string): { list: string; root: string; name: string | undefined } {
+  return typeof root === 'string'
+    ? { list: root, root, name }
+    : { list: root.list, root: root.input(name), name: undefined };
+}
+
 const INT32_MIN = -(2 ** 31);
 const INT32_MAX = 2 ** 31 - 1;
 // Below this many characters in a call, tokenising on the event loop costs well under a millisecond and a
@@ -285,13 +306,14 @@ export class InputEncoder {
   async encode(
     signature: SingleSignature,
     inputs: unknown,
-    root = ROOT,
+    root: InputRoot = ROOT,
     limits: Partial<InputLimits> = {},
     warnings: string[] = [],
   ): Promise<TensorInput> {
     const merged = { ...this.limits, ...limits };
-    const instances = checkedInstances(inputs, outputSizeOf(signature), merged, root);
-    return this.#encodeTensor(signature.input, instances, merged, root, undefined, warnings);
+    const roots = rootsOf(root, SINGLE_INPUT_NAME);
+    const instances = checkedInstances(inputs, outputSizeOf(signature), merged, roots.list);
+    return this.#encodeTensor(signature.input, instances, merged, roots.root, undefined, warnings);
   }
 
   /**
@@ -301,17 +323,24 @@ export class InputEncoder {
   async encodeNamed(
     signature: NamedSignature,
     inputs: unknown,
-    root = ROOT,
+    root: InputRoot = ROOT,
     limits: Partial<InputLimits> = {},
     warnings: string[] = [],
   ): Promise<TensorInput[]> {
     const merged = { ...this.limits, ...limits };
-    const instances = checkedInstances(inputs, outputSizeOf(signature), merged, root);
+    const list = typeof root === 'string' ? root : root.list;
+    const instances = checkedInstances(inputs, outputSizeOf(signature), merged, list);
     const specs = signature.inputs;
     const columns = specs.map(() => new Array<unknown>(instances.length));
     instances.forEach((instance: unknown, i) => {
-      const path = `${root}[${i}]`;
-      if (instance === null || typeof instance !== 'object' || Array.isArray(instance)) {
+      const path = `${list}[${i}]`;
+      // Bytes (an image file) are refused before Object.keys, which would make one string per byte.
+      if (
+        instance === null ||
+        typeof instance !== 'object' ||
+        Array.isArray(instance) ||
+        ArrayBuffer.isView(instance)
+      ) {
         throw bad(`expected an object of named inputs (${specs.map((spec) => spec.name).join(', ')})`, path);
       }
       const values = instance as Record<string, unknown>;
@@ -323,7 +352,10 @@ export class InputEncoder {
       });
     });
     return Promise.all(
-      specs.map((spec, j) => this.#encodeTensor(spec, columns[j]!, merged, root, spec.name, warnings)),
+      specs.map((spec, j) => {
+        const roots = rootsOf(root, spec.name);
+        return this.#encodeTensor(spec, columns[j]!, merged, roots.root, roots.name, warnings);
+      }),
     );
   }
 

@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import type { TrackHandler } from '../server/drain.js';
 import type { Exchange } from '../server/exchange.js';
 import { sendJson } from '../server/http-response.js';
-import { readBody, RequestBodyError } from '../server/request-body.js';
+import { closeIfUnread, readJsonBody, refuseBody, RequestBodyError } from '../server/request-body.js';
 import { sendUnexpected, type ErrorBody } from '../server/rest-errors.js';
 import type { Router } from '../server/router.js';
 import { assertAllowed } from '../server/schema.js';
@@ -30,16 +30,6 @@ function sendOipError(exchange: Exchange, status: number, code: string, message:
   sendJson(exchange.res, status, oipError(code, message, {}));
 }
 
-/** The request's JSON body; its errors answer in the protocol's shape. */
-async function readJson(exchange: Exchange, limit: number): Promise<unknown> {
-  const raw = await readBody(exchange.req, limit);
-  try {
-    return JSON.parse(raw.toString('utf8'));
-  } catch {
-    throw new RequestBodyError(400, 'BAD_REQUEST', 'Malformed JSON body');
-  }
-}
-
 export function addOpenInferenceRoutes(
   router: Router,
   services: Services,
@@ -50,7 +40,11 @@ export function addOpenInferenceRoutes(
   const handle = (fn: (exchange: Exchange) => Promise<void>) =>
     track((exchange) =>
       fn(exchange).catch((error: unknown) => {
-        if (error instanceof RequestBodyError) return sendOipError(exchange, error.status, error.code, error.message);
+        if (error instanceof RequestBodyError) {
+          return refuseBody(exchange.req, exchange.res, error, (...refusal) => sendOipError(exchange, ...refusal));
+        }
+        // An infer refused before its body was read (credentials, scope) does not read it either.
+        closeIfUnread(exchange.req, exchange.res);
         sendUnexpected(exchange, error, oipError);
       }),
     );
@@ -84,7 +78,7 @@ export function addOpenInferenceRoutes(
   const infer = handle(async (exchange) => {
     const actor = await exchange.actor();
     assertAllowed(actor.principal, { scope: 'PREDICT' });
-    const body = await readJson(exchange, options.bodyLimitBytes);
+    const { body } = await readJsonBody(exchange.req, options.bodyLimitBytes);
     const key = exchange.req.headers['idempotency-key'];
     const { name, version } = exchange.params;
     const answer = await openInference.infer(actor, name!, version, body, typeof key === 'string' ? key : null);

@@ -1,8 +1,10 @@
 // The Open Inference Protocol (KServe v2 REST) over the same use cases as GraphQL: model metadata from the
 // version's signature, and `infer`, which runs PredictService (the same authorization, licence checks, quota,
 // metering and idempotency) with the request's tensors read into predict's instances against the signature it
-// resolves (so that a refused tensor is recorded as a refused GraphQL input is), and its answers told as tensors. Tensor data may be flat (row-major) or nested, as the protocol allows in REST;
-// the first dimension of every input is the batch: one instance per row.
+// resolves (so that a refused tensor is recorded as a refused GraphQL input is), and its answers told as tensors.
+// Tensor data may be flat (row-major) or nested, as the protocol allows in REST; the first dimension of every
+// input is the batch: one instance per row. A tabular input's row is read as its features, so that it is
+// standardised as GraphQL's feature objects are.
 import type { Actor } from '../auth/principal.js';
 import { canView } from '../models/model-policy.js';
 import type { ModelsService } from '../models/models-service.js';
@@ -16,7 +18,8 @@ import {
   type Signature,
 } from '../models/signature.js';
 import { BadUserInputError, NotFoundError } from '../server/errors.js';
-import type { Prediction, PredictService } from './predict-service.js';
+import type { InputRoot } from './input-encoding.js';
+import { assertStorableRefs, type Prediction, type PredictService } from './predict-service.js';
 import type { ServingCatalog } from './serving-catalog.js';
 
 export interface TensorMetadata {
@@ -180,13 +183,26 @@ function requestTensor(raw: unknown, signature: Signature, limits: InferenceLimi
   return { spec, rows, width, bytes, data: flat };
 }
 
-/** One instance of the tensor, in predict's form: a string, or the row's values. */
+/** One instance of the tensor, in predict's form: a string, the row's values, or a tabular row's {feature: value}. */
 function row(tensor: RequestTensor, i: number): unknown {
-  return tensor.bytes ? tensor.data[i] : tensor.data.slice(i * tensor.width, (i + 1) * tensor.width);
+  if (tensor.bytes) return tensor.data[i];
+  const values = tensor.data.slice(i * tensor.width, (i + 1) * tensor.width);
+  const { preprocessing } = tensor.spec;
+  // The signature's shape is [features.length], so the row holds one value per feature, in their order.
+  if (preprocessing.kind === 'tabular')
+    return Object.fromEntries(preprocessing.features.map((f, k) => [f.name, values[k]]));
+  return values;
 }
 
-/** The instances `predict` takes, from the request's input tensors (all of the signature's, with one batch size). */
-function instancesOf(rawInputs: unknown, signature: Signature, limits: InferenceLimits): unknown[] {
+/**
+ * The instances `predict` takes, from the request's input tensors (all of the signature's, with one batch size),
+ * and the root that makes the encoder's errors name the tensor's data (`inputs[1].data[row]…`).
+ */
+function instancesOf(
+  rawInputs: unknown,
+  signature: Signature,
+  limits: InferenceLimits,
+): { instances: unknown[]; root: InputRoot } {
   if (!Array.isArray(rawInputs) || rawInputs.length === 0 || rawInputs.length > MAX_NAMED_TENSORS) {
     throw bad(`expected 1 to ${MAX_NAMED_TENSORS} input tensors`, 'inputs');
   }
@@ -198,11 +214,21 @@ function instancesOf(rawInputs: unknown, signature: Signature, limits: Inference
   const rows = tensors[0]!.rows;
   const uneven = tensors.findIndex((t) => t.rows !== rows);
   if (uneven !== -1) throw bad(`every input must have the same first dimension (${rows})`, `inputs[${uneven}].shape`);
-  if (!isNamed(signature)) return Array.from({ length: rows }, (_, i) => row(tensors[0]!, i));
-  return Array.from({ length: rows }, (_, i) => Object.fromEntries(tensors.map((t) => [t.spec.name, row(t, i)])));
+  const root = {
+    list: 'inputs',
+    input: (name: string) => `inputs[${tensors.findIndex((t) => t.spec.name === name)}].data`,
+  };
+  if (!isNamed(signature)) return { instances: Array.from({ length: rows }, (_, i) => row(tensors[0]!, i)), root };
+  const instances = Array.from({ length: rows }, (_, i) =>
+    Object.fromEntries(tensors.map((t) => [t.spec.name, row(t, i)])),
+  );
+  return { instances, root };
 }
 
-/** Checks that every output the request asks for (`[{name}]`) is one of the signature's. */
+/**
+ * Checks that every output the request asks for (`[{name}]`) is one of the signature's. None asked for (no
+ * `outputs`, or an empty list, which gRPC cannot tell from none) is every output, as the protocol says.
+ */
 function checkRequestedOutputs(raw: unknown, signature: Signature): void {
   if (raw === undefined || raw === null) return;
   const known = outputSpecs(signature).map((spec) => spec.name);
@@ -239,7 +265,10 @@ function optionalString(value: unknown, field: string, max: number): string | un
 function responseTensors(prediction: Prediction, requested: unknown): ResponseTensor[] {
   const { outputs } = prediction;
   // Checked against the signature before the call ran (a replay's request is the one checked first).
-  const wanted = Array.isArray(requested) ? new Set(requested.map((entry: { name: string }) => entry.name)) : null;
+  const wanted =
+    Array.isArray(requested) && requested.length > 0
+      ? new Set(requested.map((entry: { name: string }) => entry.name))
+      : null;
   const parts = outputs[0]!.named ?? [{ name: SINGLE_OUTPUT_NAME, values: outputs[0]!.values }];
   return parts.flatMap(({ name, values: { length: width } }, j) => {
     if (wanted && !wanted.has(name)) return [];
@@ -262,6 +291,7 @@ export class OpenInference {
 
   /** The version `ref` resolves to (`latest` without one), of a model the caller may see. */
   async #target(actor: Actor, name: string, ref: string | undefined) {
+    assertStorableRefs({ name, version: ref });
     const versionRef = ref ?? 'latest';
     const target = await this.catalog.resolve(name, versionRef);
     if (!target || !canView(actor.principal, target.model)) throw new NotFoundError('Model');
@@ -304,6 +334,7 @@ export class OpenInference {
     const parameters = body.parameters ?? {};
     if (!isObject(parameters)) throw bad('expected an object', 'parameters');
     const contractId = optionalString(parameters.contract_id, 'parameters.contract_id', 64);
+    assertStorableRefs({ name, version: ref, 'parameters.contract_id': contractId });
     const request: TensorRequest = { inputs: body.inputs, outputs: body.outputs };
     const { prediction, warnings } = await this.predictions.predict(actor, {
       model: name,

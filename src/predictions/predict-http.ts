@@ -4,25 +4,20 @@
 // The body is the image file (Content-Type image/jpeg, image/png or image/webp); `?topK=` and `?contract=` as
 // predict's topK and contractId, the `Idempotency-Key` header as its requestId. Authenticated like GraphQL
 // (Bearer access token or API key with the PREDICT scope) and run by the same PredictService: the same licence
-// checks, quota, metering and usage records. Answers the Prediction as JSON with its warnings.
+// checks, quota, metering and usage records (PredictService.predictImageFile, which refuses a model that does
+// not take one image before the body is read). Answers the Prediction as JSON with its warnings.
 import type { TrackHandler } from '../server/drain.js';
 import { BadUserInputError } from '../server/errors.js';
 import type { Exchange } from '../server/exchange.js';
 import { sendJson } from '../server/http-response.js';
-import { readBody, RequestBodyError } from '../server/request-body.js';
+import { queryParam } from '../server/query-params.js';
+import { closeIfUnread, readBody, refuseBody, RequestBodyError } from '../server/request-body.js';
 import { sendRestError, sendUnexpected } from '../server/rest-errors.js';
 import type { Router } from '../server/router.js';
 import { assertAllowed } from '../server/schema.js';
 import type { Services } from '../server/services.js';
 
 const IMAGE_TYPES = new Set(['image/jpeg', 'image/png', 'image/webp']);
-
-/** A query parameter given at most once. */
-function queryParam(query: URLSearchParams, name: string): string | undefined {
-  const values = query.getAll(name);
-  if (values.length > 1) throw new BadUserInputError(`${name} may be given once`, name);
-  return values[0];
-}
 
 function topKParam(query: URLSearchParams): number | undefined {
   const raw = queryParam(query, 'topK');
@@ -41,8 +36,7 @@ export function addPredictRoutes(router: Router, services: Services, maxBytes: n
       assertAllowed(actor.principal, { scope: 'PREDICT' });
       const type = (req.headers['content-type'] ?? '').split(';', 1)[0]!.trim().toLowerCase();
       if (!IMAGE_TYPES.has(type)) {
-        return sendRestError(
-          res,
+        throw new RequestBodyError(
           415,
           'UNSUPPORTED_MEDIA_TYPE',
           'Send the image file as the body with Content-Type image/jpeg, image/png or image/webp',
@@ -58,16 +52,17 @@ export function addPredictRoutes(router: Router, services: Services, maxBytes: n
         contractId: queryParam(query, 'contract') ?? null,
         requestId: typeof idempotencyKey === 'string' ? idempotencyKey : null,
       };
-      const body = await readBody(req, maxBytes);
-      const { prediction, warnings } = await services.predictions.predict(actor, { ...input, inputs: [body] });
+      const { prediction, warnings } = await services.predictions.predictImageFile(actor, input, () =>
+        readBody(req, maxBytes),
+      );
       const { modelVersion, ...rest } = prediction;
       sendJson(res, 200, { ...rest, modelVersion: { id: modelVersion.id, version: modelVersion.version }, warnings });
     })().catch((error: unknown) => {
+      const { req, res } = exchange;
       if (error instanceof RequestBodyError) {
-        // The rest of a refused body is not read: the connection cannot carry another request.
-        exchange.res.setHeader('connection', 'close');
-        return sendRestError(exchange.res, error.status, error.code, error.message);
+        return refuseBody(req, res, error, (...refusal) => sendRestError(res, ...refusal));
       }
+      closeIfUnread(req, res);
       sendUnexpected(exchange, error);
     }),
   );

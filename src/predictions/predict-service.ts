@@ -17,10 +17,10 @@ import {
 } from '../inference/engine.js';
 import type { ArtifactService } from '../models/artifact-service.js';
 import { canView } from '../models/model-policy.js';
-import { isNamed, type Signature } from '../models/signature.js';
+import { inputSpecs, isNamed, type Signature } from '../models/signature.js';
 import { BadUserInputError, ErrorCode, ForbiddenError, ModelError, NotFoundError } from '../server/errors.js';
-import { checkRequestId } from '../server/text.js';
-import type { InputEncoder } from './input-encoding.js';
+import { assertStorableText, checkRequestId } from '../server/text.js';
+import type { InputEncoder, InputRoot } from './input-encoding.js';
 import { decodeNamedOutputs, decodeOutputs, type PredictionOutput } from './output-decoding.js';
 import type { ServingCatalog } from './serving-catalog.js';
 import { PreprocessingOverloadedError } from '../preprocessing/preprocessing-pool.js';
@@ -28,13 +28,14 @@ import { PreprocessingOverloadedError } from '../preprocessing/preprocessing-poo
 export interface PredictInput {
   model: string;
   version?: string | null;
-  /** The instances as JSON, or image files' bytes (the REST image route). */
+  /** The instances as JSON, or image files' bytes (predictImageFile). */
   inputs: unknown;
   /**
    * Reads `inputs` against the version's signature into predict's instances, for a caller whose request has
    * another form (the Open Inference Protocol's tensors): its refusals are the call's, recorded as any other.
+   * `root` names the instances in errors in the request's own terms (default `input.inputs`).
    */
-  readInputs?: (signature: Signature, inputs: unknown) => unknown;
+  readInputs?: (signature: Signature, inputs: unknown) => { instances: unknown; root?: InputRoot };
   topK?: number | null;
   requestId?: string | null;
   contractId?: string | null;
@@ -48,6 +49,9 @@ export interface Prediction {
   latencyMs: number;
   contractId: string | null;
 }
+
+/** predict's arguments for one image file sent as it is (the REST image route): all but the inputs. */
+export type ImageFileInput = Pick<PredictInput, 'model' | 'version' | 'topK' | 'contractId' | 'requestId'>;
 
 export interface PredictResult {
   prediction: Prediction;
@@ -77,6 +81,23 @@ interface StoredResult {
 }
 
 const MAX_TOP_K = 100;
+
+/** Refuses references PostgreSQL cannot store (a NUL sent as %00 in a URL) before any query; keys name the fields. */
+export function assertStorableRefs(refs: Record<string, string | null | undefined>): void {
+  for (const [field, value] of Object.entries(refs)) if (typeof value === 'string') assertStorableText(value, field);
+}
+
+/** Refuses a signature an image file cannot be the whole input of: one tensor, image preprocessing. */
+function assertTakesImageFile(signature: Signature, model: string): void {
+  const specs = inputSpecs(signature);
+  if (specs.length !== 1 || specs[0]!.preprocessing.kind !== 'image') {
+    const takes = specs.map((spec) => `${spec.name} (${spec.preprocessing.kind})`).join(', ');
+    throw new BadUserInputError(
+      `${model} does not take an image file: its inputs are ${takes}; send them to predict or the Open Inference Protocol`,
+      'body',
+    );
+  }
+}
 
 const overloaded = (what: string) =>
   new GraphQLError(`${what}; retry shortly`, {
@@ -121,6 +142,11 @@ export class PredictService {
     };
     let result: PredictResult;
     try {
+      assertStorableRefs({
+        'input.model': input.model,
+        'input.version': input.version,
+        'input.contractId': input.contractId,
+      });
       const requestId = input.requestId == null ? null : checkRequestId(input.requestId, 'input.requestId');
       record.requestId = requestId;
       if (requestId !== null) {
@@ -150,6 +176,33 @@ export class PredictService {
     return result;
   }
 
+  /**
+   * predict on one image file sent as it is. The version is resolved, and a model that does not take one image
+   * refused, before `readFile` reads the body: a refused upload is not read (nor billed, nor recorded).
+   */
+  async predictImageFile(
+    actor: Actor,
+    input: ImageFileInput,
+    readFile: () => Promise<Uint8Array>,
+  ): Promise<PredictResult> {
+    assertStorableRefs({ model: input.model, version: input.version, contract: input.contractId });
+    const versionRef = input.version ?? 'latest';
+    const target = await this.catalog.resolve(input.model, versionRef);
+    if (!target || !canView(actor.principal, target.model)) throw new NotFoundError('Model');
+    if (!target.served) throw new NotFoundError(`Version "${versionRef}" of ${input.model}`);
+    assertTakesImageFile(target.served.signature, input.model);
+    const file = await readFile();
+    return this.predict(actor, {
+      ...input,
+      inputs: [file],
+      // Checked again on the signature the call runs with (an alias may have moved meanwhile).
+      readInputs: (signature, inputs) => {
+        assertTakesImageFile(signature, input.model);
+        return { instances: inputs };
+      },
+    });
+  }
+
   async #run(actor: Actor, input: PredictInput, record: CallRecord, started: number): Promise<PredictResult> {
     const topK = input.topK ?? 3;
     if (!Number.isInteger(topK) || topK < 1 || topK > MAX_TOP_K) {
@@ -174,12 +227,14 @@ export class PredictService {
       version.status === 'DEPRECATED'
         ? [`Version ${version.version} of ${input.model} is deprecated; move to a newer version`]
         : [];
-    const instances = input.readInputs ? input.readInputs(signature, input.inputs) : input.inputs;
+    const { instances, root } = input.readInputs
+      ? input.readInputs(signature, input.inputs)
+      : { instances: input.inputs, root: undefined };
     const named = isNamed(signature);
     const encoded = await (
       named
-        ? this.encoder.encodeNamed(signature, instances, undefined, undefined, warnings)
-        : this.encoder.encode(signature, instances, undefined, undefined, warnings)
+        ? this.encoder.encodeNamed(signature, instances, root, undefined, warnings)
+        : this.encoder.encode(signature, instances, root, undefined, warnings)
     ).catch((error: unknown) => {
       throw error instanceof PreprocessingOverloadedError ? overloaded('Image decoding is overloaded') : error;
     });
@@ -230,16 +285,18 @@ export class PredictService {
 
   #inputHash(input: PredictInput): string {
     const { model, version, inputs, topK, contractId } = input;
+    const call = [model, version ?? 'latest', topK ?? 3, contractId ?? null];
+    // Image files (predictImageFile) count by their digests: JSON would spell every byte out as a number. Their
+    // text starts with a NUL, which JSON text never holds (it escapes it), so no JSON inputs hash the same.
+    if (Array.isArray(inputs) && inputs.some((i) => i instanceof Uint8Array)) {
+      const digests = inputs.map((i: Uint8Array) => createHash('sha256').update(i).digest('hex'));
+      return createHash('sha256')
+        .update(`\0files${JSON.stringify([...call, digests])}`)
+        .digest('hex');
+    }
     let json;
     try {
-      // Image files (the REST route) count by their digest: JSON would spell every byte out as a number.
-      const hashed =
-        Array.isArray(inputs) && inputs.some((i) => i instanceof Uint8Array)
-          ? inputs.map((i: unknown) =>
-              i instanceof Uint8Array ? { sha256: createHash('sha256').update(i).digest('hex') } : i,
-            )
-          : inputs;
-      json = JSON.stringify([model, version ?? 'latest', topK ?? 3, contractId ?? null, hashed]);
+      json = JSON.stringify([...call, inputs]);
     } catch (error) {
       // JSON.stringify recurses: inputs nested thousands deep exhaust the stack (no legal input comes close).
       if (error instanceof RangeError) throw new BadUserInputError('input.inputs: nested too deeply', 'input.inputs');

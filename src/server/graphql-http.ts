@@ -8,7 +8,7 @@ import type { Context } from './context.js';
 import type { HttpDrain } from './drain.js';
 import type { Exchange } from './exchange.js';
 import { sendJson, sendRequestError } from './http-response.js';
-import { readBody, RequestBodyError } from './request-body.js';
+import { readJsonBody, refuseBody, RequestBodyError } from './request-body.js';
 import type { RouteHandler } from './router.js';
 import { findUnstorableText, mayHoldUnstorableText, searchParameters } from './storable-input.js';
 import { unstorableTextError } from './text.js';
@@ -22,34 +22,15 @@ export interface GraphQLRouteOptions {
 
 /** `application/json` and `application/*+json`, as Express's JSON parser took; other bodies are left to Apollo. */
 const JSON_MEDIA_TYPE = /^application\/(?:[\w.-]+\+)?json\s*(?:;|$)/i;
-const CHARSET = /;\s*charset\s*=\s*"?([^";\s]*)/i;
-/** JSON text starts with an object or an array here (Express's `strict`); leading white space allowed. */
-const STRICT_JSON_START = /^[\x20\x09\x0a\x0d]*[[{]/;
-/** What a body that is not such JSON text parses to. */
-const malformed = Symbol('malformed JSON');
 
 /**
- * The parsed JSON body, `{}` for an empty one, or undefined when the request does not send JSON. A charset
- * other than UTF-8 is refused (RFC 8259 §8.1); `suspect` says whether the raw bytes have a `\u` escape.
+ * The parsed JSON body, `{}` for an empty one, or undefined when the request does not send JSON; `suspect`
+ * says whether the raw bytes have a `\u` escape.
  */
 async function readJson(req: IncomingMessage, limit: number): Promise<{ body: unknown; suspect: boolean }> {
   const type = req.headers['content-type'];
   if (type === undefined || !JSON_MEDIA_TYPE.test(type)) return { body: undefined, suspect: false };
-  const charset = CHARSET.exec(type)?.[1];
-  if (charset !== undefined && !/^utf-?8$/i.test(charset)) {
-    throw new RequestBodyError(415, 'BAD_REQUEST', `Unsupported charset "${charset}": send UTF-8`);
-  }
-  const raw = await readBody(req, limit);
-  if (raw.length === 0) return { body: {}, suspect: false };
-  // A byte-order mark is allowed before JSON text (and dropped, as Express's decoder did).
-  const text = raw.toString('utf8', raw[0] === 0xef && raw[1] === 0xbb && raw[2] === 0xbf ? 3 : 0);
-  let body: unknown;
-  try {
-    body = STRICT_JSON_START.test(text) ? JSON.parse(text) : malformed;
-  } catch {
-    body = malformed;
-  }
-  if (body === malformed) throw new RequestBodyError(400, 'BAD_REQUEST', 'Malformed JSON body');
+  const { body, raw } = await readJsonBody(req, limit);
   return { body, suspect: mayHoldUnstorableText(raw) };
 }
 
@@ -125,9 +106,7 @@ export function graphqlRoute(
       read = await readJson(exchange.req, options.bodyLimitBytes);
     } catch (error) {
       if (!(error instanceof RequestBodyError)) throw error;
-      // What is left of a body refused unread is not read: the connection closes after the answer.
-      if (error.status === 413) res.setHeader('connection', 'close');
-      return sendRequestError(res, error.status, error.code, error.message);
+      return refuseBody(exchange.req, res, error, (...refusal) => sendRequestError(res, ...refusal));
     }
     const refused = refusal(exchange, read.body, read.suspect, options);
     if (refused) return sendJson(res, refused.status, { errors: refused.errors });

@@ -1,7 +1,7 @@
 // Reading a request body on node:http: decompressed as the client says (gzip, deflate, br, like Express's body
 // parsers), never more than a limit, refused as soon as it is known to be larger (the declared length, or the
-// bytes that arrived so far), without reading the rest.
-import type { IncomingMessage } from 'node:http';
+// bytes that arrived so far), without reading the rest; and JSON bodies read the same way for every JSON route.
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable, Transform } from 'node:stream';
 import zlib from 'node:zlib';
 
@@ -89,4 +89,52 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     });
     decoding?.once('error', () => reader.fail(new RequestBodyError(400, 'BAD_REQUEST', 'Malformed body')));
   });
+}
+
+/**
+ * Makes the answer close the connection when the request's body was not read to its end (refused over its
+ * limit or before it was read): node:http would otherwise read and discard the rest of the upload to reuse it.
+ */
+export function closeIfUnread(req: IncomingMessage, res: ServerResponse): void {
+  if (!req.complete) res.setHeader('connection', 'close');
+}
+
+/** Answers a refused body with `answer` (each route's error shape), closing the connection when it is unread. */
+export function refuseBody(
+  req: IncomingMessage,
+  res: ServerResponse,
+  error: RequestBodyError,
+  answer: (status: number, code: string, message: string) => void,
+): void {
+  if (error.status === 413) res.setHeader('connection', 'close');
+  else closeIfUnread(req, res);
+  answer(error.status, error.code, error.message);
+}
+
+const CHARSET = /;\s*charset\s*=\s*"?([^";\s]*)/i;
+/** JSON text starts with an object or an array here (Express's `strict`); leading white space allowed. */
+const STRICT_JSON_START = /^[\x20\x09\x0a\x0d]*[[{]/;
+/** What a body that is not such JSON text parses to. */
+const malformed = Symbol('malformed JSON');
+
+/**
+ * The body parsed as JSON text, `{}` for an empty one; `raw` is the body's bytes. A charset other than UTF-8 is
+ * refused (RFC 8259 §8.1) before the body is read, a byte-order mark is dropped (as Express's decoder did).
+ */
+export async function readJsonBody(req: IncomingMessage, limit: number): Promise<{ body: unknown; raw: Buffer }> {
+  const charset = CHARSET.exec(req.headers['content-type'] ?? '')?.[1];
+  if (charset !== undefined && !/^utf-?8$/i.test(charset)) {
+    throw new RequestBodyError(415, 'BAD_REQUEST', `Unsupported charset "${charset}": send UTF-8`);
+  }
+  const raw = await readBody(req, limit);
+  if (raw.length === 0) return { body: {}, raw };
+  const text = raw.toString('utf8', raw[0] === 0xef && raw[1] === 0xbb && raw[2] === 0xbf ? 3 : 0);
+  let body: unknown;
+  try {
+    body = STRICT_JSON_START.test(text) ? JSON.parse(text) : malformed;
+  } catch {
+    body = malformed;
+  }
+  if (body === malformed) throw new RequestBodyError(400, 'BAD_REQUEST', 'Malformed JSON body');
+  return { body, raw };
 }

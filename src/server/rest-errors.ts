@@ -1,5 +1,5 @@
 // Errors of the plain HTTP routes (artifacts, downloads, CSV), in the same vocabulary as GraphQL's codes:
-// `{"error": {"code", "message"}}` with the matching HTTP status.
+// `{"error": {"code", "message", …details}}` (details such as `field` and `reason`) with the matching HTTP status.
 import type { ServerResponse } from 'node:http';
 import { GraphQLError } from 'graphql';
 import { databaseUnavailableError } from './errors.js';
@@ -30,7 +30,7 @@ export function sendRestError(res: ServerResponse, status: number, code: string,
 /** The JSON body of an error answer; `details` are the error's extensions a client may read (field, reason…). */
 export type ErrorBody = (code: string, message: string, details: Record<string, unknown>) => unknown;
 
-const restErrorBody: ErrorBody = (code, message) => ({ error: { code, message } });
+const restErrorBody: ErrorBody = (code, message, details) => ({ error: { code, message, ...details } });
 
 /**
  * Answers a GraphQLError with its code (and Retry-After when it says when to retry), an unavailable database

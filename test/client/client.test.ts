@@ -120,6 +120,13 @@ describe('typed client', () => {
       assert.equal(error.httpStatus, 403);
       return true;
     });
+    // And keeps the field a /v1 route names.
+    await assert.rejects(consumerClient.usageCsv({ from: 'yesterday' }), (error) => {
+      assert.ok(error instanceof BadUserInputError);
+      assert.equal(error.httpStatus, 400);
+      assert.equal(error.field, 'from');
+      return true;
+    });
     await assert.rejects(
       new ModelmarketClient({ url: server.url }).logIn(owner.email, 'a wrong password!'),
       (error) => {

@@ -1,6 +1,8 @@
 // Images as people have them (JPEG, PNG, WebP) on a real pretrained model, the REST raw-image predict route,
 // and the signature's input policies (declared range, resize policy) with the warnings given without them.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import http from 'node:http';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -79,6 +81,23 @@ async function predictImage(
     body,
   });
   return { status: response.status, headers: response.headers, body: (await response.json()) as any };
+}
+
+/** A POST whose headers promise a large body that never comes: the answer, without sending any of it. */
+function unsentBody(server: TestServer, route: string, headers: Record<string, string>) {
+  return new Promise<http.IncomingMessage>((resolve, reject) => {
+    const req = http.request(`${server.origin}${route}`, {
+      method: 'POST',
+      headers: { 'content-length': String(1 << 30), ...headers },
+    });
+    req.once('response', (res) => {
+      res.resume();
+      resolve(res);
+      req.destroy();
+    });
+    req.once('error', reject);
+    req.flushHeaders();
+  });
 }
 
 describe('images: a JPEG on a real pretrained model (MobileNetV2)', () => {
@@ -210,6 +229,16 @@ describe('images: the REST image route', () => {
       assert.equal(res.status, 415);
       assert.equal(res.body.error.code, 'UNSUPPORTED_MEDIA_TYPE');
     }
+    // Refused before the body is read, the connection closes: the server does not receive the rest.
+    for (const [headers, status] of [
+      [{ 'content-type': 'image/png' }, 401],
+      [{ 'content-type': 'image/gif', ...authHeaders({ token: owner.token }) }, 415],
+      [{ 'content-type': 'image/png', ...authHeaders({ token: owner.token }) }, 413],
+    ] as const) {
+      const answer = await unsentBody(server, route(), headers);
+      assert.equal(answer.statusCode, status);
+      assert.equal(answer.headers.connection, 'close');
+    }
   });
 
   it('refuses a body over PREDICT_MAX_IMAGE_BYTES_PER_CALL (413), bad images and policies (400)', async () => {
@@ -228,16 +257,47 @@ describe('images: the REST image route', () => {
     const refused = await predictImage(server, route(), tiny, 'image/jpeg', { token: owner.token });
     assert.equal(refused.status, 400);
     assert.match(refused.body.error.message, /image is 1×1; this model takes exactly 4×4/);
-    // A model that takes numbers does not take images.
+    // A model that takes numbers does not take images: refused before the file is read.
     const numeric = await predictImage(server, route('1.0.0'), png, 'image/png', { token: owner.token });
     assert.equal(numeric.status, 400);
-    assert.match(numeric.body.error.message, /does not take images/);
+    assert.equal(numeric.body.error.field, 'body');
+    assert.match(numeric.body.error.message, /does not take an image file: its inputs are input \(none\)/);
     const missing = await predictImage(server, `/v1/models/nope-${slug}/predict`, png, 'image/png', {
       token: owner.token,
     });
     assert.equal(missing.status, 404);
     const badTopK = await predictImage(server, `${route()}?topK=many`, png, 'image/png', { token: owner.token });
     assert.equal(badTopK.status, 400);
+    // The error body names the field, as GraphQL's extensions do.
+    assert.deepEqual(badTopK.body.error, { code: 'BAD_USER_INPUT', message: 'topK must be an integer', field: 'topK' });
+  });
+
+  it('refuses text PostgreSQL cannot store in the model, version or contract with 400, not 500', async () => {
+    const cases: [string, string][] = [
+      [`/v1/models/a%00b/predict`, 'model'],
+      [`/v1/models/${slug}/predict?version=%00`, 'version'],
+      [`/v1/models/${slug}/versions/2.0.0%00/predict`, 'version'],
+      [`/v1/models/${slug}/predict?contract=c%00`, 'contract'],
+    ];
+    for (const [path, field] of cases) {
+      const res = await predictImage(server, path, png, 'image/png', { token: owner.token });
+      assert.equal(res.status, 400, JSON.stringify(res.body));
+      assert.equal(res.body.error.code, 'BAD_USER_INPUT');
+      assert.equal(res.body.error.field, field);
+    }
+  });
+
+  it("keeps an image file's Idempotency-Key apart from a GraphQL input that spells the file's digest", async () => {
+    const auth = { token: owner.token };
+    const rest = await predictImage(server, route(), png, 'image/png', auth, { 'idempotency-key': 'digest-1' });
+    assert.equal(rest.status, 200, JSON.stringify(rest.body));
+    const sha256 = createHash('sha256').update(png).digest('hex');
+    const gql = await predictRaw(
+      server,
+      { model: slug, version: '2.0.0', inputs: [{ sha256 }], requestId: 'digest-1' },
+      auth,
+    );
+    assert.equal(gql.errors?.[0]?.extensions.code, 'CONFLICT', JSON.stringify(gql));
   });
 
   it('predicts as GraphQL does, under the same contract, quota, metering and idempotency', async () => {

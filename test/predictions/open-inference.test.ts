@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { after, afterEach, before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { startTestServer, type TestServer } from '../support/server.js';
@@ -13,6 +14,7 @@ import {
   PREDICT,
   publish,
   publishedMlp,
+  publishedTabular,
   randomRows,
   TWO_HEADED_SIGNATURE,
   uploadWithTfjs,
@@ -146,10 +148,10 @@ describe('Open Inference Protocol (KServe v2 REST)', () => {
       const answer = await call('POST', `/v2/models/${mlp.model.slug}/infer`, refusalAuth, body);
       expectOipError(answer, 400, 'BAD_USER_INPUT', field);
     }
-    // A value predict itself refuses (beyond float32) is named in predict's terms: instance 1, value 0.
+    // A value predict itself refuses (beyond float32) is named in the request's terms: row 1, value 0 of its data.
     const huge = { inputs: [{ ...tensor, data: [...rows[0]!, 1e39, ...rows[1]!.slice(1)] }] };
     const answer = await call('POST', `/v2/models/${mlp.model.slug}/infer`, refusalAuth, huge);
-    expectOipError(answer, 400, 'BAD_USER_INPUT', 'input.inputs[1][0]');
+    expectOipError(answer, 400, 'BAD_USER_INPUT', 'inputs[0].data[1][0]');
     expectOipError(
       await call('POST', `/v2/models/${mlp.model.slug}/infer`, refusalAuth, '{"inputs": ['),
       400,
@@ -371,5 +373,116 @@ describe('Open Inference Protocol (KServe v2 REST)', () => {
       inputs: [inputs[0], { ...inputs[1], shape: [1, 32], data: a[0] }],
     });
     expectOipError(uneven, 400, 'BAD_USER_INPUT', 'inputs[1].shape');
+  });
+
+  it("standardises a tabular model's rows as GraphQL standardises its feature objects", async () => {
+    const features = [
+      { name: 'age', mean: 40, std: 10 },
+      { name: 'income', mean: 50_000, std: 20_000 },
+      { name: 'children' },
+    ];
+    const { model } = await publishedTabular(server, ownerAuth(), features);
+    const meta = await call('GET', `/v2/models/${model.slug}`);
+    assert.deepEqual(meta.body.inputs, [{ name: 'input', datatype: 'FP32', shape: [-1, 3] }]);
+    const rows = [
+      [50, 90_000, 2],
+      [23, 31_000, 0],
+    ];
+    const gql = await server.gql(
+      PREDICT,
+      { input: { model: model.slug, inputs: rows.map(([age, income, children]) => ({ age, income, children })) } },
+      ownerAuth(),
+    );
+    assert.equal(gql.errors, undefined, JSON.stringify(gql.errors));
+    const oip = await call('POST', `/v2/models/${model.slug}/infer`, ownerAuth(), {
+      inputs: [{ name: 'input', shape: [2, 3], datatype: 'FP64', data: rows.flat() }],
+    });
+    assert.equal(oip.status, 200, JSON.stringify(oip.body));
+    assertClose(
+      oip.body.outputs[0].data,
+      gql.data!.predict.outputs.flatMap((o: any) => o.values),
+    );
+    // A feature's refusal names the request's row and the feature.
+    const huge = await call('POST', `/v2/models/${model.slug}/infer`, ownerAuth(), {
+      inputs: [{ name: 'input', shape: [1, 3], datatype: 'FP64', data: [50, 1e39, 2] }],
+    });
+    expectOipError(huge, 400, 'BAD_USER_INPUT', 'inputs[0].data[0].income');
+  });
+
+  it('answers every output for an empty `outputs` list, as for none', async () => {
+    const rows = randomRows(1, 784, 9);
+    const answer = await call(
+      'POST',
+      `/v2/models/${mlp.model.slug}/infer`,
+      ownerAuth(),
+      inferRequest(rows, { outputs: [] }),
+    );
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    assert.deepEqual(
+      answer.body.outputs.map((o: any) => [o.name, o.shape]),
+      [['output', [1, 10]]],
+    );
+  });
+
+  it('refuses text PostgreSQL cannot store in a model name, version or contract with 400, not 500', async () => {
+    const request = inferRequest(randomRows(1, 784, 10));
+    const cases: [string, 'GET' | 'POST', unknown, string][] = [
+      [`/v2/models/a%00b`, 'GET', undefined, 'name'],
+      [`/v2/models/${mlp.model.slug}/versions/%00/ready`, 'GET', undefined, 'version'],
+      [`/v2/models/a%00b/infer`, 'POST', request, 'name'],
+      [`/v2/models/${mlp.model.slug}/versions/1.0.0%00/infer`, 'POST', request, 'version'],
+      [
+        `/v2/models/${mlp.model.slug}/infer`,
+        'POST',
+        { ...request, parameters: { contract_id: 'c\u0000' } },
+        'parameters.contract_id',
+      ],
+    ];
+    for (const [path, method, body, field] of cases) {
+      expectOipError(await call(method, path, ownerAuth(), body), 400, 'BAD_USER_INPUT', field);
+    }
+  });
+
+  /** A POST whose headers promise a large body that never comes: the answer, without reading any of it. */
+  const unsentBody = (path: string, headers: Record<string, string>) =>
+    new Promise<http.IncomingMessage>((resolve, reject) => {
+      const req = http.request(`${server.origin}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'content-length': String(1 << 30), ...headers },
+      });
+      req.once('response', (res) => {
+        res.resume();
+        resolve(res);
+        req.destroy();
+      });
+      req.once('error', reject);
+      req.flushHeaders();
+    });
+
+  it('closes the connection after refusing a body it did not read (too large, or refused before reading)', async () => {
+    const path = `/v2/models/${mlp.model.slug}/infer`;
+    const tooLarge = await unsentBody(path, authHeaders(ownerAuth()));
+    assert.equal(tooLarge.statusCode, 413);
+    assert.equal(tooLarge.headers.connection, 'close');
+    const anonymous = await unsentBody(path, {});
+    assert.equal(anonymous.statusCode, 401);
+    assert.equal(anonymous.headers.connection, 'close');
+    const latin1 = await unsentBody(path, {
+      ...authHeaders(ownerAuth()),
+      'content-type': 'application/json; charset=latin1',
+    });
+    assert.equal(latin1.statusCode, 415);
+    assert.equal(latin1.headers.connection, 'close');
+  });
+
+  it('reads the body as GraphQL does: a byte-order mark is dropped, a top-level scalar is malformed', async () => {
+    const request = JSON.stringify(inferRequest(randomRows(1, 784, 11)));
+    const bom = await call('POST', `/v2/models/${mlp.model.slug}/infer`, ownerAuth(), `\uFEFF${request}`);
+    assert.equal(bom.status, 200, JSON.stringify(bom.body));
+    expectOipError(
+      await call('POST', `/v2/models/${mlp.model.slug}/infer`, ownerAuth(), '"inputs"'),
+      400,
+      'BAD_REQUEST',
+    );
   });
 });
