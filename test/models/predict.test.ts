@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import * as tf from '@tensorflow/tfjs';
 import { PNG } from 'pngjs';
 import { TEST_BACKEND } from '../support/inference-backend.js';
 import { startTestServer, type TestServer } from '../support/server.js';
@@ -16,6 +15,7 @@ import {
   publishedTabular,
   randomRows,
   uploadWithTfjs,
+  buildTextClassifier,
 } from '../support/models.js';
 
 describe('predict: results, inputs, authorization', () => {
@@ -169,22 +169,7 @@ describe('predict: text, image and tabular models', () => {
 
   it('tokenises raw strings server-side from the signature', async () => {
     const vocabulary = ['<pad>', '<unk>', 'free', 'money', 'meeting', 'tomorrow', "don't"];
-    const model = tf.sequential({
-      layers: [
-        tf.layers.embedding({
-          inputDim: vocabulary.length,
-          outputDim: 4,
-          inputLength: 6,
-          embeddingsInitializer: tf.initializers.randomNormal({ seed: 3 }),
-        }),
-        tf.layers.globalAveragePooling1d(),
-        tf.layers.dense({
-          units: 2,
-          activation: 'softmax',
-          kernelInitializer: tf.initializers.glorotUniform({ seed: 4 }),
-        }),
-      ],
-    });
+    const model = buildTextClassifier(vocabulary.length, 6);
     const artifact = await uploadWithTfjs(server, model, { token: owner.token });
     const target = await createModel(server, { token: owner.token }, { task: 'TEXT_CLASSIFICATION' });
     await publish(

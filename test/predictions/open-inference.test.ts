@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, afterEach, before, describe, it } from 'node:test';
-import * as tf from '@tensorflow/tfjs';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { authHeaders, type Credentials } from '../support/server.js';
 import { createApiKey, signUp, type SignedUpUser } from '../support/fixtures.js';
@@ -18,6 +17,7 @@ import {
   randomRows,
   TWO_HEADED_SIGNATURE,
   uploadWithTfjs,
+  buildTextClassifier,
 } from '../support/models.js';
 import { accept, createPlan } from '../support/licensing.js';
 import { assertLedgerHolds } from '../support/ledger.js';
@@ -273,22 +273,7 @@ describe('Open Inference Protocol (KServe v2 REST)', () => {
 
   it('takes BYTES (one string per instance) for a text model, as GraphQL takes raw text', async () => {
     const vocabulary = ['<pad>', '<unk>', 'free', 'money', 'meeting', 'tomorrow'];
-    const tfModel = tf.sequential({
-      layers: [
-        tf.layers.embedding({
-          inputDim: vocabulary.length,
-          outputDim: 4,
-          inputLength: 6,
-          embeddingsInitializer: tf.initializers.randomNormal({ seed: 3 }),
-        }),
-        tf.layers.globalAveragePooling1d(),
-        tf.layers.dense({
-          units: 2,
-          activation: 'softmax',
-          kernelInitializer: tf.initializers.glorotUniform({ seed: 4 }),
-        }),
-      ],
-    });
+    const tfModel = buildTextClassifier(vocabulary.length, 6);
     const artifact = await uploadWithTfjs(server, tfModel, ownerAuth());
     const model = await createModel(server, ownerAuth(), { task: 'TEXT_CLASSIFICATION' });
     await publish(server, ownerAuth(), {

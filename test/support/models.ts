@@ -8,6 +8,26 @@ import { buildMlp, buildTwoHeaded } from '../inference/models.js';
 
 export { buildMlp, buildTwoHeaded };
 
+/** Embedding 4 → average pooling → 2-class softmax over token ids, seeded: the smallest real text classifier. */
+export function buildTextClassifier(vocabularySize: number, maxLength: number): tf.Sequential {
+  return tf.sequential({
+    layers: [
+      tf.layers.embedding({
+        inputDim: vocabularySize,
+        outputDim: 4,
+        inputLength: maxLength,
+        embeddingsInitializer: tf.initializers.randomNormal({ seed: 3 }),
+      }),
+      tf.layers.globalAveragePooling1d(),
+      tf.layers.dense({
+        units: 2,
+        activation: 'softmax',
+        kernelInitializer: tf.initializers.glorotUniform({ seed: 4 }),
+      }),
+    ],
+  });
+}
+
 export const DIGITS = ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine'];
 
 /** Uploads a model with tfjs's own HTTP save handler; returns the server's JSON answer. */

@@ -29,22 +29,13 @@ import { accept, createPlan } from '../support/licensing.js';
 import { buildMlp, createModel, DIGITS } from '../support/models.js';
 import { NSFW_LABELS, pretrained } from '../support/pretrained.js';
 import { authHeaders, startTestServer, type Credentials, type TestServer } from '../support/server.js';
-import { inputs, mlpArtifact, SECRET } from './support.js';
+import { inputs, mlpArtifact, outputsOf, SECRET } from './support.js';
 
 // The wasm backend, as the server's workers run it: MobileNetV2 on plain JavaScript takes seconds per picture.
 before(() => initBackend('wasm'));
 
 const owner = deriveMarkKey(SECRET, 'owner', 'quantized-version');
 const licensee = deriveMarkKey(SECRET, 'licensee', 'quantized-contract');
-
-async function outputsOf(artifact: WeightsArtifact, x: tf.Tensor): Promise<Float32Array> {
-  const model = await loadModel(artifact);
-  try {
-    return (await (model.predict(x) as tf.Tensor).data()) as Float32Array;
-  } finally {
-    model.dispose();
-  }
-}
 
 /**
  * The artifact uint8-quantized, its marked kernel then made ternary (−step, 0, +step; 98% zero): the step

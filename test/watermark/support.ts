@@ -1,6 +1,6 @@
 // Small real tfjs models for the watermark tests, saved as the marketplace stores artifacts.
 import * as tf from '@tensorflow/tfjs';
-import { saveArtifact } from '../../bench/watermark/models.js';
+import { loadModel, saveArtifact } from '../../bench/watermark/models.js';
 import type { UnitSymmetryPart } from '../../bench/watermark/attacks.js';
 import type { WeightsArtifact } from '../../src/watermark/index.js';
 import { seededRandom } from '../../demo/random.js';
@@ -84,4 +84,14 @@ export function subspaceHead() {
       return mean.map((m, i) => m + weights.reduce((sum, w, k) => sum + w * basis[k]![i]!, 0));
     });
   return { model, sample };
+}
+
+/** The artifact's model run on `x`: its raw outputs. */
+export async function outputsOf(artifact: WeightsArtifact, x: tf.Tensor): Promise<Float32Array> {
+  const model = await loadModel(artifact);
+  try {
+    return (await (model.predict(x) as tf.Tensor).data()) as Float32Array;
+  } finally {
+    model.dispose();
+  }
 }

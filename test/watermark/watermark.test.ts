@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { permuteAndScaleUnits, quantizeArtifact, pruneArtifact } from '../../bench/watermark/attacks.js';
-import { loadModel, saveArtifact } from '../../bench/watermark/models.js';
+import { saveArtifact } from '../../bench/watermark/models.js';
 import { seededRandom } from '../../demo/random.js';
 import { buildCnn, buildTextClassifier } from '../../demo/models.js';
 import { alignUnits, minimumCostAssignment } from '../../src/watermark/alignment.js';
@@ -19,7 +19,7 @@ import {
   WatermarkError,
   type WeightsArtifact,
 } from '../../src/watermark/index.js';
-import { HIDDEN, hiddenUnits, INPUTS, inputs, mlpArtifact, SECRET, subspaceHead } from './support.js';
+import { HIDDEN, hiddenUnits, INPUTS, inputs, mlpArtifact, outputsOf, SECRET, subspaceHead } from './support.js';
 
 const owner = deriveMarkKey(SECRET, 'owner', 'version-1');
 const licensee = deriveMarkKey(SECRET, 'licensee', 'contract-1');
@@ -27,15 +27,6 @@ const licensee = deriveMarkKey(SECRET, 'licensee', 'contract-1');
 async function savedArtifactOf(model: tf.LayersModel): Promise<WeightsArtifact> {
   try {
     return await saveArtifact(model);
-  } finally {
-    model.dispose();
-  }
-}
-
-async function outputsOf(artifact: WeightsArtifact, x: tf.Tensor): Promise<Float32Array> {
-  const model = await loadModel(artifact);
-  try {
-    return (await (model.predict(x) as tf.Tensor).data()) as Float32Array;
   } finally {
     model.dispose();
   }
