@@ -184,7 +184,7 @@ export async function loadGraphModel(
     if (!SERVED_DTYPES.has(input.dtype)) {
       throw new InferenceArtifactError(`input ${inputName} is ${input.dtype}; served models take float32 or int32`);
     }
-    const outputShape = probe(model, input.dtype, row, budget) ?? declaredOutputShape(modelJson);
+    const outputShape = (await probe(model, input.dtype, row, budget)) ?? declaredOutputShape(modelJson);
     const unknown = (dim: number) => (dim < 0 ? null : dim);
     return {
       model,
@@ -202,26 +202,70 @@ export async function loadGraphModel(
   }
 }
 
-/** The output shape (batch dimension -1) of a run on zeros, or null when the input has unknown dimensions. */
-function probe(model: tf.GraphModel, dtype: string, row: number[], budget: ModelBudget): number[] | null {
+/**
+ * The bytes a probe's live tensors may reach above the model's weights, per probe instance, in multiples of
+ * the activation budget's float32 bytes: a graph keeps an op's inputs alive while it computes its output,
+ * and a branch's tensors until they are joined, so a few activations of the largest size live at once.
+ */
+const PROBE_LIVE_ACTIVATIONS = 4;
+
+/**
+ * The output shape (batch dimension -1) of a run on zeros, or null when the input has unknown dimensions.
+ * A GraphDef's ops take their sizes from constants (Tile multiples, Fill dims, Pad, Resize…), which nothing
+ * reads before running, so the run is profiled: any op whose output holds more than maxActivationValues values
+ * per instance, or live tensors above PROBE_LIVE_ACTIVATIONS such outputs, refuses the graph, as the
+ * layers-model check refuses a layer's output shape. The probe's own allocation is bounded by the same
+ * measure only after the fact; the worker's memory holds it once.
+ */
+async function probe(
+  model: tf.GraphModel,
+  dtype: string,
+  row: number[],
+  budget: ModelBudget,
+): Promise<number[] | null> {
   if (row.some((dim) => dim < 0)) return null;
+  const { maxActivationValues } = budget;
   const values = row.reduce((size, dim) => size * dim, 1);
-  if (values > budget.maxActivationValues) {
+  if (values > maxActivationValues) {
     throw new InferenceArtifactError(
-      `the input takes ${values} values per instance; at most ${budget.maxActivationValues} are served`,
+      `the input takes ${values} values per instance; at most ${maxActivationValues} are served`,
     );
   }
-  const shape = tf.tidy(() => {
-    let output: tf.Tensor | tf.Tensor[] | tf.NamedTensorMap;
+  let shape: number[] = [];
+  let failure: unknown;
+  const startBytes = tf.memory().numBytes;
+  // tf.profile leaves profiling on if its query throws (every later kernel would be recorded): it never does.
+  const profile = await tf.profile(() => {
     try {
-      output = model.execute(tf.zeros([PROBE_INSTANCES, ...row], dtype as 'float32' | 'int32'));
+      shape = tf.tidy(
+        () => (model.execute(tf.zeros([PROBE_INSTANCES, ...row], dtype as 'float32' | 'int32')) as tf.Tensor).shape,
+      );
     } catch (error) {
-      // A wasm trap goes on as it is: the worker's runtime is broken, and the worker ends itself (worker.ts).
-      if ((error as Error).name === 'RuntimeError') throw error;
-      throw new InferenceArtifactError(`the graph does not run: ${(error as Error).message}`);
+      failure = error;
     }
-    return (output as tf.Tensor).shape;
   });
+  if (failure !== undefined) {
+    // A wasm trap goes on as it is: the worker's runtime is broken, and the worker ends itself (worker.ts).
+    if ((failure as Error).name === 'RuntimeError') throw failure;
+    throw new InferenceArtifactError(`the graph does not run: ${(failure as Error).message}`);
+  }
+  for (const kernel of profile.kernels) {
+    for (const outputShape of kernel.outputShapes) {
+      const perInstance = Math.ceil(outputShape.reduce((size, dim) => size * dim, 1) / PROBE_INSTANCES);
+      if (perInstance > maxActivationValues) {
+        throw new InferenceArtifactError(
+          `op ${kernel.name} outputs ${shapeKey(outputShape)} for ${PROBE_INSTANCES} instances: ${perInstance} values per instance; at most ${maxActivationValues} are served`,
+        );
+      }
+    }
+  }
+  const liveBytes = profile.peakBytes - startBytes;
+  const maxLiveBytes = PROBE_INSTANCES * PROBE_LIVE_ACTIVATIONS * maxActivationValues * 4;
+  if (liveBytes > maxLiveBytes) {
+    throw new InferenceArtifactError(
+      `the graph holds ${liveBytes} bytes of tensors at once for ${PROBE_INSTANCES} instances; at most ${maxLiveBytes} are served`,
+    );
+  }
   if (shape[0] !== PROBE_INSTANCES) {
     throw new InferenceArtifactError(
       `the graph gives ${shapeKey(shape)} for ${PROBE_INSTANCES} instances; served models give one output row per instance`,
