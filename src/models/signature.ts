@@ -237,7 +237,8 @@ export function outputSizeOf(signature: Signature): number {
   return size;
 }
 
-function specSize(output: OutputSpec): number {
+/** Values per instance of one output. */
+export function specSize(output: OutputSpec): number {
   return output.kind === 'classification' ? output.labels.length : output.size;
 }
 

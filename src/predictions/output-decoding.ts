@@ -1,7 +1,13 @@
 // Turns the model's output tensors into one answer per instance: the raw vector, and for classifiers the
 // best label and the top-K labels; a model of named outputs answers each output by name.
 import type { TensorOutput } from '../inference/engine.js';
-import type { NamedSignature, OutputSpec, SingleSignature } from '../models/signature.js';
+import {
+  outputSizeOf,
+  specSize,
+  type NamedSignature,
+  type OutputSpec,
+  type SingleSignature,
+} from '../models/signature.js';
 import { ModelError } from '../server/errors.js';
 
 export interface LabelScore {
@@ -28,10 +34,20 @@ export interface PredictionOutput {
   named?: NamedOutput[];
 }
 
-/** Throws ModelError when the model produced NaN or Infinity, which JSON (and GraphQL's Float) cannot carry. */
-function assertFinite(output: TensorOutput): number {
+/**
+ * Throws ModelError when the model returned another width than its signature declares (checked from the shape
+ * alone, before any value is read: a graph whose ops size themselves from constants can return millions of
+ * values per instance, which decoding would walk on the main thread), or produced NaN or Infinity, which JSON
+ * (and GraphQL's Float) cannot carry.
+ */
+function checkedWidth(output: TensorOutput, declared: number): number {
   const [, ...rest] = output.shape;
   const width = rest.reduce((a, b) => a * b, 1);
+  if (width !== declared) {
+    throw new ModelError(
+      `The model returned ${width} values per instance; its signature declares ${declared}; this call is not billed`,
+    );
+  }
   const { data } = output;
   for (let i = 0; i < data.length; i++) {
     if (!Number.isFinite(data[i])) {
@@ -55,7 +71,7 @@ function answer(spec: OutputSpec, values: number[], topK: number): PredictionOut
 }
 
 export function decodeOutputs(signature: SingleSignature, output: TensorOutput, topK: number): PredictionOutput[] {
-  const width = assertFinite(output);
+  const width = checkedWidth(output, outputSizeOf(signature));
   const [instances = 0] = output.shape;
   const answers: PredictionOutput[] = [];
   for (let i = 0; i < instances; i++) {
@@ -71,7 +87,7 @@ export function decodeNamedOutputs(
   outputs: TensorOutput[],
   topK: number,
 ): PredictionOutput[] {
-  const widths = outputs.map(assertFinite);
+  const widths = signature.outputs.map((spec, j) => checkedWidth(outputs[j]!, specSize(spec)));
   const [instances = 0] = outputs[0]?.shape ?? [];
   const answers: PredictionOutput[] = [];
   for (let i = 0; i < instances; i++) {
