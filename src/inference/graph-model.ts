@@ -189,7 +189,15 @@ export async function loadGraphModel(
     return {
       model,
       signature: {
-        inputs: [{ name: inputName, shape: input.shape.map(unknown), dtype: input.dtype, embeddingInputDim: null }],
+        inputs: [
+          {
+            name: inputName,
+            shape: input.shape.map(unknown),
+            dtype: input.dtype,
+            embeddingInputDim: null,
+            ...(input.dtype === 'int32' && { rangeRequired: true as const }),
+          },
+        ],
         outputs: [{ name: model.outputNodes[0]!, shape: outputShape?.map(unknown) ?? [] }],
       },
     };

@@ -23,6 +23,8 @@ export interface ModelSignature {
     dtype: string;
     /** `inputDim` of the Embedding layer the input feeds directly, if any: valid ids are below it. */
     embeddingInputDim: number | null;
+    /** A graph model's int32 input: nothing bounds its ids (a Gather's assert fails the whole batch) but a declared range. */
+    rangeRequired?: true;
   }[];
   outputs: { name: string; shape: (number | null)[] }[];
 }

@@ -218,6 +218,12 @@ export function resolveSignature(
 /** The spec with the Embedding bound the model input feeds, checked against a text vocabulary. */
 function withEmbedding<T extends InputSpec>(spec: T, input: ModelInput): T {
   const { embeddingInputDim } = input;
+  if (input.rangeRequired && !spec.range) {
+    throw new BadUserInputError(
+      `The model's input ${input.name} is int32 in a graph model, whose ids nothing else bounds: give a signature whose input declares range {min, max}, checked per instance`,
+      FIELD,
+    );
+  }
   if (embeddingInputDim === null) return spec;
   const { preprocessing } = spec;
   if (preprocessing.kind === 'text' && preprocessing.vocabulary.length > embeddingInputDim) {
