@@ -85,6 +85,50 @@ const asImage = (row: number[]) =>
     Array.from({ length: 224 }, (_, x) => row.slice((y * 224 + x) * 3, (y * 224 + x) * 3 + 3)),
   );
 
+/**
+ * A graph of one float32 input [batch, ...inputDims] (-1 unknown) tiled by the Const `multiples` (int32 weights):
+ * the smallest graph whose op takes its output size from a constant.
+ */
+function tileGraph(inputDims: number[], multiples: number[], declaredOutput?: number[], type = 'DT_FLOAT'): GraphFiles {
+  const dim = (sizes: number[]) => ({ dim: sizes.map((size) => ({ size: String(size) })) });
+  const modelJson = {
+    format: 'graph-model',
+    generatedBy: 'test',
+    convertedBy: 'test',
+    modelTopology: {
+      versions: { producer: 1 },
+      node: [
+        {
+          name: 'x',
+          op: 'Placeholder',
+          attr: { dtype: { type }, shape: { shape: dim([-1, ...inputDims]) } },
+        },
+        {
+          name: 'multiples',
+          op: 'Const',
+          attr: {
+            dtype: { type: 'DT_INT32' },
+            value: { tensor: { dtype: 'DT_INT32', tensorShape: dim([multiples.length]) } },
+          },
+        },
+        {
+          name: 'tiled',
+          op: 'Tile',
+          input: ['x', 'multiples'],
+          attr: { T: { type }, Tmultiples: { type: 'DT_INT32' } },
+        },
+      ],
+    },
+    weightsManifest: [
+      { paths: ['weights.bin'], weights: [{ name: 'multiples', shape: [multiples.length], dtype: 'int32' }] },
+    ],
+    ...(declaredOutput && {
+      signature: { outputs: { 'tiled:0': { name: 'tiled:0', tensorShape: dim(declaredOutput) } } },
+    }),
+  } as unknown as ModelJson;
+  return { modelJson, files: new Map([['weights.bin', new Uint8Array(Int32Array.from(multiples).buffer)]]) };
+}
+
 describe('graph models (format "graph-model")', () => {
   let server: TestServer;
   let owner: SignedUpUser;
@@ -319,6 +363,53 @@ describe('graph models (format "graph-model")', () => {
     assertClose(res.data!.predict.outputs[0].values, expected[1]!, 1e-4);
   });
 
+  it('a graph that returns more values per instance than its signature declares fails the call (MODEL_ERROR, unbilled)', async () => {
+    // Unknown input dimensions: no probe at upload; the graph declares 10 outputs but tiles its input 20 times.
+    const uploaded = await upload(tileGraph([-1], [1, 20], [-1, 10]));
+    assert.equal(uploaded.status, 201, JSON.stringify(uploaded.body));
+    const model = await createModel(server, { token: owner.token }, { name: 'Wider than declared' });
+    const labels = Array.from({ length: 10 }, (_, i) => `l${i}`);
+    const signature = {
+      input: { shape: [4], dtype: 'float32', preprocessing: { kind: 'none' } },
+      output: { kind: 'classification', labels },
+    };
+    await publish(
+      server,
+      { token: owner.token },
+      { model: model.slug, version: '1.0.0', artifactId: uploaded.body.id, signature },
+    );
+    const error = expectError(
+      await server.gql(PREDICT, { input: { model: model.slug, inputs: [[1, 2, 3, 4]] } }, { token: owner.token }),
+      'MODEL_ERROR',
+    );
+    assert.match(
+      error.message,
+      /The model returned 80 values per instance; its signature declares 10; this call is not billed/,
+    );
+  });
+
+  it("a graph's int32 input publishes only with a declared range, which bounds each instance", async () => {
+    const uploaded = await upload(tileGraph([4], [1, 1], undefined, 'DT_INT32'));
+    assert.equal(uploaded.status, 201, JSON.stringify(uploaded.body));
+    const model = await createModel(server, { token: owner.token }, { name: 'Ids' });
+    const input = { model: model.slug, version: '1.0.0', artifactId: uploaded.body.id };
+    const auth = { token: owner.token };
+    const error = expectError(await server.gql(PUBLISH, { input }, auth), 'BAD_USER_INPUT');
+    assert.match(error.message, /input x is int32 in a graph model.*declares range/);
+    const signature = {
+      input: { shape: [4], dtype: 'int32', range: { min: 0, max: 9 } },
+      output: { kind: 'values', size: 4 },
+    };
+    await publish(server, auth, { ...input, signature });
+    const refused = expectError(
+      await server.gql(PREDICT, { input: { model: model.slug, inputs: [[1, 2, 3, 10]] } }, auth),
+      'BAD_USER_INPUT',
+    );
+    assert.match(refused.message, /10/);
+    const served = await server.gql(PREDICT, { input: { model: model.slug, inputs: [[1, 2, 3, 9]] } }, auth);
+    assert.deepEqual(served.data!.predict.outputs[0].values, [1, 2, 3, 9], JSON.stringify(served.errors));
+  });
+
   describe('hostile graphs are refused at upload (422 BAD_ARTIFACT) and nothing is stored', () => {
     const edited = (edit: (json: ModelJson) => void): GraphFiles => {
       const modelJson = structuredClone(shipped.modelJson);
@@ -370,6 +461,12 @@ describe('graph models (format "graph-model")', () => {
         'a manifest that claims more bytes than the shards hold',
         () => edited((json) => (json.weightsManifest[0]!.weights[0]!.shape = [3, 3, 3, 4800])),
         /weightsManifest describes \d+ bytes of weights but the artifact has \d+/,
+      ],
+      [
+        // 4 · 2^22 values per instance, 4× MODEL_MAX_ACTIVATION_VALUES' default: sized by a Const, seen only by running.
+        'an op whose output a constant makes larger than the activation budget (Tile by [1, 2^22])',
+        () => tileGraph([4], [1, 2 ** 22]),
+        /op Tile outputs \[2, 16777216\] for 2 instances: 16777216 values per instance; at most 4194304 are served/,
       ],
       [
         'an input that fixes the batch size',
