@@ -236,17 +236,26 @@ function writeTabular(
   });
 }
 
+/**
+ * What a call's images have taken of its per-call budgets so far: a named signature's image inputs are encoded
+ * one after another against one budget, so k image inputs share it rather than taking k of it.
+ */
+interface ImageUse {
+  bytes: number;
+  pixels: number;
+}
+
 /** A call's image files within its byte budget, from their lengths; pixels are checked on their headers (image.ts). */
 function checkImageBytes(
   images: { index: number; image: string | Uint8Array }[],
   limits: InputLimits,
+  used: ImageUse,
   root: string,
   name: string | undefined,
 ): void {
-  let bytes = 0;
   for (const { index, image } of images) {
-    bytes += typeof image === 'string' ? Math.ceil((image.length * 3) / 4) : image.byteLength;
-    if (bytes > limits.maxImageBytesPerCall) {
+    used.bytes += typeof image === 'string' ? Math.ceil((image.length * 3) / 4) : image.byteLength;
+    if (used.bytes > limits.maxImageBytesPerCall) {
       throw bad(
         `the images of one call may take at most ${limits.maxImageBytesPerCall} bytes in all`,
         instancePath(root, index, name),
@@ -313,7 +322,8 @@ export class InputEncoder {
     const merged = { ...this.limits, ...limits };
     const roots = rootsOf(root, SINGLE_INPUT_NAME);
     const instances = checkedInstances(inputs, outputSizeOf(signature), merged, roots.list);
-    return this.#encodeTensor(signature.input, instances, merged, roots.root, undefined, warnings);
+    const used = { bytes: 0, pixels: 0 };
+    return this.#encodeTensor(signature.input, instances, merged, used, roots.root, undefined, warnings);
   }
 
   /**
@@ -351,18 +361,21 @@ export class InputEncoder {
         columns[j]![i] = values[spec.name];
       });
     });
-    return Promise.all(
-      specs.map((spec, j) => {
-        const roots = rootsOf(root, spec.name);
-        return this.#encodeTensor(spec, columns[j]!, merged, roots.root, roots.name, warnings);
-      }),
-    );
+    // One input after another: the call's image budgets are the call's, whatever input its images feed.
+    const used = { bytes: 0, pixels: 0 };
+    const tensors: TensorInput[] = [];
+    for (const [j, spec] of specs.entries()) {
+      const roots = rootsOf(root, spec.name);
+      tensors.push(await this.#encodeTensor(spec, columns[j]!, merged, used, roots.root, roots.name, warnings));
+    }
+    return tensors;
   }
 
   async #encodeTensor(
     spec: InputSpec,
     inputs: unknown[],
     limits: InputLimits,
+    used: ImageUse,
     root: string,
     name: string | undefined,
     warnings: string[],
@@ -408,7 +421,7 @@ export class InputEncoder {
       const images = [...strings.map(({ index, text }) => ({ index, image: text })), ...files].sort(
         (a, b) => a.index - b.index,
       );
-      const warning = await this.#writeImages(images, preprocessing, limits, data, size, root, name);
+      const warning = await this.#writeImages(images, preprocessing, limits, used, data, size, root, name);
       if (warning !== null) warnings.push(warning);
     } else if (strings.length > 0 && preprocessing.kind === 'text') {
       await this.#writeTexts(strings, stringChars, preprocessing, data, size);
@@ -421,16 +434,18 @@ export class InputEncoder {
     images: { index: number; image: string | Uint8Array }[],
     preprocessing: ImagePreprocessing,
     limits: InputLimits,
+    used: ImageUse,
     data: Float32Array | Int32Array,
     size: number,
     root: string,
     name: string | undefined,
   ): Promise<string | null> {
-    checkImageBytes(images, limits, root, name);
+    checkImageBytes(images, limits, used, root, name);
     const options = {
       ...preprocessing,
       maxSourcePixels: limits.maxImagePixels,
       maxPixelsPerCall: limits.maxImagePixelsPerCall,
+      pixelsBefore: used.pixels,
     };
     let decoded;
     try {
@@ -443,6 +458,7 @@ export class InputEncoder {
       throw bad(`image refused: ${error.message}`, instancePath(root, images[error.index ?? 0]!.index, name));
     }
     images.forEach(({ index }, i) => data.set(decoded.pixels.subarray(i * size, (i + 1) * size), index * size));
+    for (const source of decoded.sources) used.pixels += source.width * source.height;
     if (preprocessing.resize !== undefined) return null;
     return resizeWarning(
       images.map(({ index }, i) => ({ index, size: decoded.sources[i]! })),

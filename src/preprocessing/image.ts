@@ -58,6 +58,8 @@ export interface DecodeImageOptions {
   maxSourcePixels?: number;
   /** The pixels all images of one call may hold, checked on their headers before any is decoded. */
   maxPixelsPerCall?: number;
+  /** Pixels the call's earlier images (another input of a named signature) already took of maxPixelsPerCall. */
+  pixelsBefore?: number;
 }
 
 /** One call's images, decoded: `pixels` holds each image's values, one after the other. */
@@ -214,7 +216,7 @@ export async function decodeImages(
     throw error;
   };
   const files: Buffer[] = [];
-  let callPixels = 0;
+  let callPixels = options.pixelsBefore ?? 0;
   for (const [index, image] of images.entries()) {
     try {
       const bytes = toBytes(image);

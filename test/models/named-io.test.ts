@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import sharp from 'sharp';
 import { after, before, describe, it } from 'node:test';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { expectError, signUp, type SignedUpUser } from '../support/fixtures.js';
@@ -195,5 +196,60 @@ describe('predict: models of several named inputs and outputs', () => {
     assert.equal(answer.error.code, 'BAD_USER_INPUT');
     assert.equal(answer.error.field, 'body');
     assert.match(answer.error.message, /does not take an image file: its inputs are a \(none\), b \(none\)/);
+  });
+});
+
+describe("predict: the per-call image budgets are the call's, across several image inputs", () => {
+  // 40 pixels a call: a's 4×8 image (32) and b's 4×4 (16) each fit it, together they do not.
+  let server: TestServer;
+  let owner: SignedUpUser;
+  let slug: string;
+  const image = (height: number, width: number) =>
+    sharp(Buffer.alloc(height * width, 128), { raw: { width, height, channels: 1 } })
+      .png()
+      .toBuffer();
+  before(async () => {
+    server = await startTestServer({ PREDICT_MAX_IMAGE_PIXELS_PER_CALL: '40' });
+    owner = await signUp(server, { role: 'OWNER' });
+    const artifactId = (await uploadWithTfjs(server, buildTwoHeaded(22), { token: owner.token })).id;
+    slug = (await createModel(server, { token: owner.token }, { task: 'REGRESSION' })).slug;
+    const pixels = (height: number, width: number) => ({ kind: 'image', height, width, channels: 1, scaling: 'unit' });
+    await publish(
+      server,
+      { token: owner.token },
+      {
+        model: slug,
+        version: '1.0.0',
+        artifactId,
+        signature: {
+          ...TWO_HEADED_SIGNATURE,
+          inputs: [
+            { name: 'a', shape: [32], dtype: 'float32', preprocessing: pixels(4, 8) },
+            { name: 'b', shape: [16], dtype: 'float32', preprocessing: pixels(4, 4) },
+          ],
+        },
+      },
+    );
+  });
+  after(() => server.close());
+
+  it('refuses two image inputs whose pixels together exceed PREDICT_MAX_IMAGE_PIXELS_PER_CALL', async () => {
+    const a = (await image(4, 8)).toString('base64');
+    const b = (await image(4, 4)).toString('base64');
+    const auth = { token: owner.token };
+    const error = expectError(
+      await server.gql(PREDICT_NAMED, { input: { model: slug, inputs: [{ a, b }] } }, auth),
+      'BAD_USER_INPUT',
+    );
+    assert.match(
+      error.message,
+      /\[0\]\.b: image refused: the images of one call may hold at most 40 pixels in all/,
+    );
+    // Each alone, with the other input's image a quarter the size, fits.
+    const small = (await image(2, 2)).toString('base64');
+    for (const inputs of [[{ a, b: small }], [{ a: small, b }]]) {
+      const res = await server.gql(PREDICT_NAMED, { input: { model: slug, inputs } }, auth);
+      assert.equal(res.errors, undefined, JSON.stringify(res.errors));
+    }
   });
 });
