@@ -241,10 +241,7 @@ describe("predict: the per-call image budgets are the call's, across several ima
       await server.gql(PREDICT_NAMED, { input: { model: slug, inputs: [{ a, b }] } }, auth),
       'BAD_USER_INPUT',
     );
-    assert.match(
-      error.message,
-      /\[0\]\.b: image refused: the images of one call may hold at most 40 pixels in all/,
-    );
+    assert.match(error.message, /\[0\]\.b: image refused: the images of one call may hold at most 40 pixels in all/);
     // Each alone, with the other input's image a quarter the size, fits.
     const small = (await image(2, 2)).toString('base64');
     for (const inputs of [[{ a, b: small }], [{ a: small, b }]]) {
