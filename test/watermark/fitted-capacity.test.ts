@@ -388,6 +388,24 @@ describe('fitted marks on a small, fragile tabular MLP (64 → 128 → 64 → 4)
       )
     ).data!.verifyWatermark;
     assert.deepEqual(found, { verdict: 'MATCH', matches: [{ kind: 'OWNER', matchedBits: 256, totalBits: 256 }] });
+
+    // Verification tries at most KEY_BUDGET keys, the number fitted marks are sized for: the owner key and
+    // 1,023 licensee copies still verify; one more copy and the search is refused, changing nothing.
+    await server.sql.query(
+      `INSERT INTO licensee_copies (contract_id, version_id, sha256)
+       SELECT gen_random_uuid(), $1, 'none' FROM generate_series(1, $2::int)`,
+      [versionId, KEY_BUDGET - 1],
+    );
+    const VERIFY = `query V($a: ID!) { verifyWatermark(artifactId: $a) { verdict keysTried matches { kind } } }`;
+    const full = (await server.gql(VERIFY, { a: suspect.id }, { token: owner.token })).data!.verifyWatermark;
+    assert.deepEqual(full, { verdict: 'MATCH', keysTried: KEY_BUDGET, matches: [{ kind: 'OWNER' }] });
+    await server.sql.query(
+      `INSERT INTO licensee_copies (contract_id, version_id, sha256) VALUES (gen_random_uuid(), $1, 'none')`,
+      [versionId],
+    );
+    const refused = expectError(await server.gql(VERIFY, { a: suspect.id }, { token: owner.token }), 'BAD_USER_INPUT');
+    assert.equal(refused.extensions!.field, 'artifactId');
+    assert.deepEqual([refused.extensions!.keys, refused.extensions!.keyBudget], [KEY_BUDGET + 1, KEY_BUDGET]);
   });
 
   it('refuses, with the measurements, a model so fragile that even the smallest capacity breaks the budget', async () => {
