@@ -26,7 +26,6 @@ import {
   deriveMarkKey,
   fitCapacity,
   KEY_BUDGET,
-  markableTensors,
   MARK_BITS,
   MAX_SHAPED_INPUTS,
   MIN_CAPACITY,
@@ -36,6 +35,7 @@ import {
   type CapacityTrial,
   type InputStatistics,
   type MarkLayout,
+  type MarkTarget,
   type DecodeResult,
   type MarkEvidence,
   type MarkKey,
@@ -352,9 +352,10 @@ export class WatermarkService {
     signature: Signature,
     evaluation: EvaluationData,
   ): Promise<{ best: Candidate | null; smallest?: WatermarkReport }> {
-    const markable = markableTensors(original.modelJson, original.weights).filter(
-      (target) => target.size >= MIN_CAPACITY,
-    );
+    const found = (await this.#pool.run({ kind: 'markable', artifact: original } satisfies WatermarkTask)) as
+      MarkTarget[] | WatermarkRefusal;
+    // A refusal cannot happen here (the model was marked already); no candidates then refuse in the trials.
+    const markable = isRefusal(found) ? [] : found.filter((target) => target.size >= MIN_CAPACITY);
     let carriers = markable.map((target) => target.name);
     let slack: number[] | undefined;
     if (carriers.length > 1) {
