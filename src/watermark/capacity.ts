@@ -1,27 +1,41 @@
 // Fitting a mark to a small or fragile model: fewer bits, spread over several tensors. A mark of n bits
 // changes the weights by about margin·sqrt(n) standard deviations in all, so halving n cuts the change by
-// √2; the decision rule stays exact because the threshold is the binomial one for n bits. The smallest
-// useful n is the first whose threshold is reachable at all: 2⁻ⁿ ≤ 10⁻¹² needs n ≥ 40, and then all 40
-// bits must match.
+// √2; the decision rule stays exact because the threshold is the binomial one for n bits. Verification
+// splits the 10⁻¹² false-positive rate over every key it tries (Bonferroni), so the smallest useful n is
+// the first whose threshold stays reachable with KEY_BUDGET keys: 2⁻ⁿ ≤ 10⁻¹²/1024 needs n ≥ 50, and
+// then all 50 bits must match.
 import { WatermarkError } from './errors.js';
 import { MARK_BITS } from './keys.js';
 import { binomialTail, DEFAULT_FALSE_POSITIVE_RATE, matchThreshold } from './statistics.js';
 
-/** Fewest bits whose exact binomial threshold reaches `falsePositiveRate` for one key. */
-export function minimumCapacity(falsePositiveRate = DEFAULT_FALSE_POSITIVE_RATE): number {
-  for (let bits = 1; bits <= MARK_BITS; bits++) if (matchThreshold(bits, falsePositiveRate) <= bits) return bits;
-  throw new WatermarkError(`no mark of up to ${MARK_BITS} bits reaches a false-positive rate of ${falsePositiveRate}`);
+/**
+ * Most keys one verification tries (watermark-service.ts refuses a search over more). An owner's search
+ * covers the versions of their models with the suspect's architecture and every licensee copy of them:
+ * 1,024 is a version with a thousand licensees, or many versions with fewer. Each doubling of it costs a
+ * fitted mark one bit (about 1% more weight change at 50 bits), so a generous budget is cheap.
+ */
+export const KEY_BUDGET = 1024;
+
+/** Fewest bits whose exact binomial threshold reaches `falsePositiveRate` for each of `keys` keys. */
+export function minimumCapacity(falsePositiveRate = DEFAULT_FALSE_POSITIVE_RATE, keys = KEY_BUDGET): number {
+  const perKey = falsePositiveRate / keys;
+  for (let bits = 1; bits <= MARK_BITS; bits++) if (matchThreshold(bits, perKey) <= bits) return bits;
+  throw new WatermarkError(`no mark of up to ${MARK_BITS} bits reaches a false-positive rate of ${perKey}`);
 }
 
-/** 40 at the default rate of 10⁻¹². */
+/** 50 at the default rate of 10⁻¹² and KEY_BUDGET keys (40 would do for a single key). */
 export const MIN_CAPACITY = minimumCapacity();
 
-/** The decision rule for one key of an n-bit mark: the fewest matched bits for MATCH, and its exact false-positive rate. */
+/**
+ * The decision rule for an n-bit mark when verification tries up to `keys` keys (decide() with keysTried ≤
+ * keys): the fewest matched bits for MATCH, and the exact chance of that many by accident for one key.
+ */
 export function capacityThreshold(
   bits: number,
   falsePositiveRate = DEFAULT_FALSE_POSITIVE_RATE,
+  keys = KEY_BUDGET,
 ): { threshold: number; falsePositiveRate: number } {
-  const threshold = matchThreshold(bits, falsePositiveRate);
+  const threshold = matchThreshold(bits, falsePositiveRate / keys);
   return { threshold, falsePositiveRate: binomialTail(threshold, bits) };
 }
 

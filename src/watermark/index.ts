@@ -5,6 +5,7 @@ export {
   capacityThreshold,
   chooseCarriers,
   fitCapacity,
+  KEY_BUDGET,
   MIN_CAPACITY,
   minimumCapacity,
   slackFromSensitivity,

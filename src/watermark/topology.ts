@@ -1,7 +1,7 @@
 // Which weight tensor carries the mark, decided from the model topology alone (so the server, and later
 // the verifier, pick the same one), and along which axis an attacker can permute and rescale hidden units
 // of that tensor without changing what the model computes.
-import { parseModelJson, type WeightSpec } from './artifact.js';
+import { parseModelJson, readTensor, tensorEntries, type WeightSpec } from './artifact.js';
 import { MARK_BITS } from './keys.js';
 import { WatermarkError } from './errors.js';
 
@@ -203,9 +203,10 @@ function toTarget({ spec, layer, size, unitAxes, inputAxis, outputAxis, previous
  * embedding matrices whose hidden units decoding can put back in place after a permutation and rescaling,
  * including those between two hidden layers (aligned after the previous one). Models whose layers do not
  * form a chain, and graph models (a GraphDef has no layers; its weights are its Const nodes), offer every ≥ 2-d
- * float32 tensor, without alignment.
+ * float32 tensor, without alignment. Given the weights, constant tensors (σ = 0: masks, fills, kernels
+ * initialised to zeros or ones) are left out: a mark is measured in units of σ, so they cannot carry one.
  */
-export function markableTensors(modelJson: unknown): MarkTarget[] {
+export function markableTensors(modelJson: unknown, weights?: Uint8Array): MarkTarget[] {
   const { modelTopology, weightsManifest } = parseModelJson(modelJson);
   const specs = weightsManifest.flatMap((group) => group.weights);
   const layers = chainOfLayers(modelTopology);
@@ -223,7 +224,16 @@ export function markableTensors(modelJson: unknown): MarkTarget[] {
           previous: null,
           unknownInputs: false,
         }));
-  return usable.map(toTarget);
+  const targets = usable.map(toTarget);
+  if (!weights) return targets;
+  const entries = tensorEntries({ modelJson, weights });
+  return targets.filter((target) => {
+    const values = readTensor(
+      { modelJson, weights },
+      entries.find((entry) => entry.spec.name === target.name)!,
+    );
+    return values.some((value) => value !== values[0]);
+  });
 }
 
 /**

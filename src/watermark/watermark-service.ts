@@ -25,7 +25,7 @@ import {
   decide,
   deriveMarkKey,
   fitCapacity,
-  markableTensors,
+  KEY_BUDGET,
   MARK_BITS,
   MAX_SHAPED_INPUTS,
   MIN_CAPACITY,
@@ -35,6 +35,7 @@ import {
   type CapacityTrial,
   type InputStatistics,
   type MarkLayout,
+  type MarkTarget,
   type DecodeResult,
   type MarkEvidence,
   type MarkKey,
@@ -82,19 +83,25 @@ export interface WatermarkReport {
   carriers?: string[];
   /** Per carrier, how freely it was changed (MarkLayout.slack); fitted marks only. */
   slack?: number[];
-  /** Fewest matched bits of `bits` that verify as MATCH for one key, and the exact chance of that by accident. */
+  /**
+   * Fewest matched bits of `bits` that verify as MATCH however many keys a verification tries (at most
+   * KEY_BUDGET), and the exact chance that one key matches that many by accident.
+   */
   threshold?: number;
   falsePositiveRate?: number;
   /** Fitted marks: agreement of a trial licensee copy (owner mark and a fingerprint), held to the same budget. */
   fingerprintAgreement?: number;
 }
 
-/** The report as the API shows it: versions marked before capacities existed get their implied figures. */
+/**
+ * The report as the API shows it: versions marked before capacities existed get their implied carriers,
+ * and every version the threshold verification applies now (older reports stored it for one key).
+ */
 export function describeMark(report: WatermarkReport): WatermarkReport {
   if (!report.marked || report.bits === undefined) return report;
   return {
-    ...capacityThreshold(report.bits),
     ...report,
+    ...capacityThreshold(report.bits),
     carriers: report.carriers ?? (report.tensor ? [report.tensor] : undefined),
   };
 }
@@ -176,7 +183,7 @@ function overBudget(plain: WatermarkReport, shaped?: WatermarkReport, fitted?: W
     ? `; shaped on ${shaped.shapedWith} of your examples, it would ${cost(shaped)} it had not seen`
     : '';
   const fittedPart = fitted
-    ? `; even with ${fitted.bits} bits (the fewest that keep false matches below 1e-12) on ${fitted.carriers!.join(', ')}, it would ${cost(fitted)}` +
+    ? `; even with ${fitted.bits} bits (the fewest that keep false matches below 1e-12 over ${KEY_BUDGET} keys) on ${fitted.carriers!.join(', ')}, it would ${cost(fitted)}` +
       (fitted.fingerprintAgreement !== undefined
         ? ` (a licensee copy: ${(100 * (1 - fitted.fingerprintAgreement)).toFixed(1)}% of predictions)`
         : '')
@@ -345,18 +352,30 @@ export class WatermarkService {
     signature: Signature,
     evaluation: EvaluationData,
   ): Promise<{ best: Candidate | null; smallest?: WatermarkReport }> {
-    const markable = markableTensors(original.modelJson).filter((target) => target.size >= MIN_CAPACITY);
+    const found = (await this.#pool.run({ kind: 'markable', artifact: original } satisfies WatermarkTask)) as
+      MarkTarget[] | WatermarkRefusal;
+    // A refusal cannot happen here (the model was marked already); no candidates then refuse in the trials.
+    const markable = isRefusal(found) ? [] : found.filter((target) => target.size >= MIN_CAPACITY);
     let carriers = markable.map((target) => target.name);
     let slack: number[] | undefined;
     if (carriers.length > 1) {
-      const measured = await this.#slack(versionId, originalSha256, original, carriers, evaluation);
-      const chosen = chooseCarriers(
-        markable.map((target) => target.size),
-        measured,
-        MIN_MARK_WEIGHTS,
-      );
-      carriers = chosen.map((i) => markable[i]!.name);
-      slack = chosen.length > 1 ? chosen.map((i) => measured[i]!) : undefined;
+      const sensitivities = await this.#sensitivities(versionId, originalSha256, original, carriers, evaluation);
+      // A tensor that cannot carry a mark alone (too coarsely quantized, too small to solve) is left out;
+      // when none can, the trials below try them all together and refuse with the reason.
+      const usable = markable.flatMap((target, i) => {
+        const sensitivity = sensitivities[i];
+        return sensitivity === null || sensitivity === undefined ? [] : [{ target, sensitivity }];
+      });
+      if (usable.length > 0) {
+        const measured = slackFromSensitivity(usable.map((u) => u.sensitivity));
+        const chosen = chooseCarriers(
+          usable.map((u) => u.target.size),
+          measured,
+          MIN_MARK_WEIGHTS,
+        );
+        carriers = chosen.map((i) => usable[i]!.target.name);
+        slack = chosen.length > 1 ? chosen.map((i) => measured[i]!) : undefined;
+      }
     }
     const probeKey = deriveMarkKey(this.#secret, 'licensee', `fidelity-probe/${versionId}`);
     const trial = async (bits: number): Promise<CapacityTrial<Candidate>> => {
@@ -385,25 +404,30 @@ export class WatermarkService {
   }
 
   /**
-   * How freely each carrier can change: the mean squared output change on the evaluation examples that a
-   * MIN_CAPACITY owner mark on that tensor alone causes, turned into slack (capacity.ts).
+   * How sensitive the outputs are to each carrier: the mean squared output change on the evaluation
+   * examples that a MIN_CAPACITY owner mark on that tensor alone causes (slackFromSensitivity turns it into
+   * slack); null for a tensor that cannot carry such a mark alone.
    */
-  async #slack(
+  async #sensitivities(
     versionId: string,
     originalSha256: string,
     original: WeightsArtifact,
     carriers: readonly string[],
     evaluation: EvaluationData,
-  ): Promise<number[]> {
+  ): Promise<(number | null)[]> {
     const before = await this.engine.predict(this.artifacts.modelRef(originalSha256), evaluation.tensor);
-    const sensitivities: number[] = [];
+    const sensitivities: (number | null)[] = [];
     for (const name of carriers) {
-      const marked = await this.#markOrRefuse({
+      const marked = await this.#mark({
         kind: 'mark',
         artifact: original,
         key: this.ownerKey(versionId),
         layout: { carriers: [name], bits: MIN_CAPACITY },
       });
+      if (isRefusal(marked)) {
+        sensitivities.push(null);
+        continue;
+      }
       const after = await this.engine.predict(
         { key: artifactHash(toStored(marked)), load: async () => marked },
         evaluation.tensor,
@@ -412,7 +436,7 @@ export class WatermarkService {
       for (let i = 0; i < after.data.length; i++) squares += (after.data[i]! - before.data[i]!) ** 2;
       sensitivities.push(squares / after.data.length);
     }
-    return slackFromSensitivity(sensitivities);
+    return sensitivities;
   }
 
   /** Keeps the statistics a shaped version's licensee copies are shaped with. */
@@ -575,6 +599,15 @@ export class WatermarkService {
       where: { versionId: { in: versions.map((v) => v.id) } },
       orderBy: { createdAt: 'asc' },
     });
+    // Fitted marks are sized for at most KEY_BUDGET keys (capacity.ts): past it, Bonferroni would put the
+    // smallest ones out of reach, so such a search is refused rather than silently blind to them.
+    if (versions.length + allCopies.length > KEY_BUDGET) {
+      throw new BadUserInputError(
+        `This suspect would be tested against ${versions.length + allCopies.length} keys (${versions.length} versions of its architecture and their ${allCopies.length} licensee copies); one verification tries at most ${KEY_BUDGET}`,
+        'artifactId',
+        { keys: versions.length + allCopies.length, keyBudget: KEY_BUDGET },
+      );
+    }
     const evidence: (WatermarkMatch & MarkEvidence)[] = [];
     let keysTried = 0;
     for (const version of versions) {

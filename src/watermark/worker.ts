@@ -3,6 +3,7 @@
 import {
   decodeMarks,
   inputStatistics,
+  markableTensors,
   markArtifact,
   WatermarkError,
   type InputStatistics,
@@ -22,7 +23,8 @@ export type WatermarkTask =
       layout?: MarkLayout;
     }
   | { kind: 'decode'; suspect: WeightsArtifact; original: WeightsArtifact; keys: MarkKey[]; layout?: MarkLayout }
-  | { kind: 'statistics'; features: Float32Array; samples: number };
+  | { kind: 'statistics'; features: Float32Array; samples: number }
+  | { kind: 'markable'; artifact: WeightsArtifact };
 
 /** Structured cloning turns Buffers into plain Uint8Arrays; the key derivation's users expect Buffers. */
 function revive(key: MarkKey): MarkKey {
@@ -37,6 +39,8 @@ export interface WatermarkRefusal {
 export default function run(task: WatermarkTask) {
   try {
     if (task.kind === 'statistics') return inputStatistics(task.features, task.samples);
+    // Reads every candidate tensor to leave out constant ones: tens of ms on a large model.
+    if (task.kind === 'markable') return markableTensors(task.artifact.modelJson, task.artifact.weights);
     if (task.kind === 'mark') {
       return markArtifact(task.artifact, revive(task.key), {
         reference: task.reference,

@@ -10,8 +10,10 @@ import {
   binomialTail,
   capacityThreshold,
   chooseCarriers,
+  decide,
   decodeMark,
   deriveMarkKey,
+  KEY_BUDGET,
   markableTensors,
   markArtifact,
   MIN_CAPACITY,
@@ -36,37 +38,48 @@ function exactTail(t: number, n: number): { numerator: bigint; denominator: bigi
   }
   return { numerator, denominator: 1n << BigInt(n) };
 }
-/** tail ≤ 1e-12 ⇔ numerator · 10^12 ≤ denominator. */
-const atMostOnePerTrillion = (t: number, n: number) => {
+/** tail ≤ 1e-12 / keys ⇔ numerator · 10^12 · keys ≤ denominator. */
+const rareEnough = (t: number, n: number, keys: number) => {
   const { numerator, denominator } = exactTail(t, n);
-  return numerator * 10n ** 12n <= denominator;
+  return numerator * 10n ** 12n * BigInt(keys) <= denominator;
 };
 
-/** 41: the fewest bits that can match when two keys share the 1e-12 false-positive rate. */
-const MIN_CAPACITY_FOR_TWO_KEYS = minimumCapacity(1e-12 / 2);
-
 describe('capacity: exact binomial thresholds', () => {
-  it('picks, for each capacity, the fewest matched bits whose exact tail is at most 1e-12', () => {
-    for (const bits of [40, 41, 48, 64, 100, 128, 200, 256]) {
+  it('picks, for each capacity, the fewest matched bits whose exact tail is at most 1e-12 / KEY_BUDGET', () => {
+    assert.equal(KEY_BUDGET, 1024);
+    for (const bits of [50, 51, 53, 64, 100, 128, 200, 256]) {
       const { threshold, falsePositiveRate } = capacityThreshold(bits);
-      assert.ok(atMostOnePerTrillion(threshold, bits), `${bits} bits: ${threshold} is rare enough`);
-      assert.ok(!atMostOnePerTrillion(threshold - 1, bits), `${bits} bits: ${threshold - 1} is not`);
-      assert.ok(falsePositiveRate <= 1e-12);
+      assert.ok(rareEnough(threshold, bits, KEY_BUDGET), `${bits} bits: ${threshold} is rare enough`);
+      assert.ok(!rareEnough(threshold - 1, bits, KEY_BUDGET), `${bits} bits: ${threshold - 1} is not`);
+      assert.ok(falsePositiveRate <= 1e-12 / KEY_BUDGET);
       assert.ok(Math.abs(falsePositiveRate / binomialTail(threshold, bits) - 1) < 1e-12);
+      // What verification applies with the most keys it tries: the same threshold.
+      const [verdict] = decide(
+        [{ purpose: 'owner', id: 'v', matchedBits: threshold, totalBits: bits, pValue: 0 }],
+        KEY_BUDGET,
+      );
+      assert.deepEqual([verdict!.threshold, verdict!.verdict], [threshold, 'MATCH']);
     }
-    // Known values: all 40 of 40 (2^-40 ≈ 9.1e-13); 59 of 64 (tail 4.5e-13; 58 of 64: 4.5e-12); 184 of 256.
-    assert.deepEqual(capacityThreshold(40).threshold, 40);
-    assert.deepEqual(capacityThreshold(64).threshold, 59);
-    assert.ok(Math.abs(capacityThreshold(40).falsePositiveRate / 2 ** -40 - 1) < 1e-12);
-    assert.deepEqual(capacityThreshold(256).threshold, 184);
+    // Known values at 1,024 keys: all 50 of 50 (2^-50 ≈ 8.9e-16); 62 of 64; 191 of 256.
+    assert.equal(capacityThreshold(50).threshold, 50);
+    assert.ok(Math.abs(capacityThreshold(50).falsePositiveRate / 2 ** -50 - 1) < 1e-12);
+    assert.equal(capacityThreshold(64).threshold, 62);
+    assert.equal(capacityThreshold(256).threshold, 191);
+    // For one key: all 40 of 40 (2^-40 ≈ 9.1e-13); 59 of 64; 184 of 256. 40 bits cannot match at 1,024 keys.
+    assert.equal(capacityThreshold(40, 1e-12, 1).threshold, 40);
+    assert.equal(capacityThreshold(64, 1e-12, 1).threshold, 59);
+    assert.equal(capacityThreshold(256, 1e-12, 1).threshold, 184);
+    assert.equal(capacityThreshold(40).threshold, 41);
   });
 
-  it('has 40 bits as the smallest capacity that can reach 1e-12 (39 bits cannot, even all matching)', () => {
-    assert.equal(MIN_CAPACITY, 40);
-    assert.equal(minimumCapacity(1e-12), 40);
-    assert.ok(!atMostOnePerTrillion(39, 39));
-    assert.equal(minimumCapacity(1e-6), 20); // 2^-20 ≈ 9.5e-7
-    assert.equal(MIN_CAPACITY_FOR_TWO_KEYS, 41);
+  it('has 50 bits as the smallest capacity that can match with KEY_BUDGET keys tried (49 cannot, even all matching)', () => {
+    assert.equal(MIN_CAPACITY, 50);
+    assert.equal(minimumCapacity(1e-12, KEY_BUDGET), 50);
+    assert.ok(rareEnough(50, 50, KEY_BUDGET));
+    assert.ok(!rareEnough(49, 49, KEY_BUDGET));
+    assert.equal(minimumCapacity(1e-12, 1), 40); // one key: 2^-40 ≈ 9.1e-13
+    assert.equal(minimumCapacity(1e-12, 2), 41);
+    assert.equal(minimumCapacity(1e-6, 1), 20); // 2^-20 ≈ 9.5e-7
   });
 });
 
@@ -215,7 +228,7 @@ describe('fitted marks on a small, fragile tabular MLP (64 → 128 → 64 → 4)
     const expected = capacityThreshold(report.bits);
     assert.equal(report.threshold, expected.threshold);
     assert.ok(Math.abs(report.falsePositiveRate / expected.falsePositiveRate - 1) < 1e-9);
-    assert.ok(report.falsePositiveRate <= 1e-12);
+    assert.ok(report.falsePositiveRate <= 1e-12 / KEY_BUDGET);
     // The kernel between the hidden layers moves the outputs least: the mark goes there.
     const middle = markableTensors(original.modelJson).find((target) => target.inputAxis)!;
     assert.ok(report.carriers.includes(middle.name), JSON.stringify(report.carriers));
@@ -253,15 +266,13 @@ describe('fitted marks on a small, fragile tabular MLP (64 → 128 → 64 → 4)
     const leaked = await downloadAndReupload(licensee.token);
     const traced = (await server.gql(VERIFY, { a: leaked.id }, { token: seller.token })).data!.verifyWatermark;
     assert.equal(traced.keysTried, 2);
+    // Whatever its capacity (≥ MIN_CAPACITY), the leaked copy names its contract, and the owner mark still verifies.
+    assert.equal(traced.verdict, 'MATCH');
     const byKind = Object.fromEntries(traced.matches.map((m: any) => [m.kind, m]));
-    if (report.bits >= MIN_CAPACITY_FOR_TWO_KEYS) {
-      assert.equal(byKind.LICENSEE?.contract, contract.id, JSON.stringify(traced));
-      assert.equal(byKind.LICENSEE.totalBits, report.bits);
-      assert.equal(byKind.OWNER?.totalBits, report.bits);
-    } else {
-      // 2^-40 > 1e-12 / 2: with two keys tried, no 40-bit mark can match (README, "Fitted marks are weaker").
-      assert.deepEqual(traced.matches, []);
-    }
+    assert.equal(byKind.LICENSEE?.contract, contract.id, JSON.stringify(traced));
+    assert.equal(byKind.LICENSEE.totalBits, report.bits);
+    assert.ok(byKind.LICENSEE.matchedBits >= report.threshold, JSON.stringify(traced));
+    assert.equal(byKind.OWNER?.totalBits, report.bits);
 
     // An independently trained model of the same shape carries neither.
     const unrelated = await uploadWithTfjs(server, buildMlp([FEATURES, 128, 64, CLASSES], 99), {
@@ -269,6 +280,74 @@ describe('fitted marks on a small, fragile tabular MLP (64 → 128 → 64 → 4)
     });
     const clean = (await server.gql(VERIFY, { a: unrelated.id }, { token: seller.token })).data!.verifyWatermark;
     assert.deepEqual([clean.verdict, clean.keysTried], ['NO_MATCH', 2]);
+  });
+
+  it('traces a licensee copy at the smallest capacity with KEY_BUDGET keys tried, owner mark included', () => {
+    const [carrier] = markableTensors(original.modelJson).filter((target) => target.inputAxis);
+    const layout = { carriers: [carrier!.name], bits: MIN_CAPACITY };
+    const ownerKey = deriveMarkKey(SECRET, 'owner', 'floor');
+    const licenseeKey = deriveMarkKey(SECRET, 'licensee', 'floor-contract');
+    const owned = markArtifact(original, ownerKey, { layout });
+    const copy = markArtifact(owned, licenseeKey, { reference: original, preserve: [ownerKey], layout });
+    const evidence = [ownerKey, licenseeKey].map((key, i) => ({
+      ...decodeMark(quantizeArtifact(copy, 'uint8'), original, key, layout),
+      purpose: i === 0 ? ('owner' as const) : ('licensee' as const),
+      id: String(i),
+    }));
+    const verdicts = decide(evidence, KEY_BUDGET);
+    assert.deepEqual(
+      verdicts.map((v) => [v.totalBits, v.matchedBits, v.verdict]),
+      [
+        [MIN_CAPACITY, MIN_CAPACITY, 'MATCH'],
+        [MIN_CAPACITY, MIN_CAPACITY, 'MATCH'],
+      ],
+    );
+  });
+
+  it('leaves a constant kernel out of the carriers instead of refusing the publish', async () => {
+    // The trained MLP with a second path to its logits through a Dense kernel of zeros: the same function,
+    // one more markable tensor (the model is no longer a chain), and that one cannot carry a mark.
+    const input = tf.input({ shape: [FEATURES] });
+    const [d1, d2, d3] = tfModel.layers.map((layer) => layer.getWeights());
+    const hidden1 = tf.layers.dense({ units: 128, activation: 'relu', weights: d1 }).apply(input) as tf.SymbolicTensor;
+    const hidden2 = tf.layers.dense({ units: 64, activation: 'relu', weights: d2 }).apply(hidden1) as tf.SymbolicTensor;
+    const logits = tf.layers.dense({ units: CLASSES, weights: d3 }).apply(hidden2) as tf.SymbolicTensor;
+    const zero = tf.layers
+      .dense({ units: CLASSES, useBias: false, kernelInitializer: 'zeros', name: 'constant_path' })
+      .apply(input) as tf.SymbolicTensor;
+    const summed = tf.layers.add().apply([logits, zero]) as tf.SymbolicTensor;
+    const output = tf.layers.activation({ activation: 'softmax' }).apply(summed) as tf.SymbolicTensor;
+    const withConstant = tf.model({ inputs: input, outputs: output });
+    const artifact = await saveArtifact(withConstant);
+    const names = (targets: { name: string }[]) => targets.map((target) => target.name);
+    assert.ok(names(markableTensors(artifact.modelJson)).includes('constant_path/kernel'));
+    const markable = names(markableTensors(artifact.modelJson, artifact.weights));
+    assert.equal(markable.length, 3);
+    assert.ok(!markable.includes('constant_path/kernel'));
+
+    const uploaded = await uploadWithTfjs(server, withConstant, { token: owner.token });
+    const slug = (await createModel(server, { token: owner.token })).slug;
+    const res = await server.gql(
+      `mutation P($input: PublishModelVersionInput!) { publishModelVersion(input: $input) { id
+        watermark { bits carriers agreement fingerprintAgreement shapedWith } } }`,
+      {
+        input: { model: slug, version: '1.0.0', artifactId: uploaded.id, labels: TABULAR_LABELS, evaluation },
+      },
+      { token: owner.token },
+    );
+    console.log(`with a constant kernel: ${JSON.stringify(res.data?.publishModelVersion ?? res.errors)}`);
+    const published = res.data?.publishModelVersion;
+    if (published) {
+      assert.ok(!published.watermark.carriers.includes('constant_path/kernel'), JSON.stringify(published));
+      assert.ok(published.watermark.bits >= MIN_CAPACITY && published.watermark.agreement >= 0.995);
+    } else {
+      // Only a mark that breaks the budget at the smallest capacity may refuse it, with its measurements.
+      const refused = expectError(res, 'BAD_USER_INPUT');
+      const { fitted } = refused.extensions!.measurements as any;
+      assert.equal(fitted.bits, MIN_CAPACITY, refused.message);
+      assert.ok(!fitted.carriers.includes('constant_path/kernel'));
+    }
+    withConstant.dispose();
   });
 
   it('keeps versions marked before capacities existed: 256 bits on one tensor, reported and verified as before', async () => {
@@ -291,12 +370,12 @@ describe('fitted marks on a small, fragile tabular MLP (64 → 128 → 64 → 4)
     assert.deepEqual(report, {
       tensor: report.tensor,
       bits: 256,
-      threshold: 184,
+      threshold: 191, // what verification needs with up to KEY_BUDGET keys tried
       falsePositiveRate: report.falsePositiveRate,
       carriers: [report.tensor],
       fingerprintAgreement: null,
     });
-    assert.ok(report.falsePositiveRate <= 1e-12 && report.falsePositiveRate > 1e-13);
+    assert.ok(report.falsePositiveRate <= 1e-12 / KEY_BUDGET && report.falsePositiveRate > 1e-13 / KEY_BUDGET);
     const copy = await tf.loadLayersModel(`${server.origin}/v1/versions/${versionId}/model.json`, {
       requestInit: { headers: { authorization: `Bearer ${owner.token}` } },
     });
@@ -309,6 +388,24 @@ describe('fitted marks on a small, fragile tabular MLP (64 → 128 → 64 → 4)
       )
     ).data!.verifyWatermark;
     assert.deepEqual(found, { verdict: 'MATCH', matches: [{ kind: 'OWNER', matchedBits: 256, totalBits: 256 }] });
+
+    // Verification tries at most KEY_BUDGET keys, the number fitted marks are sized for: the owner key and
+    // 1,023 licensee copies still verify; one more copy and the search is refused, changing nothing.
+    await server.sql.query(
+      `INSERT INTO licensee_copies (contract_id, version_id, sha256)
+       SELECT gen_random_uuid(), $1, 'none' FROM generate_series(1, $2::int)`,
+      [versionId, KEY_BUDGET - 1],
+    );
+    const VERIFY = `query V($a: ID!) { verifyWatermark(artifactId: $a) { verdict keysTried matches { kind } } }`;
+    const full = (await server.gql(VERIFY, { a: suspect.id }, { token: owner.token })).data!.verifyWatermark;
+    assert.deepEqual(full, { verdict: 'MATCH', keysTried: KEY_BUDGET, matches: [{ kind: 'OWNER' }] });
+    await server.sql.query(
+      `INSERT INTO licensee_copies (contract_id, version_id, sha256) VALUES (gen_random_uuid(), $1, 'none')`,
+      [versionId],
+    );
+    const refused = expectError(await server.gql(VERIFY, { a: suspect.id }, { token: owner.token }), 'BAD_USER_INPUT');
+    assert.equal(refused.extensions!.field, 'artifactId');
+    assert.deepEqual([refused.extensions!.keys, refused.extensions!.keyBudget], [KEY_BUDGET + 1, KEY_BUDGET]);
   });
 
   it('refuses, with the measurements, a model so fragile that even the smallest capacity breaks the budget', async () => {
@@ -335,7 +432,10 @@ describe('fitted marks on a small, fragile tabular MLP (64 → 128 → 64 → 4)
       'BAD_USER_INPUT',
     );
     assert.equal(refused.extensions!.field, 'input.watermark');
-    assert.match(refused.message, /even with 40 bits \(the fewest that keep false matches below 1e-12\) on /);
+    assert.match(
+      refused.message,
+      /even with 50 bits \(the fewest that keep false matches below 1e-12 over 1024 keys\) on /,
+    );
     const { leastNorm, fitted } = refused.extensions!.measurements as any;
     console.log(`refused: ${JSON.stringify(refused.extensions!.measurements)}`);
     assert.equal(leastNorm.bits, 256);
