@@ -2,7 +2,6 @@
 // and the signature's input policies (declared range, resize policy) with the warnings given without them.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import http from 'node:http';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -12,7 +11,7 @@ import { createApiKey, expectError, signUp, type SignedUpUser } from '../support
 import { accept, createPlan } from '../support/licensing.js';
 import { assertClose, createModel, expectedOutputs, PREDICT, publish, publishedMlp } from '../support/models.js';
 import { NSFW_LABELS, pretrained, type PretrainedModel } from '../support/pretrained.js';
-import { authHeaders, startTestServer, type Credentials, type TestServer } from '../support/server.js';
+import { authHeaders, startTestServer, unsentBody, type Credentials, type TestServer } from '../support/server.js';
 
 /** A 300×200 RGB gradient (red across, green down), the kind of photo-sized image a client sends. */
 function gradient(width = 300, height = 200) {
@@ -81,23 +80,6 @@ async function predictImage(
     body,
   });
   return { status: response.status, headers: response.headers, body: (await response.json()) as any };
-}
-
-/** A POST whose headers promise a large body that never comes: the answer, without sending any of it. */
-function unsentBody(server: TestServer, route: string, headers: Record<string, string>) {
-  return new Promise<http.IncomingMessage>((resolve, reject) => {
-    const req = http.request(`${server.origin}${route}`, {
-      method: 'POST',
-      headers: { 'content-length': String(1 << 30), ...headers },
-    });
-    req.once('response', (res) => {
-      res.resume();
-      resolve(res);
-      req.destroy();
-    });
-    req.once('error', reject);
-    req.flushHeaders();
-  });
 }
 
 describe('images: a JPEG on a real pretrained model (MobileNetV2)', () => {

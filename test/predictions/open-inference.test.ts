@@ -1,8 +1,6 @@
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { startTestServer, type TestServer } from '../support/server.js';
-import { authHeaders, type Credentials } from '../support/server.js';
+import { authHeaders, startTestServer, unsentBody, type Credentials, type TestServer } from '../support/server.js';
 import { createApiKey, signUp, type SignedUpUser } from '../support/fixtures.js';
 import {
   assertClose,
@@ -428,31 +426,17 @@ describe('Open Inference Protocol (KServe v2 REST)', () => {
     }
   });
 
-  /** A POST whose headers promise a large body that never comes: the answer, without reading any of it. */
-  const unsentBody = (path: string, headers: Record<string, string>) =>
-    new Promise<http.IncomingMessage>((resolve, reject) => {
-      const req = http.request(`${server.origin}${path}`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'content-length': String(1 << 30), ...headers },
-      });
-      req.once('response', (res) => {
-        res.resume();
-        resolve(res);
-        req.destroy();
-      });
-      req.once('error', reject);
-      req.flushHeaders();
-    });
+  const JSON_TYPE = { 'content-type': 'application/json' };
 
   it('closes the connection after refusing a body it did not read (too large, or refused before reading)', async () => {
     const path = `/v2/models/${mlp.model.slug}/infer`;
-    const tooLarge = await unsentBody(path, authHeaders(ownerAuth()));
+    const tooLarge = await unsentBody(server, path, { ...JSON_TYPE, ...authHeaders(ownerAuth()) });
     assert.equal(tooLarge.statusCode, 413);
     assert.equal(tooLarge.headers.connection, 'close');
-    const anonymous = await unsentBody(path, {});
+    const anonymous = await unsentBody(server, path, JSON_TYPE);
     assert.equal(anonymous.statusCode, 401);
     assert.equal(anonymous.headers.connection, 'close');
-    const latin1 = await unsentBody(path, {
+    const latin1 = await unsentBody(server, path, {
       ...authHeaders(ownerAuth()),
       'content-type': 'application/json; charset=latin1',
     });

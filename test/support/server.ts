@@ -2,6 +2,7 @@
 // that talk to it over HTTP like any client.
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -149,4 +150,21 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
       await rm(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** A POST whose headers promise a 1 GiB body that never comes: the server's answer, without sending any of it. */
+export function unsentBody(server: TestServer, route: string, headers: Record<string, string>) {
+  return new Promise<http.IncomingMessage>((resolve, reject) => {
+    const req = http.request(`${server.origin}${route}`, {
+      method: 'POST',
+      headers: { 'content-length': String(1 << 30), ...headers },
+    });
+    req.once('response', (res) => {
+      res.resume();
+      resolve(res);
+      req.destroy();
+    });
+    req.once('error', reject);
+    req.flushHeaders();
+  });
 }
