@@ -6,8 +6,8 @@ import { createRequire } from 'node:module';
 import type { TrackHandler } from '../server/drain.js';
 import type { Exchange } from '../server/exchange.js';
 import { sendJson } from '../server/http-response.js';
-import { closeIfUnread, readJsonBody, refuseBody, RequestBodyError } from '../server/request-body.js';
-import { sendUnexpected, type ErrorBody } from '../server/rest-errors.js';
+import { readJsonBody } from '../server/request-body.js';
+import { sendBodyRouteError, type ErrorBody } from '../server/rest-errors.js';
 import type { Router } from '../server/router.js';
 import { assertAllowed } from '../server/schema.js';
 import type { Services } from '../server/services.js';
@@ -26,10 +26,6 @@ const SERVER = (() => {
 
 const oipError: ErrorBody = (code, message, details) => ({ error: message, code, ...details });
 
-function sendOipError(exchange: Exchange, status: number, code: string, message: string): void {
-  sendJson(exchange.res, status, oipError(code, message, {}));
-}
-
 export function addOpenInferenceRoutes(
   router: Router,
   services: Services,
@@ -38,16 +34,7 @@ export function addOpenInferenceRoutes(
 ): void {
   const { openInference } = services;
   const handle = (fn: (exchange: Exchange) => Promise<void>) =>
-    track((exchange) =>
-      fn(exchange).catch((error: unknown) => {
-        if (error instanceof RequestBodyError) {
-          return refuseBody(exchange.req, exchange.res, error, (...refusal) => sendOipError(exchange, ...refusal));
-        }
-        // An infer refused before its body was read (credentials, scope) does not read it either.
-        closeIfUnread(exchange.req, exchange.res);
-        sendUnexpected(exchange, error, oipError);
-      }),
-    );
+    track((exchange) => fn(exchange).catch((error: unknown) => sendBodyRouteError(exchange, error, oipError)));
 
   router.add('GET', '/v2', ({ res }) => sendJson(res, 200, SERVER));
   router.add('GET', '/v2/health/live', ({ res }) => sendJson(res, 200, { live: true }));

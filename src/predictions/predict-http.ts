@@ -11,8 +11,8 @@ import { BadUserInputError } from '../server/errors.js';
 import type { Exchange } from '../server/exchange.js';
 import { sendJson } from '../server/http-response.js';
 import { queryParam } from '../server/query-params.js';
-import { closeIfUnread, readBody, refuseBody, RequestBodyError } from '../server/request-body.js';
-import { sendRestError, sendUnexpected } from '../server/rest-errors.js';
+import { readBody, RequestBodyError } from '../server/request-body.js';
+import { sendBodyRouteError } from '../server/rest-errors.js';
 import type { Router } from '../server/router.js';
 import { assertAllowed } from '../server/schema.js';
 import type { Services } from '../server/services.js';
@@ -57,14 +57,7 @@ export function addPredictRoutes(router: Router, services: Services, maxBytes: n
       );
       const { modelVersion, ...rest } = prediction;
       sendJson(res, 200, { ...rest, modelVersion: { id: modelVersion.id, version: modelVersion.version }, warnings });
-    })().catch((error: unknown) => {
-      const { req, res } = exchange;
-      if (error instanceof RequestBodyError) {
-        return refuseBody(req, res, error, (...refusal) => sendRestError(res, ...refusal));
-      }
-      closeIfUnread(req, res);
-      sendUnexpected(exchange, error);
-    }),
+    })().catch((error: unknown) => sendBodyRouteError(exchange, error)),
   );
   router.add('POST', '/v1/models/:slug/versions/:version/predict', handler);
   router.add('POST', '/v1/models/:slug/predict', handler);

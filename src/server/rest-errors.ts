@@ -5,6 +5,7 @@ import { GraphQLError } from 'graphql';
 import { databaseUnavailableError } from './errors.js';
 import type { Exchange } from './exchange.js';
 import { sendJson } from './http-response.js';
+import { closeIfUnread, refuseBody, RequestBodyError } from './request-body.js';
 
 const STATUS_BY_CODE: Record<string, number> = {
   UNAUTHENTICATED: 401,
@@ -53,4 +54,18 @@ export function sendUnexpected(exchange: Exchange, error: unknown, body: ErrorBo
   }
   exchange.log.error({ err: error }, 'HTTP route failed');
   sendJson(res, 500, body('INTERNAL_SERVER_ERROR', 'Internal server error', {}));
+}
+
+/**
+ * Answers the failure of a route that reads a body, in the route's error shape: a refused body (closing a
+ * connection whose body is left unread), or else as sendUnexpected, also closing an unread body (a refusal before
+ * reading it: credentials, scope, a model that takes no file).
+ */
+export function sendBodyRouteError(exchange: Exchange, error: unknown, body: ErrorBody = restErrorBody): void {
+  const { req, res } = exchange;
+  if (error instanceof RequestBodyError) {
+    return refuseBody(req, res, error, (status, code, message) => sendJson(res, status, body(code, message, {})));
+  }
+  closeIfUnread(req, res);
+  sendUnexpected(exchange, error, body);
 }
