@@ -23,6 +23,9 @@ const config: CodegenConfig = {
           LicensePlan: './prisma/client.js#LicensePlan as LicensePlanModel',
           Contract: './prisma/client.js#Contract as ContractModel',
           AuditEvent: './prisma/client.js#AuditEvent as AuditEventModel',
+          Dataset: './prisma/client.js#Dataset as DatasetModel',
+          Evaluation: './prisma/client.js#Evaluation as EvaluationModel',
+          Comparison: '../evaluation/evaluations-service.js#ComparisonWithRuns as ComparisonModel',
           CertificateVerification:
             '../licensing/certificates.js#CertificateVerification as CertificateVerificationModel',
         },

@@ -77,6 +77,12 @@ const envSchema = z.object({
   PREDICT_MAX_IMAGE_PIXELS_PER_CALL: int(1, 1024 ** 3).default(32 * 1024 * 1024),
   PREDICT_MAX_IMAGE_BYTES_PER_CALL: int(1024, 1024 ** 3).default(4 * 1024 * 1024),
   PREPROCESSING_WORKERS: int(1, 64).default(2),
+  DATASET_MAX_BYTES: int(1024, 1024 ** 3).default(64 * 1024 * 1024),
+  DATASET_MAX_ROWS: int(1, 10_000_000).default(100_000),
+  DATASET_MAX_LINE_BYTES: int(64, 64 * 1024 * 1024).default(1024 * 1024),
+  EVALUATION_CHUNK_SIZE: int(1, 4096).default(64),
+  EVALUATION_MAX_RUNNING_PER_USER: int(1, 1000).default(2),
+  EVALUATION_MAX_RUNNING: int(1, 10_000).default(8),
 });
 
 export type Config = ReturnType<typeof parseConfig>;
@@ -194,6 +200,19 @@ export function parseConfig(env: Record<string, string | undefined>, terminal = 
       maxImagePixelsPerCall: e.PREDICT_MAX_IMAGE_PIXELS_PER_CALL,
       maxImageBytesPerCall: e.PREDICT_MAX_IMAGE_BYTES_PER_CALL,
       preprocessingWorkers: e.PREPROCESSING_WORKERS,
+    },
+    datasets: {
+      maxBytes: e.DATASET_MAX_BYTES,
+      maxRows: e.DATASET_MAX_ROWS,
+      // One JSONL line is parsed in one event-loop turn: 1 MiB of JSON parses in a few ms.
+      maxLineBytes: e.DATASET_MAX_LINE_BYTES,
+    },
+    evaluation: {
+      // Examples per batch through the inference engine, per progress write and per metered reservation.
+      chunkSize: e.EVALUATION_CHUNK_SIZE,
+      // Runs QUEUED or RUNNING at once, per user and over all servers of the database.
+      maxRunningPerUser: e.EVALUATION_MAX_RUNNING_PER_USER,
+      maxRunning: e.EVALUATION_MAX_RUNNING,
     },
   };
 }

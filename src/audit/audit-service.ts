@@ -39,6 +39,11 @@ export const AuditAction = {
   ADMIN_READ: 'admin.read',
   VERSION_DOWNLOADED: 'model_version.downloaded',
   WATERMARK_VERIFIED: 'watermark.verified',
+  DATASET_UPLOADED: 'dataset.uploaded',
+  DATASET_DELETED: 'dataset.deleted',
+  EVALUATION_STARTED: 'evaluation.started',
+  EVALUATION_CANCELLED: 'evaluation.cancelled',
+  EVALUATION_PUBLISHED: 'evaluation.published',
 } as const;
 export type AuditAction = (typeof AuditAction)[keyof typeof AuditAction];
 

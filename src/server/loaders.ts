@@ -6,6 +6,7 @@ import DataLoader from 'dataloader';
 import type { Principal } from '../auth/principal.js';
 import type { Prisma } from '../db/database.js';
 import type { Artifact, LicensePlan, Model, ModelAlias, User } from '../generated/prisma/client.js';
+import type { EvaluationsService, VerifiedMetrics } from '../evaluation/evaluations-service.js';
 import { canView } from '../models/model-policy.js';
 import { NotFoundError } from './errors.js';
 
@@ -20,11 +21,18 @@ export class Loaders {
   #plans?: DataLoader<string, LicensePlan | null>;
   #artifacts?: DataLoader<string, Artifact | null>;
   #aliases?: DataLoader<string, ModelAlias[]>;
+  #verifiedMetrics?: DataLoader<string, VerifiedMetrics | null>;
 
   constructor(
     private readonly prisma: Prisma,
     private readonly principal: Principal,
+    private readonly evaluations: EvaluationsService,
   ) {}
+
+  /** The published evaluation a version's card shows, by version id. */
+  get verifiedMetrics(): DataLoader<string, VerifiedMetrics | null> {
+    return (this.#verifiedMetrics ??= new DataLoader((ids) => this.evaluations.verifiedMetrics(ids)));
+  }
 
   get userById(): DataLoader<string, User | null> {
     return (this.#users ??= new DataLoader(async (ids) =>

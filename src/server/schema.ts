@@ -10,6 +10,7 @@ import type { ApiScope, Role } from '../generated/prisma/client.js';
 import type { Resolvers } from '../generated/graphql.js';
 import { authResolvers } from '../auth/resolvers.js';
 import { auditResolvers } from '../audit/resolvers.js';
+import { evaluationResolvers } from '../evaluation/resolvers.js';
 import { licensingResolvers } from '../licensing/resolvers.js';
 import { meteringResolvers } from '../metering/resolvers.js';
 import { modelResolvers } from '../models/resolvers.js';
@@ -75,6 +76,7 @@ export function buildSchema(): GraphQLSchema {
     meteringResolvers,
     auditResolvers,
     watermarkResolvers,
+    evaluationResolvers,
   ];
   const schema = makeExecutableSchema({
     typeDefs: readFileSync(SCHEMA_PATH, 'utf8'),

@@ -12,6 +12,8 @@ import type { Config } from '../config.js';
 import { ChangeFeed } from '../db/change-feed.js';
 import type { Database } from '../db/database.js';
 import { ServerInstance } from '../db/server-instance.js';
+import { DatasetsService } from '../evaluation/datasets-service.js';
+import { EvaluationsService } from '../evaluation/evaluations-service.js';
 import { InferenceEngine } from '../inference/engine.js';
 import { ArtifactService } from '../models/artifact-service.js';
 import { PostgresArtifactStorage } from '../models/artifact-storage.js';
@@ -48,6 +50,8 @@ export interface Services {
   metering: MeteringService;
   usage: UsageService;
   watermarks: WatermarkService;
+  datasets: DatasetsService;
+  evaluations: EvaluationsService;
 }
 
 type RunningServices = Services & { close(): Promise<void>; closeMetering(): Promise<void> };
@@ -135,14 +139,27 @@ async function assembleServices(
   // What servers that stopped (this DATA_DIR's previous process among them) left held goes back before serving.
   await metering.sweep();
   const usage = new UsageService(db.pool, audit);
-  const predictions = new PredictService(
+  const authorizer = new LicenceAuthorizer(db.pool, changes);
+  const predictions = new PredictService(catalog, artifacts, engine, authorizer, metering, encoder);
+  const datasets = new DatasetsService(db.prisma, audit, config.datasets);
+  const evaluations = new EvaluationsService(
+    db.prisma,
+    db.pool,
     catalog,
     artifacts,
     engine,
-    new LicenceAuthorizer(db.pool, changes),
-    metering,
     encoder,
+    authorizer,
+    metering,
+    datasets,
+    audit,
+    instance,
+    logger,
+    { ...config.evaluation, maxRows: config.datasets.maxRows, maxLineBytes: config.datasets.maxLineBytes },
+    config.leaseSweepIntervalMs,
   );
+  // Runs of servers that stopped (this DATA_DIR's previous process among them) are marked interrupted.
+  await evaluations.sweep();
   const openInference = new OpenInference(catalog, models, predictions, {
     maxInstances: config.models.maxInstances,
     maxDepth: config.models.maxInputDepth,
@@ -166,10 +183,14 @@ async function assembleServices(
     metering,
     usage,
     watermarks,
+    datasets,
+    evaluations,
     /** Stops the services that run calls (inference engine, workers, timers); metering stays for their records. */
     async close() {
       keyRing.close();
       metering.stopWaiting();
+      // Evaluations end after their chunk in flight (run and recorded), before the engine closes under them.
+      await evaluations.close().catch((error: unknown) => logger.error({ err: error }, 'closing evaluations failed'));
       // Every part is closed even when one fails; the first failure is reported.
       const closed = await Promise.allSettled([
         changes.close(),

@@ -1,0 +1,157 @@
+// Labelled data sets: uploaded (POST /v1/datasets), listed, read and deleted by their uploader; admins see and use
+// any. Never public: whoever else asks is told there is no such data set. A data set is checked for its form at
+// upload and against a version's signature only when it is evaluated (it is not tied to a model).
+import { createHash } from 'node:crypto';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { AuditAction, type AuditService } from '../audit/audit-service.js';
+import { requireUserId, type Actor } from '../auth/principal.js';
+import type { Prisma } from '../db/database.js';
+import { isUniqueViolation } from '../db/errors.js';
+import type { Dataset } from '../generated/prisma/client.js';
+import { isAdmin } from '../models/model-policy.js';
+import { BadUserInputError, NotFoundError } from '../server/errors.js';
+import { assertUuid } from '../server/ids.js';
+import { cleanText } from '../server/text.js';
+import { DatasetFormatError, scanDataset, type DatasetFormat, type DatasetLimits } from './dataset-format.js';
+
+/** Bytes per stored part, and per hash update between two yields to the event loop. */
+const PART_BYTES = 1024 * 1024;
+const MAX_NAME_LENGTH = 200;
+
+export interface DatasetUpload {
+  bytes: Buffer;
+  format: DatasetFormat;
+  name?: string | null;
+}
+
+/** The sha256 of `bytes`, hashed a part per event-loop turn. */
+async function sha256Of(bytes: Buffer): Promise<string> {
+  const hash = createHash('sha256');
+  for (let start = 0; start < bytes.length; start += PART_BYTES) {
+    hash.update(bytes.subarray(start, start + PART_BYTES));
+    await nextTurn();
+  }
+  return hash.digest('hex');
+}
+
+export class DatasetsService {
+  constructor(
+    private readonly prisma: Prisma,
+    private readonly audit: AuditService,
+    private readonly limits: DatasetLimits & { maxBytes: number },
+  ) {}
+
+  get maxBytes(): number {
+    return this.limits.maxBytes;
+  }
+
+  /**
+   * Stores a data set for its uploader; the same bytes uploaded again by the same user answer the data set they
+   * made the first time (`created: false`). A file that is not a labelled data set is BAD_USER_INPUT naming its
+   * first bad line.
+   */
+  async upload(actor: Actor, upload: DatasetUpload): Promise<{ dataset: Dataset; created: boolean }> {
+    const ownerId = requireUserId(actor.principal);
+    const name = cleanText(upload.name ?? '', 'name', { max: MAX_NAME_LENGTH, min: 0, singleLine: true });
+    if (upload.bytes.length > this.limits.maxBytes) {
+      throw new BadUserInputError(`A data set is at most ${this.limits.maxBytes} bytes`, 'body');
+    }
+    const sha256 = await sha256Of(upload.bytes);
+    const existing = await this.prisma.dataset.findUnique({ where: { ownerId_sha256: { ownerId, sha256 } } });
+    if (existing) return { dataset: existing, created: false };
+    let scanned: { rows: number; columns: string[] };
+    try {
+      scanned = await scanDataset(upload.bytes, upload.format, this.limits);
+    } catch (error) {
+      if (!(error instanceof DatasetFormatError)) throw error;
+      throw new BadUserInputError(`Not a ${upload.format} data set: ${error.message}`, 'body', {
+        ...(error.line === null ? {} : { line: error.line }),
+      });
+    }
+    try {
+      const dataset = await this.prisma.$transaction(async (tx) => {
+        const created = await tx.dataset.create({
+          data: {
+            ownerId,
+            name,
+            format: upload.format,
+            sha256,
+            sizeBytes: upload.bytes.length,
+            rows: scanned.rows,
+            columns: scanned.columns,
+          },
+        });
+        // One part per statement: no statement (nor its hex encoding) carries the whole upload.
+        for (let part = 0; part * PART_BYTES < upload.bytes.length; part++) {
+          const bytes = upload.bytes.subarray(part * PART_BYTES, (part + 1) * PART_BYTES);
+          await tx.datasetPart.create({ data: { datasetId: created.id, part, bytes: new Uint8Array(bytes) } });
+        }
+        await this.audit.record(
+          actor,
+          {
+            action: AuditAction.DATASET_UPLOADED,
+            targetType: 'Dataset',
+            targetId: created.id,
+            details: { sha256, format: upload.format, rows: scanned.rows, sizeBytes: upload.bytes.length },
+          },
+          tx,
+        );
+        return created;
+      });
+      return { dataset, created: true };
+    } catch (error) {
+      // The same upload, concurrently: the first one made it.
+      if (!isUniqueViolation(error)) throw error;
+      const made = await this.prisma.dataset.findUnique({ where: { ownerId_sha256: { ownerId, sha256 } } });
+      if (!made) throw error;
+      return { dataset: made, created: false };
+    }
+  }
+
+  /** The caller's data sets, newest first. */
+  mine(actor: Actor): Promise<Dataset[]> {
+    return this.prisma.dataset.findMany({
+      where: { ownerId: requireUserId(actor.principal) },
+      orderBy: [{ createdAt: 'desc' }, { id: 'asc' }],
+    });
+  }
+
+  /** A data set the caller may use (theirs; admins: any), or NOT_FOUND. */
+  async find(actor: Actor, id: string, field = 'id'): Promise<Dataset> {
+    assertUuid(id, field);
+    const dataset = await this.prisma.dataset.findUnique({ where: { id } });
+    if (!dataset || !this.#canUse(actor, dataset)) throw new NotFoundError('Dataset');
+    return dataset;
+  }
+
+  /** A data set's bytes, as uploaded. */
+  async content(datasetId: string): Promise<Buffer> {
+    const parts = await this.prisma.datasetPart.findMany({ where: { datasetId }, orderBy: { part: 'asc' } });
+    return Buffer.concat(parts.map((part) => part.bytes));
+  }
+
+  /** Deletes one of the caller's data sets (admins: any); evaluations made on it keep its sha256. */
+  async delete(actor: Actor, id: string): Promise<Dataset> {
+    const dataset = await this.find(actor, id);
+    await this.prisma.$transaction(async (tx) => {
+      await tx.dataset.delete({ where: { id } });
+      await this.audit.record(
+        actor,
+        {
+          action: AuditAction.DATASET_DELETED,
+          targetType: 'Dataset',
+          targetId: id,
+          details: { sha256: dataset.sha256 },
+        },
+        tx,
+      );
+    });
+    return dataset;
+  }
+
+  #canUse(actor: Actor, dataset: Dataset): boolean {
+    return (
+      (actor.principal.kind !== 'anonymous' && actor.principal.userId === dataset.ownerId) || isAdmin(actor.principal)
+    );
+  }
+}
