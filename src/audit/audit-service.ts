@@ -68,6 +68,21 @@ export interface AuditEventFilter {
 
 const SEQ = /^\d{1,18}$/;
 
+/** The columns of an event, as both writers store them. */
+function eventRow(actor: Actor | undefined, entry: AuditEntry) {
+  const principal = actor?.principal;
+  return {
+    action: entry.action,
+    actorId: entry.actorId ?? (principal && principal.kind !== 'anonymous' ? principal.userId : null),
+    apiKeyId: principal?.kind === 'apiKey' ? principal.apiKeyId : null,
+    targetType: entry.targetType ?? null,
+    targetId: entry.targetId ?? null,
+    ip: actor?.ip ?? null,
+    requestId: actor?.requestId ?? null,
+    details: entry.details ?? {},
+  };
+}
+
 export class AuditService {
   constructor(
     private readonly prisma: Prisma,
@@ -144,18 +159,19 @@ export class AuditService {
 
   /** Records one event; pass the transaction client to make the event part of the change it describes. */
   async record(actor: Actor | undefined, entry: AuditEntry, tx: Writer = this.prisma): Promise<void> {
-    const principal = actor?.principal;
-    await tx.auditEvent.create({
-      data: {
-        action: entry.action,
-        actorId: entry.actorId ?? (principal && principal.kind !== 'anonymous' ? principal.userId : null),
-        apiKeyId: principal?.kind === 'apiKey' ? principal.apiKeyId : null,
-        targetType: entry.targetType ?? null,
-        targetId: entry.targetId ?? null,
-        ip: actor?.ip ?? null,
-        requestId: actor?.requestId ?? null,
-        details: entry.details ?? {},
-      },
-    });
+    await tx.auditEvent.create({ data: eventRow(actor, entry) });
+  }
+
+  /**
+   * Records one event on a node-pg client, inside the transaction it has open: for changes written with node-pg
+   * (bulk bytes, which node-pg sends as they are and Prisma's engine re-encodes on the event loop).
+   */
+  async recordOn(client: pg.ClientBase, actor: Actor | undefined, entry: AuditEntry): Promise<void> {
+    const row = eventRow(actor, entry);
+    await client.query(
+      `INSERT INTO audit_events (action, actor_id, api_key_id, target_type, target_id, ip, request_id, details)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+      [row.action, row.actorId, row.apiKeyId, row.targetType, row.targetId, row.ip, row.requestId, row.details],
+    );
   }
 }

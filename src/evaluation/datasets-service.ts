@@ -2,11 +2,11 @@
 // any. Never public: whoever else asks is told there is no such data set. A data set is checked for its form at
 // upload and against a version's signature only when it is evaluated (it is not tied to a model).
 import { createHash } from 'node:crypto';
+import type pg from 'pg';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { AuditAction, type AuditService } from '../audit/audit-service.js';
 import { requireUserId, type Actor } from '../auth/principal.js';
 import type { Prisma } from '../db/database.js';
-import { isUniqueViolation } from '../db/errors.js';
 import type { Dataset } from '../generated/prisma/client.js';
 import { isAdmin } from '../models/model-policy.js';
 import { BadUserInputError, NotFoundError } from '../server/errors.js';
@@ -37,6 +37,7 @@ async function sha256Of(bytes: Buffer): Promise<string> {
 export class DatasetsService {
   constructor(
     private readonly prisma: Prisma,
+    private readonly pool: pg.Pool,
     private readonly audit: AuditService,
     private readonly limits: DatasetLimits & { maxBytes: number },
   ) {}
@@ -68,44 +69,45 @@ export class DatasetsService {
         ...(error.line === null ? {} : { line: error.line }),
       });
     }
+    const client = await this.pool.connect();
+    let id: string;
     try {
-      const dataset = await this.prisma.$transaction(async (tx) => {
-        const created = await tx.dataset.create({
-          data: {
-            ownerId,
-            name,
-            format: upload.format,
-            sha256,
-            sizeBytes: upload.bytes.length,
-            rows: scanned.rows,
-            columns: scanned.columns,
-          },
-        });
-        // One part per statement: no statement (nor its hex encoding) carries the whole upload.
-        for (let part = 0; part * PART_BYTES < upload.bytes.length; part++) {
-          const bytes = upload.bytes.subarray(part * PART_BYTES, (part + 1) * PART_BYTES);
-          await tx.datasetPart.create({ data: { datasetId: created.id, part, bytes: new Uint8Array(bytes) } });
-        }
-        await this.audit.record(
-          actor,
-          {
-            action: AuditAction.DATASET_UPLOADED,
-            targetType: 'Dataset',
-            targetId: created.id,
-            details: { sha256, format: upload.format, rows: scanned.rows, sizeBytes: upload.bytes.length },
-          },
-          tx,
-        );
-        return created;
+      await client.query('BEGIN');
+      const inserted = await client.query<{ id: string }>(
+        `INSERT INTO datasets (id, owner_id, name, format, sha256, size_bytes, rows, columns)
+         VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (owner_id, sha256) DO NOTHING RETURNING id`,
+        [ownerId, name, upload.format, sha256, upload.bytes.length, scanned.rows, scanned.columns],
+      );
+      if (inserted.rows.length === 0) {
+        // The same upload, concurrently: the first one made it.
+        await client.query('ROLLBACK');
+        const made = await this.prisma.dataset.findUniqueOrThrow({ where: { ownerId_sha256: { ownerId, sha256 } } });
+        return { dataset: made, created: false };
+      }
+      id = inserted.rows[0]!.id;
+      // One part per statement, through node-pg (which sends a Buffer as it is): no statement carries the whole upload.
+      for (let part = 0; part * PART_BYTES < upload.bytes.length; part++) {
+        await client.query('INSERT INTO dataset_parts (dataset_id, part, bytes) VALUES ($1, $2, $3)', [
+          id,
+          part,
+          upload.bytes.subarray(part * PART_BYTES, (part + 1) * PART_BYTES),
+        ]);
+      }
+      await this.audit.recordOn(client, actor, {
+        action: AuditAction.DATASET_UPLOADED,
+        targetType: 'Dataset',
+        targetId: id,
+        details: { sha256, format: upload.format, rows: scanned.rows, sizeBytes: upload.bytes.length },
       });
-      return { dataset, created: true };
+      await client.query('COMMIT');
     } catch (error) {
-      // The same upload, concurrently: the first one made it.
-      if (!isUniqueViolation(error)) throw error;
-      const made = await this.prisma.dataset.findUnique({ where: { ownerId_sha256: { ownerId, sha256 } } });
-      if (!made) throw error;
-      return { dataset: made, created: false };
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
     }
+    return { dataset: await this.prisma.dataset.findUniqueOrThrow({ where: { id } }), created: true };
   }
 
   /** The caller's data sets, newest first. */
@@ -126,8 +128,11 @@ export class DatasetsService {
 
   /** A data set's bytes, as uploaded. */
   async content(datasetId: string): Promise<Buffer> {
-    const parts = await this.prisma.datasetPart.findMany({ where: { datasetId }, orderBy: { part: 'asc' } });
-    return Buffer.concat(parts.map((part) => part.bytes));
+    const { rows } = await this.pool.query<{ bytes: Buffer }>(
+      'SELECT bytes FROM dataset_parts WHERE dataset_id = $1 ORDER BY part',
+      [datasetId],
+    );
+    return Buffer.concat(rows.map((row) => row.bytes));
   }
 
   /** Deletes one of the caller's data sets (admins: any); evaluations made on it keep its sha256. */

@@ -141,7 +141,7 @@ async function assembleServices(
   const usage = new UsageService(db.pool, audit);
   const authorizer = new LicenceAuthorizer(db.pool, changes);
   const predictions = new PredictService(catalog, artifacts, engine, authorizer, metering, encoder);
-  const datasets = new DatasetsService(db.prisma, audit, config.datasets);
+  const datasets = new DatasetsService(db.prisma, db.pool, audit, config.datasets);
   const evaluations = new EvaluationsService(
     db.prisma,
     db.pool,
