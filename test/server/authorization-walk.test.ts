@@ -20,6 +20,7 @@ import { startTestServer, type Credentials, type GraphQLResponse, type TestServe
 import { createApiKey, logIn, signUp, type SignedUpUser } from '../support/fixtures.js';
 import { buildMlp, createModel, DIGITS, PREDICT, publish, randomRows, uploadWithTfjs } from '../support/models.js';
 import { accept, createPlan, transition } from '../support/licensing.js';
+import { datasetId, evaluate, waitForEvaluation } from '../evaluation/support.js';
 
 const ADMIN = { email: 'admin@walk.test', password: 'walk admin phrase' };
 const SCOPES = ['PREDICT', 'READ_USAGE', 'MANAGE_MODELS', 'DOWNLOAD'] as const;
@@ -75,6 +76,8 @@ interface World {
   contracts: { consumer: string; id: string }[];
   keyIds: { user: string; id: string }[];
   tensor: string;
+  /** The consumer's data set, evaluation and comparison: theirs and admins' only. */
+  evaluationRows: { dataset: string; evaluation: string; comparison: string };
 }
 
 interface Viewer {
@@ -103,6 +106,9 @@ function rootArguments(world: World): Record<string, Record<string, unknown>[]> 
     // A certificate is a bearer document its holder shows to third parties: its verification is public by design.
     verifyLicenseCertificate: [{ token: 'not-a-certificate' }],
     verifyWatermark: [{ artifactId: '00000000-0000-4000-8000-000000000000' }],
+    dataset: [{ id: world.evaluationRows.dataset }],
+    evaluation: [{ id: world.evaluationRows.evaluation }],
+    comparison: [{ id: world.evaluationRows.comparison }],
   };
 }
 
@@ -210,6 +216,23 @@ describe('authorization on every edge: a walk of the whole schema', () => {
     const secretPlan = await createPlan(server, asOwner, privateModel.slug, { name: 'walk-secret-plan' });
     assert.equal((await transition(server, asOwner, 'revokeContract', revoked.id, 'private now')).errors, undefined);
 
+    // The consumer evaluates the PUBLIC model on a data set of its own, and compares two of its versions.
+    const second = await uploadWithTfjs(server, buildMlp([784, 16, 10], 24), asOwner);
+    await publish(server, asOwner, { model: publicSlug, version: '1.1.0', artifactId: second.id, labels: DIGITS });
+    const asConsumer = { token: consumer.token };
+    const rows = randomRows(3, 784, 5).map((input, i) => JSON.stringify({ input, label: DIGITS[i] }));
+    const dataset = await datasetId(server, asConsumer, rows.join('\n'));
+    const evaluation = (await evaluate(server, asConsumer, { model: publicSlug, version: '1.0.0', dataset })).id;
+    await waitForEvaluation(server, asConsumer, evaluation);
+    const compared = await server.gql(
+      `mutation($input: CompareModelVersionsInput!) { compareModelVersions(input: $input) { id a { id } } }`,
+      { input: { model: publicSlug, a: '1.0.0', b: '1.1.0', dataset } },
+      asConsumer,
+    );
+    assert.equal(compared.errors, undefined, JSON.stringify(compared.errors));
+    await waitForEvaluation(server, asConsumer, compared.data!.compareModelVersions.a.id);
+    const evaluationRows = { dataset, evaluation, comparison: compared.data!.compareModelVersions.id as string };
+
     const otherSlug = (await createModel(server, { token: otherOwner.token })).slug;
     const keyIds: World['keyIds'] = [];
     viewers = [
@@ -270,7 +293,9 @@ describe('authorization on every edge: a walk of the whole schema', () => {
       ],
       contracts,
       keyIds,
-      tensor: report.data!.model.versions[0].watermark.tensor,
+      tensor: report.data!.model.versions.find((v: { watermark: { tensor: string | null } }) => v.watermark.tensor)
+        .watermark.tensor,
+      evaluationRows,
     };
     assert.equal(typeof world.tensor, 'string');
   });
@@ -299,6 +324,9 @@ describe('authorization on every edge: a walk of the whole schema', () => {
         ...world.keyIds
           .filter((key) => !viewer.isAdmin && key.user !== own)
           .map((key) => [key.id, "another account's API key"] as [string, string]),
+        ...(viewer.isAdmin || own === world.consumer.id
+          ? []
+          : Object.values(world.evaluationRows).map((id) => [id, "another account's evaluation"] as [string, string])),
       ];
       const seen: string[] = [];
       for (const op of ops) {
@@ -340,6 +368,9 @@ describe('authorization on every edge: a walk of the whole schema', () => {
     for (const contract of world.contracts.filter((c) => c.consumer === world.consumer.id))
       assert.ok(saw('consumer', contract.id), 'the consumer sees its own contracts');
     assert.ok(saw('consumer', world.publicSlug) && saw('anonymous', world.publicSlug));
+    for (const id of Object.values(world.evaluationRows)) {
+      assert.ok(saw('consumer', id) && saw('admin', id), 'the consumer and admins see its evaluations');
+    }
   });
 
   it('walks every object-typed field of every type the Query reaches', () => {
