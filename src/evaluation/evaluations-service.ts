@@ -53,6 +53,7 @@ import {
   ModelError,
   NotFoundError,
   RateLimitedError,
+  ServiceUnavailableError,
 } from '../server/errors.js';
 import { assertUuid } from '../server/ids.js';
 import type { Logger } from '../server/logger.js';
@@ -396,8 +397,7 @@ export class EvaluationsService {
     targets: RunTarget[],
     comparisonId: string | null,
   ): Promise<Evaluation[]> {
-    if (this.#stopping)
-      throw new GraphQLError('The server is stopping; retry', { extensions: { code: ErrorCode.SERVICE_UNAVAILABLE } });
+    if (this.#stopping) throw new ServiceUnavailableError('The server is stopping; retry', 1);
     const requesterId = requireUserId(actor.principal);
     const rows = await this.prisma.$transaction(async (tx) => {
       await tx.$executeRaw`SELECT pg_advisory_xact_lock(${START_LOCK_CLASS}, 0)`;
@@ -473,7 +473,7 @@ export class EvaluationsService {
     const ids = run.targets.map((t) => t.evaluationId);
     const trueClasses: number[] = [];
     try {
-      const content = await this.datasets.content(run.dataset.id);
+      const content = await this.datasets.content(run.dataset);
       // Every example is checked against the signature before anything runs (or is billed).
       for await (const chunk of this.#chunks(content, run)) await this.#encode(run, chunk);
       await this.#advance(ids, 'QUEUED', { status: 'RUNNING' });
@@ -496,7 +496,11 @@ export class EvaluationsService {
     } catch (error) {
       const durationMs = performance.now() - started;
       if (error instanceof RunEnded) {
-        await this.#finish(run, trueClasses, durationMs, null, null);
+        // Ended here (a cancel or a stop while the run waited on its rate limit), or elsewhere (the row says how).
+        const { stopped } = run;
+        if (stopped === 'cancelled') await this.#finish(run, trueClasses, durationMs, 'CANCELLED', null);
+        else if (stopped) await this.#finish(run, trueClasses, durationMs, 'FAILED', stopped);
+        else await this.#finish(run, trueClasses, durationMs, null, null);
         return;
       }
       const failure = errorOf(error);
