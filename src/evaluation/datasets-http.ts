@@ -8,7 +8,7 @@ import type { TrackHandler } from '../server/drain.js';
 import type { Exchange } from '../server/exchange.js';
 import { sendJson } from '../server/http-response.js';
 import { queryParam } from '../server/query-params.js';
-import { readBody } from '../server/request-body.js';
+import { closeIfUnread, readBody } from '../server/request-body.js';
 import { sendBodyRouteError, sendRestError } from '../server/rest-errors.js';
 import type { Router } from '../server/router.js';
 import { assertAllowed } from '../server/schema.js';
@@ -45,7 +45,7 @@ export function addDatasetRoutes(router: Router, services: Services, track: Trac
         assertAllowed(actor.principal, { scope: 'PREDICT' });
         const format = formatOf(req.headers['content-type']);
         if (!format) {
-          res.setHeader('connection', 'close');
+          closeIfUnread(req, res);
           return sendRestError(
             res,
             415,

@@ -111,8 +111,9 @@ export interface VerifiedMetrics {
 }
 
 const ACTIVE: Evaluation['status'][] = ['QUEUED', 'RUNNING'];
+/** Example indices a comparison's disagreement keeps of each kind. */
 const MAX_DISAGREEMENT_INDICES = 20;
-/** Examples of a comparison's disagreement kept per kind. */
+/** The end of a run whose server stopped (killed: by the next sweep; stopping: by itself). */
 const INTERRUPTED: EvaluationError = {
   code: 'INTERRUPTED',
   message: 'interrupted: the server running the evaluation stopped; start it again',
@@ -143,7 +144,7 @@ interface Run {
   done: Promise<void>;
 }
 
-/** Stops a run from inside: the row was cancelled (or failed) elsewhere. */
+/** Ends a run between chunks: it was cancelled or stopped here, or its row was ended elsewhere. */
 class RunEnded extends Error {}
 
 function errorOf(error: unknown): EvaluationError {
@@ -475,32 +476,27 @@ export class EvaluationsService {
     try {
       const content = await this.datasets.content(run.dataset);
       // Every example is checked against the signature before anything runs (or is billed).
-      for await (const chunk of this.#chunks(content, run)) await this.#encode(run, chunk);
+      for await (const chunk of this.#chunks(content, run)) {
+        if (run.stopped) throw new RunEnded();
+        await this.#encode(run, chunk);
+      }
       await this.#advance(ids, 'QUEUED', { status: 'RUNNING' });
       for await (const chunk of this.#chunks(content, run)) {
-        if (run.stopped) break;
+        if (run.stopped) throw new RunEnded();
         const encoded = await this.#encode(run, chunk);
         for (const target of run.targets) await this.#evaluateChunk(run, target, encoded);
         trueClasses.push(...chunk.map((row) => row.label as number));
         await this.#advance(ids, 'RUNNING', { examplesEvaluated: trueClasses.length });
       }
-      const ended = run.stopped;
-      const durationMs = performance.now() - started;
-      if (ended === 'cancelled') {
-        await this.#finish(run, trueClasses, durationMs, 'CANCELLED', null);
-      } else if (ended) {
-        await this.#finish(run, trueClasses, durationMs, 'FAILED', ended);
-      } else {
-        await this.#finish(run, trueClasses, durationMs, 'SUCCEEDED', null);
-      }
+      await this.#finish(run, trueClasses, performance.now() - started, 'SUCCEEDED', null);
     } catch (error) {
       const durationMs = performance.now() - started;
       if (error instanceof RunEnded) {
-        // Ended here (a cancel or a stop while the run waited on its rate limit), or elsewhere (the row says how).
+        // Stopped here (a cancel, or this server stopping), or elsewhere (another server's cancel, a sweep: the
+        // row already says how it ended).
         const { stopped } = run;
         if (stopped === 'cancelled') await this.#finish(run, trueClasses, durationMs, 'CANCELLED', null);
-        else if (stopped) await this.#finish(run, trueClasses, durationMs, 'FAILED', stopped);
-        else await this.#finish(run, trueClasses, durationMs, null, null);
+        else await this.#finish(run, trueClasses, durationMs, stopped ? 'FAILED' : null, stopped);
         return;
       }
       const failure = errorOf(error);
