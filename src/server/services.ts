@@ -12,6 +12,7 @@ import type { Config } from '../config.js';
 import { ChangeFeed } from '../db/change-feed.js';
 import type { Database } from '../db/database.js';
 import { ServerInstance } from '../db/server-instance.js';
+import { ExplainService } from '../explanations/explain-service.js';
 import { InferenceEngine } from '../inference/engine.js';
 import { ArtifactService } from '../models/artifact-service.js';
 import { PostgresArtifactStorage } from '../models/artifact-storage.js';
@@ -41,6 +42,7 @@ export interface Services {
   artifacts: ArtifactService;
   models: ModelsService;
   predictions: PredictService;
+  explanations: ExplainService;
   openInference: OpenInference;
   plans: PlansService;
   contracts: ContractsService;
@@ -135,13 +137,18 @@ async function assembleServices(
   // What servers that stopped (this DATA_DIR's previous process among them) left held goes back before serving.
   await metering.sweep();
   const usage = new UsageService(db.pool, audit);
-  const predictions = new PredictService(
+  const authorizer = new LicenceAuthorizer(db.pool, changes);
+  const predictions = new PredictService(catalog, artifacts, engine, authorizer, metering, encoder);
+  // Gradient methods need the engine's attributions (InferenceEngine.attributions), which this engine lacks yet.
+  const explanations = new ExplainService(
     catalog,
     artifacts,
     engine,
-    new LicenceAuthorizer(db.pool, changes),
+    authorizer,
     metering,
     encoder,
+    preprocessing,
+    null,
   );
   const openInference = new OpenInference(catalog, models, predictions, {
     maxInstances: config.models.maxInstances,
@@ -159,6 +166,7 @@ async function assembleServices(
     artifacts,
     models,
     predictions,
+    explanations,
     openInference,
     plans,
     contracts,
