@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { decodeEvalSet, type EvalSet } from '../../src/evaluation/eval-set.js';
+import type { SingleSignature } from '../../src/models/signature.js';
 import { demoArtifacts, type DemoSlug } from '../support/demo-artifacts.js';
 import { createModel, publish } from '../support/models.js';
 import { authHeaders, type Credentials, type TestServer } from '../support/server.js';
@@ -42,7 +43,7 @@ export async function publishedDemo(
   server: TestServer,
   auth: Credentials,
   slug: DemoSlug,
-): Promise<{ slug: string; evalSet: EvalSet; labels: string[] }> {
+): Promise<{ slug: string; evalSet: EvalSet; labels: string[]; signature: SingleSignature }> {
   const dir = path.join(await demoArtifacts(slug), slug);
   const form = new FormData();
   for (const file of ['model.json', 'model.weights.bin']) {
@@ -56,7 +57,7 @@ export async function publishedDemo(
   assert.equal(response.status, 201);
   const artifact = (await response.json()) as { id: string };
   const card = JSON.parse(await readFile(path.join(dir, 'card.json'), 'utf8')) as {
-    signature: unknown;
+    signature: SingleSignature;
     task: string;
     labels: string[];
   };
@@ -68,5 +69,5 @@ export async function publishedDemo(
     signature: card.signature,
   });
   const evalSet = decodeEvalSet(JSON.parse(await readFile(path.join(dir, 'eval.json'), 'utf8')));
-  return { slug: model.slug, evalSet, labels: card.labels };
+  return { slug: model.slug, evalSet, labels: card.labels, signature: card.signature };
 }
