@@ -289,7 +289,7 @@ export class ExplainService {
           requestId: input.requestId ?? null,
           modelVersion: version,
           method: input.method,
-          baseline: layout.baseline,
+          baseline: baselineOf(input.method, layout),
           evaluations: attributions.evaluations + instances,
           instances: rendered,
           latencyMs: Math.round((performance.now() - started) * 1000) / 1000,
@@ -400,6 +400,12 @@ function checkedSamples(method: ExplanationMethod, samples: number | null | unde
     throw new BadUserInputError(`samples (${method} ${rule.name}) must be ${rule.min} to ${rule.max}`, 'input.samples');
   }
   return samples;
+}
+
+/** The explanation's stated baseline; perturbation methods also say what one of their features is. */
+function baselineOf(method: ExplanationMethod, layout: InputLayout): string {
+  const perturbs = method === 'KERNEL_SHAP' || method === 'OCCLUSION';
+  return perturbs && layout.featureUnit ? `${layout.baseline}; features are ${layout.featureUnit}` : layout.baseline;
 }
 
 function checkFeatureCounts(method: ExplanationMethod, features: FeatureGroups[]): void {

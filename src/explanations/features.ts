@@ -31,8 +31,10 @@ export interface InputLayout {
   image: ImageGeometry | null;
   /** Tabular signatures: each value's feature name. */
   featureNames: string[] | null;
-  /** Said with every explanation: what a removed feature is replaced by. */
+  /** Said with every explanation: what a removed feature (or, for gradients, the path's start) is. */
   baseline: string;
+  /** What one feature of a perturbation method is, where it is not one value (image patches). */
+  featureUnit: string | null;
 }
 
 /** The features of one instance: each a list of flat offsets into the instance's values. */
@@ -55,7 +57,8 @@ export function layoutOf(signature: SingleSignature): InputLayout {
       size,
       image: { height, width, channels, scaling },
       featureNames: null,
-      baseline: `black (zeros in the model's input), in patches of ${patchSize(height, width)}×${patchSize(height, width)} pixels`,
+      baseline: "black (zeros in the model's input)",
+      featureUnit: `${patchSize(height, width)}×${patchSize(height, width)}-pixel patches`,
     };
   }
   if (preprocessing.kind === 'text' || dtype === 'int32') {
@@ -65,6 +68,7 @@ export function layoutOf(signature: SingleSignature): InputLayout {
       image: null,
       featureNames: null,
       baseline: 'padding: a removed token becomes the padding id 0',
+      featureUnit: null,
     };
   }
   if (shape.length === 3 && [1, 3, 4].includes(shape[2]!)) {
@@ -74,7 +78,8 @@ export function layoutOf(signature: SingleSignature): InputLayout {
       size,
       image: { height, width, channels, scaling: 'minmax' },
       featureNames: null,
-      baseline: `zeros, in patches of ${patchSize(height, width)}×${patchSize(height, width)} values`,
+      baseline: 'zeros',
+      featureUnit: `${patchSize(height, width)}×${patchSize(height, width)} patches (all channels)`,
     };
   }
   if (preprocessing.kind === 'tabular') {
@@ -84,9 +89,10 @@ export function layoutOf(signature: SingleSignature): InputLayout {
       image: null,
       featureNames: preprocessing.features.map((f) => f.name),
       baseline: "each feature's training mean (0 after the signature's standardisation)",
+      featureUnit: null,
     };
   }
-  return { form: 'FEATURES', size, image: null, featureNames: null, baseline: 'zeros' };
+  return { form: 'FEATURES', size, image: null, featureNames: null, baseline: 'zeros', featureUnit: null };
 }
 
 export function patchSize(height: number, width: number): number {
