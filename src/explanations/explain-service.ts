@@ -235,12 +235,12 @@ export class ExplainService {
         : [];
     const encoded = await this.encoder
       .encode(signature, input.inputs, undefined, undefined, warnings)
-      .catch((error: unknown) => {
-        throw error instanceof PreprocessingOverloadedError ? overloaded('Image decoding is overloaded') : error;
-      });
+      .catch(refuseIfOverloaded('Image decoding is overloaded'));
     const instances = encoded.shape[0]!;
     const layout = layoutOf(signature);
-    const tokens = await this.#tokens(signature, input.inputs as unknown[], layout);
+    const tokens = await this.#tokens(signature, input.inputs as unknown[], layout).catch(
+      refuseIfOverloaded('Tokenising is overloaded'),
+    );
     const features = Array.from({ length: instances }, (_, i) => featuresOf(layout, encoded, i, tokens[i]));
     checkFeatureCounts(input.method, features);
     record.units = instances;
@@ -386,6 +386,13 @@ export class ExplainService {
     const modelVersion = await this.catalog.versionById(result.versionId);
     return { explanation: { ...result.explanation, modelVersion }, warnings: result.warnings };
   }
+}
+
+/** Rethrows a full preprocessing queue as OVERLOADED (retry shortly), anything else as it is. */
+function refuseIfOverloaded(what: string): (error: unknown) => never {
+  return (error) => {
+    throw error instanceof PreprocessingOverloadedError ? overloaded(what) : error;
+  };
 }
 
 function checkedSamples(method: ExplanationMethod, samples: number | null | undefined): number | null {
