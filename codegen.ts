@@ -20,6 +20,7 @@ const config: CodegenConfig = {
           Model: './prisma/client.js#Model as ModelModel',
           ModelVersion: './prisma/client.js#ModelVersion as ModelVersionModel',
           Prediction: '../predictions/predict-service.js#Prediction as PredictionModel',
+          Explanation: '../explanations/explain-service.js#Explanation as ExplanationModel',
           LicensePlan: './prisma/client.js#LicensePlan as LicensePlanModel',
           Contract: './prisma/client.js#Contract as ContractModel',
           AuditEvent: './prisma/client.js#AuditEvent as AuditEventModel',

@@ -583,6 +583,7 @@ export class EvaluationsService {
         contract: grant.contract,
         units,
         requestId: null,
+        kind: 'EVALUATION',
       };
       let predicted: number[];
       try {

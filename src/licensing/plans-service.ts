@@ -22,7 +22,13 @@ export interface PlanInput {
   commercialUse?: boolean | null;
   downloadAllowed?: boolean | null;
   requiresApproval?: boolean | null;
+  explanationsAllowed?: boolean | null;
+  pricePerExplanation?: string | null;
+  explanationQuotaUnits?: number | null;
 }
+
+/** Quota units one explained instance may be set to take. */
+export const MAX_EXPLANATION_QUOTA_UNITS = 1_000_000;
 
 /** Validated plan fields; `undefined` leaves a field as it is (updates), `null` clears a nullable limit. */
 function planData(input: PlanInput, prefix: string): P.LicensePlanUncheckedUpdateInput {
@@ -41,7 +47,16 @@ function planData(input: PlanInput, prefix: string): P.LicensePlanUncheckedUpdat
   if (has('rateLimitPerMinute'))
     data.rateLimitPerMinute = positiveOrNull(input.rateLimitPerMinute, field('rateLimitPerMinute'), 1_000_000);
   if (has('durationDays')) data.durationDays = positiveOrNull(input.durationDays, field('durationDays'), 36_500);
-  for (const flag of ['commercialUse', 'downloadAllowed', 'requiresApproval'] as const) {
+  if (input.pricePerExplanation != null)
+    data.pricePerExplanation = normalisePrice(input.pricePerExplanation, field('pricePerExplanation'));
+  if (input.explanationQuotaUnits != null) {
+    data.explanationQuotaUnits = positiveOrNull(
+      input.explanationQuotaUnits,
+      field('explanationQuotaUnits'),
+      MAX_EXPLANATION_QUOTA_UNITS,
+    )!;
+  }
+  for (const flag of ['commercialUse', 'downloadAllowed', 'requiresApproval', 'explanationsAllowed'] as const) {
     if (input[flag] != null) data[flag] = input[flag];
   }
   return data;

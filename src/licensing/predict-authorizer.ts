@@ -1,5 +1,5 @@
 // Who may run a model version: its owner and admins freely; anyone else only under an ACTIVE, unexpired
-// contract whose version range covers the version. A caller's contracts for a model are cached until the change
+// contract whose version range covers the version (and, to explain it, whose terms allow explanations). A caller's contracts for a model are cached until the change
 // feed reports a change of them (created, status, expiry, range, terms; on this replica at once, on the others as
 // soon as the notification arrives), and read from the database while the feed is not trusted. The quota
 // reservation still re-checks status and expiry in the same statement on every call; a refused reservation makes
@@ -14,9 +14,17 @@ import { canManage } from '../models/model-policy.js';
 import { BadUserInputError, ForbiddenError } from '../server/errors.js';
 import { covers } from './terms.js';
 
+/** What a call does with the version: each is licensed, priced and counted against the quota by its own terms. */
+export type LicensedUse = 'PREDICT' | 'EXPLAIN';
+
 export interface PredictGrant {
-  /** The contract the call is billed to; null for the model's owner and admins. */
+  /**
+   * The contract the call is billed to, at its price for the use (per prediction or per explanation); null for
+   * the model's owner and admins.
+   */
   contract: BillableContract | null;
+  /** Quota units one instance takes: 1 for predictions, the contract's explanationQuotaUnits for explanations. */
+  quotaUnitsPerInstance: number;
 }
 
 interface ContractRow {
@@ -29,11 +37,22 @@ interface ContractRow {
   currency: string;
   rate_limit_per_minute: number | null;
   period: 'MONTH' | 'TOTAL';
+  explanations_allowed: boolean;
+  price_per_explanation: string;
+  explanation_quota_units: number;
 }
 
 // When no contract can be used, the reason reported is the most useful one the caller holds.
-const REASON_ORDER = ['VERSION_NOT_COVERED', 'SUSPENDED', 'PENDING', 'EXPIRED', 'REVOKED'] as const;
+const REASON_ORDER = [
+  'EXPLANATIONS_NOT_ALLOWED',
+  'VERSION_NOT_COVERED',
+  'SUSPENDED',
+  'PENDING',
+  'EXPIRED',
+  'REVOKED',
+] as const;
 const REASON_TEXT: Record<(typeof REASON_ORDER)[number] | 'NO_CONTRACT', string> = {
+  EXPLANATIONS_NOT_ALLOWED: 'Your contract does not allow explanations',
   VERSION_NOT_COVERED: 'Your contract does not cover this version',
   SUSPENDED: 'Your contract is suspended',
   PENDING: 'Your contract is waiting for the owner’s approval',
@@ -62,26 +81,29 @@ export class LicenceAuthorizer {
     model: Model,
     version: ModelVersion,
     contractId: string | null | undefined,
-    options: { fresh?: boolean } = {},
+    options: { fresh?: boolean; use?: LicensedUse } = {},
   ): Promise<PredictGrant> {
     const principal = actor.principal;
-    if (canManage(principal, model)) return { contract: null };
+    const use = options.use ?? 'PREDICT';
+    if (canManage(principal, model)) return { contract: null, quotaUnitsPerInstance: 1 };
     if (principal.kind === 'anonymous') throw new ForbiddenError(REASON_TEXT.NO_CONTRACT, { reason: 'NO_CONTRACT' });
     const key = Change.contracts(principal.userId, model.id);
     const cached = options.fresh ? undefined : this.#contracts.get(key);
-    const fromCache = cached && choose(cached, version, contractId);
-    if (fromCache && !(fromCache instanceof Error)) return { contract: fromCache };
+    const fromCache = cached && choose(cached, version, contractId, use);
+    if (fromCache && !(fromCache instanceof Error)) return fromCache;
     const rows = (await this.#contracts.load(key, () => this.#read(principal.userId, model.id)))!;
-    const chosen = choose(rows, version, contractId);
+    const chosen = choose(rows, version, contractId, use);
     if (chosen instanceof Error) throw chosen;
-    return { contract: chosen };
+    return chosen;
   }
 
   async #read(consumerId: string, modelId: string): Promise<ContractRow[]> {
     const { rows } = await this.pool.query<ContractRow>({
       name: 'mm_predict_contracts',
       text: `SELECT id, status, (extract(epoch FROM expires_at) * 1000)::float8 AS expires_at_ms, version_range,
-                    price_per_prediction::text AS unit_price, currency, rate_limit_per_minute, period
+                    price_per_prediction::text AS unit_price, currency, rate_limit_per_minute, period,
+                    explanations_allowed, price_per_explanation::text AS price_per_explanation,
+                    explanation_quota_units
              FROM contracts WHERE consumer_id = $1 AND model_id = $2 ORDER BY created_at, id`,
       values: [consumerId, modelId],
     });
@@ -94,7 +116,8 @@ function choose(
   rows: ContractRow[],
   version: ModelVersion,
   contractId: string | null | undefined,
-): BillableContract | Error {
+  use: LicensedUse,
+): PredictGrant | Error {
   const candidates = contractId ? rows.filter((row) => row.id === contractId) : rows;
   if (contractId && candidates.length === 0) {
     return new BadUserInputError('contractId is not one of your contracts for this model', 'input.contractId');
@@ -107,16 +130,22 @@ function choose(
         ? row.status
         : row.expires_at_ms !== null && row.expires_at_ms <= now
           ? 'EXPIRED'
-          : covers(row.version_range, version.version)
-            ? null
-            : 'VERSION_NOT_COVERED';
+          : !covers(row.version_range, version.version)
+            ? 'VERSION_NOT_COVERED'
+            : use === 'EXPLAIN' && !row.explanations_allowed
+              ? 'EXPLANATIONS_NOT_ALLOWED'
+              : null;
     if (reason === null) {
+      const explain = use === 'EXPLAIN';
       return {
-        id: row.id,
-        unitPrice: row.unit_price,
-        currency: row.currency,
-        rateLimitPerMinute: row.rate_limit_per_minute,
-        period: row.period,
+        contract: {
+          id: row.id,
+          unitPrice: explain ? row.price_per_explanation : row.unit_price,
+          currency: row.currency,
+          rateLimitPerMinute: row.rate_limit_per_minute,
+          period: row.period,
+        },
+        quotaUnitsPerInstance: explain ? row.explanation_quota_units : 1,
       };
     }
     reasons.add(reason);

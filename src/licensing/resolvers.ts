@@ -1,6 +1,7 @@
 import type { ContractTerms, Resolvers } from '../generated/graphql.js';
 import { nextMonthStart } from '../metering/metering-service.js';
 import { visibleStatus } from './contracts-service.js';
+import { EXPLANATION_TERMS_BEFORE_EXPLANATIONS } from './terms.js';
 
 export const licensingResolvers: Resolvers = {
   Query: {
@@ -34,6 +35,7 @@ export const licensingResolvers: Resolvers = {
     // A plan is reached only through its visible model or a Contract.plan that checked it.
     model: (plan, _args, ctx) => ctx.loaders.requireVisibleModel(plan.modelId),
     pricePerPrediction: (plan) => plan.pricePerPrediction.toString(),
+    pricePerExplanation: (plan) => plan.pricePerExplanation.toString(),
   },
   Contract: {
     // Null once the model stops being visible to the caller (made PRIVATE): a contract is no way around that.
@@ -41,7 +43,11 @@ export const licensingResolvers: Resolvers = {
     model: (contract, _args, ctx) => ctx.loaders.visibleModelById(contract.modelId),
     consumer: async (contract, _args, ctx) => (await ctx.loaders.userById.load(contract.consumerId))!,
     status: (contract) => visibleStatus(contract),
-    terms: (contract) => contract.terms as unknown as ContractTerms,
+    // Terms frozen before plans offered explanations do not allow them.
+    terms: (contract) => ({
+      ...EXPLANATION_TERMS_BEFORE_EXPLANATIONS,
+      ...(contract.terms as unknown as ContractTerms),
+    }),
     periodResetsAt: (contract) => (contract.period === 'MONTH' ? nextMonthStart(contract.periodStart) : null),
     predictionsUsed: (contract) =>
       // A monthly count from an earlier month is already spent history: the new month starts at 0.

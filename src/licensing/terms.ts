@@ -17,7 +17,18 @@ export interface Terms {
   commercialUse: boolean;
   downloadAllowed: boolean;
   requiresApproval: boolean;
+  explanationsAllowed: boolean;
+  pricePerExplanation: string;
+  /** Quota units one explained instance takes. */
+  explanationQuotaUnits: number;
 }
+
+/** A contract's explanation terms when its frozen terms predate them: no explanations. */
+export const EXPLANATION_TERMS_BEFORE_EXPLANATIONS = {
+  explanationsAllowed: false,
+  pricePerExplanation: '0',
+  explanationQuotaUnits: 10,
+} as const;
 
 const PRICE = /^(0|[1-9]\d{0,9})(\.\d{1,10})?$/;
 const CURRENCY = /^[A-Z]{3}$/;
@@ -64,6 +75,9 @@ export function termsOf(plan: LicensePlan): Terms {
     commercialUse: plan.commercialUse,
     downloadAllowed: plan.downloadAllowed,
     requiresApproval: plan.requiresApproval,
+    explanationsAllowed: plan.explanationsAllowed,
+    pricePerExplanation: plan.pricePerExplanation.toString(),
+    explanationQuotaUnits: plan.explanationQuotaUnits,
   };
 }
 

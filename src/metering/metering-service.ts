@@ -1,4 +1,4 @@
-// Billing-grade metering for predict: rate limits and quota in one atomic reservation, exactly-once usage records
+// Billing-grade metering for predict and explain: rate limits and quota in one atomic reservation, exactly-once usage records
 // and idempotency keys. Reservations and records of concurrent calls are grouped into one statement each
 // (group commit); each caller's promise settles only when its own record has committed. A group write that
 // fails is retried record by record, so one bad record fails only its own call.
@@ -32,13 +32,21 @@ export interface BillableContract {
   period: 'MONTH' | 'TOTAL';
 }
 
+export type UsageKind = 'PREDICTION' | 'EVALUATION' | 'EXPLANATION';
+
 export interface UsageRecordInput {
+  /** What the call metered (default PREDICTION). */
+  kind?: UsageKind;
   predictionId: string;
   consumerId: string;
   apiKeyId: string | null;
   modelId: string | null;
   modelVersionId: string | null;
   contract: BillableContract | null;
+  /**
+   * Instances in the call, billed at the contract's unit price when it succeeds. What it takes from the quota is
+   * what it reserved (its lease), which for explanations is more than one unit per instance.
+   */
   units: number;
   /** OK, or the error code the call ended with. */
   status: string;
@@ -48,7 +56,7 @@ export interface UsageRecordInput {
   idempotentResponse: unknown;
 }
 
-/** A contract whose quota counter differs from its billed units plus its running calls' leases, in its current period. */
+/** A contract whose quota counter differs from its records' quota units plus its running calls' leases, in its current period. */
 export interface LedgerDiscrepancy {
   contractId: string;
   predictionsUsed: number;
@@ -138,9 +146,9 @@ const SWEEP = `WITH live AS (SELECT instance FROM mm_live_server_instances()),
  */
 const RECORD = `WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::uuid[], $7::int[],
-      $8::numeric[], $9::char(3)[], $10::text[], $11::float8[], $12::text[], $13::jsonb[])
+      $8::numeric[], $9::char(3)[], $10::text[], $11::float8[], $12::text[], $13::jsonb[], $14::"UsageKind"[])
       AS t(prediction_id, consumer_id, api_key_id, model_id, model_version_id, contract_id, units, unit_price,
-           currency, status, latency_ms, request_id, response)
+           currency, status, latency_ms, request_id, response, kind)
   ), ended AS (
     DELETE FROM quota_leases l USING input i WHERE l.prediction_id = i.prediction_id
     RETURNING l.prediction_id, l.contract_id, l.units, l.period_start
@@ -167,11 +175,13 @@ const RECORD = `WITH input AS (
       AND k.caller_id = o.consumer_id AND k.request_id = o.request_id AND k.prediction_id = o.prediction_id
   ), recorded AS (
     INSERT INTO usage_records (prediction_id, consumer_id, api_key_id, model_id, model_version_id, contract_id,
-      units, billable_units, unit_price, currency, status, latency_ms, request_id, quota_period_start)
+      units, billable_units, quota_units, unit_price, currency, status, latency_ms, request_id, quota_period_start,
+      kind)
     SELECT prediction_id, consumer_id, api_key_id, model_id, model_version_id, contract_id, units,
+      CASE WHEN kept AND leased_from IS NOT NULL THEN units ELSE 0 END,
       CASE WHEN kept AND leased_from IS NOT NULL THEN leased_units ELSE 0 END, unit_price, currency,
       CASE WHEN status = 'OK' AND NOT kept THEN '${ErrorCode.SERVICE_UNAVAILABLE}' ELSE status END,
-      latency_ms, request_id, leased_in
+      latency_ms, request_id, leased_in, kind
     FROM outcome
   )
   SELECT (SELECT units FROM returned) AS returned,
@@ -179,13 +189,13 @@ const RECORD = `WITH input AS (
 
 /** RECORD for calls that hold no lease and no key (no contract, no requestId), with the same parameters. */
 const RECORD_UNHELD = `INSERT INTO usage_records (prediction_id, consumer_id, api_key_id, model_id, model_version_id,
-    contract_id, units, billable_units, unit_price, currency, status, latency_ms, request_id)
+    contract_id, units, billable_units, unit_price, currency, status, latency_ms, request_id, kind)
   SELECT t.prediction_id, t.consumer_id, t.api_key_id, t.model_id, t.model_version_id, t.contract_id, t.units, 0,
-    t.unit_price, t.currency, t.status, t.latency_ms, t.request_id
+    t.unit_price, t.currency, t.status, t.latency_ms, t.request_id, t.kind
   FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::uuid[], $7::int[], $8::numeric[],
-    $9::char(3)[], $10::text[], $11::float8[], $12::text[], $13::jsonb[])
+    $9::char(3)[], $10::text[], $11::float8[], $12::text[], $13::jsonb[], $14::"UsageKind"[])
     AS t(prediction_id, consumer_id, api_key_id, model_id, model_version_id, contract_id, units, unit_price,
-         currency, status, latency_ms, request_id, response)
+         currency, status, latency_ms, request_id, response, kind)
   RETURNING NULL::uuid[] AS lost`;
 
 export function nextMonthStart(periodStart: Date): Date {
@@ -255,7 +265,7 @@ export class MeteringService {
   }
 
   /**
-   * Checks that every contract's quota counter equals its billed units plus its running calls' leases in its
+   * Checks that every contract's quota counter equals its billed records' quota units plus its running calls' leases in its
    * current period (mm_usage_ledger_discrepancies; exact at any moment), and that nothing is held for a server
    * that died.
    */
@@ -529,6 +539,7 @@ export class MeteringService {
             ? JSON.stringify(r.idempotentResponse)
             : null,
         ),
+        column((r) => r.kind ?? 'PREDICTION'),
       ],
     });
     const lost = new Set(rows[0]?.lost ?? []);

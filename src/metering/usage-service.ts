@@ -9,6 +9,7 @@ import { AuditAction, type AuditService } from '../audit/audit-service.js';
 import { isAdmin } from '../models/model-policy.js';
 import { BadUserInputError } from '../server/errors.js';
 import { assertUuid } from '../server/ids.js';
+import type { UsageKind } from './metering-service.js';
 
 export type UsageGroupBy = 'DAY' | 'MODEL' | 'CONTRACT' | 'CONSUMER';
 
@@ -24,6 +25,7 @@ export interface UsageFilter {
 export interface UsageFigures {
   calls: number;
   predictions: number;
+  explanations: number;
   billableUnits: number;
   errors: number;
   downloads: number;
@@ -44,7 +46,8 @@ const GROUP_KEY: Record<UsageGroupBy, string> = {
 // A file download is metered as a record of status DOWNLOAD: neither a call nor an error.
 const FIGURES = `
   (count(*) FILTER (WHERE u.status <> 'DOWNLOAD'))::int AS calls,
-  coalesce(sum(u.units) FILTER (WHERE u.status = 'OK'), 0)::int AS predictions,
+  coalesce(sum(u.units) FILTER (WHERE u.status = 'OK' AND u.kind = 'PREDICTION'), 0)::int AS predictions,
+  coalesce(sum(u.units) FILTER (WHERE u.status = 'OK' AND u.kind = 'EXPLANATION'), 0)::int AS explanations,
   coalesce(sum(u.billable_units), 0)::int AS billable_units,
   (count(*) FILTER (WHERE u.status NOT IN ('OK', 'DOWNLOAD')))::int AS errors,
   (count(*) FILTER (WHERE u.status = 'DOWNLOAD'))::int AS downloads,
@@ -54,6 +57,7 @@ const FIGURES = `
 interface FigureRow {
   calls: number;
   predictions: number;
+  explanations: number;
   billable_units: number;
   errors: number;
   downloads: number;
@@ -141,7 +145,7 @@ export class UsageService {
   async exportCsv(actor: Actor, filter: UsageFilter, out: Writable): Promise<void> {
     const { where, params } = await this.#scope(actor, filter);
     out.write(
-      'at,prediction_id,request_id,consumer_id,api_key_id,model,version,contract_id,status,units,billable_units,unit_price,amount,currency,latency_ms\n',
+      'at,prediction_id,request_id,consumer_id,api_key_id,model,version,contract_id,status,units,billable_units,unit_price,amount,currency,latency_ms,kind,quota_units\n',
     );
     let afterId = '0';
     for (;;) {
@@ -149,7 +153,7 @@ export class UsageService {
         `SELECT u.id::text, to_char(u.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS at, u.prediction_id, u.request_id,
                 u.consumer_id, u.api_key_id, m.slug AS model, v.version, u.contract_id, u.status, u.units::text, u.billable_units::text,
                 u.unit_price::text, (u.billable_units * u.unit_price)::text AS amount, u.currency,
-                round(u.latency_ms::numeric, 3)::text AS latency_ms
+                round(u.latency_ms::numeric, 3)::text AS latency_ms, u.kind::text, u.quota_units::text
          FROM usage_records u LEFT JOIN models m ON m.id = u.model_id LEFT JOIN model_versions v ON v.id = u.model_version_id
          ${where}${where ? ' AND' : ' WHERE'} u.id > $${params.length + 1} ORDER BY u.id LIMIT 1000`,
         [...params, afterId],
@@ -171,6 +175,8 @@ export class UsageService {
           'amount',
           'currency',
           'latency_ms',
+          'kind',
+          'quota_units',
         ];
         if (!out.write(`${fields.map((f) => csvField(row[f] ?? null)).join(',')}\n`))
           await new Promise((r) => out.once('drain', r));
@@ -186,12 +192,18 @@ export class UsageService {
     if (!match) throw new BadUserInputError('period must be YYYY-MM', 'period');
     const from = new Date(Date.UTC(Number(match[1]), Number(match[2]) - 1, 1));
     const to = new Date(Date.UTC(Number(match[1]), Number(match[2]), 1));
-    const { rows } = await this.pool.query<{ version: string; units: number; unit_price: string; amount: string }>(
-      `SELECT coalesce(v.version, '(unknown)') AS version, sum(u.billable_units)::int AS units, u.unit_price::text AS unit_price,
-              sum(u.billable_units * u.unit_price)::text AS amount
+    const { rows } = await this.pool.query<{
+      version: string;
+      kind: UsageKind;
+      units: number;
+      unit_price: string;
+      amount: string;
+    }>(
+      `SELECT coalesce(v.version, '(unknown)') AS version, u.kind::text AS kind, sum(u.billable_units)::int AS units,
+              u.unit_price::text AS unit_price, sum(u.billable_units * u.unit_price)::text AS amount
        FROM usage_records u LEFT JOIN model_versions v ON v.id = u.model_version_id
        WHERE u.contract_id = $1 AND u.at >= $2 AND u.at < $3 AND u.billable_units > 0
-       GROUP BY 1, 3 ORDER BY 1, 3`,
+       GROUP BY 1, 2, 4 ORDER BY 1, 2, 4`,
       [contract.id, from, to],
     );
     const total = await this.pool.query<{ amount: string; units: number }>(
@@ -205,6 +217,7 @@ export class UsageService {
       to,
       lines: rows.map((r) => ({
         modelVersion: r.version,
+        kind: r.kind,
         billableUnits: r.units,
         unitPrice: trimDecimal(r.unit_price),
         amount: trimDecimal(r.amount),
@@ -219,6 +232,7 @@ function figures(row: FigureRow, amounts: { amount: string; currency: string }[]
   return {
     calls: row.calls,
     predictions: row.predictions,
+    explanations: row.explanations,
     billableUnits: row.billable_units,
     errors: row.errors,
     downloads: row.downloads,

@@ -4,7 +4,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { GraphQLError } from 'graphql';
 import { requireUserId, type Actor } from '../auth/principal.js';
-import type { PredictGrant } from '../licensing/predict-authorizer.js';
+import type { LicensedUse, PredictGrant } from '../licensing/predict-authorizer.js';
 import { ContractInactiveError, type MeteringService, type UsageRecordInput } from '../metering/metering-service.js';
 import type { Model, ModelVersion } from '../generated/prisma/client.js';
 import {
@@ -66,7 +66,7 @@ export interface PredictAuthorizer {
     model: Model,
     version: ModelVersion,
     contractId: string | null | undefined,
-    options?: { fresh?: boolean },
+    options?: { fresh?: boolean; use?: LicensedUse },
   ): Promise<PredictGrant>;
 }
 
@@ -99,12 +99,27 @@ function assertTakesImageFile(signature: Signature, model: string): void {
   }
 }
 
-const overloaded = (what: string) =>
+export const overloaded = (what: string) =>
   new GraphQLError(`${what}; retry shortly`, {
     extensions: { code: ErrorCode.OVERLOADED, retryAfter: 1, http: { status: 503 } },
   });
 
-function errorCode(error: unknown): string {
+/** The client's error for an inference engine failure during a call (predict, explain); others pass unchanged. */
+export function inferenceCallError(error: unknown): unknown {
+  if (error instanceof InferenceOverloadedError) return overloaded('The model is overloaded');
+  if (error instanceof InferenceInputError) return new BadUserInputError(error.message, 'input.inputs');
+  // The model broke its worker's runtime (the engine replaced the worker): the model's failure, not the caller's.
+  if (error instanceof InferenceRuntimeError)
+    return new ModelError('The model failed while running; the call was not billed');
+  // A version stored before a budget (MODEL_MAX_PARAMETERS, MODEL_MAX_ACTIVATION_VALUES) it now exceeds.
+  if (error instanceof InferenceArtifactError) {
+    return new ModelError(`The model cannot be served: ${error.message}; the call was not billed`);
+  }
+  return error;
+}
+
+/** The status a call's usage record is written with: its error's code. */
+export function errorCode(error: unknown): string {
   return error instanceof GraphQLError
     ? String(error.extensions.code ?? ErrorCode.INTERNAL_SERVER_ERROR)
     : ErrorCode.INTERNAL_SERVER_ERROR;
@@ -258,17 +273,7 @@ export class PredictService {
         ? decodeNamedOutputs(signature, await this.engine.predictTensors(model, encoded as TensorInput[]), topK)
         : decodeOutputs(signature, await this.engine.predict(model, encoded as TensorInput), topK);
     } catch (error) {
-      if (error instanceof InferenceOverloadedError) throw overloaded('The model is overloaded');
-      if (error instanceof InferenceInputError) throw new BadUserInputError(error.message, 'input.inputs');
-      // The model broke its worker's runtime (the engine replaced the worker): the model's failure, not the caller's.
-      if (error instanceof InferenceRuntimeError) {
-        throw new ModelError('The model failed while running; the call was not billed');
-      }
-      // A version stored before a budget (MODEL_MAX_PARAMETERS, MODEL_MAX_ACTIVATION_VALUES) it now exceeds.
-      if (error instanceof InferenceArtifactError) {
-        throw new ModelError(`The model cannot be served: ${error.message}; the call was not billed`);
-      }
-      throw error;
+      throw inferenceCallError(error);
     }
     return {
       prediction: {

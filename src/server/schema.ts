@@ -15,6 +15,7 @@ import { licensingResolvers } from '../licensing/resolvers.js';
 import { meteringResolvers } from '../metering/resolvers.js';
 import { modelResolvers } from '../models/resolvers.js';
 import { predictionResolvers } from '../predictions/resolvers.js';
+import { explanationResolvers } from '../explanations/resolvers.js';
 import { watermarkResolvers } from '../watermark/resolvers.js';
 import type { Principal } from '../auth/principal.js';
 import type { Context } from './context.js';
@@ -72,6 +73,7 @@ export function buildSchema(): GraphQLSchema {
     authResolvers,
     modelResolvers,
     predictionResolvers,
+    explanationResolvers,
     licensingResolvers,
     meteringResolvers,
     auditResolvers,

@@ -14,6 +14,7 @@ import type { Database } from '../db/database.js';
 import { ServerInstance } from '../db/server-instance.js';
 import { DatasetsService } from '../evaluation/datasets-service.js';
 import { EvaluationsService } from '../evaluation/evaluations-service.js';
+import { ExplainService } from '../explanations/explain-service.js';
 import { InferenceEngine } from '../inference/engine.js';
 import { ArtifactService } from '../models/artifact-service.js';
 import { PostgresArtifactStorage } from '../models/artifact-storage.js';
@@ -43,6 +44,7 @@ export interface Services {
   artifacts: ArtifactService;
   models: ModelsService;
   predictions: PredictService;
+  explanations: ExplainService;
   openInference: OpenInference;
   plans: PlansService;
   contracts: ContractsService;
@@ -158,6 +160,17 @@ async function assembleServices(
     { ...config.evaluation, maxRows: config.datasets.maxRows, maxLineBytes: config.datasets.maxLineBytes },
     config.leaseSweepIntervalMs,
   );
+  // Gradient methods need the engine's attributions (InferenceEngine.attributions), which this engine lacks yet.
+  const explanations = new ExplainService(
+    catalog,
+    artifacts,
+    engine,
+    authorizer,
+    metering,
+    encoder,
+    preprocessing,
+    null,
+  );
   // Runs of servers that stopped (this DATA_DIR's previous process among them) are marked interrupted.
   await evaluations.sweep();
   const openInference = new OpenInference(catalog, models, predictions, {
@@ -176,6 +189,7 @@ async function assembleServices(
     artifacts,
     models,
     predictions,
+    explanations,
     openInference,
     plans,
     contracts,

@@ -52,9 +52,14 @@ function assertReport(report: any, expected: ReturnType<typeof classificationMet
 }
 
 async function usage(server: TestServer, contractId: string) {
-  const { rows } = await server.sql.query<{ status: string; units: number; billable: number }>(
-    `SELECT status, units, billable_units AS billable FROM usage_records WHERE contract_id = $1 ORDER BY id`,
+  const { rows } = await server.sql.query<{ status: string; units: number; billable: number; kind: string }>(
+    `SELECT status, units, billable_units AS billable, kind FROM usage_records WHERE contract_id = $1 ORDER BY id`,
     [contractId],
+  );
+  // Evaluation chunks are metered as their own kind of usage.
+  assert.ok(
+    rows.every((row) => row.kind === 'EVALUATION'),
+    `usage kinds: ${rows.map((row) => row.kind).join(', ')}`,
   );
   const { rows: contract } = await server.sql.query<{ used: number }>(
     'SELECT predictions_used AS used FROM contracts WHERE id = $1',

@@ -195,13 +195,13 @@ describe('metering: quota, idempotency, usage, statements', () => {
     const lines = csv.trim().split('\n');
     assert.equal(
       lines[0],
-      'at,prediction_id,request_id,consumer_id,api_key_id,model,version,contract_id,status,units,billable_units,unit_price,amount,currency,latency_ms',
+      'at,prediction_id,request_id,consumer_id,api_key_id,model,version,contract_id,status,units,billable_units,unit_price,amount,currency,latency_ms,kind,quota_units',
     );
     assert.equal(lines.length, 3);
     assert.ok(lines[1]!.includes('"needs,""quoting"""'));
     assert.ok(lines[2]!.includes(`,${slug},1.0.0,${contract.id},OK,5,5,0.0030000000,0.0150000000,EUR,`));
-    // Latency to the microsecond, never a float's 16 decimals.
-    for (const line of lines.slice(1)) assert.match(line, /,\d+(\.\d{1,3})?$/);
+    // Latency to the microsecond, never a float's 16 decimals; then the kind and the quota units taken.
+    for (const line of lines.slice(1)) assert.match(line, /,\d+(\.\d{1,3})?,PREDICTION,[25]$/);
     const otherCsv = await (
       await fetch(`${server.origin}/v1/usage.csv?contract=${contract.id}`, {
         headers: { authorization: `Bearer ${(await signUp(server)).token}` },
@@ -221,12 +221,12 @@ describe('metering: quota, idempotency, usage, statements', () => {
     const now = new Date();
     const period = `${now.getUTCFullYear()}-${String(now.getUTCMonth() + 1).padStart(2, '0')}`;
     const STATEMENT =
-      'query S($c: ID!, $p: String!) { billingStatement(contractId: $c, period: $p) { period lines { modelVersion billableUnits unitPrice amount } totalUnits total { amount currency } } }';
+      'query S($c: ID!, $p: String!) { billingStatement(contractId: $c, period: $p) { period lines { modelVersion kind billableUnits unitPrice amount } totalUnits total { amount currency } } }';
     const statement = (await server.gql(STATEMENT, { c: contract.id, p: period }, { token: carol.token })).data!
       .billingStatement;
     assert.deepEqual(statement, {
       period,
-      lines: [{ modelVersion: '1.0.0', billableUnits: 7, unitPrice: '0.003', amount: '0.021' }],
+      lines: [{ modelVersion: '1.0.0', kind: 'PREDICTION', billableUnits: 7, unitPrice: '0.003', amount: '0.021' }],
       totalUnits: 7,
       total: { amount: '0.021', currency: 'EUR' },
     });

@@ -1,7 +1,7 @@
-// What `npm run demo:train -- --only mnist-mlp` writes (the demo's MNIST classifier: model.json, weights, card.json,
-// eval.json), trained once by the demo's own script (seeded) into the OS temp folder and reused by every test and
-// run until the training code changes: a real trained model for the tests of the README and of `--demo`, without
-// a minute of training each time.
+// What `npm run demo:train -- --only <slug>` writes (a demo model: model.json, weights, card.json, eval.json) —
+// by default the MNIST classifier, or the spam classifier — trained once by the demo's own script (seeded) into
+// the OS temp folder and reused by every test and run until the training code changes: real trained models for
+// the tests, without a minute of training each time.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
@@ -14,25 +14,31 @@ const DEMO_DIR = path.resolve('demo');
 /** Not part of training: publishing changes nothing in what is trained. */
 const NOT_TRAINING = new Set(['publish.ts']);
 
-let trained: Promise<string> | undefined;
+export type DemoSlug = 'mnist-mlp' | 'spam-classifier';
 
-/** A folder holding `mnist-mlp/` as demo:train writes it (what `demo/artifacts` holds after training). */
-export function demoArtifacts(): Promise<string> {
-  return (trained ??= train());
+const trained = new Map<DemoSlug, Promise<string>>();
+
+/** A folder holding `<slug>/` as demo:train writes it (what `demo/artifacts` holds after training). */
+export function demoArtifacts(slug: DemoSlug = 'mnist-mlp'): Promise<string> {
+  let folder = trained.get(slug);
+  if (!folder) trained.set(slug, (folder = train(slug)));
+  return folder;
 }
 
-async function train(): Promise<string> {
+async function train(slug: DemoSlug): Promise<string> {
   const hash = createHash('sha256');
   for (const file of (await readdir(DEMO_DIR)).filter((f) => f.endsWith('.ts') && !NOT_TRAINING.has(f)).sort()) {
     hash.update(file).update(await readFile(path.join(DEMO_DIR, file)));
   }
-  const dir = path.join(tmpdir(), `modelmarket-demo-artifacts-${hash.digest('hex').slice(0, 16)}`);
-  if (existsSync(path.join(dir, 'mnist-mlp', 'eval.json'))) return dir;
+  // The MNIST model keeps the folder name it had before other models could be asked for.
+  const suffix = slug === 'mnist-mlp' ? '' : `-${slug}`;
+  const dir = path.join(tmpdir(), `modelmarket-demo-artifacts-${hash.digest('hex').slice(0, 16)}${suffix}`);
+  if (existsSync(path.join(dir, slug, 'eval.json'))) return dir;
   // Trained beside and renamed into place: concurrent test processes never see half a model.
   const staging = `${dir}.${process.pid}.${Date.now()}`;
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', path.join(DEMO_DIR, 'train.ts'), '--only', 'mnist-mlp', '--out', staging],
+    ['--import', 'tsx', path.join(DEMO_DIR, 'train.ts'), '--only', slug, '--out', staging],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let stderr = '';
