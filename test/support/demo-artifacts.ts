@@ -9,6 +9,8 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { decodeEvalSet, type EvalSet } from '../../src/evaluation/eval-set.js';
+import type { ModelArtifact } from '../../src/inference/engine.js';
 
 const DEMO_DIR = path.resolve('demo');
 /** Not part of training: publishing changes nothing in what is trained. */
@@ -19,6 +21,20 @@ let trained: Promise<string> | undefined;
 /** A folder holding `mnist-mlp/` as demo:train writes it (what `demo/artifacts` holds after training). */
 export function demoArtifacts(): Promise<string> {
   return (trained ??= train());
+}
+
+/** The demo MNIST MLP as the engine serves it, and its 500 held-out labelled digits (eval.json). */
+export async function demoMlp(): Promise<{ artifact: ModelArtifact; evalSet: EvalSet }> {
+  const dir = path.join(await demoArtifacts(), 'mnist-mlp');
+  const [modelJson, weights, evalJson] = await Promise.all([
+    readFile(path.join(dir, 'model.json'), 'utf8'),
+    readFile(path.join(dir, 'model.weights.bin')),
+    readFile(path.join(dir, 'eval.json'), 'utf8'),
+  ]);
+  return {
+    artifact: { modelJson: JSON.parse(modelJson) as ModelArtifact['modelJson'], weights: new Uint8Array(weights) },
+    evalSet: decodeEvalSet(JSON.parse(evalJson)),
+  };
 }
 
 async function train(): Promise<string> {
