@@ -6,6 +6,10 @@
 // - Conv2DBackpropFilter, the gradient of a Conv2D kernel. tfjs's fused conv2d (what a Conv2D layer runs)
 //   computes it even when only the gradient with respect to the input is asked for, so input attributions of a
 //   convolutional model need it too.
+// And one it has but computes differently: its MaxPoolGrad sends the gradient of a window whose maximum is tied
+// to the last of the tied pixels, TensorFlow and the 'cpu' backend to the first. MNIST's saturated strokes
+// tie all the time, so a convolutional model's input gradients differed between backends by half their scale;
+// the kernel is replaced by one with TensorFlow's choice.
 // The other gradients of Dense, Conv2D, MaxPooling2D, AveragePooling2D, Flatten, Dropout, GlobalAveragePooling
 // and the activations (Conv2DBackpropInput, MaxPoolGrad, AvgPoolGrad, EluGrad, Step, ...) the wasm backend has;
 // test/inference/gradient-kernels.test.ts checks them all against the 'cpu' backend.
@@ -78,15 +82,68 @@ function conv2DBackpropFilter({ inputs, attrs, backend }: Parameters<tf.KernelFu
   return wasm.makeOutput(filterShape, 'float32', undefined, Float32Array.from(dW));
 }
 
-/** The kernels this module adds, by name (tests compare each with the 'cpu' backend's). */
+/** dx of a max pool: each output's gradient goes to the first (row-major) maximum of its window, as in TensorFlow. */
+function maxPoolGrad({ inputs, attrs, backend }: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
+  const wasm = backend as BackendWasm;
+  const { dy, input } = inputs as Record<keyof tf.MaxPoolGradInputs, tf.TensorInfo>;
+  const { filterSize, strides, pad, dimRoundingMode } = attrs as unknown as tf.MaxPoolGradAttrs;
+  const info = tf.backend_util.computePool2DInfo(
+    input.shape as [number, number, number, number],
+    filterSize,
+    strides,
+    1,
+    pad,
+    dimRoundingMode,
+  );
+  const { batchSize, inHeight, inWidth, inChannels: channels, outHeight, outWidth } = info;
+  const { strideHeight, strideWidth, effectiveFilterHeight, effectiveFilterWidth } = info;
+  const { top, left } = info.padInfo;
+  const xValues = wasm.readSync(input.dataId) as Float32Array;
+  const dyValues = wasm.readSync(dy.dataId) as Float32Array;
+  const dx = new Float32Array(xValues.length);
+  for (let b = 0; b < batchSize; b++) {
+    for (let oh = 0; oh < outHeight; oh++) {
+      const hStart = Math.max(0, oh * strideHeight - top);
+      const hEnd = Math.min(inHeight, oh * strideHeight - top + effectiveFilterHeight);
+      for (let ow = 0; ow < outWidth; ow++) {
+        const wStart = Math.max(0, ow * strideWidth - left);
+        const wEnd = Math.min(inWidth, ow * strideWidth - left + effectiveFilterWidth);
+        for (let c = 0; c < channels; c++) {
+          let best = -1;
+          let bestValue = -Infinity;
+          for (let ih = hStart; ih < hEnd; ih++) {
+            for (let iw = wStart; iw < wEnd; iw++) {
+              const at = ((b * inHeight + ih) * inWidth + iw) * channels + c;
+              if (xValues[at]! > bestValue || best < 0) {
+                best = at;
+                bestValue = xValues[at]!;
+              }
+            }
+          }
+          if (best >= 0) dx[best]! += dyValues[((b * outHeight + oh) * outWidth + ow) * channels + c]!;
+        }
+      }
+    }
+  }
+  return wasm.makeOutput(input.shape, 'float32', undefined, dx);
+}
+
+/** The kernels this module registers for wasm, by name (tests compare each with the 'cpu' backend's). */
 export const WASM_GRADIENT_KERNELS: ReadonlyMap<string, tf.KernelFunc> = new Map([
   [tf.UnsortedSegmentSum, unsortedSegmentSum],
   [tf.Conv2DBackpropFilter, conv2DBackpropFilter],
+  [tf.MaxPoolGrad, maxPoolGrad],
 ]);
 
-/** Registers the kernels above for the wasm backend (once per thread; before or after it is initialised). */
+/**
+ * Registers the kernels above for the wasm backend, replacing its own MaxPoolGrad (once per thread; before the
+ * backend is initialised, so the replaced kernel's setup never runs).
+ */
 export function registerWasmGradientKernels(): void {
   for (const [kernelName, kernelFunc] of WASM_GRADIENT_KERNELS) {
-    if (!tf.getKernel(kernelName, BACKEND)) tf.registerKernel({ kernelName, backendName: BACKEND, kernelFunc });
+    const registered = tf.getKernel(kernelName, BACKEND);
+    if (registered?.kernelFunc === kernelFunc) continue;
+    if (registered) tf.unregisterKernel(kernelName, BACKEND);
+    tf.registerKernel({ kernelName, backendName: BACKEND, kernelFunc });
   }
 }

@@ -18,6 +18,7 @@ import {
   type ModelRef,
   type TensorInput,
 } from '../../src/inference/engine.js';
+import { buildCnn } from '../../demo/models.js';
 import { demoMlp } from '../support/demo-artifacts.js';
 import { TEST_BACKEND } from '../support/inference-backend.js';
 import { modelRef, toArtifact } from './models.js';
@@ -54,6 +55,47 @@ function rowSum(values: Float32Array, row: number, rowSize: number): number {
   let total = 0;
   for (let j = row * rowSize; j < (row + 1) * rowSize; j += 1) total += values[j]!;
   return total;
+}
+
+/** x ⊙ ∂ f(x)[target] / ∂ x for the artifact's model, computed in this process on the 'cpu' backend. */
+async function cpuGradientTimesInput(
+  artifact: ModelArtifact,
+  input: TensorInput,
+  targets: number[],
+): Promise<Float32Array> {
+  await tf.setBackend('cpu');
+  try {
+    const { modelJson, weights } = artifact as { modelJson: tf.io.ModelJSON; weights: Uint8Array };
+    const model = await tf.loadLayersModel(
+      tf.io.fromMemory({
+        modelTopology: modelJson.modelTopology,
+        weightSpecs: modelJson.weightsManifest.flatMap((group) => group.weights),
+        weightData: weights.slice().buffer,
+      }),
+    );
+    try {
+      return tf.tidy(() => {
+        const x = tf.tensor(input.data, input.shape);
+        const selected = tf.oneHot(tf.tensor1d(targets, 'int32'), model.outputs[0]!.shape[1]!);
+        const gradient = tf.grad((at: tf.Tensor) => tf.sum(tf.mul(model.predict(at) as tf.Tensor, selected)))(x);
+        return tf.mul(x, gradient).dataSync() as Float32Array;
+      });
+    } finally {
+      model.dispose();
+    }
+  } finally {
+    await tf.setBackend(await initBackend(TEST_BACKEND));
+  }
+}
+
+/** Equal to 1e-4 of the expected values' largest magnitude. */
+function assertCloseToScale(actual: Float32Array, expected: Float32Array): void {
+  assert.equal(actual.length, expected.length);
+  const scale = expected.reduce((max, v) => Math.max(max, Math.abs(v)), 0);
+  assert.ok(scale > 0, 'the reference is not all zeros');
+  expected.forEach((value, j) => {
+    assert.ok(Math.abs(actual[j]! - value) <= 1e-4 * scale, `value ${j}: ${actual[j]} vs ${value}`);
+  });
 }
 
 before(async () => {
@@ -127,34 +169,26 @@ describe('gradient attributions', () => {
     const targets = [1, 7, 3];
     const result = await engine.attributions(mlp, input, { method: 'GRADIENT_X_INPUT', targets });
     assert.deepEqual(result.completenessError, [null, null, null]);
-    await tf.setBackend('cpu');
-    try {
-      const { modelJson, weights } = mlpArtifact as { modelJson: tf.io.ModelJSON; weights: Uint8Array };
-      const model = await tf.loadLayersModel(
-        tf.io.fromMemory({
-          modelTopology: modelJson.modelTopology,
-          weightSpecs: modelJson.weightsManifest.flatMap((group) => group.weights),
-          weightData: weights.slice().buffer,
-        }),
-      );
-      const expected = tf.tidy(() => {
-        const x = tf.tensor(input.data, input.shape);
-        const selected = tf.oneHot(tf.tensor1d(targets, 'int32'), 10);
-        const gradient = tf.grad((at: tf.Tensor) => tf.sum(tf.mul(model.predict(at) as tf.Tensor, selected)))(x);
-        return tf.mul(x, gradient).dataSync() as Float32Array;
-      });
-      model.dispose();
-      const scale = expected.reduce((max, v) => Math.max(max, Math.abs(v)), 0);
-      assert.ok(scale > 0);
-      expected.forEach((value, j) => {
-        assert.ok(
-          Math.abs(result.attributions[j]! - value) <= 1e-4 * scale,
-          `pixel ${j}: ${result.attributions[j]} vs ${value}`,
-        );
-      });
-    } finally {
-      await initBackend(TEST_BACKEND).then((name) => tf.setBackend(name));
-    }
+    assertCloseToScale(result.attributions, await cpuGradientTimesInput(mlpArtifact, input, targets));
+  });
+
+  test("a convolutional model (the demo CNN's layers): gradient × input as on cpu, integrated gradients complete", async (t) => {
+    const cnn = buildCnn([28, 28, 1], 10);
+    const artifact = await toArtifact(cnn);
+    cnn.dispose();
+    const ref = modelRef(artifact);
+    const input = digitBatch(40, 4);
+    const targets = [0, 2, 5, 9];
+    const gradientTimesInput = await engine.attributions(ref, input, { method: 'GRADIENT_X_INPUT', targets });
+    assertCloseToScale(gradientTimesInput.attributions, await cpuGradientTimesInput(artifact, input, targets));
+    const integrated = await engine.attributions(ref, input, { method: 'INTEGRATED_GRADIENTS', targets });
+    assert.deepEqual(integrated.shape, [4, 28, 28, 1]);
+    const ratios = targets.map((target, i) => {
+      const change = integrated.outputs[i * 10 + target]! - integrated.baselineOutputs[i * 10 + target]!;
+      return integrated.completenessError[i]! / Math.abs(change);
+    });
+    t.diagnostic(`CNN completeness error / |f(x)[t] − f(b)[t]|: max ${Math.max(...ratios).toFixed(4)}`);
+    assert.ok(Math.max(...ratios) < COMPLETENESS_BOUND, `completeness ratios ${ratios.join(', ')}`);
   });
 
   test('faithfulness on 200 held-out digits: deleting the top-attributed 20% lowers the predicted class faster than deleting a random 20%', async (t) => {
@@ -363,10 +397,10 @@ describe('gradient attributions', () => {
   });
 
   test('the event loop stays responsive while integrated gradients run', async (t) => {
-    // Each call is 8 digits × 256 steps: hundreds of milliseconds of work, which the event loop would wait for
-    // if any of it ran there. The bound is generous because the test machine's cores are shared: the OS alone
-    // delays a timer by tens of milliseconds when other processes keep every core busy.
-    const boundMs = 100;
+    // Each call is 8 digits × 256 steps: a second or more of work here, which the event loop would wait for if
+    // any of it ran there. The bound is generous because this machine's cores are shared: with other processes
+    // keeping them busy, the OS alone delays an idle process's timers by up to ~85 ms (measured).
+    const boundMs = 200;
     const input = digitBatch(100, 8);
     const targets = await predictedClasses(input);
     const histogram = monitorEventLoopDelay({ resolution: 5 });
@@ -384,7 +418,7 @@ describe('gradient attributions', () => {
       `4 concurrent calls of 8 digits × 256 steps, ${Math.min(...callMs).toFixed(0)}–${Math.max(...callMs).toFixed(0)} ms each; ` +
         `event-loop delay max ${maxDelayMs.toFixed(1)} ms, mean ${(histogram.mean / 1e6).toFixed(1)} ms`,
     );
-    assert.ok(Math.min(...callMs) > 2 * boundMs, 'the work is long enough that running it on the loop would show');
+    assert.ok(Math.min(...callMs) > boundMs, 'the work is long enough that running it on the loop would show');
     assert.ok(maxDelayMs < boundMs, `event loop held for ${maxDelayMs} ms`);
   });
 });

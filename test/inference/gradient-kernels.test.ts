@@ -1,5 +1,5 @@
 // The wasm backend's gradients against the 'cpu' backend's (tfjs-core's reference kernels), to 1e-4 of the
-// largest magnitude: the kernels src/inference/gradient-kernels.ts adds, and the input gradients of every layer
+// largest magnitude: the kernels src/inference/gradient-kernels.ts registers, and the input gradients of every layer
 // type attributions and training rely on (whose kernels, e.g. Conv2DBackpropInput, MaxPoolGrad, AvgPoolGrad,
 // EluGrad, the wasm backend has).
 import assert from 'node:assert/strict';
@@ -63,9 +63,26 @@ before(async () => {
 });
 
 describe('wasm gradient kernels', () => {
-  test('the added kernels are registered for wasm only where it lacks them', () => {
-    for (const kernelName of WASM_GRADIENT_KERNELS.keys()) {
-      assert.ok(tf.getKernel(kernelName, 'wasm'), `${kernelName} is registered for wasm`);
+  test('the kernels are registered for wasm', () => {
+    for (const [kernelName, kernelFunc] of WASM_GRADIENT_KERNELS) {
+      assert.equal(tf.getKernel(kernelName, 'wasm')?.kernelFunc, kernelFunc, `${kernelName} is registered for wasm`);
+    }
+  });
+
+  test("MaxPoolGrad (replacing wasm's own) sends a tied maximum's gradient to its first pixel, as cpu and TensorFlow do", async () => {
+    // Values from a few levels: windows tie all the time, as saturated image strokes do.
+    const levels = (size: number, seed: number) => values(size, seed).map((v) => Math.round(v * 2) / 2);
+    for (const [shape, filter, stride, pad] of [
+      [[2, 7, 7, 3], 2, 1, 'valid'],
+      [[2, 8, 9, 2], 3, 2, 'same'],
+      [[1, 6, 6, 1], 2, 2, 'valid'],
+    ] as const) {
+      const size = shape.reduce<number>((a, b) => a * b, 1);
+      await assertSameOnBothBackends(() =>
+        tf.grad((x: tf.Tensor) => tf.sum(tf.mul(tf.maxPool(x as tf.Tensor4D, filter, stride, pad), 1.5)))(
+          tf.tensor(levels(size, size), [...shape]),
+        ),
+      );
     }
   });
 
