@@ -140,6 +140,8 @@ function gradientAt(
 }
 
 function gradientSpace(model: tf.LayersModel, input: tf.Tensor): GradientSpace {
+  const expectedDtype = model.inputs[0]!.dtype;
+  if (input.dtype !== expectedDtype) throw new Error(`the model takes ${expectedDtype} input, not ${input.dtype}`);
   const activationValues = perInstanceActivationValues(model);
   if (input.dtype === 'float32') {
     return {

@@ -313,7 +313,6 @@ export class InferenceEngine {
       steps,
     };
     const result = await this.runAlone(model, task, [data.buffer]);
-    this.metrics.inferenceSeconds.observe(result.seconds);
     const attributions = new Float32Array(result.attributions);
     const outputs = new Float32Array(result.outputs);
     const baselineOutputs = new Float32Array(result.baselineOutputs);

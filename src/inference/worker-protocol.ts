@@ -123,7 +123,6 @@ export interface AttributionsResult extends CacheReport {
   outputs: ArrayBuffer;
   baselineOutputs: ArrayBuffer;
   outputShape: number[];
-  seconds: number;
 }
 
 /**

@@ -185,7 +185,6 @@ async function predictMany(task: PredictManyTask, lease: ModelLease, startedAt: 
 /** Gradient attributions of the task's instances (attributions.ts), on the cached model. */
 async function attributions(task: AttributionsTask): Promise<AttributionsResult | TaskFailure> {
   await initBackend(config.backend);
-  const startedAt = performance.now();
   let lease: ModelLease;
   try {
     lease = await models.acquire(task.modelKey);
@@ -213,7 +212,6 @@ async function attributions(task: AttributionsTask): Promise<AttributionsResult 
         outputs: outputValues!.buffer,
         baselineOutputs: baselineValues!.buffer,
         outputShape: outputs.shape,
-        seconds: (performance.now() - startedAt) / 1000,
         cacheHit: lease.cacheHit,
         evictions: models.takeEvictions(),
       };
