@@ -414,6 +414,55 @@ describe('gradient attributions', () => {
     assert.equal(engine.stats().workerRestarts, 0);
   });
 
+  test('a functional token model is replayed from its Embedding through every branch', () => {
+    // ids → Embedding → (average | max over tokens) → concatenate → Dense softmax: layers of two inputs, and a
+    // layer order that is not a chain.
+    const ids = tf.input({ shape: [5], dtype: 'int32' });
+    const init = (seed: number) => tf.initializers.randomUniform({ minval: -0.5, maxval: 0.5, seed });
+    const embedded = tf.layers
+      .embedding({ inputDim: 9, outputDim: 4, embeddingsInitializer: init(1) })
+      .apply(ids) as tf.SymbolicTensor;
+    const pooled = [tf.layers.globalAveragePooling1d(), tf.layers.globalMaxPooling1d()].map(
+      (layer) => layer.apply(embedded) as tf.SymbolicTensor,
+    );
+    const joined = tf.layers.concatenate().apply(pooled) as tf.SymbolicTensor;
+    const output = tf.layers
+      .dense({ units: 3, activation: 'softmax', kernelInitializer: init(2), biasInitializer: init(3) })
+      .apply(joined) as tf.SymbolicTensor;
+    const model = tf.model({ inputs: ids, outputs: output });
+    const input = tf.tensor2d(
+      [
+        [1, 2, 3, 0, 8],
+        [4, 4, 5, 6, 7],
+      ],
+      [2, 5],
+      'int32',
+    );
+    try {
+      const expected = tf.tidy(() => (model.predict(input) as tf.Tensor).dataSync());
+      const result = attribute(model, input, { method: 'INTEGRATED_GRADIENTS', targets: [0, 2], steps: 256 });
+      const [attributions, outputs, baselineOutputs] = [
+        result.attributions,
+        result.outputs,
+        result.baselineOutputs,
+      ].map((t) => t.dataSync() as Float32Array);
+      assert.deepEqual(result.attributions.shape, [2, 5]);
+      expected.forEach((value, i) => assert.ok(Math.abs(outputs![i]! - value) < 1e-6));
+      [0, 2].forEach((target, i) => {
+        const change = outputs![i * 3 + target]! - baselineOutputs![i * 3 + target]!;
+        const total = attributions!.slice(i * 5, (i + 1) * 5).reduce((a, b) => a + b, 0);
+        assert.ok(
+          Math.abs(total - change) < COMPLETENESS_BOUND * Math.abs(change),
+          `instance ${i}: ${total} vs ${change}`,
+        );
+      });
+      tf.dispose([result.attributions, result.outputs, result.baselineOutputs]);
+    } finally {
+      input.dispose();
+      model.dispose();
+    }
+  });
+
   test('a computation leaves no tensor behind in the worker, whether it succeeds or is refused', async () => {
     // In this process, as the worker runs it: a model a worker keeps cached must not leak per call.
     const dense = tf.sequential({
