@@ -8,7 +8,7 @@
 import { workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
-import { attribute, GradientsUnsupportedError } from './attributions.js';
+import { attribute, GradientsUnsupportedError, type Attributions } from './attributions.js';
 import { initBackend } from './backend.js';
 import { LoadedModelCache, type ModelLease, type ServedModel } from './model-cache.js';
 import type {
@@ -194,7 +194,7 @@ async function attributions(task: AttributionsTask): Promise<AttributionsResult 
   try {
     const data = task.dtype === 'float32' ? new Float32Array(task.data) : new Int32Array(task.data);
     const input = tf.tensor(data, task.shape, task.dtype);
-    let computed;
+    let computed: Attributions;
     try {
       computed = attribute(lease.model, input, task);
     } finally {
