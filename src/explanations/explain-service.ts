@@ -9,7 +9,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { requireUserId, type Actor } from '../auth/principal.js';
 import type { ModelVersion } from '../generated/prisma/client.js';
-import type { InferenceEngine, TensorInput } from '../inference/engine.js';
+import { InferenceUnsupportedError, type InferenceEngine, type TensorInput } from '../inference/engine.js';
 import { ContractInactiveError, type MeteringService, type UsageRecordInput } from '../metering/metering-service.js';
 import type { ArtifactService } from '../models/artifact-service.js';
 import { canView } from '../models/model-policy.js';
@@ -102,7 +102,7 @@ const SAMPLES: Record<ExplanationMethod, { default: number; min: number; max: nu
 const MAX_FEATURES: Record<'KERNEL_SHAP' | 'OCCLUSION', number> = { KERNEL_SHAP: 512, OCCLUSION: 4096 };
 
 export class ExplainService {
-  readonly #explainers: Record<ExplanationMethod, Explainer | null>;
+  readonly #explainers: Record<ExplanationMethod, Explainer>;
 
   constructor(
     private readonly catalog: ServingCatalog,
@@ -112,14 +112,14 @@ export class ExplainService {
     private readonly metering: MeteringService,
     private readonly encoder: InputEncoder,
     private readonly workers: PreprocessingPool,
-    /** The engine's gradients; without them INTEGRATED_GRADIENTS and GRADIENT_X_INPUT are refused. */
-    gradients: AttributionSource | null,
+    /** The engine's gradients (InferenceEngine.attributions). */
+    gradients: AttributionSource,
   ) {
     this.#explainers = {
       KERNEL_SHAP: new KernelShapExplainer(engine, workers),
       OCCLUSION: new OcclusionExplainer(engine),
-      INTEGRATED_GRADIENTS: gradients && new GradientExplainer(gradients, 'INTEGRATED_GRADIENTS'),
-      GRADIENT_X_INPUT: gradients && new GradientExplainer(gradients, 'GRADIENT_X_INPUT'),
+      INTEGRATED_GRADIENTS: new GradientExplainer(gradients, 'INTEGRATED_GRADIENTS'),
+      GRADIENT_X_INPUT: new GradientExplainer(gradients, 'GRADIENT_X_INPUT'),
     };
   }
 
@@ -184,15 +184,6 @@ export class ExplainService {
   #explainer(method: ExplanationMethod): Explainer {
     const explainer = this.#explainers[method];
     if (explainer === undefined) throw new BadUserInputError(`Unknown method ${String(method)}`, 'input.method');
-    if (explainer === null) {
-      throw new BadUserInputError(
-        `${method} is not available on this server; use KERNEL_SHAP or OCCLUSION`,
-        'input.method',
-        {
-          reason: 'METHOD_UNAVAILABLE',
-        },
-      );
-    }
     return explainer;
   }
 
@@ -299,6 +290,14 @@ export class ExplainService {
       };
     } catch (error) {
       if (error instanceof PreprocessingOverloadedError) throw overloaded('The explanation workers are overloaded');
+      // Gradients exist for layers models of one float input (or token ids into an Embedding) only.
+      if (error instanceof InferenceUnsupportedError) {
+        throw new BadUserInputError(
+          `${input.method} cannot run on this model (${error.message}); use KERNEL_SHAP or OCCLUSION`,
+          'input.method',
+          { reason: 'METHOD_UNSUPPORTED' },
+        );
+      }
       throw inferenceCallError(error);
     }
   }

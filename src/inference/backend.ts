@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { BACKEND_NAMES, type BackendChoice, type BackendName } from './backend-names.js';
+import { registerWasmGradientKernels } from './gradient-kernels.js';
 // tfjs-node is an optional dependency whose native install fails offline and on some
 // platforms. Importing it through a variable keeps TypeScript from requiring its types.
 const TFJS_NODE_PACKAGE = '@tensorflow/tfjs-node';
@@ -47,6 +48,8 @@ async function tryBackend(name: BackendName): Promise<string | null> {
       // In Node the wasm binaries are read from disk, so point tfjs at the package's dist folder.
       const require = createRequire(import.meta.url);
       setWasmPaths(path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm')) + path.sep);
+      // Training and attributions take gradients the wasm backend has no kernels for.
+      registerWasmGradientKernels();
     }
     if (!(await tf.setBackend(name))) return 'tfjs refused it';
     await tf.ready();

@@ -4,10 +4,17 @@ import type { Registry } from 'prom-client';
 import { ArtifactStore, assertModelKey, type ModelRef } from './artifact-store.js';
 import type { BackendChoice, BackendName } from './backend-names.js';
 import { BatchScheduler } from './batch-scheduler.js';
-import { InferenceArtifactError, InferenceInputError, InferenceRuntimeError } from './errors.js';
+import {
+  InferenceArtifactError,
+  InferenceInputError,
+  InferenceRuntimeError,
+  InferenceUnsupportedError,
+} from './errors.js';
 import { InferenceMetrics } from './metrics.js';
 import { holdNativeBinding } from './native-binding.js';
 import type {
+  AttributionMethod,
+  AttributionsTask,
   DescribeResult,
   DescribeTask,
   InputDtype,
@@ -31,8 +38,13 @@ export {
   InferenceInputError,
   InferenceOverloadedError,
   InferenceRuntimeError,
+  InferenceUnsupportedError,
   type InferenceErrorCode,
 } from './errors.js';
+
+/** Integrated gradients' Riemann steps when the request names none, and the most it may name. */
+export const DEFAULT_ATTRIBUTION_STEPS = 32;
+export const MAX_ATTRIBUTION_STEPS = 256;
 
 /** How long a model that broke a worker's runtime is refused (its calls fail at once, without a worker). */
 const QUARANTINE_MS = 60_000;
@@ -85,6 +97,31 @@ export interface TensorOutput {
   shape: number[];
 }
 
+export interface AttributionRequest {
+  method: AttributionMethod;
+  /** Class index (output column) to attribute, one per instance. */
+  targets: number[];
+  /** Integrated gradients: Riemann steps (default 32, 1..256). */
+  steps?: number;
+}
+
+export interface AttributionResult {
+  /**
+   * float32 attributions: the input's shape for float inputs; [instances, tokens] for int32 token inputs
+   * (gradients taken at the Embedding layer's output, summed over the embedding dimension).
+   */
+  attributions: Float32Array;
+  shape: number[];
+  /**
+   * The model's output at the input and at the baseline (all zeros; for tokens: the padding id 0 embedding),
+   * [instances, outputs].
+   */
+  outputs: Float32Array;
+  baselineOutputs: Float32Array;
+  /** Per instance: |Σ attributions − (f(x)[t] − f(baseline)[t])| (integrated gradients); null for gradient×input. */
+  completenessError: (number | null)[];
+}
+
 interface PredictRequest {
   modelKey: string;
   /** A list for a model of several inputs or outputs (answered with a list of outputs). */
@@ -101,6 +138,8 @@ export class InferenceEngine {
   private readonly metrics: InferenceMetrics;
   private closed: Promise<void> | undefined;
   private workerRestarts = 0;
+  /** Most instances one attributions call may hold: a batch's worth (each is `steps` gradient points). */
+  private readonly maxAttributionInstances: number;
   /** Models that broke a worker's runtime, until when their calls are refused without running. */
   private readonly quarantine = new Map<string, number>();
 
@@ -121,6 +160,7 @@ export class InferenceEngine {
       },
       (requests) => this.runPredictBatch(requests),
     );
+    this.maxAttributionInstances = options.maxBatchSize;
     this.metrics = new InferenceMetrics(options.registry, () => this.scheduler.queueDepth);
     this.metrics.setBackend(backend);
     // piscina replaces a worker that dies (one whose runtime broke ends itself); closing destroys them all.
@@ -248,13 +288,53 @@ export class InferenceEngine {
     return { data: new Float32Array(result.output), shape: result.shape };
   }
 
+  /**
+   * Gradient attributions of each instance of `input` for its target output column: integrated gradients
+   * (from an all-zeros baseline, `steps` midpoint-rule points per instance) or gradient × input. Runs in a
+   * worker on the cached model as one job of its own (it is a batch in itself: instances × steps points),
+   * holding one worker slot like a predict batch, so predictions fill and stage meanwhile instead of piling
+   * onto a busy worker. Rejects with `InferenceInputError` for a malformed input or request (a target outside
+   * the outputs), `InferenceUnsupportedError` for a model without gradients (a graph model: use a method that
+   * needs only predictions).
+   */
+  async attributions(model: ModelRef, input: TensorInput, request: AttributionRequest): Promise<AttributionResult> {
+    validateInput(input);
+    const instances = input.shape[0]!;
+    const steps = validateAttributionRequest(request, instances, this.maxAttributionInstances);
+    const data = input.data.slice();
+    const task: AttributionsTask = {
+      kind: 'attributions',
+      modelKey: model.key,
+      data: data.buffer,
+      dtype: input.dtype,
+      shape: input.shape,
+      method: request.method,
+      targets: request.targets,
+      steps,
+    };
+    const result = await this.runAlone(model, task, [data.buffer]);
+    const attributions = new Float32Array(result.attributions);
+    const outputs = new Float32Array(result.outputs);
+    const baselineOutputs = new Float32Array(result.baselineOutputs);
+    const columns = result.outputShape[1]!;
+    const rowSize = attributions.length / instances;
+    const completenessError = request.targets.map((target, i) => {
+      if (request.method !== 'INTEGRATED_GRADIENTS') return null;
+      let total = 0;
+      for (let j = i * rowSize; j < (i + 1) * rowSize; j += 1) total += attributions[j]!;
+      const change = outputs[i * columns + target]! - baselineOutputs[i * columns + target]!;
+      return Math.abs(total - change);
+    });
+    return { attributions, shape: result.shape, outputs, baselineOutputs, completenessError };
+  }
+
   /** The input/output signature of the model, loading it if needed. */
   async inspect(model: ModelRef): Promise<ModelSignature> {
     return (await this.runAlone(model, { kind: 'load', modelKey: model.key })).signature;
   }
 
   /** One worker task on the model, outside any batch: its files on disk and pinned, a worker slot held. */
-  private async runAlone<T extends LoadTask | PredictTask>(
+  private async runAlone<T extends LoadTask | PredictTask | AttributionsTask>(
     model: ModelRef,
     task: T,
     transferList: ArrayBuffer[] = [],
@@ -406,6 +486,7 @@ async function runWorkerTask<T extends WorkerTask>(
     throw new InferenceRuntimeError(`inference worker failed: ${(error as Error).message}`);
   }
   if ('failure' in result) {
+    if (result.failure === 'unsupported') throw new InferenceUnsupportedError(result.message);
     throw result.failure === 'input'
       ? new InferenceInputError(result.message)
       : new InferenceArtifactError(result.message);
@@ -460,6 +541,28 @@ function validateInput(input: TensorInput): void {
   if (size !== data.length) {
     throw new InferenceInputError(`input shape [${shape.join(', ')}] needs ${size} values but data has ${data.length}`);
   }
+}
+
+/** The request's steps (its default for none), once it fits `instances`; else `InferenceInputError`. */
+function validateAttributionRequest(request: AttributionRequest, instances: number, maxInstances: number): number {
+  if (request.method !== 'INTEGRATED_GRADIENTS' && request.method !== 'GRADIENT_X_INPUT') {
+    throw new InferenceInputError(`unknown attribution method ${String(request.method)}`);
+  }
+  if (instances > maxInstances) {
+    throw new InferenceInputError(`attributions take at most ${maxInstances} instances at a time, not ${instances}`);
+  }
+  const { targets } = request;
+  if (!Array.isArray(targets) || targets.length !== instances) {
+    throw new InferenceInputError(`give one target per instance (${instances})`);
+  }
+  if (!targets.every((target) => Number.isSafeInteger(target) && target >= 0)) {
+    throw new InferenceInputError('targets must be output column indices (integers >= 0)');
+  }
+  const steps = request.steps ?? DEFAULT_ATTRIBUTION_STEPS;
+  if (!Number.isSafeInteger(steps) || steps < 1 || steps > MAX_ATTRIBUTION_STEPS) {
+    throw new InferenceInputError(`steps must be an integer from 1 to ${MAX_ATTRIBUTION_STEPS}`);
+  }
+  return steps;
 }
 
 function validateOptions(options: InferenceEngineOptions): void {

@@ -32,6 +32,14 @@ export class InferenceInputError extends InferenceError {
   }
 }
 
+/**
+ * The model cannot do what was asked of it, whatever the input: gradients of a graph model, or of one whose
+ * input is neither float nor token ids feeding an Embedding layer. A kind of input error (the request, not
+ * the model, is refused; code BAD_INPUT), of its own class so callers can offer what works instead (the explain
+ * API: KERNEL_SHAP or OCCLUSION, which need only predictions).
+ */
+export class InferenceUnsupportedError extends InferenceInputError {}
+
 /** The artifact returned by `ModelRef.load()` is not a servable tfjs layers model. */
 export class InferenceArtifactError extends InferenceError {
   declare readonly code: 'BAD_ARTIFACT';

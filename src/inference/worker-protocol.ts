@@ -67,7 +67,24 @@ export interface PredictManyTask {
   inputs: TensorPayload[];
 }
 
-export type WorkerTask = DescribeTask | LoadTask | PredictTask | PredictManyTask;
+export type AttributionMethod = 'INTEGRATED_GRADIENTS' | 'GRADIENT_X_INPUT';
+
+/** Gradient attributions of a few instances of a one-input, one-output layers model (see attributions.ts). */
+export interface AttributionsTask {
+  kind: 'attributions';
+  modelKey: string;
+  /** Transferred, not copied, like PredictTask's. */
+  data: ArrayBuffer;
+  dtype: InputDtype;
+  shape: number[];
+  method: AttributionMethod;
+  /** The output column to attribute, one per instance. */
+  targets: number[];
+  /** Integrated gradients' Riemann steps. */
+  steps: number;
+}
+
+export type WorkerTask = DescribeTask | LoadTask | PredictTask | PredictManyTask | AttributionsTask;
 
 export interface DescribeResult {
   backend: BackendName;
@@ -98,14 +115,25 @@ export interface PredictManyResult extends CacheReport {
   seconds: number;
 }
 
+export interface AttributionsResult extends CacheReport {
+  /** float32, transferred back: the input's shape, or [instances, tokens] for token ids. */
+  attributions: ArrayBuffer;
+  shape: number[];
+  /** float32 [instances, outputs] at the input and at the baseline, transferred back. */
+  outputs: ArrayBuffer;
+  baselineOutputs: ArrayBuffer;
+  outputShape: number[];
+}
+
 /**
  * A load or predict task that tfjs refused, returned rather than thrown so the engine learns who
  * is to blame (errors lose their type crossing threads). `input`: the input does not fit the
- * model; `artifact`: the model cannot be loaded. (A worker whose tfjs memory failed ends its thread
+ * model; `artifact`: the model cannot be loaded; `unsupported`: the model cannot do what the task asks of any input (gradients of a
+ * graph model). (A worker whose tfjs memory failed ends its thread
  * instead of answering: piscina fails the task and starts a fresh worker.)
  */
 export interface TaskFailure {
-  failure: 'input' | 'artifact';
+  failure: 'input' | 'artifact' | 'unsupported';
   message: string;
 }
 
@@ -116,4 +144,6 @@ export type ResultOf<T extends WorkerTask> = T extends PredictTask
     ? PredictManyResult
     : T extends LoadTask
       ? LoadResult
-      : DescribeResult;
+      : T extends AttributionsTask
+        ? AttributionsResult
+        : DescribeResult;

@@ -8,9 +8,12 @@
 import { workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
+import { attribute, GradientsUnsupportedError, type Attributions } from './attributions.js';
 import { initBackend } from './backend.js';
 import { LoadedModelCache, type ModelLease, type ServedModel } from './model-cache.js';
 import type {
+  AttributionsResult,
+  AttributionsTask,
   DescribeResult,
   DescribeTask,
   LoadResult,
@@ -35,7 +38,7 @@ const RUNTIME_FAILURE =
 
 export default async function runTask(
   task: WorkerTask,
-): Promise<DescribeResult | LoadResult | PredictResult | PredictManyResult | TaskFailure> {
+): Promise<DescribeResult | LoadResult | PredictResult | PredictManyResult | AttributionsResult | TaskFailure> {
   switch (task.kind) {
     case 'describe':
       return describe(task);
@@ -44,6 +47,8 @@ export default async function runTask(
     case 'predict':
     case 'predictMany':
       return predict(task);
+    case 'attributions':
+      return attributions(task);
   }
 }
 
@@ -174,6 +179,51 @@ async function predictMany(task: PredictManyTask, lease: ModelLease, startedAt: 
     );
   } finally {
     for (const t of outputs) t.dispose();
+  }
+}
+
+/** Gradient attributions of the task's instances (attributions.ts), on the cached model. */
+async function attributions(task: AttributionsTask): Promise<AttributionsResult | TaskFailure> {
+  await initBackend(config.backend);
+  let lease: ModelLease;
+  try {
+    lease = await models.acquire(task.modelKey);
+  } catch (error) {
+    return failure('artifact', error);
+  }
+  try {
+    const data = task.dtype === 'float32' ? new Float32Array(task.data) : new Int32Array(task.data);
+    const input = tf.tensor(data, task.shape, task.dtype);
+    let computed: Attributions;
+    try {
+      computed = attribute(lease.model, input, task);
+    } finally {
+      input.dispose();
+    }
+    const { attributions, outputs, baselineOutputs } = computed;
+    try {
+      // Backends may hand out their internal storage (cpu does); transfer copies we own.
+      const [values, outputValues, baselineValues] = await Promise.all(
+        [attributions, outputs, baselineOutputs].map(async (t) => new Float32Array(await t.data<'float32'>())),
+      );
+      const result: AttributionsResult = {
+        attributions: values!.buffer,
+        shape: attributions.shape,
+        outputs: outputValues!.buffer,
+        baselineOutputs: baselineValues!.buffer,
+        outputShape: outputs.shape,
+        cacheHit: lease.cacheHit,
+        evictions: models.takeEvictions(),
+      };
+      return transferring(result, [result.attributions, result.outputs, result.baselineOutputs]);
+    } finally {
+      tf.dispose([attributions, outputs, baselineOutputs]);
+    }
+  } catch (error) {
+    if (error instanceof GradientsUnsupportedError) return { failure: 'unsupported', message: error.message };
+    return failure('input', error);
+  } finally {
+    lease.release();
   }
 }
 

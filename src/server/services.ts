@@ -160,7 +160,6 @@ async function assembleServices(
     { ...config.evaluation, maxRows: config.datasets.maxRows, maxLineBytes: config.datasets.maxLineBytes },
     config.leaseSweepIntervalMs,
   );
-  // Gradient methods need the engine's attributions (InferenceEngine.attributions), which this engine lacks yet.
   const explanations = new ExplainService(
     catalog,
     artifacts,
@@ -169,7 +168,7 @@ async function assembleServices(
     metering,
     encoder,
     preprocessing,
-    null,
+    engine,
   );
   // Runs of servers that stopped (this DATA_DIR's previous process among them) are marked interrupted.
   await evaluations.sweep();

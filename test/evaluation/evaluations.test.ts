@@ -65,7 +65,7 @@ async function usage(server: TestServer, contractId: string) {
     'SELECT predictions_used AS used FROM contracts WHERE id = $1',
     [contractId],
   );
-  return { records: rows, used: contract[0]!.used };
+  return { records: rows.map(({ kind: _kind, ...record }) => record), used: contract[0]!.used };
 }
 
 describe('evaluations of the demo MNIST MLP', () => {

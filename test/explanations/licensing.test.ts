@@ -164,7 +164,7 @@ describe('explain: licensing, metering and hostile input', () => {
       [{ samples: 0 }, 'input.samples', /16 to 2048/],
       [{ samples: 100000 }, 'input.samples', /16 to 2048/],
       [{ method: 'OCCLUSION', samples: 64 }, 'input.samples', /takes no samples/],
-      [{ method: 'INTEGRATED_GRADIENTS', samples: 1000 }, 'input.method', /not available/],
+      [{ method: 'INTEGRATED_GRADIENTS', samples: 1000 }, 'input.samples', /2 to 256/],
       [{ target: 'no such label' }, 'input.target', /not one of the model's labels/],
       [{ inputs: [[1, 2, 3]] }, 'input.inputs[0]', /4 numbers/],
       [{ inputs: [[1, 2, 3, 'x']] }, 'input.inputs[0][3]', /finite number/],
@@ -177,12 +177,17 @@ describe('explain: licensing, metering and hostile input', () => {
       assert.equal(error.extensions!.field, field, JSON.stringify(error));
       assert.match(error.message, message);
     }
+    // The gradient methods run in the inference workers: one weight per feature; integrated gradients checks completeness.
     for (const method of ['INTEGRATED_GRADIENTS', 'GRADIENT_X_INPUT']) {
-      const unavailable = expectError(
-        await explain(server, auth, { model: slug, inputs: rows(1), method }),
-        'BAD_USER_INPUT',
-      );
-      assert.equal(unavailable.extensions!.reason, 'METHOD_UNAVAILABLE');
+      const [instance] = (await explained(server, auth, { model: slug, inputs: rows(1), method })).instances;
+      assert.equal(instance!.values.length, 4);
+      if (method === 'INTEGRATED_GRADIENTS') {
+        assert.equal(instance!.check!.kind, 'COMPLETENESS');
+        assert.ok(
+          instance!.check!.error < 0.05 * Math.abs(instance!.check!.outputDifference) + 1e-4,
+          JSON.stringify(instance!.check),
+        );
+      } else assert.equal(instance!.check, null);
     }
     // An unknown method is refused by the schema before any resolver runs.
     const unknown = await explain(server, auth, { model: slug, inputs: rows(1), method: 'LIME' });

@@ -9,6 +9,8 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { decodeEvalSet, type EvalSet } from '../../src/evaluation/eval-set.js';
+import type { ModelArtifact } from '../../src/inference/engine.js';
 
 const DEMO_DIR = path.resolve('demo');
 /** Not part of training: publishing changes nothing in what is trained. */
@@ -23,6 +25,20 @@ export function demoArtifacts(slug: DemoSlug = 'mnist-mlp'): Promise<string> {
   let folder = trained.get(slug);
   if (!folder) trained.set(slug, (folder = train(slug)));
   return folder;
+}
+
+/** The demo MNIST MLP as the engine serves it, and its 500 held-out labelled digits (eval.json). */
+export async function demoMlp(): Promise<{ artifact: ModelArtifact; evalSet: EvalSet }> {
+  const dir = path.join(await demoArtifacts(), 'mnist-mlp');
+  const [modelJson, weights, evalJson] = await Promise.all([
+    readFile(path.join(dir, 'model.json'), 'utf8'),
+    readFile(path.join(dir, 'model.weights.bin')),
+    readFile(path.join(dir, 'eval.json'), 'utf8'),
+  ]);
+  return {
+    artifact: { modelJson: JSON.parse(modelJson) as ModelArtifact['modelJson'], weights: new Uint8Array(weights) },
+    evalSet: decodeEvalSet(JSON.parse(evalJson)),
+  };
 }
 
 async function train(slug: DemoSlug): Promise<string> {
