@@ -1,0 +1,63 @@
+// Runs the optimisation transforms (optimization.ts) in a worker thread, within the serving parameter
+// budget, and turns what they refuse into BAD_USER_INPUT naming the input.
+import { Piscina } from 'piscina';
+import { BadUserInputError } from '../server/errors.js';
+import { siblingWorkerFile, workerExecArgv } from '../server/worker-threads.js';
+import type { WeightsArtifact } from '../watermark/artifact.js';
+import {
+  assertOptimizationOptions,
+  OptimizationError,
+  type OptimizationOptions,
+  type OptimizedArtifact,
+} from './optimization.js';
+import type { OptimizationRefusal, OptimizationTask } from './optimization-worker.js';
+
+const isRefusal = (value: unknown): value is OptimizationRefusal =>
+  typeof value === 'object' && value !== null && 'refused' in value;
+
+function refused(message: string, field: string): BadUserInputError {
+  return new BadUserInputError(`Cannot optimise this version: ${message}`, `input.${field}`);
+}
+
+/** The options as a caller gave them (GraphQL input), checked: BAD_USER_INPUT naming the field otherwise. */
+export function parseOptimizationOptions(input: { quantize?: unknown; pruneSparsity?: unknown }): OptimizationOptions {
+  try {
+    return assertOptimizationOptions({ quantize: input.quantize ?? null, pruneSparsity: input.pruneSparsity ?? null });
+  } catch (error) {
+    if (error instanceof OptimizationError) throw refused(error.message, error.field);
+    throw error;
+  }
+}
+
+export class ArtifactOptimizer {
+  // One optimisation at a time is plenty (publish-time work); started on first use.
+  readonly #pool: Piscina;
+
+  /** `maxParameters`: the engine's budget (MODEL_MAX_PARAMETERS); larger artifacts are refused unread. */
+  constructor(private readonly maxParameters: number) {
+    const workerFile = siblingWorkerFile(import.meta.url, 'optimization-worker');
+    this.#pool = new Piscina({
+      filename: workerFile.href,
+      minThreads: 0,
+      maxThreads: 1,
+      idleTimeout: 60_000,
+      execArgv: workerExecArgv(workerFile),
+    });
+  }
+
+  /** The pruned and/or quantised artifact (see optimizeArtifact); BAD_USER_INPUT for what it refuses. */
+  async optimize(
+    parent: WeightsArtifact,
+    input: { quantize?: unknown; pruneSparsity?: unknown },
+  ): Promise<OptimizedArtifact> {
+    const options = parseOptimizationOptions(input);
+    const task: OptimizationTask = { parent, options, maxParameters: this.maxParameters };
+    const result = (await this.#pool.run(task)) as OptimizedArtifact | OptimizationRefusal;
+    if (isRefusal(result)) throw refused(result.refused, result.field);
+    return result;
+  }
+
+  async close(): Promise<void> {
+    await this.#pool.destroy();
+  }
+}
