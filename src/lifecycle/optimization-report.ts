@@ -10,7 +10,7 @@
 //   already, so both are timed on a probe copy whose model.json carries one extra (ignored) field, which
 //   gives it a key of its own. p50 latencies at batch 1 and 64 follow on the same copies, parent and
 //   derived calls interleaved so that both see the same machine.
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import { classificationMetrics, argmaxRows } from '../evaluation/metrics.js';
@@ -71,7 +71,10 @@ export interface OptimizationReport {
   macroF1Drop: number;
 }
 
-/** A handle on an artifact held in memory (a derived one before it is stored), keyed by its stored bytes' hash. */
+/**
+ * A handle on an artifact held in memory, keyed by its stored bytes' hash (computed here, on the calling
+ * thread: the optimizer hands derived artifacts over with theirs).
+ */
 export function inMemoryRef(artifact: WeightsArtifact): ModelRef {
   const key = artifactHash({
     modelJson: Buffer.from(JSON.stringify(artifact.modelJson)),
@@ -142,10 +145,16 @@ function median(values: number[]): number {
   return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
-/** A copy of the artifact under a key of its own (see the module comment), for a cold load. */
+/**
+ * A copy of the artifact under a key of its own (see the module comment), for a cold load. The key is
+ * random rather than a hash of the copy: it names these bytes only, and nothing is hashed on this thread.
+ */
 function coldProbe(artifact: WeightsArtifact): ModelRef {
-  const modelJson = artifact.modelJson as Record<string, unknown>;
-  return inMemoryRef({ modelJson: { ...modelJson, coldLoadProbe: randomUUID() }, weights: artifact.weights });
+  const probe = {
+    modelJson: { ...(artifact.modelJson as Record<string, unknown>), coldLoadProbe: randomUUID() },
+    weights: artifact.weights,
+  };
+  return { key: randomBytes(32).toString('hex'), load: async () => probe };
 }
 
 /** p50 at batch 1 and 64 of each model, their calls interleaved. */

@@ -4,14 +4,12 @@
 // Nothing is stored here: the publish pipeline stores the returned bytes and commits the version.
 import type { InferenceEngine, ModelRef } from '../inference/engine.js';
 import type { StoredArtifact } from '../models/artifact-storage.js';
-import { artifactHash } from '../models/artifact-service.js';
 import { BadUserInputError } from '../server/errors.js';
 import type { OwnerMarkReading, WatermarkReport, WatermarkService } from '../watermark/watermark-service.js';
-import type { OptimizationOptions, OptimizationSummary, OptimizedArtifact } from './optimization.js';
+import type { OptimizationOptions, OptimizationSummary } from './optimization.js';
 import {
   assertAccuracyBudget,
   DEFAULT_LATENCY_RUNS,
-  inMemoryRef,
   measureOptimization,
   parseMaxAccuracyDrop,
   type LabelledEvaluation,
@@ -82,9 +80,8 @@ export class OptimizationService {
     const params = parseOptimizationOptions(request);
     const maxAccuracyDrop = parseMaxAccuracyDrop(request.maxAccuracyDrop);
     const parent = await request.parent.load();
-    const derived: OptimizedArtifact = await this.optimizer.optimize(parent, params);
-    const { summary, ...artifact } = derived;
-    const derivedRef = inMemoryRef(artifact);
+    const { summary, sha256, ...artifact } = await this.optimizer.optimize(parent, params);
+    const derivedRef: ModelRef = { key: sha256, load: async () => artifact };
     const measured = await measureOptimization(
       this.engine,
       request.parent,
@@ -110,7 +107,7 @@ export class OptimizationService {
     };
     return {
       params,
-      sha256: artifactHash(stored),
+      sha256,
       stored,
       report: { ...measured, summary, maxAccuracyDrop, ownerMark },
     };

@@ -4,13 +4,10 @@ import { Piscina } from 'piscina';
 import { BadUserInputError } from '../server/errors.js';
 import { siblingWorkerFile, workerExecArgv } from '../server/worker-threads.js';
 import type { WeightsArtifact } from '../watermark/artifact.js';
-import {
-  assertOptimizationOptions,
-  OptimizationError,
-  type OptimizationOptions,
-  type OptimizedArtifact,
-} from './optimization.js';
-import type { OptimizationRefusal, OptimizationTask } from './optimization-worker.js';
+import { assertOptimizationOptions, OptimizationError, type OptimizationOptions } from './optimization.js';
+import type { DerivedArtifact, OptimizationRefusal, OptimizationTask } from './optimization-worker.js';
+
+export type { DerivedArtifact } from './optimization-worker.js';
 
 const isRefusal = (value: unknown): value is OptimizationRefusal =>
   typeof value === 'object' && value !== null && 'refused' in value;
@@ -33,7 +30,7 @@ export class ArtifactOptimizer {
   // One optimisation at a time is plenty (publish-time work); started on first use.
   readonly #pool: Piscina;
 
-  /** `maxParameters`: the engine's budget (MODEL_MAX_PARAMETERS); larger artifacts are refused unread. */
+  /** `maxParameters`: the engine's budget (MODEL_MAX_PARAMETERS); larger artifacts are refused before any weight is read. */
   constructor(private readonly maxParameters: number) {
     const workerFile = siblingWorkerFile(import.meta.url, 'optimization-worker');
     this.#pool = new Piscina({
@@ -45,14 +42,14 @@ export class ArtifactOptimizer {
     });
   }
 
-  /** The pruned and/or quantised artifact (see optimizeArtifact); BAD_USER_INPUT for what it refuses. */
+  /** The pruned and/or quantised artifact (see optimizeArtifact) with its sha256; BAD_USER_INPUT for what it refuses. */
   async optimize(
     parent: WeightsArtifact,
     input: { quantize?: unknown; pruneSparsity?: unknown },
-  ): Promise<OptimizedArtifact> {
+  ): Promise<DerivedArtifact> {
     const options = parseOptimizationOptions(input);
     const task: OptimizationTask = { parent, options, maxParameters: this.maxParameters };
-    const result = (await this.#pool.run(task)) as OptimizedArtifact | OptimizationRefusal;
+    const result = (await this.#pool.run(task)) as DerivedArtifact | OptimizationRefusal;
     if (isRefusal(result)) throw refused(result.refused, result.field);
     return result;
   }

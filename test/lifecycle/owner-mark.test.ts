@@ -121,7 +121,7 @@ describe('the owner mark on optimised variants', () => {
   });
 
   for (const quantize of ['UINT8', 'FLOAT16'] as const) {
-    it(`survives ${quantize}: every bit the served weights carry reads back from the derived ones`, async () => {
+    it(`survives ${quantize}: the mark the served weights carry reads back from the derived ones`, async () => {
       const variant = await service.derive(request(served, { quantize }));
       const { ownerMark } = variant.report;
       assert.ok(ownerMark, 'a marked parent is checked');
@@ -139,6 +139,11 @@ describe('the owner mark on optimised variants', () => {
       const reuploaded = await upload(server, owner.token, variant.stored.modelJson, variant.stored.weights);
       assert.equal(reuploaded.status, 201, JSON.stringify(reuploaded.body));
       assert.equal(reuploaded.body.sizeBytes, variant.report.derived.bytes);
+      assert.equal(
+        reuploaded.body.sha256,
+        variant.sha256,
+        'the optimizer hashes the stored form as uploads are hashed',
+      );
     });
   }
 
