@@ -120,20 +120,28 @@ describe('the owner mark on optimised variants', () => {
     ...options,
   });
 
-  for (const quantize of ['UINT8', 'FLOAT16'] as const) {
-    it(`survives ${quantize}: the mark the served weights carry reads back from the derived ones`, async () => {
-      const variant = await service.derive(request(served, { quantize }));
+  const variants = [
+    { quantize: 'UINT8', pruneSparsity: null },
+    { quantize: 'FLOAT16', pruneSparsity: null },
+    { quantize: 'UINT8', pruneSparsity: 0.5 },
+  ] as const;
+  for (const params of variants) {
+    const { quantize, pruneSparsity } = params;
+    const name = `${quantize}${pruneSparsity ? ` after ${100 * pruneSparsity}% pruning` : ''}`;
+    it(`survives ${name}: the mark the served weights carry reads back from the derived ones`, async (t) => {
+      const variant = await service.derive(request(served, params));
       const { ownerMark } = variant.report;
       assert.ok(ownerMark, 'a marked parent is checked');
+      t.diagnostic(`owner mark bits: ${JSON.stringify(ownerMark)}`);
       assert.equal(ownerMark.before.totalBits, version.watermark.bits);
       assert.equal(ownerMark.before.matchedBits, version.watermark.bits);
       assert.ok(ownerMark.after.holds, JSON.stringify(ownerMark));
       assert.ok(
         ownerMark.after.matchedBits >= ownerMark.before.matchedBits - 2,
-        `${ownerMark.after.matchedBits} of ${ownerMark.after.totalBits} bits after ${quantize}`,
+        `${ownerMark.after.matchedBits} of ${ownerMark.after.totalBits} bits after ${name}`,
       );
       assert.ok(variant.report.accuracyDrop <= (quantize === 'UINT8' ? 0.01 : 0.001), JSON.stringify(variant.report));
-      assert.deepEqual(variant.params, { quantize, pruneSparsity: null });
+      assert.deepEqual(variant.params, params);
 
       // The server's own upload validation takes the quantised manifest and sizes it right.
       const reuploaded = await upload(server, owner.token, variant.stored.modelJson, variant.stored.weights);
