@@ -8,8 +8,10 @@
 // - Speed: the cold load is the first predict (batch 1) on a model key no worker has seen: the artifact is
 //   written to the engine's file cache, loaded in a worker and run once. The parent is usually loaded
 //   already, so both are timed on a probe copy whose model.json carries one extra (ignored) field, which
-//   gives it a key of its own. p50 latencies at batch 1 and 64 follow on the same copies, parent and
-//   derived calls interleaved so that both see the same machine.
+//   gives it a key of its own (the copies leave the caches as any unused entry does). p50 latencies at
+//   batch 1 and 64 follow on the same copies, parent and derived calls interleaved so that both see the
+//   same machine.
+// Classification models of one input tensor: the labels are class indices.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
@@ -105,18 +107,26 @@ function rows(tensor: TensorInput, start: number, count: number): TensorInput {
   return { data, shape: [count, ...rowShape], dtype: tensor.dtype } as TensorInput;
 }
 
-/** Every example's predicted class, LARGE_BATCH rows per call; a single output is a 0.5 threshold. */
-async function predictedClasses(engine: InferenceEngine, model: ModelRef, tensor: TensorInput): Promise<number[]> {
+/**
+ * Every example's predicted class, LARGE_BATCH rows per call, and how many classes the model tells apart
+ * (a single output is a 0.5 threshold between two).
+ */
+async function predictedClasses(
+  engine: InferenceEngine,
+  model: ModelRef,
+  tensor: TensorInput,
+): Promise<{ predicted: number[]; classes: number }> {
   const total = tensor.shape[0]!;
   const predicted: number[] = [];
+  let width = 1;
   for (let start = 0; start < total; start += LARGE_BATCH) {
     const output = await engine.predict(model, rows(tensor, start, Math.min(LARGE_BATCH, total - start)));
-    const width = output.data.length / output.shape[0]!;
+    width = output.data.length / output.shape[0]!;
     predicted.push(
       ...(width === 1 ? Array.from(output.data, (v) => (v >= 0.5 ? 1 : 0)) : argmaxRows(output.data, width)),
     );
   }
-  return predicted;
+  return { predicted, classes: Math.max(2, width) };
 }
 
 function quality(labels: number[], predicted: number[], classes: number) {
@@ -193,6 +203,7 @@ export async function measureOptimization(
   runs: LatencyRuns = DEFAULT_LATENCY_RUNS,
 ): Promise<OptimizationReport> {
   const { tensor, labels } = evaluation;
+  if (labels.length === 0) throw new BadUserInputError('evaluation needs at least one example', 'input.evaluation');
   if (labels.length !== tensor.shape[0]) {
     throw new BadUserInputError(
       `evaluation has ${tensor.shape[0]} inputs but ${labels.length} labels`,
@@ -206,12 +217,8 @@ export async function measureOptimization(
   await engine.predict(parentRef, rows(tensor, 0, 1));
   const coldLoads: number[] = [];
   for (const probe of probes) coldLoads.push(await timed(() => engine.predict(probe, rows(tensor, 0, 1))));
-  const [parentPredicted, derivedPredicted] = [
-    await predictedClasses(engine, probes[0]!, tensor),
-    await predictedClasses(engine, probes[1]!, tensor),
-  ];
-  const output = await engine.predict(probes[0]!, rows(tensor, 0, 1));
-  const classes = Math.max(2, output.data.length);
+  const { predicted: parentPredicted, classes } = await predictedClasses(engine, probes[0]!, tensor);
+  const { predicted: derivedPredicted } = await predictedClasses(engine, probes[1]!, tensor);
   const [parentQuality, derivedQuality] = [
     quality(labels, parentPredicted, classes),
     quality(labels, derivedPredicted, classes),

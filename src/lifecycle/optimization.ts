@@ -146,13 +146,16 @@ function assertFinite(spec: WeightSpec, values: Float32Array): void {
   }
 }
 
+/** A manifest entry as the parent's model.json has it, every field kept (e.g. `group: "optimizer"`). */
+type ManifestEntry = WeightSpec & Record<string, unknown>;
+
 /** The stored form of one rewritten float32 tensor under `dtype` (none: plain float32). */
 function encodeTensor(
-  spec: WeightSpec,
+  spec: ManifestEntry,
   values: Float32Array,
   dtype: QuantizationDtype | undefined,
-): { spec: WeightSpec; bytes: Uint8Array } {
-  const plain = { name: spec.name, shape: spec.shape, dtype: 'float32' };
+): { spec: ManifestEntry; bytes: Uint8Array } {
+  const { quantization: _previous, ...plain } = spec;
   if (!dtype) return { spec: plain, bytes: new Uint8Array(values.buffer, values.byteOffset, values.byteLength) };
   if (dtype === 'float16') {
     const largest = values.reduce((most, value) => Math.max(most, Math.abs(value)), 0);
@@ -212,13 +215,16 @@ export function optimizeArtifact(
     prunedTensorWeights: 0,
     zeroWeights: 0,
   };
-  const specs: WeightSpec[] = [];
+  const modelJson = parent.modelJson as { weightsManifest: { paths: string[]; weights: ManifestEntry[] }[] };
+  // The entries as written (tensorEntries validated them, in the same order), so no field is lost.
+  const manifestEntries = modelJson.weightsManifest.flatMap((group) => group.weights);
+  const specs: ManifestEntry[] = [];
   const parts: Uint8Array[] = [];
-  for (const entry of entries) {
+  for (const [index, entry] of entries.entries()) {
     const { spec } = entry;
     const prune = pruneSparsity !== null && isPrunable(spec);
     if (spec.dtype !== 'float32' || (!prune && !mode)) {
-      specs.push(spec);
+      specs.push(manifestEntries[index]!);
       parts.push(parent.weights.subarray(entry.byteOffset, entry.byteOffset + entry.byteLength));
       continue;
     }
@@ -231,7 +237,7 @@ export function optimizeArtifact(
     }
     const dtype = mode ? QUANTIZATION_DTYPE[mode] : spec.quantization?.dtype;
     if (mode) summary.quantizedTensors++;
-    const encoded = encodeTensor(spec, values, dtype);
+    const encoded = encodeTensor(manifestEntries[index]!, values, dtype);
     specs.push(encoded.spec);
     parts.push(encoded.bytes);
   }
@@ -241,7 +247,6 @@ export function optimizeArtifact(
     weights.set(part, offset);
     offset += part.byteLength;
   }
-  const modelJson = parent.modelJson as { weightsManifest: { paths: string[] }[] };
   const weightsFile = modelJson.weightsManifest[0]?.paths[0] ?? 'model.weights.bin';
   return {
     modelJson: { ...modelJson, weightsManifest: [{ paths: [weightsFile], weights: specs }] },

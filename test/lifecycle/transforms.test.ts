@@ -21,7 +21,9 @@ function stream(seed: number): () => number {
   };
 }
 
-function artifactOf(tensors: { name: string; shape: number[]; values: Float32Array | Int32Array }[]): WeightsArtifact {
+function artifactOf(
+  tensors: { name: string; shape: number[]; values: Float32Array | Int32Array; group?: string }[],
+): WeightsArtifact {
   const bytes = tensors.map((t) => new Uint8Array(t.values.buffer, t.values.byteOffset, t.values.byteLength));
   const weights = new Uint8Array(bytes.reduce((sum, b) => sum + b.byteLength, 0));
   let offset = 0;
@@ -39,6 +41,7 @@ function artifactOf(tensors: { name: string; shape: number[]; values: Float32Arr
             name: t.name,
             shape: t.shape,
             dtype: t.values instanceof Int32Array ? 'int32' : 'float32',
+            ...(t.group ? { group: t.group } : {}),
           })),
         },
       ],
@@ -147,6 +150,27 @@ describe('optimisation transforms, read back by tfjs', () => {
     assert.equal(spec.quantization.min, 0);
     const read = decodedByTfjs(pruned)['conv/kernel']!;
     assert.equal(read.filter((v) => v === 0).length, 30);
+  });
+
+  it("keeps every manifest field, e.g. the optimizer state's group, which serving must tell from layer weights", () => {
+    const artifact = artifactOf([
+      { name: 'dense/kernel', shape: [2, 2], values: Float32Array.from([1, -2, 3, -4]) },
+      { name: 'iter', shape: [], values: Int32Array.from([12]), group: 'optimizer' },
+      { name: 'dense/kernel/m', shape: [2, 2], values: Float32Array.from([0.1, 0.2, 0.3, 0.4]), group: 'optimizer' },
+    ]);
+    for (const options of [{ quantize: 'UINT8' }, { pruneSparsity: 0.5 }] as const) {
+      const derived = optimize(artifact, options);
+      const specs = (derived.modelJson as tf.io.ModelJSON).weightsManifest[0]!.weights;
+      assert.deepEqual(
+        specs.map((spec) => [spec.name, spec.group]),
+        [
+          ['dense/kernel', undefined],
+          ['iter', 'optimizer'],
+          ['dense/kernel/m', 'optimizer'],
+        ],
+        JSON.stringify(options),
+      );
+    }
   });
 
   it('refuses what it cannot store: float16 past its range, non-finite weights, nothing to prune', () => {
