@@ -18,7 +18,11 @@ import {
   parseMaxAccuracyDrop,
   type OptimizationReport,
 } from '../../src/lifecycle/optimization-report.js';
-import { ArtifactOptimizer, parseOptimizationOptions } from '../../src/lifecycle/optimizer.js';
+import {
+  ArtifactOptimizer,
+  MAX_PENDING_OPTIMIZATIONS,
+  parseOptimizationOptions,
+} from '../../src/lifecycle/optimizer.js';
 import type { WeightsArtifact } from '../../src/watermark/artifact.js';
 import { demoArtifacts } from '../support/demo-artifacts.js';
 import { TEST_BACKEND } from '../support/inference-backend.js';
@@ -228,6 +232,23 @@ describe('optimised variants of the demo MNIST MLP', () => {
         extensions: { code: 'BAD_USER_INPUT', field: 'input.maxAccuracyDrop' },
       });
     }
+  });
+
+  it('admits a bounded number of optimisations at once; more are SERVICE_UNAVAILABLE, the admitted ones finish', async () => {
+    const calls = Array.from({ length: MAX_PENDING_OPTIMIZATIONS + 2 }, () =>
+      derive({ quantize: 'FLOAT16' }).then(
+        (derived) => ({ ok: derived.weights.byteLength }),
+        (error: { extensions: Record<string, any> }) => ({ code: error.extensions.code }),
+      ),
+    );
+    const outcomes = await Promise.all(calls);
+    assert.deepEqual(outcomes, [
+      ...Array.from({ length: MAX_PENDING_OPTIMIZATIONS }, () => ({ ok: parent.weights.byteLength / 2 })),
+      { code: 'SERVICE_UNAVAILABLE' },
+      { code: 'SERVICE_UNAVAILABLE' },
+    ]);
+    // Admitted again once those finished.
+    assert.equal((await derive({ quantize: 'FLOAT16' })).weights.byteLength, parent.weights.byteLength / 2);
   });
 
   it('refuses models it cannot help or must not read: int32 only, non-finite weights, over the parameter budget', async () => {
