@@ -11,7 +11,8 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import { setTimeout } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { parseConfig } from '../src/config.js';
@@ -77,6 +78,8 @@ async function readModel(dir: string): Promise<{ artifact: WeightsArtifact; eval
   };
 }
 
+const delays = (histogram: IntervalHistogram) =>
+  `max ${(histogram.max / 1e6).toFixed(1)} ms, p99 ${(histogram.percentile(99) / 1e6).toFixed(1)} ms`;
 const kb = (bytes: number) => `${(bytes / 1024).toFixed(1)} KB`;
 const ms = (value: number) => `${value.toFixed(value < 10 ? 2 : 0)} ms`;
 
@@ -125,6 +128,11 @@ async function main(): Promise<void> {
   const engine = await InferenceEngine.start({ ...inference, artifactDir });
   const optimizer = new ArtifactOptimizer(inference.maxParameters);
   const eventLoop = monitorEventLoopDelay({ resolution: 5 });
+  // The same monitor over an idle wait: on a busy machine the scheduler alone delays the loop this much.
+  const idle = monitorEventLoopDelay({ resolution: 5 });
+  idle.enable();
+  await setTimeout(3000);
+  idle.disable();
   let failed = false;
   try {
     console.log(
@@ -159,9 +167,7 @@ async function main(): Promise<void> {
       }
       printReport(model, reports);
     }
-    console.log(
-      `\nevent loop while deriving and measuring: max delay ${(eventLoop.max / 1e6).toFixed(1)} ms, p99 ${(eventLoop.percentile(99) / 1e6).toFixed(1)} ms`,
-    );
+    console.log(`\nevent loop while deriving and measuring: ${delays(eventLoop)}; idle for 3 s: ${delays(idle)}`);
   } finally {
     await Promise.all([engine.close(), optimizer.close()]);
     await rm(artifactDir, { recursive: true, force: true });

@@ -99,6 +99,11 @@ async function sizes(artifact: WeightsArtifact): Promise<{ bytes: number; weight
 function rows(tensor: TensorInput, start: number, count: number): TensorInput {
   const [total, ...rowShape] = tensor.shape as [number, ...number[]];
   const width = tensor.data.length / total;
+  if (start + count <= total) {
+    // A view: the engine copies every request's rows into the batch it sends a worker.
+    const data = tensor.data.subarray(start * width, (start + count) * width);
+    return { data, shape: [count, ...rowShape], dtype: tensor.dtype } as TensorInput;
+  }
   const data = tensor.dtype === 'float32' ? new Float32Array(count * width) : new Int32Array(count * width);
   for (let i = 0; i < count; i++) {
     const row = (start + i) % total;
