@@ -62,7 +62,7 @@ export function assertOwnerMarkSurvives(survival: OwnerMarkSurvival): void {
   if (after.holds) return;
   throw new BadUserInputError(
     `The owner watermark does not survive this optimisation: ${after.matchedBits} of ${after.totalBits} bits read back (${before.matchedBits} before; ${after.threshold} needed); prune less or quantise less`,
-    'input.quantize',
+    undefined, // quantisation and pruning together: no one field is to blame
     { measurements: { ownerMark: survival } },
   );
 }
