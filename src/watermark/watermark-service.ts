@@ -118,6 +118,15 @@ export interface EvaluationData {
   labels: number[] | null;
 }
 
+/** One artifact's reading of an owner mark (ownerMarkReadings). */
+export interface OwnerMarkReading {
+  matchedBits: number;
+  totalBits: number;
+  /** Fewest matched bits that verify as MATCH for up to KEY_BUDGET keys. */
+  threshold: number;
+  holds: boolean;
+}
+
 export interface WatermarkMatch {
   model: string;
   version: string;
@@ -560,6 +569,37 @@ export class WatermarkService {
       skipDuplicates: true,
     });
     return sha256;
+  }
+
+  /**
+   * The version's owner mark as each artifact carries it (decoded against the unmarked upload, in the
+   * version's layout; `watermark` is its report), and whether it verifies: at least the threshold that holds
+   * however many keys a verification tries. For checking that a derived artifact kept the mark.
+   */
+  async ownerMarkReadings(
+    versionId: string,
+    originalSha256: string,
+    watermark: WatermarkReport | null,
+    suspects: WeightsArtifact[],
+  ): Promise<OwnerMarkReading[]> {
+    const original = parse(await this.artifacts.read(originalSha256));
+    const layout = layoutOf(watermark);
+    const readings: OwnerMarkReading[] = [];
+    for (const suspect of suspects) {
+      const results = await this.#decode({
+        kind: 'decode',
+        suspect,
+        original,
+        keys: [this.ownerKey(versionId)],
+        layout,
+      });
+      // A refusal: the suspect's weights do not fit the mark's carriers, so no bit can be read.
+      const matchedBits = isRefusal(results) ? 0 : results[0]!.matchedBits;
+      const totalBits = isRefusal(results) ? (layout?.bits ?? MARK_BITS) : results[0]!.totalBits;
+      const { threshold } = capacityThreshold(totalBits);
+      readings.push({ matchedBits, totalBits, threshold, holds: matchedBits >= threshold });
+    }
+    return readings;
   }
 
   /**
