@@ -7,6 +7,7 @@ import type { Principal } from '../auth/principal.js';
 import type { Prisma } from '../db/database.js';
 import type { Artifact, LicensePlan, Model, ModelAlias, User } from '../generated/prisma/client.js';
 import { canView } from '../models/model-policy.js';
+import type { VariantRow, VariantStore } from '../models/variants.js';
 import { NotFoundError } from './errors.js';
 
 function byId<T extends { id: string }>(ids: readonly string[], rows: T[]): (T | null)[] {
@@ -20,9 +21,11 @@ export class Loaders {
   #plans?: DataLoader<string, LicensePlan | null>;
   #artifacts?: DataLoader<string, Artifact | null>;
   #aliases?: DataLoader<string, ModelAlias[]>;
+  #ownerMarks?: DataLoader<string, VariantRow | null>;
 
   constructor(
     private readonly prisma: Prisma,
+    private readonly variants: VariantStore,
     private readonly principal: Principal,
   ) {}
 
@@ -52,6 +55,14 @@ export class Loaders {
         orderBy: { name: 'asc' },
       });
       return ids.map((id) => rows.filter((row) => row.modelId === id));
+    }));
+  }
+
+  /** A version's owner-marked variant (null: published before marking existed). */
+  get ownerMarkByVersionId(): DataLoader<string, VariantRow | null> {
+    return (this.#ownerMarks ??= new DataLoader(async (ids) => {
+      const found = await this.variants.findMany(ids, 'OWNER_MARKED');
+      return ids.map((id) => found.get(id) ?? null);
     }));
   }
 
