@@ -8,24 +8,20 @@ import type * as tf from '@tensorflow/tfjs';
 import pg from 'pg';
 import { hashPassword } from '../../src/auth/password.js';
 import { applyMigrations, listMigrations } from '../../src/db/migrate.js';
-import { artifactHash, canonicalise } from '../../src/models/artifact-service.js';
-import { toArtifact } from '../inference/models.js';
 import { withDatabase } from '../support/database-url.js';
 import { logIn } from '../support/fixtures.js';
-import { buildMlp, DIGITS, expectedOutputs, assertClose, PREDICT, randomRows } from '../support/models.js';
+import {
+  assertClose,
+  buildMlp,
+  DIGITS,
+  expectedOutputs,
+  PREDICT,
+  randomRows,
+  storedArtifactOf,
+} from '../support/models.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
 const MIGRATION = '20261211000000_artifact_variants';
-
-/** A model's bytes as the artifact store keeps them (canonical form) and their hash. */
-async function blobOf(model: tf.LayersModel) {
-  const artifact = await toArtifact(model);
-  const { modelJson, weights } = canonicalise({
-    modelJson: Buffer.from(JSON.stringify(artifact.modelJson)),
-    weights: new Map([['model.weights.bin', Buffer.from(artifact.weights)]]),
-  });
-  return { modelJson, weights, sha256: artifactHash({ modelJson, weights }) };
-}
 
 const floats = (values: number[]) => Buffer.from(new Float32Array(values).buffer);
 
@@ -51,9 +47,9 @@ describe('migration 20261211000000_artifact_variants', () => {
   };
   const mean = [0.5, -0.25];
   const covariance = [1, 0.1, 0.1, 2];
-  let upload: Awaited<ReturnType<typeof blobOf>>;
-  let marked: Awaited<ReturnType<typeof blobOf>>;
-  let copy: Awaited<ReturnType<typeof blobOf>>;
+  let upload: Awaited<ReturnType<typeof storedArtifactOf>>;
+  let marked: Awaited<ReturnType<typeof storedArtifactOf>>;
+  let copy: Awaited<ReturnType<typeof storedArtifactOf>>;
   let uploadModel: tf.LayersModel;
   let markedModel: tf.LayersModel;
   let server: TestServer;
@@ -63,9 +59,9 @@ describe('migration 20261211000000_artifact_variants', () => {
     uploadModel = buildMlp([784, 16, 10], 11);
     markedModel = buildMlp([784, 16, 10], 12);
     [upload, marked, copy] = await Promise.all([
-      blobOf(uploadModel),
-      blobOf(markedModel),
-      blobOf(buildMlp([784, 16, 10], 13)),
+      storedArtifactOf(uploadModel),
+      storedArtifactOf(markedModel),
+      storedArtifactOf(buildMlp([784, 16, 10], 13)),
     ]);
 
     const admin = new pg.Client({ connectionString: adminUrl });
