@@ -17,7 +17,7 @@ import {
 import { groupByteLength } from '../inference/artifact-store.js';
 import { NotFoundError } from '../server/errors.js';
 import { assertUuid } from '../server/ids.js';
-import type { ArtifactStorage, BlobWriter, StoredArtifact } from './artifact-storage.js';
+import { BLOB_TRANSACTION, type ArtifactStorage, type BlobWriter, type StoredArtifact } from './artifact-storage.js';
 import { isAdmin } from './model-policy.js';
 
 /**
@@ -199,7 +199,7 @@ export class ArtifactService {
         tx,
       );
       return created;
-    });
+    }, BLOB_TRANSACTION);
     return { id: artifact.id, sha256, sizeBytes };
   }
 

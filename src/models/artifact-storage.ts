@@ -9,6 +9,12 @@ export interface StoredArtifact {
   weights: Buffer;
 }
 
+/**
+ * Transactions that write blobs (megabytes of bytea, a calibration of inputs² floats): Prisma's default 5 s
+ * was seen to expire on a loaded machine, failing an upload or a publish whose marking had been paid for.
+ */
+export const BLOB_TRANSACTION = { maxWait: 10_000, timeout: 60_000 };
+
 /** A transaction the bytes are written in: rolled back, it leaves no blob behind. */
 export type BlobWriter = Pick<Prisma, 'artifactBlob'>;
 

@@ -17,7 +17,8 @@ import { parseEvaluationMetrics, type EvaluationMetrics } from './evaluation-met
 import { assertCanManage, canView, isAdmin } from './model-policy.js';
 import type { InputEncoder } from '../predictions/input-encoding.js';
 import { isNamed, resolveSignature, type Signature } from './signature.js';
-import { BLOB_TRANSACTION, type DerivedVariant, type VariantStore } from './variants.js';
+import { BLOB_TRANSACTION } from './artifact-storage.js';
+import type { DerivedVariant, VariantStore } from './variants.js';
 
 export interface ModelCardInput {
   intendedUse?: string | null;
