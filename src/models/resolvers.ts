@@ -46,6 +46,12 @@ export const modelResolvers: Resolvers = {
           }) as unknown as WatermarkReport,
         ),
       ),
+    variants: async (version, _args, ctx) =>
+      ctx.services.variants.visible(
+        ctx.actor.principal,
+        (await ctx.loaders.modelById.load(version.modelId))!,
+        version.id,
+      ),
     aliases: async (version, _args, ctx) => {
       const [latest, stored] = await Promise.all([
         ctx.services.models.latest(version.modelId),

@@ -2,18 +2,14 @@
 // optimised version's quantised or pruned weights. Every reader and writer of them goes through here: which
 // bytes a version serves, a contract's copy, the variants an owner sees, and writing variants with their blobs
 // in the transaction that records them.
+import type { Principal } from '../auth/principal.js';
 import type { Prisma } from '../db/database.js';
 import type { ArtifactVariant, Prisma as P, VariantKind } from '../generated/prisma/client.js';
 import { artifactHash, type ArtifactService } from './artifact-service.js';
-import type { StoredArtifact } from './artifact-storage.js';
+import { BLOB_TRANSACTION, type StoredArtifact } from './artifact-storage.js';
+import { canManage, isAdmin, type ModelAccess } from './model-policy.js';
 
 export type { ArtifactVariant, VariantKind } from '../generated/prisma/client.js';
-
-/**
- * Transactions that write blobs (megabytes of bytea, a calibration of inputs² floats): Prisma's default 5 s
- * was seen to expire on a loaded machine, failing a publish whose marking had already been paid for.
- */
-export const BLOB_TRANSACTION = { maxWait: 10_000, timeout: 60_000 };
 
 /** A transaction that variants and their blobs are written in. */
 export type VariantWriter = Pick<Prisma, 'artifactVariant' | 'artifactBlob'>;
@@ -95,6 +91,19 @@ export class VariantStore {
       omit: WITHOUT_CALIBRATION,
     });
     return new Map(rows.map((row) => [row.versionId, row]));
+  }
+
+  /**
+   * The variants of a version `principal` may see, oldest first: admins all; the model's owner all but
+   * licensee copies (each belongs to its contract); nobody else any.
+   */
+  visible(principal: Principal, model: ModelAccess, versionId: string): Promise<VariantRow[]> {
+    if (!canManage(principal, model)) return Promise.resolve([]);
+    return this.prisma.artifactVariant.findMany({
+      where: { versionId, ...(isAdmin(principal) ? {} : { kind: { not: 'LICENSEE_COPY' } }) },
+      orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
+      omit: WITHOUT_CALIBRATION,
+    });
   }
 
   /** A variant's calibration bytes, if it has any. */

@@ -8,7 +8,8 @@ import { AuditAction } from '../../src/audit/audit-service.js';
 import type { Actor } from '../../src/auth/principal.js';
 import { parseSignature } from '../../src/models/signature.js';
 import { ConflictError } from '../../src/server/errors.js';
-import { expectError, signUp, type SignedUpUser } from '../support/fixtures.js';
+import { expectError, logIn, signUp, type SignedUpUser } from '../support/fixtures.js';
+import { accept, createPlan } from '../support/licensing.js';
 import {
   assertClose,
   buildMlp,
@@ -22,6 +23,7 @@ import {
 } from '../support/models.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
+const ADMIN = { email: 'root@modelmarket.test', password: 'an admin passphrase' };
 const PUBLISH_MARKED = `mutation P($input: PublishModelVersionInput!) {
   publishModelVersion(input: $input) { id version watermark { marked } } }`;
 
@@ -31,7 +33,7 @@ describe('the publish pipeline', () => {
   let artifactId: string;
 
   before(async () => {
-    server = await startTestServer();
+    server = await startTestServer({ ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password });
     owner = await signUp(server, { role: 'OWNER' });
     artifactId = (await uploadWithTfjs(server, buildMlp([784, 16, 10], 3), { token: owner.token })).id;
   });
@@ -184,5 +186,62 @@ describe('the publish pipeline', () => {
     const before = await blobCount();
     await assert.rejects(second.commit({ version: '1.1.0' }), ConflictError);
     assert.equal(await blobCount(), before);
+  });
+
+  it('ModelVersion.variants: the owner sees its marked weights, an admin licensee copies too, others nothing', async () => {
+    const { slug } = await createModel(server, { token: owner.token });
+    const published = await publishMarked(slug, '1.0.0');
+    assert.equal(published.errors, undefined, JSON.stringify(published.errors));
+    const versionId = published.data!.publishModelVersion.id;
+    const plan = await createPlan(server, { token: owner.token }, slug, { downloadAllowed: true });
+    const licensee = await signUp(server);
+    const contract = await accept(server, { token: licensee.token }, plan.id);
+    const downloaded = await fetch(`${server.origin}/v1/versions/${versionId}/model.json`, {
+      headers: { authorization: `Bearer ${licensee.token}` },
+    });
+    assert.equal(downloaded.status, 200);
+    await downloaded.arrayBuffer();
+
+    const VARIANTS = `query($s: String!) { model(slug: $s) { versions { variants {
+      kind sha256 served params report contractId createdAt } } } }`;
+    const variantsAs = async (token?: string) => {
+      const res = await server.gql(VARIANTS, { s: slug }, token ? { token } : undefined);
+      assert.equal(res.errors, undefined, JSON.stringify(res.errors));
+      return res.data!.model.versions[0].variants as Record<string, any>[];
+    };
+    const { rows } = await server.sql.query(
+      `SELECT kind, sha256, contract_id FROM artifact_variants WHERE version_id = $1 ORDER BY created_at`,
+      [versionId],
+    );
+    assert.deepEqual(
+      rows.map((r) => [r.kind, r.contract_id]),
+      [
+        ['OWNER_MARKED', null],
+        ['LICENSEE_COPY', contract.id],
+      ],
+    );
+    const ownerVariants = await variantsAs(owner.token);
+    assert.equal(ownerVariants.length, 1, 'no licensee copy for the owner');
+    const [ownerMark] = ownerVariants;
+    assert.equal(ownerMark!.kind, 'OWNER_MARKED');
+    assert.equal(ownerMark!.sha256, rows[0].sha256);
+    assert.equal(ownerMark!.served, true);
+    assert.equal(ownerMark!.report.marked, true);
+    assert.deepEqual(ownerMark!.params.key, 'owner');
+    assert.ok(ownerMark!.params.layout.carriers.includes(ownerMark!.report.tensor));
+
+    const admin = await logIn(server, ADMIN.email, ADMIN.password);
+    assert.deepEqual(
+      (await variantsAs(admin.token)).map((v) => [v.kind, v.sha256, v.served, v.contractId]),
+      [
+        ['OWNER_MARKED', rows[0].sha256, true, null],
+        ['LICENSEE_COPY', rows[1].sha256, false, contract.id],
+      ],
+    );
+    // The licensee downloads its copy but sees no variant (their parameters name the marked tensors); a
+    // stranger sees none either.
+    assert.deepEqual(await variantsAs(licensee.token), []);
+    assert.deepEqual(await variantsAs((await signUp(server, { role: 'OWNER' })).token), []);
+    assert.deepEqual(await variantsAs(), []);
   });
 });
