@@ -45,11 +45,10 @@ import {
 import type { WatermarkRefusal, WatermarkTask } from './worker.js';
 
 type Marked = WeightsArtifact & { report: MarkReport };
-/** A marked artifact, ready to store, what it was marked with, and what it cost. */
+/** A marked artifact, ready to store, and what it cost. */
 interface Candidate {
   marked: Marked;
   stored: StoredArtifact;
-  layout?: MarkLayout;
   report: WatermarkReport;
 }
 
@@ -243,25 +242,19 @@ function calibrationBytes({ mean, covariance }: InputStatistics): Uint8Array<Arr
 }
 
 /** The owner-marked variant a candidate makes: served, with what it was marked with and what it cost. */
-function ownerMarked(candidate: Candidate, calibration?: InputStatistics): DerivedVariant {
+function ownerMarked({ stored, report }: Candidate, calibration?: InputStatistics): DerivedVariant {
   const params: OwnerMarkParams = {
     key: 'owner',
-    ...(candidate.report.carriers && candidate.report.bits !== undefined
-      ? {
-          layout: {
-            carriers: candidate.report.carriers,
-            bits: candidate.report.bits,
-            ...(candidate.layout?.slack ? { slack: candidate.layout.slack } : {}),
-          },
-        }
+    ...(report.carriers && report.bits !== undefined
+      ? { layout: { carriers: report.carriers, bits: report.bits, ...(report.slack ? { slack: report.slack } : {}) } }
       : {}),
     ...(calibration ? { calibration: { samples: calibration.samples, inputs: calibration.inputs } } : {}),
   };
   return {
     kind: 'OWNER_MARKED',
     params: params as unknown as P.InputJsonObject,
-    artifact: candidate.stored,
-    report: candidate.report as unknown as P.InputJsonObject,
+    artifact: stored,
+    report: report as unknown as P.InputJsonObject,
     served: true,
     ...(calibration ? { calibration: calibrationBytes(calibration) } : {}),
   };
@@ -541,7 +534,7 @@ export class WatermarkService {
       ...(layout?.slack ? { slack: layout.slack } : {}),
       ...(evaluation ? await this.#measure(originalSha256, marked, signature, evaluation) : {}),
     };
-    return { marked, stored: toStored(marked), layout, report };
+    return { marked, stored: toStored(marked), report };
   }
 
   /** Agreement with the original (and accuracies, with labels) of a marked copy on `evaluation`. */
