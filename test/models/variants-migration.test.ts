@@ -227,4 +227,27 @@ describe('migration 20261211000000_artifact_variants', () => {
     assert.deepEqual(await download(versions.marked), marked.weights);
     assert.deepEqual(await download(versions.unmarked), upload.weights);
   });
+
+  it('a served variant changed after its version notifies the catalog; a new licensee copy does not', async () => {
+    const listener = await server.sql.connect();
+    const heard: string[] = [];
+    listener.on('notification', (message) => heard.push(message.payload!));
+    try {
+      await listener.query('LISTEN mm_changes');
+      await server.sql.query(
+        `INSERT INTO artifact_variants (version_id, kind, contract_id, sha256) VALUES ($1, 'LICENSEE_COPY', $2, $3)`,
+        [versions.marked, randomUUID(), copy.sha256],
+      );
+      await server.sql.query(`UPDATE artifact_variants SET served = false WHERE version_id = $1 AND served`, [
+        versions.marked,
+      ]);
+      // Notifications arrive in commit order: once the second is heard, the first would have been.
+      const deadline = Date.now() + 5000;
+      while (!heard.includes(`m:${ids.model}`) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.deepEqual(heard, [`m:${ids.model}`]);
+    } finally {
+      await listener.query('UNLISTEN mm_changes');
+      listener.release();
+    }
+  });
 });
