@@ -9,7 +9,7 @@ import { artifactHash, type ArtifactService } from './artifact-service.js';
 import { BLOB_TRANSACTION, type StoredArtifact } from './artifact-storage.js';
 import { canManage, isAdmin, type ModelAccess } from './model-policy.js';
 
-export type { ArtifactVariant, VariantKind } from '../generated/prisma/client.js';
+export type { VariantKind } from '../generated/prisma/client.js';
 
 /** A transaction that variants and their blobs are written in. */
 export type VariantWriter = Pick<Prisma, 'artifactVariant' | 'artifactBlob'>;
