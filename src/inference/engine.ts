@@ -18,10 +18,10 @@ import type {
   DescribeResult,
   DescribeTask,
   InputDtype,
+  LayerInputsTask,
   LoadTask,
   ModelSignature,
   PredictManyTask,
-  PredictTask,
   ResultOf,
   TaskFailure,
   WorkerConfig,
@@ -276,13 +276,13 @@ export class InferenceEngine {
   async layerInputs(model: ModelRef, layerName: string, input: TensorInput): Promise<TensorOutput> {
     validateInput(input);
     const data = input.data.slice();
-    const task: PredictTask = {
-      kind: 'predict',
+    const task: LayerInputsTask = {
+      kind: 'layerInputs',
       modelKey: model.key,
+      layerName,
       data: data.buffer,
       dtype: input.dtype,
       shape: input.shape,
-      inputsOf: layerName,
     };
     const result = await this.runAlone(model, task, [data.buffer]);
     return { data: new Float32Array(result.output), shape: result.shape };
@@ -334,7 +334,7 @@ export class InferenceEngine {
   }
 
   /** One worker task on the model, outside any batch: its files on disk and pinned, a worker slot held. */
-  private async runAlone<T extends LoadTask | PredictTask | AttributionsTask>(
+  private async runAlone<T extends LoadTask | LayerInputsTask | AttributionsTask>(
     model: ModelRef,
     task: T,
     transferList: ArrayBuffer[] = [],

@@ -49,8 +49,17 @@ export interface PredictTask {
   data: ArrayBuffer;
   dtype: InputDtype;
   shape: number[];
-  /** Return what this layer receives instead of the model's output (watermark calibration). */
-  inputsOf?: string;
+}
+
+/** What one layer of a layers model receives when the model runs on the input (watermark calibration). */
+export interface LayerInputsTask {
+  kind: 'layerInputs';
+  modelKey: string;
+  layerName: string;
+  /** Transferred like PredictTask's. */
+  data: ArrayBuffer;
+  dtype: InputDtype;
+  shape: number[];
 }
 
 /** One input tensor of a model of several, transferred like PredictTask's. */
@@ -84,7 +93,7 @@ export interface AttributionsTask {
   steps: number;
 }
 
-export type WorkerTask = DescribeTask | LoadTask | PredictTask | PredictManyTask | AttributionsTask;
+export type WorkerTask = DescribeTask | LoadTask | PredictTask | PredictManyTask | LayerInputsTask | AttributionsTask;
 
 export interface DescribeResult {
   backend: BackendName;
@@ -137,8 +146,8 @@ export interface TaskFailure {
   message: string;
 }
 
-/** The result type the worker returns for each task type (load and predict may return a `TaskFailure`). */
-export type ResultOf<T extends WorkerTask> = T extends PredictTask
+/** The result type the worker returns for each task type (all but describe may return a `TaskFailure`). */
+export type ResultOf<T extends WorkerTask> = T extends PredictTask | LayerInputsTask
   ? PredictResult
   : T extends PredictManyTask
     ? PredictManyResult

@@ -16,8 +16,8 @@ import type {
   AttributionsTask,
   DescribeResult,
   DescribeTask,
+  LayerInputsTask,
   LoadResult,
-  LoadTask,
   PredictManyResult,
   PredictManyTask,
   PredictResult,
@@ -39,16 +39,24 @@ const RUNTIME_FAILURE =
 export default async function runTask(
   task: WorkerTask,
 ): Promise<DescribeResult | LoadResult | PredictResult | PredictManyResult | AttributionsResult | TaskFailure> {
+  // One case per capability; each model-bearing one runs through withModel.
   switch (task.kind) {
     case 'describe':
       return describe(task);
     case 'load':
-      return load(task);
+      return withModel(task, (lease) => ({
+        signature: lease.signature,
+        cacheHit: lease.cacheHit,
+        evictions: models.takeEvictions(),
+      }));
     case 'predict':
+      return withModel(task, (lease, startedAt) => predictWith(task, lease, startedAt));
     case 'predictMany':
-      return predict(task);
+      return withModel(task, (lease, startedAt) => predictMany(task, lease, startedAt));
+    case 'layerInputs':
+      return withModel(task, (lease, startedAt) => layerInputs(task, lease, startedAt));
     case 'attributions':
-      return attributions(task);
+      return withModel(task, (lease) => attributions(task, lease));
   }
 }
 
@@ -91,22 +99,14 @@ function waitForAllWorkers({ barrier, workers }: DescribeTask): void {
   }
 }
 
-async function load(task: LoadTask): Promise<LoadResult | TaskFailure> {
-  await initBackend(config.backend);
-  let lease: ModelLease;
-  try {
-    lease = await models.acquire(task.modelKey);
-  } catch (error) {
-    return failure('artifact', error);
-  }
-  try {
-    return { signature: lease.signature, cacheHit: lease.cacheHit, evictions: models.takeEvictions() };
-  } finally {
-    lease.release();
-  }
-}
-
-async function predict(task: PredictTask | PredictManyTask): Promise<PredictResult | PredictManyResult | TaskFailure> {
+/**
+ * Runs `run` on the task's model, loaded (or found in the cache) and leased meanwhile: a model that does not
+ * load fails as the artifact's fault, anything `run` throws as the input's.
+ */
+async function withModel<R>(
+  task: { modelKey: string },
+  run: (lease: ModelLease, startedAt: number) => R | Promise<R>,
+): Promise<R | TaskFailure> {
   await initBackend(config.backend);
   const startedAt = performance.now();
   let lease: ModelLease;
@@ -116,9 +116,7 @@ async function predict(task: PredictTask | PredictManyTask): Promise<PredictResu
     return failure('artifact', error);
   }
   try {
-    return task.kind === 'predict'
-      ? await predictWith(task, lease, startedAt)
-      : await predictMany(task, lease, startedAt);
+    return await run(lease, startedAt);
   } catch (error) {
     return failure('input', error);
   } finally {
@@ -127,9 +125,23 @@ async function predict(task: PredictTask | PredictManyTask): Promise<PredictResu
 }
 
 async function predictWith(task: PredictTask, lease: ModelLease, startedAt: number): Promise<PredictResult> {
+  return runSingle(lease.model, task, lease, startedAt);
+}
+
+/** What the task's layer receives when the model runs on the task's input, one row per instance. */
+async function layerInputs(task: LayerInputsTask, lease: ModelLease, startedAt: number): Promise<PredictResult> {
+  return runSingle(truncated(lease.model, task.layerName), task, lease, startedAt);
+}
+
+/** Runs `model` (of one input) on the task's tensor; answers its first output as float32. */
+async function runSingle(
+  model: ServedModel,
+  task: PredictTask | LayerInputsTask,
+  lease: ModelLease,
+  startedAt: number,
+): Promise<PredictResult> {
   const output = tf.tidy(() => {
     const data = task.dtype === 'float32' ? new Float32Array(task.data) : new Int32Array(task.data);
-    const model = task.inputsOf ? truncated(lease.model, task.inputsOf) : lease.model;
     // A graph model's predict runs `execute` on its one input and output.
     const prediction = model.predict(tf.tensor(data, task.shape, task.dtype)) as tf.Tensor | tf.Tensor[];
     // Models of several outputs have named signatures and run as predictMany tasks.
@@ -182,48 +194,37 @@ async function predictMany(task: PredictManyTask, lease: ModelLease, startedAt: 
   }
 }
 
-/** Gradient attributions of the task's instances (attributions.ts), on the cached model. */
-async function attributions(task: AttributionsTask): Promise<AttributionsResult | TaskFailure> {
-  await initBackend(config.backend);
-  let lease: ModelLease;
+/** Gradient attributions of the task's instances (attributions.ts); a model without gradients is `unsupported`. */
+async function attributions(task: AttributionsTask, lease: ModelLease): Promise<AttributionsResult | TaskFailure> {
+  const data = task.dtype === 'float32' ? new Float32Array(task.data) : new Int32Array(task.data);
+  const input = tf.tensor(data, task.shape, task.dtype);
+  let computed: Attributions;
   try {
-    lease = await models.acquire(task.modelKey);
-  } catch (error) {
-    return failure('artifact', error);
-  }
-  try {
-    const data = task.dtype === 'float32' ? new Float32Array(task.data) : new Int32Array(task.data);
-    const input = tf.tensor(data, task.shape, task.dtype);
-    let computed: Attributions;
-    try {
-      computed = attribute(lease.model, input, task);
-    } finally {
-      input.dispose();
-    }
-    const { attributions, outputs, baselineOutputs } = computed;
-    try {
-      // Backends may hand out their internal storage (cpu does); transfer copies we own.
-      const [values, outputValues, baselineValues] = await Promise.all(
-        [attributions, outputs, baselineOutputs].map(async (t) => new Float32Array(await t.data<'float32'>())),
-      );
-      const result: AttributionsResult = {
-        attributions: values!.buffer,
-        shape: attributions.shape,
-        outputs: outputValues!.buffer,
-        baselineOutputs: baselineValues!.buffer,
-        outputShape: outputs.shape,
-        cacheHit: lease.cacheHit,
-        evictions: models.takeEvictions(),
-      };
-      return transferring(result, [result.attributions, result.outputs, result.baselineOutputs]);
-    } finally {
-      tf.dispose([attributions, outputs, baselineOutputs]);
-    }
+    computed = attribute(lease.model, input, task);
   } catch (error) {
     if (error instanceof GradientsUnsupportedError) return { failure: 'unsupported', message: error.message };
-    return failure('input', error);
+    throw error;
   } finally {
-    lease.release();
+    input.dispose();
+  }
+  const { attributions, outputs, baselineOutputs } = computed;
+  try {
+    // Backends may hand out their internal storage (cpu does); transfer copies we own.
+    const [values, outputValues, baselineValues] = await Promise.all(
+      [attributions, outputs, baselineOutputs].map(async (t) => new Float32Array(await t.data<'float32'>())),
+    );
+    const result: AttributionsResult = {
+      attributions: values!.buffer,
+      shape: attributions.shape,
+      outputs: outputValues!.buffer,
+      baselineOutputs: baselineValues!.buffer,
+      outputShape: outputs.shape,
+      cacheHit: lease.cacheHit,
+      evictions: models.takeEvictions(),
+    };
+    return transferring(result, [result.attributions, result.outputs, result.baselineOutputs]);
+  } finally {
+    tf.dispose([attributions, outputs, baselineOutputs]);
   }
 }
 

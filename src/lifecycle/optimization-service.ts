@@ -5,7 +5,8 @@
 import type { InferenceEngine, ModelRef } from '../inference/engine.js';
 import type { StoredArtifact } from '../models/artifact-storage.js';
 import { BadUserInputError } from '../server/errors.js';
-import type { OwnerMarkReading, WatermarkReport, WatermarkService } from '../watermark/watermark-service.js';
+import type { VariantRow } from '../models/variants.js';
+import type { OwnerMarkReading, WatermarkService } from '../watermark/watermark-service.js';
 import type { OptimizationOptions, OptimizationSummary } from './optimization.js';
 import {
   assertAccuracyBudget,
@@ -22,9 +23,9 @@ export interface OptimizationRequest {
   /** The version derived from: its served artifact (owner-marked, or the upload when unmarked). */
   versionId: string;
   parent: ModelRef;
-  /** Its unmarked upload and watermark report; a marked version's mark must survive. */
+  /** Its unmarked upload, and its owner mark (the OWNER_MARKED variant; null when unmarked): it must survive. */
   originalSha256: string;
-  watermark: WatermarkReport | null;
+  ownerMark: Pick<VariantRow, 'params'> | null;
   evaluation: LabelledEvaluation;
   /** As the caller gave them: checked here (BAD_USER_INPUT naming the field). */
   quantize?: unknown;
@@ -91,11 +92,11 @@ export class OptimizationService {
     );
     assertAccuracyBudget(measured, maxAccuracyDrop);
     let ownerMark: OwnerMarkSurvival | null = null;
-    if (request.watermark?.marked) {
+    if (request.ownerMark) {
       const [before, after] = await this.watermarks.ownerMarkReadings(
         request.versionId,
         request.originalSha256,
-        request.watermark,
+        request.ownerMark,
         [parent, artifact],
       );
       ownerMark = { before: before!, after: after! };

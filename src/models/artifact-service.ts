@@ -17,7 +17,7 @@ import {
 import { groupByteLength } from '../inference/artifact-store.js';
 import { NotFoundError } from '../server/errors.js';
 import { assertUuid } from '../server/ids.js';
-import type { ArtifactStorage, StoredArtifact } from './artifact-storage.js';
+import { BLOB_TRANSACTION, type ArtifactStorage, type BlobWriter, type StoredArtifact } from './artifact-storage.js';
 import { isAdmin } from './model-policy.js';
 
 /**
@@ -185,8 +185,8 @@ export class ArtifactService {
       throw new InvalidArtifactError(`The model does not load in TensorFlow.js: ${(error as Error).message}`, 422);
     }
     const sizeBytes = modelJson.byteLength + weights.byteLength;
-    await this.storage.put(sha256, { modelJson, weights });
     const artifact = await this.prisma.$transaction(async (tx) => {
+      await this.storage.put(sha256, { modelJson, weights }, tx);
       const created = await tx.artifact.create({ data: { sha256, sizeBytes, uploadedById } });
       await this.audit.record(
         actor,
@@ -199,7 +199,7 @@ export class ArtifactService {
         tx,
       );
       return created;
-    });
+    }, BLOB_TRANSACTION);
     return { id: artifact.id, sha256, sizeBytes };
   }
 
@@ -245,9 +245,12 @@ export class ArtifactService {
     return this.engine.warm(this.modelRef(sha256));
   }
 
-  /** Stores derived bytes (marked copies) under their hash; storing the same bytes again is a no-op. */
-  store(sha256: string, artifact: StoredArtifact): Promise<void> {
-    return this.storage.put(sha256, artifact);
+  /**
+   * Stores derived bytes (src/models/variants.ts) under their hash, in the transaction `tx` that records what
+   * they are, so a failed commit leaves no orphan blob; storing the same bytes again is a no-op.
+   */
+  store(sha256: string, artifact: StoredArtifact, tx: BlobWriter): Promise<void> {
+    return this.storage.put(sha256, artifact, tx);
   }
 
   async read(sha256: string): Promise<StoredArtifact> {

@@ -9,17 +9,29 @@ export interface StoredArtifact {
   weights: Buffer;
 }
 
+/**
+ * Transactions that write blobs (megabytes of bytea, a calibration of inputs² floats): Prisma's default 5 s
+ * was seen to expire on a loaded machine, failing an upload or a publish whose marking had been paid for.
+ */
+export const BLOB_TRANSACTION = { maxWait: 10_000, timeout: 60_000 };
+
+/** A transaction the bytes are written in: rolled back, it leaves no blob behind. */
+export type BlobWriter = Pick<Prisma, 'artifactBlob'>;
+
 export interface ArtifactStorage {
-  /** Stores the bytes under their sha256; storing the same bytes again is a no-op. */
-  put(sha256: string, artifact: StoredArtifact): Promise<void>;
+  /**
+   * Stores the bytes under their sha256; storing the same bytes again is a no-op. With `tx`, in that
+   * transaction (a store that cannot join it must remove what it wrote when the transaction fails).
+   */
+  put(sha256: string, artifact: StoredArtifact, tx?: BlobWriter): Promise<void>;
   get(sha256: string): Promise<StoredArtifact | null>;
 }
 
 export class PostgresArtifactStorage implements ArtifactStorage {
   constructor(private readonly prisma: Prisma) {}
 
-  async put(sha256: string, artifact: StoredArtifact): Promise<void> {
-    await this.prisma.artifactBlob.createMany({
+  async put(sha256: string, artifact: StoredArtifact, tx: BlobWriter = this.prisma): Promise<void> {
+    await tx.artifactBlob.createMany({
       data: [
         {
           sha256,

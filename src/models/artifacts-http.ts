@@ -184,7 +184,6 @@ export function addArtifactRoutes(
         where: { id },
         include: {
           model: { select: { id: true, ownerId: true, visibility: true } },
-          artifact: { select: { sha256: true } },
         },
       });
       if (!version || !canView(actor.principal, version.model))
@@ -192,11 +191,13 @@ export function addArtifactRoutes(
       assertDownloadScope(actor.principal, version.model);
       // Owners and admins get the owner-marked weights; licensees with download rights their own
       // fingerprinted copy; nobody gets the unmarked upload (unless marking was opted out).
-      let sha256 = version.servedSha256 ?? version.artifact.sha256;
+      let sha256: string;
       let contractId: string | null = null;
-      if (!canManage(actor.principal, version.model)) {
+      if (canManage(actor.principal, version.model)) {
+        sha256 = await services.variants.servedSha256(version);
+      } else {
         contractId = await services.contracts.downloadContract(actor, version.model.id, version);
-        sha256 = await services.watermarks.licenseeCopy(contractId, version, version.artifact.sha256);
+        sha256 = await services.watermarks.licenseeCopy(contractId, version);
       }
       // Every file is metered and audited: the weights can be fetched without their model.json.
       await services.audit.record(actor, {

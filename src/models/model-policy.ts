@@ -5,7 +5,7 @@ import type { Model } from '../generated/prisma/client.js';
 import { ForbiddenError, NotFoundError } from '../server/errors.js';
 import type { WatermarkReport } from '../watermark/watermark-service.js';
 
-type ModelAccess = Pick<Model, 'ownerId' | 'visibility'>;
+export type ModelAccess = Pick<Model, 'ownerId' | 'visibility'>;
 
 export function isAdmin(principal: Principal): boolean {
   return principal.kind !== 'anonymous' && principal.role === 'ADMIN';

@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import semver from 'semver';
 import { requireUserId, type Actor } from '../auth/principal.js';
-import { AuditAction, type AuditService } from '../audit/audit-service.js';
+import { AuditAction, type AuditService, type AuditEntry } from '../audit/audit-service.js';
 import { Change, type ChangeFeed } from '../db/change-feed.js';
 import type { Prisma } from '../db/database.js';
 import { isUniqueViolation } from '../db/errors.js';
@@ -11,12 +11,14 @@ import { cleanText } from '../server/text.js';
 import type { Model, ModelTask, ModelVersion, Prisma as P, Visibility } from '../generated/prisma/client.js';
 import type { Logger } from '../server/logger.js';
 import { BadUserInputError, ConflictError, NotFoundError } from '../server/errors.js';
-import type { EvaluationData, WatermarkService } from '../watermark/watermark-service.js';
+import { OPTED_OUT_MARK, type EvaluationData, type WatermarkService } from '../watermark/watermark-service.js';
 import type { ArtifactService } from './artifact-service.js';
 import { parseEvaluationMetrics, type EvaluationMetrics } from './evaluation-metrics.js';
 import { assertCanManage, canView, isAdmin } from './model-policy.js';
 import type { InputEncoder } from '../predictions/input-encoding.js';
 import { isNamed, resolveSignature, type Signature } from './signature.js';
+import { BLOB_TRANSACTION } from './artifact-storage.js';
+import type { DerivedVariant, VariantStore } from './variants.js';
 
 export interface ModelCardInput {
   intendedUse?: string | null;
@@ -56,6 +58,23 @@ export interface PublishVersionInput {
   watermark?: boolean | null;
   /** Labelled examples to measure the mark's cost on. */
   evaluation?: { inputs: unknown; labels?: number[] | null } | null;
+}
+
+/** A new version, validated and with its variants derived: what commitVersion records. */
+export interface VersionDraft {
+  id: string;
+  model: Model;
+  /** A version number newVersionNumber accepted. */
+  version: string;
+  /** The upload (for an optimised version, its parent's: the unmarked original that marks are read against). */
+  artifactId: string;
+  signature: Signature;
+  labels: string[];
+  changelog: string;
+  card: P.InputJsonObject;
+  metrics?: EvaluationMetrics;
+  /** The parent of an optimised version. */
+  derivedFromId?: string;
 }
 
 export interface ModelFilter {
@@ -122,16 +141,13 @@ function decodeCursor(cursor: string): Cursor {
   throw new BadUserInputError('Invalid cursor', 'after');
 }
 
-// Publishing writes only new rows, one a calibration of megabytes (inputs² floats): Prisma's default 5 s was seen
-// to expire on a loaded machine, failing a publish whose marking had already been paid for.
-const PUBLISH_TRANSACTION = { maxWait: 10_000, timeout: 60_000 };
-
 export class ModelsService {
   constructor(
     private readonly prisma: Prisma,
     private readonly changes: ChangeFeed,
     private readonly audit: AuditService,
     private readonly artifacts: ArtifactService,
+    private readonly variants: VariantStore,
     private readonly watermarks: WatermarkService,
     private readonly encoder: InputEncoder,
     private readonly logger: Logger,
@@ -262,16 +278,13 @@ export class ModelsService {
     };
   }
 
+  /**
+   * Publishing is one pipeline: validate (the version number, the upload, its signature) → derive and measure
+   * (the owner mark and its cost) → store and commit (commitVersion: blobs, version, variants and audit in one
+   * transaction). optimizeModelVersion runs the same steps with its own derivation.
+   */
   async publishVersion(actor: Actor, input: PublishVersionInput): Promise<ModelVersion> {
-    const model = await this.prisma.model.findUnique({ where: { slug: input.model } });
-    assertCanManage(actor.principal, model);
-    const parsed = semver.parse(input.version.trim());
-    if (!parsed || parsed.build.length > 0) {
-      throw new BadUserInputError(
-        'version must be a semantic version such as 1.0.0 (no build metadata)',
-        'input.version',
-      );
-    }
+    const { model, version } = await this.newVersionNumber(actor, input.model, input.version, 'input.version');
     const labels = input.labels ?? undefined;
     if (labels) {
       if (labels.some((l) => l.trim().length === 0 || l.length > 200)) {
@@ -280,12 +293,6 @@ export class ModelsService {
       if (new Set(labels).size !== labels.length)
         throw new BadUserInputError('labels must be distinct', 'input.labels');
     }
-    const existing = await this.prisma.modelVersion.findUnique({
-      where: { modelId_version: { modelId: (model as Model).id, version: parsed.version } },
-      select: { id: true },
-    });
-    if (existing)
-      throw new ConflictError(`Version ${parsed.version} of ${input.model} already exists; versions are immutable`);
     const artifact = await this.artifacts.findUsable(actor, input.artifactId);
     const inspected = await this.artifacts.inspect(artifact.sha256);
     const signature = resolveSignature(inspected, input.signature, labels, {
@@ -293,60 +300,102 @@ export class ModelsService {
     });
     const finalLabels =
       !isNamed(signature) && signature.output.kind === 'classification' ? signature.output.labels : [];
-    const metrics = input.metrics ? parseEvaluationMetrics(input.metrics, finalLabels) : undefined;
-    const card = cleanCard(input.card, 'input.card') ?? {};
-    const versionId = randomUUID();
-    const marking =
+    const draft: VersionDraft = {
+      id: randomUUID(),
+      model,
+      version,
+      artifactId: artifact.id,
+      signature,
+      labels: finalLabels,
+      changelog: text(input.changelog, 'input.changelog', MAX_TEXT) ?? '',
+      card: cleanCard(input.card, 'input.card') ?? {},
+      metrics: input.metrics ? parseEvaluationMetrics(input.metrics, finalLabels) : undefined,
+    };
+    const ownerMark =
       input.watermark === false
-        ? { servedSha256: null, report: { marked: false, optedOut: true }, calibration: null }
+        ? OPTED_OUT_MARK
         : await this.watermarks.markForPublish(
-            versionId,
+            draft.id,
             artifact.sha256,
             signature,
             await this.#evaluation(input, signature),
           );
+    return this.commitVersion(actor, draft, [ownerMark], {
+      action: AuditAction.VERSION_PUBLISHED,
+      details: { model: model.slug, version, sha256: artifact.sha256 },
+    });
+  }
+
+  /**
+   * The first step of publishing: the model, which the caller must manage, and `version` as a semantic
+   * version that the model does not have yet (CONFLICT otherwise: versions are immutable).
+   */
+  async newVersionNumber(
+    actor: Actor,
+    slug: string,
+    version: string,
+    field: string,
+  ): Promise<{ model: Model; version: string }> {
+    const model = await this.prisma.model.findUnique({ where: { slug } });
+    assertCanManage(actor.principal, model);
+    const parsed = semver.parse(version.trim());
+    if (!parsed || parsed.build.length > 0) {
+      throw new BadUserInputError('version must be a semantic version such as 1.0.0 (no build metadata)', field);
+    }
+    const existing = await this.prisma.modelVersion.findUnique({
+      where: { modelId_version: { modelId: model!.id, version: parsed.version } },
+      select: { id: true },
+    });
+    if (existing)
+      throw new ConflictError(`Version ${parsed.version} of ${slug} already exists; versions are immutable`);
+    return { model: model!, version: parsed.version };
+  }
+
+  /**
+   * The last step of publishing: the version, its derived variants (their blobs written in the same
+   * transaction, so a failed commit, such as a concurrent publish of the same number, leaves none behind) and
+   * the audit event, in one transaction; then the serving cache is warmed with what the version serves.
+   */
+  async commitVersion(
+    actor: Actor,
+    draft: VersionDraft,
+    variants: readonly DerivedVariant[],
+    event: Pick<AuditEntry, 'action' | 'details'>,
+  ): Promise<ModelVersion> {
+    let committed: { version: ModelVersion; served: string | null };
     try {
-      const version = await this.prisma.$transaction(async (tx) => {
-        const created = await tx.modelVersion.create({
+      committed = await this.prisma.$transaction(async (tx) => {
+        const version = await tx.modelVersion.create({
           data: {
-            id: versionId,
-            modelId: (model as Model).id,
-            version: parsed.version,
-            artifactId: artifact.id,
-            signature: signature as unknown as P.InputJsonObject,
-            labels: finalLabels,
-            changelog: text(input.changelog, 'input.changelog', MAX_TEXT) ?? '',
-            card,
-            metrics: metrics ? (metrics as unknown as P.InputJsonObject) : undefined,
+            id: draft.id,
+            modelId: draft.model.id,
+            version: draft.version,
+            artifactId: draft.artifactId,
+            signature: draft.signature as unknown as P.InputJsonObject,
+            labels: draft.labels,
+            changelog: draft.changelog,
+            card: draft.card,
+            metrics: draft.metrics ? (draft.metrics as unknown as P.InputJsonObject) : undefined,
             publishedById: requireUserId(actor.principal),
-            servedSha256: marking.servedSha256,
-            watermark: marking.report as unknown as P.InputJsonObject,
+            derivedFromId: draft.derivedFromId,
           },
         });
-        if (marking.calibration) await this.watermarks.saveCalibration(tx, versionId, marking.calibration);
-        await this.audit.record(
-          actor,
-          {
-            action: AuditAction.VERSION_PUBLISHED,
-            targetType: 'ModelVersion',
-            targetId: created.id,
-            details: { model: input.model, version: parsed.version, sha256: artifact.sha256 },
-          },
-          tx,
-        );
-        return created;
-      }, PUBLISH_TRANSACTION);
-      await this.#catalogChanged(version.modelId);
-      // Warm the serving cache so the first predict does not pay the load.
-      this.artifacts
-        .warm(marking.servedSha256 ?? artifact.sha256)
-        .catch((error: unknown) => this.logger.warn({ err: error }, 'model warm-up failed'));
-      return version;
+        const served = await this.variants.create(tx, version.id, variants);
+        await this.audit.record(actor, { ...event, targetType: 'ModelVersion', targetId: version.id }, tx);
+        return { version, served };
+      }, BLOB_TRANSACTION);
     } catch (error) {
       if (isUniqueViolation(error))
-        throw new ConflictError(`Version ${parsed.version} of ${input.model} already exists; versions are immutable`);
+        throw new ConflictError(
+          `Version ${draft.version} of ${draft.model.slug} already exists; versions are immutable`,
+        );
       throw error;
     }
+    await this.#catalogChanged(draft.model.id);
+    // Warm the serving cache so the first predict does not pay the load.
+    const served = committed.served ?? (await this.artifacts.sha256Of(draft.artifactId));
+    this.artifacts.warm(served).catch((error: unknown) => this.logger.warn({ err: error }, 'model warm-up failed'));
+    return committed.version;
   }
 
   /** The owner's evaluation examples, checked and encoded like predict inputs. */

@@ -40,7 +40,17 @@ export const modelResolvers: Resolvers = {
       visibleWatermark(
         ctx.actor.principal,
         (await ctx.loaders.modelById.load(version.modelId))!,
-        describeMark((version.watermark ?? { marked: false }) as unknown as WatermarkReport),
+        describeMark(
+          ((await ctx.loaders.ownerMarkByVersionId.load(version.id))?.report ?? {
+            marked: false,
+          }) as unknown as WatermarkReport,
+        ),
+      ),
+    variants: async (version, _args, ctx) =>
+      ctx.services.variants.visible(
+        ctx.actor.principal,
+        (await ctx.loaders.modelById.load(version.modelId))!,
+        version.id,
       ),
     aliases: async (version, _args, ctx) => {
       const [latest, stored] = await Promise.all([

@@ -9,7 +9,7 @@ import { FeedCache } from '../db/feed-cache.js';
 import type { Model, ModelVersion } from '../generated/prisma/client.js';
 import type { ModelsService } from '../models/models-service.js';
 import { parseSignature, type Signature } from '../models/signature.js';
-import type { ArtifactService } from '../models/artifact-service.js';
+import type { VariantStore } from '../models/variants.js';
 
 export interface ServedVersion {
   version: ModelVersion;
@@ -36,7 +36,7 @@ export class ServingCatalog {
 
   constructor(
     private readonly models: ModelsService,
-    private readonly artifacts: ArtifactService,
+    private readonly variants: VariantStore,
     changes: ChangeFeed,
   ) {
     this.#targets = new FeedCache(changes, { max: 10_000, kinds: ['m'] });
@@ -66,8 +66,8 @@ export class ServingCatalog {
       signature = parseSignature(version.signature, 'signature');
       this.#signatures.set(version.id, signature);
     }
-    // Predict serves the owner-marked weights (the unmarked upload only when marking was opted out).
-    const sha256 = version.servedSha256 ?? (await this.artifacts.sha256Of(version.artifactId));
+    // Predict serves the version's served variant (the owner-marked weights), else the upload itself.
+    const sha256 = await this.variants.servedSha256(version);
     return { model, served: { version, sha256, signature } };
   }
 }

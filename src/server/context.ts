@@ -21,7 +21,7 @@ export async function buildContext(exchange: Exchange, services: Services, prism
     actor,
     userAgent: exchange.req.headers['user-agent'],
     services,
-    loaders: new Loaders(prisma, actor.principal, services.evaluations),
+    loaders: new Loaders(prisma, services.variants, actor.principal, services.evaluations),
     warnings: [],
   };
 }

@@ -8,6 +8,7 @@ import type { Prisma } from '../db/database.js';
 import type { Artifact, LicensePlan, Model, ModelAlias, User } from '../generated/prisma/client.js';
 import type { EvaluationsService, VerifiedMetrics } from '../evaluation/evaluations-service.js';
 import { canView } from '../models/model-policy.js';
+import type { VariantRow, VariantStore } from '../models/variants.js';
 import { NotFoundError } from './errors.js';
 
 function byId<T extends { id: string }>(ids: readonly string[], rows: T[]): (T | null)[] {
@@ -22,9 +23,11 @@ export class Loaders {
   #artifacts?: DataLoader<string, Artifact | null>;
   #aliases?: DataLoader<string, ModelAlias[]>;
   #verifiedMetrics?: DataLoader<string, VerifiedMetrics | null>;
+  #ownerMarks?: DataLoader<string, VariantRow | null>;
 
   constructor(
     private readonly prisma: Prisma,
+    private readonly variants: VariantStore,
     private readonly principal: Principal,
     private readonly evaluations: EvaluationsService,
   ) {}
@@ -60,6 +63,14 @@ export class Loaders {
         orderBy: { name: 'asc' },
       });
       return ids.map((id) => rows.filter((row) => row.modelId === id));
+    }));
+  }
+
+  /** A version's owner-marked variant (null: published before marking existed). */
+  get ownerMarkByVersionId(): DataLoader<string, VariantRow | null> {
+    return (this.#ownerMarks ??= new DataLoader(async (ids) => {
+      const found = await this.variants.findMany(ids, 'OWNER_MARKED');
+      return ids.map((id) => found.get(id) ?? null);
     }));
   }
 

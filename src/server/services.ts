@@ -19,6 +19,7 @@ import { InferenceEngine } from '../inference/engine.js';
 import { ArtifactService } from '../models/artifact-service.js';
 import { PostgresArtifactStorage } from '../models/artifact-storage.js';
 import { ModelsService } from '../models/models-service.js';
+import { VariantStore } from '../models/variants.js';
 import { LicenceCertificates } from '../licensing/certificates.js';
 import { ContractsService } from '../licensing/contracts-service.js';
 import { PlansService } from '../licensing/plans-service.js';
@@ -42,6 +43,7 @@ export interface Services {
   keyRing: SigningKeyRing;
   engine: InferenceEngine;
   artifacts: ArtifactService;
+  variants: VariantStore;
   models: ModelsService;
   predictions: PredictService;
   explanations: ExplainService;
@@ -115,7 +117,8 @@ async function assembleServices(
     onWorkerError: (error) => logger.error({ err: error }, 'inference worker died'),
   });
   const artifacts = new ArtifactService(db.prisma, new PostgresArtifactStorage(db.prisma), engine, audit);
-  const watermarks = new WatermarkService(db.prisma, db.pool, artifacts, engine, audit, secrets);
+  const variants = new VariantStore(db.prisma, artifacts);
+  const watermarks = new WatermarkService(db.pool, artifacts, variants, engine, audit, secrets);
   // A call's images (or large texts) are one task; 16 calls a worker may wait, past that callers are told to retry
   // (OVERLOADED) rather than queue for seconds.
   const preprocessing = new PreprocessingPool(
@@ -131,8 +134,8 @@ async function assembleServices(
     maxImagePixelsPerCall: config.models.maxImagePixelsPerCall,
     maxImageBytesPerCall: config.models.maxImageBytesPerCall,
   });
-  const models = new ModelsService(db.prisma, changes, audit, artifacts, watermarks, encoder, logger);
-  const catalog = new ServingCatalog(models, artifacts, changes);
+  const models = new ModelsService(db.prisma, changes, audit, artifacts, variants, watermarks, encoder, logger);
+  const catalog = new ServingCatalog(models, variants, changes);
   const plans = new PlansService(db.prisma, audit);
   const contracts = new ContractsService(db.prisma, audit, plans, changes);
   const certificates = new LicenceCertificates(db.prisma, keyRing, config.auth.issuer);
@@ -186,6 +189,7 @@ async function assembleServices(
     keyRing,
     engine,
     artifacts,
+    variants,
     models,
     predictions,
     explanations,

@@ -7,14 +7,14 @@ import { RateLimiterPostgres, RateLimiterRes } from 'rate-limiter-flexible';
 import type { Actor } from '../auth/principal.js';
 import { requireUserId } from '../auth/principal.js';
 import { AuditAction, type AuditService } from '../audit/audit-service.js';
-import type { Prisma } from '../db/database.js';
-import type { ModelVersion } from '../generated/prisma/client.js';
+import type { Prisma as P } from '../generated/prisma/client.js';
 import type { InferenceEngine, TensorInput } from '../inference/engine.js';
 import type { ArtifactService } from '../models/artifact-service.js';
 import { artifactHash } from '../models/artifact-service.js';
 import type { StoredArtifact } from '../models/artifact-storage.js';
 import { isAdmin } from '../models/model-policy.js';
 import { isNamed, type Signature } from '../models/signature.js';
+import type { DerivedVariant, VariantRow, VariantStore } from '../models/variants.js';
 import type { SecretBox } from '../security/secret-box.js';
 import { BadUserInputError, RateLimitedError } from '../server/errors.js';
 import { Piscina } from 'piscina';
@@ -49,9 +49,28 @@ type Marked = WeightsArtifact & { report: MarkReport };
 interface Candidate {
   marked: Marked;
   stored: StoredArtifact;
-  servedSha256: string;
   report: WatermarkReport;
 }
+
+/**
+ * What an owner-marked variant was derived with (its `params`): the key's role, the layout when it is not the
+ * default one, and the shape of the calibration kept for a shaped mark.
+ */
+interface OwnerMarkParams {
+  key: 'owner';
+  layout?: MarkLayout;
+  calibration?: { samples: number; inputs: number };
+  optedOut?: true;
+}
+
+/** The owner-marked variant of a version whose owner opted out of marking: no bytes, and the report says so. */
+export const OPTED_OUT_MARK: DerivedVariant = {
+  kind: 'OWNER_MARKED',
+  params: { key: 'owner', optedOut: true } satisfies OwnerMarkParams,
+  artifact: null,
+  report: { marked: false, optedOut: true },
+  served: false,
+};
 const isRefusal = (value: unknown): value is WatermarkRefusal =>
   typeof value === 'object' && value !== null && 'refused' in value;
 
@@ -106,10 +125,9 @@ export function describeMark(report: WatermarkReport): WatermarkReport {
   };
 }
 
-/** What a version's marks were made with; undefined for the default layout of older versions. */
-function layoutOf(report: WatermarkReport | null): MarkLayout | undefined {
-  if (!report?.carriers || report.bits === undefined) return undefined;
-  return { carriers: report.carriers, bits: report.bits, ...(report.slack ? { slack: report.slack } : {}) };
+/** What a version's marks are made with; undefined for the default layout of older versions. */
+function layoutOf(mark: Pick<VariantRow, 'params'>): MarkLayout | undefined {
+  return (mark.params as unknown as OwnerMarkParams).layout;
 }
 
 /** The owner's labelled examples, encoded as the model takes them. */
@@ -224,8 +242,31 @@ function everyOther({ tensor, labels }: EvaluationData, parity: number): Evaluat
   };
 }
 
-function float32Bytes(values: Float64Array): Uint8Array<ArrayBuffer> {
-  return new Uint8Array(Float32Array.from(values).buffer);
+/** A shaped mark's statistics as kept: float32 little-endian, the mean then the covariance. */
+function calibrationBytes({ mean, covariance }: InputStatistics): Uint8Array<ArrayBuffer> {
+  const floats = new Float32Array(mean.length + covariance.length);
+  floats.set(mean);
+  floats.set(covariance, mean.length);
+  return new Uint8Array(floats.buffer);
+}
+
+/** The owner-marked variant a candidate makes: served, with what it was marked with and what it cost. */
+function ownerMarked({ stored, report }: Candidate, calibration?: InputStatistics): DerivedVariant {
+  const params: OwnerMarkParams = {
+    key: 'owner',
+    ...(report.carriers && report.bits !== undefined
+      ? { layout: { carriers: report.carriers, bits: report.bits, ...(report.slack ? { slack: report.slack } : {}) } }
+      : {}),
+    ...(calibration ? { calibration: { samples: calibration.samples, inputs: calibration.inputs } } : {}),
+  };
+  return {
+    kind: 'OWNER_MARKED',
+    params: params as unknown as P.InputJsonObject,
+    artifact: stored,
+    report: report as unknown as P.InputJsonObject,
+    served: true,
+    ...(calibration ? { calibration: calibrationBytes(calibration) } : {}),
+  };
 }
 
 export class WatermarkService {
@@ -235,9 +276,9 @@ export class WatermarkService {
   readonly #pool: Piscina;
 
   constructor(
-    private readonly prisma: Prisma,
     pool: pg.Pool,
     private readonly artifacts: ArtifactService,
+    private readonly variants: VariantStore,
     private readonly engine: InferenceEngine,
     private readonly audit: AuditService,
     secrets: SecretBox,
@@ -295,24 +336,23 @@ export class WatermarkService {
    * lose ≤ 0.5 accuracy points on it, else BAD_USER_INPUT (the owner may opt out). When the least-norm mark
    * fails that budget on a Dense kernel, a mark shaped on half of the examples (shaping.ts) is checked on
    * the other half; when that fails too (or cannot be made), the mark is fitted: fewer bits, on the
-   * tensors with most slack (#fitted). Returns the served artifact's hash, the report, and the calibration
-   * to keep, if shaped.
+   * tensors with most slack (#fitted). Returns the owner-marked variant (served), to commit with the version:
+   * nothing is stored here.
    */
   async markForPublish(
     versionId: string,
     originalSha256: string,
     signature: Signature,
     evaluation: EvaluationData | null,
-  ): Promise<{ servedSha256: string; report: WatermarkReport; calibration: InputStatistics | null }> {
+  ): Promise<DerivedVariant> {
     const original = parse(await this.artifacts.read(originalSha256));
     const plain = await this.#markAndMeasure(versionId, originalSha256, original, signature, evaluation);
-    if (!evaluation || withinBudget(plain.report)) return { ...(await this.#keep(plain)), calibration: null };
+    if (!evaluation || withinBudget(plain.report)) return ownerMarked(plain);
     const shaped = await this.#shaped(versionId, originalSha256, original, signature, evaluation);
-    if (shaped && withinBudget(shaped.candidate.report))
-      return { ...(await this.#keep(shaped.candidate)), calibration: shaped.calibration };
+    if (shaped && withinBudget(shaped.candidate.report)) return ownerMarked(shaped.candidate, shaped.calibration);
     const fitted = await this.#fitted(versionId, originalSha256, original, signature, evaluation);
     if (!fitted.best) throw overBudget(plain.report, shaped?.candidate.report, fitted.smallest);
-    return { ...(await this.#keep(fitted.best)), calibration: null };
+    return ownerMarked(fitted.best);
   }
 
   /** A mark shaped on the even-numbered examples and checked on the odd-numbered ones; null where shaping does not apply. */
@@ -448,23 +488,18 @@ export class WatermarkService {
     return sensitivities;
   }
 
-  /** Keeps the statistics a shaped version's licensee copies are shaped with. */
-  async saveCalibration(
-    tx: Pick<Prisma, 'watermarkCalibration'>,
-    versionId: string,
-    { samples, inputs, mean, covariance }: InputStatistics,
-  ): Promise<void> {
-    await tx.watermarkCalibration.create({
-      data: { versionId, samples, inputs, mean: float32Bytes(mean), covariance: float32Bytes(covariance) },
-    });
-  }
-
-  async #calibration(versionId: string): Promise<InputStatistics | undefined> {
-    const row = await this.prisma.watermarkCalibration.findUnique({ where: { versionId } });
-    if (!row) return undefined;
-    const floats = (bytes: Uint8Array) =>
-      Float64Array.from(new Float32Array(new Uint8Array(bytes).buffer, 0, bytes.byteLength / 4));
-    return { samples: row.samples, inputs: row.inputs, mean: floats(row.mean), covariance: floats(row.covariance) };
+  /** The statistics a shaped mark was made with, which its version's licensee copies are shaped with too. */
+  async #calibration(mark: VariantRow): Promise<InputStatistics | undefined> {
+    const shape = (mark.params as unknown as OwnerMarkParams).calibration;
+    const bytes = shape ? await this.variants.calibration(mark.id) : null;
+    if (!shape || !bytes) return undefined;
+    const floats = Float64Array.from(new Float32Array(new Uint8Array(bytes).buffer, 0, bytes.byteLength / 4));
+    return {
+      samples: shape.samples,
+      inputs: shape.inputs,
+      mean: floats.subarray(0, shape.inputs),
+      covariance: floats.subarray(shape.inputs),
+    };
   }
 
   async #markOrRefuse(task: Extract<WatermarkTask, { kind: 'mark' }>): Promise<Marked> {
@@ -494,8 +529,6 @@ export class WatermarkService {
       shaping,
       layout,
     });
-    const stored = toStored(marked);
-    const servedSha256 = artifactHash(stored);
     const report: WatermarkReport = {
       marked: true,
       tensor: marked.report.tensor,
@@ -510,7 +543,7 @@ export class WatermarkService {
       ...(layout?.slack ? { slack: layout.slack } : {}),
       ...(evaluation ? await this.#measure(originalSha256, marked, signature, evaluation) : {}),
     };
-    return { marked, stored, servedSha256, report };
+    return { marked, stored: toStored(marked), report };
   }
 
   /** Agreement with the original (and accuracies, with labels) of a marked copy on `evaluation`. */
@@ -537,53 +570,47 @@ export class WatermarkService {
     return report;
   }
 
-  async #keep({ stored, servedSha256, report }: Candidate) {
-    await this.artifacts.store(servedSha256, stored);
-    return { servedSha256, report };
-  }
-
-  /** A contract's fingerprinted copy of a version (built at its first download, then reused). */
-  async licenseeCopy(contractId: string, version: ModelVersion, originalSha256: string): Promise<string> {
-    const existing = await this.prisma.licenseeCopy.findUnique({
-      where: { contractId_versionId: { contractId, versionId: version.id } },
-    });
-    if (existing) return existing.sha256;
-    if (!version.servedSha256) return originalSha256;
-    const original = parse(await this.artifacts.read(originalSha256));
-    const served = parse(await this.artifacts.read(version.servedSha256));
+  /**
+   * A contract's fingerprinted copy of a version (built at its first download, then reused): the owner-marked
+   * weights with the contract's mark on top; a version not marked serves its own bytes to everyone.
+   */
+  async licenseeCopy(contractId: string, version: { id: string; artifactId: string }): Promise<string> {
+    const existing = await this.variants.licenseeCopy(contractId, version.id);
+    if (existing) return existing.sha256!;
+    const mark = await this.variants.find(version.id, 'OWNER_MARKED');
+    if (!mark?.sha256) return this.variants.servedSha256(version);
+    const original = parse(await this.artifacts.read(await this.artifacts.sha256Of(version.artifactId)));
+    const served = parse(await this.artifacts.read(mark.sha256));
+    const layout = layoutOf(mark);
     const copy = await this.#mark({
       kind: 'mark',
       artifact: served,
       key: this.licenseeKey(contractId),
       reference: original,
       preserve: [this.ownerKey(version.id)],
-      shaping: await this.#calibration(version.id),
-      layout: layoutOf(version.watermark as WatermarkReport | null),
+      shaping: await this.#calibration(mark),
+      layout,
     });
     if (isRefusal(copy)) throw new Error(`cannot fingerprint version ${version.id}: ${copy.refused}`);
-    const stored = toStored(copy);
-    const sha256 = artifactHash(stored);
-    await this.artifacts.store(sha256, stored);
-    await this.prisma.licenseeCopy.createMany({
-      data: [{ contractId, versionId: version.id, sha256 }],
-      skipDuplicates: true,
+    return this.variants.saveLicenseeCopy(contractId, version.id, toStored(copy), {
+      key: 'licensee',
+      ...(layout ? { layout: layout as unknown as P.InputJsonObject } : {}),
     });
-    return sha256;
   }
 
   /**
-   * The version's owner mark as each artifact carries it (decoded against the unmarked upload, in the
-   * version's layout; `watermark` is its report), and whether it verifies: at least the threshold that holds
+   * The version's owner mark as each artifact carries it (decoded against the unmarked upload, in the layout of
+   * `mark`, the version's OWNER_MARKED variant), and whether it verifies: at least the threshold that holds
    * however many keys a verification tries. For checking that a derived artifact kept the mark.
    */
   async ownerMarkReadings(
     versionId: string,
     originalSha256: string,
-    watermark: WatermarkReport | null,
+    mark: Pick<VariantRow, 'params'>,
     suspects: WeightsArtifact[],
   ): Promise<OwnerMarkReading[]> {
     const original = parse(await this.artifacts.read(originalSha256));
-    const layout = layoutOf(watermark);
+    const layout = layoutOf(mark);
     const readings: OwnerMarkReading[] = [];
     for (const suspect of suspects) {
       const results = await this.#decode({
@@ -625,20 +652,11 @@ export class WatermarkService {
     }
     // Only versions whose marked tensor has the suspect's size can be read from it; filtering on the
     // report's `size` in the query leaves the originals of every other version unread.
-    const versions = suspectTarget
-      ? await this.prisma.modelVersion.findMany({
-          where: {
-            servedSha256: { not: null },
-            watermark: { path: ['size'], equals: suspectTarget.size },
-            ...(isAdmin(actor.principal) ? {} : { model: { ownerId: userId } }),
-          },
-          include: { model: { select: { slug: true } }, artifact: { select: { sha256: true } } },
-        })
+    const marks = suspectTarget
+      ? await this.variants.ownerMarksWhere('size', suspectTarget.size, isAdmin(actor.principal) ? null : userId)
       : [];
-    const allCopies = await this.prisma.licenseeCopy.findMany({
-      where: { versionId: { in: versions.map((v) => v.id) } },
-      orderBy: { createdAt: 'asc' },
-    });
+    const versions = marks.map((mark) => ({ ...mark.version, layout: layoutOf(mark) }));
+    const allCopies = await this.variants.licenseeCopiesOf(versions.map((v) => v.id));
     // Fitted marks are sized for at most KEY_BUDGET keys (capacity.ts): past it, Bonferroni would put the
     // smallest ones out of reach, so such a search is refused rather than silently blind to them.
     if (versions.length + allCopies.length > KEY_BUDGET) {
@@ -653,9 +671,8 @@ export class WatermarkService {
     for (const version of versions) {
       const original = parse(await this.artifacts.read(version.artifact.sha256));
       const copies = allCopies.filter((copy) => copy.versionId === version.id);
-      const keys = [this.ownerKey(version.id), ...copies.map((c) => this.licenseeKey(c.contractId))];
-      const layout = layoutOf(version.watermark as WatermarkReport | null);
-      const results = await this.#decode({ kind: 'decode', suspect, original, keys, layout });
+      const keys = [this.ownerKey(version.id), ...copies.map((c) => this.licenseeKey(c.contractId!))];
+      const results = await this.#decode({ kind: 'decode', suspect, original, keys, layout: version.layout });
       if (isRefusal(results)) continue; // a different architecture: nothing to read
       keysTried += keys.length;
       results.forEach((result, i) => {

@@ -160,6 +160,28 @@ describe('InferenceEngine', () => {
     }
   });
 
+  test('layerInputs answers what a layer receives, as its own task kind, and refuses an unknown layer', async () => {
+    const engine = await startEngine({ workers: 1 });
+    try {
+      const ref = modelRef(mlpArtifact);
+      const input = distinctRows(3, 784);
+      const head = mlp.layers[1]!;
+      const features = await engine.layerInputs(ref, head.name, { data: input, shape: [3, 784], dtype: 'float32' });
+      assert.deepEqual(features.shape, [3, 16]);
+      const hidden = tf.model({ inputs: mlp.inputs, outputs: head.input as tf.SymbolicTensor });
+      assertClose(features.data, expectedOutput(hidden, input, [3, 784]));
+      await assert.rejects(
+        engine.layerInputs(ref, 'no_such_layer', { data: input, shape: [3, 784], dtype: 'float32' }),
+        InferenceInputError,
+      );
+      // The same model still predicts: the truncated model is not what the worker caches.
+      const output = await engine.predict(ref, { data: input, shape: [3, 784], dtype: 'float32' });
+      assertClose(output.data, expectedOutput(mlp, input, [3, 784]));
+    } finally {
+      await engine.close();
+    }
+  });
+
   test('serves int32 inputs and sharded weight manifests', async () => {
     const embedding = tf.sequential({
       layers: [

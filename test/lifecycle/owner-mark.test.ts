@@ -11,6 +11,7 @@ import { inMemoryRef } from '../../src/lifecycle/optimization-report.js';
 import { OptimizationService, type OptimizationRequest } from '../../src/lifecycle/optimization-service.js';
 import { ArtifactOptimizer } from '../../src/lifecycle/optimizer.js';
 import type { WeightsArtifact } from '../../src/watermark/artifact.js';
+import type { VariantRow } from '../../src/models/variants.js';
 import type { WatermarkReport } from '../../src/watermark/watermark-service.js';
 import { signUp, type SignedUpUser } from '../support/fixtures.js';
 import { demoArtifacts } from '../support/demo-artifacts.js';
@@ -38,6 +39,7 @@ describe('the owner mark on optimised variants', () => {
   let evalSet: EvalSet;
   let original: { id: string; sha256: string };
   let version: { id: string; watermark: WatermarkReport };
+  let markVariant: VariantRow;
   /** The owner's download: the owner-marked weights the version serves. */
   let served: WeightsArtifact;
 
@@ -95,6 +97,7 @@ describe('the owner mark on optimised variants', () => {
       modelJson: JSON.parse((await download('model.json')).toString('utf8')),
       weights: await download('model.weights.bin'),
     };
+    markVariant = (await server.app.services.variants.find(version.id, 'OWNER_MARKED'))!;
     optimizer = new ArtifactOptimizer(1_000_000);
     const { engine, watermarks } = server.app.services;
     service = new OptimizationService(optimizer, engine, watermarks, { batch1: 5, batch64: 3 });
@@ -108,7 +111,7 @@ describe('the owner mark on optimised variants', () => {
     versionId: version.id,
     parent: inMemoryRef(parent),
     originalSha256: original.sha256,
-    watermark: version.watermark,
+    ownerMark: markVariant,
     evaluation: {
       tensor: {
         data: evalSet.inputs,

@@ -4,9 +4,21 @@ import * as tf from '@tensorflow/tfjs';
 import type { TestServer } from './server.js';
 import { authHeaders, type Credentials } from './server.js';
 
-import { buildMlp, buildTwoHeaded } from '../inference/models.js';
+import { artifactHash, canonicalise } from '../../src/models/artifact-service.js';
+import type { StoredArtifact } from '../../src/models/artifact-storage.js';
+import { buildMlp, buildTwoHeaded, toArtifact } from '../inference/models.js';
 
 export { buildMlp, buildTwoHeaded };
+
+/** A model's bytes as the artifact store keeps them (canonical form, as an upload stores them) and their hash. */
+export async function storedArtifactOf(model: tf.LayersModel): Promise<StoredArtifact & { sha256: string }> {
+  const artifact = await toArtifact(model);
+  const { modelJson, weights } = canonicalise({
+    modelJson: Buffer.from(JSON.stringify(artifact.modelJson)),
+    weights: new Map([['model.weights.bin', Buffer.from(artifact.weights)]]),
+  });
+  return { modelJson, weights, sha256: artifactHash({ modelJson, weights }) };
+}
 
 /** Embedding 4 → average pooling → 2-class softmax over token ids, seeded: the smallest real text classifier. */
 export function buildTextClassifier(vocabularySize: number, maxLength: number): tf.Sequential {

@@ -359,9 +359,11 @@ describe('fitted marks on a small, fragile tabular MLP (64 → 128 → 64 → 4)
       { token: owner.token },
     );
     const versionId = published.data!.publishModelVersion.id;
-    // What such a version stored: no carriers, threshold or false-positive rate.
+    // What such a version stored (and the migration carried over): no carriers, threshold or false-positive
+    // rate in its report, so no layout in its parameters.
     await server.sql.query(
-      `UPDATE model_versions SET watermark = watermark - 'carriers' - 'threshold' - 'falsePositiveRate' WHERE id = $1`,
+      `UPDATE artifact_variants SET report = report - 'carriers' - 'threshold' - 'falsePositiveRate',
+         params = params - 'layout' WHERE version_id = $1 AND kind = 'OWNER_MARKED'`,
       [versionId],
     );
     const WATERMARK = `query($s: String!) { model(slug: $s) { versions { watermark {
@@ -392,15 +394,18 @@ describe('fitted marks on a small, fragile tabular MLP (64 → 128 → 64 → 4)
     // Verification tries at most KEY_BUDGET keys, the number fitted marks are sized for: the owner key and
     // 1,023 licensee copies still verify; one more copy and the search is refused, changing nothing.
     await server.sql.query(
-      `INSERT INTO licensee_copies (contract_id, version_id, sha256)
-       SELECT gen_random_uuid(), $1, 'none' FROM generate_series(1, $2::int)`,
+      `INSERT INTO artifact_variants (version_id, kind, contract_id, sha256)
+       SELECT $1, 'LICENSEE_COPY', gen_random_uuid(), a.sha256 FROM generate_series(1, $2::int),
+         artifact_variants a WHERE a.version_id = $1 AND a.kind = 'OWNER_MARKED'`,
       [versionId, KEY_BUDGET - 1],
     );
     const VERIFY = `query V($a: ID!) { verifyWatermark(artifactId: $a) { verdict keysTried matches { kind } } }`;
     const full = (await server.gql(VERIFY, { a: suspect.id }, { token: owner.token })).data!.verifyWatermark;
     assert.deepEqual(full, { verdict: 'MATCH', keysTried: KEY_BUDGET, matches: [{ kind: 'OWNER' }] });
     await server.sql.query(
-      `INSERT INTO licensee_copies (contract_id, version_id, sha256) VALUES (gen_random_uuid(), $1, 'none')`,
+      `INSERT INTO artifact_variants (version_id, kind, contract_id, sha256)
+       SELECT $1, 'LICENSEE_COPY', gen_random_uuid(), sha256 FROM artifact_variants
+       WHERE version_id = $1 AND kind = 'OWNER_MARKED'`,
       [versionId],
     );
     const refused = expectError(await server.gql(VERIFY, { a: suspect.id }, { token: owner.token }), 'BAD_USER_INPUT');

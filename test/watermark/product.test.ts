@@ -209,11 +209,14 @@ describe('watermarks: publish, licensed downloads, verification', () => {
     assert.equal(shaped.watermark.evaluationSamples, 200, 'checked on the examples it was not shaped with');
     assert.ok(shaped.watermark.agreement >= 0.995, `agreement ${shaped.watermark.agreement}`);
     const versions = await server.sql.query(
-      'SELECT v.version, c.samples, c.inputs FROM model_versions v JOIN models m ON m.id = v.model_id ' +
-        'LEFT JOIN watermark_calibrations c ON c.version_id = v.id WHERE m.slug = $1',
+      `SELECT v.version, (a.params->'calibration'->>'samples')::int AS samples,
+         (a.params->'calibration'->>'inputs')::int AS inputs, length(a.calibration) AS bytes
+       FROM model_versions v JOIN models m ON m.id = v.model_id
+       LEFT JOIN artifact_variants a ON a.version_id = v.id AND a.kind = 'OWNER_MARKED' WHERE m.slug = $1`,
       [head],
     );
-    assert.deepEqual(versions.rows, [{ version: '1.0.0', samples: 200, inputs: 256 }]);
+    // The mean (256 floats) and the covariance (256 × 256), float32.
+    assert.deepEqual(versions.rows, [{ version: '1.0.0', samples: 200, inputs: 256, bytes: 4 * (256 + 256 * 256) }]);
 
     // The licensee's copy is shaped like the owner's: it names its contract and predicts like the original.
     const plan = await createPlan(server, { token: owner.token }, head, { downloadAllowed: true });
