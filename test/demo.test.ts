@@ -74,8 +74,23 @@ describe('the demo: free plans and a consumer who can call them', () => {
     );
   });
 
+  it("publishes the MNIST MLP's UINT8 variant and verified metrics on 1.0.0", async () => {
+    const res = await server.gql(
+      `{ model(slug: "mnist-mlp") { versions { version derivedFrom { version } optimization { quantize sizeRatio accuracyDrop } }
+        version(version: "1.0.0") { verifiedMetrics { verified accuracy examples } } } }`,
+    );
+    assert.equal(res.errors, undefined, JSON.stringify(res.errors));
+    const { versions, version } = res.data!.model;
+    const variant = versions.find((v: { version: string }) => v.version === '1.1.0');
+    assert.deepEqual(variant.derivedFrom, { version: '1.0.0' });
+    assert.equal(variant.optimization.quantize, 'UINT8');
+    assert.ok(variant.optimization.sizeRatio >= 3.5 && variant.optimization.accuracyDrop <= 0.01);
+    assert.equal(version.verifiedMetrics.verified, true);
+    assert.ok(version.verifiedMetrics.accuracy > 0.8 && version.verifiedMetrics.examples > 0);
+  });
+
   it('changes nothing when run again (a demo server started again)', async () => {
-    const tables = ['users', 'model_versions', 'license_plans', 'contracts'];
+    const tables = ['users', 'model_versions', 'license_plans', 'contracts', 'artifact_variants', 'evaluations'];
     const before = await Promise.all(tables.map(count));
     await publishDemos(server.url, { artifactsDir, log: () => {} });
     assert.deepEqual(await Promise.all(tables.map(count)), before);

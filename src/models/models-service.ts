@@ -16,9 +16,12 @@ import type { ArtifactService } from './artifact-service.js';
 import { parseEvaluationMetrics, type EvaluationMetrics } from './evaluation-metrics.js';
 import { assertCanManage, canView, isAdmin } from './model-policy.js';
 import type { InputEncoder } from '../predictions/input-encoding.js';
-import { isNamed, resolveSignature, type Signature } from './signature.js';
+import { isNamed, parseSignature, resolveSignature, type Signature } from './signature.js';
 import { BLOB_TRANSACTION } from './artifact-storage.js';
 import type { DerivedVariant, VariantStore } from './variants.js';
+import type { OptimizationService } from '../lifecycle/optimization-service.js';
+import { DEFAULT_MAX_ACCURACY_DROP } from '../lifecycle/optimization-report.js';
+import { parseOptimizationOptions } from '../lifecycle/optimizer.js';
 
 export interface ModelCardInput {
   intendedUse?: string | null;
@@ -77,6 +80,19 @@ export interface VersionDraft {
   derivedFromId?: string;
 }
 
+export interface OptimizeVersionInput {
+  model: string;
+  /** The parent: a version number or alias. */
+  version: string;
+  newVersion: string;
+  quantize?: string | null;
+  pruneSparsity?: number | null;
+  /** Accuracy points (0 to 100) the derived version may lose on the examples; 1 when omitted. */
+  maxAccuracyDrop?: number | null;
+  changelog?: string | null;
+  evaluation?: { inputs: unknown; labels?: number[] | null } | null;
+}
+
 export interface ModelFilter {
   search?: string | null;
   task?: ModelTask | null;
@@ -119,6 +135,18 @@ function cleanCard(card: ModelCardInput | null | undefined, field: string): P.In
   return Object.fromEntries(entries);
 }
 
+/** The owner's accuracy budget in points (0 to 100, default 1) as the fraction OptimizationService takes. */
+function accuracyPointsAsFraction(points: number | null | undefined): number {
+  if (points === null || points === undefined) return DEFAULT_MAX_ACCURACY_DROP;
+  if (!Number.isFinite(points) || points < 0 || points > 100) {
+    throw new BadUserInputError(
+      `maxAccuracyDrop must be accuracy points between 0 and 100 (1 is one point); got ${String(points)}`,
+      'input.maxAccuracyDrop',
+    );
+  }
+  return points / 100;
+}
+
 /** Semver precedence, highest first. A model has tens of versions, so sorting here is cheap. */
 const highestFirst = (versions: ModelVersion[]) => versions.sort((a, b) => semver.rcompare(a.version, b.version));
 
@@ -150,6 +178,7 @@ export class ModelsService {
     private readonly variants: VariantStore,
     private readonly watermarks: WatermarkService,
     private readonly encoder: InputEncoder,
+    private readonly optimizations: OptimizationService,
     private readonly logger: Logger,
   ) {}
 
@@ -318,11 +347,97 @@ export class ModelsService {
             draft.id,
             artifact.sha256,
             signature,
-            await this.#evaluation(input, signature),
+            await this.#evaluation(input.evaluation, signature),
           );
     return this.commitVersion(actor, draft, [ownerMark], {
       action: AuditAction.VERSION_PUBLISHED,
       details: { model: model.slug, version, sha256: artifact.sha256 },
+    });
+  }
+
+  /**
+   * Publishes an optimised (quantised and/or pruned) copy of a version as a new version, through the same
+   * pipeline: validate → derive and measure (OptimizationService: accuracy budget, owner mark) → commit the
+   * version with its served QUANTIZED or PRUNED variant, its blob and the audit event in one transaction.
+   * The new version keeps its parent's upload (what marks are read against), signature, labels and card;
+   * the parent's self-reported metrics are not carried over (they were measured on other weights).
+   */
+  async optimizeVersion(actor: Actor, input: OptimizeVersionInput): Promise<ModelVersion> {
+    const { model, version } = await this.newVersionNumber(actor, input.model, input.newVersion, 'input.newVersion');
+    const parent = await this.resolveVersion(model.id, input.version);
+    if (!parent) throw new NotFoundError('Version');
+    // Cheap checks before the examples are encoded; OptimizationService checks the options again.
+    const params = parseOptimizationOptions(input);
+    const maxAccuracyDrop = accuracyPointsAsFraction(input.maxAccuracyDrop);
+    const signature = parseSignature(parent.signature, 'signature');
+    if (!input.evaluation?.labels) {
+      // Publishing measures with the examples and keeps none of them, so each optimisation brings its own.
+      throw new BadUserInputError(
+        'evaluation (inputs with their labels) is required: an optimisation is measured on labelled examples, and the examples a version was published with are not kept',
+        input.evaluation ? 'input.evaluation.labels' : 'input.evaluation',
+      );
+    }
+    const evaluation = (await this.#evaluation(input.evaluation, signature))!;
+    // The owner mark lives on the first version of a lineage (derived versions carry it, keyed to that version).
+    const marked = await this.#lineageRoot(parent);
+    const ownerMark = await this.variants.find(marked.id, 'OWNER_MARKED');
+    const derived = await this.optimizations.derive({
+      versionId: marked.id,
+      parent: this.artifacts.modelRef(await this.variants.servedSha256(parent)),
+      originalSha256: await this.artifacts.sha256Of(parent.artifactId),
+      ownerMark: ownerMark?.sha256 ? ownerMark : null,
+      evaluation: { tensor: evaluation.tensor, labels: evaluation.labels! },
+      ...params,
+      maxAccuracyDrop,
+    });
+    const draft: VersionDraft = {
+      id: randomUUID(),
+      model,
+      version,
+      artifactId: parent.artifactId,
+      signature,
+      labels: parent.labels,
+      changelog: text(input.changelog, 'input.changelog', MAX_TEXT) ?? '',
+      card: parent.card as P.InputJsonObject,
+      derivedFromId: parent.id,
+    };
+    const variant: DerivedVariant = {
+      // Quantised and pruned together is QUANTIZED (its params say both).
+      kind: params.quantize ? 'QUANTIZED' : 'PRUNED',
+      params: { ...derived.params },
+      artifact: derived.stored,
+      report: derived.report as unknown as P.InputJsonObject,
+      served: true,
+    };
+    return this.commitVersion(actor, draft, [variant], {
+      action: AuditAction.VERSION_PUBLISHED,
+      details: {
+        model: model.slug,
+        version,
+        derivedFrom: parent.version,
+        sha256: derived.sha256,
+        quantize: params.quantize,
+        pruneSparsity: params.pruneSparsity,
+      },
+    });
+  }
+
+  /** The first version of `version`'s lineage (itself when it was not derived). */
+  async #lineageRoot(version: ModelVersion): Promise<ModelVersion> {
+    let current = version;
+    while (current.derivedFromId) current = await this.versionById(current.derivedFromId);
+    return current;
+  }
+
+  /** Lineage, both ways: the version a derived one was made from, and those made from it (oldest first). */
+  derivedFrom(version: ModelVersion): Promise<ModelVersion | null> {
+    return version.derivedFromId ? this.versionById(version.derivedFromId) : Promise.resolve(null);
+  }
+
+  derivatives(versionId: string): Promise<ModelVersion[]> {
+    return this.prisma.modelVersion.findMany({
+      where: { derivedFromId: versionId },
+      orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
     });
   }
 
@@ -399,8 +514,8 @@ export class ModelsService {
   }
 
   /** The owner's evaluation examples, checked and encoded like predict inputs. */
-  async #evaluation(input: PublishVersionInput, signature: Signature): Promise<EvaluationData | null> {
-    if (!input.evaluation) return null;
+  async #evaluation(examples: PublishVersionInput['evaluation'], signature: Signature): Promise<EvaluationData | null> {
+    if (!examples) return null;
     if (isNamed(signature)) {
       // The watermark's cost is measured on one output's predictions; a model of named tensors is marked unmeasured.
       throw new BadUserInputError(
@@ -408,13 +523,8 @@ export class ModelsService {
         'input.evaluation',
       );
     }
-    const tensor = await this.encoder.encode(
-      signature,
-      input.evaluation.inputs,
-      'input.evaluation.inputs',
-      EVALUATION_LIMITS,
-    );
-    const labels = input.evaluation.labels ?? null;
+    const tensor = await this.encoder.encode(signature, examples.inputs, 'input.evaluation.inputs', EVALUATION_LIMITS);
+    const labels = examples.labels ?? null;
     if (labels) {
       const classes = signature.output.kind === 'classification' ? signature.output.labels.length : 0;
       if (labels.length !== tensor.shape[0] || labels.some((l) => !Number.isInteger(l) || l < 0 || l >= classes)) {

@@ -1,9 +1,31 @@
-import type { ModelCard, Resolvers } from '../generated/graphql.js';
+import type { ModelCard, OptimizationReport, Resolvers } from '../generated/graphql.js';
+import type { OptimizationOptions } from '../lifecycle/optimization.js';
+import type { OptimizedVariantReport } from '../lifecycle/optimization-service.js';
+import type { VariantRow } from './variants.js';
 import { describeMark, type WatermarkReport } from '../watermark/watermark-service.js';
 import type { EvaluationMetrics } from './evaluation-metrics.js';
 import { visibleWatermark } from './model-policy.js';
 
 const asCard = (json: unknown) => json as ModelCard;
+
+/** The public part of an optimised variant's report (not the owner mark's readings). */
+function optimizationReport(variant: VariantRow): OptimizationReport {
+  const params = variant.params as unknown as OptimizationOptions;
+  const report = variant.report as unknown as OptimizedVariantReport;
+  return {
+    quantize: params.quantize,
+    pruneSparsity: params.pruneSparsity,
+    evaluationSamples: report.evaluationSamples,
+    parent: report.parent,
+    derived: report.derived,
+    agreement: report.agreement,
+    sizeRatio: report.sizeRatio,
+    gzipRatio: report.gzipRatio,
+    accuracyDrop: report.accuracyDrop,
+    maxAccuracyDrop: report.maxAccuracyDrop,
+    macroF1Drop: report.macroF1Drop,
+  };
+}
 
 export const modelResolvers: Resolvers = {
   Query: {
@@ -19,6 +41,7 @@ export const modelResolvers: Resolvers = {
       ctx.services.models.setAlias(ctx.actor, model, alias, version),
     deprecateModelVersion: (_parent, { model, version }, ctx) =>
       ctx.services.models.changeStatus(ctx.actor, model, version, 'DEPRECATED'),
+    optimizeModelVersion: (_parent, { input }, ctx) => ctx.services.models.optimizeVersion(ctx.actor, input),
     archiveModelVersion: (_parent, { model, version }, ctx) =>
       ctx.services.models.changeStatus(ctx.actor, model, version, 'ARCHIVED'),
   },
@@ -52,6 +75,13 @@ export const modelResolvers: Resolvers = {
         (await ctx.loaders.modelById.load(version.modelId))!,
         version.id,
       ),
+    derivedFrom: (version, _args, ctx) => ctx.services.models.derivedFrom(version),
+    derivatives: (version, _args, ctx) => ctx.services.models.derivatives(version.id),
+    optimization: async (version, _args, ctx) => {
+      if (!version.derivedFromId) return null;
+      const variant = await ctx.services.variants.optimized(version.id);
+      return variant && optimizationReport(variant);
+    },
     aliases: async (version, _args, ctx) => {
       const [latest, stored] = await Promise.all([
         ctx.services.models.latest(version.modelId),

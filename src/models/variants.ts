@@ -81,6 +81,14 @@ export class VariantStore {
     return this.prisma.artifactVariant.findFirst({ where: { versionId, kind }, omit: WITHOUT_CALIBRATION });
   }
 
+  /** An optimised version's QUANTIZED or PRUNED variant (its params and measured report), or null. */
+  optimized(versionId: string): Promise<VariantRow | null> {
+    return this.prisma.artifactVariant.findFirst({
+      where: { versionId, kind: { in: ['QUANTIZED', 'PRUNED'] } },
+      omit: WITHOUT_CALIBRATION,
+    });
+  }
+
   /** The variants of one kind of several versions (for a page of versions), by version id. */
   async findMany(
     versionIds: readonly string[],

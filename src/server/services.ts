@@ -16,6 +16,8 @@ import { DatasetsService } from '../evaluation/datasets-service.js';
 import { EvaluationsService } from '../evaluation/evaluations-service.js';
 import { ExplainService } from '../explanations/explain-service.js';
 import { InferenceEngine } from '../inference/engine.js';
+import { OptimizationService } from '../lifecycle/optimization-service.js';
+import { ArtifactOptimizer } from '../lifecycle/optimizer.js';
 import { ArtifactService } from '../models/artifact-service.js';
 import { PostgresArtifactStorage } from '../models/artifact-storage.js';
 import { ModelsService } from '../models/models-service.js';
@@ -134,7 +136,19 @@ async function assembleServices(
     maxImagePixelsPerCall: config.models.maxImagePixelsPerCall,
     maxImageBytesPerCall: config.models.maxImageBytesPerCall,
   });
-  const models = new ModelsService(db.prisma, changes, audit, artifacts, variants, watermarks, encoder, logger);
+  const optimizer = new ArtifactOptimizer(config.inference.maxParameters);
+  const optimizations = new OptimizationService(optimizer, engine, watermarks);
+  const models = new ModelsService(
+    db.prisma,
+    changes,
+    audit,
+    artifacts,
+    variants,
+    watermarks,
+    encoder,
+    optimizations,
+    logger,
+  );
   const catalog = new ServingCatalog(models, variants, changes);
   const plans = new PlansService(db.prisma, audit);
   const contracts = new ContractsService(db.prisma, audit, plans, changes);
@@ -212,6 +226,7 @@ async function assembleServices(
       const closed = await Promise.allSettled([
         changes.close(),
         watermarks.close(),
+        optimizer.close(),
         apiKeys.close(),
         engine.close(),
         preprocessing.close(),
