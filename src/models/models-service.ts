@@ -379,13 +379,12 @@ export class ModelsService {
     }
     const evaluation = (await this.#evaluation(input.evaluation, signature))!;
     // The owner mark lives on the first version of a lineage (derived versions carry it, keyed to that version).
-    const marked = await this.#lineageRoot(parent);
-    const ownerMark = await this.variants.find(marked.id, 'OWNER_MARKED');
+    const { markedVersionId, mark } = await this.variants.ownerMarkOf(parent);
     const derived = await this.optimizations.derive({
-      versionId: marked.id,
+      versionId: markedVersionId,
       parent: this.artifacts.modelRef(await this.variants.servedSha256(parent)),
       originalSha256: await this.artifacts.sha256Of(parent.artifactId),
-      ownerMark: ownerMark?.sha256 ? ownerMark : null,
+      ownerMark: mark,
       evaluation: { tensor: evaluation.tensor, labels: evaluation.labels! },
       ...params,
       maxAccuracyDrop,
@@ -420,13 +419,6 @@ export class ModelsService {
         pruneSparsity: params.pruneSparsity,
       },
     });
-  }
-
-  /** The first version of `version`'s lineage (itself when it was not derived). */
-  async #lineageRoot(version: ModelVersion): Promise<ModelVersion> {
-    let current = version;
-    while (current.derivedFromId) current = await this.versionById(current.derivedFromId);
-    return current;
   }
 
   /** Lineage, both ways: the version a derived one was made from, and those made from it (oldest first). */

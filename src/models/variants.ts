@@ -174,12 +174,41 @@ export class VariantStore {
     });
   }
 
-  /** The licensee copies of these versions, oldest first. */
-  licenseeCopiesOf(versionIds: readonly string[]): Promise<VariantRow[]> {
-    return this.prisma.artifactVariant.findMany({
-      where: { versionId: { in: [...versionIds] }, kind: 'LICENSEE_COPY' },
-      orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
-      omit: WITHOUT_CALIBRATION,
-    });
+  /**
+   * The owner mark a version carries: the OWNER_MARKED variant of the first version of its lineage (an optimised
+   * version carries its parent's mark, keyed to that first version) and that version's id; `mark` is null when
+   * the lineage was published unmarked.
+   */
+  async ownerMarkOf(version: { id: string; derivedFromId: string | null }) {
+    let markedVersionId = version.id;
+    for (let parent = version.derivedFromId; parent !== null;) {
+      markedVersionId = parent;
+      parent = (
+        await this.prisma.modelVersion.findUniqueOrThrow({
+          where: { id: parent },
+          select: { derivedFromId: true },
+        })
+      ).derivedFromId;
+    }
+    const mark = await this.find(markedVersionId, 'OWNER_MARKED');
+    return { markedVersionId, mark: mark?.sha256 ? mark : null };
+  }
+
+  /**
+   * The contracts holding a licensee copy of these marked versions or of any version derived from them, each
+   * contract once per marked version (a contract's mark is one key, whichever version it downloaded), oldest first.
+   */
+  licenseeKeysOf(markedVersionIds: readonly string[]): Promise<{ markedVersionId: string; contractId: string }[]> {
+    return this.prisma.$queryRaw<{ markedVersionId: string; contractId: string }[]>`
+      WITH RECURSIVE lineage (id, root) AS (
+        SELECT id, id FROM model_versions WHERE id = ANY(${[...markedVersionIds]}::uuid[])
+        UNION ALL
+        SELECT v.id, l.root FROM model_versions v JOIN lineage l ON v.derived_from_id = l.id
+      )
+      SELECT l.root::text AS "markedVersionId", a.contract_id::text AS "contractId"
+      FROM artifact_variants a JOIN lineage l ON a.version_id = l.id
+      WHERE a.kind = 'LICENSEE_COPY'
+      GROUP BY l.root, a.contract_id
+      ORDER BY min(a.created_at), a.contract_id`;
   }
 }

@@ -16,7 +16,7 @@ import { isAdmin } from '../models/model-policy.js';
 import { isNamed, type Signature } from '../models/signature.js';
 import type { DerivedVariant, VariantRow, VariantStore } from '../models/variants.js';
 import type { SecretBox } from '../security/secret-box.js';
-import { BadUserInputError, RateLimitedError } from '../server/errors.js';
+import { BadUserInputError, ModelError, RateLimitedError } from '../server/errors.js';
 import { Piscina } from 'piscina';
 import { siblingWorkerFile, workerExecArgv } from '../server/worker-threads.js';
 import {
@@ -571,29 +571,37 @@ export class WatermarkService {
   }
 
   /**
-   * A contract's fingerprinted copy of a version (built at its first download, then reused): the owner-marked
-   * weights with the contract's mark on top; a version not marked serves its own bytes to everyone.
+   * A contract's fingerprinted copy of a version (built at its first download, then reused): the weights the
+   * version serves with the contract's mark on top, keeping the owner mark of its lineage (an optimised version's
+   * quantised weights are marked in their own quantisation); a version not marked serves its own bytes to everyone.
    */
-  async licenseeCopy(contractId: string, version: { id: string; artifactId: string }): Promise<string> {
+  async licenseeCopy(
+    contractId: string,
+    version: { id: string; artifactId: string; derivedFromId: string | null },
+  ): Promise<string> {
     const existing = await this.variants.licenseeCopy(contractId, version.id);
     if (existing) return existing.sha256!;
-    const mark = await this.variants.find(version.id, 'OWNER_MARKED');
-    if (!mark?.sha256) return this.variants.servedSha256(version);
+    const { markedVersionId, mark } = await this.variants.ownerMarkOf(version);
+    if (!mark) return this.variants.servedSha256(version);
+    // Derived versions keep their parent's upload: the unmarked reference of the whole lineage.
     const original = parse(await this.artifacts.read(await this.artifacts.sha256Of(version.artifactId)));
-    const served = parse(await this.artifacts.read(mark.sha256));
+    const served = parse(await this.artifacts.read(await this.variants.servedSha256(version)));
     const layout = layoutOf(mark);
     const copy = await this.#mark({
       kind: 'mark',
       artifact: served,
       key: this.licenseeKey(contractId),
       reference: original,
-      preserve: [this.ownerKey(version.id)],
+      preserve: [this.ownerKey(markedVersionId)],
       shaping: await this.#calibration(mark),
       layout,
     });
-    if (isRefusal(copy)) throw new Error(`cannot fingerprint version ${version.id}: ${copy.refused}`);
+    if (isRefusal(copy)) {
+      throw new ModelError(`Version cannot be fingerprinted for download (${copy.refused}); nothing was downloaded`);
+    }
     return this.variants.saveLicenseeCopy(contractId, version.id, toStored(copy), {
       key: 'licensee',
+      ...(markedVersionId !== version.id ? { markedVersion: markedVersionId } : {}),
       ...(layout ? { layout: layout as unknown as P.InputJsonObject } : {}),
     });
   }
@@ -656,7 +664,7 @@ export class WatermarkService {
       ? await this.variants.ownerMarksWhere('size', suspectTarget.size, isAdmin(actor.principal) ? null : userId)
       : [];
     const versions = marks.map((mark) => ({ ...mark.version, layout: layoutOf(mark) }));
-    const allCopies = await this.variants.licenseeCopiesOf(versions.map((v) => v.id));
+    const allCopies = await this.variants.licenseeKeysOf(versions.map((v) => v.id));
     // Fitted marks are sized for at most KEY_BUDGET keys (capacity.ts): past it, Bonferroni would put the
     // smallest ones out of reach, so such a search is refused rather than silently blind to them.
     if (versions.length + allCopies.length > KEY_BUDGET) {
@@ -670,8 +678,8 @@ export class WatermarkService {
     let keysTried = 0;
     for (const version of versions) {
       const original = parse(await this.artifacts.read(version.artifact.sha256));
-      const copies = allCopies.filter((copy) => copy.versionId === version.id);
-      const keys = [this.ownerKey(version.id), ...copies.map((c) => this.licenseeKey(c.contractId!))];
+      const copies = allCopies.filter((copy) => copy.markedVersionId === version.id);
+      const keys = [this.ownerKey(version.id), ...copies.map((c) => this.licenseeKey(c.contractId))];
       const results = await this.#decode({ kind: 'decode', suspect, original, keys, layout: version.layout });
       if (isRefusal(results)) continue; // a different architecture: nothing to read
       keysTried += keys.length;
