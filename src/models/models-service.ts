@@ -366,10 +366,23 @@ export class ModelsService {
     const { model, version } = await this.newVersionNumber(actor, input.model, input.newVersion, 'input.newVersion');
     const parent = await this.resolveVersion(model.id, input.version);
     if (!parent) throw new NotFoundError('Version');
+    // An archived version no longer serves: deriving would publish its weights again.
+    if (parent.status === 'ARCHIVED')
+      throw new BadUserInputError(
+        `Version ${parent.version} is archived: optimise a version that serves`,
+        'input.version',
+      );
     // Cheap checks before the examples are encoded; OptimizationService checks the options again.
     const params = parseOptimizationOptions(input);
     const maxAccuracyDrop = accuracyPointsAsFraction(input.maxAccuracyDrop);
     const signature = parseSignature(parent.signature, 'signature');
+    // The optimisation is judged by accuracy on labelled examples: only classifiers have them.
+    if (isNamed(signature) || signature.output.kind !== 'classification') {
+      throw new BadUserInputError(
+        'Only versions of one input and a classification output can be optimised: the optimisation is measured by accuracy on labelled examples',
+        'input.version',
+      );
+    }
     if (!input.evaluation?.labels) {
       // Publishing measures with the examples and keeps none of them, so each optimisation brings its own.
       throw new BadUserInputError(
@@ -405,6 +418,7 @@ export class ModelsService {
       kind: params.quantize ? 'QUANTIZED' : 'PRUNED',
       params: { ...derived.params },
       artifact: derived.stored,
+      sha256: derived.sha256,
       report: derived.report as unknown as P.InputJsonObject,
       served: true,
     };

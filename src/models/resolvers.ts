@@ -64,9 +64,11 @@ export const modelResolvers: Resolvers = {
         ctx.actor.principal,
         (await ctx.loaders.modelById.load(version.modelId))!,
         describeMark(
-          ((await ctx.loaders.ownerMarkByVersionId.load(version.id))?.report ?? {
-            marked: false,
-          }) as unknown as WatermarkReport,
+          // An optimised version carries the mark of its lineage's first version.
+          ((version.derivedFromId
+            ? (await ctx.services.variants.ownerMarkOf(version)).mark
+            : await ctx.loaders.ownerMarkByVersionId.load(version.id)
+          )?.report ?? { marked: false }) as unknown as WatermarkReport,
         ),
       ),
     variants: async (version, _args, ctx) =>

@@ -25,6 +25,8 @@ export interface DerivedVariant {
   params: P.InputJsonObject;
   /** The derived bytes; null where the derivation produced none (an owner who opted out of marking). */
   artifact: StoredArtifact | null;
+  /** Their hash when a worker computed it already (hashing megabytes holds the event loop). */
+  sha256?: string;
   /** What it cost (measurements). */
   report: P.InputJsonObject;
   /** Whether predict serves these bytes and owners download them: at most one variant of a version. */
@@ -47,7 +49,7 @@ export class VariantStore {
     if (variants.filter((v) => v.served).length > 1) throw new Error('a version serves at most one variant');
     let served: string | null = null;
     for (const variant of variants) {
-      const sha256 = variant.artifact ? artifactHash(variant.artifact) : null;
+      const sha256 = variant.artifact ? (variant.sha256 ?? artifactHash(variant.artifact)) : null;
       if (variant.served && !sha256) throw new Error(`a served ${variant.kind} variant needs bytes`);
       if (variant.artifact) await this.artifacts.store(sha256!, variant.artifact, tx);
       await tx.artifactVariant.create({

@@ -11,6 +11,7 @@ import { AuditAction } from '../../src/audit/audit-service.js';
 import { decodeEvalSet, type EvalSet } from '../../src/evaluation/eval-set.js';
 import { expectError, signUp, type SignedUpUser } from '../support/fixtures.js';
 import { demoArtifacts } from '../support/demo-artifacts.js';
+import { accept, createPlan } from '../support/licensing.js';
 import { createModel, DIGITS, PREDICT, uploadWithTfjs } from '../support/models.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
@@ -227,6 +228,31 @@ describe('optimizeModelVersion', () => {
     );
   });
 
+  it("a licensee's download of 1.1.0 is its own fingerprinted copy of the quantised weights; 1.1.0 shows the mark", async () => {
+    const plan = await createPlan(server, { token: owner.token }, slug, { downloadAllowed: true });
+    const licensee = await signUp(server);
+    const contract = await accept(server, { token: licensee.token }, plan.id);
+    const suspect = await downloadAndReupload('1.1.0', licensee.token);
+    const found = await server.gql(VERIFY, { a: suspect.id }, { token: owner.token });
+    assert.equal(found.errors, undefined, JSON.stringify(found.errors));
+    assert.deepEqual(found.data!.verifyWatermark.matches.map((m: any) => [m.version, m.kind, m.contract]).sort(), [
+      ['1.0.0', 'LICENSEE', contract.id],
+      ['1.0.0', 'OWNER', null],
+    ]);
+    const { rows } = await server.sql.query(
+      `SELECT v.version, a.params->>'markedVersion' AS marked FROM artifact_variants a
+         JOIN model_versions v ON v.id = a.version_id WHERE a.kind = 'LICENSEE_COPY' AND a.contract_id = $1`,
+      [contract.id],
+    );
+    assert.deepEqual(rows, [{ version: '1.1.0', marked: await versionId('1.0.0') }]);
+    const shown = await server.gql(
+      `query W($slug: String!) { model(slug: $slug) { version(version: "1.1.0") { watermark { marked bits } } } }`,
+      { slug },
+      { token: owner.token },
+    );
+    assert.equal(shown.data!.model.version.watermark.marked, true, JSON.stringify(shown));
+  });
+
   it('refuses a budget-breaking derivation with the measurements, leaving no version, variant or blob', async () => {
     const before = await counts();
     const res = await optimize({ newVersion: '1.2.0', pruneSparsity: 0.97, maxAccuracyDrop: 0.1 });
@@ -267,6 +293,14 @@ describe('optimizeModelVersion', () => {
       const error = expectError(await optimize({ newVersion: '1.3.0', ...input }), 'BAD_USER_INPUT');
       assert.equal(error.extensions!.field, field, `${JSON.stringify(input)}: ${JSON.stringify(error)}`);
     }
+    // An archived version does not serve, so it is not published again as a derivative.
+    await server.gql(
+      `mutation A($m: String!) { archiveModelVersion(model: $m, version: "1.0.0") { status } }`,
+      { m: slug },
+      { token: owner.token },
+    );
+    const archived = expectError(await optimize({ newVersion: '1.3.0', quantize: 'UINT8' }), 'BAD_USER_INPUT');
+    assert.match(archived.message, /archived/);
     // A NaN cannot travel in JSON; GraphQL refuses a non-enum quantisation before the service.
     expectError(await optimize({ newVersion: '1.3.0', quantize: 'INT4' }), 'BAD_USER_INPUT');
     assert.deepEqual(await counts(), before);
