@@ -1,8 +1,8 @@
 // Runs the optimisation transforms (optimization.ts) in a worker thread, within the serving parameter
 // budget, and turns what they refuse into BAD_USER_INPUT naming the input.
-import { Piscina } from 'piscina';
+import type { Piscina } from 'piscina';
 import { BadUserInputError, ServiceUnavailableError } from '../server/errors.js';
-import { siblingWorkerFile, workerExecArgv } from '../server/worker-threads.js';
+import { occasionalWorker } from '../server/worker-threads.js';
 import type { WeightsArtifact } from '../watermark/artifact.js';
 import { assertOptimizationOptions, OptimizationError, type OptimizationOptions } from './optimization.js';
 import type { DerivedArtifact, OptimizationRefusal, OptimizationTask } from './optimization-worker.js';
@@ -40,14 +40,7 @@ export class ArtifactOptimizer {
 
   /** `maxParameters`: the engine's budget (MODEL_MAX_PARAMETERS); larger artifacts are refused before any weight is read. */
   constructor(private readonly maxParameters: number) {
-    const workerFile = siblingWorkerFile(import.meta.url, 'optimization-worker');
-    this.#pool = new Piscina({
-      filename: workerFile.href,
-      minThreads: 0,
-      maxThreads: 1,
-      idleTimeout: 60_000,
-      execArgv: workerExecArgv(workerFile),
-    });
+    this.#pool = occasionalWorker(import.meta.url, 'optimization-worker');
   }
 
   /** The pruned and/or quantised artifact (see optimizeArtifact) with its sha256; BAD_USER_INPUT for what it refuses. */

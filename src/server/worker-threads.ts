@@ -1,6 +1,7 @@
 // Locating worker-thread entry files the same way whether the code runs as TypeScript under tsx or compiled.
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
 
 /** `./<name>.ts` beside `moduleUrl` under tsx, `./<name>.js` when compiled. */
 export function siblingWorkerFile(moduleUrl: string, name: string): URL {
@@ -17,4 +18,19 @@ export function workerExecArgv(workerFile: URL): string[] {
   const inherited = process.execArgv;
   if (!workerFile.pathname.endsWith('.ts') || inherited.some((arg) => arg.includes('tsx'))) return inherited;
   return [...inherited, '--import', import.meta.resolve('tsx')];
+}
+
+/**
+ * One worker thread for occasional CPU-bound jobs (`./<name>` beside `moduleUrl`): started on first use, ended
+ * after a minute idle; jobs queue behind each other.
+ */
+export function occasionalWorker(moduleUrl: string, name: string): Piscina {
+  const workerFile = siblingWorkerFile(moduleUrl, name);
+  return new Piscina({
+    filename: workerFile.href,
+    minThreads: 0,
+    maxThreads: 1,
+    idleTimeout: 60_000,
+    execArgv: workerExecArgv(workerFile),
+  });
 }

@@ -17,8 +17,8 @@ import { isNamed, type Signature } from '../models/signature.js';
 import type { DerivedVariant, VariantRow, VariantStore } from '../models/variants.js';
 import type { SecretBox } from '../security/secret-box.js';
 import { BadUserInputError, ModelError, RateLimitedError } from '../server/errors.js';
-import { Piscina } from 'piscina';
-import { siblingWorkerFile, workerExecArgv } from '../server/worker-threads.js';
+import type { Piscina } from 'piscina';
+import { occasionalWorker } from '../server/worker-threads.js';
 import {
   capacityThreshold,
   chooseCarriers,
@@ -284,14 +284,7 @@ export class WatermarkService {
     secrets: SecretBox,
   ) {
     this.#secret = secrets.deriveKey('watermark');
-    const workerFile = siblingWorkerFile(import.meta.url, 'worker');
-    this.#pool = new Piscina({
-      filename: workerFile.href,
-      minThreads: 0,
-      maxThreads: 1,
-      idleTimeout: 60_000,
-      execArgv: workerExecArgv(workerFile),
-    });
+    this.#pool = occasionalWorker(import.meta.url, 'worker');
     this.#verifyLimiter = new RateLimiterPostgres({
       storeClient: pool,
       storeType: 'pool',

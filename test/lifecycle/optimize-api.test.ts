@@ -12,7 +12,7 @@ import { decodeEvalSet, type EvalSet } from '../../src/evaluation/eval-set.js';
 import { expectError, signUp, type SignedUpUser } from '../support/fixtures.js';
 import { demoArtifacts } from '../support/demo-artifacts.js';
 import { accept, createPlan } from '../support/licensing.js';
-import { createModel, DIGITS, PREDICT, uploadWithTfjs } from '../support/models.js';
+import { createModel, DIGITS, PREDICT, uploadFiles, uploadWithTfjs } from '../support/models.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
 const OPTIMIZE = `mutation O($input: OptimizeModelVersionInput!) { optimizeModelVersion(input: $input) {
@@ -29,20 +29,6 @@ const LINEAGE = `query L($slug: String!) { model(slug: $slug) { versions { versi
 
 const VERIFY = `query V($a: ID!) { verifyWatermark(artifactId: $a) { verdict keysTried
   matches { version kind contract matchedBits totalBits } } }`;
-
-/** Posts an artifact as `model.save(tf.io.http(url))` does. */
-async function upload(server: TestServer, token: string, modelJson: Buffer, weights: Uint8Array) {
-  const form = new FormData();
-  form.append('model.json', new Blob([new Uint8Array(modelJson)], { type: 'application/json' }), 'model.json');
-  form.append('model.weights.bin', new Blob([new Uint8Array(weights)]), 'model.weights.bin');
-  const response = await fetch(`${server.origin}/v1/artifacts`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${token}` },
-    body: form,
-  });
-  assert.equal(response.status, 201);
-  return (await response.json()) as { id: string; sha256: string };
-}
 
 describe('optimizeModelVersion', () => {
   let server: TestServer;
@@ -96,12 +82,14 @@ describe('optimizeModelVersion', () => {
       ),
       labels: evalSet.targets,
     };
-    const artifact = await upload(
+    const uploaded = await uploadFiles(
       server,
-      owner.token,
+      { token: owner.token },
       await readFile(path.join(dir, 'model.json')),
       await readFile(path.join(dir, 'model.weights.bin')),
     );
+    assert.equal(uploaded.status, 201, JSON.stringify(uploaded.body));
+    const artifact = uploaded.body as { id: string };
     slug = (await createModel(server, { token: owner.token })).slug;
     const published = await server.gql(
       `mutation P($input: PublishModelVersionInput!) { publishModelVersion(input: $input) { watermark { marked } } }`,

@@ -15,21 +15,8 @@ import type { VariantRow } from '../../src/models/variants.js';
 import type { WatermarkReport } from '../../src/watermark/watermark-service.js';
 import { signUp, type SignedUpUser } from '../support/fixtures.js';
 import { demoArtifacts } from '../support/demo-artifacts.js';
-import { createModel, DIGITS } from '../support/models.js';
+import { createModel, DIGITS, uploadFiles } from '../support/models.js';
 import { startTestServer, type TestServer } from '../support/server.js';
-
-/** Posts an artifact as `model.save(tf.io.http(url))` does. */
-async function upload(server: TestServer, token: string, modelJson: Buffer, weights: Uint8Array) {
-  const form = new FormData();
-  form.append('model.json', new Blob([new Uint8Array(modelJson)], { type: 'application/json' }), 'model.json');
-  form.append('model.weights.bin', new Blob([new Uint8Array(weights)]), 'model.weights.bin');
-  const response = await fetch(`${server.origin}/v1/artifacts`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${token}` },
-    body: form,
-  });
-  return { status: response.status, body: (await response.json()) as Record<string, any> };
-}
 
 describe('the owner mark on optimised variants', () => {
   let server: TestServer;
@@ -48,9 +35,9 @@ describe('the owner mark on optimised variants', () => {
     server = await startTestServer();
     owner = await signUp(server, { role: 'OWNER' });
     evalSet = decodeEvalSet(JSON.parse(await readFile(path.join(dir, 'eval.json'), 'utf8')));
-    const uploaded = await upload(
+    const uploaded = await uploadFiles(
       server,
-      owner.token,
+      { token: owner.token },
       await readFile(path.join(dir, 'model.json')),
       await readFile(path.join(dir, 'model.weights.bin')),
     );
@@ -149,7 +136,12 @@ describe('the owner mark on optimised variants', () => {
       assert.deepEqual(variant.params, params);
 
       // The server's own upload validation takes the quantised manifest and sizes it right.
-      const reuploaded = await upload(server, owner.token, variant.stored.modelJson, variant.stored.weights);
+      const reuploaded = await uploadFiles(
+        server,
+        { token: owner.token },
+        variant.stored.modelJson,
+        variant.stored.weights,
+      );
       assert.equal(reuploaded.status, 201, JSON.stringify(reuploaded.body));
       assert.equal(reuploaded.body.sizeBytes, variant.report.derived.bytes);
       assert.equal(

@@ -52,6 +52,19 @@ export async function uploadWithTfjs(server: TestServer, model: tf.LayersModel, 
   return (await response.json()) as { id: string; sha256: string; sizeBytes: number };
 }
 
+/** Posts model.json and its weights as `model.save(tf.io.http(url))` does; the status and JSON answer. */
+export async function uploadFiles(server: TestServer, auth: Credentials, modelJson: Uint8Array, weights: Uint8Array) {
+  const form = new FormData();
+  form.append('model.json', new Blob([new Uint8Array(modelJson)], { type: 'application/json' }), 'model.json');
+  form.append('model.weights.bin', new Blob([new Uint8Array(weights)]), 'model.weights.bin');
+  const response = await fetch(`${server.origin}/v1/artifacts`, {
+    method: 'POST',
+    headers: authHeaders(auth),
+    body: form,
+  });
+  return { status: response.status, body: (await response.json()) as Record<string, any> };
+}
+
 export const CREATE_MODEL = `mutation CreateModel($input: CreateModelInput!) {
   createModel(input: $input) { id slug name task tags visibility owner { id } card { intendedUse } } }`;
 
