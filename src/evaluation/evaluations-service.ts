@@ -224,9 +224,12 @@ export class EvaluationsService {
 
   async findComparison(actor: Actor, id: string): Promise<ComparisonWithRuns> {
     assertUuid(id, 'id');
-    const comparison = await this.prisma.comparison.findUnique({ where: { id }, include: { evaluations: true } });
+    // The runs first, then the comparison: a run read as ended has its disagreement written (one transaction), so
+    // the comparison read after it has it too (an include may read them the other way round).
+    const evaluations = await this.prisma.evaluation.findMany({ where: { comparisonId: id } });
+    const comparison = await this.prisma.comparison.findUnique({ where: { id } });
     if (!comparison || !this.#canRead(actor, comparison)) throw new NotFoundError('Comparison');
-    return this.#withRuns(comparison);
+    return this.#withRuns({ ...comparison, evaluations });
   }
 
   /** The caller's evaluations, newest first, of one model when `model` (a slug) is given. */
