@@ -36,7 +36,7 @@ import { ContractInactiveError, type MeteringService, type UsageRecordInput } fr
 import type { ArtifactService } from '../models/artifact-service.js';
 import { canManage, canView, isAdmin } from '../models/model-policy.js';
 import { isNamed, outputSizeOf, type SingleSignature } from '../models/signature.js';
-import type { InputEncoder } from '../predictions/input-encoding.js';
+import type { InputEncoder, InputLimits } from '../predictions/input-encoding.js';
 import { checkedWidth } from '../predictions/output-decoding.js';
 import { assertStorableRefs, errorCode, inferenceCallError } from '../predictions/predict-service.js';
 import type { ServingCatalog } from '../predictions/serving-catalog.js';
@@ -544,8 +544,20 @@ export class EvaluationsService {
     }
   }
 
-  /** A chunk's inputs as predict encodes them; a refused value is BAD_USER_INPUT naming its line. */
-  async #encode(run: Run, chunk: DatasetRow[]): Promise<TensorInput> {
+  /**
+   * A chunk's inputs as predict encodes them, in slices that each fit one predict call's image budgets (one slice
+   * for other inputs): an example may take what one predict instance may, and a chunk is not held to one call's
+   * bytes and pixels. A refused value is BAD_USER_INPUT naming its line.
+   */
+  async #encode(run: Run, chunk: DatasetRow[]): Promise<TensorInput[]> {
+    const slices =
+      run.signature.input.preprocessing.kind === 'image' ? imageSlices(chunk, this.encoder.imageLimits) : [chunk];
+    const encoded: TensorInput[] = [];
+    for (const slice of slices) encoded.push(await this.#encodeSlice(run, slice));
+    return encoded;
+  }
+
+  async #encodeSlice(run: Run, chunk: DatasetRow[]): Promise<TensorInput> {
     if (run.dataset.format === 'CSV' && run.signature.input.preprocessing.kind !== 'tabular') {
       throw new BadUserInputError('A CSV data set evaluates tabular models only; send JSONL', 'input.dataset', {
         line: chunk[0]!.line,
@@ -584,9 +596,9 @@ export class EvaluationsService {
   }
 
   /** Runs one chunk on one version; for a licensee, one metered call of that many units. */
-  async #evaluateChunk(run: Run, target: RunTarget, encoded: TensorInput): Promise<void> {
+  async #evaluateChunk(run: Run, target: RunTarget, encoded: TensorInput[]): Promise<void> {
     const { actor } = run;
-    const units = encoded.shape[0]!;
+    const units = encoded.reduce((sum, slice) => sum + slice.shape[0]!, 0);
     const modelRef = this.artifacts.modelRef(target.sha256);
     for (let overloads = 0; ;) {
       // As predict does on every call: a model its owner made private meanwhile is no longer found.
@@ -664,11 +676,11 @@ export class EvaluationsService {
   async #predict(
     modelRef: ReturnType<ArtifactService['modelRef']>,
     signature: SingleSignature,
-    encoded: TensorInput,
+    encoded: TensorInput[],
   ): Promise<number[]> {
     try {
-      const output = await this.engine.predict(modelRef, encoded);
-      return argmaxRows(output.data, checkedWidth(output, outputSizeOf(signature)));
+      const outputs = await Promise.all(encoded.map((slice) => this.engine.predict(modelRef, slice)));
+      return outputs.flatMap((output) => argmaxRows(output.data, checkedWidth(output, outputSizeOf(signature))));
     } catch (error) {
       if (error instanceof InferenceInputError) throw new BadUserInputError(error.message, 'input.dataset');
       throw inferenceCallError(error);
@@ -788,6 +800,34 @@ export class EvaluationsService {
       }
     });
   }
+}
+
+/**
+ * A chunk of image examples in slices within one predict call's image budgets: bytes counted as predict counts
+ * them (from the base64 length), pixels at their worst (every image at the per-image limit), so no slice is refused
+ * for what a predict call of its examples would take. An example over the per-call bytes alone is its own slice (and
+ * refused as predict refuses it).
+ */
+function imageSlices(
+  chunk: DatasetRow[],
+  limits: Pick<InputLimits, 'maxImagePixels' | 'maxImagePixelsPerCall' | 'maxImageBytesPerCall'>,
+): DatasetRow[][] {
+  const perSlice = Math.max(1, Math.floor(limits.maxImagePixelsPerCall / limits.maxImagePixels));
+  const slices: DatasetRow[][] = [];
+  let slice: DatasetRow[] = [];
+  let bytes = 0;
+  for (const row of chunk) {
+    const size = typeof row.input === 'string' ? Math.ceil((row.input.length * 3) / 4) : 0;
+    if (slice.length > 0 && (slice.length >= perSlice || bytes + size > limits.maxImageBytesPerCall)) {
+      slices.push(slice);
+      slice = [];
+      bytes = 0;
+    }
+    slice.push(row);
+    bytes += size;
+  }
+  if (slice.length > 0) slices.push(slice);
+  return slices;
 }
 
 /**

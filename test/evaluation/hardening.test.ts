@@ -4,11 +4,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
+import sharp from 'sharp';
 import type { EvalSet } from '../../src/evaluation/eval-set.js';
 import { expectError, logIn, signUp, type SignedUpUser } from '../support/fixtures.js';
 import { assertLedgerHolds } from '../support/ledger.js';
 import { accept, createPlan } from '../support/licensing.js';
-import { buildMlp, createModel, DIGITS, publish, uploadWithTfjs } from '../support/models.js';
+import { buildMlp, createModel, DIGITS, publish, publishedMlp, uploadWithTfjs } from '../support/models.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { datasetId, demoMnist, evaluate, mnistJsonl, publishDemoMnist, waitForEvaluation } from './support.js';
 
@@ -21,7 +22,12 @@ describe('evaluations when things go wrong', () => {
 
   before(async () => {
     [server, { evalSet }] = await Promise.all([
-      startTestServer({ ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password }),
+      // A small per-call image budget: chunks of 64 images take more than one predict call may.
+      startTestServer({
+        ADMIN_EMAIL: ADMIN.email,
+        ADMIN_PASSWORD: ADMIN.password,
+        PREDICT_MAX_IMAGE_BYTES_PER_CALL: '2048',
+      }),
       demoMnist(),
     ]);
     owner = await signUp(server, { role: 'OWNER' });
@@ -39,6 +45,73 @@ describe('evaluations when things go wrong', () => {
     );
     return { records: rows, used: contract[0]!.used };
   }
+
+  it("evaluates images whose chunk takes more than one predict call's image bytes, each within predict's limits", async () => {
+    const auth = { token: owner.token };
+    const { model, artifact } = await publishedMlp(server, auth, { sizes: [16, 3] });
+    const labels = ['a', 'b', 'c'];
+    await publish(server, auth, {
+      model: model.slug,
+      version: '2.0.0',
+      artifactId: artifact.id,
+      signature: {
+        input: {
+          shape: [16],
+          dtype: 'float32',
+          preprocessing: { kind: 'image', height: 4, width: 4, channels: 1, scaling: 'unit', resize: 'refuse' },
+        },
+        output: { kind: 'classification', labels },
+      },
+    });
+    const lines: string[] = [];
+    for (let i = 0; i < 100; i++) {
+      const pixels = Buffer.from(Array.from({ length: 16 }, (_, j) => (i * 37 + j * 91) % 256));
+      const png = await sharp(pixels, { raw: { width: 4, height: 4, channels: 1 } })
+        .png()
+        .toBuffer();
+      lines.push(JSON.stringify({ input: png.toString('base64'), label: labels[i % 3] }));
+    }
+    const dataset = await datasetId(server, auth, `${lines.join('\n')}\n`);
+    const done = await waitForEvaluation(
+      server,
+      auth,
+      (await evaluate(server, auth, { model: model.slug, version: '2.0.0', dataset })).id,
+    );
+    assert.equal(done.status, 'SUCCEEDED', JSON.stringify(done.error));
+    assert.equal(done.report.examplesEvaluated, 100);
+    assert.equal(
+      done.report.confusionMatrix.flat().reduce((a: number, b: number) => a + b, 0),
+      100,
+    );
+
+    // One example over the per-call bytes is refused as predict refuses it, naming its line.
+    const big = await sharp({
+      create: {
+        width: 64,
+        height: 64,
+        channels: 3,
+        background: '#000',
+        noise: { type: 'gaussian', mean: 128, sigma: 60 },
+      },
+    })
+      .png()
+      .toBuffer();
+    assert.ok(big.length > 2048);
+    lines[70] = JSON.stringify({ input: big.toString('base64'), label: 'a' });
+    const refused = await waitForEvaluation(
+      server,
+      auth,
+      (
+        await evaluate(server, auth, {
+          model: model.slug,
+          version: '2.0.0',
+          dataset: await datasetId(server, auth, `${lines.join('\n')}\n`),
+        })
+      ).id,
+    );
+    assert.equal(refused.error?.code, 'BAD_USER_INPUT');
+    assert.match(refused.error.message, /line 71: .*at most 2048 bytes/);
+  });
 
   it('fails a run whose model answers NaN with MODEL_ERROR, and does not bill it', async () => {
     const auth = { token: owner.token };
