@@ -30,27 +30,21 @@ import type {
   ModelVersion,
   Prisma as PrismaTypes,
 } from '../generated/prisma/client.js';
-import {
-  InferenceArtifactError,
-  InferenceInputError,
-  InferenceRuntimeError,
-  type InferenceEngine,
-  type TensorInput,
-} from '../inference/engine.js';
+import { InferenceInputError, type InferenceEngine, type TensorInput } from '../inference/engine.js';
 import type { LicenceAuthorizer } from '../licensing/predict-authorizer.js';
 import { ContractInactiveError, type MeteringService, type UsageRecordInput } from '../metering/metering-service.js';
 import type { ArtifactService } from '../models/artifact-service.js';
 import { canManage, canView, isAdmin } from '../models/model-policy.js';
-import { isNamed, type SingleSignature } from '../models/signature.js';
-import type { InputEncoder } from '../predictions/input-encoding.js';
-import { assertStorableRefs } from '../predictions/predict-service.js';
+import { isNamed, outputSizeOf, type SingleSignature } from '../models/signature.js';
+import type { InputEncoder, InputLimits } from '../predictions/input-encoding.js';
+import { checkedWidth } from '../predictions/output-decoding.js';
+import { assertStorableRefs, errorCode, inferenceCallError } from '../predictions/predict-service.js';
 import type { ServingCatalog } from '../predictions/serving-catalog.js';
 import {
   BadUserInputError,
   ConflictError,
   ErrorCode,
   ForbiddenError,
-  ModelError,
   NotFoundError,
   RateLimitedError,
   ServiceUnavailableError,
@@ -64,6 +58,7 @@ import {
   type DatasetLimits,
   type DatasetRow,
 } from './dataset-format.js';
+import { PreprocessingOverloadedError } from '../preprocessing/preprocessing-pool.js';
 import type { DatasetsService } from './datasets-service.js';
 import { argmaxRows, classificationMetrics, type ClassificationMetrics } from './metrics.js';
 
@@ -147,11 +142,16 @@ interface Run {
 /** Ends a run between chunks: it was cancelled or stopped here, or its row was ended elsewhere. */
 class RunEnded extends Error {}
 
-function errorOf(error: unknown): EvaluationError {
-  if (error instanceof GraphQLError) {
-    return { code: String(error.extensions.code ?? ErrorCode.INTERNAL_SERVER_ERROR), message: error.message };
-  }
-  return { code: ErrorCode.INTERNAL_SERVER_ERROR, message: 'The evaluation failed' };
+/** The longest wait before running a chunk again after the engine (or image decoding) was overloaded. */
+const MAX_OVERLOAD_WAIT_MS = 10_000;
+
+function isOverloaded(error: unknown): boolean {
+  return error instanceof GraphQLError && error.extensions.code === ErrorCode.OVERLOADED;
+}
+
+/** The wait after the `attempt`-th overload in a row (from 0): predict's retryAfter, doubling, bounded. */
+function overloadBackoffMs(attempt: number): number {
+  return Math.min(MAX_OVERLOAD_WAIT_MS, 1000 * 2 ** Math.min(attempt, 10));
 }
 
 export class EvaluationsService {
@@ -224,9 +224,12 @@ export class EvaluationsService {
 
   async findComparison(actor: Actor, id: string): Promise<ComparisonWithRuns> {
     assertUuid(id, 'id');
-    const comparison = await this.prisma.comparison.findUnique({ where: { id }, include: { evaluations: true } });
+    // The runs first, then the comparison: a run read as ended has its disagreement written (one transaction), so
+    // the comparison read after it has it too (an include may read them the other way round).
+    const evaluations = await this.prisma.evaluation.findMany({ where: { comparisonId: id } });
+    const comparison = await this.prisma.comparison.findUnique({ where: { id } });
     if (!comparison || !this.#canRead(actor, comparison)) throw new NotFoundError('Comparison');
-    return this.#withRuns(comparison);
+    return this.#withRuns({ ...comparison, evaluations });
   }
 
   /** The caller's evaluations, newest first, of one model when `model` (a slug) is given. */
@@ -273,6 +276,10 @@ export class EvaluationsService {
     const model = await this.prisma.model.findUniqueOrThrow({ where: { id: evaluation.modelId } });
     if (!canManage(actor.principal, model)) {
       throw new ForbiddenError("Only the model's owner publishes evaluations to its card");
+    }
+    // An admin's (or anyone else's) run is private to them: only the owner's own evaluations go on the card.
+    if (evaluation.requesterId !== model.ownerId) {
+      throw new ForbiddenError("Only an evaluation run by the model's owner is published to its card");
     }
     if (evaluation.status !== 'SUCCEEDED') {
       throw new BadUserInputError(`Only a finished evaluation is published (this one is ${evaluation.status})`, 'id');
@@ -484,27 +491,29 @@ export class EvaluationsService {
       for await (const chunk of this.#chunks(content, run)) {
         if (run.stopped) throw new RunEnded();
         const encoded = await this.#encode(run, chunk);
-        for (const target of run.targets) await this.#evaluateChunk(run, target, encoded);
+        // A version's report covers the chunks it evaluated (and was billed for), even when the other failed.
         trueClasses.push(...chunk.map((row) => row.label as number));
+        for (const target of run.targets) await this.#evaluateChunk(run, target, encoded);
         await this.#advance(ids, 'RUNNING', { examplesEvaluated: trueClasses.length });
       }
-      await this.#finish(run, trueClasses, performance.now() - started, 'SUCCEEDED', null);
+      await this.#end(run, trueClasses, performance.now() - started, 'SUCCEEDED', null);
     } catch (error) {
       const durationMs = performance.now() - started;
       if (error instanceof RunEnded) {
         // Stopped here (a cancel, or this server stopping), or elsewhere (another server's cancel, a sweep: the
         // row already says how it ended).
         const { stopped } = run;
-        if (stopped === 'cancelled') await this.#finish(run, trueClasses, durationMs, 'CANCELLED', null);
-        else await this.#finish(run, trueClasses, durationMs, stopped ? 'FAILED' : null, stopped);
+        if (stopped === 'cancelled') await this.#end(run, trueClasses, durationMs, 'CANCELLED', null);
+        else await this.#end(run, trueClasses, durationMs, stopped ? 'FAILED' : null, stopped);
         return;
       }
-      const failure = errorOf(error);
+      const failure: EvaluationError = {
+        code: errorCode(error),
+        message: error instanceof GraphQLError ? error.message : 'The evaluation failed',
+      };
       if (!(error instanceof GraphQLError)) this.logger.error({ err: error, evaluations: ids }, 'an evaluation failed');
-      if (trueClasses.length > 0 && trueClasses.length < run.dataset.rows) {
-        failure.message += `; the report is partial: ${trueClasses.length} of ${run.dataset.rows} examples were evaluated${run.metered ? ' and billed' : ''}`;
-      }
-      await this.#finish(run, trueClasses, durationMs, 'FAILED', failure);
+      failure.message += partialNote(run);
+      await this.#end(run, trueClasses, durationMs, 'FAILED', failure);
     }
   }
 
@@ -535,13 +544,37 @@ export class EvaluationsService {
     }
   }
 
-  /** A chunk's inputs as predict encodes them; a refused value is BAD_USER_INPUT naming its line. */
-  async #encode(run: Run, chunk: DatasetRow[]): Promise<TensorInput> {
+  /**
+   * A chunk's inputs as predict encodes them, in slices that each fit one predict call's image budgets (one slice
+   * for other inputs): an example may take what one predict instance may, and a chunk is not held to one call's
+   * bytes and pixels. A refused value is BAD_USER_INPUT naming its line.
+   */
+  async #encode(run: Run, chunk: DatasetRow[]): Promise<TensorInput[]> {
+    const slices =
+      run.signature.input.preprocessing.kind === 'image' ? imageSlices(chunk, this.encoder.imageLimits) : [chunk];
+    const encoded: TensorInput[] = [];
+    for (const slice of slices) encoded.push(await this.#encodeSlice(run, slice));
+    return encoded;
+  }
+
+  async #encodeSlice(run: Run, chunk: DatasetRow[]): Promise<TensorInput> {
     if (run.dataset.format === 'CSV' && run.signature.input.preprocessing.kind !== 'tabular') {
       throw new BadUserInputError('A CSV data set evaluates tabular models only; send JSONL', 'input.dataset', {
         line: chunk[0]!.line,
       });
     }
+    for (let overloads = 0; ;) {
+      try {
+        return await this.#encodeOnce(run, chunk);
+      } catch (error) {
+        if (!(error instanceof PreprocessingOverloadedError)) throw error;
+        // Image decoding is overloaded: wait, as for the engine, and decode the chunk again.
+        await this.#wait(run, overloadBackoffMs(overloads++));
+      }
+    }
+  }
+
+  async #encodeOnce(run: Run, chunk: DatasetRow[]): Promise<TensorInput> {
     try {
       return await this.encoder.encode(
         run.signature,
@@ -563,14 +596,23 @@ export class EvaluationsService {
   }
 
   /** Runs one chunk on one version; for a licensee, one metered call of that many units. */
-  async #evaluateChunk(run: Run, target: RunTarget, encoded: TensorInput): Promise<void> {
+  async #evaluateChunk(run: Run, target: RunTarget, encoded: TensorInput[]): Promise<void> {
     const { actor } = run;
-    const units = encoded.shape[0]!;
+    const units = encoded.reduce((sum, slice) => sum + slice.shape[0]!, 0);
     const modelRef = this.artifacts.modelRef(target.sha256);
-    for (;;) {
+    for (let overloads = 0; ;) {
+      // As predict does on every call: a model its owner made private meanwhile is no longer found.
+      const current = await this.catalog.resolve(target.model.slug, target.version.version);
+      if (!current || !canView(actor.principal, current.model)) throw new NotFoundError('Model');
       let grant = await this.authorizer.authorize(actor, target.model, target.version, null);
       if (!grant.contract) {
-        target.predicted.push(...(await this.#predict(modelRef, encoded)));
+        try {
+          target.predicted.push(...(await this.#predict(modelRef, run.signature, encoded)));
+        } catch (error) {
+          if (!isOverloaded(error)) throw error;
+          await this.#wait(run, overloadBackoffMs(overloads++));
+          continue;
+        }
         return;
       }
       const started = performance.now();
@@ -596,12 +638,12 @@ export class EvaluationsService {
           record.contract = grant.contract;
           if (grant.contract) await this.metering.reserve(grant.contract, units, record.predictionId);
         }
-        predicted = await this.#predict(modelRef, encoded);
+        predicted = await this.#predict(modelRef, run.signature, encoded);
       } catch (error) {
         await this.metering
           .record({
             ...record,
-            status: errorOf(error).code,
+            status: errorCode(error),
             latencyMs: performance.now() - started,
             idempotentResponse: undefined,
           })
@@ -609,6 +651,11 @@ export class EvaluationsService {
         // Over the contract's rate limit: wait (cancellable) and run the chunk again as a new call.
         if (error instanceof RateLimitedError) {
           await this.#wait(run, Number(error.extensions.retryAfter) * 1000);
+          continue;
+        }
+        // The engine is overloaded (not billed): wait, longer each time, and run the chunk again.
+        if (isOverloaded(error)) {
+          await this.#wait(run, overloadBackoffMs(overloads++));
           continue;
         }
         throw error;
@@ -625,15 +672,18 @@ export class EvaluationsService {
     }
   }
 
-  async #predict(modelRef: ReturnType<ArtifactService['modelRef']>, encoded: TensorInput): Promise<number[]> {
+  /** The chunk's predicted classes; predict's output checks (width, finite values) and error mapping apply. */
+  async #predict(
+    modelRef: ReturnType<ArtifactService['modelRef']>,
+    signature: SingleSignature,
+    encoded: TensorInput[],
+  ): Promise<number[]> {
     try {
-      const output = await this.engine.predict(modelRef, encoded);
-      return argmaxRows(output.data, output.data.length / encoded.shape[0]!);
+      const outputs = await Promise.all(encoded.map((slice) => this.engine.predict(modelRef, slice)));
+      return outputs.flatMap((output) => argmaxRows(output.data, checkedWidth(output, outputSizeOf(signature))));
     } catch (error) {
       if (error instanceof InferenceInputError) throw new BadUserInputError(error.message, 'input.dataset');
-      if (error instanceof InferenceRuntimeError) throw new ModelError('The model failed while running');
-      if (error instanceof InferenceArtifactError) throw new ModelError(`The model cannot be served: ${error.message}`);
-      throw error;
+      throw inferenceCallError(error);
     }
   }
 
@@ -651,6 +701,47 @@ export class EvaluationsService {
   }
 
   /**
+   * Ends the run whatever happens: when its report cannot be written (a metrics error, the database away), its
+   * rows still end FAILED, the write retried until it lands (a RUNNING row would count against the running limits
+   * for ever: the sweep only ends the runs of stopped servers). A stopping server leaves them to that sweep.
+   */
+  async #end(
+    run: Run,
+    trueClasses: number[],
+    durationMs: number,
+    status: 'SUCCEEDED' | 'FAILED' | 'CANCELLED' | null,
+    error: EvaluationError | null,
+  ): Promise<void> {
+    const ids = run.targets.map((t) => t.evaluationId);
+    try {
+      await this.#finish(run, trueClasses, durationMs, status, error);
+      return;
+    } catch (cause) {
+      this.logger.error({ err: cause, evaluations: ids }, 'an evaluation could not record its report');
+    }
+    const failure: EvaluationError = {
+      code: ErrorCode.INTERNAL_SERVER_ERROR,
+      message: `The evaluation failed: its report could not be recorded${partialNote(run)}`,
+    };
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.prisma.evaluation.updateMany({
+          where: { id: { in: ids }, status: { in: ACTIVE } },
+          data: {
+            status: 'FAILED',
+            finishedAt: new Date(),
+            error: failure as unknown as PrismaTypes.InputJsonObject,
+          },
+        });
+        return;
+      } catch (cause) {
+        if (this.#stopping) throw cause;
+        await sleep(Math.min(30_000, 250 * 2 ** Math.min(attempt, 7)));
+      }
+    }
+  }
+
+  /**
    * Writes the run's end: `status` (null: keep the status another server or a cancel set) with the report of the
    * examples evaluated, and for a comparison, where the versions disagree.
    */
@@ -662,14 +753,14 @@ export class EvaluationsService {
     error: EvaluationError | null,
   ): Promise<void> {
     const labels = (run.signature.output as { labels: string[] }).labels;
-    const n = trueClasses.length;
     await this.prisma.$transaction(async (tx) => {
       for (const target of run.targets) {
+        const n = target.predicted.length;
         const report: EvaluationReport | null =
           n === 0
             ? null
             : {
-                ...classificationMetrics(trueClasses, target.predicted.slice(0, n), labels.length, labels),
+                ...classificationMetrics(trueClasses.slice(0, n), target.predicted, labels.length, labels),
                 examplesEvaluated: n,
                 datasetSha256: run.dataset.sha256,
                 durationMs: Math.round(durationMs),
@@ -694,16 +785,65 @@ export class EvaluationsService {
           });
         }
       }
-      if (run.comparisonId && n > 0) {
+      const both = Math.min(...run.targets.map((t) => t.predicted.length));
+      if (run.comparisonId && both > 0) {
         await tx.comparison.update({
           where: { id: run.comparisonId },
           data: {
-            disagreement: disagreement(trueClasses, run.targets[0]!.predicted, run.targets[1]!.predicted) as object,
+            disagreement: disagreement(
+              trueClasses.slice(0, both),
+              run.targets[0]!.predicted,
+              run.targets[1]!.predicted,
+            ) as object,
           },
         });
       }
     });
   }
+}
+
+/**
+ * A chunk of image examples in slices within one predict call's image budgets: bytes counted as predict counts
+ * them (from the base64 length), pixels at their worst (every image at the per-image limit), so no slice is refused
+ * for what a predict call of its examples would take. An example over the per-call bytes alone is its own slice (and
+ * refused as predict refuses it).
+ */
+function imageSlices(
+  chunk: DatasetRow[],
+  limits: Pick<InputLimits, 'maxImagePixels' | 'maxImagePixelsPerCall' | 'maxImageBytesPerCall'>,
+): DatasetRow[][] {
+  const perSlice = Math.max(1, Math.floor(limits.maxImagePixelsPerCall / limits.maxImagePixels));
+  const slices: DatasetRow[][] = [];
+  let slice: DatasetRow[] = [];
+  let bytes = 0;
+  for (const row of chunk) {
+    const size = typeof row.input === 'string' ? Math.ceil((row.input.length * 3) / 4) : 0;
+    if (slice.length > 0 && (slice.length >= perSlice || bytes + size > limits.maxImageBytesPerCall)) {
+      slices.push(slice);
+      slice = [];
+      bytes = 0;
+    }
+    slice.push(row);
+    bytes += size;
+  }
+  if (slice.length > 0) slices.push(slice);
+  return slices;
+}
+
+/**
+ * What a failed run's message adds when it stopped midway: how many examples each version evaluated (and, for a
+ * licensee, was billed for); a comparison's versions can differ by the chunk the second one failed on.
+ */
+function partialNote(run: Run): string {
+  const counts = run.targets.map((t) => t.predicted.length);
+  const { rows } = run.dataset;
+  if (counts.every((n) => n === 0 || n === rows)) return '';
+  const billed = run.metered ? ' and billed' : '';
+  if (counts.every((n) => n === counts[0])) {
+    return `; the report is partial: ${counts[0]} of ${rows} examples were evaluated${billed}`;
+  }
+  const each = run.targets.map((t, i) => `${t.version.version}: ${counts[i]}`).join(', ');
+  return `; the reports are partial: of ${rows} examples, each version evaluated${billed} ${each}`;
 }
 
 /** Where two versions' predicted classes differ, over the first `trueClasses.length` examples. */

@@ -26,6 +26,7 @@ export interface UsageFigures {
   calls: number;
   predictions: number;
   explanations: number;
+  evaluations: number;
   billableUnits: number;
   errors: number;
   downloads: number;
@@ -48,6 +49,7 @@ const FIGURES = `
   (count(*) FILTER (WHERE u.status <> 'DOWNLOAD'))::int AS calls,
   coalesce(sum(u.units) FILTER (WHERE u.status = 'OK' AND u.kind = 'PREDICTION'), 0)::int AS predictions,
   coalesce(sum(u.units) FILTER (WHERE u.status = 'OK' AND u.kind = 'EXPLANATION'), 0)::int AS explanations,
+  coalesce(sum(u.units) FILTER (WHERE u.status = 'OK' AND u.kind = 'EVALUATION'), 0)::int AS evaluations,
   coalesce(sum(u.billable_units), 0)::int AS billable_units,
   (count(*) FILTER (WHERE u.status NOT IN ('OK', 'DOWNLOAD')))::int AS errors,
   (count(*) FILTER (WHERE u.status = 'DOWNLOAD'))::int AS downloads,
@@ -58,6 +60,7 @@ interface FigureRow {
   calls: number;
   predictions: number;
   explanations: number;
+  evaluations: number;
   billable_units: number;
   errors: number;
   downloads: number;
@@ -233,6 +236,7 @@ function figures(row: FigureRow, amounts: { amount: string; currency: string }[]
     calls: row.calls,
     predictions: row.predictions,
     explanations: row.explanations,
+    evaluations: row.evaluations,
     billableUnits: row.billable_units,
     errors: row.errors,
     downloads: row.downloads,

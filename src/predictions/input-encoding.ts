@@ -307,6 +307,12 @@ export class InputEncoder {
     return this.limits.maxOutputValues;
   }
 
+  /** The per-image and per-call image budgets, which evaluations slice their chunks by. */
+  get imageLimits(): Pick<InputLimits, 'maxImagePixels' | 'maxImagePixelsPerCall' | 'maxImageBytesPerCall'> {
+    const { maxImagePixels, maxImagePixelsPerCall, maxImageBytesPerCall } = this.limits;
+    return { maxImagePixels, maxImagePixelsPerCall, maxImageBytesPerCall };
+  }
+
   /**
    * Encodes the instances of a single-tensor signature into a [n, ...shape] tensor in its dtype; what the caller
    * should know about inputs that were accepted is added to `warnings`. An image instance is a base64 string or,

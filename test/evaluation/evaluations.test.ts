@@ -224,6 +224,20 @@ describe('evaluations of the demo MNIST MLP', () => {
       { status: 'QUOTA_EXCEEDED', units: 64, billable: 0 },
     ]);
     assert.equal(used, 192);
+    // The usage report counts the billed examples as evaluations (not predictions).
+    const totals = await server.gql(
+      `{ usage { totals { calls predictions explanations evaluations billableUnits errors } } }`,
+      {},
+      auth,
+    );
+    assert.deepEqual(totals.data!.usage.totals, {
+      calls: 4,
+      predictions: 0,
+      explanations: 0,
+      evaluations: 192,
+      billableUnits: 192,
+      errors: 1,
+    });
     await assertLedgerHolds(server.sql);
   });
 
