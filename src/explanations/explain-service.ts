@@ -24,7 +24,7 @@ import {
 } from '../predictions/predict-service.js';
 import type { ServingCatalog } from '../predictions/serving-catalog.js';
 import { PreprocessingOverloadedError, type PreprocessingPool } from '../preprocessing/preprocessing-pool.js';
-import { BadUserInputError, ForbiddenError, ModelError, NotFoundError } from '../server/errors.js';
+import { BadUserInputError, ForbiddenError, ModelError, NotFoundError, RateLimitedError } from '../server/errors.js';
 import { checkRequestId } from '../server/text.js';
 import type { AttributionCheck, ExplanationMethod, Explainer, InstanceAttribution } from './explainer.js';
 import { featuresOf, layoutOf, type AttributionForm, type FeatureGroups, type InputLayout } from './features.js';
@@ -101,8 +101,18 @@ const SAMPLES: Record<ExplanationMethod, { default: number; min: number; max: nu
  */
 const MAX_FEATURES: Record<'KERNEL_SHAP' | 'OCCLUSION', number> = { KERNEL_SHAP: 512, OCCLUSION: 4096 };
 
+export interface ExplainLimits {
+  /** explain calls one user runs at once (on this server); past it RATE_LIMITED. */
+  maxConcurrentPerUser: number;
+}
+
+/** Seconds a caller at its concurrency limit is told to wait: about one call's time. */
+const CONCURRENCY_RETRY_AFTER_SECONDS = 1;
+
 export class ExplainService {
   readonly #explainers: Record<ExplanationMethod, Explainer>;
+  /** Calls running now, per caller. */
+  readonly #running = new Map<string, number>();
 
   constructor(
     private readonly catalog: ServingCatalog,
@@ -114,6 +124,7 @@ export class ExplainService {
     private readonly workers: PreprocessingPool,
     /** The engine's gradients (InferenceEngine.attributions). */
     gradients: AttributionSource,
+    private readonly limits: ExplainLimits,
   ) {
     this.#explainers = {
       KERNEL_SHAP: new KernelShapExplainer(engine, workers),
@@ -156,11 +167,17 @@ export class ExplainService {
       }
       const requestId = input.requestId == null ? null : checkRequestId(input.requestId, 'input.requestId');
       record.requestId = requestId;
-      if (requestId !== null) {
-        const claim = await this.metering.claim(callerId, requestId, inputHash(input), record.predictionId);
-        if (claim.kind === 'replay') return this.#replay(actor, input, claim.response as StoredResult);
+      // Owners too: their calls are free but take the same share of the workers.
+      const release = this.#holdCallSlot(callerId);
+      try {
+        if (requestId !== null) {
+          const claim = await this.metering.claim(callerId, requestId, inputHash(input), record.predictionId);
+          if (claim.kind === 'replay') return await this.#replay(actor, input, claim.response as StoredResult);
+        }
+        result = await this.#run(actor, input, explainer, samples, record, started);
+      } finally {
+        release();
       }
-      result = await this.#run(actor, input, explainer, samples, record, started);
     } catch (error) {
       await this.metering
         .record({
@@ -179,6 +196,24 @@ export class ExplainService {
       idempotentResponse: record.requestId === null ? undefined : stored(result),
     });
     return result;
+  }
+
+  /** Counts one more running call of `callerId`, or refuses it (RATE_LIMITED); the result gives the slot back. */
+  #holdCallSlot(callerId: string): () => void {
+    const running = this.#running.get(callerId) ?? 0;
+    const max = this.limits.maxConcurrentPerUser;
+    if (running >= max) {
+      throw new RateLimitedError(
+        `At most ${max} explain call${max === 1 ? '' : 's'} of one account run at once`,
+        CONCURRENCY_RETRY_AFTER_SECONDS,
+      );
+    }
+    this.#running.set(callerId, running + 1);
+    return () => {
+      const left = this.#running.get(callerId)! - 1;
+      if (left === 0) this.#running.delete(callerId);
+      else this.#running.set(callerId, left);
+    };
   }
 
   #explainer(method: ExplanationMethod): Explainer {
@@ -214,6 +249,18 @@ export class ExplainService {
         'input.model',
       );
     }
+    const layout = layoutOf(signature);
+    // The answer holds one value per input value of each instance: refused before anything is decoded or run.
+    const answerValues = (input.inputs as unknown[]).length * layout.size;
+    if (answerValues > this.encoder.maxOutputValues) {
+      const fit = Math.floor(this.encoder.maxOutputValues / layout.size);
+      throw new BadUserInputError(
+        fit === 0
+          ? `this model's instances have ${layout.size} values; an explanation answers one per value, and at most ${this.encoder.maxOutputValues} fit in one call`
+          : `this model's instances have ${layout.size} values; an explanation answers one per value, so at most ${fit} instances fit in one call's ${this.encoder.maxOutputValues}`,
+        'input.inputs',
+      );
+    }
     const labels = signature.output.labels;
     const targetIndex = input.target == null ? null : labels.indexOf(input.target);
     if (targetIndex === -1)
@@ -228,7 +275,6 @@ export class ExplainService {
       .encode(signature, input.inputs, undefined, undefined, warnings)
       .catch(refuseIfOverloaded('Image decoding is overloaded'));
     const instances = encoded.shape[0]!;
-    const layout = layoutOf(signature);
     const tokens = await this.#tokens(signature, input.inputs as unknown[], layout).catch(
       refuseIfOverloaded('Tokenising is overloaded'),
     );
