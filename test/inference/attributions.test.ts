@@ -480,6 +480,36 @@ describe('gradient attributions', () => {
     }
   });
 
+  test('passes are sized from the input as sent: a model of unknown spatial dims [null, null, null, 3] stays within the pass budget', async (t) => {
+    // Symbolically this model holds 3 + 8 + 8 + 4 values per point, which would put all 2 × 256 points of 64×64
+    // images (~45 K values each) in one pass; sized from the input, a pass holds about 2^23 values (~186 points).
+    const image = tf.input({ shape: [null, null, 3] });
+    const conv = tf.layers
+      .conv2d({ filters: 8, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: 'glorotUniform' })
+      .apply(image) as tf.SymbolicTensor;
+    const pooled = tf.layers.globalAveragePooling2d({}).apply(conv) as tf.SymbolicTensor;
+    const output = tf.layers.dense({ units: 4, activation: 'softmax' }).apply(pooled) as tf.SymbolicTensor;
+    const model = tf.model({ inputs: image, outputs: output });
+    const input = tf.randomUniform([2, 64, 64, 3], 0, 1, 'float32', 7);
+    try {
+      const profile = await tf.profile(() => {
+        const result = attribute(model, input, { method: 'INTEGRATED_GRADIENTS', targets: [0, 1], steps: 256 });
+        tf.dispose([result.attributions, result.outputs, result.baselineOutputs]);
+        return [];
+      });
+      const allAtOnceBytes = 2 * 256 * 64 * 64 * (3 + 8) * 4;
+      t.diagnostic(
+        `peak ${(profile.peakBytes / 2 ** 20).toFixed(0)} MiB; one pass of every point: ${(allAtOnceBytes / 2 ** 20).toFixed(0)} MiB of activations alone`,
+      );
+      // Backpropagation through the convolution holds several times a pass's activations (im2col buffers,
+      // gradients): measured ~210 MiB sized from the input, ~570 MiB when every point ran in one pass.
+      assert.ok(profile.peakBytes < 4 * allAtOnceBytes, `peak ${profile.peakBytes} bytes`);
+    } finally {
+      input.dispose();
+      model.dispose();
+    }
+  });
+
   test('a computation leaves no tensor behind in the worker, whether it succeeds or is refused', async () => {
     // In this process, as the worker runs it: a model a worker keeps cached must not leak per call.
     const dense = tf.sequential({
