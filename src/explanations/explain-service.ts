@@ -9,7 +9,14 @@ import { createHash, randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { requireUserId, type Actor } from '../auth/principal.js';
 import type { ModelVersion } from '../generated/prisma/client.js';
-import { InferenceUnsupportedError, type InferenceEngine, type TensorInput } from '../inference/engine.js';
+import { argmaxRows } from '../evaluation/metrics.js';
+import {
+  DEFAULT_ATTRIBUTION_STEPS,
+  InferenceUnsupportedError,
+  MAX_ATTRIBUTION_STEPS,
+  type InferenceEngine,
+  type TensorInput,
+} from '../inference/engine.js';
 import { ContractInactiveError, type MeteringService, type UsageRecordInput } from '../metering/metering-service.js';
 import type { ArtifactService } from '../models/artifact-service.js';
 import { canView } from '../models/model-policy.js';
@@ -22,9 +29,10 @@ import {
   overloaded,
   type PredictAuthorizer,
 } from '../predictions/predict-service.js';
+import { checkedWidth } from '../predictions/output-decoding.js';
 import type { ServingCatalog } from '../predictions/serving-catalog.js';
 import { PreprocessingOverloadedError, type PreprocessingPool } from '../preprocessing/preprocessing-pool.js';
-import { BadUserInputError, ForbiddenError, ModelError, NotFoundError, RateLimitedError } from '../server/errors.js';
+import { BadUserInputError, ForbiddenError, NotFoundError, RateLimitedError } from '../server/errors.js';
 import { checkRequestId } from '../server/text.js';
 import type { AttributionCheck, ExplanationMethod, Explainer, InstanceAttribution } from './explainer.js';
 import { featuresOf, layoutOf, type AttributionForm, type FeatureGroups, type InputLayout } from './features.js';
@@ -90,7 +98,7 @@ export const MAX_EXPLAINED_INSTANCES = 8;
 /** Per method: the `samples` it takes (null: none) — its default and bounds. */
 const SAMPLES: Record<ExplanationMethod, { default: number; min: number; max: number; name: string } | null> = {
   KERNEL_SHAP: { default: 256, min: 16, max: 2048, name: 'coalitions' },
-  INTEGRATED_GRADIENTS: { default: 32, min: 2, max: 256, name: 'steps' },
+  INTEGRATED_GRADIENTS: { default: DEFAULT_ATTRIBUTION_STEPS, min: 2, max: MAX_ATTRIBUTION_STEPS, name: 'steps' },
   GRADIENT_X_INPUT: null,
   OCCLUSION: null,
 };
@@ -303,8 +311,10 @@ export class ExplainService {
     let outputs: Float32Array;
     try {
       const output = await this.engine.predict(model, encoded);
-      outputs = checkedOutputs(output.data, instances, classes);
-      const targets = Array.from({ length: instances }, (_, i) => targetIndex ?? argmax(outputs, i, classes));
+      checkedWidth(output, classes);
+      outputs = output.data;
+      const predicted = argmaxRows(outputs, classes);
+      const targets = predicted.map((best) => targetIndex ?? best);
       attributions = await explainer.explain({
         model,
         input: encoded,
@@ -317,7 +327,10 @@ export class ExplainService {
       });
       const rendered = await Promise.all(
         attributions.instances.map((attribution, i) =>
-          this.#render(signature, layout, encoded, i, features[i]!, attribution, outputs, labels, targets[i]!),
+          this.#render(signature, layout, encoded, i, features[i]!, attribution, outputs, labels, {
+            predicted: predicted[i]!,
+            target: targets[i]!,
+          }),
         ),
       );
       return {
@@ -374,10 +387,9 @@ export class ExplainService {
     attribution: InstanceAttribution,
     outputs: Float32Array,
     labels: string[],
-    target: number,
+    { predicted, target }: { predicted: number; target: number },
   ): Promise<InstanceExplanation> {
     const classes = labels.length;
-    const predicted = argmax(outputs, index, classes);
     const common = {
       predicted: { label: labels[predicted]!, score: outputs[index * classes + predicted]! },
       target: { label: labels[target]!, score: outputs[index * classes + target]! },
@@ -470,25 +482,6 @@ function checkFeatureCounts(method: ExplanationMethod, features: FeatureGroups[]
       `input.inputs[${index}]`,
     );
   }
-}
-
-function checkedOutputs(data: Float32Array, instances: number, classes: number): Float32Array {
-  if (data.length !== instances * classes) {
-    throw new ModelError(
-      `The model returned ${data.length / instances} values per instance; its signature declares ${classes}`,
-    );
-  }
-  for (const value of data) {
-    if (!Number.isFinite(value))
-      throw new ModelError(`The model produced a non-finite value (${value}); the call was not billed`);
-  }
-  return data;
-}
-
-function argmax(outputs: Float32Array, index: number, classes: number): number {
-  let best = 0;
-  for (let c = 1; c < classes; c++) if (outputs[index * classes + c]! > outputs[index * classes + best]!) best = c;
-  return best;
 }
 
 function inputHash(input: ExplainInput): string {

@@ -40,7 +40,7 @@ export interface PredictionOutput {
  * values per instance, which decoding would walk on the main thread), or produced NaN or Infinity, which JSON
  * (and GraphQL's Float) cannot carry.
  */
-function checkedWidth(output: TensorOutput, declared: number): number {
+export function checkedWidth(output: TensorOutput, declared: number): number {
   const [, ...rest] = output.shape;
   const width = rest.reduce((a, b) => a * b, 1);
   if (width !== declared) {
