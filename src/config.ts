@@ -82,6 +82,7 @@ const envSchema = z.object({
   DATASET_MAX_LINE_BYTES: int(64, 64 * 1024 * 1024).default(1024 * 1024),
   EVALUATION_CHUNK_SIZE: int(1, 4096).default(64),
   EVALUATION_MAX_RUNNING_PER_USER: int(1, 1000).default(2),
+  EXPLAIN_MAX_CONCURRENT_PER_USER: int(1, 1000).default(2),
   EVALUATION_MAX_RUNNING: int(1, 10_000).default(8),
 });
 
@@ -206,6 +207,11 @@ export function parseConfig(env: Record<string, string | undefined>, terminal = 
       maxRows: e.DATASET_MAX_ROWS,
       // One JSONL line is parsed in one event-loop turn: 1 MiB of JSON parses in a few ms.
       maxLineBytes: e.DATASET_MAX_LINE_BYTES,
+    },
+    explanations: {
+      // explain calls one user (owners included: they explain free) runs at once on this server; past it
+      // RATE_LIMITED. Each call holds a small fixed share of the inference queue, so a few users cannot fill it.
+      maxConcurrentPerUser: e.EXPLAIN_MAX_CONCURRENT_PER_USER,
     },
     evaluation: {
       // Examples per batch through the inference engine, per progress write and per metered reservation.

@@ -9,7 +9,14 @@ import { createHash, randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { requireUserId, type Actor } from '../auth/principal.js';
 import type { ModelVersion } from '../generated/prisma/client.js';
-import { InferenceUnsupportedError, type InferenceEngine, type TensorInput } from '../inference/engine.js';
+import { argmaxRows } from '../evaluation/metrics.js';
+import {
+  DEFAULT_ATTRIBUTION_STEPS,
+  InferenceUnsupportedError,
+  MAX_ATTRIBUTION_STEPS,
+  type InferenceEngine,
+  type TensorInput,
+} from '../inference/engine.js';
 import { ContractInactiveError, type MeteringService, type UsageRecordInput } from '../metering/metering-service.js';
 import type { ArtifactService } from '../models/artifact-service.js';
 import { canView } from '../models/model-policy.js';
@@ -22,9 +29,10 @@ import {
   overloaded,
   type PredictAuthorizer,
 } from '../predictions/predict-service.js';
+import { checkedWidth } from '../predictions/output-decoding.js';
 import type { ServingCatalog } from '../predictions/serving-catalog.js';
 import { PreprocessingOverloadedError, type PreprocessingPool } from '../preprocessing/preprocessing-pool.js';
-import { BadUserInputError, ForbiddenError, ModelError, NotFoundError } from '../server/errors.js';
+import { BadUserInputError, ForbiddenError, NotFoundError, RateLimitedError } from '../server/errors.js';
 import { checkRequestId } from '../server/text.js';
 import type { AttributionCheck, ExplanationMethod, Explainer, InstanceAttribution } from './explainer.js';
 import { featuresOf, layoutOf, type AttributionForm, type FeatureGroups, type InputLayout } from './features.js';
@@ -90,7 +98,7 @@ export const MAX_EXPLAINED_INSTANCES = 8;
 /** Per method: the `samples` it takes (null: none) — its default and bounds. */
 const SAMPLES: Record<ExplanationMethod, { default: number; min: number; max: number; name: string } | null> = {
   KERNEL_SHAP: { default: 256, min: 16, max: 2048, name: 'coalitions' },
-  INTEGRATED_GRADIENTS: { default: 32, min: 2, max: 256, name: 'steps' },
+  INTEGRATED_GRADIENTS: { default: DEFAULT_ATTRIBUTION_STEPS, min: 2, max: MAX_ATTRIBUTION_STEPS, name: 'steps' },
   GRADIENT_X_INPUT: null,
   OCCLUSION: null,
 };
@@ -101,8 +109,18 @@ const SAMPLES: Record<ExplanationMethod, { default: number; min: number; max: nu
  */
 const MAX_FEATURES: Record<'KERNEL_SHAP' | 'OCCLUSION', number> = { KERNEL_SHAP: 512, OCCLUSION: 4096 };
 
+export interface ExplainLimits {
+  /** explain calls one user runs at once (on this server); past it RATE_LIMITED. */
+  maxConcurrentPerUser: number;
+}
+
+/** Seconds a caller at its concurrency limit is told to wait: about one call's time. */
+const CONCURRENCY_RETRY_AFTER_SECONDS = 1;
+
 export class ExplainService {
   readonly #explainers: Record<ExplanationMethod, Explainer>;
+  /** Calls running now, per caller. */
+  readonly #running = new Map<string, number>();
 
   constructor(
     private readonly catalog: ServingCatalog,
@@ -114,6 +132,7 @@ export class ExplainService {
     private readonly workers: PreprocessingPool,
     /** The engine's gradients (InferenceEngine.attributions). */
     gradients: AttributionSource,
+    private readonly limits: ExplainLimits,
   ) {
     this.#explainers = {
       KERNEL_SHAP: new KernelShapExplainer(engine, workers),
@@ -156,11 +175,17 @@ export class ExplainService {
       }
       const requestId = input.requestId == null ? null : checkRequestId(input.requestId, 'input.requestId');
       record.requestId = requestId;
-      if (requestId !== null) {
-        const claim = await this.metering.claim(callerId, requestId, inputHash(input), record.predictionId);
-        if (claim.kind === 'replay') return this.#replay(actor, input, claim.response as StoredResult);
+      // Owners too: their calls are free but take the same share of the workers.
+      const release = this.#holdCallSlot(callerId);
+      try {
+        if (requestId !== null) {
+          const claim = await this.metering.claim(callerId, requestId, inputHash(input), record.predictionId);
+          if (claim.kind === 'replay') return await this.#replay(actor, input, claim.response as StoredResult);
+        }
+        result = await this.#run(actor, input, explainer, samples, record, started);
+      } finally {
+        release();
       }
-      result = await this.#run(actor, input, explainer, samples, record, started);
     } catch (error) {
       await this.metering
         .record({
@@ -179,6 +204,24 @@ export class ExplainService {
       idempotentResponse: record.requestId === null ? undefined : stored(result),
     });
     return result;
+  }
+
+  /** Counts one more running call of `callerId`, or refuses it (RATE_LIMITED); the result gives the slot back. */
+  #holdCallSlot(callerId: string): () => void {
+    const running = this.#running.get(callerId) ?? 0;
+    const max = this.limits.maxConcurrentPerUser;
+    if (running >= max) {
+      throw new RateLimitedError(
+        `At most ${max} explain call${max === 1 ? '' : 's'} of one account run at once`,
+        CONCURRENCY_RETRY_AFTER_SECONDS,
+      );
+    }
+    this.#running.set(callerId, running + 1);
+    return () => {
+      const left = this.#running.get(callerId)! - 1;
+      if (left === 0) this.#running.delete(callerId);
+      else this.#running.set(callerId, left);
+    };
   }
 
   #explainer(method: ExplanationMethod): Explainer {
@@ -214,6 +257,18 @@ export class ExplainService {
         'input.model',
       );
     }
+    const layout = layoutOf(signature);
+    // The answer holds one value per input value of each instance: refused before anything is decoded or run.
+    const answerValues = (input.inputs as unknown[]).length * layout.size;
+    if (answerValues > this.encoder.maxOutputValues) {
+      const fit = Math.floor(this.encoder.maxOutputValues / layout.size);
+      throw new BadUserInputError(
+        fit === 0
+          ? `this model's instances have ${layout.size} values; an explanation answers one per value, and at most ${this.encoder.maxOutputValues} fit in one call`
+          : `this model's instances have ${layout.size} values; an explanation answers one per value, so at most ${fit} instances fit in one call's ${this.encoder.maxOutputValues}`,
+        'input.inputs',
+      );
+    }
     const labels = signature.output.labels;
     const targetIndex = input.target == null ? null : labels.indexOf(input.target);
     if (targetIndex === -1)
@@ -228,7 +283,6 @@ export class ExplainService {
       .encode(signature, input.inputs, undefined, undefined, warnings)
       .catch(refuseIfOverloaded('Image decoding is overloaded'));
     const instances = encoded.shape[0]!;
-    const layout = layoutOf(signature);
     const tokens = await this.#tokens(signature, input.inputs as unknown[], layout).catch(
       refuseIfOverloaded('Tokenising is overloaded'),
     );
@@ -257,8 +311,10 @@ export class ExplainService {
     let outputs: Float32Array;
     try {
       const output = await this.engine.predict(model, encoded);
-      outputs = checkedOutputs(output.data, instances, classes);
-      const targets = Array.from({ length: instances }, (_, i) => targetIndex ?? argmax(outputs, i, classes));
+      checkedWidth(output, classes);
+      outputs = output.data;
+      const predicted = argmaxRows(outputs, classes);
+      const targets = predicted.map((best) => targetIndex ?? best);
       attributions = await explainer.explain({
         model,
         input: encoded,
@@ -271,7 +327,10 @@ export class ExplainService {
       });
       const rendered = await Promise.all(
         attributions.instances.map((attribution, i) =>
-          this.#render(signature, layout, encoded, i, features[i]!, attribution, outputs, labels, targets[i]!),
+          this.#render(signature, layout, encoded, i, features[i]!, attribution, outputs, labels, {
+            predicted: predicted[i]!,
+            target: targets[i]!,
+          }),
         ),
       );
       return {
@@ -328,10 +387,9 @@ export class ExplainService {
     attribution: InstanceAttribution,
     outputs: Float32Array,
     labels: string[],
-    target: number,
+    { predicted, target }: { predicted: number; target: number },
   ): Promise<InstanceExplanation> {
     const classes = labels.length;
-    const predicted = argmax(outputs, index, classes);
     const common = {
       predicted: { label: labels[predicted]!, score: outputs[index * classes + predicted]! },
       target: { label: labels[target]!, score: outputs[index * classes + target]! },
@@ -424,25 +482,6 @@ function checkFeatureCounts(method: ExplanationMethod, features: FeatureGroups[]
       `input.inputs[${index}]`,
     );
   }
-}
-
-function checkedOutputs(data: Float32Array, instances: number, classes: number): Float32Array {
-  if (data.length !== instances * classes) {
-    throw new ModelError(
-      `The model returned ${data.length / instances} values per instance; its signature declares ${classes}`,
-    );
-  }
-  for (const value of data) {
-    if (!Number.isFinite(value))
-      throw new ModelError(`The model produced a non-finite value (${value}); the call was not billed`);
-  }
-  return data;
-}
-
-function argmax(outputs: Float32Array, index: number, classes: number): number {
-  let best = 0;
-  for (let c = 1; c < classes; c++) if (outputs[index * classes + c]! > outputs[index * classes + best]!) best = c;
-  return best;
 }
 
 function inputHash(input: ExplainInput): string {

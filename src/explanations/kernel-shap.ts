@@ -11,7 +11,7 @@
 import type { PreprocessingPool } from '../preprocessing/preprocessing-pool.js';
 import type { ExplainRequest, ExplainResult, Explainer, InstanceAttribution, Predictor } from './explainer.js';
 import { spreadOverValues } from './features.js';
-import { evaluatePerturbations } from './perturbations.js';
+import { evaluatePerturbations, inTurn } from './perturbations.js';
 
 export interface Coalitions {
   /** `count` rows of `features` flags (1 = present); row 0 is the empty coalition. */
@@ -165,39 +165,38 @@ export class KernelShapExplainer implements Explainer {
     const { input, layout, features, outputs, classes, targets } = request;
     const samples = request.samples!;
     let evaluations = 0;
-    const instances = await Promise.all(
-      features.map(async (instance, index): Promise<InstanceAttribution> => {
-        const M = instance.groups.length;
-        const target = targets[index]!;
-        const fx = outputs[index * classes + target]!;
-        const coalitions = await this.workers.sampleCoalitions(M, samples, 0x5eed + index);
-        const scores = await evaluatePerturbations(
-          this.engine,
-          request.model,
-          input,
-          index,
-          instance.groups,
-          { masks: coalitions.masks, count: coalitions.count },
-          classes,
-          target,
-        );
-        evaluations += coalitions.count;
-        const baseline = scores[0]!;
-        const y = scores.map((score) => score - baseline);
-        const delta = fx - baseline;
-        const phi = await this.workers.solveKernelShap(coalitions, M, y, delta);
-        const attributionSum = phi.reduce((sum, value) => sum + value, 0);
-        return {
-          values: spreadOverValues(instance, phi, layout.size),
-          check: {
-            kind: 'EFFICIENCY',
-            attributionSum,
-            outputDifference: delta,
-            error: Math.abs(attributionSum - delta),
-          },
-        };
-      }),
-    );
+    // One instance after the other, so one call holds at most its CHUNKS_IN_FLIGHT chunks of the shared queue.
+    const instances = await inTurn(features, async (instance, index): Promise<InstanceAttribution> => {
+      const M = instance.groups.length;
+      const target = targets[index]!;
+      const fx = outputs[index * classes + target]!;
+      const coalitions = await this.workers.sampleCoalitions(M, samples, 0x5eed + index);
+      const scores = await evaluatePerturbations(
+        this.engine,
+        request.model,
+        input,
+        index,
+        instance.groups,
+        { masks: coalitions.masks, count: coalitions.count },
+        classes,
+        target,
+      );
+      evaluations += coalitions.count;
+      const baseline = scores[0]!;
+      const y = scores.map((score) => score - baseline);
+      const delta = fx - baseline;
+      const phi = await this.workers.solveKernelShap(coalitions, M, y, delta);
+      const attributionSum = phi.reduce((sum, value) => sum + value, 0);
+      return {
+        values: spreadOverValues(instance, phi, layout.size),
+        check: {
+          kind: 'EFFICIENCY',
+          attributionSum,
+          outputDifference: delta,
+          error: Math.abs(attributionSum - delta),
+        },
+      };
+    });
     return { instances, evaluations };
   }
 }

@@ -8,8 +8,11 @@ import type { Predictor } from './explainer.js';
 /** Values copied per chunk: a slice of well under a millisecond of the event loop. */
 const CHUNK_VALUES = 1 << 18;
 const MAX_CHUNK_INSTANCES = 64;
-/** Chunks of one instance in flight at once: enough to keep the workers busy without flooding the queue. */
-const CHUNKS_IN_FLIGHT = 4;
+/**
+ * Chunks in flight at once for one call (its instances run in turn, see `inTurn`): one running while the next is
+ * built and queued keeps a worker busy, and one call never holds more than 2 × 64 instances of the shared queue.
+ */
+const CHUNKS_IN_FLIGHT = 2;
 
 export interface Perturbations {
   /** Features present in each perturbed copy: `count` rows of `features` flags (1 = kept, 0 = removed). */
@@ -75,4 +78,11 @@ export async function evaluatePerturbations(
   };
   await Promise.all(Array.from({ length: CHUNKS_IN_FLIGHT }, runChunks));
   return scores;
+}
+
+/** `explain` for each item, one after the other (a call's instances, so its chunks in flight stay bounded). */
+export async function inTurn<T, R>(items: T[], explain: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const results: R[] = [];
+  for (const [index, item] of items.entries()) results.push(await explain(item, index));
+  return results;
 }

@@ -142,7 +142,7 @@ function gradientAt(
 function gradientSpace(model: tf.LayersModel, input: tf.Tensor): GradientSpace {
   const expectedDtype = model.inputs[0]!.dtype;
   if (input.dtype !== expectedDtype) throw new Error(`the model takes ${expectedDtype} input, not ${input.dtype}`);
-  const activationValues = perInstanceActivationValues(model);
+  const activationValues = perInstanceActivationValues(model, input.shape.slice(1));
   if (input.dtype === 'float32') {
     return {
       point: input,
@@ -216,14 +216,29 @@ function replacingEmbedding(
   return output;
 }
 
-/** Σ over layers of the values each outputs for one instance: what one point of a pass holds. */
-function perInstanceActivationValues(model: tf.LayersModel): number {
-  let values = 0;
+/**
+ * Σ over layers of the values each outputs for one instance of `rowShape` (the input's actual shape, not the
+ * model's declared one, whose unknown dims — a fully convolutional model's [null, null, null, 3] — say nothing
+ * of the size): what one point of a pass holds. Each layer's output shape is computed from its inputs' concrete
+ * shapes, in the layers' (topological) order.
+ */
+function perInstanceActivationValues(model: tf.LayersModel, rowShape: number[]): number {
+  const rowSize = rowShape.reduce((size, dim) => size * dim, 1);
+  const shapes = new Map<number, (number | null)[]>([[model.inputs[0]!.id, [1, ...rowShape]]]);
+  let values = rowSize;
   for (const layer of model.layers) {
-    const shapes = (Array.isArray(layer.outputShape[0]) ? layer.outputShape : [layer.outputShape]) as (
-      number | null
-    )[][];
-    for (const shape of shapes) values += shape.slice(1).reduce<number>((size, dim) => size * (dim ?? 1), 1);
+    for (const node of layer.inboundNodes) {
+      const inputs = node.inputTensors.map((tensor) => shapes.get(tensor.id));
+      // Nodes of other graphs a shared layer belongs to, and nodes already sized (the input), are skipped.
+      if (inputs.some((shape) => shape === undefined) || shapes.has(node.outputTensors[0]!.id)) continue;
+      const computed = layer.computeOutputShape(inputs.length === 1 ? inputs[0]! : (inputs as tf.Shape[]));
+      const outputs = (Array.isArray(computed[0]) ? computed : [computed]) as (number | null)[][];
+      outputs.forEach((shape, i) => {
+        shapes.set(node.outputTensors[i]!.id, shape);
+        // A dim a layer cannot say counts as the whole input: an overestimate only makes passes smaller.
+        values += shape.slice(1).reduce<number>((size, dim) => size * (dim ?? rowSize), 1);
+      });
+    }
   }
-  return Math.max(1, values);
+  return values;
 }

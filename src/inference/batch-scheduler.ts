@@ -24,6 +24,13 @@ interface QueuedRequest<TRequest, TResult> {
   reject(error: unknown): void;
 }
 
+/** A job that runs as a batch of its own once a slot is free (see `runAlone`). */
+interface AloneJob {
+  weight: number;
+  enqueuedAt: number;
+  start(): void;
+}
+
 interface RequestGroup<TRequest, TResult> {
   requests: QueuedRequest<TRequest, TResult>[];
   instances: number;
@@ -46,10 +53,12 @@ interface RequestGroup<TRequest, TResult> {
  * requests at fault fail.
  *
  * Admission: `maxQueueDepth` bounds the instances admitted but not yet dispatched
- * (including those still waiting for `prepare`); past it `submit` rejects at once.
+ * (including those still waiting for `prepare`, and the weight of `runAlone` jobs still
+ * waiting for a slot); past it `submit` and `runAlone` reject at once.
  */
 export class BatchScheduler<TRequest, TResult> {
   private readonly groups = new Map<string, RequestGroup<TRequest, TResult>>();
+  private readonly aloneJobs: AloneJob[] = [];
   private waitingInstances = 0;
   private inFlightBatches = 0;
   private pumpScheduled = false;
@@ -75,23 +84,47 @@ export class BatchScheduler<TRequest, TResult> {
    * artifact), then queues it. Resolves with this request's own result.
    */
   submit(groupKey: string, instances: number, request: TRequest, prepare: () => Promise<void>): Promise<TResult> {
-    if (this.closing) return Promise.reject(new InferenceClosedError());
-    if (instances > this.options.maxQueueDepth) {
-      return Promise.reject(
-        new InferenceInputError(
-          `request has ${instances} instances; at most ${this.options.maxQueueDepth} are accepted`,
-        ),
-      );
+    try {
+      this.admit(instances, 'instances');
+    } catch (error) {
+      return Promise.reject(error);
     }
-    if (this.waitingInstances + instances > this.options.maxQueueDepth) {
-      return Promise.reject(
-        new InferenceOverloadedError(
-          `inference queue is full (${this.waitingInstances} of ${this.options.maxQueueDepth} instances waiting)`,
-        ),
-      );
-    }
-    this.waitingInstances += instances;
     return this.enqueueWhenPrepared(groupKey, instances, request, prepare);
+  }
+
+  /**
+   * Runs `work` as a batch of its own (a job too heavy to merge: gradient attributions), admitted like
+   * `submit`: `weight` (the instances its work stands for) counts against `maxQueueDepth` until it starts,
+   * past it this rejects at once. It starts only on a free slot (never staged behind a running batch: it is
+   * long), in arrival order with the groups: groups that arrived after it wait, so it cannot starve.
+   */
+  async runAlone<T>(weight: number, work: () => Promise<T>): Promise<T> {
+    this.admit(weight, 'points');
+    await new Promise<void>((start) => {
+      this.aloneJobs.push({ weight, enqueuedAt: performance.now(), start });
+      this.schedulePump();
+    });
+    try {
+      return await work();
+    } finally {
+      this.inFlightBatches -= 1;
+      this.onSlotFreed();
+    }
+  }
+
+  /** Counts `weight` as waiting, or throws: closed, larger than the whole queue, or the queue is full. */
+  private admit(weight: number, unit: string): void {
+    if (this.closing) throw new InferenceClosedError();
+    const { maxQueueDepth } = this.options;
+    if (weight > maxQueueDepth) {
+      throw new InferenceInputError(`request has ${weight} ${unit}; at most ${maxQueueDepth} are accepted`);
+    }
+    if (this.waitingInstances + weight > maxQueueDepth) {
+      throw new InferenceOverloadedError(
+        `inference queue is full (${this.waitingInstances} of ${maxQueueDepth} instances waiting)`,
+      );
+    }
+    this.waitingInstances += weight;
   }
 
   /** Runs work that occupies a slot without going through the batching queue (model loads). */
@@ -155,7 +188,19 @@ export class BatchScheduler<TRequest, TResult> {
     const now = performance.now();
     while (this.inFlightBatches < maxInFlight) {
       const freeSlots = this.options.slots - this.inFlightBatches;
-      const oldest = this.oldestGroup(freeSlots > 0 ? () => true : (group) => this.isReadyToStage(group, now));
+      const job = this.aloneJobs[0];
+      const beforeJob = (group: RequestGroup<TRequest, TResult>) =>
+        job === undefined || group.requests[0]!.enqueuedAt < job.enqueuedAt;
+      const oldest = this.oldestGroup(
+        (group) => beforeJob(group) && (freeSlots > 0 || this.isReadyToStage(group, now)),
+      );
+      if (!oldest && job && freeSlots > 0) {
+        this.aloneJobs.shift();
+        this.waitingInstances -= job.weight;
+        this.inFlightBatches += 1;
+        job.start();
+        continue;
+      }
       if (!oldest) break;
       const [groupKey, group] = oldest;
       // Spread what is waiting over the idle workers rather than queueing it all on one.

@@ -312,7 +312,11 @@ export class InferenceEngine {
       targets: request.targets,
       steps,
     };
-    const result = await this.runAlone(model, task, [data.buffer]);
+    // Admitted like predict, counting its gradient points (instances × steps: each is a forward and backward
+    // pass of one instance) against the queue depth, since that is the work predict's queued instances stand
+    // for; one shared bound, so neither kind of call can fill the workers past it with the other.
+    const points = request.method === 'INTEGRATED_GRADIENTS' ? instances * steps : instances;
+    const result = await this.runAlone(model, task, [data.buffer], points);
     const attributions = new Float32Array(result.attributions);
     const outputs = new Float32Array(result.outputs);
     const baselineOutputs = new Float32Array(result.baselineOutputs);
@@ -333,18 +337,24 @@ export class InferenceEngine {
     return (await this.runAlone(model, { kind: 'load', modelKey: model.key })).signature;
   }
 
-  /** One worker task on the model, outside any batch: its files on disk and pinned, a worker slot held. */
+  /**
+   * One worker task on the model, outside any batch: its files on disk and pinned, a worker slot held. With a
+   * `weight` it goes through the queue's admission (`BatchScheduler.runAlone`); without, it takes a slot at once
+   * (model loads and publish-time layer inputs: the service's own work, not a caller's).
+   */
   private async runAlone<T extends LoadTask | LayerInputsTask | AttributionsTask>(
     model: ModelRef,
     task: T,
     transferList: ArrayBuffer[] = [],
+    weight?: number,
   ): Promise<ResultOf<T>> {
     assertModelKey(model.key);
     const quarantined = this.quarantined(model.key);
     if (quarantined) throw quarantined;
     const result = await this.pinned(model.key, async () => {
       await this.artifacts.ensure(model);
-      return this.scheduler.occupySlot(() => this.runOnWorker(model.key, task, transferList));
+      const work = () => this.runOnWorker(model.key, task, transferList);
+      return weight === undefined ? this.scheduler.occupySlot(work) : this.scheduler.runAlone(weight, work);
     });
     this.metrics.recordCacheUse(result);
     return result;

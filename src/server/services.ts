@@ -186,6 +186,7 @@ async function assembleServices(
     encoder,
     preprocessing,
     engine,
+    config.explanations,
   );
   // Runs of servers that stopped (this DATA_DIR's previous process among them) are marked interrupted.
   await evaluations.sweep();

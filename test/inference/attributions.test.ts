@@ -13,6 +13,7 @@ import { initBackend } from '../../src/inference/backend.js';
 import {
   InferenceEngine,
   InferenceInputError,
+  InferenceOverloadedError,
   InferenceUnsupportedError,
   type AttributionResult,
   type ModelArtifact,
@@ -414,6 +415,22 @@ describe('gradient attributions', () => {
     assert.equal(engine.stats().workerRestarts, 0);
   });
 
+  test('attribution jobs go through the queue admission: past maxQueueDepth gradient points they are OVERLOADED', async () => {
+    // Two workers run two jobs; the queue (4096) holds two more waiting 8 × 256 = 2048-point jobs; the fifth
+    // cannot be admitted, whatever order they arrive in.
+    const request = { method: 'INTEGRATED_GRADIENTS' as const, targets: Array<number>(8).fill(0), steps: 256 };
+    const settled = await Promise.allSettled(
+      Array.from({ length: 5 }, (_, i) => engine.attributions(mlp, digitBatch(8 * i, 8), request)),
+    );
+    const refused = settled.filter((outcome) => outcome.status === 'rejected');
+    assert.ok(refused.length >= 1, 'at least one job is refused');
+    for (const outcome of refused)
+      assert.ok(outcome.reason instanceof InferenceOverloadedError, String(outcome.reason));
+    assert.ok(settled.filter((outcome) => outcome.status === 'fulfilled').length >= 2);
+    const result = await engine.attributions(mlp, digitBatch(0, 1), { method: 'GRADIENT_X_INPUT', targets: [3] });
+    assert.equal(result.attributions.length, PIXELS);
+  });
+
   test('a functional token model is replayed from its Embedding through every branch', () => {
     // ids → Embedding → (average | max over tokens) → concatenate → Dense softmax: layers of two inputs, and a
     // layer order that is not a chain.
@@ -463,6 +480,36 @@ describe('gradient attributions', () => {
     }
   });
 
+  test('passes are sized from the input as sent: a model of unknown spatial dims [null, null, null, 3] stays within the pass budget', async (t) => {
+    // Symbolically this model holds 3 + 8 + 8 + 4 values per point, which would put all 2 × 256 points of 64×64
+    // images (~45 K values each) in one pass; sized from the input, a pass holds about 2^23 values (~186 points).
+    const image = tf.input({ shape: [null, null, 3] });
+    const conv = tf.layers
+      .conv2d({ filters: 8, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: 'glorotUniform' })
+      .apply(image) as tf.SymbolicTensor;
+    const pooled = tf.layers.globalAveragePooling2d({}).apply(conv) as tf.SymbolicTensor;
+    const output = tf.layers.dense({ units: 4, activation: 'softmax' }).apply(pooled) as tf.SymbolicTensor;
+    const model = tf.model({ inputs: image, outputs: output });
+    const input = tf.randomUniform([2, 64, 64, 3], 0, 1, 'float32', 7);
+    try {
+      const profile = await tf.profile(() => {
+        const result = attribute(model, input, { method: 'INTEGRATED_GRADIENTS', targets: [0, 1], steps: 256 });
+        tf.dispose([result.attributions, result.outputs, result.baselineOutputs]);
+        return [];
+      });
+      const allAtOnceBytes = 2 * 256 * 64 * 64 * (3 + 8) * 4;
+      t.diagnostic(
+        `peak ${(profile.peakBytes / 2 ** 20).toFixed(0)} MiB; one pass of every point: ${(allAtOnceBytes / 2 ** 20).toFixed(0)} MiB of activations alone`,
+      );
+      // Backpropagation through the convolution holds several times a pass's activations (im2col buffers,
+      // gradients): measured ~210 MiB sized from the input, ~570 MiB when every point ran in one pass.
+      assert.ok(profile.peakBytes < 4 * allAtOnceBytes, `peak ${profile.peakBytes} bytes`);
+    } finally {
+      input.dispose();
+      model.dispose();
+    }
+  });
+
   test('a computation leaves no tensor behind in the worker, whether it succeeds or is refused', async () => {
     // In this process, as the worker runs it: a model a worker keeps cached must not leak per call.
     const dense = tf.sequential({
@@ -503,32 +550,33 @@ describe('gradient attributions', () => {
   });
 
   test('the event loop stays responsive while integrated gradients run', async (t) => {
-    // Each call is enough digits × 256 steps to take several times the bound (sized from one timed call, as the
-    // backend's speed varies), work the event loop would wait for if any of it ran there. The bound is generous
-    // because this machine's cores are shared: with other processes keeping them busy, the OS alone delays an
-    // idle process's timers by up to ~85 ms, and one whose own workers compete for the cores by up to ~170 ms
-    // (measured at a load average of 13 on 2 cores).
+    // Two chains (one per worker) of 8-digit × 256-step calls, as many as take several times the bound (sized
+    // from one timed call, as the backend's speed varies): work the event loop would wait for if any of it ran
+    // there. Two 2,048-point calls at a time fit the queue's 4,096. The bound is generous because this
+    // machine's cores are shared: with other processes keeping them busy, the OS alone delays an idle process's
+    // timers by up to ~85 ms, and one whose own workers compete for the cores by up to ~170 ms (measured at a
+    // load average of 13 on 2 cores).
     const boundMs = 250;
-    const timed = async (input: TensorInput, targets: number[]) => {
+    const input = digitBatch(100, 8);
+    const targets = await predictedClasses(input);
+    const timed = async (calls: number) => {
       const started = performance.now();
-      await engine.attributions(mlp, input, { method: 'INTEGRATED_GRADIENTS', targets, steps: 256 });
+      for (let call = 0; call < calls; call += 1) {
+        await engine.attributions(mlp, input, { method: 'INTEGRATED_GRADIENTS', targets, steps: 256 });
+      }
       return performance.now() - started;
     };
-    const probe = digitBatch(100, 8);
-    const perDigitMs = (await timed(probe, await predictedClasses(probe))) / 8;
-    const count = Math.min(64, Math.max(8, Math.ceil((3 * boundMs) / perDigitMs)));
-    const input = digitBatch(100, count);
-    const targets = await predictedClasses(input);
+    const calls = Math.min(16, Math.max(1, Math.ceil((3 * boundMs) / (await timed(1)))));
     const histogram = monitorEventLoopDelay({ resolution: 5 });
     histogram.enable();
-    const callMs = await Promise.all(Array.from({ length: 4 }, () => timed(input, targets)));
+    const chainMs = await Promise.all([timed(calls), timed(calls)]);
     histogram.disable();
     const maxDelayMs = histogram.max / 1e6;
     t.diagnostic(
-      `4 concurrent calls of ${count} digits × 256 steps, ${Math.min(...callMs).toFixed(0)}–${Math.max(...callMs).toFixed(0)} ms each; ` +
+      `2 concurrent chains of ${calls} calls of 8 digits × 256 steps, ${Math.min(...chainMs).toFixed(0)}–${Math.max(...chainMs).toFixed(0)} ms each; ` +
         `event-loop delay max ${maxDelayMs.toFixed(1)} ms, mean ${(histogram.mean / 1e6).toFixed(1)} ms`,
     );
-    assert.ok(Math.min(...callMs) > boundMs, 'the work is long enough that running it on the loop would show');
+    assert.ok(Math.min(...chainMs) > boundMs, 'the work is long enough that running it on the loop would show');
     assert.ok(maxDelayMs < boundMs, `event loop held for ${maxDelayMs} ms`);
   });
 });

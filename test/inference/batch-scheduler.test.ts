@@ -213,3 +213,49 @@ test('a batch that fails for another reason (a broken runtime) fails as a whole,
     assert.ok((result as PromiseRejectedResult).reason instanceof InferenceRuntimeError);
   }
 });
+
+test('runAlone waits for a free slot, counts its weight against the queue depth, and keeps arrival order', async () => {
+  const { scheduler, batches, submit } = controlledScheduler({ slots: 1, maxQueueDepth: 10, maxWaitMs: 0 });
+  const first = submit('first');
+  await ready();
+  await ready();
+  assert.equal(batches.length, 1);
+  const started: string[] = [];
+  let finishJob!: () => void;
+  const job = scheduler.runAlone(8, async () => {
+    started.push('job');
+    await new Promise<void>((resolve) => (finishJob = resolve));
+    return 'job done';
+  });
+  await ready();
+  assert.equal(scheduler.queueDepth, 8, 'the waiting job counts against the queue');
+  await assert.rejects(
+    scheduler.runAlone(3, async () => 'too much'),
+    InferenceOverloadedError,
+  );
+  await assert.rejects(
+    scheduler.runAlone(11, async () => 'never fits'),
+    InferenceInputError,
+  );
+  const later = submit('later', 2);
+  await assert.rejects(submit('overflow'), InferenceOverloadedError);
+  await sleep(5);
+  assert.deepEqual(started, [], 'the slot is busy: the job waits');
+  assert.deepEqual(
+    batches.map((b) => b.ids),
+    [['first']],
+    'a request that arrived after the job is not staged ahead of it',
+  );
+  batches[0]!.finish();
+  await first;
+  await ready();
+  assert.deepEqual(started, ['job']);
+  // The later request is staged behind the running job, as behind any batch.
+  assert.deepEqual(batches[1]!.ids, ['later']);
+  assert.equal(scheduler.inFlight, 2);
+  finishJob();
+  assert.equal(await job, 'job done');
+  batches[1]!.finish();
+  await later;
+  assert.equal(scheduler.queueDepth, 0);
+});
