@@ -83,6 +83,7 @@ const envSchema = z.object({
   EVALUATION_CHUNK_SIZE: int(1, 4096).default(64),
   EVALUATION_MAX_RUNNING_PER_USER: int(1, 1000).default(2),
   EXPLAIN_MAX_CONCURRENT_PER_USER: int(1, 1000).default(2),
+  EXPLAIN_MAX_OUTPUT_VALUES: int(1, 10_000_000).default(160_000),
   EVALUATION_MAX_RUNNING: int(1, 10_000).default(8),
 });
 
@@ -212,6 +213,9 @@ export function parseConfig(env: Record<string, string | undefined>, terminal = 
       // explain calls one user (owners included: they explain free) runs at once on this server; past it
       // RATE_LIMITED. Each call holds a small fixed share of the inference queue, so a few users cannot fill it.
       maxConcurrentPerUser: e.EXPLAIN_MAX_CONCURRENT_PER_USER,
+      // Attributions answered in one call (one per input value of each instance): one 224×224×3 image fits; the
+      // answer is serialised on the event loop, so this bounds that turn (~10 ms).
+      maxOutputValues: e.EXPLAIN_MAX_OUTPUT_VALUES,
     },
     evaluation: {
       // Examples per batch through the inference engine, per progress write and per metered reservation.

@@ -112,6 +112,8 @@ const MAX_FEATURES: Record<'KERNEL_SHAP' | 'OCCLUSION', number> = { KERNEL_SHAP:
 export interface ExplainLimits {
   /** explain calls one user runs at once (on this server); past it RATE_LIMITED. */
   maxConcurrentPerUser: number;
+  /** Attribution values one call answers (instances × values per instance). */
+  maxOutputValues: number;
 }
 
 /** Seconds a caller at its concurrency limit is told to wait: about one call's time. */
@@ -260,12 +262,12 @@ export class ExplainService {
     const layout = layoutOf(signature);
     // The answer holds one value per input value of each instance: refused before anything is decoded or run.
     const answerValues = (input.inputs as unknown[]).length * layout.size;
-    if (answerValues > this.encoder.maxOutputValues) {
-      const fit = Math.floor(this.encoder.maxOutputValues / layout.size);
+    if (answerValues > this.limits.maxOutputValues) {
+      const fit = Math.floor(this.limits.maxOutputValues / layout.size);
       throw new BadUserInputError(
         fit === 0
-          ? `this model's instances have ${layout.size} values; an explanation answers one per value, and at most ${this.encoder.maxOutputValues} fit in one call`
-          : `this model's instances have ${layout.size} values; an explanation answers one per value, so at most ${fit} instances fit in one call's ${this.encoder.maxOutputValues}`,
+          ? `this model's instances have ${layout.size} values; an explanation answers one per value, and at most ${this.limits.maxOutputValues} fit in one call`
+          : `this model's instances have ${layout.size} values; an explanation answers one per value, so at most ${fit} instances fit in one call's ${this.limits.maxOutputValues}`,
         'input.inputs',
       );
     }

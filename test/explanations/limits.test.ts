@@ -16,7 +16,7 @@ describe('explain: per-account concurrency and the answer budget', () => {
   before(async () => {
     server = await startTestServer({
       EXPLAIN_MAX_CONCURRENT_PER_USER: '2',
-      PREDICT_MAX_OUTPUT_VALUES: String(MAX_OUTPUT_VALUES),
+      EXPLAIN_MAX_OUTPUT_VALUES: String(MAX_OUTPUT_VALUES),
     });
     owner = await signUp(server, { role: 'OWNER' });
     demo = await publishedDemo(server, { token: owner.token }, 'mnist-mlp');
