@@ -22,6 +22,8 @@ import { withDatabase } from './support/database-url.js';
 const SLOW_FILES = [
   // First: it trains the demo's MNIST model once for the run (test/support/demo-artifacts.ts), which demo.test.ts reuses.
   'test/readme-walkthrough.test.ts',
+  // Trains the demo's spam classifier once (about 3 minutes on a fresh machine), beside the MNIST training above.
+  'test/explanations/text.test.ts',
   'test/front-door.test.ts',
   'test/models/graph-model.test.ts',
   'test/client/cli.test.ts',
@@ -30,6 +32,9 @@ const SLOW_FILES = [
   'test/watermark/quantized.test.ts',
   'test/inference/engine.test.ts',
   'test/metering/crash-recovery.test.ts',
+  'test/evaluation/crash.test.ts',
+  'test/lifecycle/optimize-api.test.ts',
+  'test/inference/attributions.test.ts',
   'test/metering/concurrency.test.ts',
   'test/embedded-root.test.ts',
   'test/server/database-faults.test.ts',
