@@ -79,7 +79,7 @@ describe('watermarks: publish, licensed downloads, verification', () => {
     const res = await server.gql(
       `mutation P($input: PublishModelVersionInput!) { publishModelVersion(input: $input) { id
         metrics { accuracy dataset } watermark { marked tensor margin relativeChange maxChange bits agreement
-        accuracyBefore accuracyAfter evaluationSamples } } }`,
+        accuracyBefore accuracyAfter evaluationSamples shapedWith } } }`,
       { input: { model: slug, version: '1.0.0', artifactId: artifact.id, labels: DIGITS, metrics, evaluation } },
       { token: owner.token },
     );
@@ -93,7 +93,9 @@ describe('watermarks: publish, licensed downloads, verification', () => {
     assert.equal(report.marked, true);
     assert.equal(report.bits, 256);
     assert.ok(report.agreement >= 0.995, `agreement ${report.agreement}`);
-    assert.equal(report.evaluationSamples, 400);
+    // Each version's key is its own, so its least-norm mark may miss the budget on some keys: then the mark is
+    // shaped on half of the 400 examples and its cost reported on the other half.
+    assert.equal(report.evaluationSamples + (report.shapedWith ?? 0), 400, JSON.stringify(report));
     assert.ok(report.accuracyBefore > 0.8, `a real classifier (${report.accuracyBefore})`);
     assert.ok(report.accuracyBefore - report.accuracyAfter <= 0.005);
     assert.ok(report.relativeChange > 0 && report.relativeChange < 0.2, `relative change ${report.relativeChange}`);
