@@ -62,7 +62,7 @@ export class CredentialStore {
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
         const held = await stat(lock).catch(() => undefined);
-        if (held && isStale(held.mtimeMs)) await takeOverStale(lock);
+        if (held && isStale(held.mtimeMs)) await takeOverStale(lock, held.ino);
         else await sleep(50);
       }
     }
@@ -104,11 +104,14 @@ export class CredentialStore {
 const isStale = (mtimeMs: number) => Date.now() - mtimeMs > STALE_LOCK_MS;
 
 /**
- * Removes a stale lock so that the next 'wx' can take it. Renamed aside first: of the processes that found it
- * stale, one rename wins and the others find nothing. One that looked before the winner made its fresh lock may
- * still take that fresh one aside; it puts it back (link() refuses to replace a lock made since).
+ * Removes the stale lock `staleIno` so that the next 'wx' can take it. Renamed aside first: of the processes that
+ * found it stale, one rename wins and the others find nothing. A process that looked before the winner made its
+ * fresh lock sees another inode there now and leaves it alone; one that still takes a fresh lock aside (the lock
+ * replaced between its look and its rename) puts it back (link() refuses to replace a lock made since).
  */
-async function takeOverStale(lock: string): Promise<void> {
+async function takeOverStale(lock: string, staleIno: number): Promise<void> {
+  const current = await stat(lock).catch(() => undefined);
+  if (current?.ino !== staleIno) return;
   const aside = `${lock}.${process.pid}.${randomUUID()}`;
   try {
     await rename(lock, aside);
@@ -118,7 +121,7 @@ async function takeOverStale(lock: string): Promise<void> {
   }
   try {
     const taken = await stat(aside);
-    if (!isStale(taken.mtimeMs)) {
+    if (taken.ino !== staleIno || !isStale(taken.mtimeMs)) {
       await link(aside, lock).catch((error: NodeJS.ErrnoException) => {
         if (error.code !== 'EEXIST') throw error;
       });
