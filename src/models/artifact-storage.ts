@@ -20,17 +20,17 @@ export type BlobWriter = Pick<Prisma, 'artifactBlob'>;
 
 export interface ArtifactStorage {
   /**
-   * Stores the bytes under their sha256; storing the same bytes again is a no-op. With `tx`, in that
-   * transaction (a store that cannot join it must remove what it wrote when the transaction fails).
+   * Stores the bytes under their sha256, in the transaction `tx` that records them; storing the same bytes again
+   * is a no-op. (A store that cannot join the transaction must remove what it wrote when it fails.)
    */
-  put(sha256: string, artifact: StoredArtifact, tx?: BlobWriter): Promise<void>;
+  put(sha256: string, artifact: StoredArtifact, tx: BlobWriter): Promise<void>;
   get(sha256: string): Promise<StoredArtifact | null>;
 }
 
 export class PostgresArtifactStorage implements ArtifactStorage {
   constructor(private readonly prisma: Prisma) {}
 
-  async put(sha256: string, artifact: StoredArtifact, tx: BlobWriter = this.prisma): Promise<void> {
+  async put(sha256: string, artifact: StoredArtifact, tx: BlobWriter): Promise<void> {
     await tx.artifactBlob.createMany({
       data: [
         {
