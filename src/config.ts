@@ -85,6 +85,8 @@ const envSchema = z.object({
   EXPLAIN_MAX_CONCURRENT_PER_USER: int(1, 1000).default(2),
   EXPLAIN_MAX_OUTPUT_VALUES: int(1, 10_000_000).default(160_000),
   EVALUATION_MAX_RUNNING: int(1, 10_000).default(8),
+  JOBS_POLLING_INTERVAL_SECONDS: int(1, 3600).default(2),
+  JOBS_MAINTENANCE_INTERVAL_SECONDS: int(1, 86_400).default(30),
 });
 
 export type Config = ReturnType<typeof parseConfig>;
@@ -223,6 +225,12 @@ export function parseConfig(env: Record<string, string | undefined>, terminal = 
       // Runs QUEUED or RUNNING at once, per user and over all servers of the database.
       maxRunningPerUser: e.EVALUATION_MAX_RUNNING_PER_USER,
       maxRunning: e.EVALUATION_MAX_RUNNING,
+    },
+    jobs: {
+      // An idle worker's wait for work sent by another replica (work sent here wakes this replica's worker at once).
+      pollingIntervalSeconds: e.JOBS_POLLING_INTERVAL_SECONDS,
+      // The longest a job of a dead process waits past its timeout before it is retried elsewhere.
+      maintenanceIntervalSeconds: e.JOBS_MAINTENANCE_INTERVAL_SECONDS,
     },
   };
 }

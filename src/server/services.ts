@@ -14,8 +14,10 @@ import type { Database } from '../db/database.js';
 import { ServerInstance } from '../db/server-instance.js';
 import { DatasetsService } from '../evaluation/datasets-service.js';
 import { EvaluationsService } from '../evaluation/evaluations-service.js';
+import { EventOutbox } from '../events/outbox.js';
 import { ExplainService } from '../explanations/explain-service.js';
 import { InferenceEngine } from '../inference/engine.js';
+import { JobQueue } from '../jobs/job-queue.js';
 import { OptimizationService } from '../lifecycle/optimization-service.js';
 import { ArtifactOptimizer } from '../lifecycle/optimizer.js';
 import { ArtifactService } from '../models/artifact-service.js';
@@ -58,7 +60,12 @@ export interface Services {
   watermarks: WatermarkService;
   datasets: DatasetsService;
   evaluations: EvaluationsService;
+  jobs: JobQueue;
+  events: EventOutbox;
 }
+
+/** How long a stop waits for this replica's running jobs; one still running is retried after its timeout. */
+const JOBS_STOP_BUDGET_MS = 1_500;
 
 type RunningServices = Services & { close(): Promise<void>; closeMetering(): Promise<void> };
 
@@ -72,9 +79,12 @@ export async function createServices(
   // Before any cache it feeds: they subscribe as they are built. Its own connection outlives the pool, so a start
   // that fails later closes it here.
   const changes = await ChangeFeed.start(db.pool, logger, registry);
+  let jobs: JobQueue | undefined;
   try {
-    return await assembleServices(config, db, secrets, registry, logger, changes);
+    jobs = await JobQueue.start(db.pool, logger, config.jobs);
+    return await assembleServices(config, db, secrets, registry, logger, changes, jobs);
   } catch (error) {
+    await jobs?.stop(0);
     await changes.close();
     throw error;
   }
@@ -87,8 +97,10 @@ async function assembleServices(
   registry: Registry,
   logger: Logger,
   changes: ChangeFeed,
+  jobs: JobQueue,
 ): Promise<RunningServices> {
   const audit = new AuditService(db.prisma, db.pool);
+  const events = new EventOutbox(db.pool, jobs);
   const keyRing = await SigningKeyRing.open(db.prisma, secrets, config.auth.configuredPrivateKeyPem);
   const tokens = new AccessTokens(
     keyRing,
@@ -194,6 +206,8 @@ async function assembleServices(
     maxInstances: config.models.maxInstances,
     maxDepth: config.models.maxInputDepth,
   });
+  // Last: a job may use any service above.
+  await events.start();
   logger.info({ backend: engine.backend, workers: config.inference.workers }, 'inference engine ready');
 
   return {
@@ -217,12 +231,18 @@ async function assembleServices(
     watermarks,
     datasets,
     evaluations,
+    jobs,
+    events,
     /** Stops the services that run calls (inference engine, workers, timers); metering stays for their records. */
     async close() {
       keyRing.close();
       metering.stopWaiting();
       // Evaluations end after their chunk in flight (run and recorded), before the engine closes under them.
       await evaluations.close().catch((error: unknown) => logger.error({ err: error }, 'closing evaluations failed'));
+      // Jobs in progress finish (or are left to their timeout and retried elsewhere) before the engine closes.
+      await jobs
+        .stop(JOBS_STOP_BUDGET_MS)
+        .catch((error: unknown) => logger.error({ err: error }, 'stopping jobs failed'));
       // Every part is closed even when one fails; the first failure is reported.
       const closed = await Promise.allSettled([
         changes.close(),
