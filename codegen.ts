@@ -14,6 +14,8 @@ const config: CodegenConfig = {
         enumsAsTypes: true,
         strictScalars: true,
         scalars: { DateTime: 'Date', JSON: 'unknown' },
+        // Resolvers see an event type as its outbox name (`prediction.completed`), the API as PREDICTION_COMPLETED.
+        enumValues: { WebhookEventType: '../events/outbox.js#EventType' },
         mappers: {
           User: './prisma/client.js#User as UserModel',
           ApiKey: './prisma/client.js#ApiKey as ApiKeyModel',
@@ -27,6 +29,8 @@ const config: CodegenConfig = {
           Dataset: './prisma/client.js#Dataset as DatasetModel',
           Evaluation: './prisma/client.js#Evaluation as EvaluationModel',
           Comparison: '../evaluation/evaluations-service.js#ComparisonWithRuns as ComparisonModel',
+          WebhookEndpoint: '../webhooks/webhooks-service.js#WebhookEndpointView as WebhookEndpointModel',
+          WebhookDelivery: '../webhooks/webhooks-service.js#WebhookDeliveryView as WebhookDeliveryModel',
           CertificateVerification:
             '../licensing/certificates.js#CertificateVerification as CertificateVerificationModel',
         },

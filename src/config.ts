@@ -87,6 +87,15 @@ const envSchema = z.object({
   EVALUATION_MAX_RUNNING: int(1, 10_000).default(8),
   JOBS_POLLING_INTERVAL_SECONDS: int(1, 3600).default(2),
   JOBS_MAINTENANCE_INTERVAL_SECONDS: int(1, 86_400).default(30),
+  WEBHOOK_ALLOW_PRIVATE_NETWORKS: boolean.default(false),
+  WEBHOOK_RETRY_SCHEDULE_SECONDS: z
+    .string()
+    .regex(/^\d{1,6}(,\d{1,6}){0,19}$/, 'must be 1 to 20 comma-separated whole numbers of seconds')
+    .default('5,300,1800,7200,18000,36000,36000')
+    .transform((list) => list.split(',').map(Number)),
+  WEBHOOK_MAX_ENDPOINTS_PER_ACCOUNT: int(1, 1000).default(20),
+  WEBHOOK_DISABLE_AFTER_FAILURES: int(1, 100_000).default(50),
+  WEBHOOK_DISABLE_AFTER_SECONDS: int(0, 365 * 86_400).default(5 * 86_400),
 });
 
 export type Config = ReturnType<typeof parseConfig>;
@@ -231,6 +240,17 @@ export function parseConfig(env: Record<string, string | undefined>, terminal = 
       pollingIntervalSeconds: e.JOBS_POLLING_INTERVAL_SECONDS,
       // The longest a job of a dead process waits past its timeout before it is retried elsewhere.
       maintenanceIntervalSeconds: e.JOBS_MAINTENANCE_INTERVAL_SECONDS,
+    },
+    webhooks: {
+      // Deliver to loopback, private, link-local and metadata addresses (tests, or a private deployment).
+      allowPrivateNetworks: e.WEBHOOK_ALLOW_PRIVATE_NETWORKS,
+      // Seconds before each retry of a delivery (the first attempt is immediate): Standard Webhooks' schedule, 8
+      // attempts over ~27.5 h.
+      retryScheduleSeconds: e.WEBHOOK_RETRY_SCHEDULE_SECONDS,
+      maxEndpointsPerAccount: e.WEBHOOK_MAX_ENDPOINTS_PER_ACCOUNT,
+      // An endpoint is disabled when this many attempts in a row failed, the first at least that long ago.
+      disableAfterFailures: e.WEBHOOK_DISABLE_AFTER_FAILURES,
+      disableAfterSeconds: e.WEBHOOK_DISABLE_AFTER_SECONDS,
     },
   };
 }

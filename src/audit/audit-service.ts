@@ -44,6 +44,15 @@ export const AuditAction = {
   EVALUATION_STARTED: 'evaluation.started',
   EVALUATION_CANCELLED: 'evaluation.cancelled',
   EVALUATION_PUBLISHED: 'evaluation.published',
+  WEBHOOK_ENDPOINT_CREATED: 'webhook_endpoint.created',
+  WEBHOOK_ENDPOINT_UPDATED: 'webhook_endpoint.updated',
+  WEBHOOK_ENDPOINT_DISABLED: 'webhook_endpoint.disabled',
+  WEBHOOK_ENDPOINT_AUTO_DISABLED: 'webhook_endpoint.auto_disabled',
+  WEBHOOK_ENDPOINT_ENABLED: 'webhook_endpoint.enabled',
+  WEBHOOK_ENDPOINT_SECRET_ROTATED: 'webhook_endpoint.secret_rotated',
+  WEBHOOK_ENDPOINT_DELETED: 'webhook_endpoint.deleted',
+  WEBHOOK_REDELIVERED: 'webhook_delivery.redelivered',
+  WEBHOOK_DEFAULT_SECRET_ROTATED: 'webhook_default_secret.rotated',
 } as const;
 export type AuditAction = (typeof AuditAction)[keyof typeof AuditAction];
 

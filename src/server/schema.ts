@@ -17,6 +17,7 @@ import { modelResolvers } from '../models/resolvers.js';
 import { predictionResolvers } from '../predictions/resolvers.js';
 import { explanationResolvers } from '../explanations/resolvers.js';
 import { watermarkResolvers } from '../watermark/resolvers.js';
+import { webhookResolvers } from '../webhooks/resolvers.js';
 import type { Principal } from '../auth/principal.js';
 import type { Context } from './context.js';
 import { ForbiddenError, UnauthenticatedError } from './errors.js';
@@ -79,6 +80,7 @@ export function buildSchema(): GraphQLSchema {
     auditResolvers,
     watermarkResolvers,
     evaluationResolvers,
+    webhookResolvers,
   ];
   const schema = makeExecutableSchema({
     typeDefs: readFileSync(SCHEMA_PATH, 'utf8'),

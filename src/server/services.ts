@@ -37,6 +37,8 @@ import { PreprocessingPool } from '../preprocessing/preprocessing-pool.js';
 import { ServingCatalog } from '../predictions/serving-catalog.js';
 import type { SecretBox } from '../security/secret-box.js';
 import { WatermarkService } from '../watermark/watermark-service.js';
+import { WebhookDeliveries } from '../webhooks/deliveries.js';
+import { WebhooksService } from '../webhooks/webhooks-service.js';
 import type { Logger } from './logger.js';
 
 export interface Services {
@@ -62,6 +64,7 @@ export interface Services {
   evaluations: EvaluationsService;
   jobs: JobQueue;
   events: EventOutbox;
+  webhooks: WebhooksService;
 }
 
 /** How long a stop waits for this replica's running jobs; one still running is retried after its timeout. */
@@ -206,6 +209,9 @@ async function assembleServices(
     maxInstances: config.models.maxInstances,
     maxDepth: config.models.maxInputDepth,
   });
+  const deliveries = new WebhookDeliveries(db.prisma, db.pool, jobs, events, audit, secrets, config.webhooks, logger);
+  await deliveries.start();
+  const webhooks = new WebhooksService(db.prisma, db.pool, audit, secrets, deliveries, config.webhooks);
   // Last: a job may use any service above.
   await events.start();
   logger.info({ backend: engine.backend, workers: config.inference.workers }, 'inference engine ready');
@@ -233,6 +239,7 @@ async function assembleServices(
     evaluations,
     jobs,
     events,
+    webhooks,
     /** Stops the services that run calls (inference engine, workers, timers); metering stays for their records. */
     async close() {
       keyRing.close();

@@ -1,0 +1,407 @@
+// Webhooks over real HTTP, to a real receiver on 127.0.0.1: endpoints and their secrets, signed deliveries checked
+// with the README's own verification code (TypeScript and openssl), retries on the configured schedule, redirects
+// not followed, automatic disabling with its event, redelivery, ownership, and the private-network refusals of a
+// server that does not allow them (at creation, and at delivery for a name that resolves to loopback).
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { EVENT_TYPES, EventType, type EventInput } from '../../src/events/outbox.js';
+import { expectError, signUp, type SignedUpUser } from '../support/fixtures.js';
+import { startTestServer, type TestServer } from '../support/server.js';
+
+interface Received {
+  path: string;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+
+/** A receiver whose paths answer as the tests need: /ok 200, /flaky 500 three times then 200, /down 500, /moved 302. */
+async function startReceiver() {
+  const received: Received[] = [];
+  const hits = new Map<string, number>();
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      const route = new URL(req.url!, 'http://x').pathname;
+      received.push({ path: route, headers: req.headers, body: Buffer.concat(chunks).toString('utf8') });
+      const n = (hits.get(route) ?? 0) + 1;
+      hits.set(route, n);
+      if (route.startsWith('/ok')) res.writeHead(200).end('thanks');
+      else if (route.startsWith('/flaky')) res.writeHead(n <= 3 ? 500 : 204).end();
+      else if (route.startsWith('/moved')) res.writeHead(302, { location: '/ok-after-redirect' }).end();
+      else res.writeHead(500).end('down');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    received,
+    url: (route: string) => `http://127.0.0.1:${port}${route}`,
+    port,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+async function until<T>(probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** Emits events the way every part does: through the outbox, in the transaction of a change. */
+async function emit(server: TestServer, events: EventInput[]): Promise<string[]> {
+  const client = await server.sql.connect();
+  try {
+    await client.query('BEGIN');
+    const ids = await server.app.services.events.emit(client, events);
+    await client.query('COMMIT');
+    server.app.services.events.wake();
+    return ids;
+  } finally {
+    client.release();
+  }
+}
+
+/** The README's ```ts and ```sh blocks under "Verifying a delivery". */
+async function readmeVerification(): Promise<{ typescript: string; shell: string }> {
+  const readme = await readFile('README.md', 'utf8');
+  const section = readme.slice(readme.indexOf('### Verifying a delivery'));
+  const block = (lang: string) => {
+    const start = section.indexOf(`\`\`\`${lang}\n`) + lang.length + 4;
+    return section.slice(start, section.indexOf('```', start));
+  };
+  return { typescript: block('ts'), shell: block('sh') };
+}
+
+const ENDPOINT_FIELDS = 'id url events description status disabledReason consecutiveFailures createdAt updatedAt';
+const CREATE = `mutation($input: CreateWebhookEndpointInput!) {
+  createWebhookEndpoint(input: $input) { secret endpoint { ${ENDPOINT_FIELDS} } } }`;
+const DELIVERIES = `query($endpoint: ID, $status: WebhookDeliveryStatus, $first: Int, $after: String) {
+  webhookDeliveries(endpoint: $endpoint, filter: { status: $status }, first: $first, after: $after) {
+    edges { cursor node { id messageId eventId eventType endpointId url status attempts lastResponseCode lastLatencyMs
+      lastError nextAttemptAt attemptLog { number at responseCode latencyMs error } } }
+    pageInfo { hasNextPage endCursor } } }`;
+
+async function createEndpoint(server: TestServer, user: SignedUpUser, url: string, events: string[]) {
+  const res = await server.gql(CREATE, { input: { url, events } }, { token: user.token });
+  assert.equal(res.errors, undefined, JSON.stringify(res.errors));
+  return res.data!.createWebhookEndpoint as { secret: string; endpoint: Record<string, any> & { id: string } };
+}
+
+async function deliveriesOf(server: TestServer, user: SignedUpUser, endpoint: string | null, status?: string) {
+  const res = await server.gql(DELIVERIES, { endpoint, status, first: 50 }, { token: user.token });
+  assert.equal(res.errors, undefined, JSON.stringify(res.errors));
+  return (res.data!.webhookDeliveries.edges as { node: any }[]).map((edge) => edge.node);
+}
+
+describe('webhooks', () => {
+  let server: TestServer;
+  let strict: TestServer;
+  let receiver: Awaited<ReturnType<typeof startReceiver>>;
+  let verifyWebhook: (secret: string, headers: Record<string, string | undefined>, body: string) => boolean;
+  let scratch: string;
+
+  before(async () => {
+    receiver = await startReceiver();
+    scratch = await mkdtemp(path.join(os.tmpdir(), 'webhooks-test-'));
+    const { typescript } = await readmeVerification();
+    await writeFile(path.join(scratch, 'verify.ts'), typescript);
+    ({ verifyWebhook } = (await import(path.join(scratch, 'verify.ts'))) as { verifyWebhook: typeof verifyWebhook });
+    [server, strict] = await Promise.all([
+      startTestServer({
+        WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true',
+        WEBHOOK_RETRY_SCHEDULE_SECONDS: '1,1,1',
+        WEBHOOK_DISABLE_AFTER_FAILURES: '4',
+        WEBHOOK_DISABLE_AFTER_SECONDS: '0',
+        JOBS_POLLING_INTERVAL_SECONDS: '1',
+      }),
+      startTestServer({ JOBS_POLLING_INTERVAL_SECONDS: '1' }),
+    ]);
+  });
+  after(async () => {
+    await Promise.all([server?.close(), strict?.close()]);
+    await receiver.close();
+    await rm(scratch, { recursive: true, force: true });
+  });
+
+  it('offers every outbox event type in GraphQL, and no other', async () => {
+    const res = await server.gql('{ __type(name: "WebhookEventType") { enumValues { name } } }');
+    const names = (res.data!.__type.enumValues as { name: string }[]).map((value) => value.name);
+    assert.deepEqual(names.sort(), Object.keys(EventType).sort());
+    // A body's `type` reads as its GraphQL name: prediction.completed is PREDICTION_COMPLETED.
+    assert.deepEqual(EVENT_TYPES.map((type) => type.replace('.', '_').toUpperCase()).sort(), names);
+  });
+
+  it('creates, lists, updates, rotates and deletes endpoints; a secret is shown only when made', async () => {
+    const user = await signUp(server);
+    const created = await createEndpoint(server, user, receiver.url('/ok'), ['CONTRACT_APPROVED', 'CONTRACT_APPROVED']);
+    assert.match(created.secret, /^whsec_[A-Za-z0-9+/]{32}$/);
+    assert.equal(created.endpoint.status, 'ACTIVE');
+
+    const listed = await server.gql(`{ webhookEndpoints { ${ENDPOINT_FIELDS} } }`, {}, { token: user.token });
+    assert.deepEqual(listed.data!.webhookEndpoints, [created.endpoint]);
+    assert.deepEqual(created.endpoint.events, ['CONTRACT_APPROVED']);
+    const stored = await server.sql.query('SELECT secret_sealed FROM webhook_endpoints WHERE id = $1', [
+      created.endpoint.id,
+    ]);
+    assert.ok(!stored.rows[0].secret_sealed.includes(created.secret.slice(6)), 'the secret is stored sealed');
+
+    const updated = await server.gql(
+      `mutation($id: ID!) { updateWebhookEndpoint(id: $id, input: { events: [QUOTA_THRESHOLD, ALIAS_MOVED], description: " Billing " }) { events description } }`,
+      { id: created.endpoint.id },
+      { token: user.token },
+    );
+    assert.deepEqual(updated.data!.updateWebhookEndpoint, {
+      events: ['QUOTA_THRESHOLD', 'ALIAS_MOVED'],
+      description: 'Billing',
+    });
+
+    const rotated = await server.gql(
+      `mutation($id: ID!) { rotateWebhookEndpointSecret(id: $id) { secret endpoint { id } } }`,
+      { id: created.endpoint.id },
+      { token: user.token },
+    );
+    assert.match(rotated.data!.rotateWebhookEndpointSecret.secret, /^whsec_/);
+    assert.notEqual(rotated.data!.rotateWebhookEndpointSecret.secret, created.secret);
+
+    for (const [input, field] of [
+      [{ url: 'ftp://example.com/x', events: ['ALIAS_MOVED'] }, 'input.url'],
+      [{ url: receiver.url('/ok'), events: [] }, 'input.events'],
+      [{ url: receiver.url('/ok'), events: ['ALIAS_MOVED'], description: 'x'.repeat(501) }, 'input.description'],
+    ] as const) {
+      const refused = await server.gql(CREATE, { input }, { token: user.token });
+      assert.equal(expectError(refused, 'BAD_USER_INPUT').extensions?.field, field);
+    }
+
+    const deleted = await server.gql(
+      `mutation($id: ID!) { deleteWebhookEndpoint(id: $id) { id } }`,
+      { id: created.endpoint.id },
+      { token: user.token },
+    );
+    assert.equal(deleted.data!.deleteWebhookEndpoint.id, created.endpoint.id);
+    const actions = await server.sql.query<{ action: string }>(
+      `SELECT action FROM audit_events WHERE target_id = $1 ORDER BY chain_seq`,
+      [created.endpoint.id],
+    );
+    assert.deepEqual(
+      actions.rows.map((row) => row.action),
+      [
+        'webhook_endpoint.created',
+        'webhook_endpoint.updated',
+        'webhook_endpoint.secret_rotated',
+        'webhook_endpoint.deleted',
+      ],
+    );
+  });
+
+  it("delivers an event signed, verifiable with the README's TypeScript and openssl; once per event", async () => {
+    const user = await signUp(server);
+    const other = await signUp(server);
+    const { secret, endpoint } = await createEndpoint(server, user, receiver.url('/ok-signed'), ['CONTRACT_APPROVED']);
+    await createEndpoint(server, user, receiver.url('/ok-unsubscribed'), ['ALIAS_MOVED']);
+    const [eventId] = await emit(server, [
+      { type: EventType.CONTRACT_APPROVED, accountId: user.id, data: { contractId: 'c-1' } },
+      { type: EventType.CONTRACT_APPROVED, accountId: other.id, data: { contractId: 'c-2' } },
+    ]);
+    const delivery = await until(() => receiver.received.find((r) => r.path === '/ok-signed'));
+    const headers = delivery.headers as Record<string, string>;
+    assert.equal(headers['webhook-id'], `msg_${eventId}`);
+    assert.equal(verifyWebhook(secret, headers, delivery.body), true);
+    assert.equal(verifyWebhook(secret, headers, delivery.body.replace('c-1', 'c-9')), false);
+    assert.equal(verifyWebhook(`whsec_${Buffer.alloc(24).toString('base64')}`, headers, delivery.body), false);
+    const body = JSON.parse(delivery.body);
+    assert.equal(body.type, 'contract.approved');
+    assert.deepEqual(body.data, { contractId: 'c-1' });
+    assert.ok(!Number.isNaN(Date.parse(body.timestamp)));
+
+    const { shell } = await readmeVerification();
+    await writeFile(path.join(scratch, 'body.json'), delivery.body);
+    const { stdout } = await promisify(execFile)('bash', ['-c', shell], {
+      cwd: scratch,
+      env: {
+        ...process.env,
+        SECRET: secret,
+        WEBHOOK_ID: headers['webhook-id'],
+        WEBHOOK_TIMESTAMP: headers['webhook-timestamp'],
+      },
+    });
+    assert.equal(`v1,${stdout.trim()}`, headers['webhook-signature']);
+
+    const [logged] = await until(async () => {
+      const rows = await deliveriesOf(server, user, endpoint.id);
+      return rows[0]?.status === 'SUCCEEDED' ? rows : undefined;
+    });
+    assert.equal(logged.attempts, 1);
+    assert.equal(logged.lastResponseCode, 200);
+    assert.equal(logged.eventType, 'CONTRACT_APPROVED');
+    // A dispatch that runs again (after a failure half-way) makes no second delivery.
+    await server.sql.query('UPDATE events SET dispatched_at = NULL WHERE id = $1', [eventId]);
+    await server.app.services.jobs.send('event-dispatch', { eventId });
+    server.app.services.events.wake();
+    await until(async () => {
+      const { rows } = await server.sql.query('SELECT dispatched_at FROM events WHERE id = $1', [eventId]);
+      return rows[0].dispatched_at ? true : undefined;
+    });
+    const counts = await server.sql.query(`SELECT count(*)::int AS n FROM webhook_deliveries WHERE event_id = $1`, [
+      eventId,
+    ]);
+    assert.equal(counts.rows[0].n, 1);
+    assert.equal(receiver.received.filter((r) => r.path.startsWith('/ok-unsubscribed')).length, 0);
+  });
+
+  it('retries a failing receiver on the schedule: the 4th attempt succeeds, the log shows all 4', async () => {
+    const user = await signUp(server);
+    const { endpoint } = await createEndpoint(server, user, receiver.url('/flaky'), ['QUOTA_THRESHOLD']);
+    await emit(server, [{ type: EventType.QUOTA_THRESHOLD, accountId: user.id, data: { percent: 80 } }]);
+    const [delivery] = await until(async () => {
+      const rows = await deliveriesOf(server, user, endpoint.id, 'SUCCEEDED');
+      return rows.length ? rows : undefined;
+    });
+    assert.equal(delivery.attempts, 4);
+    assert.deepEqual(
+      delivery.attemptLog.map((attempt: { responseCode: number }) => attempt.responseCode),
+      [500, 500, 500, 204],
+    );
+    const ids = new Set(receiver.received.filter((r) => r.path === '/flaky').map((r) => r.headers['webhook-id']));
+    assert.deepEqual([...ids], [delivery.messageId]);
+  });
+
+  it('follows no redirect; an endpoint failing its whole schedule is disabled and the account told', async () => {
+    const user = await signUp(server);
+    const watcher = await createEndpoint(server, user, receiver.url('/ok-watcher'), ['WEBHOOK_ENDPOINT_DISABLED']);
+    const moved = await createEndpoint(server, user, receiver.url('/moved'), ['ALIAS_MOVED']);
+    await emit(server, [{ type: EventType.ALIAS_MOVED, accountId: user.id, data: { alias: 'stable' } }]);
+    const [failed] = await until(async () => {
+      const rows = await deliveriesOf(server, user, moved.endpoint.id, 'FAILED');
+      return rows.length ? rows : undefined;
+    });
+    assert.equal(failed.attempts, 4);
+    assert.equal(failed.lastResponseCode, 302);
+    assert.match(failed.lastError, /redirect/);
+    assert.equal(receiver.received.filter((r) => r.path === '/ok-after-redirect').length, 0);
+
+    const notice = await until(() => receiver.received.find((r) => r.path === '/ok-watcher'));
+    const body = JSON.parse(notice.body);
+    assert.equal(body.type, 'webhook_endpoint.disabled');
+    assert.equal(body.data.endpointId, moved.endpoint.id);
+    assert.equal(verifyWebhook(watcher.secret, notice.headers as Record<string, string>, notice.body), true);
+    const listed = await server.gql(`{ webhookEndpoints { id status disabledReason } }`, {}, { token: user.token });
+    const disabled = listed.data!.webhookEndpoints.find((e: { id: string }) => e.id === moved.endpoint.id);
+    assert.equal(disabled.status, 'DISABLED');
+    assert.match(disabled.disabledReason, /4 attempts in a row failed/);
+
+    // Redelivery of a disabled endpoint's delivery waits for it to be enabled.
+    const REDELIVER = `mutation($id: ID!) { redeliverWebhook(deliveryId: $id) { id status messageId } }`;
+    expectError(await server.gql(REDELIVER, { id: failed.id }, { token: user.token }), 'CONFLICT');
+    await server.gql(
+      `mutation($id: ID!) { enableWebhookEndpoint(id: $id) { id } }`,
+      { id: moved.endpoint.id },
+      { token: user.token },
+    );
+    await server.gql(
+      `mutation($id: ID!) { updateWebhookEndpoint(id: $id, input: { url: "${receiver.url('/ok-redelivered')}" }) { id } }`,
+      { id: moved.endpoint.id },
+      { token: user.token },
+    );
+    const redelivered = await server.gql(REDELIVER, { id: failed.id }, { token: user.token });
+    assert.equal(redelivered.data!.redeliverWebhook.status, 'PENDING');
+    const again = await until(() => receiver.received.find((r) => r.path === '/ok-redelivered'));
+    assert.equal(again.headers['webhook-id'], failed.messageId);
+    const [done] = await until(async () => {
+      const rows = await deliveriesOf(server, user, moved.endpoint.id, 'SUCCEEDED');
+      return rows.length ? rows : undefined;
+    });
+    assert.equal(done.attempts, 5);
+  });
+
+  it("delivers to a prediction's own URL with the account's default secret, when its type is asked for", async () => {
+    const user = await signUp(server);
+    const own = receiver.url('/ok-own');
+    await emit(server, [
+      {
+        type: EventType.PREDICTION_FAILED,
+        accountId: user.id,
+        data: { predictionId: 'p-1', webhook: own, webhookEvents: ['prediction.completed'] },
+      },
+    ]);
+    const rotated = await server.gql(`mutation { rotateDefaultWebhookSecret { secret } }`, {}, { token: user.token });
+    const secret = rotated.data!.rotateDefaultWebhookSecret.secret as string;
+    await emit(server, [
+      {
+        type: EventType.PREDICTION_COMPLETED,
+        accountId: user.id,
+        data: { predictionId: 'p-2', webhook: own, webhookEvents: ['prediction.completed'] },
+      },
+    ]);
+    const delivery = await until(() => receiver.received.find((r) => r.path === '/ok-own'));
+    assert.equal(JSON.parse(delivery.body).data.predictionId, 'p-2');
+    assert.equal(verifyWebhook(secret, delivery.headers as Record<string, string>, delivery.body), true);
+    const rows = await deliveriesOf(server, user, null);
+    assert.deepEqual(
+      rows.map((row) => [row.endpointId, row.url]),
+      [[null, own]],
+    );
+  });
+
+  it("keeps each account's endpoints to itself", async () => {
+    const owner = await signUp(server);
+    const stranger = await signUp(server);
+    const { endpoint } = await createEndpoint(server, owner, receiver.url('/ok-private'), ['ALIAS_MOVED']);
+    for (const mutation of ['disableWebhookEndpoint', 'deleteWebhookEndpoint', 'rotateWebhookEndpointSecret']) {
+      const selection = mutation === 'rotateWebhookEndpointSecret' ? '{ secret }' : '{ id }';
+      const res = await server.gql(
+        `mutation($id: ID!) { ${mutation}(id: $id) ${selection} }`,
+        { id: endpoint.id },
+        { token: stranger.token },
+      );
+      expectError(res, 'NOT_FOUND');
+    }
+    expectError(await server.gql(DELIVERIES, { endpoint: endpoint.id }, { token: stranger.token }), 'NOT_FOUND');
+    const theirs = await server.gql(
+      `query($a: ID) { webhookEndpoints(account: $a) { id } }`,
+      { a: owner.id },
+      { token: stranger.token },
+    );
+    expectError(theirs, 'FORBIDDEN');
+    const mine = await server.gql(`{ webhookEndpoints { id } }`, {}, { token: stranger.token });
+    assert.deepEqual(mine.data!.webhookEndpoints, []);
+  });
+
+  it('refuses private addresses without WEBHOOK_ALLOW_PRIVATE_NETWORKS: at creation, and at delivery by name', async () => {
+    const user = await signUp(strict);
+    for (const url of [
+      'http://127.0.0.1/hook',
+      'http://169.254.169.254/latest/meta-data',
+      'http://10.1.2.3/hook',
+      'http://[::1]/hook',
+      'http://[::ffff:127.0.0.1]/hook',
+      'http://0x7f000001/hook',
+    ]) {
+      const res = await strict.gql(CREATE, { input: { url, events: ['ALIAS_MOVED'] } }, { token: user.token });
+      assert.equal(expectError(res, 'BAD_USER_INPUT').extensions?.field, 'input.url', url);
+    }
+    const { endpoint } = await createEndpoint(strict, user, `http://localhost:${receiver.port}/ok-rebound`, [
+      'ALIAS_MOVED',
+    ]);
+    await emit(strict, [{ type: EventType.ALIAS_MOVED, accountId: user.id, data: { alias: 'stable' } }]);
+    const [refused] = await until(async () => {
+      const rows = await deliveriesOf(strict, user, endpoint.id, 'FAILED');
+      return rows.length ? rows : undefined;
+    });
+    assert.equal(refused.attempts, 1, 'a refused address is not retried');
+    assert.equal(refused.lastResponseCode, null);
+    assert.match(refused.lastError, /refused: the URL leads to (127\.0\.0\.1|::1)/);
+    assert.equal(receiver.received.filter((r) => r.path === '/ok-rebound').length, 0);
+  });
+});
