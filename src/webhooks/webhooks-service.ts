@@ -170,6 +170,7 @@ export class WebhooksService {
       assertUuid(account, 'account');
       if (account !== callerId && !isAdmin(actor.principal))
         throw new ForbiddenError("Only admins may see another account's webhook endpoints");
+      if (account !== callerId) await this.#auditAdminRead(actor, 'User', account, 'webhook endpoints');
     }
     const rows = await this.prisma.webhookEndpoint.findMany({
       where: { accountId: account ?? callerId },
@@ -276,7 +277,11 @@ export class WebhooksService {
     if (!Number.isInteger(first) || first < 1 || first > MAX_PAGE)
       throw new BadUserInputError(`first must be 1 to ${MAX_PAGE}`, 'first');
     const cursor = after != null ? decodeCursor(after) : null;
-    if (endpoint != null) await this.#readable(actor, endpoint);
+    if (endpoint != null) {
+      const readable = await this.#readable(actor, endpoint);
+      if (readable.accountId !== callerId)
+        await this.#auditAdminRead(actor, 'WebhookEndpoint', endpoint, 'webhook deliveries');
+    }
     const rows = await this.#deliveries(
       `(($1::uuid IS NOT NULL AND d.endpoint_id = $1) OR ($1::uuid IS NULL AND d.account_id = $2))
        AND ($3::"WebhookDeliveryStatus" IS NULL OR d.status = $3)
@@ -382,6 +387,10 @@ export class WebhooksService {
         error: attempt.error,
       })),
     }));
+  }
+
+  async #auditAdminRead(actor: Actor, targetType: string, targetId: string, read: string): Promise<void> {
+    await this.audit.record(actor, { action: AuditAction.ADMIN_READ, targetType, targetId, details: { read } });
   }
 
   #url(value: string): string {
