@@ -354,6 +354,22 @@ describe('webhooks', () => {
     );
   });
 
+  it('holds an account to WEBHOOK_MAX_ENDPOINTS_PER_ACCOUNT endpoints (20 by default)', async () => {
+    const user = await signUp(server);
+    const input = { url: receiver.url('/ok-many'), events: ['ALIAS_MOVED'] };
+    const made = await Promise.all(
+      Array.from({ length: 21 }, () => server.gql(CREATE, { input }, { token: user.token })),
+    );
+    assert.equal(made.filter((res) => res.errors === undefined).length, 20);
+    assert.match(
+      expectError(
+        made.find((res) => res.errors)!,
+        'BAD_USER_INPUT',
+      ).message,
+      /At most 20/,
+    );
+  });
+
   it("keeps each account's endpoints to itself", async () => {
     const owner = await signUp(server);
     const stranger = await signUp(server);
