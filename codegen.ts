@@ -27,6 +27,7 @@ const config: CodegenConfig = {
           Dataset: './prisma/client.js#Dataset as DatasetModel',
           Evaluation: './prisma/client.js#Evaluation as EvaluationModel',
           Comparison: '../evaluation/evaluations-service.js#ComparisonWithRuns as ComparisonModel',
+          PendingUpgrade: '../licensing/upgrades-service.js#PendingUpgrade as PendingUpgradeModel',
           CertificateVerification:
             '../licensing/certificates.js#CertificateVerification as CertificateVerificationModel',
         },
