@@ -151,6 +151,16 @@ export class JobQueue {
     });
   }
 
+  /** Enqueues one job of a defined kind per item of `data`, in one statement. */
+  async sendMany(kind: string, data: object[], options: Pick<SendOptions, 'client'> = {}): Promise<void> {
+    if (data.length === 0) return;
+    const client = options.client;
+    await this.#boss.insert(
+      data.map((item) => ({ name: kind, data: item })),
+      client ? { db: executorOf(client) } : {},
+    );
+  }
+
   /**
    * Runs `handler` for jobs of `kind`, up to `concurrency` at once on this replica. A handler that throws fails
    * the attempt (retried by the kind's rules) with its error's message as the job's output.

@@ -617,12 +617,16 @@ export class ModelsService {
     if (!version) throw new NotFoundError('Version');
     if (version.status === status) return version;
     if (version.status === 'ARCHIVED') throw new BadUserInputError('An archived version stays archived', 'version');
-    const changed = await this.prisma.$transaction(async (tx) => {
+    const { changed, changes } = await this.prisma.$transaction(async (tx) => {
+      await this.upgrades.lockModel(tx, version.modelId);
+      const latestBefore = await this.upgrades.latest(tx, version.modelId);
       const updated = await tx.modelVersion.update({
         where: { id: version.id },
         data: { status, statusChangedAt: new Date() },
       });
       if (status === 'ARCHIVED') await tx.modelAlias.deleteMany({ where: { versionId: version.id } });
+      // Archiving the highest version moves `latest` back: contracts pinned to it react as to any move.
+      const latestAfter = await this.upgrades.latest(tx, version.modelId);
       await this.audit.record(
         actor,
         {
@@ -633,9 +637,15 @@ export class ModelsService {
         },
         tx,
       );
-      return updated;
+      return {
+        changed: updated,
+        changes: latestAfter
+          ? await this.upgrades.aliasMoved(tx, actor, model as Model, LATEST, latestBefore, latestAfter)
+          : [],
+      };
     });
     await this.#catalogChanged(changed.modelId);
+    await this.upgrades.committed(changes);
     return changed;
   }
 

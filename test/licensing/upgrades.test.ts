@@ -77,8 +77,8 @@ describe('consumer-accepted version upgrades', () => {
   };
   const eventsOf = async (user: SignedUpUser) =>
     (
-      await server.sql.query<{ type: string; data: any }>(
-        'SELECT type, data FROM events WHERE account_id = $1 ORDER BY created_at, id',
+      await server.sql.query<{ id: string; type: string; data: any }>(
+        'SELECT id, type, data FROM events WHERE account_id = $1 ORDER BY created_at, id',
         [user.id],
       )
     ).rows;
@@ -147,6 +147,11 @@ describe('consumer-accepted version upgrades', () => {
       ['alias.moved', 'alias.moved', 'upgrade.available', 'version.published'],
       'published 1.1.0 (latest moved), then stable moved and the upgrade was offered',
     );
+    const dispatchJobs = await server.sql.query(
+      `SELECT 1 FROM pgboss.job WHERE name = 'event-dispatch' AND data->>'eventId' = ANY($1::text[])`,
+      [events.map((e) => e.id)],
+    );
+    assert.equal(dispatchJobs.rowCount, events.length, 'each event is written with the job that dispatches it');
     const offer = events.find((e) => e.type === 'upgrade.available')!.data;
     assert.equal(offer.contract, contract.id);
     assert.deepEqual([offer.alias, offer.from, offer.to, offer.appliesAt], ['stable', '1.0.0', '1.1.0', null]);
@@ -192,10 +197,23 @@ describe('consumer-accepted version upgrades', () => {
     assert.equal((await contractOf(follower)).pendingUpgrade, null);
     assert.equal((await contractOf(exact)).pendingUpgrade, null);
     assert.deepEqual((await eventsOf(follower)).map((e) => e.type).sort(), ['alias.moved', 'version.published']);
+
+    // Archiving 1.1.0 moves `latest` back: the follower follows it, and is served again.
+    const archived = await server.gql(
+      'mutation($m: String!, $v: String!) { archiveModelVersion(model: $m, version: $v) { status } }',
+      { m: m.slug, v: '1.1.0' },
+      { token: owner.token },
+    );
+    assert.equal(archived.errors, undefined, JSON.stringify(archived.errors));
+    assert.equal(await served(follower, m.slug), '1.0.0');
     assert.deepEqual(await switches(follows.id), [
       {
         actor_id: owner.id,
         details: { from: m.versionIds['1.0.0'], to: m.versionIds['1.1.0'], reason: 'followed latest' },
+      },
+      {
+        actor_id: owner.id,
+        details: { from: m.versionIds['1.1.0'], to: m.versionIds['1.0.0'], reason: 'followed latest' },
       },
     ]);
   });
