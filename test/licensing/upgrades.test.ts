@@ -295,6 +295,21 @@ describe('consumer-accepted version upgrades', () => {
       assert.equal(error.extensions!.field, 'input.upgradeGraceDays', JSON.stringify(input));
     }
     const plan = await createPlan(server, { token: owner.token }, m.slug, { versions: '^1.0.0' });
+    const update = (input: Record<string, unknown>) =>
+      server.gql(
+        `mutation($id: ID!, $input: UpdateLicensePlanInput!) {
+          updateLicensePlan(id: $id, input: $input) { upgradePolicy upgradeGraceDays } }`,
+        { id: plan.id, input },
+        { token: owner.token },
+      );
+    expectError(await update({ upgradePolicy: 'FOLLOW_ALIAS_AFTER_GRACE' }), 'BAD_USER_INPUT');
+    const graced = await update({ upgradePolicy: 'FOLLOW_ALIAS_AFTER_GRACE', upgradeGraceDays: 5 });
+    assert.deepEqual(graced.data!.updateLicensePlan, {
+      upgradePolicy: 'FOLLOW_ALIAS_AFTER_GRACE',
+      upgradeGraceDays: 5,
+    });
+    const pinnedAgain = await update({ upgradePolicy: 'PINNED' });
+    assert.deepEqual(pinnedAgain.data!.updateLicensePlan, { upgradePolicy: 'PINNED', upgradeGraceDays: null });
     const consumer = await signUp(server);
     for (const pin of ['9.9.9', 'nightly', 'x'.repeat(300), ' ']) {
       const res = await server.gql(ACCEPT_PINNED, { planId: plan.id, pin }, { token: consumer.token });
