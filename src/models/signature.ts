@@ -405,7 +405,7 @@ export function compareSignatures(from: Signature, to: Signature): SignatureComp
         : spec.shape.join(',') !== next.shape.join(',')
           ? `changed shape from [${spec.shape.join(', ')}] to [${next.shape.join(', ')}]`
           : JSON.stringify(spec.preprocessing) !== JSON.stringify(next.preprocessing)
-            ? `changed its preprocessing (${spec.preprocessing.kind} to ${next.preprocessing.kind})`
+            ? `changed its preprocessing${spec.preprocessing.kind === next.preprocessing.kind ? '' : ` from ${spec.preprocessing.kind} to ${next.preprocessing.kind}`}`
             : null;
     if (what) reasons.push(`input "${name}" ${what}`);
   }
