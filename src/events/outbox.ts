@@ -83,7 +83,7 @@ export class EventOutbox {
     const ids = rows.map((row) => row.id);
     await this.queue.sendMany(
       EVENT_DISPATCH_JOB.name,
-      ids.map((eventId) => ({ eventId })),
+      ids.map((eventId) => ({ data: { eventId } })),
       { client: tx },
     );
     return ids;

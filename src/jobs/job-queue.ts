@@ -151,12 +151,16 @@ export class JobQueue {
     });
   }
 
-  /** Enqueues one job of a defined kind per item of `data`, in one statement. */
-  async sendMany(kind: string, data: object[], options: Pick<SendOptions, 'client'> = {}): Promise<void> {
-    if (data.length === 0) return;
+  /** Enqueues jobs of a defined kind in one statement, each with its data and, optionally, its start time. */
+  async sendMany(
+    kind: string,
+    jobs: { data: object; startAfter?: Date }[],
+    options: Pick<SendOptions, 'client'> = {},
+  ): Promise<void> {
+    if (jobs.length === 0) return;
     const client = options.client;
     await this.#boss.insert(
-      data.map((item) => ({ name: kind, data: item })),
+      jobs.map((job) => ({ name: kind, data: job.data, ...(job.startAfter ? { startAfter: job.startAfter } : {}) })),
       client ? { db: executorOf(client) } : {},
     );
   }

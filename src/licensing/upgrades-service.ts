@@ -198,6 +198,7 @@ export class UpgradesService {
       }
     }
     const events: EventInput[] = [];
+    const graceJobs: { data: { contractId: string; versionId: string }; startAfter: Date }[] = [];
     const comparisons = new Map<string, VersionComparison>();
     for (const c of offer) {
       const fromId = c.pinned_version_id!;
@@ -224,6 +225,8 @@ export class UpgradesService {
         data: {
           contract: id,
           ...moved,
+          // The contract's own version, which may be older than where the alias was (earlier offers not taken).
+          from: comparison.metrics.from.version,
           toVersionId: to.id,
           appliesAt: appliesAt?.toISOString() ?? null,
           comparison: { ...comparison },
@@ -241,14 +244,9 @@ export class UpgradesService {
           appliesAt: appliesAt?.toISOString() ?? null,
         },
       });
-      if (appliesAt) {
-        await this.jobs.send(
-          UPGRADE_APPLY_JOB.name,
-          { contractId: id, versionId: to.id },
-          { client: tx, startAfter: appliesAt },
-        );
-      }
+      if (appliesAt) graceJobs.push({ data: { contractId: id, versionId: to.id }, startAfter: appliesAt });
     }
+    await this.jobs.sendMany(UPGRADE_APPLY_JOB.name, graceJobs, { client: tx });
     await this.events.emit(tx, events);
     await this.audit.recordMany(actor, audits, tx);
     return follow.map((c) => Change.contracts(c.consumer_id, model.id));

@@ -234,6 +234,12 @@ describe('consumer-accepted version upgrades', () => {
     assert.ok(Math.abs(Date.parse(pending.appliesAt) - inThreeDays) < 60_000, pending.appliesAt);
     assert.equal(await served(consumer, m.slug), '1.0.0', 'not before the grace period ends');
 
+    const scheduled = await server.sql.query<{ start_after: Date }>(
+      `SELECT start_after FROM pgboss.job WHERE name = 'contract-upgrade-apply' AND data->>'contractId' = $1`,
+      [contract.id],
+    );
+    assert.equal(scheduled.rows[0]!.start_after.getTime(), Date.parse(pending.appliesAt), 'the job waits for the date');
+
     // The grace period ends: the contract's due date and its job's start are moved to now.
     await server.sql.query('UPDATE contracts SET pending_applies_at = now() WHERE id = $1', [contract.id]);
     const job = await server.sql.query(
