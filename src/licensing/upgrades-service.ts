@@ -69,10 +69,8 @@ interface LiveContract {
   consumer_id: string;
   version_range: string;
   upgrade_policy: UpgradePolicy;
-  upgrade_grace_days: number | null;
   pinned_alias: string | null;
   pinned_version_id: string | null;
-  pending_version_id: string | null;
 }
 
 export class UpgradesService {
@@ -349,7 +347,7 @@ export class UpgradesService {
         UPDATE contracts c
         SET pinned_version_id = c.pending_version_id, pending_version_id = NULL, pending_since = NULL,
             pending_applies_at = NULL
-        FROM (SELECT id, pinned_version_id FROM contracts WHERE id = ${contractId}::uuid FOR UPDATE) before
+        FROM (SELECT id, pinned_version_id FROM contracts WHERE id = ${contractId}::uuid FOR NO KEY UPDATE) before
         WHERE c.id = before.id AND c.pending_version_id = ${versionId}::uuid AND c.pending_applies_at <= now()
           AND c.status IN ('PENDING', 'ACTIVE', 'SUSPENDED')
         RETURNING c.consumer_id, c.model_id, before.pinned_version_id AS from_id`;
@@ -390,16 +388,19 @@ export class UpgradesService {
     return stored?.version;
   }
 
-  /** Live (not ended, not expired) contracts on the model, locked against concurrent accepts and declines. */
+  /**
+   * Live (not ended, not expired) contracts on the model, locked against concurrent accepts and declines. In id
+   * order, as metering's reservations lock contracts (no deadlock with them); NO KEY UPDATE, so usage records
+   * referencing a contract are still written meanwhile.
+   */
   #liveContracts(tx: P.TransactionClient, modelId: string): Promise<LiveContract[]> {
     return tx.$queryRaw<LiveContract[]>`
-      SELECT id, consumer_id, version_range, upgrade_policy, upgrade_grace_days, pinned_alias, pinned_version_id,
-             pending_version_id
+      SELECT id, consumer_id, version_range, upgrade_policy, pinned_alias, pinned_version_id
       FROM contracts
       WHERE model_id = ${modelId}::uuid AND status IN ('PENDING', 'ACTIVE', 'SUSPENDED')
         AND (expires_at IS NULL OR expires_at > now())
-      ORDER BY created_at, id
-      FOR UPDATE`;
+      ORDER BY id
+      FOR NO KEY UPDATE`;
   }
 
   /** One event per consumer holding a live contract (a consumer with two contracts hears it once). */
