@@ -31,6 +31,7 @@ const config: CodegenConfig = {
           Comparison: '../evaluation/evaluations-service.js#ComparisonWithRuns as ComparisonModel',
           WebhookEndpoint: '../webhooks/webhooks-service.js#WebhookEndpointView as WebhookEndpointModel',
           WebhookDelivery: '../webhooks/webhooks-service.js#WebhookDeliveryView as WebhookDeliveryModel',
+          PendingUpgrade: '../licensing/upgrades-service.js#PendingUpgrade as PendingUpgradeModel',
           CertificateVerification:
             '../licensing/certificates.js#CertificateVerification as CertificateVerificationModel',
         },

@@ -53,6 +53,10 @@ export const AuditAction = {
   WEBHOOK_ENDPOINT_DELETED: 'webhook_endpoint.deleted',
   WEBHOOK_REDELIVERED: 'webhook_delivery.redelivered',
   WEBHOOK_DEFAULT_SECRET_ROTATED: 'webhook_default_secret.rotated',
+  /** The version a contract is served changed: followed its alias, accepted, or applied after the grace period. */
+  CONTRACT_VERSION_SWITCHED: 'contract.version_switched',
+  CONTRACT_UPGRADE_OFFERED: 'contract.upgrade_offered',
+  CONTRACT_UPGRADE_DECLINED: 'contract.upgrade_declined',
 } as const;
 export type AuditAction = (typeof AuditAction)[keyof typeof AuditAction];
 
@@ -169,6 +173,11 @@ export class AuditService {
   /** Records one event; pass the transaction client to make the event part of the change it describes. */
   async record(actor: Actor | undefined, entry: AuditEntry, tx: Writer = this.prisma): Promise<void> {
     await tx.auditEvent.create({ data: eventRow(actor, entry) });
+  }
+
+  /** Records several events in one statement (a change that touches many rows, such as an alias move). */
+  async recordMany(actor: Actor | undefined, entries: AuditEntry[], tx: Writer = this.prisma): Promise<void> {
+    if (entries.length > 0) await tx.auditEvent.createMany({ data: entries.map((entry) => eventRow(actor, entry)) });
   }
 
   /**

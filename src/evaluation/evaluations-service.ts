@@ -154,6 +154,33 @@ function overloadBackoffMs(attempt: number): number {
   return Math.min(MAX_OVERLOAD_WAIT_MS, 1000 * 2 ** Math.min(attempt, 10));
 }
 
+/** The verified metrics of versions (their latest published evaluation), by version id. */
+export async function readVerifiedMetrics(
+  prisma: Pick<Prisma, 'evaluation'>,
+  versionIds: readonly string[],
+): Promise<(VerifiedMetrics | null)[]> {
+  const rows = await prisma.evaluation.findMany({
+    where: { versionId: { in: [...versionIds] }, publishedAt: { not: null } },
+    orderBy: { publishedAt: 'desc' },
+    distinct: ['versionId'],
+  });
+  const byVersion = new Map(rows.map((row) => [row.versionId, row]));
+  return versionIds.map((id) => {
+    const row = byVersion.get(id);
+    if (!row) return null;
+    const report = row.report as unknown as EvaluationReport;
+    return {
+      verified: true,
+      accuracy: report.accuracy,
+      macroF1: report.macroF1,
+      datasetSha256: row.datasetSha256,
+      examples: report.examplesEvaluated,
+      evaluationId: row.id,
+      evaluatedAt: row.finishedAt ?? row.createdAt,
+    };
+  });
+}
+
 export class EvaluationsService {
   readonly #runs = new Map<string, Run>();
   readonly #timer: NodeJS.Timeout;
@@ -301,27 +328,8 @@ export class EvaluationsService {
   }
 
   /** The verified metrics of versions (their latest published evaluation), by version id. */
-  async verifiedMetrics(versionIds: readonly string[]): Promise<(VerifiedMetrics | null)[]> {
-    const rows = await this.prisma.evaluation.findMany({
-      where: { versionId: { in: [...versionIds] }, publishedAt: { not: null } },
-      orderBy: { publishedAt: 'desc' },
-      distinct: ['versionId'],
-    });
-    const byVersion = new Map(rows.map((row) => [row.versionId, row]));
-    return versionIds.map((id) => {
-      const row = byVersion.get(id);
-      if (!row) return null;
-      const report = row.report as unknown as EvaluationReport;
-      return {
-        verified: true,
-        accuracy: report.accuracy,
-        macroF1: report.macroF1,
-        datasetSha256: row.datasetSha256,
-        examples: report.examplesEvaluated,
-        evaluationId: row.id,
-        evaluatedAt: row.finishedAt ?? row.createdAt,
-      };
-    });
+  verifiedMetrics(versionIds: readonly string[]): Promise<(VerifiedMetrics | null)[]> {
+    return readVerifiedMetrics(this.prisma, versionIds);
   }
 
   /** Marks FAILED ("interrupted") the runs whose server died. */

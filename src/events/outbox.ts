@@ -3,6 +3,7 @@
 // if the change committed, and its job runs (retried until it succeeds) even if this process dies right after.
 // Dispatching hands each event to the subscribers (webhook fan-out) and marks it dispatched; a subscriber must
 // be idempotent per event, since a dispatch that failed half-way runs again.
+import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { JobKind, JobQueue, Transaction } from '../jobs/job-queue.js';
 
@@ -71,14 +72,20 @@ export class EventOutbox {
     this.#subscribers.push(subscriber);
   }
 
-  /** Writes events, and the jobs that dispatch them, in the caller's transaction. Resolves with their ids. */
+  /**
+   * Writes events, and the jobs that dispatch them, in the caller's transaction: two statements however many events
+   * (a fan-out to every consumer of a model is one change). Resolves with their ids, in order.
+   */
   async emit(tx: Transaction, events: EventInput[]): Promise<string[]> {
-    const ids: string[] = [];
-    for (const event of events) {
-      const id = await insertEvent(tx, event);
-      await this.queue.send(EVENT_DISPATCH_JOB.name, { eventId: id }, { client: tx });
-      ids.push(id);
-    }
+    if (events.length === 0) return [];
+    const rows = events.map((event) => ({ ...event, id: randomUUID() }));
+    await insertEvents(tx, rows);
+    const ids = rows.map((row) => row.id);
+    await this.queue.sendMany(
+      EVENT_DISPATCH_JOB.name,
+      ids.map((eventId) => ({ data: { eventId } })),
+      { client: tx },
+    );
     return ids;
   }
 
@@ -111,17 +118,10 @@ export class EventOutbox {
   }
 }
 
-async function insertEvent(tx: Transaction, event: EventInput): Promise<string> {
-  const data = JSON.stringify(event.data);
-  if ('$queryRawUnsafe' in tx) {
-    const rows = await tx.$queryRaw<{ id: string }[]>`
-      INSERT INTO events (type, account_id, data) VALUES (${event.type}, ${event.accountId}::uuid, ${data}::jsonb)
-      RETURNING id`;
-    return rows[0]!.id;
-  }
-  const { rows } = await tx.query<{ id: string }>(
-    'INSERT INTO events (type, account_id, data) VALUES ($1, $2, $3::jsonb) RETURNING id',
-    [event.type, event.accountId, data],
-  );
-  return rows[0]!.id;
+async function insertEvents(tx: Transaction, events: (EventInput & { id: string })[]): Promise<void> {
+  const sql = `INSERT INTO events (id, type, account_id, data)
+    SELECT (e->>'id')::uuid, e->>'type', (e->>'accountId')::uuid, e->'data' FROM jsonb_array_elements($1::jsonb) e`;
+  const json = JSON.stringify(events);
+  if ('$queryRawUnsafe' in tx) await tx.$executeRawUnsafe(sql, json);
+  else await tx.query(sql, [json]);
 }

@@ -241,9 +241,12 @@ export class ExplainService {
     started: number,
   ): Promise<ExplainResult> {
     const versionRef = input.version ?? 'latest';
-    const target = await this.catalog.resolve(input.model, versionRef);
-    if (!target || !canView(actor.principal, target.model)) throw new NotFoundError('Model');
-    record.modelId = target.model.id;
+    const requested = await this.catalog.resolve(input.model, versionRef);
+    if (!requested || !canView(actor.principal, requested.model)) throw new NotFoundError('Model');
+    record.modelId = requested.model.id;
+    // Explained as predicted: a licensee naming no version (or its contract's alias) gets its pinned version.
+    const pinned = await this.authorizer.pinnedVersion(actor, requested.model, input.version, input.contractId);
+    const target = (pinned === null ? null : await this.catalog.resolve(input.model, pinned)) ?? requested;
     const { served } = target;
     if (!served) throw new NotFoundError(`Version "${versionRef}" of ${input.model}`);
     const { version, signature, sha256 } = served;

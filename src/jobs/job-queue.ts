@@ -151,6 +151,20 @@ export class JobQueue {
     });
   }
 
+  /** Enqueues jobs of a defined kind in one statement, each with its data and, optionally, its start time. */
+  async sendMany(
+    kind: string,
+    jobs: { data: object; startAfter?: Date }[],
+    options: Pick<SendOptions, 'client'> = {},
+  ): Promise<void> {
+    if (jobs.length === 0) return;
+    const client = options.client;
+    await this.#boss.insert(
+      jobs.map((job) => ({ name: kind, data: job.data, ...(job.startAfter ? { startAfter: job.startAfter } : {}) })),
+      client ? { db: executorOf(client) } : {},
+    );
+  }
+
   /**
    * Runs `handler` for jobs of `kind`, up to `concurrency` at once on this replica. A handler that throws fails
    * the attempt (retried by the kind's rules) with its error's message as the job's output.

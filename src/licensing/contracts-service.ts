@@ -11,6 +11,7 @@ import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError } from 
 import { assertUuid } from '../server/ids.js';
 import type { PlansService } from './plans-service.js';
 import { covers, termsDigest, termsOf } from './terms.js';
+import type { UpgradesService } from './upgrades-service.js';
 
 /** What clients see: ACTIVE past its expiry reads as EXPIRED (expiry needs no job to take effect). */
 export type VisibleStatus = ContractStatus | 'EXPIRED';
@@ -53,9 +54,11 @@ export class ContractsService {
     private readonly audit: AuditService,
     private readonly plans: PlansService,
     private readonly changes: ChangeFeed,
+    private readonly upgrades: UpgradesService,
   ) {}
 
-  async accept(actor: Actor, planId: string): Promise<Contract> {
+  /** `pin`: the version or alias calls naming no version are served (upgrades-service.ts pinFor). */
+  async accept(actor: Actor, planId: string, pin?: string | null): Promise<Contract> {
     const consumerId = requireUserId(actor.principal);
     const plan = await this.plans.findVisible(actor, planId);
     if (plan.status !== 'ACTIVE')
@@ -73,6 +76,7 @@ export class ContractsService {
       });
       if (live && visibleStatus(live) !== 'EXPIRED')
         throw new ConflictError('You already hold a contract under this plan');
+      const pinned = await this.upgrades.pinFor(tx, plan.model, plan.versions, pin);
       const contract = await tx.contract.create({
         data: {
           planId: plan.id,
@@ -93,6 +97,9 @@ export class ContractsService {
           explanationsAllowed: plan.explanationsAllowed,
           pricePerExplanation: plan.pricePerExplanation,
           explanationQuotaUnits: plan.explanationQuotaUnits,
+          upgradePolicy: plan.upgradePolicy,
+          upgradeGraceDays: plan.upgradeGraceDays,
+          ...pinned,
           periodStart: now,
           startsAt: active ? now : null,
           expiresAt: active && plan.durationDays ? new Date(now.getTime() + plan.durationDays * DAY_MS) : null,
@@ -104,7 +111,12 @@ export class ContractsService {
           action: AuditAction.CONTRACT_CREATED,
           targetType: 'Contract',
           targetId: contract.id,
-          details: { plan: plan.id, status: contract.status },
+          details: {
+            plan: plan.id,
+            status: contract.status,
+            pinnedAlias: pinned.pinnedAlias,
+            pinnedVersion: pinned.pinnedVersionId,
+          },
         },
         tx,
       );

@@ -2,7 +2,7 @@
 import type { Actor } from '../auth/principal.js';
 import { AuditAction, type AuditService } from '../audit/audit-service.js';
 import type { Prisma } from '../db/database.js';
-import type { LicensePlan, Model, Prisma as P, QuotaPeriod } from '../generated/prisma/client.js';
+import type { LicensePlan, Model, Prisma as P, QuotaPeriod, UpgradePolicy } from '../generated/prisma/client.js';
 import { assertCanManage, canManage, canView } from '../models/model-policy.js';
 import { BadUserInputError, NotFoundError } from '../server/errors.js';
 import { assertUuid } from '../server/ids.js';
@@ -25,10 +25,37 @@ export interface PlanInput {
   explanationsAllowed?: boolean | null;
   pricePerExplanation?: string | null;
   explanationQuotaUnits?: number | null;
+  upgradePolicy?: UpgradePolicy | null;
+  upgradeGraceDays?: number | null;
 }
 
 /** Quota units one explained instance may be set to take. */
 export const MAX_EXPLANATION_QUOTA_UNITS = 1_000_000;
+
+/** The longest grace an owner may give before an offered upgrade applies by itself. */
+export const MAX_UPGRADE_GRACE_DAYS = 90;
+
+/**
+ * The plan's upgrade terms once `input` is applied to `current`: grace days are required with (and only with)
+ * FOLLOW_ALIAS_AFTER_GRACE; a policy changed away from it drops them.
+ */
+function upgradeTerms(
+  input: PlanInput,
+  current: Pick<LicensePlan, 'upgradePolicy' | 'upgradeGraceDays'>,
+  prefix: string,
+): Pick<LicensePlan, 'upgradePolicy' | 'upgradeGraceDays'> {
+  const upgradePolicy = input.upgradePolicy ?? current.upgradePolicy;
+  const grace = upgradePolicy === 'FOLLOW_ALIAS_AFTER_GRACE';
+  const given = input.upgradeGraceDays === undefined ? current.upgradeGraceDays : input.upgradeGraceDays;
+  const field = `${prefix}.upgradeGraceDays`;
+  if (!grace) {
+    if (input.upgradeGraceDays != null)
+      throw new BadUserInputError('upgradeGraceDays applies only to FOLLOW_ALIAS_AFTER_GRACE', field);
+    return { upgradePolicy, upgradeGraceDays: null };
+  }
+  if (given == null) throw new BadUserInputError('FOLLOW_ALIAS_AFTER_GRACE needs upgradeGraceDays', field);
+  return { upgradePolicy, upgradeGraceDays: positiveOrNull(given, field, MAX_UPGRADE_GRACE_DAYS) };
+}
 
 /** Validated plan fields; `undefined` leaves a field as it is (updates), `null` clears a nullable limit. */
 function planData(input: PlanInput, prefix: string): P.LicensePlanUncheckedUpdateInput {
@@ -75,7 +102,10 @@ export class PlansService {
   ) {
     const model = await this.prisma.model.findUnique({ where: { slug: modelSlug } });
     assertCanManage(actor.principal, model);
-    const data = planData({ versions: '*', ...input }, 'input');
+    const data = {
+      ...planData({ versions: '*', ...input }, 'input'),
+      ...upgradeTerms(input, { upgradePolicy: 'PINNED', upgradeGraceDays: null }, 'input'),
+    };
     return this.prisma.$transaction(async (tx) => {
       const plan = await tx.licensePlan.create({
         data: { ...(data as P.LicensePlanUncheckedCreateInput), modelId: (model as Model).id },
@@ -98,6 +128,8 @@ export class PlansService {
     const plan = await this.#manageable(actor, id);
     if (plan.status === 'RETIRED') throw new BadUserInputError('A retired plan cannot be changed', 'id');
     const data = planData(input, 'input');
+    if (input.upgradePolicy != null || input.upgradeGraceDays !== undefined)
+      Object.assign(data, upgradeTerms(input, plan, 'input'));
     return this.prisma.$transaction(async (tx) => {
       const updated = await tx.licensePlan.update({ where: { id }, data: { ...data, revision: { increment: 1 } } });
       await this.audit.record(

@@ -1,5 +1,6 @@
 // Who may run a model version: its owner and admins freely; anyone else only under an ACTIVE, unexpired
-// contract whose version range covers the version (and, to explain it, whose terms allow explanations). A caller's contracts for a model are cached until the change
+// contract whose version range covers the version (and, to explain it, whose terms allow explanations); and which
+// version a licensee's call naming none is served (its contract's pinned version). A caller's contracts for a model are cached until the change
 // feed reports a change of them (created, status, expiry, range, terms; on this replica at once, on the others as
 // soon as the notification arrives), and read from the database while the feed is not trusted. The quota
 // reservation still re-checks status and expiry in the same statement on every call; a refused reservation makes
@@ -40,6 +41,10 @@ interface ContractRow {
   explanations_allowed: boolean;
   price_per_explanation: string;
   explanation_quota_units: number;
+  /** The alias the contract follows; null when pinned to an exact version. */
+  pinned_alias: string | null;
+  /** The number of the version the contract is served (calls naming no version, or its alias); null for none. */
+  pinned_version: string | null;
 }
 
 // When no contract can be used, the reason reported is the most useful one the caller holds.
@@ -97,14 +102,45 @@ export class LicenceAuthorizer {
     return chosen;
   }
 
+  /**
+   * The version number a licensee's call is served instead of what `ref` resolves to: its contract's pinned version
+   * when the call names no version or names the alias the contract is pinned to (upgrades-service.ts). Null when
+   * the reference is served as it resolves: owners and admins, an explicit version number ("try it"), another
+   * alias, or no usable contract with a pinned version. Read from the same cached rows as `authorize`.
+   */
+  async pinnedVersion(
+    actor: Actor,
+    model: Model,
+    ref: string | null | undefined,
+    contractId: string | null | undefined,
+  ): Promise<string | null> {
+    const principal = actor.principal;
+    if (principal.kind === 'anonymous' || canManage(principal, model)) return null;
+    const key = Change.contracts(principal.userId, model.id);
+    const rows =
+      this.#contracts.get(key) ?? (await this.#contracts.load(key, () => this.#read(principal.userId, model.id)))!;
+    const now = Date.now();
+    // The contract `authorize` will bill: the named one, else the oldest usable one.
+    const contract = rows.find(
+      (row) =>
+        (!contractId || row.id === contractId) &&
+        row.status === 'ACTIVE' &&
+        (row.expires_at_ms === null || row.expires_at_ms > now),
+    );
+    if (!contract?.pinned_version) return null;
+    const wanted = ref?.trim().toLowerCase();
+    return wanted === undefined || wanted === contract.pinned_alias ? contract.pinned_version : null;
+  }
+
   async #read(consumerId: string, modelId: string): Promise<ContractRow[]> {
     const { rows } = await this.pool.query<ContractRow>({
       name: 'mm_predict_contracts',
-      text: `SELECT id, status, (extract(epoch FROM expires_at) * 1000)::float8 AS expires_at_ms, version_range,
-                    price_per_prediction::text AS unit_price, currency, rate_limit_per_minute, period,
-                    explanations_allowed, price_per_explanation::text AS price_per_explanation,
-                    explanation_quota_units
-             FROM contracts WHERE consumer_id = $1 AND model_id = $2 ORDER BY created_at, id`,
+      text: `SELECT c.id, c.status, (extract(epoch FROM c.expires_at) * 1000)::float8 AS expires_at_ms,
+                    c.version_range, c.price_per_prediction::text AS unit_price, c.currency, c.rate_limit_per_minute,
+                    c.period, c.explanations_allowed, c.price_per_explanation::text AS price_per_explanation,
+                    c.explanation_quota_units, c.pinned_alias, pinned.version AS pinned_version
+             FROM contracts c LEFT JOIN model_versions pinned ON pinned.id = c.pinned_version_id
+             WHERE c.consumer_id = $1 AND c.model_id = $2 ORDER BY c.created_at, c.id`,
       values: [consumerId, modelId],
     });
     return rows;

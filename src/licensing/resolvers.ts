@@ -1,7 +1,7 @@
 import type { ContractTerms, Resolvers } from '../generated/graphql.js';
 import { nextMonthStart } from '../metering/metering-service.js';
 import { visibleStatus } from './contracts-service.js';
-import { EXPLANATION_TERMS_BEFORE_EXPLANATIONS } from './terms.js';
+import { EXPLANATION_TERMS_BEFORE_EXPLANATIONS, UPGRADE_TERMS_BEFORE_UPGRADES } from './terms.js';
 
 export const licensingResolvers: Resolvers = {
   Query: {
@@ -17,7 +17,7 @@ export const licensingResolvers: Resolvers = {
     },
     updateLicensePlan: (_parent, { id, input }, ctx) => ctx.services.plans.update(ctx.actor, id, input),
     retireLicensePlan: (_parent, { id }, ctx) => ctx.services.plans.retire(ctx.actor, id),
-    acceptLicense: (_parent, { planId }, ctx) => ctx.services.contracts.accept(ctx.actor, planId),
+    acceptLicense: (_parent, { planId, pin }, ctx) => ctx.services.contracts.accept(ctx.actor, planId, pin),
     approveContract: (_parent, { id }, ctx) => ctx.services.contracts.transition(ctx.actor, id, 'approve'),
     rejectContract: (_parent, { id, reason }, ctx) =>
       ctx.services.contracts.transition(ctx.actor, id, 'reject', reason),
@@ -27,6 +27,9 @@ export const licensingResolvers: Resolvers = {
     revokeContract: (_parent, { id, reason }, ctx) =>
       ctx.services.contracts.transition(ctx.actor, id, 'revoke', reason),
     cancelContract: (_parent, { id }, ctx) => ctx.services.contracts.transition(ctx.actor, id, 'cancel'),
+    acceptVersionUpgrade: (_parent, { contract, version }, ctx) =>
+      ctx.services.upgrades.accept(ctx.actor, contract, version),
+    declineVersionUpgrade: (_parent, { contract }, ctx) => ctx.services.upgrades.decline(ctx.actor, contract),
   },
   Model: {
     plans: (model, _args, ctx) => ctx.services.plans.listForModel(ctx.actor, model),
@@ -43,11 +46,19 @@ export const licensingResolvers: Resolvers = {
     model: (contract, _args, ctx) => ctx.loaders.visibleModelById(contract.modelId),
     consumer: async (contract, _args, ctx) => (await ctx.loaders.userById.load(contract.consumerId))!,
     status: (contract) => visibleStatus(contract),
-    // Terms frozen before plans offered explanations do not allow them.
+    // Terms frozen before plans offered explanations do not allow them; those before upgrade policies followed.
     terms: (contract) => ({
       ...EXPLANATION_TERMS_BEFORE_EXPLANATIONS,
+      ...UPGRADE_TERMS_BEFORE_UPGRADES,
       ...(contract.terms as unknown as ContractTerms),
     }),
+    // Like Contract.model: nothing about the versions of a model the caller may no longer see.
+    pinnedVersion: async (contract, _args, ctx) =>
+      contract.pinnedVersionId && (await ctx.loaders.visibleModelById(contract.modelId))
+        ? ctx.services.models.versionById(contract.pinnedVersionId)
+        : null,
+    pendingUpgrade: async (contract, _args, ctx) =>
+      (await ctx.loaders.visibleModelById(contract.modelId)) ? ctx.services.upgrades.pendingUpgrade(contract) : null,
     periodResetsAt: (contract) => (contract.period === 'MONTH' ? nextMonthStart(contract.periodStart) : null),
     predictionsUsed: (contract) =>
       // A monthly count from an earlier month is already spent history: the new month starts at 0.

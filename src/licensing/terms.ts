@@ -1,7 +1,7 @@
 // A plan's terms, validated once, and their frozen copy on a contract with a stable digest.
 import { createHash } from 'node:crypto';
 import semver from 'semver';
-import type { LicensePlan, QuotaPeriod } from '../generated/prisma/client.js';
+import type { LicensePlan, QuotaPeriod, UpgradePolicy } from '../generated/prisma/client.js';
 import { BadUserInputError } from '../server/errors.js';
 
 export interface Terms {
@@ -21,6 +21,10 @@ export interface Terms {
   pricePerExplanation: string;
   /** Quota units one explained instance takes. */
   explanationQuotaUnits: number;
+  /** How the contract takes a new version of the alias it is pinned to. */
+  upgradePolicy: UpgradePolicy;
+  /** Days an offered upgrade waits before it applies (FOLLOW_ALIAS_AFTER_GRACE), else null. */
+  upgradeGraceDays: number | null;
 }
 
 /** A contract's explanation terms when its frozen terms predate them: no explanations. */
@@ -78,8 +82,13 @@ export function termsOf(plan: LicensePlan): Terms {
     explanationsAllowed: plan.explanationsAllowed,
     pricePerExplanation: plan.pricePerExplanation.toString(),
     explanationQuotaUnits: plan.explanationQuotaUnits,
+    upgradePolicy: plan.upgradePolicy,
+    upgradeGraceDays: plan.upgradeGraceDays,
   };
 }
+
+/** A contract's upgrade terms when its frozen terms predate them: it followed `latest` as it moved. */
+export const UPGRADE_TERMS_BEFORE_UPGRADES = { upgradePolicy: 'FOLLOW_ALIAS', upgradeGraceDays: null } as const;
 
 /** SHA-256 of the terms with keys in a fixed order: what certificates sign. */
 export function termsDigest(terms: Terms): string {

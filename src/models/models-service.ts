@@ -22,6 +22,7 @@ import type { DerivedVariant, VariantStore } from './variants.js';
 import type { OptimizationService } from '../lifecycle/optimization-service.js';
 import { DEFAULT_MAX_ACCURACY_DROP } from '../lifecycle/optimization-report.js';
 import { parseOptimizationOptions } from '../lifecycle/optimizer.js';
+import type { UpgradesService } from '../licensing/upgrades-service.js';
 
 export interface ModelCardInput {
   intendedUse?: string | null;
@@ -150,6 +151,12 @@ function accuracyPointsAsFraction(points: number | null | undefined): number {
 /** Semver precedence, highest first. A model has tens of versions, so sorting here is cheap. */
 const highestFirst = (versions: ModelVersion[]) => versions.sort((a, b) => semver.rcompare(a.version, b.version));
 
+/** What `latest` points at among a model's serving versions: the highest release, else the highest prerelease. */
+export function latestOf(serving: ModelVersion[]): ModelVersion | null {
+  const sorted = highestFirst(serving);
+  return sorted.find((v) => semver.prerelease(v.version) === null) ?? sorted[0] ?? null;
+}
+
 interface Cursor {
   createdAt: string;
   id: string;
@@ -179,6 +186,7 @@ export class ModelsService {
     private readonly watermarks: WatermarkService,
     private readonly encoder: InputEncoder,
     private readonly optimizations: OptimizationService,
+    private readonly upgrades: UpgradesService,
     private readonly logger: Logger,
   ) {}
 
@@ -483,9 +491,11 @@ export class ModelsService {
     variants: readonly DerivedVariant[],
     event: Pick<AuditEntry, 'action' | 'details'>,
   ): Promise<ModelVersion> {
-    let committed: { version: ModelVersion; served: string | null };
+    let committed: { version: ModelVersion; served: string | null; changes: string[] };
     try {
       committed = await this.prisma.$transaction(async (tx) => {
+        await this.upgrades.lockModel(tx, draft.model.id);
+        const latestBefore = await this.upgrades.latest(tx, draft.model.id);
         const version = await tx.modelVersion.create({
           data: {
             id: draft.id,
@@ -503,7 +513,9 @@ export class ModelsService {
         });
         const served = await this.variants.create(tx, version.id, variants);
         await this.audit.record(actor, { ...event, targetType: 'ModelVersion', targetId: version.id }, tx);
-        return { version, served };
+        // Consumers hear of it, and contracts pinned to `latest` react when it moved, in this transaction.
+        const changes = await this.upgrades.versionPublished(tx, actor, draft.model, version, latestBefore);
+        return { version, served, changes };
       }, BLOB_TRANSACTION);
     } catch (error) {
       if (isUniqueViolation(error))
@@ -513,6 +525,7 @@ export class ModelsService {
       throw error;
     }
     await this.#catalogChanged(draft.model.id);
+    await this.upgrades.committed(committed.changes);
     // Warm the serving cache so the first predict does not pay the load.
     const served = committed.served ?? (await this.artifacts.sha256Of(draft.artifactId));
     this.artifacts.warm(served).catch((error: unknown) => this.logger.warn({ err: error }, 'model warm-up failed'));
@@ -561,7 +574,12 @@ export class ModelsService {
     if (version.status === 'ARCHIVED')
       throw new BadUserInputError('An alias cannot point at an archived version', 'version');
     const modelId = (model as Model).id;
-    await this.prisma.$transaction(async (tx) => {
+    const changes = await this.prisma.$transaction(async (tx) => {
+      await this.upgrades.lockModel(tx, modelId);
+      const previous = await tx.modelAlias.findUnique({
+        where: { modelId_name: { modelId, name } },
+        include: { version: true },
+      });
       await tx.modelAlias.upsert({
         where: { modelId_name: { modelId, name } },
         create: { modelId, name, versionId: version.id },
@@ -577,8 +595,11 @@ export class ModelsService {
         },
         tx,
       );
+      // Contracts pinned to the alias react (follow, or are offered the version) in this transaction.
+      return this.upgrades.aliasMoved(tx, actor, model as Model, name, previous?.version ?? null, version);
     });
     await this.#catalogChanged(modelId);
+    await this.upgrades.committed(changes);
     return { name, version };
   }
 
@@ -596,12 +617,16 @@ export class ModelsService {
     if (!version) throw new NotFoundError('Version');
     if (version.status === status) return version;
     if (version.status === 'ARCHIVED') throw new BadUserInputError('An archived version stays archived', 'version');
-    const changed = await this.prisma.$transaction(async (tx) => {
+    const { changed, changes } = await this.prisma.$transaction(async (tx) => {
+      await this.upgrades.lockModel(tx, version.modelId);
+      const latestBefore = await this.upgrades.latest(tx, version.modelId);
       const updated = await tx.modelVersion.update({
         where: { id: version.id },
         data: { status, statusChangedAt: new Date() },
       });
       if (status === 'ARCHIVED') await tx.modelAlias.deleteMany({ where: { versionId: version.id } });
+      // Archiving the highest version moves `latest` back: contracts pinned to it react as to any move.
+      const latestAfter = await this.upgrades.latest(tx, version.modelId);
       await this.audit.record(
         actor,
         {
@@ -612,9 +637,15 @@ export class ModelsService {
         },
         tx,
       );
-      return updated;
+      return {
+        changed: updated,
+        changes: latestAfter
+          ? await this.upgrades.aliasMoved(tx, actor, model as Model, LATEST, latestBefore, latestAfter)
+          : [],
+      };
     });
     await this.#catalogChanged(changed.modelId);
+    await this.upgrades.committed(changes);
     return changed;
   }
 
@@ -629,10 +660,7 @@ export class ModelsService {
 
   /** The highest release that still serves (prereleases only when there is no release), or null. */
   async latest(modelId: string): Promise<ModelVersion | null> {
-    const serving = highestFirst(
-      await this.prisma.modelVersion.findMany({ where: { modelId, status: { not: 'ARCHIVED' } } }),
-    );
-    return serving.find((v) => semver.prerelease(v.version) === null) ?? serving[0] ?? null;
+    return latestOf(await this.prisma.modelVersion.findMany({ where: { modelId, status: { not: 'ARCHIVED' } } }));
   }
 
   /** A version by number, alias or `latest`; null when none matches. */

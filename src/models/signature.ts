@@ -376,3 +376,70 @@ function assertPreprocessingFits(preprocessing: Preprocessing, shape: number[]):
       throw mismatch([preprocessing.features.length]);
   }
 }
+
+/** Whether a caller of one version can call another unchanged, and why not (consumer-accepted upgrades). */
+export interface SignatureCompatibility {
+  /** Inputs or outputs differ: a client written for `from` may fail or misread `to`. */
+  breaking: boolean;
+  /** One sentence per difference, in input then output order. */
+  reasons: string[];
+  /** An input was added, removed, or changed its shape, dtype or preprocessing. */
+  inputsChanged: boolean;
+  /** A classification output's labels differ (other labels, or the same in another order). */
+  labelsChanged: boolean;
+  /** An output was added or removed, or changed its kind or size (labels aside). */
+  outputsChanged: boolean;
+}
+
+/** What a client of `from` notices when it is served `to` instead: same inputs and outputs, or the differences. */
+export function compareSignatures(from: Signature, to: Signature): SignatureCompatibility {
+  const reasons: string[] = [];
+  const inputs = (s: Signature) => new Map(inputSpecs(s).map((spec) => [spec.name, spec]));
+  const [fromInputs, toInputs] = [inputs(from), inputs(to)];
+  for (const [name, spec] of fromInputs) {
+    const next = toInputs.get(name);
+    const what = !next
+      ? 'was removed'
+      : spec.dtype !== next.dtype
+        ? `changed dtype from ${spec.dtype} to ${next.dtype}`
+        : spec.shape.join(',') !== next.shape.join(',')
+          ? `changed shape from [${spec.shape.join(', ')}] to [${next.shape.join(', ')}]`
+          : JSON.stringify(spec.preprocessing) !== JSON.stringify(next.preprocessing)
+            ? `changed its preprocessing${spec.preprocessing.kind === next.preprocessing.kind ? '' : ` from ${spec.preprocessing.kind} to ${next.preprocessing.kind}`}`
+            : null;
+    if (what) reasons.push(`input "${name}" ${what}`);
+  }
+  for (const name of toInputs.keys()) if (!fromInputs.has(name)) reasons.push(`input "${name}" was added`);
+  const inputsChanged = reasons.length > 0;
+  const outputs = (s: Signature) => new Map(outputSpecs(s).map((spec) => [spec.name, spec]));
+  const [fromOutputs, toOutputs] = [outputs(from), outputs(to)];
+  let labelsChanged = false;
+  let outputsChanged = false;
+  for (const [name, spec] of fromOutputs) {
+    const next = toOutputs.get(name);
+    if (!next || next.kind !== spec.kind || specSize(next) !== specSize(spec)) {
+      outputsChanged = true;
+      reasons.push(
+        !next
+          ? `output "${name}" was removed`
+          : `output "${name}" changed from ${spec.kind} of ${specSize(spec)} to ${next.kind} of ${specSize(next)}`,
+      );
+    }
+    if (
+      next &&
+      spec.kind === 'classification' &&
+      next.kind === 'classification' &&
+      spec.labels.join('\n') !== next.labels.join('\n')
+    ) {
+      labelsChanged = true;
+      reasons.push(`output "${name}" changed its labels`);
+    }
+  }
+  for (const name of toOutputs.keys()) {
+    if (!fromOutputs.has(name)) {
+      outputsChanged = true;
+      reasons.push(`output "${name}" was added`);
+    }
+  }
+  return { breaking: reasons.length > 0, reasons, inputsChanged, labelsChanged, outputsChanged };
+}

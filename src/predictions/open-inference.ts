@@ -338,7 +338,8 @@ export class OpenInference {
     const request: TensorRequest = { inputs: body.inputs, outputs: body.outputs };
     const { prediction, warnings } = await this.predictions.predict(actor, {
       model: name,
-      version: ref ?? 'latest',
+      // Absent: predict serves a licensee its contract's pinned version, `latest` to everyone else.
+      version: ref,
       inputs: request,
       readInputs: (signature, raw) => {
         const { inputs, outputs } = raw as TensorRequest;

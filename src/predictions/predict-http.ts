@@ -1,6 +1,6 @@
 // Predict on one image sent as it is, for clients that hold a file rather than base64:
 //   POST /v1/models/:slug/versions/:version/predict
-//   POST /v1/models/:slug/predict?version=…            (default latest)
+//   POST /v1/models/:slug/predict?version=…            (default: a licensee's pinned version, else latest)
 // The body is the image file (Content-Type image/jpeg, image/png or image/webp); `?topK=` and `?contract=` as
 // predict's topK and contractId, the `Idempotency-Key` header as its requestId. Authenticated like GraphQL
 // (Bearer access token or API key with the PREDICT scope) and run by the same PredictService: the same licence

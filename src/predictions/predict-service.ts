@@ -68,6 +68,13 @@ export interface PredictAuthorizer {
     contractId: string | null | undefined,
     options?: { fresh?: boolean; use?: LicensedUse },
   ): Promise<PredictGrant>;
+  /** The version number the caller's contract pins for `ref` (absent: none named), or null to serve `ref`. */
+  pinnedVersion(
+    actor: Actor,
+    model: Model,
+    ref: string | null | undefined,
+    contractId: string | null | undefined,
+  ): Promise<string | null>;
 }
 
 /** The call's usage record, filled in as the call gets to know it. */
@@ -224,9 +231,12 @@ export class PredictService {
       throw new BadUserInputError(`topK must be 1 to ${MAX_TOP_K}`, 'input.topK');
     }
     const versionRef = input.version ?? 'latest';
-    const target = await this.catalog.resolve(input.model, versionRef);
-    if (!target || !canView(actor.principal, target.model)) throw new NotFoundError('Model');
-    record.modelId = target.model.id;
+    const requested = await this.catalog.resolve(input.model, versionRef);
+    if (!requested || !canView(actor.principal, requested.model)) throw new NotFoundError('Model');
+    record.modelId = requested.model.id;
+    // A licensee naming no version (or its contract's alias) is served the version its contract is pinned to.
+    const pinned = await this.authorizer.pinnedVersion(actor, requested.model, input.version, input.contractId);
+    const target = (pinned === null ? null : await this.catalog.resolve(input.model, pinned)) ?? requested;
     const { served } = target;
     if (!served) throw new NotFoundError(`Version "${versionRef}" of ${input.model}`);
     const { version, signature, sha256 } = served;

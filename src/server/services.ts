@@ -28,6 +28,7 @@ import { LicenceCertificates } from '../licensing/certificates.js';
 import { ContractsService } from '../licensing/contracts-service.js';
 import { PlansService } from '../licensing/plans-service.js';
 import { LicenceAuthorizer } from '../licensing/predict-authorizer.js';
+import { UpgradesService } from '../licensing/upgrades-service.js';
 import { MeteringService } from '../metering/metering-service.js';
 import { UsageService } from '../metering/usage-service.js';
 import { InputEncoder } from '../predictions/input-encoding.js';
@@ -56,6 +57,7 @@ export interface Services {
   openInference: OpenInference;
   plans: PlansService;
   contracts: ContractsService;
+  upgrades: UpgradesService;
   certificates: LicenceCertificates;
   metering: MeteringService;
   usage: UsageService;
@@ -153,6 +155,7 @@ async function assembleServices(
   });
   const optimizer = new ArtifactOptimizer(config.inference.maxParameters);
   const optimizations = new OptimizationService(optimizer, engine, watermarks);
+  const upgrades = new UpgradesService(db.prisma, audit, events, jobs, changes);
   const models = new ModelsService(
     db.prisma,
     changes,
@@ -162,11 +165,12 @@ async function assembleServices(
     watermarks,
     encoder,
     optimizations,
+    upgrades,
     logger,
   );
   const catalog = new ServingCatalog(models, variants, changes);
   const plans = new PlansService(db.prisma, audit);
-  const contracts = new ContractsService(db.prisma, audit, plans, changes);
+  const contracts = new ContractsService(db.prisma, audit, plans, changes, upgrades);
   const certificates = new LicenceCertificates(db.prisma, keyRing, config.auth.issuer);
   const instance = await ServerInstance.register(db.pool, logger);
   const metering = new MeteringService(db.pool, instance, logger, config.leaseSweepIntervalMs);
@@ -213,6 +217,7 @@ async function assembleServices(
   await deliveries.start();
   const webhooks = new WebhooksService(db.prisma, db.pool, audit, secrets, deliveries, config.webhooks);
   // Last: a job may use any service above.
+  await upgrades.start();
   await events.start();
   logger.info({ backend: engine.backend, workers: config.inference.workers }, 'inference engine ready');
 
@@ -231,6 +236,7 @@ async function assembleServices(
     openInference,
     plans,
     contracts,
+    upgrades,
     certificates,
     metering,
     usage,
