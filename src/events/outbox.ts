@@ -71,14 +71,13 @@ export class EventOutbox {
     this.#subscribers.push(subscriber);
   }
 
-  /** Writes events, and the jobs that dispatch them, in the caller's transaction. Resolves with their ids. */
+  /**
+   * Writes events, and the jobs that dispatch them, in the caller's transaction (mm_emit_event: one round trip an
+   * event, the same SQL as the events that triggers emit). Resolves with their ids.
+   */
   async emit(tx: Transaction, events: EventInput[]): Promise<string[]> {
     const ids: string[] = [];
-    for (const event of events) {
-      const id = await insertEvent(tx, event);
-      await this.queue.send(EVENT_DISPATCH_JOB.name, { eventId: id }, { client: tx });
-      ids.push(id);
-    }
+    for (const event of events) ids.push(await emitEvent(tx, event));
     return ids;
   }
 
@@ -111,17 +110,17 @@ export class EventOutbox {
   }
 }
 
-async function insertEvent(tx: Transaction, event: EventInput): Promise<string> {
+async function emitEvent(tx: Transaction, event: EventInput): Promise<string> {
   const data = JSON.stringify(event.data);
   if ('$queryRawUnsafe' in tx) {
     const rows = await tx.$queryRaw<{ id: string }[]>`
-      INSERT INTO events (type, account_id, data) VALUES (${event.type}, ${event.accountId}::uuid, ${data}::jsonb)
-      RETURNING id`;
+      SELECT mm_emit_event(${event.type}, ${event.accountId}::uuid, ${data}::jsonb) AS id`;
     return rows[0]!.id;
   }
-  const { rows } = await tx.query<{ id: string }>(
-    'INSERT INTO events (type, account_id, data) VALUES ($1, $2, $3::jsonb) RETURNING id',
-    [event.type, event.accountId, data],
-  );
+  const { rows } = await tx.query<{ id: string }>('SELECT mm_emit_event($1, $2::uuid, $3::jsonb) AS id', [
+    event.type,
+    event.accountId,
+    data,
+  ]);
   return rows[0]!.id;
 }
