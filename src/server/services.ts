@@ -241,7 +241,7 @@ async function assembleServices(
     jobs,
     events,
     jobsAdmin: new JobsAdmin(jobs),
-    accountEvents: new AccountEvents(db.prisma),
+    accountEvents: new AccountEvents(db.prisma, audit),
     /** Stops the services that run calls (inference engine, workers, timers); metering stays for their records. */
     async close() {
       keyRing.close();

@@ -317,6 +317,20 @@ describe('events of contracts and quotas, jobs and events queries', () => {
     );
     assert.notEqual(rest.data!.events.edges[0].node.id, page.data!.events.edges[0].node.id);
 
+    // Another account's: admins only, and audited.
+    expectError(await server.gql(EVENTS, { filter: { account: other.id } }, { token: consumer.token }), 'FORBIDDEN');
+    const admin = await logIn(server, ADMIN.email, ADMIN.password);
+    const read = await server.gql(EVENTS, { filter: { account: consumer.id } }, { token: admin.token });
+    assert.deepEqual(
+      read.data!.events.edges.map((edge: { node: EventNode }) => edge.node.id),
+      mine.map((e) => e.id),
+    );
+    const audited = await server.sql.query(
+      `SELECT count(*)::int AS n FROM audit_events WHERE action = 'admin.read' AND target_id = $1 AND actor_id = $2`,
+      [consumer.id, admin.id],
+    );
+    assert.equal(audited.rows[0].n, 1);
+    expectError(await server.gql(EVENTS, { filter: { account: 'nope' } }, { token: admin.token }), 'BAD_USER_INPUT');
     expectError(await server.gql(EVENTS, { filter: { type: 'no.such' } }, { token: consumer.token }), 'BAD_USER_INPUT');
     expectError(await server.gql(EVENTS, {}), 'UNAUTHENTICATED');
   });
