@@ -162,6 +162,23 @@ describe('events of contracts and quotas, jobs and events queries', () => {
     assert.equal(scheduled.length, 1);
     assert.equal(scheduled[0]!.state, 'created');
     assert.equal(scheduled[0]!.start_after.getTime(), scheduled[0]!.expires_at.getTime() - 7 * 86_400_000);
+
+    // Its notice, run early for a contract revoked since, tells no one: the job checks the contract is still live.
+    const revoked = await transition(server, { token: owner.token }, 'revokeContract', later.id, 'ended early');
+    assert.equal(revoked.errors, undefined, JSON.stringify(revoked.errors));
+    const early = await jobs.send(CONTRACT_EXPIRING_JOB.name, {
+      contractId: later.id,
+      expiresAt: scheduled[0]!.expires_at.toISOString(),
+    });
+    jobs.wake(CONTRACT_EXPIRING_JOB.name);
+    await until(async () => {
+      const [job] = (await jobs.list({ name: CONTRACT_EXPIRING_JOB.name, limit: 50 })).filter((j) => j.id === early);
+      return job?.state === 'completed' ? job : undefined;
+    });
+    assert.deepEqual(
+      (await eventsOf(consumer, { type: 'contract.expiring' })).map((e) => e.data.contractId),
+      [contract.id],
+    );
   });
 
   it('fires quota.threshold once at 80% and once at 100% per period, under concurrent calls', async () => {
