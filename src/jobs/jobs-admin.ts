@@ -5,7 +5,8 @@ import { BadUserInputError } from '../server/errors.js';
 import { isUuid } from '../server/ids.js';
 import type { JobQueue, JobRow } from './job-queue.js';
 
-const MICROS = /^\d{1,20}$/;
+/** Microseconds since 1970 as a bigint holds them (18 digits reach the year 33658). */
+const MICROS = /^\d{1,18}$/;
 const MAX_NAME = 100;
 
 export class JobsAdmin {

@@ -300,6 +300,8 @@ describe('events of contracts and quotas, jobs and events queries', () => {
     assert.notEqual(first.data!.jobs.edges[0].node.id, next.data!.jobs.edges[0].node.id);
     expectError(await server.gql(JOBS, { after: 'bm90IGEgY3Vyc29y' }, { token: admin.token }), 'BAD_USER_INPUT');
     expectError(await server.gql(JOBS, { first: 1000 }, { token: admin.token }), 'BAD_USER_INPUT');
+    const beyondBigint = Buffer.from(JSON.stringify({ createdAt: '9'.repeat(20), id })).toString('base64url');
+    expectError(await server.gql(JOBS, { after: beyondBigint }, { token: admin.token }), 'BAD_USER_INPUT');
 
     expectError(await server.gql(JOBS, {}, { token: owner.token }), 'FORBIDDEN');
     expectError(await server.gql(JOBS, {}), 'UNAUTHENTICATED');
