@@ -4,6 +4,8 @@
 -- one round trip: EventOutbox.emit calls it, and so does the quota trigger below, so there is one definition of an
 -- outbox row. The job row is the one pg-boss's own insert (plans.js insertJob) writes for a send without options:
 -- every setting comes from the queue's row, which the server's start defines (EVENT_DISPATCH_JOB).
+-- A pg-boss upgrade that changes pgboss.job must revisit it: test/events/events.test.ts compares its job with
+-- JobQueue.send's, column by column.
 CREATE FUNCTION mm_emit_event(p_type text, p_account uuid, p_data jsonb) RETURNS uuid
 LANGUAGE plpgsql AS $$
 DECLARE
