@@ -3,7 +3,6 @@
 // if the change committed, and its job runs (retried until it succeeds) even if this process dies right after.
 // Dispatching hands each event to the subscribers (webhook fan-out) and marks it dispatched; a subscriber must
 // be idempotent per event, since a dispatch that failed half-way runs again.
-import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { JobKind, JobQueue, Transaction } from '../jobs/job-queue.js';
 
@@ -73,20 +72,12 @@ export class EventOutbox {
   }
 
   /**
-   * Writes events, and the jobs that dispatch them, in the caller's transaction: two statements however many events
-   * (a fan-out to every consumer of a model is one change). Resolves with their ids, in order.
+   * Writes events, and the jobs that dispatch them, in the caller's transaction: one statement however many events
+   * (a fan-out to every consumer of a model is one change), through mm_emit_event, the same SQL as the events that
+   * triggers emit. Resolves with their ids, in order.
    */
   async emit(tx: Transaction, events: EventInput[]): Promise<string[]> {
-    if (events.length === 0) return [];
-    const rows = events.map((event) => ({ ...event, id: randomUUID() }));
-    await insertEvents(tx, rows);
-    const ids = rows.map((row) => row.id);
-    await this.queue.sendMany(
-      EVENT_DISPATCH_JOB.name,
-      ids.map((eventId) => ({ data: { eventId } })),
-      { client: tx },
-    );
-    return ids;
+    return events.length === 0 ? [] : emitEvents(tx, events);
   }
 
   /** After the emitting transaction committed: this replica dispatches now rather than at its next poll. */
@@ -118,10 +109,13 @@ export class EventOutbox {
   }
 }
 
-async function insertEvents(tx: Transaction, events: (EventInput & { id: string })[]): Promise<void> {
-  const sql = `INSERT INTO events (id, type, account_id, data)
-    SELECT (e->>'id')::uuid, e->>'type', (e->>'accountId')::uuid, e->'data' FROM jsonb_array_elements($1::jsonb) e`;
-  const json = JSON.stringify(events);
-  if ('$queryRawUnsafe' in tx) await tx.$executeRawUnsafe(sql, json);
-  else await tx.query(sql, [json]);
+async function emitEvents(tx: Transaction, events: EventInput[]): Promise<string[]> {
+  const sql = `SELECT mm_emit_event(e->>'type', (e->>'accountId')::uuid, e->'data') AS id
+    FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS t(e, n) ORDER BY n`;
+  const json = JSON.stringify(events.map(({ type, accountId, data }) => ({ type, accountId, data })));
+  const rows =
+    '$queryRawUnsafe' in tx
+      ? await tx.$queryRawUnsafe<{ id: string }[]>(sql, json)
+      : (await tx.query<{ id: string }>(sql, [json])).rows;
+  return rows.map((row) => row.id);
 }

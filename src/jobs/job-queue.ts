@@ -28,7 +28,7 @@ export interface JobKind {
   retryBackoff: boolean;
   /** An attempt running longer than this is failed (its process is presumed dead) and retried. */
   expireInSeconds: number;
-  /** How long finished jobs stay visible (jobs(filter)). */
+  /** How long a job that never started stays queued before maintenance archives it. */
   retentionMinutes?: number;
 }
 
@@ -80,6 +80,8 @@ export interface JobRow {
   retryCount: number;
   retryLimit: number;
   createdOn: Date;
+  /** created_on exactly (microseconds since 1970, as a decimal string): a Date keeps milliseconds only. */
+  createdOnMicros: string;
   startedOn: Date | null;
   completedOn: Date | null;
   startAfter: Date;
@@ -90,8 +92,8 @@ export interface JobRow {
 export interface JobFilter {
   name?: string | null;
   state?: JobRow['state'] | null;
-  /** Only jobs created before this one (keyset pagination by created_on, id). */
-  before?: { createdOn: Date; id: string } | null;
+  /** Only jobs listed after this one (keyset pagination by created_on, id; see JobRow.createdOnMicros). */
+  before?: { createdOnMicros: string; id: string } | null;
   limit: number;
 }
 
@@ -198,7 +200,10 @@ export class JobQueue {
     await this.#boss.fail(kind, id, { message: reason });
   }
 
-  /** Jobs, newest first: live ones from pgboss.job, finished ones until pg-boss's maintenance deletes them. */
+  /**
+   * Jobs, newest first, from pgboss.job: queued and running ones, and finished ones for 12 hours, after which
+   * pg-boss's maintenance moves them to pgboss.archive (its archiveCompletedAfterSeconds default).
+   */
   async list(filter: JobFilter): Promise<JobRow[]> {
     const { rows } = await this.pool.query<{
       id: string;
@@ -208,22 +213,24 @@ export class JobQueue {
       retry_count: number;
       retry_limit: number;
       created_on: Date;
+      created_on_micros: string;
       started_on: Date | null;
       completed_on: Date | null;
       start_after: Date;
       output: unknown;
     }>(
-      `SELECT id, name, state, data, retry_count, retry_limit, created_on, started_on, completed_on, start_after,
-              output
+      `SELECT id, name, state, data, retry_count, retry_limit, created_on,
+              (extract(epoch FROM created_on) * 1000000)::bigint::text AS created_on_micros, started_on, completed_on,
+              start_after, output
        FROM ${SCHEMA}.job
        WHERE ($1::text IS NULL OR name = $1) AND ($2::${SCHEMA}.job_state IS NULL OR state = $2)
-         AND ($3::timestamptz IS NULL OR (created_on, id) < ($3, $4::uuid))
+         AND ($3::bigint IS NULL OR (created_on, id) < ('epoch'::timestamptz + $3::bigint * interval '1 microsecond', $4::uuid))
        ORDER BY created_on DESC, id DESC
        LIMIT $5`,
       [
         filter.name ?? null,
         filter.state ?? null,
-        filter.before?.createdOn ?? null,
+        filter.before?.createdOnMicros ?? null,
         filter.before?.id ?? null,
         filter.limit,
       ],
@@ -236,6 +243,7 @@ export class JobQueue {
       retryCount: row.retry_count,
       retryLimit: row.retry_limit,
       createdOn: row.created_on,
+      createdOnMicros: row.created_on_micros,
       startedOn: row.started_on,
       completedOn: row.completed_on,
       startAfter: row.start_after,

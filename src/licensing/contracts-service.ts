@@ -5,10 +5,12 @@ import { requireUserId } from '../auth/principal.js';
 import { AuditAction, type AuditService } from '../audit/audit-service.js';
 import { Change, type ChangeFeed } from '../db/change-feed.js';
 import type { Prisma } from '../db/database.js';
+import { EventType, type EventOutbox } from '../events/outbox.js';
 import type { Contract, ContractStatus, Model, ModelVersion, Prisma as P } from '../generated/prisma/client.js';
 import { canManage, isAdmin } from '../models/model-policy.js';
 import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError } from '../server/errors.js';
 import { assertUuid } from '../server/ids.js';
+import type { ContractExpiryNotices } from './contract-expiry.js';
 import type { PlansService } from './plans-service.js';
 import { covers, termsDigest, termsOf } from './terms.js';
 import type { UpgradesService } from './upgrades-service.js';
@@ -26,19 +28,39 @@ const DAY_MS = 86_400_000;
 
 type Transition = 'approve' | 'reject' | 'suspend' | 'resume' | 'revoke' | 'cancel';
 
+/** `event`: what the consumer is told (the owner's own moves; a consumer's cancel and a resume tell no one). */
 const TRANSITIONS: Record<
   Transition,
-  { from: ContractStatus[]; to: ContractStatus; action: string; by: 'owner' | 'consumer' }
+  { from: ContractStatus[]; to: ContractStatus; action: string; by: 'owner' | 'consumer'; event?: EventType }
 > = {
-  approve: { from: ['PENDING'], to: 'ACTIVE', action: AuditAction.CONTRACT_APPROVED, by: 'owner' },
-  reject: { from: ['PENDING'], to: 'REJECTED', action: AuditAction.CONTRACT_REJECTED, by: 'owner' },
-  suspend: { from: ['ACTIVE'], to: 'SUSPENDED', action: AuditAction.CONTRACT_SUSPENDED, by: 'owner' },
+  approve: {
+    from: ['PENDING'],
+    to: 'ACTIVE',
+    action: AuditAction.CONTRACT_APPROVED,
+    by: 'owner',
+    event: EventType.CONTRACT_APPROVED,
+  },
+  reject: {
+    from: ['PENDING'],
+    to: 'REJECTED',
+    action: AuditAction.CONTRACT_REJECTED,
+    by: 'owner',
+    event: EventType.CONTRACT_REJECTED,
+  },
+  suspend: {
+    from: ['ACTIVE'],
+    to: 'SUSPENDED',
+    action: AuditAction.CONTRACT_SUSPENDED,
+    by: 'owner',
+    event: EventType.CONTRACT_SUSPENDED,
+  },
   resume: { from: ['SUSPENDED'], to: 'ACTIVE', action: AuditAction.CONTRACT_RESUMED, by: 'owner' },
   revoke: {
     from: ['PENDING', 'ACTIVE', 'SUSPENDED'],
     to: 'REVOKED',
     action: AuditAction.CONTRACT_REVOKED,
     by: 'owner',
+    event: EventType.CONTRACT_REVOKED,
   },
   cancel: {
     from: ['PENDING', 'ACTIVE', 'SUSPENDED'],
@@ -55,6 +77,8 @@ export class ContractsService {
     private readonly plans: PlansService,
     private readonly changes: ChangeFeed,
     private readonly upgrades: UpgradesService,
+    private readonly events: EventOutbox,
+    private readonly expiry: ContractExpiryNotices,
   ) {}
 
   /** `pin`: the version or alias calls naming no version are served (upgrades-service.ts pinFor). */
@@ -120,8 +144,26 @@ export class ContractsService {
         },
         tx,
       );
+      if (contract.status === 'PENDING') {
+        await this.events.emit(tx, [
+          {
+            type: EventType.CONTRACT_REQUESTED,
+            accountId: plan.model.ownerId,
+            data: {
+              contractId: contract.id,
+              modelId: contract.modelId,
+              planId: plan.id,
+              consumerId,
+              status: contract.status,
+            },
+          },
+        ]);
+      }
+      if (contract.expiresAt) await this.expiry.schedule(tx, contract.id, contract.expiresAt);
       return contract;
     });
+    this.events.wake();
+    this.expiry.wake();
     // A refusal for want of a contract may have been cached.
     await this.changes.published([Change.contracts(consumerId, created.modelId)]);
     return created;
@@ -168,8 +210,27 @@ export class ContractsService {
         },
         tx,
       );
-      return tx.contract.findUniqueOrThrow({ where: { id } });
+      const updated = await tx.contract.findUniqueOrThrow({ where: { id } });
+      if (rule.event) {
+        await this.events.emit(tx, [
+          {
+            type: rule.event,
+            accountId: updated.consumerId,
+            data: {
+              contractId: id,
+              modelId: updated.modelId,
+              planId: updated.planId,
+              status: updated.status,
+              reason: cleanReason,
+            },
+          },
+        ]);
+      }
+      if (transition === 'approve' && updated.expiresAt) await this.expiry.schedule(tx, id, updated.expiresAt);
+      return updated;
     });
+    this.events.wake();
+    this.expiry.wake();
     await this.changes.published([Change.contracts(changed.consumerId, changed.modelId)]);
     return changed;
   }

@@ -6,8 +6,9 @@ import { AuditAction, type AuditService, type AuditEntry } from '../audit/audit-
 import { Change, type ChangeFeed } from '../db/change-feed.js';
 import type { Prisma } from '../db/database.js';
 import { isUniqueViolation } from '../db/errors.js';
-import { assertUuid, isUuid } from '../server/ids.js';
+import { assertUuid } from '../server/ids.js';
 import { cleanText } from '../server/text.js';
+import { decodeCursor, encodeCursor, isIsoTime } from '../server/cursors.js';
 import type { Model, ModelTask, ModelVersion, Prisma as P, Visibility } from '../generated/prisma/client.js';
 import type { Logger } from '../server/logger.js';
 import { BadUserInputError, ConflictError, NotFoundError } from '../server/errors.js';
@@ -157,24 +158,7 @@ export function latestOf(serving: ModelVersion[]): ModelVersion | null {
   return sorted.find((v) => semver.prerelease(v.version) === null) ?? sorted[0] ?? null;
 }
 
-interface Cursor {
-  createdAt: string;
-  id: string;
-}
-
-const encodeCursor = (model: Model) =>
-  Buffer.from(JSON.stringify({ createdAt: model.createdAt.toISOString(), id: model.id })).toString('base64url');
-
-function decodeCursor(cursor: string): Cursor {
-  try {
-    const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as Cursor;
-    if (typeof value.createdAt === 'string' && isUuid(value.id) && !Number.isNaN(Date.parse(value.createdAt)))
-      return value;
-  } catch {
-    // fall through
-  }
-  throw new BadUserInputError('Invalid cursor', 'after');
-}
+const encodeModelCursor = (model: Model) => encodeCursor({ createdAt: model.createdAt.toISOString(), id: model.id });
 
 export class ModelsService {
   constructor(
@@ -299,7 +283,7 @@ export class ModelsService {
       });
     }
     if (after) {
-      const cursor = decodeCursor(after);
+      const cursor = decodeCursor(after, isIsoTime);
       const createdAt = new Date(cursor.createdAt);
       conditions.push({ OR: [{ createdAt: { lt: createdAt } }, { createdAt, id: { lt: cursor.id } }] });
     }
@@ -310,8 +294,8 @@ export class ModelsService {
     });
     const page = rows.slice(0, first);
     return {
-      edges: page.map((node) => ({ cursor: encodeCursor(node), node })),
-      pageInfo: { hasNextPage: rows.length > first, endCursor: page.length ? encodeCursor(page.at(-1)!) : null },
+      edges: page.map((node) => ({ cursor: encodeModelCursor(node), node })),
+      pageInfo: { hasNextPage: rows.length > first, endCursor: page.length ? encodeModelCursor(page.at(-1)!) : null },
     };
   }
 

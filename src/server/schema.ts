@@ -11,6 +11,8 @@ import type { Resolvers } from '../generated/graphql.js';
 import { authResolvers } from '../auth/resolvers.js';
 import { auditResolvers } from '../audit/resolvers.js';
 import { evaluationResolvers } from '../evaluation/resolvers.js';
+import { eventResolvers } from '../events/resolvers.js';
+import { jobResolvers } from '../jobs/resolvers.js';
 import { licensingResolvers } from '../licensing/resolvers.js';
 import { meteringResolvers } from '../metering/resolvers.js';
 import { modelResolvers } from '../models/resolvers.js';
@@ -81,6 +83,8 @@ export function buildSchema(): GraphQLSchema {
     watermarkResolvers,
     evaluationResolvers,
     webhookResolvers,
+    jobResolvers,
+    eventResolvers,
   ];
   const schema = makeExecutableSchema({
     typeDefs: readFileSync(SCHEMA_PATH, 'utf8'),

@@ -14,10 +14,12 @@ import type { Database } from '../db/database.js';
 import { ServerInstance } from '../db/server-instance.js';
 import { DatasetsService } from '../evaluation/datasets-service.js';
 import { EvaluationsService } from '../evaluation/evaluations-service.js';
+import { AccountEvents } from '../events/account-events.js';
 import { EventOutbox } from '../events/outbox.js';
 import { ExplainService } from '../explanations/explain-service.js';
 import { InferenceEngine } from '../inference/engine.js';
 import { JobQueue } from '../jobs/job-queue.js';
+import { JobsAdmin } from '../jobs/jobs-admin.js';
 import { OptimizationService } from '../lifecycle/optimization-service.js';
 import { ArtifactOptimizer } from '../lifecycle/optimizer.js';
 import { ArtifactService } from '../models/artifact-service.js';
@@ -25,6 +27,7 @@ import { PostgresArtifactStorage } from '../models/artifact-storage.js';
 import { ModelsService } from '../models/models-service.js';
 import { VariantStore } from '../models/variants.js';
 import { LicenceCertificates } from '../licensing/certificates.js';
+import { ContractExpiryNotices } from '../licensing/contract-expiry.js';
 import { ContractsService } from '../licensing/contracts-service.js';
 import { PlansService } from '../licensing/plans-service.js';
 import { LicenceAuthorizer } from '../licensing/predict-authorizer.js';
@@ -67,6 +70,8 @@ export interface Services {
   jobs: JobQueue;
   events: EventOutbox;
   webhooks: WebhooksService;
+  jobsAdmin: JobsAdmin;
+  accountEvents: AccountEvents;
 }
 
 /** How long a stop waits for this replica's running jobs; one still running is retried after its timeout. */
@@ -170,7 +175,8 @@ async function assembleServices(
   );
   const catalog = new ServingCatalog(models, variants, changes);
   const plans = new PlansService(db.prisma, audit);
-  const contracts = new ContractsService(db.prisma, audit, plans, changes, upgrades);
+  const expiryNotices = new ContractExpiryNotices(db.prisma, jobs, events);
+  const contracts = new ContractsService(db.prisma, audit, plans, changes, upgrades, events, expiryNotices);
   const certificates = new LicenceCertificates(db.prisma, keyRing, config.auth.issuer);
   const instance = await ServerInstance.register(db.pool, logger);
   const metering = new MeteringService(db.pool, instance, logger, config.leaseSweepIntervalMs);
@@ -218,6 +224,7 @@ async function assembleServices(
   const webhooks = new WebhooksService(db.prisma, db.pool, audit, secrets, deliveries, config.webhooks);
   // Last: a job may use any service above.
   await upgrades.start();
+  await expiryNotices.start();
   await events.start();
   logger.info({ backend: engine.backend, workers: config.inference.workers }, 'inference engine ready');
 
@@ -246,6 +253,8 @@ async function assembleServices(
     jobs,
     events,
     webhooks,
+    jobsAdmin: new JobsAdmin(jobs),
+    accountEvents: new AccountEvents(db.prisma, audit),
     /** Stops the services that run calls (inference engine, workers, timers); metering stays for their records. */
     async close() {
       keyRing.close();

@@ -1,0 +1,33 @@
+// Keyset pagination cursors: the sort position of the last row a page showed (its time, as text, and its id),
+// opaque to clients. The JSON shape ({createdAt, id}) is the one model listings have always issued.
+import { BadUserInputError } from './errors.js';
+import { isUuid } from './ids.js';
+
+export interface KeysetPosition {
+  /** The row's sort time, in whatever exact text form the listing compares (ISO 8601, epoch microseconds…). */
+  createdAt: string;
+  id: string;
+}
+
+export const encodeCursor = (position: KeysetPosition): string =>
+  Buffer.from(JSON.stringify({ createdAt: position.createdAt, id: position.id })).toString('base64url');
+
+/** The position in `cursor`; BAD_USER_INPUT on `after` for anything this listing did not issue. */
+export function decodeCursor(cursor: string, isTime: (createdAt: string) => boolean): KeysetPosition {
+  try {
+    const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as KeysetPosition;
+    if (
+      typeof value.createdAt === 'string' &&
+      typeof value.id === 'string' &&
+      isUuid(value.id) &&
+      isTime(value.createdAt)
+    )
+      return value;
+  } catch {
+    // fall through
+  }
+  throw new BadUserInputError('Invalid cursor', 'after');
+}
+
+/** For listings ordered by a millisecond timestamp (Prisma's DateTime). */
+export const isIsoTime = (createdAt: string): boolean => !Number.isNaN(Date.parse(createdAt));
