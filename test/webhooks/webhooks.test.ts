@@ -409,6 +409,8 @@ describe('webhooks', () => {
       'http://[::1]/hook',
       'http://[::ffff:127.0.0.1]/hook',
       'http://0x7f000001/hook',
+      'http://[64:ff9b::169.254.169.254]/latest/meta-data',
+      'http://[2002:a00:1::1]/hook',
     ]) {
       const res = await strict.gql(CREATE, { input: { url, events: ['ALIAS_MOVED'] } }, { token: user.token });
       assert.equal(expectError(res, 'BAD_USER_INPUT').extensions?.field, 'input.url', url);
