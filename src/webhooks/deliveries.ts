@@ -77,6 +77,7 @@ interface DueDelivery {
 
 export class WebhookDeliveries {
   #timer: NodeJS.Timeout | undefined;
+  #maintaining: Promise<void> | undefined;
 
   constructor(
     private readonly prisma: Prisma,
@@ -94,15 +95,18 @@ export class WebhookDeliveries {
     await this.jobs.define(WEBHOOK_DELIVERY_JOB);
     await this.jobs.work<DeliveryJob>(WEBHOOK_DELIVERY_JOB.name, concurrency, (job) => this.#attempt(job));
     this.events.subscribe((event) => this.#fanOut(event));
-    this.#timer = setInterval(
-      () =>
-        void this.maintain().catch((error: unknown) => this.logger.error({ err: error }, 'webhook maintenance failed')),
-      this.options.sweepIntervalSeconds * 1000,
-    );
+    this.#timer = setInterval(() => {
+      // A pass still running (a large backlog) is not joined by another.
+      this.#maintaining ??= this.maintain()
+        .catch((error: unknown) => this.logger.error({ err: error }, 'webhook maintenance failed'))
+        .finally(() => (this.#maintaining = undefined));
+    }, this.options.sweepIntervalSeconds * 1000);
   }
 
-  close(): void {
+  /** Stops the timer and waits for a pass in progress (before the database closes under it). */
+  async close(): Promise<void> {
     clearInterval(this.#timer);
+    await this.#maintaining;
   }
 
   /** One pass of the sweep and the retention cleanup; safe on every replica at once. */
