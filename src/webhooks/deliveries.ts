@@ -5,8 +5,9 @@
 // a delivery row is never without the job that moves it on. A process that dies mid-attempt leaves its job
 // `active` until the job's timeout, then it is retried: delivery is at-least-once, and receivers dedupe on the
 // `webhook-id`, which stays the event's for every attempt and endpoint. A job that exhausts its own retries (the
-// database down for hours) leaves its delivery PENDING without a job: the periodic sweep gives it one again.
-// The same timer deletes events past EVENTS_RETENTION_DAYS, with their deliveries and attempts.
+// database down for hours) leaves its delivery PENDING without a job: the periodic sweep gives it one again (and
+// asks the outbox to do the same for its events). The same timer deletes events past EVENTS_RETENTION_DAYS, with
+// their deliveries and attempts.
 import type pg from 'pg';
 import { AuditAction, type AuditService } from '../audit/audit-service.js';
 import type { Config } from '../config.js';
@@ -109,8 +110,14 @@ export class WebhookDeliveries {
     await this.#maintaining;
   }
 
-  /** One pass of the sweep and the retention cleanup; safe on every replica at once. */
+  /**
+   * One pass: events and deliveries whose job gave up get one again, and expired events are deleted; safe on
+   * every replica at once.
+   */
   async maintain(): Promise<void> {
+    const redispatched = await this.events.redispatchStranded(MAINTENANCE_BATCH);
+    if (redispatched > 0)
+      this.logger.warn({ events: redispatched }, 'events without a live dispatch job were enqueued again');
     await this.sweep();
     await this.deleteExpiredEvents();
   }

@@ -484,32 +484,42 @@ describe('webhooks', () => {
     );
   });
 
-  it('gives a job again to a PENDING delivery left without one (its job exhausted its retries)', async () => {
+  it('gives a job again to an event and a PENDING delivery whose jobs gave up (their retries spent)', async () => {
     const user = await signUp(server);
-    const [eventId] = await emit(server, [{ type: EventType.ALIAS_MOVED, accountId: user.id, data: { alias: 'v2' } }]);
-    await until(async () => {
-      const { rows } = await server.sql.query('SELECT dispatched_at FROM events WHERE id = $1', [eventId]);
-      return rows[0].dispatched_at ? true : undefined;
-    });
     const { endpoint } = await createEndpoint(server, user, receiver.url('/ok-stranded'), ['ALIAS_MOVED']);
-    // As a delivery whose second attempt was due an hour ago, and whose job failed for good, is left.
+    // As the outbox leaves an event whose dispatch job failed for good, and a delivery whose second attempt was due
+    // an hour ago and whose job failed for good: rows without a live job.
+    const insertEvent = (dispatched: boolean) =>
+      server.sql.query<{ id: string }>(
+        `INSERT INTO events (type, account_id, data, dispatched_at)
+         VALUES ('alias.moved', $1, '{}', ${dispatched ? 'now()' : 'NULL'}) RETURNING id`,
+        [user.id],
+      );
+    const {
+      rows: [undispatched],
+    } = await insertEvent(false);
+    const {
+      rows: [dispatched],
+    } = await insertEvent(true);
     const {
       rows: [stranded],
     } = await server.sql.query<{ id: string }>(
       `INSERT INTO webhook_deliveries (event_id, account_id, endpoint_id, url, attempts, next_attempt_at)
        VALUES ($1, $2, $3, $4, 1, now() - interval '1 hour') RETURNING id`,
-      [eventId, user.id, endpoint.id, endpoint.url],
+      [dispatched!.id, user.id, endpoint.id, endpoint.url],
     );
-    const [done] = await until(async () => {
+    const done = await until(async () => {
       const rows = await deliveriesOf(server, user, endpoint.id, 'SUCCEEDED');
-      return rows.length ? rows : undefined;
+      return rows.length === 2 ? rows : undefined;
     });
-    assert.equal(done.id, stranded!.id);
-    assert.equal(done.attempts, 2);
+    const byEvent = new Map(done.map((row) => [row.eventId, row]));
+    assert.equal(byEvent.get(dispatched!.id).id, stranded!.id);
+    assert.equal(byEvent.get(dispatched!.id).attempts, 2);
+    assert.equal(byEvent.get(undispatched!.id).attempts, 1);
     const received = receiver.received.filter((r) => r.path === '/ok-stranded');
     assert.deepEqual(
-      received.map((r) => r.headers['webhook-id']),
-      [`msg_${eventId}`],
+      received.map((r) => r.headers['webhook-id']).sort(),
+      [`msg_${dispatched!.id}`, `msg_${undispatched!.id}`].sort(),
     );
   });
 
@@ -540,6 +550,12 @@ describe('webhooks', () => {
     } = await server.sql.query<{ id: string }>(
       `INSERT INTO events (type, account_id, data) VALUES ('alias.moved', $1, '{}') RETURNING id`,
       [user.id],
+    );
+    // Its dispatch job is due tomorrow (so it is not stranded either).
+    await server.app.services.jobs.send(
+      'event-dispatch',
+      { eventId: undispatched!.id },
+      { startAfter: new Date(Date.now() + 86_400_000) },
     );
     const old = [delivered, pending, undispatched!.id];
     await server.sql.query(`UPDATE events SET created_at = now() - interval '31 days' WHERE id = ANY($1)`, [old]);
