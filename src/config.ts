@@ -96,6 +96,8 @@ const envSchema = z.object({
   WEBHOOK_MAX_ENDPOINTS_PER_ACCOUNT: int(1, 1000).default(20),
   WEBHOOK_DISABLE_AFTER_FAILURES: int(1, 100_000).default(50),
   WEBHOOK_DISABLE_AFTER_SECONDS: int(0, 365 * 86_400).default(5 * 86_400),
+  WEBHOOK_SWEEP_INTERVAL_SECONDS: int(1, 86_400).default(60),
+  EVENTS_RETENTION_DAYS: int(1, 3650).default(30),
 });
 
 export type Config = ReturnType<typeof parseConfig>;
@@ -251,6 +253,10 @@ export function parseConfig(env: Record<string, string | undefined>, terminal = 
       // An endpoint is disabled when this many attempts in a row failed, the first at least that long ago.
       disableAfterFailures: e.WEBHOOK_DISABLE_AFTER_FAILURES,
       disableAfterSeconds: e.WEBHOOK_DISABLE_AFTER_SECONDS,
+      // How often stranded deliveries are given a job again and expired events deleted (any replica may do it).
+      sweepIntervalSeconds: e.WEBHOOK_SWEEP_INTERVAL_SECONDS,
+      // Dispatched events, with their deliveries and attempts, are deleted this long after they happened.
+      eventsRetentionDays: e.EVENTS_RETENTION_DAYS,
     },
   };
 }

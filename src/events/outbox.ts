@@ -51,6 +51,9 @@ export const EVENT_DISPATCH_JOB: JobKind = {
   expireInSeconds: 60,
 };
 
+/** Advisory lock class that lets one replica at a time give dispatch jobs again (see redispatchStranded). */
+const REDISPATCH_LOCK_CLASS = 7275141;
+
 export class EventOutbox {
   readonly #subscribers: EventSubscriber[] = [];
 
@@ -83,6 +86,41 @@ export class EventOutbox {
   /** After the emitting transaction committed: this replica dispatches now rather than at its next poll. */
   wake(): void {
     this.queue.wake(EVENT_DISPATCH_JOB.name);
+  }
+
+  /**
+   * Gives a dispatch job again to undispatched events whose job gave up (its retries spent while the database or a
+   * subscriber was down), so that no event is left unsent. An event is written with its job, so one with a live
+   * job is never taken; one replica at a time, so two passes never add the same job. Resolves with the count.
+   */
+  async redispatchStranded(limit: number): Promise<number> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const { rows: locks } = await client.query<{ locked: boolean }>(
+        'SELECT pg_try_advisory_xact_lock($1, 0) AS locked',
+        [REDISPATCH_LOCK_CLASS],
+      );
+      const { rows } = locks[0]!.locked
+        ? await client.query<{ id: string }>(
+            `SELECT e.id FROM events e
+             WHERE e.dispatched_at IS NULL AND NOT EXISTS (
+               SELECT 1 FROM pgboss.job j -- the JobQueue's table (src/jobs/job-queue.ts)
+               WHERE j.name = $1 AND j.state < 'completed' AND j.data->>'eventId' = e.id::text)
+             ORDER BY e.created_at LIMIT $2`,
+            [EVENT_DISPATCH_JOB.name, limit],
+          )
+        : { rows: [] };
+      for (const row of rows) await this.queue.send(EVENT_DISPATCH_JOB.name, { eventId: row.id }, { client });
+      await client.query('COMMIT');
+      if (rows.length > 0) this.wake();
+      return rows.length;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
   }
 
   async #dispatch(eventId: string): Promise<void> {

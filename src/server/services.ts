@@ -261,6 +261,7 @@ async function assembleServices(
       metering.stopWaiting();
       // Evaluations end after their chunk in flight (run and recorded), before the engine closes under them.
       await evaluations.close().catch((error: unknown) => logger.error({ err: error }, 'closing evaluations failed'));
+      await deliveries.close();
       // Jobs in progress finish (or are left to their timeout and retried elsewhere) before the engine closes.
       await jobs
         .stop(JOBS_STOP_BUDGET_MS)

@@ -4,7 +4,10 @@
 // transaction, records it and either ends the delivery or enqueues the next attempt at its time on our schedule:
 // a delivery row is never without the job that moves it on. A process that dies mid-attempt leaves its job
 // `active` until the job's timeout, then it is retried: delivery is at-least-once, and receivers dedupe on the
-// `webhook-id`, which stays the event's for every attempt and endpoint.
+// `webhook-id`, which stays the event's for every attempt and endpoint. A job that exhausts its own retries (the
+// database down for hours) leaves its delivery PENDING without a job: the periodic sweep gives it one again (and
+// asks the outbox to do the same for its events). The same timer deletes events past EVENTS_RETENTION_DAYS, with
+// their deliveries and attempts.
 import type pg from 'pg';
 import { AuditAction, type AuditService } from '../audit/audit-service.js';
 import type { Config } from '../config.js';
@@ -29,6 +32,11 @@ export const WEBHOOK_DELIVERY_JOB: JobKind = {
   // The attempt's 10 s, and its recording, with room to spare.
   expireInSeconds: 60,
 };
+
+/** Advisory lock class that lets one replica at a time sweep stranded deliveries. */
+const SWEEP_LOCK_CLASS = 7275140;
+/** Rows a sweep or a retention pass handles per transaction (short locks; the next pass takes the rest). */
+const MAINTENANCE_BATCH = 500;
 
 /** A delivery job: attempt number `attempts + 1` of the delivery; a job for an attempt already made is stale. */
 interface DeliveryJob {
@@ -69,6 +77,9 @@ interface DueDelivery {
 }
 
 export class WebhookDeliveries {
+  #timer: NodeJS.Timeout | undefined;
+  #maintaining: Promise<void> | undefined;
+
   constructor(
     private readonly prisma: Prisma,
     private readonly pool: pg.Pool,
@@ -85,6 +96,86 @@ export class WebhookDeliveries {
     await this.jobs.define(WEBHOOK_DELIVERY_JOB);
     await this.jobs.work<DeliveryJob>(WEBHOOK_DELIVERY_JOB.name, concurrency, (job) => this.#attempt(job));
     this.events.subscribe((event) => this.#fanOut(event));
+    this.#timer = setInterval(() => {
+      // A pass still running (a large backlog) is not joined by another.
+      this.#maintaining ??= this.maintain()
+        .catch((error: unknown) => this.logger.error({ err: error }, 'webhook maintenance failed'))
+        .finally(() => (this.#maintaining = undefined));
+    }, this.options.sweepIntervalSeconds * 1000);
+  }
+
+  /** Stops the timer and waits for a pass in progress (before the database closes under it). */
+  async close(): Promise<void> {
+    clearInterval(this.#timer);
+    await this.#maintaining;
+  }
+
+  /**
+   * One pass: events and deliveries whose job gave up get one again, and expired events are deleted; safe on
+   * every replica at once.
+   */
+  async maintain(): Promise<void> {
+    const redispatched = await this.events.redispatchStranded(MAINTENANCE_BATCH);
+    if (redispatched > 0)
+      this.logger.warn({ events: redispatched }, 'events without a live dispatch job were enqueued again');
+    await this.sweep();
+    await this.deleteExpiredEvents();
+  }
+
+  /**
+   * Gives a job again to PENDING deliveries whose attempt is due and that have no live job (theirs exhausted its
+   * retries or was deleted). One replica at a time, so two sweeps never enqueue the same attempt; a delivery and
+   * its job are always written together, so one with a job in flight is never taken. Resolves with the count.
+   */
+  async sweep(): Promise<number> {
+    const swept = await this.prisma.$transaction(async (tx) => {
+      const [lock] = await tx.$queryRaw<{ locked: boolean }[]>`
+        SELECT pg_try_advisory_xact_lock(${SWEEP_LOCK_CLASS}::int, 0) AS locked`;
+      if (!lock?.locked) return 0;
+      const stranded = await tx.$queryRaw<{ id: string; attempts: number }[]>`
+        SELECT d.id, d.attempts FROM webhook_deliveries d
+        WHERE d.status = 'PENDING' AND coalesce(d.next_attempt_at, d.created_at) <= now()
+          AND NOT EXISTS (
+            SELECT 1 FROM pgboss.job j -- the JobQueue's table (src/jobs/job-queue.ts)
+            WHERE j.name = ${WEBHOOK_DELIVERY_JOB.name} AND j.state < 'completed'
+              AND j.data->>'deliveryId' = d.id::text AND (j.data->>'attempts')::int = d.attempts)
+        ORDER BY coalesce(d.next_attempt_at, d.created_at)
+        LIMIT ${MAINTENANCE_BATCH}
+        FOR UPDATE OF d SKIP LOCKED`;
+      for (const delivery of stranded) await this.enqueue(tx, delivery.id, delivery.attempts);
+      return stranded.length;
+    });
+    if (swept > 0) {
+      this.logger.warn({ deliveries: swept }, 'webhook deliveries without a live job were enqueued again');
+      this.wake();
+    }
+    return swept;
+  }
+
+  /**
+   * Deletes dispatched events older than EVENTS_RETENTION_DAYS, their deliveries and attempts with them (cascade),
+   * unless a delivery is still PENDING. The deliveries are locked first, so a redelivery committing meanwhile is
+   * seen (its PENDING keeps the event). Resolves with the count deleted.
+   */
+  async deleteExpiredEvents(): Promise<number> {
+    let deleted = 0;
+    for (;;) {
+      const count = await this.prisma.$executeRaw`
+        WITH expired AS (
+          SELECT id FROM events
+          WHERE dispatched_at IS NOT NULL
+            AND created_at < now() - make_interval(days => ${this.options.eventsRetentionDays}::int)
+            AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = events.id AND d.status = 'PENDING')
+          ORDER BY created_at LIMIT ${MAINTENANCE_BATCH}
+          FOR UPDATE SKIP LOCKED
+        ), deliveries AS (
+          SELECT event_id, status FROM webhook_deliveries WHERE event_id IN (SELECT id FROM expired) FOR UPDATE
+        )
+        DELETE FROM events WHERE id IN (SELECT id FROM expired)
+          AND NOT EXISTS (SELECT 1 FROM deliveries WHERE event_id = events.id AND status = 'PENDING')`;
+      deleted += count;
+      if (count < MAINTENANCE_BATCH) return deleted;
+    }
   }
 
   /** Enqueues the next attempt of a delivery in the caller's transaction (a redelivery). */

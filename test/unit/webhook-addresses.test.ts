@@ -32,8 +32,38 @@ describe('webhook addresses', () => {
     }
   });
 
+  it('refuses private IPv4 addresses carried in IPv6: compatible, translated, NAT64 and 6to4 forms', () => {
+    for (const address of [
+      '::7f00:1',
+      '::a9fe:a9fe',
+      '::ffff:0:7f00:1',
+      '0:0:0:0:0:ffff:7f00:1',
+      '64:ff9b::7f00:1',
+      '64:ff9b::169.254.169.254',
+      '64:ff9b::a00:5',
+      '64:ff9b:1::808:808',
+      '2002:a9fe:a9fe::1',
+      '2002:c0a8:101::',
+      '2002:7f00:1:1::1',
+      'fec0::1',
+      'fe80::1%eth0',
+    ]) {
+      assert.equal(isPrivateAddress(address), true, address);
+    }
+  });
+
   it('allows public addresses, IPv4-mapped ones included', () => {
-    for (const address of ['8.8.8.8', '172.32.0.1', '100.128.0.1', '1.1.1.1', '2606:4700::1111', '::ffff:808:808']) {
+    for (const address of [
+      '8.8.8.8',
+      '172.32.0.1',
+      '100.128.0.1',
+      '1.1.1.1',
+      '2606:4700::1111',
+      '::ffff:808:808',
+      '64:ff9b::808:808',
+      '2002:808:808::1',
+      '2a00:1450:4001:81c::200e',
+    ]) {
       assert.equal(isPrivateAddress(address), false, address);
     }
   });

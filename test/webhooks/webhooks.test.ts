@@ -1,7 +1,8 @@
 // Webhooks over real HTTP, to a real receiver on 127.0.0.1: endpoints and their secrets, signed deliveries checked
 // with the README's own verification code (TypeScript and openssl), retries on the configured schedule, redirects
 // not followed, automatic disabling with its event, redelivery, ownership, and the private-network refusals of a
-// server that does not allow them (at creation, and at delivery for a name that resolves to loopback).
+// server that does not allow them (at creation, and at delivery for a name that resolves to loopback); the sweep
+// of deliveries left without a job, and the retention of events.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -12,7 +13,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { EVENT_TYPES, EventType, type EventInput } from '../../src/events/outbox.js';
-import { expectError, signUp, type SignedUpUser } from '../support/fixtures.js';
+import { expectError, logIn, signUp, type SignedUpUser } from '../support/fixtures.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
 interface Received {
@@ -105,6 +106,8 @@ async function deliveriesOf(server: TestServer, user: SignedUpUser, endpoint: st
   return (res.data!.webhookDeliveries.edges as { node: any }[]).map((edge) => edge.node);
 }
 
+const ADMIN = { email: 'admin@webhooks.test', password: 'webhooks admin phrase' };
+
 describe('webhooks', () => {
   let server: TestServer;
   let strict: TestServer;
@@ -125,6 +128,9 @@ describe('webhooks', () => {
         WEBHOOK_DISABLE_AFTER_FAILURES: '4',
         WEBHOOK_DISABLE_AFTER_SECONDS: '0',
         JOBS_POLLING_INTERVAL_SECONDS: '1',
+        WEBHOOK_SWEEP_INTERVAL_SECONDS: '1',
+        ADMIN_EMAIL: ADMIN.email,
+        ADMIN_PASSWORD: ADMIN.password,
       }),
       startTestServer({ JOBS_POLLING_INTERVAL_SECONDS: '1' }),
     ]);
@@ -403,6 +409,8 @@ describe('webhooks', () => {
       'http://[::1]/hook',
       'http://[::ffff:127.0.0.1]/hook',
       'http://0x7f000001/hook',
+      'http://[64:ff9b::169.254.169.254]/latest/meta-data',
+      'http://[2002:a00:1::1]/hook',
     ]) {
       const res = await strict.gql(CREATE, { input: { url, events: ['ALIAS_MOVED'] } }, { token: user.token });
       assert.equal(expectError(res, 'BAD_USER_INPUT').extensions?.field, 'input.url', url);
@@ -419,5 +427,164 @@ describe('webhooks', () => {
     assert.equal(refused.lastResponseCode, null);
     assert.match(refused.lastError, /refused: the URL leads to (127\.0\.0\.1|::1)/);
     assert.equal(receiver.received.filter((r) => r.path === '/ok-rebound').length, 0);
+  });
+
+  it("lets an admin read, not change, another account's endpoints and deliveries", async () => {
+    const owner = await signUp(server);
+    const admin = await logIn(server, ADMIN.email, ADMIN.password);
+    const { endpoint } = await createEndpoint(server, owner, receiver.url('/ok-audited'), ['ALIAS_MOVED']);
+    await emit(server, [{ type: EventType.ALIAS_MOVED, accountId: owner.id, data: { alias: 'stable' } }]);
+    const [delivery] = await until(async () => {
+      const rows = await deliveriesOf(server, owner, endpoint.id, 'SUCCEEDED');
+      return rows.length ? rows : undefined;
+    });
+
+    const listed = await server.gql(
+      `query($a: ID) { webhookEndpoints(account: $a) { ${ENDPOINT_FIELDS} } }`,
+      { a: owner.id },
+      { token: admin.token },
+    );
+    assert.deepEqual(listed.data!.webhookEndpoints, [endpoint]);
+    assert.deepEqual(
+      (await deliveriesOf(server, admin, endpoint.id)).map((row) => row.id),
+      [delivery.id],
+    );
+
+    for (const [mutation, args, selection] of [
+      ['updateWebhookEndpoint', `id: $id, input: { url: "${receiver.url('/ok-admin')}" }`, '{ id }'],
+      ['disableWebhookEndpoint', 'id: $id', '{ id }'],
+      ['rotateWebhookEndpointSecret', 'id: $id', '{ secret }'],
+      ['deleteWebhookEndpoint', 'id: $id', '{ id }'],
+    ]) {
+      const res = await server.gql(
+        `mutation($id: ID!) { ${mutation}(${args}) ${selection} }`,
+        { id: endpoint.id },
+        { token: admin.token },
+      );
+      expectError(res, 'FORBIDDEN');
+    }
+    const redelivered = await server.gql(
+      `mutation($id: ID!) { redeliverWebhook(deliveryId: $id) { id } }`,
+      { id: delivery.id },
+      { token: admin.token },
+    );
+    expectError(redelivered, 'FORBIDDEN');
+
+    const unchanged = await server.gql(`{ webhookEndpoints { ${ENDPOINT_FIELDS} } }`, {}, { token: owner.token });
+    assert.deepEqual(unchanged.data!.webhookEndpoints, [endpoint]);
+    const [after] = await deliveriesOf(server, owner, endpoint.id);
+    assert.deepEqual([after.status, after.attempts], ['SUCCEEDED', 1]);
+    const reads = await server.sql.query<{ target_id: string }>(
+      `SELECT target_id FROM audit_events WHERE action = 'admin.read' AND target_id = ANY($1) ORDER BY chain_seq`,
+      [[owner.id, endpoint.id]],
+    );
+    assert.deepEqual(
+      reads.rows.map((row) => row.target_id),
+      [owner.id, endpoint.id],
+    );
+  });
+
+  it('gives a job again to an event and a PENDING delivery whose jobs gave up (their retries spent)', async () => {
+    const user = await signUp(server);
+    const { endpoint } = await createEndpoint(server, user, receiver.url('/ok-stranded'), ['ALIAS_MOVED']);
+    // As the outbox leaves an event whose dispatch job failed for good, and a delivery whose second attempt was due
+    // an hour ago and whose job failed for good: rows without a live job.
+    const insertEvent = (dispatched: boolean) =>
+      server.sql.query<{ id: string }>(
+        `INSERT INTO events (type, account_id, data, dispatched_at)
+         VALUES ('alias.moved', $1, '{}', ${dispatched ? 'now()' : 'NULL'}) RETURNING id`,
+        [user.id],
+      );
+    const {
+      rows: [undispatched],
+    } = await insertEvent(false);
+    const {
+      rows: [dispatched],
+    } = await insertEvent(true);
+    const {
+      rows: [stranded],
+    } = await server.sql.query<{ id: string }>(
+      `INSERT INTO webhook_deliveries (event_id, account_id, endpoint_id, url, attempts, next_attempt_at)
+       VALUES ($1, $2, $3, $4, 1, now() - interval '1 hour') RETURNING id`,
+      [dispatched!.id, user.id, endpoint.id, endpoint.url],
+    );
+    const done = await until(async () => {
+      const rows = await deliveriesOf(server, user, endpoint.id, 'SUCCEEDED');
+      return rows.length === 2 ? rows : undefined;
+    });
+    const byEvent = new Map(done.map((row) => [row.eventId, row]));
+    assert.equal(byEvent.get(dispatched!.id).id, stranded!.id);
+    assert.equal(byEvent.get(dispatched!.id).attempts, 2);
+    assert.equal(byEvent.get(undispatched!.id).attempts, 1);
+    const received = receiver.received.filter((r) => r.path === '/ok-stranded');
+    assert.deepEqual(
+      received.map((r) => r.headers['webhook-id']).sort(),
+      [`msg_${dispatched!.id}`, `msg_${undispatched!.id}`].sort(),
+    );
+  });
+
+  it('deletes dispatched events past EVENTS_RETENTION_DAYS with their deliveries, never one still pending', async () => {
+    const user = await signUp(server);
+    const { endpoint } = await createEndpoint(server, user, receiver.url('/ok-retention'), ['QUOTA_THRESHOLD']);
+    const [delivered, recent] = await emit(server, [
+      { type: EventType.QUOTA_THRESHOLD, accountId: user.id, data: { percent: 80 } },
+      { type: EventType.QUOTA_THRESHOLD, accountId: user.id, data: { percent: 100 } },
+    ]);
+    await until(async () => {
+      const rows = await deliveriesOf(server, user, endpoint.id, 'SUCCEEDED');
+      return rows.length === 2 ? rows : undefined;
+    });
+    // An event with a delivery still to be attempted (tomorrow), and one not dispatched yet.
+    const [pending] = await emit(server, [{ type: EventType.ALIAS_MOVED, accountId: user.id, data: {} }]);
+    await until(async () => {
+      const { rows } = await server.sql.query('SELECT dispatched_at FROM events WHERE id = $1', [pending]);
+      return rows[0].dispatched_at ? true : undefined;
+    });
+    await server.sql.query(
+      `INSERT INTO webhook_deliveries (event_id, account_id, endpoint_id, url, next_attempt_at)
+       VALUES ($1, $2, $3, $4, now() + interval '1 day')`,
+      [pending, user.id, endpoint.id, endpoint.url],
+    );
+    const {
+      rows: [undispatched],
+    } = await server.sql.query<{ id: string }>(
+      `INSERT INTO events (type, account_id, data) VALUES ('alias.moved', $1, '{}') RETURNING id`,
+      [user.id],
+    );
+    // Its dispatch job is due tomorrow (so it is not stranded either).
+    await server.app.services.jobs.send(
+      'event-dispatch',
+      { eventId: undispatched!.id },
+      { startAfter: new Date(Date.now() + 86_400_000) },
+    );
+    const old = [delivered, pending, undispatched!.id];
+    await server.sql.query(`UPDATE events SET created_at = now() - interval '31 days' WHERE id = ANY($1)`, [old]);
+
+    await until(async () => {
+      const { rows } = await server.sql.query('SELECT 1 FROM events WHERE id = $1', [delivered]);
+      return rows.length === 0 ? true : undefined;
+    });
+    const { rows: left } = await server.sql.query<{ id: string }>(
+      'SELECT id FROM events WHERE account_id = $1 ORDER BY created_at',
+      [user.id],
+    );
+    assert.deepEqual(left.map((row) => row.id).sort(), [pending, undispatched!.id, recent].sort());
+    const { rows: deliveries } = await server.sql.query<{ event_id: string; attempts: number }>(
+      `SELECT d.event_id, (SELECT count(*)::int FROM webhook_delivery_attempts a WHERE a.delivery_id = d.id) AS attempts
+       FROM webhook_deliveries d WHERE d.endpoint_id = $1`,
+      [endpoint.id],
+    );
+    assert.deepEqual(
+      deliveries.map((row) => [row.event_id, row.attempts]).sort(),
+      [
+        [pending, 0],
+        [recent, 1],
+      ].sort(),
+    );
+    const { rows: orphanAttempts } = await server.sql.query(
+      `SELECT 1 FROM webhook_delivery_attempts a LEFT JOIN webhook_deliveries d ON d.id = a.delivery_id
+       WHERE d.id IS NULL`,
+    );
+    assert.equal(orphanAttempts.length, 0);
   });
 });
