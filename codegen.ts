@@ -29,6 +29,7 @@ const config: CodegenConfig = {
           Comparison: '../evaluation/evaluations-service.js#ComparisonWithRuns as ComparisonModel',
           CertificateVerification:
             '../licensing/certificates.js#CertificateVerification as CertificateVerificationModel',
+          AsyncPrediction: '../predictions/async-predictions-service.js#AsyncPrediction as AsyncPredictionModel',
         },
       },
     },

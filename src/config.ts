@@ -87,6 +87,10 @@ const envSchema = z.object({
   EVALUATION_MAX_RUNNING: int(1, 10_000).default(8),
   JOBS_POLLING_INTERVAL_SECONDS: int(1, 3600).default(2),
   JOBS_MAINTENANCE_INTERVAL_SECONDS: int(1, 86_400).default(30),
+  ASYNC_PREDICTIONS_MAX_QUEUED_PER_USER: int(1, 100_000).default(100),
+  ASYNC_PREDICTIONS_WORKERS: int(0, 64).default(2),
+  ASYNC_PREDICTIONS_TIMEOUT_SECONDS: int(10, 86_400).default(300),
+  PREDICTION_OUTPUT_TTL_HOURS: int(1, 8760).default(24),
 });
 
 export type Config = ReturnType<typeof parseConfig>;
@@ -231,6 +235,15 @@ export function parseConfig(env: Record<string, string | undefined>, terminal = 
       pollingIntervalSeconds: e.JOBS_POLLING_INTERVAL_SECONDS,
       // The longest a job of a dead process waits past its timeout before it is retried elsewhere.
       maintenanceIntervalSeconds: e.JOBS_MAINTENANCE_INTERVAL_SECONDS,
+    },
+    asyncPredictions: {
+      // QUEUED or RUNNING at once per user, over all servers: each holds its reserved units and a sealed input.
+      maxQueuedPerUser: e.ASYNC_PREDICTIONS_MAX_QUEUED_PER_USER,
+      // Predictions this server runs at once (0: it serves the API and leaves the runs to other replicas).
+      workers: e.ASYNC_PREDICTIONS_WORKERS,
+      // A run longer than this is presumed dead (its server killed) and retried, on any replica.
+      timeoutSeconds: e.ASYNC_PREDICTIONS_TIMEOUT_SECONDS,
+      outputTtlHours: e.PREDICTION_OUTPUT_TTL_HOURS,
     },
   };
 }

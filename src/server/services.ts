@@ -30,6 +30,7 @@ import { PlansService } from '../licensing/plans-service.js';
 import { LicenceAuthorizer } from '../licensing/predict-authorizer.js';
 import { MeteringService } from '../metering/metering-service.js';
 import { UsageService } from '../metering/usage-service.js';
+import { AsyncPredictionsService } from '../predictions/async-predictions-service.js';
 import { InputEncoder } from '../predictions/input-encoding.js';
 import { OpenInference } from '../predictions/open-inference.js';
 import { PredictService } from '../predictions/predict-service.js';
@@ -62,6 +63,7 @@ export interface Services {
   evaluations: EvaluationsService;
   jobs: JobQueue;
   events: EventOutbox;
+  asyncPredictions: AsyncPredictionsService;
 }
 
 /** How long a stop waits for this replica's running jobs; one still running is retried after its timeout. */
@@ -206,8 +208,20 @@ async function assembleServices(
     maxInstances: config.models.maxInstances,
     maxDepth: config.models.maxInputDepth,
   });
-  // Last: a job may use any service above.
+  const asyncPredictions = new AsyncPredictionsService(
+    db.pool,
+    catalog,
+    predictions,
+    metering,
+    jobs,
+    events,
+    secrets,
+    logger,
+    config.asyncPredictions,
+  );
+  // Last: a job may use any service above (a prediction's job emits events: their queue is declared first).
   await events.start();
+  await asyncPredictions.start();
   logger.info({ backend: engine.backend, workers: config.inference.workers }, 'inference engine ready');
 
   return {
@@ -233,9 +247,11 @@ async function assembleServices(
     evaluations,
     jobs,
     events,
+    asyncPredictions,
     /** Stops the services that run calls (inference engine, workers, timers); metering stays for their records. */
     async close() {
       keyRing.close();
+      asyncPredictions.close();
       metering.stopWaiting();
       // Evaluations end after their chunk in flight (run and recorded), before the engine closes under them.
       await evaluations.close().catch((error: unknown) => logger.error({ err: error }, 'closing evaluations failed'));
