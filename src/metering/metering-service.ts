@@ -70,7 +70,7 @@ export interface LedgerDiscrepancy {
 export interface UsageLedgerReport {
   holds: boolean;
   discrepancies: LedgerDiscrepancy[];
-  /** Quota leases of running calls of live servers. */
+  /** Quota leases of running calls of live servers, and of asynchronous predictions not yet ended. */
   liveLeases: number;
   /** Quota leases whose server died, not yet given back (the sweep takes at most a few seconds). */
   orphanedLeases: number;
@@ -367,7 +367,8 @@ export class MeteringService {
       ),
       this.pool.query<{ live_leases: number; orphaned_leases: number; stuck_request_ids: number }>(
         `WITH live AS (SELECT instance FROM mm_live_server_instances())
-         SELECT (SELECT count(*) FROM quota_leases WHERE server_instance IN (SELECT instance FROM live))::int AS live_leases,
+         SELECT (SELECT count(*) FROM quota_leases
+                 WHERE server_instance IS NULL OR server_instance IN (SELECT instance FROM live))::int AS live_leases,
                 (SELECT count(*) FROM quota_leases WHERE server_instance NOT IN (SELECT instance FROM live))::int AS orphaned_leases,
                 (SELECT count(*) FROM idempotency_keys WHERE response IS NULL
                    AND (server_instance IS NULL OR server_instance NOT IN (SELECT instance FROM live)))::int AS stuck_request_ids`,
