@@ -59,6 +59,8 @@ export interface AsyncPrediction {
   latencyMs: number | null;
   webhook: string | null;
   webhookEvents: PredictionWebhookEvent[] | null;
+  /** The pg-boss job that runs it. */
+  jobId: string | null;
   createdAt: Date;
   startedAt: Date | null;
   completedAt: Date | null;
@@ -95,9 +97,14 @@ const WEBHOOK_EVENT_TYPES: Record<PredictionWebhookEvent, EventType> = {
   FAILED: EventType.PREDICTION_FAILED,
 };
 
-// Numeric unit_price arrives as text (node-pg), as prices travel everywhere here.
-const COLUMNS = `id, status, consumer_id, api_key_id, model_id, model_version_id, contract_id, unit_price, currency, request_id, input_hash, units, error_code, error_message, latency_ms, webhook, webhook_events,
-  created_at, started_at, completed_at, data_expires_at, output`;
+const WEBHOOK_EVENT_OF = new Map(
+  Object.entries(WEBHOOK_EVENT_TYPES).map(([event, type]) => [type as string, event as PredictionWebhookEvent]),
+);
+
+// unit_price (numeric) arrives as text from node-pg, as prices travel everywhere in metering.
+const COLUMNS = `id, status, consumer_id, api_key_id, model_id, model_version_id, contract_id, unit_price, currency,
+  request_id, input_hash, units, error_code, error_message, latency_ms, webhook, webhook_events, job_id, created_at,
+  started_at, completed_at, data_expires_at, output`;
 
 interface Row {
   id: string;
@@ -117,6 +124,7 @@ interface Row {
   latency_ms: number | null;
   webhook: string | null;
   webhook_events: string[] | null;
+  job_id: string | null;
   created_at: Date;
   started_at: Date | null;
   completed_at: Date | null;
@@ -138,10 +146,8 @@ function toPrediction(row: Row): AsyncPrediction {
     errorMessage: row.error_message,
     latencyMs: row.latency_ms,
     webhook: row.webhook,
-    webhookEvents:
-      row.webhook_events?.map((type) =>
-        (Object.keys(WEBHOOK_EVENT_TYPES) as PredictionWebhookEvent[]).find((e) => WEBHOOK_EVENT_TYPES[e] === type)!,
-      ) ?? null,
+    webhookEvents: row.webhook_events?.map((type) => WEBHOOK_EVENT_OF.get(type)!) ?? null,
+    jobId: row.job_id,
     createdAt: row.created_at,
     startedAt: row.started_at,
     completedAt: row.completed_at,
@@ -367,14 +373,8 @@ export class AsyncPredictionsService {
       const { status } = await this.find(actor, id);
       throw new ConflictError(`The prediction already ended (${status})`);
     }
-    if (found.status === 'QUEUED') {
-      const { rows } = await this.pool.query<{ job_id: string | null }>(
-        'SELECT job_id FROM async_predictions WHERE id = $1',
-        [id],
-      );
-      // Only saves a worker the look: a job that runs anyway finds the prediction ended.
-      if (rows[0]?.job_id) await this.jobs.cancel(JOB_NAME, rows[0].job_id).catch(() => undefined);
-    }
+    // Only saves a worker the look: a job that runs anyway finds the prediction ended.
+    if (found.status === 'QUEUED' && found.jobId) await this.jobs.cancel(JOB_NAME, found.jobId).catch(() => undefined);
     return canceled;
   }
 

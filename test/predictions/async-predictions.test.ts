@@ -186,6 +186,11 @@ describe('asynchronous predictions', () => {
     assert.ok(done.startedAt && done.completedAt && done.outputsExpireAt);
     const sync = await api.gql(PREDICT, { input: { model: slug, inputs: rows } }, { token: consumer.token });
     assert.deepEqual(done.outputs, sync.data!.predict.outputs);
+    const { rows: kept } = await api.sql.query('SELECT input, output FROM async_predictions WHERE id = $1', [
+      queued.id,
+    ]);
+    assert.equal(kept[0].input, null, 'the input is deleted once the prediction ends');
+    assert.match(kept[0].output, /^v1\./, 'the outputs are sealed at rest');
     // Billed once, on completion (the sync call above bills its own 3).
     assert.deepEqual(await usageOf(api, queued.id), [{ status: 'OK', units: 3, billable_units: 3, quota_units: 3 }]);
     assert.equal(await quotaUsed(api, contractId), usedBefore + 3);
@@ -220,6 +225,12 @@ describe('asynchronous predictions', () => {
     assert.equal(completed.metrics.units, 3);
     assert.equal(completed.outputs, undefined);
     assert.deepEqual(events[1].data.error.code, 'FORBIDDEN');
+    // Past their time the outputs are no longer shown (the periodic cleanup then wipes them).
+    await api.sql.query(`UPDATE async_predictions SET data_expires_at = now() - interval '1 second' WHERE id = $1`, [
+      queued.id,
+    ]);
+    assert.equal((await api.gql(GET, { id: queued.id }, { token: consumer.token })).data!.prediction.outputs, null);
+
     // The first test's queued predictions ran too: nothing is left held.
     for (const { token, id } of waiting) assert.equal((await ended(api, token, id)).status, 'SUCCEEDED');
     await assertLedgerHolds(api.sql);
