@@ -19,6 +19,7 @@ const LIST = `query List($filter: AsyncPredictionFilter, $first: Int, $after: St
   predictions(filter: $filter, first: $first, after: $after) {
     edges { cursor node { id status } } pageInfo { hasNextPage endCursor } } }`;
 
+const MAX_QUEUED = 5;
 const ENDED = new Set(['SUCCEEDED', 'FAILED', 'CANCELED']);
 
 async function create(server: TestServer, token: string, input: Record<string, unknown>) {
@@ -64,7 +65,10 @@ describe('asynchronous predictions', () => {
   const waiting: { token: string; id: string }[] = [];
 
   before(async () => {
-    api = await startTestServer({ ASYNC_PREDICTIONS_WORKERS: '0', ASYNC_PREDICTIONS_MAX_QUEUED_PER_USER: '3' });
+    api = await startTestServer({
+      ASYNC_PREDICTIONS_WORKERS: '0',
+      ASYNC_PREDICTIONS_MAX_QUEUED_PER_USER: String(MAX_QUEUED),
+    });
     owner = await signUp(api, { role: 'OWNER' });
     slug = (await publishedMlp(api, { token: owner.token })).model.slug;
     const plan = await createPlan(api, { token: owner.token }, slug, { predictionQuota: 100 });
@@ -97,13 +101,14 @@ describe('asynchronous predictions', () => {
       await api.gql(CREATE, { input: { ...input, inputs: randomRows(6, 784, 2) } }, { token: other.token }),
       'QUOTA_EXCEEDED',
     );
-    for (let i = 0; i < 3; i++) waiting.push({ token: other.token, id: (await create(api, other.token, input)).id });
+    for (let i = 0; i < MAX_QUEUED; i++)
+      waiting.push({ token: other.token, id: (await create(api, other.token, input)).id });
     expectError(await api.gql(CREATE, { input }, { token: other.token }), 'RATE_LIMITED');
-    // Refusals took nothing: the three queued hold their 3 units.
+    // Refusals took nothing: the queued ones hold their unit each.
     const { rows } = await api.sql.query(`SELECT c.predictions_used FROM contracts c WHERE c.consumer_id = $1`, [
       other.id,
     ]);
-    assert.equal(rows[0].predictions_used, 3);
+    assert.equal(rows[0].predictions_used, MAX_QUEUED);
   });
 
   it('cancels a queued prediction at once, giving its units back; a second cancel is a CONFLICT', async () => {
@@ -171,6 +176,18 @@ describe('asynchronous predictions', () => {
     );
     assert.equal(archived.errors, undefined, JSON.stringify(archived.errors));
 
+    // Two predictions left RUNNING as a worker killed mid-run leaves them (its job comes back after its timeout;
+    // here it was never taken): one is run again on the units it holds, the other cancelled while RUNNING.
+    const interrupted = await create(api, consumer.token, { model: slug, inputs: randomRows(2, 784, 8) });
+    const abandoned = await create(api, consumer.token, { model: slug, inputs: randomRows(4, 784, 9) });
+    await api.sql.query(`UPDATE async_predictions SET status = 'RUNNING', started_at = now() WHERE id = ANY($1)`, [
+      [interrupted.id, abandoned.id],
+    ]);
+    const usedWithBoth = await quotaUsed(api, contractId);
+    const canceled = await api.gql(CANCEL, { id: abandoned.id }, { token: consumer.token });
+    assert.equal(canceled.data!.cancelPrediction.status, 'CANCELED');
+    assert.equal(await quotaUsed(api, contractId), usedWithBoth - 4);
+
     const usedBefore = await quotaUsed(api, contractId);
     assert.equal((await api.gql(GET, { id: queued.id }, { token: consumer.token })).data!.prediction.status, 'QUEUED');
     worker = await startTestServer({
@@ -225,6 +242,20 @@ describe('asynchronous predictions', () => {
     assert.equal(completed.metrics.units, 3);
     assert.equal(completed.outputs, undefined);
     assert.deepEqual(events[1].data.error.code, 'FORBIDDEN');
+    assert.equal((await ended(api, consumer.token, interrupted.id)).status, 'SUCCEEDED');
+    assert.deepEqual(await usageOf(api, interrupted.id), [
+      { status: 'OK', units: 2, billable_units: 2, quota_units: 2 },
+    ]);
+    // Its units were held from creation: billing them took nothing more.
+    assert.equal(await quotaUsed(api, contractId), usedBefore + 3);
+    assert.equal(
+      (await api.gql(GET, { id: abandoned.id }, { token: consumer.token })).data!.prediction.status,
+      'CANCELED',
+    );
+    assert.deepEqual(await usageOf(api, abandoned.id), [
+      { status: 'CANCELED', units: 4, billable_units: 0, quota_units: 0 },
+    ]);
+
     // Past their time the outputs are no longer shown (the periodic cleanup then wipes them).
     await api.sql.query(`UPDATE async_predictions SET data_expires_at = now() - interval '1 second' WHERE id = $1`, [
       queued.id,
