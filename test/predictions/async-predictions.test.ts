@@ -127,6 +127,24 @@ describe('asynchronous predictions', () => {
     assert.equal(rows[0].input, null, 'the input is deleted once the prediction ends');
   });
 
+  it('fails, and gives back, a prediction whose job ended without it (the periodic cleanup)', async () => {
+    const before = await quotaUsed(api, contractId);
+    const stranded = await create(api, consumer.token, { model: slug, inputs: randomRows(2, 784, 10) });
+    // As when its job's retries ran out, its last attempt killed with its server.
+    const { rows } = await api.sql.query('SELECT job_id FROM async_predictions WHERE id = $1', [stranded.id]);
+    await api.app.services.jobs.cancel('async-prediction', rows[0].job_id);
+    await api.app.services.asyncPredictions.cleanup();
+    const failed = (await api.gql(GET, { id: stranded.id }, { token: consumer.token })).data!.prediction;
+    assert.equal(failed.status, 'FAILED');
+    assert.equal(failed.error.code, 'INTERNAL_SERVER_ERROR');
+    assert.equal(await quotaUsed(api, contractId), before);
+    assert.deepEqual(await usageOf(api, stranded.id), [
+      { status: 'INTERNAL_SERVER_ERROR', units: 2, billable_units: 0, quota_units: 0 },
+    ]);
+    const { rows: events } = await api.sql.query(`SELECT type FROM events WHERE data->>'id' = $1`, [stranded.id]);
+    assert.deepEqual(events, [{ type: 'prediction.failed' }]);
+  });
+
   it('a second replica runs what the first queued: same outputs as predict, billed once, event written', async () => {
     const rows = randomRows(3, 784, 4);
     const webhook = 'https://hooks.example.com/predictions';
@@ -261,6 +279,9 @@ describe('asynchronous predictions', () => {
       queued.id,
     ]);
     assert.equal((await api.gql(GET, { id: queued.id }, { token: consumer.token })).data!.prediction.outputs, null);
+    await api.app.services.asyncPredictions.cleanup();
+    const { rows: wiped } = await api.sql.query('SELECT output FROM async_predictions WHERE id = $1', [queued.id]);
+    assert.equal(wiped[0].output, null);
 
     // The first test's queued predictions ran too: nothing is left held.
     for (const { token, id } of waiting) assert.equal((await ended(api, token, id)).status, 'SUCCEEDED');
