@@ -34,6 +34,7 @@ const config: CodegenConfig = {
           PendingUpgrade: '../licensing/upgrades-service.js#PendingUpgrade as PendingUpgradeModel',
           CertificateVerification:
             '../licensing/certificates.js#CertificateVerification as CertificateVerificationModel',
+          AsyncPrediction: '../predictions/async-predictions-service.js#AsyncPrediction as AsyncPredictionModel',
         },
       },
     },

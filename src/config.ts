@@ -98,6 +98,10 @@ const envSchema = z.object({
   WEBHOOK_DISABLE_AFTER_SECONDS: int(0, 365 * 86_400).default(5 * 86_400),
   WEBHOOK_SWEEP_INTERVAL_SECONDS: int(1, 86_400).default(60),
   EVENTS_RETENTION_DAYS: int(1, 3650).default(30),
+  ASYNC_PREDICTIONS_MAX_QUEUED_PER_USER: int(1, 100_000).default(100),
+  ASYNC_PREDICTIONS_WORKERS: int(0, 64).default(2),
+  ASYNC_PREDICTIONS_TIMEOUT_SECONDS: int(10, 86_400).default(300),
+  PREDICTION_OUTPUT_TTL_HOURS: int(1, 8760).default(24),
 });
 
 export type Config = ReturnType<typeof parseConfig>;
@@ -257,6 +261,15 @@ export function parseConfig(env: Record<string, string | undefined>, terminal = 
       sweepIntervalSeconds: e.WEBHOOK_SWEEP_INTERVAL_SECONDS,
       // Dispatched events, with their deliveries and attempts, are deleted this long after they happened.
       eventsRetentionDays: e.EVENTS_RETENTION_DAYS,
+    },
+    asyncPredictions: {
+      // QUEUED or RUNNING at once per user, over all servers: each holds its reserved units and a sealed input.
+      maxQueuedPerUser: e.ASYNC_PREDICTIONS_MAX_QUEUED_PER_USER,
+      // Predictions this server runs at once (0: it serves the API and leaves the runs to other replicas).
+      workers: e.ASYNC_PREDICTIONS_WORKERS,
+      // A run longer than this is presumed dead (its server killed) and retried, on any replica.
+      timeoutSeconds: e.ASYNC_PREDICTIONS_TIMEOUT_SECONDS,
+      outputTtlHours: e.PREDICTION_OUTPUT_TTL_HOURS,
     },
   };
 }

@@ -8,8 +8,10 @@ import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import { print } from 'graphql';
 import {
   AcceptLicenseDocument,
+  CancelPredictionDocument,
   CreateApiKeyDocument,
   CreateModelDocument,
+  CreatePredictionDocument,
   LogInDocument,
   LogOutDocument,
   MeDocument,
@@ -19,12 +21,14 @@ import {
   MyApiKeysDocument,
   MyContractsDocument,
   PredictDocument,
+  PredictionDocument,
   PublishModelVersionDocument,
   RefreshSessionDocument,
   RevokeApiKeyDocument,
   UsageDocument,
   type ApiScope,
   type CreateModelInput,
+  type CreatePredictionInput,
   type ModelFilter,
   type PlanFieldsFragment,
   type PredictInput,
@@ -314,6 +318,24 @@ export class ModelmarketClient {
     const { predict } = await this.request(PredictDocument, { input: withId }, { idempotent: true });
     if (!predict) throw badResponse(200, 'predict answered null without an error');
     return predict;
+  }
+
+  /**
+   * Queues a prediction (answered QUEUED); poll `prediction(id)`. A `requestId` is set when the caller gives none,
+   * so that a retry returns the same prediction rather than queueing and billing a second one.
+   */
+  async createPrediction(input: CreatePredictionInput) {
+    const withId = { ...input, requestId: input.requestId ?? randomUUID() };
+    return (await this.request(CreatePredictionDocument, { input: withId }, { idempotent: true })).createPrediction;
+  }
+
+  async prediction(id: string) {
+    return (await this.request(PredictionDocument, { id }, { idempotent: true })).prediction;
+  }
+
+  /** Cancels a QUEUED or RUNNING prediction (its units go back); CONFLICT once it ended. */
+  async cancelPrediction(id: string) {
+    return (await this.request(CancelPredictionDocument, { id })).cancelPrediction;
   }
 
   async acceptLicense(planId: string) {

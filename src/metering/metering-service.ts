@@ -8,6 +8,8 @@
 // statement: billed units are kept only by deleting the call's lease, so units are billed or given back, never
 // both. What a dead process held, and what a call of this process held when its record could not be written, the
 // sweep gives back: at start, every few seconds, and at once when a client retries a dead call's requestId.
+// An asynchronous prediction's lease belongs to no process (its row owns it, so it outlives restarts): it is taken
+// and ended in the prediction's own transactions (reserveHeld, recordHeld), and the sweep leaves it alone.
 import { setImmediate as nextMacrotask } from 'node:timers';
 import DataLoader from 'dataloader';
 import pg from 'pg';
@@ -68,7 +70,7 @@ export interface LedgerDiscrepancy {
 export interface UsageLedgerReport {
   holds: boolean;
   discrepancies: LedgerDiscrepancy[];
-  /** Quota leases of running calls of live servers. */
+  /** Quota leases of running calls of live servers, and of asynchronous predictions not yet ended. */
   liveLeases: number;
   /** Quota leases whose server died, not yet given back (the sweep takes at most a few seconds). */
   orphanedLeases: number;
@@ -121,7 +123,7 @@ const SWEEP = `WITH live AS (SELECT instance FROM mm_live_server_instances()),
   me AS (SELECT 1 FROM live WHERE instance = $2),
   gone AS (
     DELETE FROM quota_leases l
-    WHERE EXISTS (SELECT 1 FROM me) AND (l.prediction_id = ANY($1::uuid[])
+    WHERE EXISTS (SELECT 1 FROM me) AND l.server_instance IS NOT NULL AND (l.prediction_id = ANY($1::uuid[])
       OR l.server_instance NOT IN (SELECT instance FROM live)
       OR (l.server_instance = $2 AND l.prediction_id <> ALL($3::uuid[]) AND l.created_at < now() - ${STRANDED_AFTER}))
     RETURNING l.contract_id, l.units, l.period_start
@@ -202,6 +204,62 @@ export function nextMonthStart(periodStart: Date): Date {
   return new Date(Date.UTC(periodStart.getUTCFullYear(), periodStart.getUTCMonth() + 1, 1));
 }
 
+/** What mm_reserve_predictions answers. */
+interface ReservationRow {
+  reserved: boolean;
+  active: boolean;
+  rate_limited: boolean;
+  retry_after_ms: number;
+  used: number;
+  quota: number | null;
+  period_start: Date;
+}
+
+/** A reservation's outcome: true, or why the call does not fit (ContractInactiveError: choose another contract). */
+function reservationOutcome(
+  contract: BillableContract,
+  row: ReservationRow,
+): true | GraphQLError | ContractInactiveError {
+  if (row.reserved) return true;
+  if (!row.active) return new ContractInactiveError(contract.id);
+  if (row.rate_limited) {
+    return new RateLimitedError(
+      `The contract allows ${contract.rateLimitPerMinute} calls a minute`,
+      row.retry_after_ms / 1000,
+    );
+  }
+  return new QuotaExceededError(
+    row.used,
+    row.quota ?? 0,
+    contract.period === 'MONTH' ? nextMonthStart(row.period_start) : null,
+  );
+}
+
+/** RECORD's parameters for a group of records. */
+function recordValues(items: readonly UsageRecordInput[]): unknown[] {
+  const column = <T>(pick: (r: UsageRecordInput) => T) => items.map(pick);
+  return [
+    column((r) => r.predictionId),
+    column((r) => r.consumerId),
+    column((r) => r.apiKeyId),
+    column((r) => r.modelId),
+    column((r) => r.modelVersionId),
+    column((r) => r.contract?.id ?? null),
+    column((r) => r.units),
+    column((r) => r.contract?.unitPrice ?? '0'),
+    column((r) => r.contract?.currency ?? null),
+    column((r) => r.status),
+    column((r) => r.latencyMs),
+    column((r) => r.requestId),
+    column((r) =>
+      r.status === 'OK' && r.requestId !== null && r.idempotentResponse !== undefined
+        ? JSON.stringify(r.idempotentResponse)
+        : null,
+    ),
+    column((r) => r.kind ?? 'PREDICTION'),
+  ];
+}
+
 interface ReservationRequest {
   contract: BillableContract;
   units: number;
@@ -265,6 +323,33 @@ export class MeteringService {
   }
 
   /**
+   * reserve, for a call whose lease belongs to its own row rather than to this process (an asynchronous
+   * prediction): taken in the caller's transaction `tx`, so the lease exists if and only if that row does, and
+   * left alone by the sweep. The caller ends it with recordHeld.
+   */
+  async reserveHeld(tx: pg.ClientBase, contract: BillableContract, units: number, predictionId: string): Promise<void> {
+    const { rows } = await tx.query<ReservationRow>(
+      `SELECT reserved, active, rate_limited, retry_after_ms, used, quota, period_start
+       FROM mm_reserve_predictions($1, $2, $3, NULL)`,
+      [contract.id, units, predictionId],
+    );
+    // mm_reserve_predictions turns synchronous commit off for its transaction (its caller's record flushes it);
+    // this transaction answers the caller itself, so it commits durably.
+    await tx.query(`SELECT set_config('synchronous_commit', 'on', true)`);
+    const outcome = reservationOutcome(contract, rows[0]!);
+    if (outcome !== true) throw outcome;
+  }
+
+  /**
+   * record, in the caller's transaction `tx`, for a call whose lease reserveHeld took: ends the lease (billed when
+   * the call succeeded, else given back). False when a successful call found no lease to bill (it was not billed).
+   */
+  async recordHeld(tx: pg.ClientBase, input: UsageRecordInput): Promise<boolean> {
+    const { rows } = await tx.query<{ lost: string[] | null }>(RECORD, recordValues([input]));
+    return !(rows[0]?.lost ?? []).includes(input.predictionId);
+  }
+
+  /**
    * Checks that every contract's quota counter equals its billed records' quota units plus its running calls' leases in its
    * current period (mm_usage_ledger_discrepancies; exact at any moment), and that nothing is held for a server
    * that died.
@@ -282,7 +367,8 @@ export class MeteringService {
       ),
       this.pool.query<{ live_leases: number; orphaned_leases: number; stuck_request_ids: number }>(
         `WITH live AS (SELECT instance FROM mm_live_server_instances())
-         SELECT (SELECT count(*) FROM quota_leases WHERE server_instance IN (SELECT instance FROM live))::int AS live_leases,
+         SELECT (SELECT count(*) FROM quota_leases
+                 WHERE server_instance IS NULL OR server_instance IN (SELECT instance FROM live))::int AS live_leases,
                 (SELECT count(*) FROM quota_leases WHERE server_instance NOT IN (SELECT instance FROM live))::int AS orphaned_leases,
                 (SELECT count(*) FROM idempotency_keys WHERE response IS NULL
                    AND (server_instance IS NULL OR server_instance NOT IN (SELECT instance FROM live)))::int AS stuck_request_ids`,
@@ -404,16 +490,7 @@ export class MeteringService {
   /** One statement for a group of reservations, taking row locks in contract-id order (no deadlocks). */
   async #reserveBatch(items: readonly ReservationRequest[]) {
     const order = items.map((_, i) => i).sort((a, b) => items[a]!.contract.id.localeCompare(items[b]!.contract.id));
-    const { rows } = await this.pool.query<{
-      n: string;
-      reserved: boolean;
-      active: boolean;
-      rate_limited: boolean;
-      retry_after_ms: number;
-      used: number;
-      quota: number | null;
-      period_start: Date;
-    }>({
+    const { rows } = await this.pool.query<ReservationRow & { n: string }>({
       name: 'mm_reserve_batch',
       text: `SELECT r.n, x.reserved, x.active, x.rate_limited, x.retry_after_ms, x.used, x.quota, x.period_start
              FROM unnest($1::uuid[], $2::int[], $3::uuid[]) WITH ORDINALITY AS r(contract_id, units, prediction_id, n)
@@ -429,21 +506,7 @@ export class MeteringService {
     const results: (true | GraphQLError | ContractInactiveError)[] = new Array(items.length);
     rows.forEach((row, position) => {
       const index = order[position]!;
-      const { contract } = items[index]!;
-      results[index] = row.reserved
-        ? true
-        : !row.active
-          ? new ContractInactiveError(contract.id)
-          : row.rate_limited
-            ? new RateLimitedError(
-                `The contract allows ${contract.rateLimitPerMinute} calls a minute`,
-                row.retry_after_ms / 1000,
-              )
-            : new QuotaExceededError(
-                row.used,
-                row.quota ?? 0,
-                contract.period === 'MONTH' ? nextMonthStart(row.period_start) : null,
-              );
+      results[index] = reservationOutcome(items[index]!.contract, row);
     });
     return results;
   }
@@ -514,33 +577,13 @@ export class MeteringService {
   }
 
   async #write(items: readonly UsageRecordInput[]): Promise<(true | Error)[]> {
-    const column = <T>(pick: (r: UsageRecordInput) => T) => items.map(pick);
     // Calls without a contract or a requestId (owners' own calls, downloads) hold nothing: a plain insert.
     const holdsNothing = items.every((r) => r.contract === null && r.requestId === null);
     const { rows } = await this.pool.query<{ lost: string[] }>({
       ...(holdsNothing
         ? { name: 'mm_record_usage_unheld', text: RECORD_UNHELD }
         : { name: 'mm_record_usage_batch', text: RECORD }),
-      values: [
-        column((r) => r.predictionId),
-        column((r) => r.consumerId),
-        column((r) => r.apiKeyId),
-        column((r) => r.modelId),
-        column((r) => r.modelVersionId),
-        column((r) => r.contract?.id ?? null),
-        column((r) => r.units),
-        column((r) => r.contract?.unitPrice ?? '0'),
-        column((r) => r.contract?.currency ?? null),
-        column((r) => r.status),
-        column((r) => r.latencyMs),
-        column((r) => r.requestId),
-        column((r) =>
-          r.status === 'OK' && r.requestId !== null && r.idempotentResponse !== undefined
-            ? JSON.stringify(r.idempotentResponse)
-            : null,
-        ),
-        column((r) => r.kind ?? 'PREDICTION'),
-      ],
+      values: recordValues(items),
     });
     const lost = new Set(rows[0]?.lost ?? []);
     return items.map((item) =>

@@ -5,7 +5,12 @@ import { performance } from 'node:perf_hooks';
 import { GraphQLError } from 'graphql';
 import { requireUserId, type Actor } from '../auth/principal.js';
 import type { LicensedUse, PredictGrant } from '../licensing/predict-authorizer.js';
-import { ContractInactiveError, type MeteringService, type UsageRecordInput } from '../metering/metering-service.js';
+import {
+  ContractInactiveError,
+  type BillableContract,
+  type MeteringService,
+  type UsageRecordInput,
+} from '../metering/metering-service.js';
 import type { Model, ModelVersion } from '../generated/prisma/client.js';
 import {
   InferenceArtifactError,
@@ -22,7 +27,7 @@ import { BadUserInputError, ErrorCode, ForbiddenError, ModelError, NotFoundError
 import { assertStorableText, checkRequestId } from '../server/text.js';
 import type { InputEncoder, InputRoot } from './input-encoding.js';
 import { decodeNamedOutputs, decodeOutputs, type PredictionOutput } from './output-decoding.js';
-import type { ServingCatalog } from './serving-catalog.js';
+import type { ServedVersion, ServingCatalog } from './serving-catalog.js';
 import { PreprocessingOverloadedError } from '../preprocessing/preprocessing-pool.js';
 
 export interface PredictInput {
@@ -78,7 +83,20 @@ export interface PredictAuthorizer {
 }
 
 /** The call's usage record, filled in as the call gets to know it. */
-type CallRecord = Omit<UsageRecordInput, 'status' | 'latencyMs' | 'idempotentResponse'>;
+export type CallRecord = Omit<UsageRecordInput, 'status' | 'latencyMs' | 'idempotentResponse'>;
+
+/** A call ready to run: its version resolved and authorised (its contract in the record), its inputs encoded. */
+export interface PreparedCall {
+  model: Model;
+  served: ServedVersion;
+  grant: PredictGrant;
+  encoded: TensorInput | TensorInput[];
+  topK: number;
+  warnings: string[];
+}
+
+/** Takes a call's units from its contract's quota (its lease), or refuses; ContractInactiveError to choose again. */
+export type Reserve = (contract: BillableContract, units: number, predictionId: string) => Promise<void>;
 
 /** What an idempotency key stores: enough to answer a retry exactly as the first call was answered. */
 interface StoredResult {
@@ -106,6 +124,15 @@ function assertTakesImageFile(signature: Signature, model: string): void {
   }
 }
 
+/** Refuses a version its owner archived: it no longer serves. */
+export function assertServes(version: ModelVersion): void {
+  if (version.status === 'ARCHIVED') {
+    throw new ForbiddenError(`Version ${version.version} is archived and no longer serves`, {
+      reason: 'VERSION_ARCHIVED',
+    });
+  }
+}
+
 export const overloaded = (what: string) =>
   new GraphQLError(`${what}; retry shortly`, {
     extensions: { code: ErrorCode.OVERLOADED, retryAfter: 1, http: { status: 503 } },
@@ -130,6 +157,29 @@ export function errorCode(error: unknown): string {
   return error instanceof GraphQLError
     ? String(error.extensions.code ?? ErrorCode.INTERNAL_SERVER_ERROR)
     : ErrorCode.INTERNAL_SERVER_ERROR;
+}
+
+/** SHA-256 of a call as its requestId remembers it: another input under the same key is a CONFLICT. */
+export function predictInputHash(input: PredictInput): string {
+  const { model, version, inputs, topK, contractId } = input;
+  const call = [model, version ?? 'latest', topK ?? 3, contractId ?? null];
+  // Image files (predictImageFile) count by their digests: JSON would spell every byte out as a number. Their
+  // text starts with a NUL, which JSON text never holds (it escapes it), so no JSON inputs hash the same.
+  if (Array.isArray(inputs) && inputs.some((i) => i instanceof Uint8Array)) {
+    const digests = inputs.map((i: Uint8Array) => createHash('sha256').update(i).digest('hex'));
+    return createHash('sha256')
+      .update(`\0files${JSON.stringify([...call, digests])}`)
+      .digest('hex');
+  }
+  let json;
+  try {
+    json = JSON.stringify([...call, inputs]);
+  } catch (error) {
+    // JSON.stringify recurses: inputs nested thousands deep exhaust the stack (no legal input comes close).
+    if (error instanceof RangeError) throw new BadUserInputError('input.inputs: nested too deeply', 'input.inputs');
+    throw error;
+  }
+  return createHash('sha256').update(json).digest('hex');
 }
 
 export class PredictService {
@@ -172,7 +222,7 @@ export class PredictService {
       const requestId = input.requestId == null ? null : checkRequestId(input.requestId, 'input.requestId');
       record.requestId = requestId;
       if (requestId !== null) {
-        const claim = await this.metering.claim(callerId, requestId, this.#inputHash(input), record.predictionId);
+        const claim = await this.metering.claim(callerId, requestId, predictInputHash(input), record.predictionId);
         if (claim.kind === 'replay') return this.#replay(actor, input, claim.response as StoredResult);
       }
       result = await this.#run(actor, input, record, started);
@@ -226,6 +276,29 @@ export class PredictService {
   }
 
   async #run(actor: Actor, input: PredictInput, record: CallRecord, started: number): Promise<PredictResult> {
+    const call = await this.prepare(actor, input, record);
+    const grant = await this.reserve(actor, input, call, record, (contract, units, predictionId) =>
+      this.metering.reserve(contract, units, predictionId),
+    );
+    const outputs = await this.infer(call.served, call.encoded, call.topK);
+    return {
+      prediction: {
+        id: record.predictionId,
+        requestId: input.requestId ?? null,
+        modelVersion: call.served.version,
+        outputs,
+        latencyMs: Math.round((performance.now() - started) * 1000) / 1000,
+        contractId: grant.contract?.id ?? null,
+      },
+      warnings: call.warnings,
+    };
+  }
+
+  /**
+   * Resolves the version, checks it serves and the caller may run it (the record gets its model, version,
+   * contract and units as they are known, for the call's usage record), and encodes the inputs.
+   */
+  async prepare(actor: Actor, input: PredictInput, record: CallRecord): Promise<PreparedCall> {
     const topK = input.topK ?? 3;
     if (!Number.isInteger(topK) || topK < 1 || topK > MAX_TOP_K) {
       throw new BadUserInputError(`topK must be 1 to ${MAX_TOP_K}`, 'input.topK');
@@ -239,14 +312,10 @@ export class PredictService {
     const target = (pinned === null ? null : await this.catalog.resolve(input.model, pinned)) ?? requested;
     const { served } = target;
     if (!served) throw new NotFoundError(`Version "${versionRef}" of ${input.model}`);
-    const { version, signature, sha256 } = served;
+    const { version, signature } = served;
     record.modelVersionId = version.id;
-    if (version.status === 'ARCHIVED') {
-      throw new ForbiddenError(`Version ${version.version} is archived and no longer serves`, {
-        reason: 'VERSION_ARCHIVED',
-      });
-    }
-    let grant = await this.authorizer.authorize(actor, target.model, version, input.contractId);
+    assertServes(version);
+    const grant = await this.authorizer.authorize(actor, target.model, version, input.contractId);
     record.contract = grant.contract;
     const warnings =
       version.status === 'DEPRECATED'
@@ -255,69 +324,63 @@ export class PredictService {
     const { instances, root } = input.readInputs
       ? input.readInputs(signature, input.inputs)
       : { instances: input.inputs, root: undefined };
-    const named = isNamed(signature);
-    const encoded = await (
-      named
+    const encoded = await this.encode(signature, instances, root, warnings);
+    record.units = (Array.isArray(encoded) ? encoded[0]! : encoded).shape[0]!;
+    return { model: target.model, served, grant, encoded, topK, warnings };
+  }
+
+  /** Reads instances against a signature into the engine's tensors (BAD_USER_INPUT naming what is wrong). */
+  async encode(
+    signature: Signature,
+    instances: unknown,
+    root: InputRoot | undefined,
+    warnings: string[],
+  ): Promise<TensorInput | TensorInput[]> {
+    return (
+      isNamed(signature)
         ? this.encoder.encodeNamed(signature, instances, root, undefined, warnings)
         : this.encoder.encode(signature, instances, root, undefined, warnings)
     ).catch((error: unknown) => {
       throw error instanceof PreprocessingOverloadedError ? overloaded('Image decoding is overloaded') : error;
     });
-    record.units = (Array.isArray(encoded) ? encoded[0]! : encoded).shape[0]!;
-    if (grant.contract) {
-      try {
-        await this.metering.reserve(grant.contract, record.units, record.predictionId);
-      } catch (error) {
-        if (!(error instanceof ContractInactiveError)) throw error;
-        // The chosen contract stopped being usable: choose again from fresh rows (this throws the reason
-        // when none is usable).
-        grant = await this.authorizer.authorize(actor, target.model, version, input.contractId, { fresh: true });
-        record.contract = grant.contract;
-        if (grant.contract) await this.metering.reserve(grant.contract, record.units, record.predictionId);
-      }
-    }
-    const model = this.artifacts.modelRef(sha256);
-    let outputs: PredictionOutput[];
+  }
+
+  /**
+   * Takes the prepared call's units with `take`. When the chosen contract stopped being usable, chooses again
+   * from fresh rows (throwing the reason when none is usable). Resolves with the grant that pays.
+   */
+  async reserve(
+    actor: Actor,
+    input: PredictInput,
+    call: PreparedCall,
+    record: CallRecord,
+    take: Reserve,
+  ): Promise<PredictGrant> {
+    let { grant } = call;
+    if (!grant.contract) return grant;
     try {
-      outputs = named
+      await take(grant.contract, record.units, record.predictionId);
+    } catch (error) {
+      if (!(error instanceof ContractInactiveError)) throw error;
+      const { version } = call.served;
+      grant = await this.authorizer.authorize(actor, call.model, version, input.contractId, { fresh: true });
+      record.contract = grant.contract;
+      if (grant.contract) await take(grant.contract, record.units, record.predictionId);
+    }
+    return grant;
+  }
+
+  /** Runs encoded inputs through the engine (micro-batched, off the event loop) and decodes the outputs. */
+  async infer(served: ServedVersion, encoded: TensorInput | TensorInput[], topK: number): Promise<PredictionOutput[]> {
+    const { signature, sha256 } = served;
+    const model = this.artifacts.modelRef(sha256);
+    try {
+      return isNamed(signature)
         ? decodeNamedOutputs(signature, await this.engine.predictTensors(model, encoded as TensorInput[]), topK)
         : decodeOutputs(signature, await this.engine.predict(model, encoded as TensorInput), topK);
     } catch (error) {
       throw inferenceCallError(error);
     }
-    return {
-      prediction: {
-        id: record.predictionId,
-        requestId: input.requestId ?? null,
-        modelVersion: version,
-        outputs,
-        latencyMs: Math.round((performance.now() - started) * 1000) / 1000,
-        contractId: grant.contract?.id ?? null,
-      },
-      warnings,
-    };
-  }
-
-  #inputHash(input: PredictInput): string {
-    const { model, version, inputs, topK, contractId } = input;
-    const call = [model, version ?? 'latest', topK ?? 3, contractId ?? null];
-    // Image files (predictImageFile) count by their digests: JSON would spell every byte out as a number. Their
-    // text starts with a NUL, which JSON text never holds (it escapes it), so no JSON inputs hash the same.
-    if (Array.isArray(inputs) && inputs.some((i) => i instanceof Uint8Array)) {
-      const digests = inputs.map((i: Uint8Array) => createHash('sha256').update(i).digest('hex'));
-      return createHash('sha256')
-        .update(`\0files${JSON.stringify([...call, digests])}`)
-        .digest('hex');
-    }
-    let json;
-    try {
-      json = JSON.stringify([...call, inputs]);
-    } catch (error) {
-      // JSON.stringify recurses: inputs nested thousands deep exhaust the stack (no legal input comes close).
-      if (error instanceof RangeError) throw new BadUserInputError('input.inputs: nested too deeply', 'input.inputs');
-      throw error;
-    }
-    return createHash('sha256').update(json).digest('hex');
   }
 
   #stored({ prediction, warnings }: PredictResult): StoredResult {

@@ -1,11 +1,32 @@
 import type { Resolvers } from '../generated/graphql.js';
 
 export const predictionResolvers: Resolvers = {
+  Query: {
+    prediction: (_parent, { id }, ctx) => ctx.services.asyncPredictions.find(ctx.actor, id),
+    predictions: (_parent, { filter, first, after }, ctx) =>
+      ctx.services.asyncPredictions.list(ctx.actor, filter, first ?? 20, after ?? null),
+  },
   Mutation: {
     predict: async (_parent, { input }, ctx) => {
       const { prediction, warnings } = await ctx.services.predictions.predict(ctx.actor, input);
       ctx.warnings.push(...warnings);
       return prediction;
     },
+    createPrediction: async (_parent, { input }, ctx) => {
+      const { prediction, warnings } = await ctx.services.asyncPredictions.create(ctx.actor, input);
+      ctx.warnings.push(...warnings);
+      return prediction;
+    },
+    cancelPrediction: (_parent, { id }, ctx) => ctx.services.asyncPredictions.cancel(ctx.actor, id),
+  },
+  AsyncPrediction: {
+    model: (prediction, _args, ctx) => ctx.loaders.requireVisibleModel(prediction.modelId),
+    modelVersion: (prediction, _args, ctx) => ctx.services.models.versionById(prediction.modelVersionId),
+    outputs: (prediction, _args, ctx) => ctx.services.asyncPredictions.outputsOf(prediction),
+    outputsExpireAt: (prediction) => (prediction.sealedOutput === null ? null : prediction.dataExpiresAt),
+    error: (prediction) =>
+      prediction.errorCode === null ? null : { code: prediction.errorCode, message: prediction.errorMessage ?? '' },
+    metrics: (prediction) =>
+      prediction.latencyMs === null ? null : { latencyMs: prediction.latencyMs, units: prediction.units },
   },
 };

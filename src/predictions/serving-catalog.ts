@@ -56,11 +56,20 @@ export class ServingCatalog {
     return this.models.versionById(id);
   }
 
+  /** A version by id as predict serves it (a queued call runs the version it resolved when it was made). */
+  async servedById(id: string): Promise<ServedVersion> {
+    return this.#served(await this.models.versionById(id));
+  }
+
   async #load(slug: string, ref: string): Promise<ServingTarget | null> {
     const model = await this.models.findBySlug(slug);
     if (!model) return null;
     const version = await this.models.resolveVersion(model.id, ref);
     if (!version) return { model, served: null };
+    return { model, served: await this.#served(version) };
+  }
+
+  async #served(version: ModelVersion): Promise<ServedVersion> {
     let signature = this.#signatures.get(version.id);
     if (!signature) {
       signature = parseSignature(version.signature, 'signature');
@@ -68,6 +77,6 @@ export class ServingCatalog {
     }
     // Predict serves the version's served variant (the owner-marked weights), else the upload itself.
     const sha256 = await this.variants.servedSha256(version);
-    return { model, served: { version, sha256, signature } };
+    return { version, sha256, signature };
   }
 }

@@ -34,6 +34,7 @@ import { LicenceAuthorizer } from '../licensing/predict-authorizer.js';
 import { UpgradesService } from '../licensing/upgrades-service.js';
 import { MeteringService } from '../metering/metering-service.js';
 import { UsageService } from '../metering/usage-service.js';
+import { AsyncPredictionsService } from '../predictions/async-predictions-service.js';
 import { InputEncoder } from '../predictions/input-encoding.js';
 import { OpenInference } from '../predictions/open-inference.js';
 import { PredictService } from '../predictions/predict-service.js';
@@ -72,6 +73,7 @@ export interface Services {
   webhooks: WebhooksService;
   jobsAdmin: JobsAdmin;
   accountEvents: AccountEvents;
+  asyncPredictions: AsyncPredictionsService;
 }
 
 /** How long a stop waits for this replica's running jobs; one still running is retried after its timeout. */
@@ -222,10 +224,22 @@ async function assembleServices(
   const deliveries = new WebhookDeliveries(db.prisma, db.pool, jobs, events, audit, secrets, config.webhooks, logger);
   await deliveries.start();
   const webhooks = new WebhooksService(db.prisma, db.pool, audit, secrets, deliveries, config.webhooks);
-  // Last: a job may use any service above.
+  const asyncPredictions = new AsyncPredictionsService(
+    db.pool,
+    catalog,
+    predictions,
+    metering,
+    jobs,
+    events,
+    secrets,
+    logger,
+    config.asyncPredictions,
+  );
+  // Last: a job may use any service above (a prediction's job emits events: their queue is declared first).
   await upgrades.start();
   await expiryNotices.start();
   await events.start();
+  await asyncPredictions.start();
   logger.info({ backend: engine.backend, workers: config.inference.workers }, 'inference engine ready');
 
   return {
@@ -255,9 +269,11 @@ async function assembleServices(
     webhooks,
     jobsAdmin: new JobsAdmin(jobs),
     accountEvents: new AccountEvents(db.prisma, audit),
+    asyncPredictions,
     /** Stops the services that run calls (inference engine, workers, timers); metering stays for their records. */
     async close() {
       keyRing.close();
+      asyncPredictions.close();
       metering.stopWaiting();
       // Evaluations end after their chunk in flight (run and recorded), before the engine closes under them.
       await evaluations.close().catch((error: unknown) => logger.error({ err: error }, 'closing evaluations failed'));

@@ -6,9 +6,11 @@ import { mkdtemp, readFile, rename, rm, symlink, writeFile } from 'node:fs/promi
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   BadArtifactError,
   BadUserInputError,
+  ConflictError,
   ForbiddenError,
   ModelmarketClient,
   NotFoundError,
@@ -79,6 +81,18 @@ describe('typed client', () => {
     // The same requestId is answered from the first call: a retry is never a second call.
     const again = await client.predict({ model: model.slug, inputs: rows, requestId: prediction.requestId });
     assert.equal(again.id, prediction.id);
+
+    // The same call queued: answered at once, then run in the background with the same outputs.
+    const queued = await client.createPrediction({ model: model.slug, inputs: rows });
+    assert.equal(queued.status, 'QUEUED');
+    let polled = queued;
+    while (polled.status === 'QUEUED' || polled.status === 'RUNNING') {
+      await sleep(50);
+      polled = await client.prediction(queued.id);
+    }
+    assert.equal(polled.status, 'SUCCEEDED', JSON.stringify(polled.error));
+    assert.deepEqual(polled.outputs, prediction.outputs);
+    await assert.rejects(client.cancelPrediction(queued.id), ConflictError);
   });
 
   it('raises typed errors that carry code, reason, field and HTTP status', async () => {

@@ -76,8 +76,8 @@ interface World {
   contracts: { consumer: string; id: string }[];
   keyIds: { user: string; id: string }[];
   tensor: string;
-  /** The consumer's data set, evaluation and comparison: theirs and admins' only. */
-  evaluationRows: { dataset: string; evaluation: string; comparison: string };
+  /** The consumer's data set, evaluation, comparison and asynchronous prediction: theirs and admins' only. */
+  evaluationRows: { dataset: string; evaluation: string; comparison: string; prediction: string };
 }
 
 interface Viewer {
@@ -109,6 +109,7 @@ function rootArguments(world: World): Record<string, Record<string, unknown>[]> 
     dataset: [{ id: world.evaluationRows.dataset }],
     evaluation: [{ id: world.evaluationRows.evaluation }],
     comparison: [{ id: world.evaluationRows.comparison }],
+    prediction: [{ id: world.evaluationRows.prediction }],
   };
 }
 
@@ -231,7 +232,28 @@ describe('authorization on every edge: a walk of the whole schema', () => {
     );
     assert.equal(compared.errors, undefined, JSON.stringify(compared.errors));
     await waitForEvaluation(server, asConsumer, compared.data!.compareModelVersions.a.id);
-    const evaluationRows = { dataset, evaluation, comparison: compared.data!.compareModelVersions.id as string };
+    const queued = await server.gql(
+      `mutation($input: CreatePredictionInput!) { createPrediction(input: $input) { id } }`,
+      { input: { model: publicSlug, inputs: randomRows(1, 784, 6) } },
+      asConsumer,
+    );
+    assert.equal(queued.errors, undefined, JSON.stringify(queued.errors));
+    const prediction = queued.data!.createPrediction.id as string;
+    for (let status = 'QUEUED'; status === 'QUEUED' || status === 'RUNNING';) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const polled = await server.gql(
+        'query($id: ID!) { prediction(id: $id) { status } }',
+        { id: prediction },
+        asConsumer,
+      );
+      status = polled.data!.prediction.status;
+    }
+    const evaluationRows = {
+      dataset,
+      evaluation,
+      comparison: compared.data!.compareModelVersions.id as string,
+      prediction,
+    };
 
     const otherSlug = (await createModel(server, { token: otherOwner.token })).slug;
     const keyIds: World['keyIds'] = [];

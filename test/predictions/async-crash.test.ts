@@ -1,0 +1,100 @@
+// A server process SIGKILLed with a queued prediction: its reserved units are the prediction's, not the dead
+// process's, so the restarted server's sweep of dead servers' leases leaves them, runs the prediction and bills it
+// exactly once.
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, it } from 'node:test';
+import { signUp } from '../support/fixtures.js';
+import { assertLedgerHolds } from '../support/ledger.js';
+import { accept, createPlan } from '../support/licensing.js';
+import { publishedMlp, randomRows } from '../support/models.js';
+import { startServerProcess, stopServerProcess, type ServerProcess } from '../support/server-process.js';
+import { gqlAt, startTestServer, type TestServer } from '../support/server.js';
+
+describe('an asynchronous prediction survives the SIGKILL of the server that queued it', () => {
+  let setup: TestServer;
+  let dataDir: string;
+  const processes: ServerProcess[] = [];
+
+  before(async () => {
+    // The setup server runs no prediction and never sweeps on its own: the processes under test do both.
+    setup = await startTestServer({ ASYNC_PREDICTIONS_WORKERS: '0', LEASE_SWEEP_INTERVAL_MS: '3600000' });
+    dataDir = await mkdtemp(path.join(os.tmpdir(), 'modelmarket-async-crash-'));
+  });
+  after(async () => {
+    for (const server of processes) {
+      if (server.child.exitCode === null && server.child.signalCode === null) await stopServerProcess(server.child);
+    }
+    await setup.close();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  const liveServers = async () =>
+    (await setup.sql.query('SELECT count(*)::int AS n FROM mm_live_server_instances()')).rows[0].n as number;
+
+  async function serverProcess(env: Record<string, string>): Promise<ServerProcess> {
+    const server = await startServerProcess({ ...setup.env, DATA_DIR: path.join(dataDir, randomUUID()), ...env });
+    processes.push(server);
+    return server;
+  }
+
+  it('runs it after restart, billed once', async () => {
+    const owner = await signUp(setup, { role: 'OWNER' });
+    const { model } = await publishedMlp(setup, { token: owner.token });
+    const plan = await createPlan(setup, { token: owner.token }, model.slug, { predictionQuota: 10 });
+    const consumer = await signUp(setup);
+    const contract = await accept(setup, { token: consumer.token }, plan.id);
+    const aloneLive = await liveServers();
+
+    const first = await serverProcess({ ASYNC_PREDICTIONS_WORKERS: '0' });
+    const created = await gqlAt(
+      first.url,
+      `mutation($input: CreatePredictionInput!) { createPrediction(input: $input) { id status } }`,
+      { input: { model: model.slug, inputs: randomRows(3, 784, 1) } },
+      { token: consumer.token },
+    );
+    assert.equal(created.errors, undefined, JSON.stringify(created.errors));
+    const { id } = created.data!.createPrediction;
+    await stopServerProcess(first.child, 'SIGKILL');
+    // Dead for the database (its liveness lock gone) before the next server's start-up sweep looks.
+    while ((await liveServers()) > aloneLive) await sleep(20);
+    const held = await setup.sql.query('SELECT units, server_instance FROM quota_leases WHERE prediction_id = $1', [
+      id,
+    ]);
+    assert.deepEqual(held.rows, [{ units: 3, server_instance: null }]);
+
+    // Sweeps the dead server's leases at start (and every 200 ms), then works the queue.
+    const second = await serverProcess({
+      ASYNC_PREDICTIONS_WORKERS: '2',
+      LEASE_SWEEP_INTERVAL_MS: '200',
+      JOBS_POLLING_INTERVAL_SECONDS: '1',
+    });
+    let status = 'QUEUED';
+    for (let attempt = 0; attempt < 600 && (status === 'QUEUED' || status === 'RUNNING'); attempt++) {
+      await sleep(100);
+      const res = await gqlAt(
+        second.url,
+        `query($id: ID!) { prediction(id: $id) { status error { code } } }`,
+        { id },
+        {
+          token: consumer.token,
+        },
+      );
+      assert.equal(res.errors, undefined, JSON.stringify(res.errors));
+      status = res.data!.prediction.status;
+    }
+    assert.equal(status, 'SUCCEEDED');
+    const { rows } = await setup.sql.query(
+      'SELECT status, billable_units FROM usage_records WHERE prediction_id = $1',
+      [id],
+    );
+    assert.deepEqual(rows, [{ status: 'OK', billable_units: 3 }]);
+    const used = await setup.sql.query('SELECT predictions_used FROM contracts WHERE id = $1', [contract.id]);
+    assert.equal(used.rows[0].predictions_used, 3);
+    await assertLedgerHolds(setup.sql);
+  });
+});
