@@ -523,6 +523,8 @@ export class EvaluationsService {
     try {
       for await (const chunk of datasetChunks(content, run.dataset.format, this.limits, this.limits.chunkSize)) {
         for (const row of chunk) {
+          if (row.label === undefined)
+            throw new DatasetFormatError('missing "label": evaluations need labels', row.line);
           const index = classIndexOf(row.label, labels);
           if (index === null) {
             throw new DatasetFormatError(
