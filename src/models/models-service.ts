@@ -6,7 +6,8 @@ import { AuditAction, type AuditService, type AuditEntry } from '../audit/audit-
 import { Change, type ChangeFeed } from '../db/change-feed.js';
 import type { Prisma } from '../db/database.js';
 import { isUniqueViolation } from '../db/errors.js';
-import { assertUuid, isUuid } from '../server/ids.js';
+import { connectionOf, decodeCursor } from '../server/cursor.js';
+import { assertUuid } from '../server/ids.js';
 import { cleanText } from '../server/text.js';
 import type { Model, ModelTask, ModelVersion, Prisma as P, Visibility } from '../generated/prisma/client.js';
 import type { Logger } from '../server/logger.js';
@@ -150,25 +151,6 @@ function accuracyPointsAsFraction(points: number | null | undefined): number {
 /** Semver precedence, highest first. A model has tens of versions, so sorting here is cheap. */
 const highestFirst = (versions: ModelVersion[]) => versions.sort((a, b) => semver.rcompare(a.version, b.version));
 
-interface Cursor {
-  createdAt: string;
-  id: string;
-}
-
-const encodeCursor = (model: Model) =>
-  Buffer.from(JSON.stringify({ createdAt: model.createdAt.toISOString(), id: model.id })).toString('base64url');
-
-function decodeCursor(cursor: string): Cursor {
-  try {
-    const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as Cursor;
-    if (typeof value.createdAt === 'string' && isUuid(value.id) && !Number.isNaN(Date.parse(value.createdAt)))
-      return value;
-  } catch {
-    // fall through
-  }
-  throw new BadUserInputError('Invalid cursor', 'after');
-}
-
 export class ModelsService {
   constructor(
     private readonly prisma: Prisma,
@@ -291,20 +273,15 @@ export class ModelsService {
       });
     }
     if (after) {
-      const cursor = decodeCursor(after);
-      const createdAt = new Date(cursor.createdAt);
-      conditions.push({ OR: [{ createdAt: { lt: createdAt } }, { createdAt, id: { lt: cursor.id } }] });
+      const { createdAt, id } = decodeCursor(after);
+      conditions.push({ OR: [{ createdAt: { lt: createdAt } }, { createdAt, id: { lt: id } }] });
     }
     const rows = await this.prisma.model.findMany({
       where: { AND: conditions },
       orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
       take: first + 1,
     });
-    const page = rows.slice(0, first);
-    return {
-      edges: page.map((node) => ({ cursor: encodeCursor(node), node })),
-      pageInfo: { hasNextPage: rows.length > first, endCursor: page.length ? encodeCursor(page.at(-1)!) : null },
-    };
+    return connectionOf(rows, first);
   }
 
   /**
