@@ -27,6 +27,7 @@ const config: CodegenConfig = {
           Dataset: './prisma/client.js#Dataset as DatasetModel',
           Evaluation: './prisma/client.js#Evaluation as EvaluationModel',
           Comparison: '../evaluation/evaluations-service.js#ComparisonWithRuns as ComparisonModel',
+          BatchPrediction: './prisma/client.js#BatchPrediction as BatchPredictionModel',
           CertificateVerification:
             '../licensing/certificates.js#CertificateVerification as CertificateVerificationModel',
         },

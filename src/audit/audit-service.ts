@@ -44,6 +44,8 @@ export const AuditAction = {
   EVALUATION_STARTED: 'evaluation.started',
   EVALUATION_CANCELLED: 'evaluation.cancelled',
   EVALUATION_PUBLISHED: 'evaluation.published',
+  BATCH_PREDICTION_STARTED: 'batch_prediction.started',
+  BATCH_PREDICTION_CANCELED: 'batch_prediction.canceled',
 } as const;
 export type AuditAction = (typeof AuditAction)[keyof typeof AuditAction];
 

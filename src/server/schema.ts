@@ -11,6 +11,7 @@ import type { Resolvers } from '../generated/graphql.js';
 import { authResolvers } from '../auth/resolvers.js';
 import { auditResolvers } from '../audit/resolvers.js';
 import { evaluationResolvers } from '../evaluation/resolvers.js';
+import { batchPredictionResolvers } from '../predictions/batch-resolvers.js';
 import { licensingResolvers } from '../licensing/resolvers.js';
 import { meteringResolvers } from '../metering/resolvers.js';
 import { modelResolvers } from '../models/resolvers.js';
@@ -79,6 +80,7 @@ export function buildSchema(): GraphQLSchema {
     auditResolvers,
     watermarkResolvers,
     evaluationResolvers,
+    batchPredictionResolvers,
   ];
   const schema = makeExecutableSchema({
     typeDefs: readFileSync(SCHEMA_PATH, 'utf8'),

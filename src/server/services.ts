@@ -31,6 +31,7 @@ import { LicenceAuthorizer } from '../licensing/predict-authorizer.js';
 import { MeteringService } from '../metering/metering-service.js';
 import { UsageService } from '../metering/usage-service.js';
 import { InputEncoder } from '../predictions/input-encoding.js';
+import { BatchPredictionsService } from '../predictions/batch-predictions-service.js';
 import { OpenInference } from '../predictions/open-inference.js';
 import { PredictService } from '../predictions/predict-service.js';
 import { PreprocessingPool } from '../preprocessing/preprocessing-pool.js';
@@ -62,6 +63,7 @@ export interface Services {
   evaluations: EvaluationsService;
   jobs: JobQueue;
   events: EventOutbox;
+  batchPredictions: BatchPredictionsService;
 }
 
 /** How long a stop waits for this replica's running jobs; one still running is retried after its timeout. */
@@ -206,6 +208,24 @@ async function assembleServices(
     maxInstances: config.models.maxInstances,
     maxDepth: config.models.maxInputDepth,
   });
+  const batchPredictions = new BatchPredictionsService(
+    db.prisma,
+    db.pool,
+    catalog,
+    artifacts,
+    engine,
+    encoder,
+    authorizer,
+    metering,
+    datasets,
+    audit,
+    jobs,
+    events,
+    secrets,
+    logger,
+    { ...config.batch, maxRows: config.datasets.maxRows, maxLineBytes: config.datasets.maxLineBytes },
+  );
+  await batchPredictions.start();
   // Last: a job may use any service above.
   await events.start();
   logger.info({ backend: engine.backend, workers: config.inference.workers }, 'inference engine ready');
@@ -233,6 +253,7 @@ async function assembleServices(
     evaluations,
     jobs,
     events,
+    batchPredictions,
     /** Stops the services that run calls (inference engine, workers, timers); metering stays for their records. */
     async close() {
       keyRing.close();
