@@ -79,7 +79,7 @@ describe('batch predictions', () => {
       inputs.map((_, i) => i),
     );
     assert.equal(lines[7].error.code, 'BAD_USER_INPUT');
-    assert.match(lines[7].error.message, /^input/);
+    assert.match(lines[7].error.message, /^input: expected 8 numbers \(shape \[8\]\) but got shape \[2\]/);
     assert.equal(lines[40].error.code, 'BAD_USER_INPUT');
     // The owner predicts free: the same rows, the same answers.
     const sync = await server.gql(PREDICT, { input: { model: slug, inputs: rows, topK: 2 } }, { token: owner.token });
