@@ -40,7 +40,7 @@ import type { LicenceAuthorizer } from '../licensing/predict-authorizer.js';
 import { ContractInactiveError, type MeteringService, type UsageRecordInput } from '../metering/metering-service.js';
 import type { ArtifactService } from '../models/artifact-service.js';
 import { canView, isAdmin } from '../models/model-policy.js';
-import { isNamed, type Signature } from '../models/signature.js';
+import { isNamed, outputSizeOf, type Signature } from '../models/signature.js';
 import { PreprocessingOverloadedError } from '../preprocessing/preprocessing-pool.js';
 import type { SecretBox } from '../security/secret-box.js';
 import { connectionOf, decodeCursor } from '../server/cursor.js';
@@ -256,7 +256,8 @@ export class BatchPredictionsService {
     if (filter?.model != null) {
       assertStorableRefs({ 'filter.model': filter.model });
       const model = await this.prisma.model.findUnique({ where: { slug: filter.model }, select: { id: true } });
-      conditions.push({ modelId: model?.id ?? '00000000-0000-0000-0000-000000000000' });
+      if (!model) return connectionOf([], first);
+      conditions.push({ modelId: model.id });
     }
     if (after != null) {
       const { createdAt, id } = decodeCursor(after);
@@ -273,19 +274,18 @@ export class BatchPredictionsService {
   /** Cancels a QUEUED or RUNNING batch: it stops before its next chunk (a chunk in flight is not kept). */
   async cancel(actor: Actor, id: string): Promise<BatchPrediction> {
     const batch = await this.find(actor, id);
-    const ended = await this.#inTransaction(async (client) => {
-      const row = await this.#endIn(client, id, 'CANCELED', null);
-      if (!row) throw new ConflictError(`The batch prediction already ended (${batch.status})`);
+    await this.#inTransaction(async (client) => {
+      const ended = await this.#endIn(client, id, 'CANCELED', null);
+      if (!ended) throw new ConflictError(`The batch prediction already ended (${batch.status})`);
       await this.audit.recordOn(client, actor, {
         action: AuditAction.BATCH_PREDICTION_CANCELED,
         targetType: 'BatchPrediction',
         targetId: id,
-        details: { processed: row.processed, total: row.total },
+        details: ended,
       });
-      return row;
     });
     this.events.wake();
-    return ended;
+    return this.prisma.batchPrediction.findUniqueOrThrow({ where: { id } });
   }
 
   /**
@@ -354,7 +354,12 @@ export class BatchPredictionsService {
     const { signature, sha256 } = current.served;
 
     const content = await this.#content(batch.datasetId);
-    const rows = await this.#rowsAt(content, batch);
+    // No more rows than one predict call's output values allow (publishing made sure one row fits).
+    const perChunk = Math.min(
+      this.limits.chunkSize,
+      Math.max(1, Math.floor(this.encoder.maxOutputValues / outputSizeOf(signature))),
+    );
+    const rows = await this.#rowsAt(content, batch, perChunk);
     const firstRow = batch.processed;
     const started = performance.now();
     const { slices, errors } = await this.#encodeRows(signature, rows);
@@ -408,10 +413,10 @@ export class BatchPredictionsService {
     return content;
   }
 
-  /** The chunk's rows: up to chunkSize from where the last committed chunk stopped. */
-  async #rowsAt(content: Buffer, batch: BatchPrediction): Promise<DatasetRow[]> {
+  /** The chunk's rows: up to `count` from where the last committed chunk stopped. */
+  async #rowsAt(content: Buffer, batch: BatchPrediction, count: number): Promise<DatasetRow[]> {
     const from = { offset: batch.nextOffset, line: batch.nextLine };
-    const rows = datasetChunks(content, 'JSONL', this.limits, this.limits.chunkSize, [], from);
+    const rows = datasetChunks(content, 'JSONL', this.limits, count, [], from);
     const { value } = await rows.next();
     await rows.return(undefined);
     if (!value || value.length === 0) throw new Error(`batch ${batch.id}: no rows at offset ${batch.nextOffset}`);
@@ -434,7 +439,7 @@ export class BatchPredictionsService {
       let pending = group.map((row) => row.index);
       for (let overloads = 0; pending.length > 0;) {
         const inputs = pending.map((i) => rows[i]!.input);
-        const limits = { maxInstances: this.limits.chunkSize, maxOutputValues: Number.MAX_SAFE_INTEGER };
+        const limits = { maxInstances: this.limits.chunkSize };
         try {
           const tensors = isNamed(signature)
             ? await this.encoder.encodeNamed(signature, inputs, 'input', limits)
@@ -622,7 +627,7 @@ export class BatchPredictionsService {
     id: string,
     status: BatchPredictionStatus,
     error: BatchPredictionError | null,
-  ): Promise<BatchPrediction | null> {
+  ): Promise<{ processed: number; total: number } | null> {
     const { rows } = await client.query<{ id: string }>(
       `UPDATE batch_predictions
        SET status = $2, error = $3::jsonb, completed_at = now(),
@@ -665,21 +670,7 @@ export class BatchPredictionsService {
         },
       },
     ]);
-    return this.#readIn(client, id);
-  }
-
-  async #readIn(client: pg.ClientBase, id: string): Promise<BatchPrediction> {
-    const { rows } = await client.query<BatchPrediction>(
-      `SELECT id, requester_id AS "requesterId", api_key_id AS "apiKeyId", model_id AS "modelId",
-              version_id AS "versionId", dataset_id AS "datasetId", contract_id AS "contractId", top_k AS "topK",
-              webhook, status, total, processed, failed_rows AS "failedRows", billed_units AS "billedUnits",
-              chunks_done AS "chunksDone", next_offset AS "nextOffset", next_line AS "nextLine", error,
-              created_at AS "createdAt", started_at AS "startedAt", completed_at AS "completedAt",
-              results_expire_at AS "resultsExpireAt", results_deleted_at AS "resultsDeletedAt"
-       FROM batch_predictions WHERE id = $1`,
-      [id],
-    );
-    return rows[0]!;
+    return { processed: row.processed, total: row.total };
   }
 
   /** Deletes an ended batch's results once they expired; the batch row (status, counts) stays. */

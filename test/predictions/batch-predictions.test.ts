@@ -179,6 +179,32 @@ describe('batch predictions', () => {
     assert.equal(theirs.errors?.[0]?.extensions?.code, 'NOT_FOUND');
   });
 
+  it('deletes the results when they expire; the batch and its counts stay', async () => {
+    const { auth } = await licensee(1000);
+    const dataset = await datasetId(server, auth, inputsJsonl(randomRows(3, 8, 16)));
+    const created = await createBatch(server.url, auth, { model: slug, dataset });
+    const done = await waitForBatch(server.url, auth, created.id);
+    assert.equal(done.status, 'SUCCEEDED');
+    // BATCH_RESULTS_TTL_DAYS later: the expiry and its job's start moved to now.
+    await server.sql.query('UPDATE batch_predictions SET results_expire_at = now() WHERE id = $1', [created.id]);
+    const { rowCount } = await server.sql.query(
+      `UPDATE pgboss.job SET start_after = now() WHERE name = 'batch-prediction-results-expiry' AND data->>'batchId' = $1`,
+      [created.id],
+    );
+    assert.equal(rowCount, 1);
+    const expired = await waitForBatch(server.url, auth, created.id, (b) => b.resultsUrl === null);
+    assert.equal(expired.processed, 3);
+    assert.equal(expired.status, 'SUCCEEDED');
+    const download = await downloadResults(server.origin, auth, done.resultsUrl);
+    assert.equal(download.status, 404);
+    assert.equal(download.body.error.reason, 'RESULTS_EXPIRED');
+    const { rows } = await server.sql.query(
+      'SELECT count(*)::int AS n FROM batch_prediction_chunks WHERE batch_id = $1',
+      [created.id],
+    );
+    assert.equal(rows[0].n, 0);
+  });
+
   it('refuses bad input with typed errors', async () => {
     const { auth } = await licensee(1000);
     const dataset = await datasetId(server, auth, inputsJsonl(randomRows(2, 8, 15)));
