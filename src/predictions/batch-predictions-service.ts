@@ -4,10 +4,11 @@
 //
 // Exactly once per row: a chunk's results (sealed with the application secret), its usage record, the batch's
 // progress and the next chunk's job are written in ONE transaction, which first checks (under the batch row's
-// lock) that the chunk is still the next one. A server killed mid-chunk commits nothing of it: the job times out
-// (BATCH_CHUNK_TIMEOUT_SECONDS) and runs again on any server, from the same place in the data set; the dead run's
-// reserved units are a quota lease of a dead server instance, given back by the metering sweep. A chunk run twice
-// (a timed-out job that was only slow) commits once; the other run's reservation is given back.
+// lock) that the chunk is still the next one. A server killed mid-chunk commits nothing of it: its job is failed
+// by the next server to start (or times out after BATCH_CHUNK_TIMEOUT_SECONDS) and runs again on any server, from
+// the same place in the data set; the dead run's reserved units are a quota lease of a dead server instance, given
+// back by the metering sweep. A chunk run twice (a timed-out job that was only slow) commits once; the other run's
+// reservation is given back.
 //
 // Billing: one unit per row that ran, reserved per chunk before it runs. Rows whose input the model refuses get
 // their error in the results and are not billed. A chunk that cannot reserve (QUOTA_EXCEEDED) ends the batch
@@ -24,6 +25,7 @@ import type pg from 'pg';
 import { AuditAction, type AuditService } from '../audit/audit-service.js';
 import { requireUserId, type Actor } from '../auth/principal.js';
 import type { Prisma } from '../db/database.js';
+import type { ServerInstance } from '../db/server-instance.js';
 import { datasetChunks, type DatasetLimits, type DatasetRow } from '../evaluation/dataset-format.js';
 import type { DatasetsService } from '../evaluation/datasets-service.js';
 import { imageSlices, isOverloaded, overloadBackoffMs } from '../evaluation/evaluations-service.js';
@@ -35,7 +37,7 @@ import type {
   Role,
 } from '../generated/prisma/client.js';
 import type { InferenceEngine, TensorInput } from '../inference/engine.js';
-import type { JobKind, JobQueue } from '../jobs/job-queue.js';
+import type { JobHandlerContext, JobKind, JobQueue } from '../jobs/job-queue.js';
 import type { LicenceAuthorizer } from '../licensing/predict-authorizer.js';
 import { ContractInactiveError, type MeteringService, type UsageRecordInput } from '../metering/metering-service.js';
 import type { ArtifactService } from '../models/artifact-service.js';
@@ -130,6 +132,7 @@ export class BatchPredictionsService {
     private readonly jobs: JobQueue,
     private readonly events: EventOutbox,
     private readonly secrets: SecretBox,
+    private readonly instance: ServerInstance,
     private readonly logger: Logger,
     private readonly limits: BatchLimits & DatasetLimits,
   ) {
@@ -146,10 +149,27 @@ export class BatchPredictionsService {
   async start(): Promise<void> {
     await this.jobs.define(this.#chunkJob);
     await this.jobs.define(this.#expiryJob);
+    await this.failJobsOfStoppedServers();
     await this.jobs.work<ChunkJob>(this.#chunkJob.name, this.limits.maxConcurrentChunks, (data, job) =>
-      this.#runChunkJob(data, job.retryCount),
+      this.#runChunkJob(data, job),
     );
     await this.jobs.work<{ batchId: string }>(this.#expiryJob.name, 1, ({ batchId }) => this.#deleteResults(batchId));
+  }
+
+  /**
+   * Fails the chunk jobs that servers which stopped were running, so that they run again now (after the job's
+   * retry delay) rather than when their timeout passes; what such a chunk did was never committed.
+   */
+  async failJobsOfStoppedServers(): Promise<void> {
+    const { rows } = await this.pool.query<{ chunk_job_id: string }>(
+      `SELECT chunk_job_id FROM batch_predictions
+       WHERE status IN ('QUEUED', 'RUNNING') AND chunk_job_id IS NOT NULL
+         AND chunk_server_instance NOT IN (SELECT instance FROM mm_live_server_instances())`,
+    );
+    for (const { chunk_job_id } of rows) {
+      await this.jobs.fail(this.#chunkJob.name, chunk_job_id, 'the server running the chunk stopped');
+    }
+    if (rows.length) this.logger.info({ jobs: rows.length }, 'failed the batch chunk jobs of stopped servers');
   }
 
   /** Starts a batch over one of the caller's data sets; answers at once (QUEUED). */
@@ -315,7 +335,13 @@ export class BatchPredictionsService {
 
   // ---- running chunks ----
 
-  async #runChunkJob(job: ChunkJob, retryCount: number): Promise<void> {
+  async #runChunkJob(job: ChunkJob, { id: jobId, retryCount }: JobHandlerContext): Promise<void> {
+    // Which server runs the chunk, for the next server to start should this one die.
+    await this.pool.query(
+      `UPDATE batch_predictions SET chunk_job_id = $2, chunk_server_instance = $3
+       WHERE id = $1 AND chunks_done = $4 AND status IN ('QUEUED', 'RUNNING')`,
+      [job.batchId, jobId, this.instance.id, job.chunk],
+    );
     try {
       await this.#runChunk(job);
     } catch (error) {

@@ -222,6 +222,7 @@ async function assembleServices(
     jobs,
     events,
     secrets,
+    instance,
     logger,
     { ...config.batch, maxRows: config.datasets.maxRows, maxLineBytes: config.datasets.maxLineBytes },
   );

@@ -21,6 +21,9 @@ CREATE TABLE "batch_predictions" (
   "chunks_done" INTEGER NOT NULL DEFAULT 0,
   "next_offset" INTEGER NOT NULL DEFAULT 0,
   "next_line" INTEGER NOT NULL DEFAULT 0,
+  -- The job running the next chunk, and its server's instance: a server starting fails the jobs of dead ones.
+  "chunk_job_id" UUID,
+  "chunk_server_instance" INTEGER,
   "error" JSONB,
   "created_at" TIMESTAMPTZ(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
   "started_at" TIMESTAMPTZ(3),
