@@ -100,6 +100,8 @@ const MAX_WAIT_PER_CHUNK_MS = 30_000;
 const MAX_OVERLOADS_PER_CHUNK = 5;
 
 const CHUNK_JOB_RETRIES = 10;
+/** Errors that are the moment's, not the batch's: its chunk's job runs again (with backoff). */
+const RETRIED_CODES = new Set<string>([ErrorCode.SERVICE_UNAVAILABLE, ErrorCode.OVERLOADED]);
 
 /** Ends a chunk's run without an outcome: the batch ended meanwhile, or the chunk was committed by another run. */
 class ChunkSuperseded extends Error {}
@@ -326,10 +328,8 @@ export class BatchPredictionsService {
         'SELECT results FROM batch_prediction_chunks WHERE batch_id = $1 AND chunk = $2',
         [id, chunk],
       );
-      if (rows.length === 0) return;
-      if (!out.write(this.secrets.open(rows[0]!.results, sealLabel(id, chunk)))) {
-        await new Promise((resolve) => out.once('drain', resolve));
-      }
+      if (rows.length === 0 || out.destroyed) return;
+      if (!out.write(this.secrets.open(rows[0]!.results, sealLabel(id, chunk))) && !(await drained(out))) return;
     }
   }
 
@@ -348,7 +348,7 @@ export class BatchPredictionsService {
       if (error instanceof ChunkSuperseded) return;
       // The batch's own failures (the model broke, the licence went) end it; others (the database away) are the
       // job's, retried, until its last attempt ends the batch.
-      const own = error instanceof GraphQLError;
+      const own = error instanceof GraphQLError && !RETRIED_CODES.has(errorCode(error));
       if (!own && retryCount < CHUNK_JOB_RETRIES) throw error;
       if (!own) this.logger.error({ err: error, batch: job.batchId }, 'a batch prediction failed');
       const failure: BatchPredictionError = {
@@ -725,6 +725,22 @@ export class BatchPredictionsService {
       client.release();
     }
   }
+}
+
+/** Whether `out` drained (true) or closed first (false: the client went away). */
+function drained(out: Writable): Promise<boolean> {
+  return new Promise((resolve) => {
+    const onDrain = () => {
+      out.off('close', onClose);
+      resolve(true);
+    };
+    const onClose = () => {
+      out.off('drain', onDrain);
+      resolve(false);
+    };
+    out.once('drain', onDrain);
+    out.once('close', onClose);
+  });
 }
 
 /** The associated data a chunk's results are sealed under: they open only as that chunk of that batch. */
