@@ -174,9 +174,32 @@ describe('batch predictions', () => {
     assert.deepEqual(list.data!.batchPredictions.edges, []);
     const mine = await server.gql(`{ batchPredictions(first: 1) { edges { node { id } } } }`, {}, auth);
     assert.deepEqual(mine.data!.batchPredictions.edges, [{ node: { id: created.id } }]);
+    const LIST = `query L($filter: BatchPredictionFilter) { batchPredictions(filter: $filter) { edges { node { id } } } }`;
+    const byModel = await server.gql(LIST, { filter: { model: slug, status: 'SUCCEEDED' } }, auth);
+    assert.deepEqual(byModel.data!.batchPredictions.edges, [{ node: { id: created.id } }]);
+    const none = await server.gql(LIST, { filter: { model: 'no-such-model' } }, auth);
+    assert.deepEqual(none.data!.batchPredictions.edges, []);
     // Someone else's data set is not found either (the owner may run the model, not the consumer's data).
     const theirs = await server.gql(CREATE_BATCH, { input: { model: slug, dataset } }, { token: owner.token });
     assert.equal(theirs.errors?.[0]?.extensions?.code, 'NOT_FOUND');
+  });
+
+  it("runs the model's owner's batch free: a usage record per chunk, nothing billed", async () => {
+    const auth = { token: owner.token };
+    const dataset = await datasetId(server, auth, inputsJsonl(randomRows(20, 8, 17)));
+    const created = await createBatch(server.url, auth, { model: slug, dataset });
+    const done = await waitForBatch(server.url, auth, created.id);
+    assert.equal(done.status, 'SUCCEEDED');
+    assert.equal(done.billedUnits, 0);
+    const { rows } = await server.sql.query(
+      `SELECT units, billable_units, contract_id FROM usage_records
+       WHERE consumer_id = $1 AND status = 'OK' AND at >= $2 ORDER BY units DESC`,
+      [owner.id, created.createdAt],
+    );
+    assert.deepEqual(rows, [
+      { units: CHUNK, billable_units: 0, contract_id: null },
+      { units: 20 - CHUNK, billable_units: 0, contract_id: null },
+    ]);
   });
 
   it('deletes the results when they expire; the batch and its counts stay', async () => {
