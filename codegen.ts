@@ -32,6 +32,7 @@ const config: CodegenConfig = {
           WebhookEndpoint: '../webhooks/webhooks-service.js#WebhookEndpointView as WebhookEndpointModel',
           WebhookDelivery: '../webhooks/webhooks-service.js#WebhookDeliveryView as WebhookDeliveryModel',
           PendingUpgrade: '../licensing/upgrades-service.js#PendingUpgrade as PendingUpgradeModel',
+          BatchPrediction: './prisma/client.js#BatchPrediction as BatchPredictionModel',
           CertificateVerification:
             '../licensing/certificates.js#CertificateVerification as CertificateVerificationModel',
           AsyncPrediction: '../predictions/async-predictions-service.js#AsyncPrediction as AsyncPredictionModel',

@@ -5,6 +5,7 @@
 //   bare tfjs    the server's tfjs backend in this process, model.predict at batch = concurrency (inference ceiling)
 //   batched      the server as configured (dynamic micro-batching)
 //   unbatched    the same server with INFERENCE_BATCHING=false
+//   batch        a 50,000-row batch prediction's throughput, and predict's p99 without and while it runs (bench/batch.ts)
 // The hot-path rows run in BENCH_ROUNDS rounds (default 2) that interleave the bare server with ours, so a
 // shared machine's drift hits both alike. Servers log at info (production's default) to a pipe this process
 // reads. Not a test: it prints numbers and ratios.
@@ -15,6 +16,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { startServerProcess, stopServerProcess, type ServerProcess } from '../test/support/server-process.js';
+import { benchBatch, printBatchBench } from './batch.js';
 import {
   digit,
   gql,
@@ -195,6 +197,8 @@ async function main(): Promise<void> {
   console.log(
     `  licensed predict p50 at c=1 − bare inference at batch 1 (ms): ${check(licensed1.p50 - rows['bare tfjs@1']!.p50, 1, false)}`,
   );
+  // Alone on the machine: after the other servers stopped.
+  printBatchBench(await benchBatch(databases, model));
   await databases.close();
 }
 

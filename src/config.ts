@@ -85,6 +85,11 @@ const envSchema = z.object({
   EXPLAIN_MAX_CONCURRENT_PER_USER: int(1, 1000).default(2),
   EXPLAIN_MAX_OUTPUT_VALUES: int(1, 10_000_000).default(160_000),
   EVALUATION_MAX_RUNNING: int(1, 10_000).default(8),
+  BATCH_CHUNK_SIZE: int(1, 4096).default(128),
+  BATCH_MAX_CONCURRENT_CHUNKS: int(0, 64).default(1),
+  BATCH_CHUNK_TIMEOUT_SECONDS: int(1, 3600).default(60),
+  BATCH_RESULTS_TTL_DAYS: int(1, 365).default(7),
+  BATCH_MAX_ACTIVE_PER_USER: int(1, 1000).default(4),
   JOBS_POLLING_INTERVAL_SECONDS: int(1, 3600).default(2),
   JOBS_MAINTENANCE_INTERVAL_SECONDS: int(1, 86_400).default(30),
   WEBHOOK_ALLOW_PRIVATE_NETWORKS: boolean.default(false),
@@ -240,6 +245,18 @@ export function parseConfig(env: Record<string, string | undefined>, terminal = 
       // Runs QUEUED or RUNNING at once, per user and over all servers of the database.
       maxRunningPerUser: e.EVALUATION_MAX_RUNNING_PER_USER,
       maxRunning: e.EVALUATION_MAX_RUNNING,
+    },
+    batch: {
+      // Rows per engine batch, per metered reservation, per results row and per job.
+      chunkSize: e.BATCH_CHUNK_SIZE,
+      // Chunks this replica runs at once, over all batches: batches share the inference workers with predict. 0: none
+      // (a replica that only serves calls; others run the batches).
+      maxConcurrentChunks: e.BATCH_MAX_CONCURRENT_CHUNKS,
+      // A chunk's job running longer is presumed dead (its server killed) and run again.
+      chunkTimeoutSeconds: e.BATCH_CHUNK_TIMEOUT_SECONDS,
+      resultsTtlDays: e.BATCH_RESULTS_TTL_DAYS,
+      // Batches QUEUED or RUNNING at once per user.
+      maxActivePerUser: e.BATCH_MAX_ACTIVE_PER_USER,
     },
     jobs: {
       // An idle worker's wait for work sent by another replica (work sent here wakes this replica's worker at once).

@@ -1,5 +1,5 @@
-// Labelled data sets as uploaded: JSONL, one `{"input": …, "label": …}` object a line (the input exactly as predict
-// takes one instance), or CSV for tabular models (a header row of feature names and a `label` column). Read line by
+// Data sets as uploaded: JSONL, one `{"input": …, "label": …}` object a line (the input exactly as predict takes one
+// instance; the label may be left out of a data set of inputs only, which batch predictions run), or CSV for tabular models (a header row of feature names and a `label` column). Read line by
 // line straight from the bytes, yielding to the event loop every SLICE_BYTES (128 KiB), so that a 50 MB upload never holds the
 // loop for more than a few milliseconds (one line is at most DATASET_MAX_LINE_BYTES). Lines are numbered from 1,
 // as an editor numbers them, in every error.
@@ -7,11 +7,19 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 
 export type DatasetFormat = 'JSONL' | 'CSV';
 
-/** One labelled example: its line in the file, its input, and its label (a class label, or a class index). */
+/** One example: its line in the file, its input, and its label (a class label, or a class index) when it has one. */
 export interface DatasetRow {
   line: number;
   input: unknown;
-  label: string | number;
+  label?: string | number;
+  /** The byte offset just past the example's line: where reading the next example starts. */
+  end: number;
+}
+
+/** Where reading starts: a byte offset at the start of a line, and the number of the line before it. */
+export interface DatasetPosition {
+  offset: number;
+  line: number;
 }
 
 export interface DatasetLimits {
@@ -47,7 +55,7 @@ function checkedLabel(label: unknown, line: number): string | number {
   throw new DatasetFormatError('label must be a class label (a string) or a class index (an integer from 0)', line);
 }
 
-function jsonlRow(text: string, line: number): DatasetRow {
+function jsonlRow(text: string, line: number, end: number): DatasetRow {
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -61,8 +69,8 @@ function jsonlRow(text: string, line: number): DatasetRow {
   const unknown = Object.keys(object).find((key) => key !== 'input' && key !== 'label');
   if (unknown !== undefined) throw new DatasetFormatError(`unknown key "${unknown.slice(0, 64)}"`, line);
   if (object.input === undefined || object.input === null) throw new DatasetFormatError('missing "input"', line);
-  if (object.label === undefined) throw new DatasetFormatError('missing "label"', line);
-  return { line, input: object.input, label: checkedLabel(object.label, line) };
+  if (object.label === undefined) return { line, input: object.input, end };
+  return { line, input: object.input, label: checkedLabel(object.label, line), end };
 }
 
 /** The fields of one CSV line (RFC 4180 quoting; a quoted field may not span lines). */
@@ -114,7 +122,7 @@ function csvHeader(text: string, line: number): CsvHeader {
   return { features: names.filter((_, i) => i !== labelColumn), labelColumn };
 }
 
-function csvRow(text: string, line: number, header: CsvHeader): DatasetRow {
+function csvRow(text: string, line: number, header: CsvHeader, end: number): DatasetRow {
   const fields = csvFields(text, line);
   const columns = header.features.length + 1;
   if (fields.length !== columns)
@@ -131,12 +139,13 @@ function csvRow(text: string, line: number, header: CsvHeader): DatasetRow {
     }
     input[name] = value;
   });
-  return { line, input, label: checkedLabel(fields[header.labelColumn]!.trim(), line) };
+  return { line, input, label: checkedLabel(fields[header.labelColumn]!.trim(), line), end };
 }
 
 /**
  * The data set's examples, `chunkSize` at a time (the last chunk may be shorter), checked for their form (not yet
- * against any model). `columns` receives the CSV header's feature names when the header is read.
+ * against any model). `columns` receives the CSV header's feature names when the header is read. A JSONL data set
+ * may be read `from` where an earlier read stopped (a row's `end`, and its line); `maxRows` then counts from there.
  */
 export async function* datasetChunks(
   bytes: Buffer,
@@ -144,14 +153,15 @@ export async function* datasetChunks(
   limits: DatasetLimits,
   chunkSize: number,
   columns: string[] = [],
+  from: DatasetPosition = { offset: 0, line: 0 },
 ): AsyncGenerator<DatasetRow[]> {
   let header: CsvHeader | null = null;
   let chunk: DatasetRow[] = [];
   let rows = 0;
   let sinceYield = 0;
-  let line = 0;
+  let line = from.line;
   // A UTF-8 byte-order mark is dropped, as editors write one.
-  let start = bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 3 : 0;
+  let start = from.offset > 0 ? from.offset : bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 3 : 0;
   while (start < bytes.length) {
     line++;
     const newline = bytes.indexOf(NEWLINE, start);
@@ -169,7 +179,7 @@ export async function* datasetChunks(
       continue;
     }
     if (++rows > limits.maxRows) throw new DatasetFormatError(`more than ${limits.maxRows} examples`);
-    chunk.push(format === 'CSV' ? csvRow(text, line, header!) : jsonlRow(text, line));
+    chunk.push(format === 'CSV' ? csvRow(text, line, header!, start) : jsonlRow(text, line, start));
     if (chunk.length === chunkSize) {
       yield chunk;
       chunk = [];

@@ -145,12 +145,12 @@ class RunEnded extends Error {}
 /** The longest wait before running a chunk again after the engine (or image decoding) was overloaded. */
 const MAX_OVERLOAD_WAIT_MS = 10_000;
 
-function isOverloaded(error: unknown): boolean {
+export function isOverloaded(error: unknown): boolean {
   return error instanceof GraphQLError && error.extensions.code === ErrorCode.OVERLOADED;
 }
 
 /** The wait after the `attempt`-th overload in a row (from 0): predict's retryAfter, doubling, bounded. */
-function overloadBackoffMs(attempt: number): number {
+export function overloadBackoffMs(attempt: number): number {
   return Math.min(MAX_OVERLOAD_WAIT_MS, 1000 * 2 ** Math.min(attempt, 10));
 }
 
@@ -531,6 +531,8 @@ export class EvaluationsService {
     try {
       for await (const chunk of datasetChunks(content, run.dataset.format, this.limits, this.limits.chunkSize)) {
         for (const row of chunk) {
+          if (row.label === undefined)
+            throw new DatasetFormatError('missing "label": evaluations need labels', row.line);
           const index = classIndexOf(row.label, labels);
           if (index === null) {
             throw new DatasetFormatError(
@@ -816,13 +818,13 @@ export class EvaluationsService {
  * for what a predict call of its examples would take. An example over the per-call bytes alone is its own slice (and
  * refused as predict refuses it).
  */
-function imageSlices(
-  chunk: DatasetRow[],
+export function imageSlices<T extends DatasetRow>(
+  chunk: T[],
   limits: Pick<InputLimits, 'maxImagePixels' | 'maxImagePixelsPerCall' | 'maxImageBytesPerCall'>,
-): DatasetRow[][] {
+): T[][] {
   const perSlice = Math.max(1, Math.floor(limits.maxImagePixelsPerCall / limits.maxImagePixels));
-  const slices: DatasetRow[][] = [];
-  let slice: DatasetRow[] = [];
+  const slices: T[][] = [];
+  let slice: T[] = [];
   let bytes = 0;
   for (const row of chunk) {
     const size = typeof row.input === 'string' ? Math.ceil((row.input.length * 3) / 4) : 0;

@@ -350,6 +350,27 @@ export class MeteringService {
   }
 
   /**
+   * Writes the call's usage record on `client`, inside the caller's transaction, so that billing commits or rolls
+   * back with the caller's other writes (a batch chunk's results). Throws SERVICE_UNAVAILABLE when a successful
+   * call cannot be kept (what it held was taken back while it ran). The caller then ends the call with `settle`.
+   */
+  async recordIn(client: pg.ClientBase, input: UsageRecordInput): Promise<void> {
+    const [outcome] = await this.#write([input], client);
+    if (outcome !== true) throw outcome!;
+  }
+
+  /**
+   * Ends a call recorded with `recordIn` once its transaction ended: committed, its lease is gone with the
+   * record; rolled back, what it still holds is given back now.
+   */
+  async settle(predictionId: string, committed: boolean): Promise<void> {
+    this.#running.delete(predictionId);
+    if (committed) return;
+    this.#orphans.add(predictionId);
+    await this.sweep();
+  }
+
+  /**
    * Checks that every contract's quota counter equals its billed records' quota units plus its running calls' leases in its
    * current period (mm_usage_ledger_discrepancies; exact at any moment), and that nothing is held for a server
    * that died.
@@ -576,10 +597,10 @@ export class MeteringService {
     return new Error('The usage record could not be written', { cause });
   }
 
-  async #write(items: readonly UsageRecordInput[]): Promise<(true | Error)[]> {
+  async #write(items: readonly UsageRecordInput[], db: pg.Pool | pg.ClientBase = this.pool): Promise<(true | Error)[]> {
     // Calls without a contract or a requestId (owners' own calls, downloads) hold nothing: a plain insert.
     const holdsNothing = items.every((r) => r.contract === null && r.requestId === null);
-    const { rows } = await this.pool.query<{ lost: string[] }>({
+    const { rows } = await db.query<{ lost: string[] }>({
       ...(holdsNothing
         ? { name: 'mm_record_usage_unheld', text: RECORD_UNHELD }
         : { name: 'mm_record_usage_batch', text: RECORD }),

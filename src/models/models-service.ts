@@ -6,9 +6,9 @@ import { AuditAction, type AuditService, type AuditEntry } from '../audit/audit-
 import { Change, type ChangeFeed } from '../db/change-feed.js';
 import type { Prisma } from '../db/database.js';
 import { isUniqueViolation } from '../db/errors.js';
+import { connectionOf, decodeTimeCursor } from '../server/cursors.js';
 import { assertUuid } from '../server/ids.js';
 import { cleanText } from '../server/text.js';
-import { decodeCursor, encodeCursor, isIsoTime } from '../server/cursors.js';
 import type { Model, ModelTask, ModelVersion, Prisma as P, Visibility } from '../generated/prisma/client.js';
 import type { Logger } from '../server/logger.js';
 import { BadUserInputError, ConflictError, NotFoundError } from '../server/errors.js';
@@ -158,8 +158,6 @@ export function latestOf(serving: ModelVersion[]): ModelVersion | null {
   return sorted.find((v) => semver.prerelease(v.version) === null) ?? sorted[0] ?? null;
 }
 
-const encodeModelCursor = (model: Model) => encodeCursor({ createdAt: model.createdAt.toISOString(), id: model.id });
-
 export class ModelsService {
   constructor(
     private readonly prisma: Prisma,
@@ -283,20 +281,15 @@ export class ModelsService {
       });
     }
     if (after) {
-      const cursor = decodeCursor(after, isIsoTime);
-      const createdAt = new Date(cursor.createdAt);
-      conditions.push({ OR: [{ createdAt: { lt: createdAt } }, { createdAt, id: { lt: cursor.id } }] });
+      const { createdAt, id } = decodeTimeCursor(after);
+      conditions.push({ OR: [{ createdAt: { lt: createdAt } }, { createdAt, id: { lt: id } }] });
     }
     const rows = await this.prisma.model.findMany({
       where: { AND: conditions },
       orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
       take: first + 1,
     });
-    const page = rows.slice(0, first);
-    return {
-      edges: page.map((node) => ({ cursor: encodeModelCursor(node), node })),
-      pageInfo: { hasNextPage: rows.length > first, endCursor: page.length ? encodeModelCursor(page.at(-1)!) : null },
-    };
+    return connectionOf(rows, first);
   }
 
   /**

@@ -31,3 +31,25 @@ export function decodeCursor(cursor: string, isTime: (createdAt: string) => bool
 
 /** For listings ordered by a millisecond timestamp (Prisma's DateTime). */
 export const isIsoTime = (createdAt: string): boolean => !Number.isNaN(Date.parse(createdAt));
+
+/** A row of a listing ordered newest first by a millisecond time (Prisma's DateTime), then id. */
+export interface TimedRow {
+  createdAt: Date;
+  id: string;
+}
+
+/** The position in a cursor of such a listing; BAD_USER_INPUT on `after` for anything it did not issue. */
+export function decodeTimeCursor(cursor: string): TimedRow {
+  const { createdAt, id } = decodeCursor(cursor, isIsoTime);
+  return { createdAt: new Date(createdAt), id };
+}
+
+/** A connection of the first `first` of `rows` (fetched with one more, to tell whether a next page exists). */
+export function connectionOf<T extends TimedRow>(rows: T[], first: number) {
+  const page = rows.slice(0, first);
+  const cursorOf = (row: T) => encodeCursor({ createdAt: row.createdAt.toISOString(), id: row.id });
+  return {
+    edges: page.map((node) => ({ cursor: cursorOf(node), node })),
+    pageInfo: { hasNextPage: rows.length > first, endCursor: page.length ? cursorOf(page.at(-1)!) : null },
+  };
+}

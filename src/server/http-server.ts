@@ -19,6 +19,7 @@ import { pendingMigrations, type Migration } from '../db/migrate.js';
 import { addUsageRoutes } from '../metering/usage-http.js';
 import { addArtifactRoutes } from '../models/artifacts-http.js';
 import { addDatasetRoutes } from '../evaluation/datasets-http.js';
+import { addBatchPredictionRoutes } from '../predictions/batch-predictions-http.js';
 import { addPredictRoutes } from '../predictions/predict-http.js';
 import { addOpenInferenceRoutes } from '../predictions/open-inference-http.js';
 import { buildContext, type Context } from './context.js';
@@ -258,6 +259,7 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
   addArtifactRoutes(router, services, db.prisma, config.models.artifactMaxBytes, drain.track);
   addUsageRoutes(router, services, drain.track);
   addDatasetRoutes(router, services, drain.track);
+  addBatchPredictionRoutes(router, services, drain.track);
   addPredictRoutes(router, services, config.models.maxImageBytesPerCall, drain.track);
   addOpenInferenceRoutes(
     router,

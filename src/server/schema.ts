@@ -13,6 +13,7 @@ import { auditResolvers } from '../audit/resolvers.js';
 import { evaluationResolvers } from '../evaluation/resolvers.js';
 import { eventResolvers } from '../events/resolvers.js';
 import { jobResolvers } from '../jobs/resolvers.js';
+import { batchPredictionResolvers } from '../predictions/batch-resolvers.js';
 import { licensingResolvers } from '../licensing/resolvers.js';
 import { meteringResolvers } from '../metering/resolvers.js';
 import { modelResolvers } from '../models/resolvers.js';
@@ -85,6 +86,7 @@ export function buildSchema(): GraphQLSchema {
     webhookResolvers,
     jobResolvers,
     eventResolvers,
+    batchPredictionResolvers,
   ];
   const schema = makeExecutableSchema({
     typeDefs: readFileSync(SCHEMA_PATH, 'utf8'),

@@ -36,6 +36,7 @@ import { MeteringService } from '../metering/metering-service.js';
 import { UsageService } from '../metering/usage-service.js';
 import { AsyncPredictionsService } from '../predictions/async-predictions-service.js';
 import { InputEncoder } from '../predictions/input-encoding.js';
+import { BatchPredictionsService } from '../predictions/batch-predictions-service.js';
 import { OpenInference } from '../predictions/open-inference.js';
 import { PredictService } from '../predictions/predict-service.js';
 import { PreprocessingPool } from '../preprocessing/preprocessing-pool.js';
@@ -74,6 +75,7 @@ export interface Services {
   jobsAdmin: JobsAdmin;
   accountEvents: AccountEvents;
   asyncPredictions: AsyncPredictionsService;
+  batchPredictions: BatchPredictionsService;
 }
 
 /** How long a stop waits for this replica's running jobs; one still running is retried after its timeout. */
@@ -235,9 +237,28 @@ async function assembleServices(
     logger,
     config.asyncPredictions,
   );
+  const batchPredictions = new BatchPredictionsService(
+    db.prisma,
+    db.pool,
+    catalog,
+    artifacts,
+    engine,
+    encoder,
+    authorizer,
+    metering,
+    datasets,
+    audit,
+    jobs,
+    events,
+    secrets,
+    instance,
+    logger,
+    { ...config.batch, maxRows: config.datasets.maxRows, maxLineBytes: config.datasets.maxLineBytes },
+  );
   // Last: a job may use any service above (a prediction's job emits events: their queue is declared first).
   await upgrades.start();
   await expiryNotices.start();
+  await batchPredictions.start();
   await events.start();
   await asyncPredictions.start();
   logger.info({ backend: engine.backend, workers: config.inference.workers }, 'inference engine ready');
@@ -270,6 +291,7 @@ async function assembleServices(
     jobsAdmin: new JobsAdmin(jobs),
     accountEvents: new AccountEvents(db.prisma, audit),
     asyncPredictions,
+    batchPredictions,
     /** Stops the services that run calls (inference engine, workers, timers); metering stays for their records. */
     async close() {
       keyRing.close();

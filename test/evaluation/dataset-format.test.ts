@@ -24,10 +24,24 @@ describe('data set reader', () => {
       '\ufeff{"input": [1], "label": "a"}\r\n\r\n{"input": "text", "label": 2}\n{"label": 0, "input": {"x": 1}}';
     assert.deepEqual(await rowsOf(text, 'JSONL'), [
       [
-        { line: 1, input: [1], label: 'a' },
-        { line: 3, input: 'text', label: 2 },
+        { line: 1, input: [1], label: 'a', end: 33 },
+        { line: 3, input: 'text', label: 2, end: 65 },
       ],
-      [{ line: 4, input: { x: 1 }, label: 0 }],
+      [{ line: 4, input: { x: 1 }, label: 0, end: 97 }],
+    ]);
+  });
+
+  it('reads JSONL inputs without labels, and from where an earlier read stopped', async () => {
+    const bytes = Buffer.from('{"input": [1]}\n\n{"input": [2], "label": 1}\n{"input": [3]}\n');
+    const [first] = await rowsOf(bytes.toString(), 'JSONL', 1);
+    assert.deepEqual(first, [{ line: 1, input: [1], end: 15 }]);
+    const rest: DatasetRow[][] = [];
+    for await (const chunk of datasetChunks(bytes, 'JSONL', LIMITS, 5, [], { offset: 15, line: 1 })) rest.push(chunk);
+    assert.deepEqual(rest, [
+      [
+        { line: 3, input: [2], label: 1, end: 43 },
+        { line: 4, input: [3], end: 58 },
+      ],
     ]);
   });
 
@@ -39,8 +53,8 @@ describe('data set reader', () => {
     assert.deepEqual(columns, ['x', 'y "2"']);
     assert.deepEqual(chunks, [
       [
-        { line: 2, input: { x: 1.5, 'y "2"': -2 }, label: 'yes, sir' },
-        { line: 3, input: { x: 3, 'y "2"': 400 }, label: 'no' },
+        { line: 2, input: { x: 1.5, 'y "2"': -2 }, label: 'yes, sir', end: 38 },
+        { line: 3, input: { x: 3, 'y "2"': 400 }, label: 'no', end: 47 },
       ],
     ]);
   });

@@ -106,7 +106,7 @@ describe('labelled data sets', () => {
         /line 3: not a JSON object/,
         3,
       ],
-      ['{"input": [1, 2], "label": 0}\n\n{"input": [1, 2]}', 'application/x-ndjson', 400, /line 3: missing "label"/, 3],
+      ['{"input": [1, 2], "label": 0}\n\n{"label": 1}', 'application/x-ndjson', 400, /line 3: missing "input"/, 3],
       ['{"input": [1], "label": 0, "weight": 2}', 'application/x-ndjson', 400, /line 1: unknown key "weight"/, 1],
       ['{"input": [1], "label": -1}', 'application/x-ndjson', 400, /line 1: label must be a class label/, 1],
       ['[1, 2, 3]', 'application/x-ndjson', 400, /line 1: expected an object/, 1],

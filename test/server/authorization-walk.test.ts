@@ -21,6 +21,7 @@ import { createApiKey, logIn, signUp, type SignedUpUser } from '../support/fixtu
 import { buildMlp, createModel, DIGITS, PREDICT, publish, randomRows, uploadWithTfjs } from '../support/models.js';
 import { accept, createPlan, transition } from '../support/licensing.js';
 import { datasetId, evaluate, waitForEvaluation } from '../evaluation/support.js';
+import { createBatch, waitForBatch } from '../predictions/batch-support.js';
 
 const ADMIN = { email: 'admin@walk.test', password: 'walk admin phrase' };
 const SCOPES = ['PREDICT', 'READ_USAGE', 'MANAGE_MODELS', 'DOWNLOAD'] as const;
@@ -76,8 +77,8 @@ interface World {
   contracts: { consumer: string; id: string }[];
   keyIds: { user: string; id: string }[];
   tensor: string;
-  /** The consumer's data set, evaluation, comparison and asynchronous prediction: theirs and admins' only. */
-  evaluationRows: { dataset: string; evaluation: string; comparison: string; prediction: string };
+  /** The consumer's data set, evaluation, comparison, asynchronous and batch predictions: theirs and admins' only. */
+  evaluationRows: { dataset: string; evaluation: string; comparison: string; prediction: string; batch: string };
 }
 
 interface Viewer {
@@ -110,6 +111,7 @@ function rootArguments(world: World): Record<string, Record<string, unknown>[]> 
     evaluation: [{ id: world.evaluationRows.evaluation }],
     comparison: [{ id: world.evaluationRows.comparison }],
     prediction: [{ id: world.evaluationRows.prediction }],
+    batchPrediction: [{ id: world.evaluationRows.batch }],
   };
 }
 
@@ -248,11 +250,15 @@ describe('authorization on every edge: a walk of the whole schema', () => {
       );
       status = polled.data!.prediction.status;
     }
+    // And runs a batch prediction over the same rows (their labels ignored).
+    const batch = await createBatch(server.url, asConsumer, { model: publicSlug, version: '1.0.0', dataset });
+    await waitForBatch(server.url, asConsumer, batch.id);
     const evaluationRows = {
       dataset,
       evaluation,
       comparison: compared.data!.compareModelVersions.id as string,
       prediction,
+      batch: batch.id as string,
     };
 
     const otherSlug = (await createModel(server, { token: otherOwner.token })).slug;
