@@ -3,6 +3,7 @@
 // still live with that same expiry and was not told yet, so a late, repeated or stale job emits nothing. A contract
 // that expires in less than 7 days from its activation is told at once (its job is due already): the consumer
 // learns its date while there is still time to act.
+import { consumerSubject } from './contracts-service.js';
 import type { Prisma } from '../db/database.js';
 import { EventType, type EventOutbox } from '../events/outbox.js';
 import type { JobKind, JobQueue, Transaction } from '../jobs/job-queue.js';
@@ -54,11 +55,13 @@ export class ContractExpiryNotices {
   async #notify({ contractId, expiresAt }: ExpiringJob): Promise<void> {
     const told = await this.prisma.$transaction(async (tx) => {
       const [contract] = await tx.$queryRaw<
-        { consumer_id: string; model_id: string; plan_id: string; status: string }[]
-      >`UPDATE contracts SET expiry_notified_for = expires_at
-        WHERE id = ${contractId}::uuid AND expires_at = ${expiresAt}::timestamptz AND expires_at > now()
-          AND status IN ('ACTIVE', 'SUSPENDED') AND expiry_notified_for IS DISTINCT FROM expires_at
-        RETURNING consumer_id, model_id, plan_id, status::text`;
+        { consumer_id: string; model_id: string; plan_id: string; status: string; visibility: string }[]
+      >`UPDATE contracts c SET expiry_notified_for = c.expires_at
+        FROM models m
+        WHERE c.id = ${contractId}::uuid AND m.id = c.model_id AND c.expires_at = ${expiresAt}::timestamptz
+          AND c.expires_at > now() AND c.status IN ('ACTIVE', 'SUSPENDED')
+          AND c.expiry_notified_for IS DISTINCT FROM c.expires_at
+        RETURNING c.consumer_id, c.model_id, c.plan_id, c.status::text, m.visibility::text`;
       if (!contract) return false;
       await this.events.emit(tx, [
         {
@@ -66,8 +69,7 @@ export class ContractExpiryNotices {
           accountId: contract.consumer_id,
           data: {
             contractId,
-            modelId: contract.model_id,
-            planId: contract.plan_id,
+            ...consumerSubject(contract.visibility, contract.model_id, contract.plan_id),
             status: contract.status,
             expiresAt,
           },

@@ -15,6 +15,14 @@ import type { PlansService } from './plans-service.js';
 import { covers, termsDigest, termsOf } from './terms.js';
 import type { UpgradesService } from './upgrades-service.js';
 
+/**
+ * The model and plan a consumer's event names: only while the model is PUBLIC (a PRIVATE model's ids stay its
+ * owner's, as everywhere else; the consumer still learns what became of its contract).
+ */
+export function consumerSubject(visibility: string, modelId: string, planId: string) {
+  return visibility === 'PUBLIC' ? { modelId, planId } : {};
+}
+
 /** What clients see: ACTIVE past its expiry reads as EXPIRED (expiry needs no job to take effect). */
 export type VisibleStatus = ContractStatus | 'EXPIRED';
 
@@ -218,8 +226,7 @@ export class ContractsService {
             accountId: updated.consumerId,
             data: {
               contractId: id,
-              modelId: updated.modelId,
-              planId: updated.planId,
+              ...consumerSubject(contract.model.visibility, updated.modelId, updated.planId),
               status: updated.status,
               reason: cleanReason,
             },

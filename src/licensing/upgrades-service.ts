@@ -155,7 +155,7 @@ export class UpgradesService {
   ): Promise<string[]> {
     const live = await this.#liveContracts(tx, model.id);
     const data = { model: model.slug, modelId: model.id, version: version.version, versionId: version.id };
-    await this.events.emit(tx, this.#toEachConsumer(live, EventType.VERSION_PUBLISHED, data));
+    await this.events.emit(tx, this.#toEachConsumer(model, live, EventType.VERSION_PUBLISHED, data));
     const latest = await this.latest(tx, model.id);
     if (latest?.id !== version.id) return [];
     return this.aliasMoved(tx, actor, model, LATEST, latestBefore, version, live);
@@ -178,7 +178,7 @@ export class UpgradesService {
     if (from?.id === to.id) return [];
     const contracts = live ?? (await this.#liveContracts(tx, model.id));
     const moved = { model: model.slug, modelId: model.id, alias, from: from?.version ?? null, to: to.version };
-    await this.events.emit(tx, this.#toEachConsumer(contracts, EventType.ALIAS_MOVED, moved));
+    await this.events.emit(tx, this.#toEachConsumer(model, contracts, EventType.ALIAS_MOVED, moved));
     // A version outside a contract's range is not offered to it: the contract could not be served it.
     const pinned = contracts.filter((c) => c.pinned_alias === alias && covers(c.version_range, to.version));
     const follow = pinned.filter(
@@ -217,19 +217,21 @@ export class UpgradesService {
     for (const { id, pending_applies_at: appliesAt } of offered) {
       const c = offer.find((o) => o.id === id)!;
       const comparison = comparisons.get(c.pinned_version_id!)!;
-      events.push({
-        type: EventType.UPGRADE_AVAILABLE,
-        accountId: c.consumer_id,
-        data: {
-          contract: id,
-          ...moved,
-          // The contract's own version, which may be older than where the alias was (earlier offers not taken).
-          from: comparison.metrics.from.version,
-          toVersionId: to.id,
-          appliesAt: appliesAt?.toISOString() ?? null,
-          comparison: { ...comparison },
-        },
-      });
+      // As #toEachConsumer: a PRIVATE model's consumers are not told (the offer stays on the contract).
+      if (model.visibility === 'PUBLIC')
+        events.push({
+          type: EventType.UPGRADE_AVAILABLE,
+          accountId: c.consumer_id,
+          data: {
+            contract: id,
+            ...moved,
+            // The contract's own version, which may be older than where the alias was (earlier offers not taken).
+            from: comparison.metrics.from.version,
+            toVersionId: to.id,
+            appliesAt: appliesAt?.toISOString() ?? null,
+            comparison: { ...comparison },
+          },
+        });
       audits.push({
         action: AuditAction.CONTRACT_UPGRADE_OFFERED,
         targetType: 'Contract',
@@ -404,7 +406,14 @@ export class UpgradesService {
   }
 
   /** One event per consumer holding a live contract (a consumer with two contracts hears it once). */
-  #toEachConsumer(contracts: LiveContract[], type: EventType, data: Record<string, unknown>): EventInput[] {
+  /** Consumers are told of a model only while it is PUBLIC: a PRIVATE model serves (and shows) its owner only. */
+  #toEachConsumer(
+    model: Pick<Model, 'visibility'>,
+    contracts: LiveContract[],
+    type: EventType,
+    data: Record<string, unknown>,
+  ): EventInput[] {
+    if (model.visibility !== 'PUBLIC') return [];
     return [...new Set(contracts.map((c) => c.consumer_id))].map((accountId) => ({ type, accountId, data }));
   }
 }
