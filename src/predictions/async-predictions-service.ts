@@ -21,6 +21,7 @@ import type { MeteringService } from '../metering/metering-service.js';
 import { isAdmin } from '../models/model-policy.js';
 import type { SecretBox } from '../security/secret-box.js';
 import { BadUserInputError, ConflictError, ErrorCode, NotFoundError, RateLimitedError } from '../server/errors.js';
+import { connectionOf, decodeTimeCursor } from '../server/cursors.js';
 import { assertUuid } from '../server/ids.js';
 import type { Logger } from '../server/logger.js';
 import { checkRequestId } from '../server/text.js';
@@ -167,27 +168,6 @@ function isPassing(error: unknown): boolean {
   if (!(error instanceof GraphQLError)) return true;
   const code = error.extensions.code;
   return code === ErrorCode.OVERLOADED || code === ErrorCode.SERVICE_UNAVAILABLE;
-}
-
-interface Cursor {
-  createdAt: string;
-  id: string;
-}
-
-const encodeCursor = (p: AsyncPrediction) =>
-  Buffer.from(JSON.stringify({ createdAt: p.createdAt.toISOString(), id: p.id })).toString('base64url');
-
-function decodeCursor(cursor: string): Cursor {
-  try {
-    const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as Cursor;
-    if (typeof value.id === 'string' && typeof value.createdAt === 'string' && !isNaN(Date.parse(value.createdAt))) {
-      assertUuid(value.id, 'after');
-      return value;
-    }
-  } catch {
-    // Falls through to the client's error.
-  }
-  throw new BadUserInputError('Invalid cursor', 'after');
 }
 
 export class AsyncPredictionsService {
@@ -344,7 +324,7 @@ export class AsyncPredictionsService {
       throw new BadUserInputError(`first must be 1 to ${MAX_PAGE}`, 'first');
     }
     if (filter?.model != null) assertStorableRefs({ 'filter.model': filter.model });
-    const cursor = after == null ? null : decodeCursor(after);
+    const cursor = after == null ? null : decodeTimeCursor(after);
     const { rows } = await this.pool.query<Row>(
       `SELECT ${COLUMNS} FROM async_predictions
        WHERE consumer_id = $1
@@ -355,11 +335,7 @@ export class AsyncPredictionsService {
        LIMIT $6`,
       [userId, filter?.status ?? null, filter?.model ?? null, cursor?.createdAt ?? null, cursor?.id ?? null, first + 1],
     );
-    const page = rows.slice(0, first).map(toPrediction);
-    return {
-      edges: page.map((node) => ({ cursor: encodeCursor(node), node })),
-      pageInfo: { hasNextPage: rows.length > first, endCursor: page.length ? encodeCursor(page.at(-1)!) : null },
-    };
+    return connectionOf(rows.map(toPrediction), first);
   }
 
   /**

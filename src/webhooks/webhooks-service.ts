@@ -12,7 +12,8 @@ import type { Prisma as PrismaNamespace, WebhookEndpoint as EndpointRow } from '
 import { isAdmin } from '../models/model-policy.js';
 import type { SecretBox } from '../security/secret-box.js';
 import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError } from '../server/errors.js';
-import { assertUuid, isUuid } from '../server/ids.js';
+import { connectionOf, decodeTimeCursor } from '../server/cursors.js';
+import { assertUuid } from '../server/ids.js';
 import { cleanText } from '../server/text.js';
 import { isPrivateAddress, literalAddress } from './addresses.js';
 import {
@@ -86,25 +87,6 @@ const viewOf = (row: EndpointRow): WebhookEndpointView => ({
   createdAt: row.createdAt,
   updatedAt: row.updatedAt,
 });
-
-interface Cursor {
-  createdAt: string;
-  id: string;
-}
-
-const encodeCursor = (delivery: WebhookDeliveryView) =>
-  Buffer.from(JSON.stringify({ createdAt: delivery.createdAt.toISOString(), id: delivery.id })).toString('base64url');
-
-function decodeCursor(cursor: string): Cursor {
-  try {
-    const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as Cursor;
-    if (typeof value.createdAt === 'string' && isUuid(value.id) && !Number.isNaN(Date.parse(value.createdAt)))
-      return value;
-  } catch {
-    // fall through
-  }
-  throw new BadUserInputError('Invalid cursor', 'after');
-}
 
 export class WebhooksService {
   constructor(
@@ -276,7 +258,7 @@ export class WebhooksService {
     const callerId = requireUserId(actor.principal);
     if (!Number.isInteger(first) || first < 1 || first > MAX_PAGE)
       throw new BadUserInputError(`first must be 1 to ${MAX_PAGE}`, 'first');
-    const cursor = after != null ? decodeCursor(after) : null;
+    const cursor = after != null ? decodeTimeCursor(after) : null;
     if (endpoint != null) {
       const readable = await this.#readable(actor, endpoint);
       if (readable.accountId !== callerId)
@@ -289,11 +271,7 @@ export class WebhooksService {
        ORDER BY d.created_at DESC, d.id DESC LIMIT $6`,
       [endpoint ?? null, callerId, status ?? null, cursor?.createdAt ?? null, cursor?.id ?? null, first + 1],
     );
-    const page = rows.slice(0, first);
-    return {
-      edges: page.map((node) => ({ cursor: encodeCursor(node), node })),
-      pageInfo: { hasNextPage: rows.length > first, endCursor: page.length ? encodeCursor(page.at(-1)!) : null },
-    };
+    return connectionOf(rows, first);
   }
 
   /**
