@@ -9,6 +9,7 @@ import { expectError, logIn, signUp, type SignedUpUser } from '../support/fixtur
 import { accept, createPlan, transition } from '../support/licensing.js';
 import { PREDICT, publishedMlp, randomRows } from '../support/models.js';
 import { startTestServer, type TestServer } from '../support/server.js';
+import { until } from '../support/until.js';
 
 const ADMIN = { email: 'admin@events.test', password: 'events admin phrase' };
 const EVENTS = `query E($filter: EventFilter, $first: Int, $after: String) { events(filter: $filter, first: $first, after: $after) {
@@ -22,16 +23,6 @@ interface EventNode {
   type: string;
   data: Record<string, any>;
   createdAt: string;
-}
-
-async function until<T>(probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 describe('events of contracts and quotas, jobs and events queries', () => {

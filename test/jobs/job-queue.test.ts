@@ -8,18 +8,9 @@ import { EventOutbox, EventType, type StoredEvent } from '../../src/events/outbo
 import { JobQueue } from '../../src/jobs/job-queue.js';
 import { createLogger } from '../../src/server/logger.js';
 import { createTestDatabase } from '../support/server.js';
+import { until } from '../support/until.js';
 
 const logger = createLogger('silent');
-
-async function until<T>(probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 describe('job queue (pg-boss) and outbox', () => {
   let database: Awaited<ReturnType<typeof createTestDatabase>>;

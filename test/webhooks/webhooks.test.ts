@@ -15,6 +15,7 @@ import { promisify } from 'node:util';
 import { EVENT_TYPES, EventType, type EventInput } from '../../src/events/outbox.js';
 import { expectError, logIn, signUp, type SignedUpUser } from '../support/fixtures.js';
 import { startTestServer, type TestServer } from '../support/server.js';
+import { until } from '../support/until.js';
 
 interface Received {
   path: string;
@@ -48,16 +49,6 @@ async function startReceiver() {
     port,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
-}
-
-async function until<T>(probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
 }
 
 /** Emits events the way every part does: through the outbox, in the transaction of a change. */
