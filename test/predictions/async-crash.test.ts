@@ -2,45 +2,31 @@
 // process's, so the restarted server's sweep of dead servers' leases leaves them, runs the prediction and bills it
 // exactly once.
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { signUp } from '../support/fixtures.js';
 import { assertLedgerHolds } from '../support/ledger.js';
 import { accept, createPlan } from '../support/licensing.js';
 import { publishedMlp, randomRows } from '../support/models.js';
-import { startServerProcess, stopServerProcess, type ServerProcess } from '../support/server-process.js';
+import { serverProcesses, stopServerProcess } from '../support/server-process.js';
 import { gqlAt, startTestServer, type TestServer } from '../support/server.js';
 
 describe('an asynchronous prediction survives the SIGKILL of the server that queued it', () => {
   let setup: TestServer;
-  let dataDir: string;
-  const processes: ServerProcess[] = [];
+  let processes: Awaited<ReturnType<typeof serverProcesses>>;
 
   before(async () => {
     // The setup server runs no prediction and never sweeps on its own: the processes under test do both.
     setup = await startTestServer({ ASYNC_PREDICTIONS_WORKERS: '0', LEASE_SWEEP_INTERVAL_MS: '3600000' });
-    dataDir = await mkdtemp(path.join(os.tmpdir(), 'modelmarket-async-crash-'));
+    processes = await serverProcesses('modelmarket-async-crash-', setup.env);
   });
   after(async () => {
-    for (const server of processes) {
-      if (server.child.exitCode === null && server.child.signalCode === null) await stopServerProcess(server.child);
-    }
+    await processes.close();
     await setup.close();
-    await rm(dataDir, { recursive: true, force: true });
   });
 
   const liveServers = async () =>
     (await setup.sql.query('SELECT count(*)::int AS n FROM mm_live_server_instances()')).rows[0].n as number;
-
-  async function serverProcess(env: Record<string, string>): Promise<ServerProcess> {
-    const server = await startServerProcess({ ...setup.env, DATA_DIR: path.join(dataDir, randomUUID()), ...env });
-    processes.push(server);
-    return server;
-  }
 
   it('runs it after restart, billed once', async () => {
     const owner = await signUp(setup, { role: 'OWNER' });
@@ -50,7 +36,7 @@ describe('an asynchronous prediction survives the SIGKILL of the server that que
     const contract = await accept(setup, { token: consumer.token }, plan.id);
     const aloneLive = await liveServers();
 
-    const first = await serverProcess({ ASYNC_PREDICTIONS_WORKERS: '0' });
+    const first = await processes.start({ ASYNC_PREDICTIONS_WORKERS: '0' });
     const created = await gqlAt(
       first.url,
       `mutation($input: CreatePredictionInput!) { createPrediction(input: $input) { id status } }`,
@@ -68,7 +54,7 @@ describe('an asynchronous prediction survives the SIGKILL of the server that que
     assert.deepEqual(held.rows, [{ units: 3, server_instance: null }]);
 
     // Sweeps the dead server's leases at start (and every 200 ms), then works the queue.
-    const second = await serverProcess({
+    const second = await processes.start({
       ASYNC_PREDICTIONS_WORKERS: '2',
       LEASE_SWEEP_INTERVAL_MS: '200',
       JOBS_POLLING_INTERVAL_SECONDS: '1',

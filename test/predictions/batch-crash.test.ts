@@ -2,17 +2,13 @@
 // next server to start fails its job (long before the chunk timeout) and runs it again, and the batch completes
 // with every row in its results exactly once and exactly one unit billed per row. The ledger holds after it.
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { datasetId } from '../evaluation/support.js';
 import { signUp } from '../support/fixtures.js';
 import { assertLedgerHolds } from '../support/ledger.js';
 import { accept, createPlan } from '../support/licensing.js';
 import { publishedMlp, randomRows } from '../support/models.js';
-import { startServerProcess, stopServerProcess, type ServerProcess } from '../support/server-process.js';
+import { serverProcesses } from '../support/server-process.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { createBatch, downloadResults, inputsJsonl, waitForBatch } from './batch-support.js';
 
@@ -29,34 +25,23 @@ const FAST_JOBS = {
 
 describe('a batch on a server that dies', () => {
   let setup: TestServer;
-  let dataDir: string;
-  const processes: ServerProcess[] = [];
+  let processes: Awaited<ReturnType<typeof serverProcesses>>;
 
   before(async () => {
     // The setup server runs no chunk itself: only the processes under test do.
     setup = await startTestServer({ ...FAST_JOBS, BATCH_MAX_CONCURRENT_CHUNKS: '0' });
-    dataDir = await mkdtemp(path.join(os.tmpdir(), 'modelmarket-batch-crash-'));
-  });
-  after(async () => {
-    for (const server of processes) {
-      if (server.child.exitCode === null && server.child.signalCode === null) await stopServerProcess(server.child);
-    }
-    await setup.close();
-    await rm(dataDir, { recursive: true, force: true });
-  });
-
-  async function serverProcess(): Promise<ServerProcess> {
-    const server = await startServerProcess({
+    processes = await serverProcesses('modelmarket-batch-crash-', {
       ...setup.env,
       ...FAST_JOBS,
-      DATA_DIR: path.join(dataDir, randomUUID()),
       INFERENCE_WORKERS: '1',
       BATCH_MAX_CONCURRENT_CHUNKS: '1',
       BATCH_CHUNK_SIZE: String(CHUNK),
     });
-    processes.push(server);
-    return server;
-  }
+  });
+  after(async () => {
+    await processes.close();
+    await setup.close();
+  });
 
   it('SIGKILL mid-batch: the next server resumes it; no row lost, none billed twice', async () => {
     const owner = await signUp(setup, { role: 'OWNER' });
@@ -67,7 +52,7 @@ describe('a batch on a server that dies', () => {
     const contract = await accept(setup, auth, plan.id);
     const dataset = await datasetId(setup, auth, inputsJsonl(randomRows(ROWS, 8, 21)));
 
-    const doomed = await serverProcess();
+    const doomed = await processes.start();
     const created = await createBatch(doomed.url, auth, { model: slug, dataset });
     // Midway, preferably with a chunk's units reserved (the chunk in flight).
     for (const deadline = Date.now() + 60_000; Date.now() < deadline;) {
@@ -86,7 +71,7 @@ describe('a batch on a server that dies', () => {
     assert.equal(killed.status, 'RUNNING');
     assert.ok(killed.processed > 0 && killed.processed < ROWS, JSON.stringify(killed));
 
-    await serverProcess();
+    await processes.start();
     const done = await waitForBatch(setup.url, auth, created.id);
     assert.equal(done.status, 'SUCCEEDED', JSON.stringify(done));
     assert.equal(done.processed, ROWS);

@@ -1,6 +1,10 @@
 // `npm start` as a child process (src/main.ts), for tests and benchmarks that need real separate processes.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 
 export interface ServerProcess {
   child: ChildProcess;
@@ -51,4 +55,26 @@ export async function stopServerProcess(
   child.kill(signal);
   const [code] = (await exited) as [number | null];
   return code;
+}
+
+/**
+ * The server processes of one crash test, each on `env` (with its own DATA_DIR under one temporary folder) plus the
+ * env of its start. `close()` stops those still running and removes the folder.
+ */
+export async function serverProcesses(folderPrefix: string, env: Record<string, string>) {
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), folderPrefix));
+  const started: ServerProcess[] = [];
+  return {
+    async start(extra: Record<string, string> = {}): Promise<ServerProcess> {
+      const server = await startServerProcess({ ...env, DATA_DIR: path.join(dataDir, randomUUID()), ...extra });
+      started.push(server);
+      return server;
+    },
+    async close(): Promise<void> {
+      for (const server of started) {
+        if (server.child.exitCode === null && server.child.signalCode === null) await stopServerProcess(server.child);
+      }
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
 }
