@@ -190,6 +190,8 @@ async function assembleServices(
   const authorizer = new LicenceAuthorizer(db.pool, changes);
   const predictions = new PredictService(catalog, artifacts, engine, authorizer, metering, encoder);
   const datasets = new DatasetsService(db.prisma, db.pool, audit, config.datasets);
+  // Evaluations and batches read datasets: the same row and line limits as uploads.
+  const datasetLimits = { maxRows: config.datasets.maxRows, maxLineBytes: config.datasets.maxLineBytes };
   const evaluations = new EvaluationsService(
     db.prisma,
     db.pool,
@@ -203,7 +205,7 @@ async function assembleServices(
     audit,
     instance,
     logger,
-    { ...config.evaluation, maxRows: config.datasets.maxRows, maxLineBytes: config.datasets.maxLineBytes },
+    { ...config.evaluation, ...datasetLimits },
     config.leaseSweepIntervalMs,
   );
   const explanations = new ExplainService(
@@ -253,7 +255,7 @@ async function assembleServices(
     secrets,
     instance,
     logger,
-    { ...config.batch, maxRows: config.datasets.maxRows, maxLineBytes: config.datasets.maxLineBytes },
+    { ...config.batch, ...datasetLimits },
   );
   // Last: a job may use any service above (a prediction's job emits events: their queue is declared first).
   await upgrades.start();
