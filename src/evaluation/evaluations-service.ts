@@ -32,13 +32,19 @@ import type {
 } from '../generated/prisma/client.js';
 import { InferenceInputError, type InferenceEngine, type TensorInput } from '../inference/engine.js';
 import type { LicenceAuthorizer } from '../licensing/predict-authorizer.js';
-import { ContractInactiveError, type MeteringService, type UsageRecordInput } from '../metering/metering-service.js';
+import { ContractInactiveError, type MeteringService } from '../metering/metering-service.js';
 import type { ArtifactService } from '../models/artifact-service.js';
 import { canManage, canView, isAdmin } from '../models/model-policy.js';
 import { isNamed, outputSizeOf, type SingleSignature } from '../models/signature.js';
 import type { InputEncoder, InputLimits } from '../predictions/input-encoding.js';
 import { checkedWidth } from '../predictions/output-decoding.js';
-import { assertStorableRefs, errorCode, inferenceCallError } from '../predictions/predict-service.js';
+import {
+  assertStorableRefs,
+  errorCode,
+  inferenceCallError,
+  recordFailedCall,
+  type CallRecord,
+} from '../predictions/predict-service.js';
 import type { ServingCatalog } from '../predictions/serving-catalog.js';
 import {
   BadUserInputError,
@@ -626,7 +632,7 @@ export class EvaluationsService {
         return;
       }
       const started = performance.now();
-      const record: Omit<UsageRecordInput, 'status' | 'latencyMs' | 'idempotentResponse'> = {
+      const record: CallRecord = {
         predictionId: randomUUID(),
         consumerId: requireUserId(actor.principal),
         apiKeyId: actor.principal.kind === 'apiKey' ? actor.principal.apiKeyId : null,
@@ -650,14 +656,7 @@ export class EvaluationsService {
         }
         predicted = await this.#predict(modelRef, run.signature, encoded);
       } catch (error) {
-        await this.metering
-          .record({
-            ...record,
-            status: errorCode(error),
-            latencyMs: performance.now() - started,
-            idempotentResponse: undefined,
-          })
-          .catch(() => undefined);
+        await recordFailedCall(this.metering, record, error, started);
         // Over the contract's rate limit: wait (cancellable) and run the chunk again as a new call.
         if (error instanceof RateLimitedError) {
           await this.#wait(run, Number(error.extensions.retryAfter) * 1000);

@@ -17,16 +17,17 @@ import {
   type InferenceEngine,
   type TensorInput,
 } from '../inference/engine.js';
-import { ContractInactiveError, type MeteringService, type UsageRecordInput } from '../metering/metering-service.js';
+import { ContractInactiveError, type MeteringService } from '../metering/metering-service.js';
 import type { ArtifactService } from '../models/artifact-service.js';
 import { canView } from '../models/model-policy.js';
 import { isNamed, type SingleSignature } from '../models/signature.js';
 import type { InputEncoder } from '../predictions/input-encoding.js';
 import {
   assertStorableRefs,
-  errorCode,
   inferenceCallError,
   overloaded,
+  recordFailedCall,
+  type CallRecord,
   type PredictAuthorizer,
 } from '../predictions/predict-service.js';
 import { checkedWidth } from '../predictions/output-decoding.js';
@@ -84,8 +85,6 @@ export interface ExplainResult {
   explanation: Explanation;
   warnings: string[];
 }
-
-type CallRecord = Omit<UsageRecordInput, 'status' | 'latencyMs' | 'idempotentResponse'>;
 
 interface StoredResult {
   explanation: Omit<Explanation, 'modelVersion'>;
@@ -189,14 +188,7 @@ export class ExplainService {
         release();
       }
     } catch (error) {
-      await this.metering
-        .record({
-          ...record,
-          status: errorCode(error),
-          latencyMs: performance.now() - started,
-          idempotentResponse: undefined,
-        })
-        .catch(() => undefined);
+      await recordFailedCall(this.metering, record, error, started);
       throw error;
     }
     await this.metering.record({

@@ -39,7 +39,7 @@ import type {
 import type { InferenceEngine, TensorInput } from '../inference/engine.js';
 import type { JobHandlerContext, JobKind, JobQueue } from '../jobs/job-queue.js';
 import type { LicenceAuthorizer } from '../licensing/predict-authorizer.js';
-import { ContractInactiveError, type MeteringService, type UsageRecordInput } from '../metering/metering-service.js';
+import { ContractInactiveError, type MeteringService } from '../metering/metering-service.js';
 import type { ArtifactService } from '../models/artifact-service.js';
 import { canView, isAdmin } from '../models/model-policy.js';
 import { isNamed, outputSizeOf, type Signature } from '../models/signature.js';
@@ -59,7 +59,13 @@ import type { Logger } from '../server/logger.js';
 import { parseWebhookUrl } from '../webhooks/url.js';
 import type { InputEncoder } from './input-encoding.js';
 import { decodeNamedOutputs, decodeOutputs, type PredictionOutput } from './output-decoding.js';
-import { assertStorableRefs, errorCode, inferenceCallError } from './predict-service.js';
+import {
+  assertStorableRefs,
+  errorCode,
+  inferenceCallError,
+  recordFailedCall,
+  type CallRecord,
+} from './predict-service.js';
 import type { ServingCatalog } from './serving-catalog.js';
 
 export interface BatchLimits {
@@ -392,13 +398,13 @@ export class BatchPredictionsService {
     const units = slices.reduce((sum, slice) => sum + slice.rows.length, 0);
 
     const outputs = new Map<number, PredictionOutput>();
-    let record: Omit<UsageRecordInput, 'status' | 'latencyMs' | 'idempotentResponse'> | null = null;
+    let record: CallRecord | null = null;
     if (units > 0) {
       record = await this.#reserve(actor, batch, model, version, units);
       try {
         await this.#predict(signature, sha256, batch.topK, slices, outputs);
       } catch (error) {
-        await this.#recordFailure(record, error, started);
+        await recordFailedCall(this.metering, record, error, started);
         throw error;
       }
     }
@@ -524,7 +530,7 @@ export class BatchPredictionsService {
         }
         return record;
       } catch (error) {
-        await this.#recordFailure(record, error, performance.now());
+        await recordFailedCall(this.metering, record, error, performance.now());
         if (!(error instanceof RateLimitedError)) throw error;
         // Not the batch's failure: its job runs the chunk again later.
         if (waited > MAX_WAIT_PER_CHUNK_MS) throw new Error('rate limited for too long', { cause: error });
@@ -569,21 +575,6 @@ export class BatchPredictionsService {
     }
   }
 
-  async #recordFailure(
-    record: Omit<UsageRecordInput, 'status' | 'latencyMs' | 'idempotentResponse'>,
-    error: unknown,
-    started: number,
-  ): Promise<void> {
-    await this.metering
-      .record({
-        ...record,
-        status: errorCode(error),
-        latencyMs: performance.now() - started,
-        idempotentResponse: undefined,
-      })
-      .catch(() => undefined);
-  }
-
   /**
    * Commits the chunk: its sealed results, its usage record (billing its reservation), the batch's progress, and
    * the next chunk's job or the batch's end — or nothing, when the batch ended meanwhile or another run of the
@@ -595,7 +586,7 @@ export class BatchPredictionsService {
     lines: ResultLine[],
     last: DatasetRow,
     failedRows: number,
-    record: Omit<UsageRecordInput, 'status' | 'latencyMs' | 'idempotentResponse'> | null,
+    record: CallRecord | null,
     started: number,
   ): Promise<void> {
     const text = lines.map((line) => `${JSON.stringify(line)}\n`).join('');

@@ -159,6 +159,26 @@ export function errorCode(error: unknown): string {
     : ErrorCode.INTERNAL_SERVER_ERROR;
 }
 
+/**
+ * Records a call that failed, with its error's code. Best effort: the caller learns why the call failed even when
+ * its record cannot be written; the metering sweep then gives back what the call held.
+ */
+export async function recordFailedCall(
+  metering: MeteringService,
+  record: CallRecord,
+  error: unknown,
+  started: number,
+): Promise<void> {
+  await metering
+    .record({
+      ...record,
+      status: errorCode(error),
+      latencyMs: performance.now() - started,
+      idempotentResponse: undefined,
+    })
+    .catch(() => undefined);
+}
+
 /** SHA-256 of a call as its requestId remembers it: another input under the same key is a CONFLICT. */
 export function predictInputHash(input: PredictInput): string {
   const { model, version, inputs, topK, contractId } = input;
@@ -227,16 +247,7 @@ export class PredictService {
       }
       result = await this.#run(actor, input, record, started);
     } catch (error) {
-      // The caller learns why the call failed even when its record cannot be written: the metering sweep then
-      // gives back what the call held.
-      await this.metering
-        .record({
-          ...record,
-          status: errorCode(error),
-          latencyMs: performance.now() - started,
-          idempotentResponse: undefined,
-        })
-        .catch(() => undefined);
+      await recordFailedCall(this.metering, record, error, started);
       throw error;
     }
     await this.metering.record({
