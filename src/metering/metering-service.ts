@@ -345,8 +345,9 @@ export class MeteringService {
    * the call succeeded, else given back). False when a successful call found no lease to bill (it was not billed).
    */
   async recordHeld(tx: pg.ClientBase, input: UsageRecordInput): Promise<boolean> {
-    const { rows } = await tx.query<{ lost: string[] | null }>(RECORD, recordValues([input]));
-    return !(rows[0]?.lost ?? []).includes(input.predictionId);
+    // The same write as recordIn's; only the lease's owner differs (the row, so nothing here tracks or settles it).
+    const [outcome] = await this.#write([input], tx);
+    return outcome === true;
   }
 
   /**
