@@ -1,12 +1,13 @@
 // An alias move over thousands of contracts (one consumer may hold many on a model) over real HTTP: it succeeds, its
 // consumers hear of it once each (one upgrade.available listing the consumer's contracts), and the move's audit row
-// is written last, so the audit chain's global lock is held for the end of the transaction only.
+// is written last, so the audit chain's global lock is held for the end of the transaction only. A model has at most
+// MODEL_MAX_ACTIVE_PLANS active plans, which bounds one consumer's contracts on it (one live contract per plan).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startTestServer, type TestServer } from '../support/server.js';
-import { signUp, type SignedUpUser } from '../support/fixtures.js';
+import { expectError, signUp, type SignedUpUser } from '../support/fixtures.js';
 import { buildMlp, DIGITS, publish, publishedMlp, uploadWithTfjs } from '../support/models.js';
-import { createPlan } from '../support/licensing.js';
+import { CREATE_PLAN, createPlan, PLAN_DEFAULTS } from '../support/licensing.js';
 
 const SET_ALIAS = `mutation($m: String!, $a: String!, $v: String!) {
   setVersionAlias(model: $m, alias: $a, version: $v) { name version { version } } }`;
@@ -19,7 +20,7 @@ describe('alias move over many contracts', () => {
   let owner: SignedUpUser;
 
   before(async () => {
-    server = await startTestServer();
+    server = await startTestServer({ MODEL_MAX_ACTIVE_PLANS: '2' });
     owner = await signUp(server, { role: 'OWNER' });
   });
   after(() => server.close());
@@ -99,5 +100,15 @@ describe('alias move over many contracts', () => {
     assert.equal(audits.rows.length, CONTRACTS + 2);
     assert.equal(audits.rows.at(-1)!.action, 'model_alias.set');
     assert.equal(audits.rows.filter((a) => a.action === 'contract.upgrade_offered').length, CONTRACTS);
+  });
+
+  it('refuses a plan beyond MODEL_MAX_ACTIVE_PLANS active ones on a model, until one is retired', async () => {
+    const { model } = await publishedMlp(server, { token: owner.token }, { sizes: [8, 4, 2] });
+    const first = await createPlan(server, { token: owner.token }, model.slug);
+    await createPlan(server, { token: owner.token }, model.slug);
+    const plan = { input: { ...PLAN_DEFAULTS, model: model.slug } };
+    expectError(await server.gql(CREATE_PLAN, plan, { token: owner.token }), 'BAD_USER_INPUT');
+    await gql('mutation($id: ID!) { retireLicensePlan(id: $id) { status } }', { id: first.id }, owner);
+    await createPlan(server, { token: owner.token }, model.slug);
   });
 });
