@@ -69,6 +69,7 @@ const envSchema = z.object({
   // 50 M parameters load as 200 MB of float32 per worker that serves the model.
   MODEL_MAX_PARAMETERS: int(1, 1_000_000_000).default(50_000_000),
   MODEL_MAX_ACTIVATION_VALUES: int(1, 2 ** 31).default(4 * 1024 * 1024),
+  MODEL_MAX_ACTIVE_PLANS: int(1, 10_000).default(100),
   PREDICT_MAX_INSTANCES: int(1, 100_000).default(256),
   PREDICT_MAX_STRING_LENGTH: int(1, 10_000_000).default(100_000),
   PREDICT_MAX_INPUT_DEPTH: int(2, 64).default(8),
@@ -224,6 +225,9 @@ export function parseConfig(env: Record<string, string | undefined>, terminal = 
       maxImagePixelsPerCall: e.PREDICT_MAX_IMAGE_PIXELS_PER_CALL,
       maxImageBytesPerCall: e.PREDICT_MAX_IMAGE_BYTES_PER_CALL,
       preprocessingWorkers: e.PREPROCESSING_WORKERS,
+      // A consumer holds at most one live contract per plan: this bounds one consumer's contracts that an alias
+      // move reacts to (and lists in its upgrade.available).
+      maxActivePlans: e.MODEL_MAX_ACTIVE_PLANS,
     },
     datasets: {
       maxBytes: e.DATASET_MAX_BYTES,

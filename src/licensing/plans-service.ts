@@ -93,6 +93,7 @@ export class PlansService {
   constructor(
     private readonly prisma: Prisma,
     private readonly audit: AuditService,
+    private readonly options: { maxActivePlans: number },
   ) {}
 
   async create(
@@ -107,6 +108,14 @@ export class PlansService {
       ...upgradeTerms(input, { upgradePolicy: 'PINNED', upgradeGraceDays: null }, 'input'),
     };
     return this.prisma.$transaction(async (tx) => {
+      // Creations on one model take turns (the lock alias moves take), so that the limit holds.
+      await tx.$executeRaw`SELECT 1 FROM models WHERE id = ${(model as Model).id}::uuid FOR NO KEY UPDATE`;
+      const active = await tx.licensePlan.count({ where: { modelId: (model as Model).id, status: 'ACTIVE' } });
+      if (active >= this.options.maxActivePlans)
+        throw new BadUserInputError(
+          `At most ${this.options.maxActivePlans} active plans per model; retire one first`,
+          'input.model',
+        );
       const plan = await tx.licensePlan.create({
         data: { ...(data as P.LicensePlanUncheckedCreateInput), modelId: (model as Model).id },
       });

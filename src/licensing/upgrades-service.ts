@@ -59,6 +59,13 @@ export const UPGRADE_APPLY_JOB: JobKind = {
   expireInSeconds: 60,
 };
 
+/**
+ * The options of a transaction that moves an alias (setVersionAlias; a publish has its own, longer ones). Its fan-out
+ * is a handful of set-based statements over every live contract on the model, which may be thousands: well over
+ * Prisma's 5 s default on a loaded database, so it gets the statement timeout's minute.
+ */
+export const ALIAS_MOVE_TRANSACTION = { maxWait: 10_000, timeout: 60_000 };
+
 /** The alias a contract is pinned to when the consumer names none: the model's `stable` when it has one. */
 const DEFAULT_PIN_ALIAS = 'stable';
 const MAX_PIN_LENGTH = 256;
@@ -179,12 +186,21 @@ export class UpgradesService {
     const contracts = live ?? (await this.#liveContracts(tx, model.id));
     const moved = { model: model.slug, modelId: model.id, alias, from: from?.version ?? null, to: to.version };
     await this.events.emit(tx, this.#toEachConsumer(model, contracts, EventType.ALIAS_MOVED, moved));
-    // A version outside a contract's range is not offered to it: the contract could not be served it.
-    const pinned = contracts.filter((c) => c.pinned_alias === alias && covers(c.version_range, to.version));
-    const follow = pinned.filter(
-      (c) => c.pinned_version_id === null || c.pinned_version_id === to.id || c.upgrade_policy === 'FOLLOW_ALIAS',
-    );
-    const offer = pinned.filter((c) => !follow.includes(c));
+    // A version outside a contract's range is not offered to it: the contract could not be served it. Thousands of
+    // contracts may share a few ranges and versions: each is weighed once (Maps and Sets, no per-contract scans).
+    const rangeCovers = new Map<string, boolean>();
+    const coversTo = (range: string) => {
+      if (!rangeCovers.has(range)) rangeCovers.set(range, covers(range, to.version));
+      return rangeCovers.get(range)!;
+    };
+    const follow: LiveContract[] = [];
+    const offer = new Map<string, LiveContract>();
+    for (const c of contracts) {
+      if (c.pinned_alias !== alias || !coversTo(c.version_range)) continue;
+      if (c.pinned_version_id === null || c.pinned_version_id === to.id || c.upgrade_policy === 'FOLLOW_ALIAS')
+        follow.push(c);
+      else offer.set(c.id, c);
+    }
     const audits: AuditEntry[] = [];
     if (follow.length > 0) {
       await tx.$executeRaw`
@@ -195,16 +211,17 @@ export class UpgradesService {
         audits.push(switched(c.id, c.pinned_version_id, to.id, `followed ${alias}`));
       }
     }
-    const events: EventInput[] = [];
     const graceJobs: { data: { contractId: string; versionId: string }; startAfter: Date }[] = [];
     const comparisons = new Map<string, VersionComparison>();
-    for (const c of offer) {
+    for (const c of offer.values()) {
       const fromId = c.pinned_version_id!;
       if (!comparisons.has(fromId)) comparisons.set(fromId, await this.compare(tx, fromId, to.id));
     }
-    const breaking = offer.filter((c) => comparisons.get(c.pinned_version_id!)!.breaking).map((c) => c.id);
+    const breaking = [...offer.values()]
+      .filter((c) => comparisons.get(c.pinned_version_id!)!.breaking)
+      .map((c) => c.id);
     const offered =
-      offer.length === 0
+      offer.size === 0
         ? []
         : await tx.$queryRaw<{ id: string; pending_applies_at: Date | null }[]>`
             UPDATE contracts
@@ -212,26 +229,17 @@ export class UpgradesService {
                 pending_applies_at = CASE
                   WHEN upgrade_policy = 'FOLLOW_ALIAS_AFTER_GRACE' AND NOT (id = ANY(${breaking}::uuid[]))
                   THEN now() + upgrade_grace_days * interval '1 day' END
-            WHERE id = ANY(${offer.map((c) => c.id)}::uuid[])
+            WHERE id = ANY(${[...offer.keys()]}::uuid[])
             RETURNING id, pending_applies_at`;
+    // One upgrade.available per consumer, listing its offered contracts (a consumer may hold thousands on a model).
+    const offersTo = new Map<string, { contract: string; from: string; appliesAt: string | null }[]>();
     for (const { id, pending_applies_at: appliesAt } of offered) {
-      const c = offer.find((o) => o.id === id)!;
+      const c = offer.get(id)!;
       const comparison = comparisons.get(c.pinned_version_id!)!;
-      // As #toEachConsumer: a PRIVATE model's consumers are not told (the offer stays on the contract).
-      if (model.visibility === 'PUBLIC')
-        events.push({
-          type: EventType.UPGRADE_AVAILABLE,
-          accountId: c.consumer_id,
-          data: {
-            contract: id,
-            ...moved,
-            // The contract's own version, which may be older than where the alias was (earlier offers not taken).
-            from: comparison.metrics.from.version,
-            toVersionId: to.id,
-            appliesAt: appliesAt?.toISOString() ?? null,
-            comparison: { ...comparison },
-          },
-        });
+      const listed = offersTo.get(c.consumer_id) ?? [];
+      offersTo.set(c.consumer_id, listed);
+      // The contract's own version, which may be older than where the alias was (earlier offers not taken).
+      listed.push({ contract: id, from: comparison.metrics.from.version, appliesAt: appliesAt?.toISOString() ?? null });
       audits.push({
         action: AuditAction.CONTRACT_UPGRADE_OFFERED,
         targetType: 'Contract',
@@ -246,10 +254,28 @@ export class UpgradesService {
       });
       if (appliesAt) graceJobs.push({ data: { contractId: id, versionId: to.id }, startAfter: appliesAt });
     }
+    const byFromVersion = new Map([...comparisons.values()].map((c) => [c.metrics.from.version, c]));
+    // As #toEachConsumer: a PRIVATE model's consumers are not told (the offers stay on the contracts).
+    const events: EventInput[] =
+      model.visibility !== 'PUBLIC'
+        ? []
+        : [...offersTo].map(([accountId, listed]) => ({
+            type: EventType.UPGRADE_AVAILABLE,
+            accountId,
+            data: {
+              ...moved,
+              toVersionId: to.id,
+              contracts: listed,
+              // One comparison per version the consumer's contracts are on, keyed by that version's number.
+              comparisons: Object.fromEntries(
+                [...new Set(listed.map((l) => l.from))].map((version) => [version, byFromVersion.get(version)]),
+              ),
+            },
+          }));
     await this.jobs.sendMany(UPGRADE_APPLY_JOB.name, graceJobs, { client: tx });
     await this.events.emit(tx, events);
     await this.audit.recordMany(actor, audits, tx);
-    return follow.map((c) => Change.contracts(c.consumer_id, model.id));
+    return [...new Set(follow.map((c) => c.consumer_id))].map((consumer) => Change.contracts(consumer, model.id));
   }
 
   /** After the transaction that called versionPublished or aliasMoved committed. */

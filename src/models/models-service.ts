@@ -23,7 +23,7 @@ import type { DerivedVariant, VariantStore } from './variants.js';
 import type { OptimizationService } from '../lifecycle/optimization-service.js';
 import { DEFAULT_MAX_ACCURACY_DROP } from '../lifecycle/optimization-report.js';
 import { parseOptimizationOptions } from '../lifecycle/optimizer.js';
-import type { UpgradesService } from '../licensing/upgrades-service.js';
+import { ALIAS_MOVE_TRANSACTION, type UpgradesService } from '../licensing/upgrades-service.js';
 
 export interface ModelCardInput {
   intendedUse?: string | null;
@@ -489,9 +489,10 @@ export class ModelsService {
           },
         });
         const served = await this.variants.create(tx, version.id, variants);
-        await this.audit.record(actor, { ...event, targetType: 'ModelVersion', targetId: version.id }, tx);
         // Consumers hear of it, and contracts pinned to `latest` react when it moved, in this transaction.
         const changes = await this.upgrades.versionPublished(tx, actor, draft.model, version, latestBefore);
+        // Last: the audit chain's lock, which every audited write waits for, is held until commit from here.
+        await this.audit.record(actor, { ...event, targetType: 'ModelVersion', targetId: version.id }, tx);
         return { version, served, changes };
       }, BLOB_TRANSACTION);
     } catch (error) {
@@ -562,6 +563,9 @@ export class ModelsService {
         create: { modelId, name, versionId: version.id },
         update: { versionId: version.id },
       });
+      // Contracts pinned to the alias react (follow, or are offered the version) in this transaction.
+      const moved = await this.upgrades.aliasMoved(tx, actor, model as Model, name, previous?.version ?? null, version);
+      // Last: the audit chain's lock, which every audited write waits for, is held until commit from here.
       await this.audit.record(
         actor,
         {
@@ -572,9 +576,8 @@ export class ModelsService {
         },
         tx,
       );
-      // Contracts pinned to the alias react (follow, or are offered the version) in this transaction.
-      return this.upgrades.aliasMoved(tx, actor, model as Model, name, previous?.version ?? null, version);
-    });
+      return moved;
+    }, ALIAS_MOVE_TRANSACTION);
     await this.#catalogChanged(modelId);
     await this.upgrades.committed(changes);
     return { name, version };

@@ -178,7 +178,7 @@ async function assembleServices(
     logger,
   );
   const catalog = new ServingCatalog(models, variants, changes);
-  const plans = new PlansService(db.prisma, audit);
+  const plans = new PlansService(db.prisma, audit, { maxActivePlans: config.models.maxActivePlans });
   const expiryNotices = new ContractExpiryNotices(db.prisma, jobs, events);
   const contracts = new ContractsService(db.prisma, audit, plans, changes, upgrades, events, expiryNotices);
   const certificates = new LicenceCertificates(db.prisma, keyRing, config.auth.issuer);

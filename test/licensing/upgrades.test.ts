@@ -153,10 +153,15 @@ describe('consumer-accepted version upgrades', () => {
     );
     assert.equal(dispatchJobs.rowCount, events.length, 'each event is written with the job that dispatches it');
     const offer = events.find((e) => e.type === 'upgrade.available')!.data;
-    assert.equal(offer.contract, contract.id);
-    assert.deepEqual([offer.alias, offer.from, offer.to, offer.appliesAt], ['stable', '1.0.0', '1.1.0', null]);
-    assert.equal(offer.comparison.breaking, false);
-    assert.deepEqual(offer.comparison.metrics.to, { version: '1.1.0', accuracy: 0.9, macroF1: null, verified: false });
+    assert.deepEqual([offer.alias, offer.from, offer.to], ['stable', '1.0.0', '1.1.0']);
+    assert.deepEqual(offer.contracts, [{ contract: contract.id, from: '1.0.0', appliesAt: null }]);
+    assert.equal(offer.comparisons['1.0.0'].breaking, false);
+    assert.deepEqual(offer.comparisons['1.0.0'].metrics.to, {
+      version: '1.1.0',
+      accuracy: 0.9,
+      macroF1: null,
+      verified: false,
+    });
 
     // Only the consumer decides: a stranger does not see the contract, the model's owner may not.
     const stranger = await signUp(server);
