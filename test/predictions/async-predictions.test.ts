@@ -127,6 +127,25 @@ describe('asynchronous predictions', () => {
     assert.equal(rows[0].input, null, 'the input is deleted once the prediction ends');
   });
 
+  it("the ledger check counts a prediction's lease live while it waits, and reports it once the prediction ended", async () => {
+    const { metering } = api.app.services;
+    const queued = await create(api, consumer.token, { model: slug, inputs: randomRows(1, 784, 14) });
+    const held = await metering.verifyLedger();
+    assert.equal(held.orphanedLeases, 0);
+    assert.ok(held.liveLeases >= 1);
+    // As a defect that ended it without its usage record would leave it: its lease is stranded.
+    await api.sql.query(`UPDATE async_predictions SET status = 'FAILED' WHERE id = $1`, [queued.id]);
+    const stranded = await metering.verifyLedger();
+    assert.equal(stranded.orphanedLeases, 1);
+    assert.equal(stranded.liveLeases, held.liveLeases - 1);
+    assert.equal(stranded.holds, false);
+    await api.sql.query(`UPDATE async_predictions SET status = 'QUEUED' WHERE id = $1`, [queued.id]);
+    assert.equal(
+      (await api.gql(CANCEL, { id: queued.id }, { token: consumer.token })).data!.cancelPrediction.status,
+      'CANCELED',
+    );
+  });
+
   it('fails, and gives back, a prediction whose job ended without it (the periodic cleanup)', async () => {
     const before = await quotaUsed(api, contractId);
     const stranded = await create(api, consumer.token, { model: slug, inputs: randomRows(2, 784, 10) });
