@@ -331,14 +331,15 @@ export class MeteringService {
    * left alone by the sweep. The caller ends it with recordHeld.
    */
   async reserveHeld(tx: pg.ClientBase, contract: BillableContract, units: number, predictionId: string): Promise<void> {
+    // mm_reserve_predictions turns synchronous commit off for its transaction (its caller's record flushes it);
+    // this transaction answers the caller itself, so it commits durably: turned on again after the function ran
+    // (the select list runs after FROM), in the same statement, so the contract's row lock waits for no round trip.
     const { rows } = await tx.query<ReservationRow>(
-      `SELECT reserved, active, rate_limited, retry_after_ms, used, quota, period_start
+      `SELECT reserved, active, rate_limited, retry_after_ms, used, quota, period_start,
+              set_config('synchronous_commit', 'on', true)
        FROM mm_reserve_predictions($1, $2, $3, NULL)`,
       [contract.id, units, predictionId],
     );
-    // mm_reserve_predictions turns synchronous commit off for its transaction (its caller's record flushes it);
-    // this transaction answers the caller itself, so it commits durably.
-    await tx.query(`SELECT set_config('synchronous_commit', 'on', true)`);
     const outcome = reservationOutcome(contract, rows[0]!);
     if (outcome !== true) throw outcome;
   }

@@ -17,7 +17,7 @@ import type pg from 'pg';
 import { requireUserId, type Actor } from '../auth/principal.js';
 import { EventType, type EventOutbox } from '../events/outbox.js';
 import type { JobKind, JobQueue } from '../jobs/job-queue.js';
-import type { MeteringService } from '../metering/metering-service.js';
+import type { BillableContract, MeteringService } from '../metering/metering-service.js';
 import { isAdmin } from '../models/model-policy.js';
 import type { SecretBox } from '../security/secret-box.js';
 import { BadUserInputError, ConflictError, ErrorCode, NotFoundError, RateLimitedError } from '../server/errors.js';
@@ -288,10 +288,10 @@ export class AsyncPredictionsService {
           5,
         );
       }
-      const grant = await this.predictions.reserve(actor, input, call, record, (contract, units, predictionId) =>
-        this.metering.reserveHeld(client, contract, units, predictionId),
-      );
+      // The row and its job first, the reservation last: the contract's row lock that the reservation takes (and
+      // that predict's grouped reservations wait on) is held only until the COMMIT that follows it.
       const jobId = await this.jobs.send(JOB_NAME, { id: record.predictionId }, { client });
+      let payer = call.grant.contract;
       const { rows } = await client.query<Row>(
         `INSERT INTO async_predictions (id, consumer_id, api_key_id, model_id, model_version_id, contract_id,
            unit_price, currency, request_id, input_hash, top_k, units, input, webhook, webhook_events, job_id)
@@ -303,9 +303,9 @@ export class AsyncPredictionsService {
           record.apiKeyId,
           call.model.id,
           call.served.version.id,
-          grant.contract?.id ?? null,
-          grant.contract?.unitPrice ?? '0',
-          grant.contract?.currency ?? null,
+          payer?.id ?? null,
+          payer?.unitPrice ?? '0',
+          payer?.currency ?? null,
           requestId,
           inputHash,
           call.topK,
@@ -316,9 +316,30 @@ export class AsyncPredictionsService {
           jobId,
         ],
       );
+      const row = rows[0]!;
+      // The contract chosen at prepare stopped being usable: the one chosen again pays (rare: set before its take).
+      const setPayer = async (contract: BillableContract | null) => {
+        payer = contract;
+        await client.query(
+          `UPDATE async_predictions SET contract_id = $2, unit_price = $3, currency = $4 WHERE id = $1`,
+          [row.id, contract?.id ?? null, contract?.unitPrice ?? '0', contract?.currency ?? null],
+        );
+        Object.assign(row, { contract_id: contract?.id ?? null });
+      };
+      const grant = await this.predictions.reserve(
+        actor,
+        input,
+        call,
+        record,
+        async (contract, units, predictionId) => {
+          if (contract.id !== payer?.id) await setPayer(contract);
+          await this.metering.reserveHeld(client, contract, units, predictionId);
+        },
+      );
+      if (grant.contract === null && payer !== null) await setPayer(null);
       await client.query('COMMIT');
       this.jobs.wake(JOB_NAME);
-      return { prediction: toPrediction(rows[0]!), warnings: call.warnings };
+      return { prediction: toPrediction(row), warnings: call.warnings };
     } catch (error) {
       await client.query('ROLLBACK').catch(() => undefined);
       throw error;

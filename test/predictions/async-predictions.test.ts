@@ -146,6 +146,39 @@ describe('asynchronous predictions', () => {
     );
   });
 
+  it("takes the contract's row lock only in its last statement: a creation that waits holds up no one", async () => {
+    const plan = (await api.sql.query('SELECT plan_id FROM contracts WHERE id = $1', [contractId])).rows[0].plan_id;
+    const licensee = await signUp(api);
+    const contract = await accept(api, { token: licensee.token }, plan);
+    const blocker = await api.sql.connect();
+    try {
+      // The creation's row insert waits on this lock (its reads do not).
+      await blocker.query('BEGIN');
+      await blocker.query('LOCK TABLE async_predictions IN SHARE MODE');
+      const created = create(api, licensee.token, { model: slug, inputs: randomRows(1, 784, 13) });
+      for (;;) {
+        const { rows } = await api.sql.query(
+          `SELECT 1 FROM pg_locks WHERE relation = 'async_predictions'::regclass AND NOT granted`,
+        );
+        if (rows.length > 0) break;
+        await sleep(20);
+      }
+      // A reservation on the same contract (as predict's) is not kept waiting by the stalled creation.
+      const { rows } = await blocker.query('SELECT 1 FROM contracts WHERE id = $1 FOR NO KEY UPDATE NOWAIT', [
+        contract.id,
+      ]);
+      assert.equal(rows.length, 1);
+      await blocker.query('ROLLBACK');
+      const queued = await created;
+      assert.equal(queued.status, 'QUEUED');
+      assert.equal(await quotaUsed(api, contract.id), 1);
+      waiting.push({ token: licensee.token, id: queued.id });
+    } finally {
+      await blocker.query('ROLLBACK').catch(() => undefined);
+      blocker.release();
+    }
+  });
+
   it('fails, and gives back, a prediction whose job ended without it (the periodic cleanup)', async () => {
     const before = await quotaUsed(api, contractId);
     const stranded = await create(api, consumer.token, { model: slug, inputs: randomRows(2, 784, 10) });
