@@ -186,6 +186,10 @@ function choose(
     }
     reasons.add(reason);
   }
-  const reason = REASON_ORDER.find((r) => reasons.has(r)) ?? 'NO_CONTRACT';
+  return licenceRefusal(REASON_ORDER.find((r) => reasons.has(r)) ?? 'NO_CONTRACT');
+}
+
+/** FORBIDDEN for a call no contract pays for, naming why (`reason`: a contract's status, EXPIRED, NO_CONTRACT…). */
+export function licenceRefusal(reason: keyof typeof REASON_TEXT): ForbiddenError {
   return new ForbiddenError(REASON_TEXT[reason], { reason });
 }

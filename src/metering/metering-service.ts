@@ -72,7 +72,10 @@ export interface UsageLedgerReport {
   discrepancies: LedgerDiscrepancy[];
   /** Quota leases of running calls of live servers, and of asynchronous predictions not yet ended. */
   liveLeases: number;
-  /** Quota leases whose server died, not yet given back (the sweep takes at most a few seconds). */
+  /**
+   * Quota leases whose server died, not yet given back (the sweep takes at most a few seconds), and leases of
+   * asynchronous predictions that ended without ending them (stranded: nothing gives them back).
+   */
   orphanedLeases: number;
   /** requestIds without an answer whose call's server died: a retry re-takes them at once. */
   stuckRequestIds: number;
@@ -328,14 +331,15 @@ export class MeteringService {
    * left alone by the sweep. The caller ends it with recordHeld.
    */
   async reserveHeld(tx: pg.ClientBase, contract: BillableContract, units: number, predictionId: string): Promise<void> {
+    // mm_reserve_predictions turns synchronous commit off for its transaction (its caller's record flushes it);
+    // this transaction answers the caller itself, so it commits durably: turned on again after the function ran
+    // (the select list runs after FROM), in the same statement, so the contract's row lock waits for no round trip.
     const { rows } = await tx.query<ReservationRow>(
-      `SELECT reserved, active, rate_limited, retry_after_ms, used, quota, period_start
+      `SELECT reserved, active, rate_limited, retry_after_ms, used, quota, period_start,
+              set_config('synchronous_commit', 'on', true)
        FROM mm_reserve_predictions($1, $2, $3, NULL)`,
       [contract.id, units, predictionId],
     );
-    // mm_reserve_predictions turns synchronous commit off for its transaction (its caller's record flushes it);
-    // this transaction answers the caller itself, so it commits durably.
-    await tx.query(`SELECT set_config('synchronous_commit', 'on', true)`);
     const outcome = reservationOutcome(contract, rows[0]!);
     if (outcome !== true) throw outcome;
   }
@@ -387,11 +391,18 @@ export class MeteringService {
       }>(
         'SELECT contract_id, predictions_used, recorded_units, leased_units, period_start FROM mm_usage_ledger_discrepancies()',
       ),
+      // A lease of no server is an asynchronous prediction's: live while that prediction is QUEUED or RUNNING.
       this.pool.query<{ live_leases: number; orphaned_leases: number; stuck_request_ids: number }>(
-        `WITH live AS (SELECT instance FROM mm_live_server_instances())
-         SELECT (SELECT count(*) FROM quota_leases
-                 WHERE server_instance IS NULL OR server_instance IN (SELECT instance FROM live))::int AS live_leases,
-                (SELECT count(*) FROM quota_leases WHERE server_instance NOT IN (SELECT instance FROM live))::int AS orphaned_leases,
+        `WITH live AS (SELECT instance FROM mm_live_server_instances()),
+         leases AS (
+           SELECT CASE WHEN l.server_instance IS NULL
+                       THEN EXISTS (SELECT 1 FROM async_predictions p
+                                    WHERE p.id = l.prediction_id AND p.status IN ('QUEUED', 'RUNNING'))
+                       ELSE l.server_instance IN (SELECT instance FROM live) END AS live
+           FROM quota_leases l
+         )
+         SELECT (SELECT count(*) FROM leases WHERE live)::int AS live_leases,
+                (SELECT count(*) FROM leases WHERE NOT live)::int AS orphaned_leases,
                 (SELECT count(*) FROM idempotency_keys WHERE response IS NULL
                    AND (server_instance IS NULL OR server_instance NOT IN (SELECT instance FROM live)))::int AS stuck_request_ids`,
       ),

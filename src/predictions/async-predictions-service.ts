@@ -16,9 +16,11 @@ import { GraphQLError } from 'graphql';
 import type pg from 'pg';
 import { requireUserId, type Actor } from '../auth/principal.js';
 import { EventType, type EventOutbox } from '../events/outbox.js';
+import type { Role, Visibility } from '../generated/prisma/client.js';
 import type { JobKind, JobQueue } from '../jobs/job-queue.js';
-import type { MeteringService } from '../metering/metering-service.js';
-import { isAdmin } from '../models/model-policy.js';
+import { licenceRefusal } from '../licensing/predict-authorizer.js';
+import type { BillableContract, MeteringService } from '../metering/metering-service.js';
+import { canView, isAdmin } from '../models/model-policy.js';
 import type { SecretBox } from '../security/secret-box.js';
 import { BadUserInputError, ConflictError, ErrorCode, NotFoundError, RateLimitedError } from '../server/errors.js';
 import { connectionOf, decodeTimeCursor } from '../server/cursors.js';
@@ -268,10 +270,10 @@ export class AsyncPredictionsService {
           5,
         );
       }
-      const grant = await this.predictions.reserve(actor, input, call, record, (contract, units, predictionId) =>
-        this.metering.reserveHeld(client, contract, units, predictionId),
-      );
+      // The row and its job first, the reservation last: the contract's row lock that the reservation takes (and
+      // that predict's grouped reservations wait on) is held only until the COMMIT that follows it.
       const jobId = await this.jobs.send(JOB_NAME, { id: record.predictionId }, { client });
+      let payer = call.grant.contract;
       const { rows } = await client.query<Row>(
         `INSERT INTO async_predictions (id, consumer_id, api_key_id, model_id, model_version_id, contract_id,
            unit_price, currency, request_id, input_hash, top_k, units, input, webhook, webhook_events, job_id)
@@ -283,9 +285,9 @@ export class AsyncPredictionsService {
           record.apiKeyId,
           call.model.id,
           call.served.version.id,
-          grant.contract?.id ?? null,
-          grant.contract?.unitPrice ?? '0',
-          grant.contract?.currency ?? null,
+          payer?.id ?? null,
+          payer?.unitPrice ?? '0',
+          payer?.currency ?? null,
           requestId,
           inputHash,
           call.topK,
@@ -296,9 +298,30 @@ export class AsyncPredictionsService {
           jobId,
         ],
       );
+      const row = rows[0]!;
+      // The contract chosen at prepare stopped being usable: the one chosen again pays (rare: set before its take).
+      const setPayer = async (contract: BillableContract | null) => {
+        payer = contract;
+        await client.query(
+          `UPDATE async_predictions SET contract_id = $2, unit_price = $3, currency = $4 WHERE id = $1`,
+          [row.id, contract?.id ?? null, contract?.unitPrice ?? '0', contract?.currency ?? null],
+        );
+        Object.assign(row, { contract_id: contract?.id ?? null });
+      };
+      const grant = await this.predictions.reserve(
+        actor,
+        input,
+        call,
+        record,
+        async (contract, units, predictionId) => {
+          if (contract.id !== payer?.id) await setPayer(contract);
+          await this.metering.reserveHeld(client, contract, units, predictionId);
+        },
+      );
+      if (grant.contract === null && payer !== null) await setPayer(null);
       await client.query('COMMIT');
       this.jobs.wake(JOB_NAME);
-      return { prediction: toPrediction(rows[0]!), warnings: call.warnings };
+      return { prediction: toPrediction(row), warnings: call.warnings };
     } catch (error) {
       await client.query('ROLLBACK').catch(() => undefined);
       throw error;
@@ -431,8 +454,10 @@ export class AsyncPredictionsService {
     let ending: Ending;
     try {
       const served = await this.catalog.servedById(row.model_version_id);
-      // Archived while it was queued: refused as predict would refuse it now.
+      // Archived, its licence ended or its model hidden while it was queued: refused as predict would refuse it now.
       assertServes(served.version);
+      const refusal = await this.#licenceRefusal(this.pool, id);
+      if (refusal) throw refusal;
       const instances: unknown = JSON.parse(this.secrets.open(row.input, INPUT_LABEL));
       const encoded = await this.predictions.encode(served.signature, instances, undefined, []);
       const outputs = await this.predictions.infer(served, encoded, row.top_k);
@@ -452,15 +477,57 @@ export class AsyncPredictionsService {
   }
 
   /**
+   * Why the prediction may no longer run, as predict would refuse it now: NOT_FOUND when its model is hidden from
+   * its caller, FORBIDDEN (with the reason) when the contract that holds its units is no longer ACTIVE or has
+   * expired. Null when it may run.
+   */
+  async #licenceRefusal(db: pg.Pool | pg.PoolClient, id: string): Promise<GraphQLError | null> {
+    const { rows } = await db.query<{
+      role: Role;
+      consumer_id: string;
+      owner_id: string;
+      visibility: Visibility;
+      refusal: 'SUSPENDED' | 'REVOKED' | 'PENDING' | 'EXPIRED' | 'NO_CONTRACT' | null;
+    }>(
+      `SELECT u.role, p.consumer_id, m.owner_id, m.visibility,
+         CASE WHEN c.id IS NULL THEN NULL
+              WHEN c.status IN ('SUSPENDED', 'REVOKED', 'PENDING') THEN c.status::text
+              WHEN c.status <> 'ACTIVE' THEN 'NO_CONTRACT'
+              WHEN c.expires_at <= now() THEN 'EXPIRED' END AS refusal
+       FROM async_predictions p JOIN users u ON u.id = p.consumer_id JOIN models m ON m.id = p.model_id
+         LEFT JOIN contracts c ON c.id = p.contract_id
+       WHERE p.id = $1`,
+      [id],
+    );
+    const row = rows[0];
+    if (!row) return null;
+    const principal = { kind: 'user' as const, userId: row.consumer_id, role: row.role, sessionId: '' };
+    if (!canView(principal, { ownerId: row.owner_id, visibility: row.visibility })) return new NotFoundError('Model');
+    return row.refusal === null ? null : licenceRefusal(row.refusal);
+  }
+
+  /**
    * Ends a prediction that is in one of `from`, in one transaction: its row, its usage record (billing or giving
    * back its lease), and its event. Null when it was not in `from` (another ending came first).
    */
   async #end(id: string, ending: Ending, from: AsyncPredictionStatus[]): Promise<AsyncPrediction | null> {
-    const sealedOutput =
-      ending.status === 'SUCCEEDED' ? this.secrets.seal(JSON.stringify(ending.outputs), OUTPUT_LABEL) : null;
     const client = await this.pool.connect();
     try {
       await client.query('BEGIN');
+      if (ending.status === 'SUCCEEDED') {
+        // The licence may have ended while it ran: then it is neither billed nor answered.
+        const refusal = await this.#licenceRefusal(client, id);
+        if (refusal) {
+          ending = {
+            status: 'FAILED',
+            code: errorCode(refusal),
+            message: refusal.message,
+            latencyMs: ending.latencyMs,
+          };
+        }
+      }
+      const sealedOutput =
+        ending.status === 'SUCCEEDED' ? this.secrets.seal(JSON.stringify(ending.outputs), OUTPUT_LABEL) : null;
       const update = (
         status: AsyncPredictionStatus,
         output: string | null,

@@ -210,6 +210,34 @@ describe('events of contracts and quotas, jobs and events queries', () => {
     assert.deepEqual(all.slice(2), [[80, 8, 10]]);
   });
 
+  it('fires quota.threshold 100% once when a call is refused for quota short of it', async () => {
+    const consumer = await signUp(server);
+    const plan = await createPlan(server, { token: owner.token }, slug, { predictionQuota: 10 });
+    const contract = await accept(server, { token: consumer.token }, plan.id);
+    const predict = (n: number) =>
+      server.gql(PREDICT, { input: { model: slug, inputs: randomRows(n, 784, 4) } }, { token: consumer.token });
+    assert.equal((await predict(9)).errors, undefined);
+    // 9 of 10 used: a call of 2 does not fit, and the counter never reaches 100%.
+    expectError(await predict(2), 'QUOTA_EXCEEDED');
+    expectError(await predict(3), 'QUOTA_EXCEEDED');
+    const told = (await eventsOf(consumer, { type: 'quota.threshold' }))
+      .filter((e) => e.data.contractId === contract.id)
+      .reverse();
+    assert.deepEqual(
+      told.map((e) => [e.data.threshold, e.data.used, e.data.quota]),
+      [
+        [80, 9, 10],
+        [100, 9, 10],
+      ],
+    );
+    const { rows } = await server.sql.query('SELECT model_id, period_start FROM contracts WHERE id = $1', [
+      contract.id,
+    ]);
+    assert.equal(told[1]!.data.modelId, rows[0].model_id, 'a PUBLIC model is named');
+    assert.equal(told[1]!.data.planId, plan.id);
+    assert.equal(Date.parse(told[1]!.data.periodStart), rows[0].period_start.getTime());
+  });
+
   it('mm_emit_event writes the dispatch job JobQueue.send writes', async () => {
     const client = await server.sql.connect();
     try {

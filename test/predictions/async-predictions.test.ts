@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { expectError, signUp, type SignedUpUser } from '../support/fixtures.js';
 import { assertLedgerHolds } from '../support/ledger.js';
-import { accept, createPlan } from '../support/licensing.js';
+import { accept, createPlan, transition } from '../support/licensing.js';
 import { PREDICT, publishedMlp, randomRows } from '../support/models.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
@@ -127,6 +127,58 @@ describe('asynchronous predictions', () => {
     assert.equal(rows[0].input, null, 'the input is deleted once the prediction ends');
   });
 
+  it("the ledger check counts a prediction's lease live while it waits, and reports it once the prediction ended", async () => {
+    const { metering } = api.app.services;
+    const queued = await create(api, consumer.token, { model: slug, inputs: randomRows(1, 784, 14) });
+    const held = await metering.verifyLedger();
+    assert.equal(held.orphanedLeases, 0);
+    assert.ok(held.liveLeases >= 1);
+    // As a defect that ended it without its usage record would leave it: its lease is stranded.
+    await api.sql.query(`UPDATE async_predictions SET status = 'FAILED' WHERE id = $1`, [queued.id]);
+    const stranded = await metering.verifyLedger();
+    assert.equal(stranded.orphanedLeases, 1);
+    assert.equal(stranded.liveLeases, held.liveLeases - 1);
+    assert.equal(stranded.holds, false);
+    await api.sql.query(`UPDATE async_predictions SET status = 'QUEUED' WHERE id = $1`, [queued.id]);
+    assert.equal(
+      (await api.gql(CANCEL, { id: queued.id }, { token: consumer.token })).data!.cancelPrediction.status,
+      'CANCELED',
+    );
+  });
+
+  it("takes the contract's row lock only in its last statement: a creation that waits holds up no one", async () => {
+    const plan = (await api.sql.query('SELECT plan_id FROM contracts WHERE id = $1', [contractId])).rows[0].plan_id;
+    const licensee = await signUp(api);
+    const contract = await accept(api, { token: licensee.token }, plan);
+    const blocker = await api.sql.connect();
+    try {
+      // The creation's row insert waits on this lock (its reads do not).
+      await blocker.query('BEGIN');
+      await blocker.query('LOCK TABLE async_predictions IN SHARE MODE');
+      const created = create(api, licensee.token, { model: slug, inputs: randomRows(1, 784, 13) });
+      for (;;) {
+        const { rows } = await api.sql.query(
+          `SELECT 1 FROM pg_locks WHERE relation = 'async_predictions'::regclass AND NOT granted`,
+        );
+        if (rows.length > 0) break;
+        await sleep(20);
+      }
+      // A reservation on the same contract (as predict's) is not kept waiting by the stalled creation.
+      const { rows } = await blocker.query('SELECT 1 FROM contracts WHERE id = $1 FOR NO KEY UPDATE NOWAIT', [
+        contract.id,
+      ]);
+      assert.equal(rows.length, 1);
+      await blocker.query('ROLLBACK');
+      const queued = await created;
+      assert.equal(queued.status, 'QUEUED');
+      assert.equal(await quotaUsed(api, contract.id), 1);
+      waiting.push({ token: licensee.token, id: queued.id });
+    } finally {
+      await blocker.query('ROLLBACK').catch(() => undefined);
+      blocker.release();
+    }
+  });
+
   it('fails, and gives back, a prediction whose job ended without it (the periodic cleanup)', async () => {
     const before = await quotaUsed(api, contractId);
     const stranded = await create(api, consumer.token, { model: slug, inputs: randomRows(2, 784, 10) });
@@ -206,6 +258,33 @@ describe('asynchronous predictions', () => {
     assert.equal(canceled.data!.cancelPrediction.status, 'CANCELED');
     assert.equal(await quotaUsed(api, contractId), usedWithBoth - 4);
 
+    // Licences that end while their prediction waits: it is refused when it runs, and its units go back.
+    const plan = (await api.sql.query('SELECT plan_id FROM contracts WHERE id = $1', [contractId])).rows[0].plan_id;
+    const endedLicences = [];
+    for (const mutation of ['revokeContract', 'suspendContract']) {
+      const licensee = await signUp(api);
+      const contract = await accept(api, { token: licensee.token }, plan);
+      const prediction = await create(api, licensee.token, { model: slug, inputs: randomRows(2, 784, 12) });
+      const ended = await transition(api, { token: owner.token }, mutation, contract.id, 'unpaid invoice');
+      assert.equal(ended.errors, undefined, JSON.stringify(ended.errors));
+      endedLicences.push({ token: licensee.token, contractId: contract.id, id: prediction.id });
+    }
+    // A model made PRIVATE while its prediction waits no longer serves its licensee (NOT_FOUND, as predict).
+    const hidden = await publishedMlp(api, { token: owner.token }, { seed: 12 });
+    const hiddenPlan = await createPlan(api, { token: owner.token }, hidden.model.slug, { predictionQuota: 10 });
+    const hiddenLicensee = await signUp(api);
+    const hiddenContract = await accept(api, { token: hiddenLicensee.token }, hiddenPlan.id);
+    const unseen = await create(api, hiddenLicensee.token, {
+      model: hidden.model.slug,
+      inputs: randomRows(2, 784, 15),
+    });
+    const hide = await api.gql(
+      'mutation($s: String!) { updateModel(slug: $s, input: { visibility: PRIVATE }) { visibility } }',
+      { s: hidden.model.slug },
+      { token: owner.token },
+    );
+    assert.equal(hide.errors, undefined, JSON.stringify(hide.errors));
+
     const usedBefore = await quotaUsed(api, contractId);
     assert.equal((await api.gql(GET, { id: queued.id }, { token: consumer.token })).data!.prediction.status, 'QUEUED');
     worker = await startTestServer({
@@ -260,6 +339,35 @@ describe('asynchronous predictions', () => {
     assert.equal(completed.metrics.units, 3);
     assert.equal(completed.outputs, undefined);
     assert.deepEqual(events[1].data.error.code, 'FORBIDDEN');
+    for (let attempt = 0; ; attempt++) {
+      const { rows } = await api.sql.query('SELECT status, error_code FROM async_predictions WHERE id = $1', [
+        unseen.id,
+      ]);
+      if (ENDED.has(rows[0].status)) {
+        assert.deepEqual(rows[0], { status: 'FAILED', error_code: 'NOT_FOUND' });
+        break;
+      }
+      assert.ok(attempt < 600, "the hidden model's prediction ended");
+      await sleep(100);
+    }
+    assert.equal(await quotaUsed(api, hiddenContract.id), 0);
+    assert.deepEqual(await usageOf(api, unseen.id), [
+      { status: 'NOT_FOUND', units: 2, billable_units: 0, quota_units: 0 },
+    ]);
+    for (const [licence, reason] of [
+      [endedLicences[0]!, 'revoked'],
+      [endedLicences[1]!, 'suspended'],
+    ] as const) {
+      const refused = await ended(api, licence.token, licence.id);
+      assert.equal(refused.status, 'FAILED');
+      assert.equal(refused.error.code, 'FORBIDDEN');
+      assert.match(refused.error.message, new RegExp(reason));
+      assert.equal(refused.outputs, null);
+      assert.equal(await quotaUsed(api, licence.contractId), 0);
+      assert.deepEqual(await usageOf(api, licence.id), [
+        { status: 'FORBIDDEN', units: 2, billable_units: 0, quota_units: 0 },
+      ]);
+    }
     assert.equal((await ended(api, consumer.token, interrupted.id)).status, 'SUCCEEDED');
     assert.deepEqual(await usageOf(api, interrupted.id), [
       { status: 'OK', units: 2, billable_units: 2, quota_units: 2 },
