@@ -35,6 +35,8 @@ export const WEBHOOK_DELIVERY_JOB: JobKind = {
 
 /** Advisory lock class that lets one replica at a time sweep stranded deliveries. */
 const SWEEP_LOCK_CLASS = 7275140;
+/** How long the job of an account with WEBHOOK_MAX_IN_FLIGHT_PER_ACCOUNT attempts in flight waits to look again. */
+const DEFER_SECONDS = 1;
 /** Rows a sweep or a retention pass handles per transaction (short locks; the next pass takes the rest). */
 const MAINTENANCE_BATCH = 500;
 
@@ -79,6 +81,8 @@ interface DueDelivery {
 export class WebhookDeliveries {
   #timer: NodeJS.Timeout | undefined;
   #maintaining: Promise<void> | undefined;
+  /** Attempts in flight on this server, by account. */
+  readonly #inFlight = new Map<string, number>();
 
   constructor(
     private readonly prisma: Prisma,
@@ -92,9 +96,11 @@ export class WebhookDeliveries {
   ) {}
 
   /** Declares and works the delivery queue, and subscribes the fan-out to the outbox (before it starts). */
-  async start(concurrency = 4): Promise<void> {
+  async start(): Promise<void> {
     await this.jobs.define(WEBHOOK_DELIVERY_JOB);
-    await this.jobs.work<DeliveryJob>(WEBHOOK_DELIVERY_JOB.name, concurrency, (job) => this.#attempt(job));
+    await this.jobs.work<DeliveryJob>(WEBHOOK_DELIVERY_JOB.name, this.options.deliveryConcurrency, (job) =>
+      this.#attempt(job),
+    );
     this.events.subscribe((event) => this.#fanOut(event));
     this.#timer = setInterval(() => {
       // A pass still running (a large backlog) is not joined by another.
@@ -248,6 +254,23 @@ export class WebhookDeliveries {
       );
       return;
     }
+    const inFlight = this.#inFlight.get(delivery.account_id) ?? 0;
+    if (inFlight >= this.options.maxInFlightPerAccount) {
+      // The account's receivers hold enough workers: the same attempt, later, leaving the others to other accounts.
+      await this.jobs.send(WEBHOOK_DELIVERY_JOB.name, job, { startAfter: new Date(Date.now() + DEFER_SECONDS * 1000) });
+      return;
+    }
+    this.#inFlight.set(delivery.account_id, inFlight + 1);
+    try {
+      await this.#attemptNow(delivery);
+    } finally {
+      const left = this.#inFlight.get(delivery.account_id)! - 1;
+      if (left === 0) this.#inFlight.delete(delivery.account_id);
+      else this.#inFlight.set(delivery.account_id, left);
+    }
+  }
+
+  async #attemptNow(delivery: DueDelivery): Promise<void> {
     const url = delivery.endpoint_url ?? delivery.url;
     const secret =
       delivery.endpoint_id !== null
