@@ -233,6 +233,7 @@ async function assembleServices(
     metering,
     jobs,
     events,
+    audit,
     secrets,
     logger,
     config.asyncPredictions,
