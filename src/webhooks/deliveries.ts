@@ -37,6 +37,8 @@ export const WEBHOOK_DELIVERY_JOB: JobKind = {
 const SWEEP_LOCK_CLASS = 7275140;
 /** How long the job of an account with WEBHOOK_MAX_IN_FLIGHT_PER_ACCOUNT attempts in flight waits to look again. */
 const DEFER_SECONDS = 1;
+/** How long a prediction's own URL that keeps failing is skipped before one delivery is tried on it again. */
+const OWN_URL_RETRY_AFTER_SECONDS = 3600;
 /** Rows a sweep or a retention pass handles per transaction (short locks; the next pass takes the rest). */
 const MAINTENANCE_BATCH = 500;
 
@@ -246,11 +248,17 @@ export class WebhookDeliveries {
     const delivery = rows[0];
     // Gone (endpoint or account deleted), ended, or this attempt was already made and recorded.
     if (!delivery || delivery.status !== 'PENDING' || delivery.attempts !== job.attempts) return;
-    if (delivery.endpoint_id !== null && delivery.endpoint_status !== 'ACTIVE') {
+    const unattempted =
+      delivery.endpoint_id !== null
+        ? delivery.endpoint_status === 'ACTIVE'
+          ? null
+          : 'the endpoint is disabled'
+        : await this.#ownUrlFailing(delivery);
+    if (unattempted !== null) {
       await this.pool.query(
         `UPDATE webhook_deliveries SET status = 'FAILED', last_error = $3, next_attempt_at = NULL, updated_at = now()
          WHERE id = $1 AND attempts = $2 AND status = 'PENDING'`,
-        [delivery.id, delivery.attempts, 'the endpoint is disabled'],
+        [delivery.id, delivery.attempts, unattempted],
       );
       return;
     }
@@ -289,6 +297,36 @@ export class WebhookDeliveries {
       allowPrivateNetworks: this.options.allowPrivateNetworks,
     });
     await this.#record(delivery, url, outcome);
+  }
+
+  /**
+   * Why a delivery to a prediction's own URL is not attempted, or null: as an endpoint is disabled, an own URL
+   * whose account's last WEBHOOK_DISABLE_AFTER_FAILURES attempted deliveries to it all failed, the first at least
+   * WEBHOOK_DISABLE_AFTER_SECONDS ago, is skipped, until OWN_URL_RETRY_AFTER_SECONDS after the last of them.
+   */
+  async #ownUrlFailing(delivery: DueDelivery): Promise<string | null> {
+    const { disableAfterFailures, disableAfterSeconds } = this.options;
+    const { rows } = await this.pool.query<{ since: Date }>(
+      `SELECT min(created_at) AS since FROM (
+         SELECT status, created_at, updated_at FROM webhook_deliveries
+         WHERE account_id = $1 AND endpoint_id IS NULL AND url = $2 AND id <> $3 AND attempts > 0
+         ORDER BY created_at DESC LIMIT $4) recent
+       HAVING count(*) = $4 AND bool_and(status <> 'SUCCEEDED')
+         AND min(created_at) <= now() - make_interval(secs => $5::float8)
+         AND max(updated_at) > now() - make_interval(secs => $6::float8)`,
+      [
+        delivery.account_id,
+        delivery.url,
+        delivery.id,
+        disableAfterFailures,
+        disableAfterSeconds,
+        OWN_URL_RETRY_AFTER_SECONDS,
+      ],
+    );
+    const since = rows[0]?.since;
+    return since
+      ? `the last ${disableAfterFailures} deliveries to this URL failed (since ${since.toISOString()}); not attempted`
+      : null;
   }
 
   /** Records an attempt and what follows it (next attempt, end, endpoint disabled) in one transaction. */

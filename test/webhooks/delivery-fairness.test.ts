@@ -53,15 +53,6 @@ describe('webhook delivery fairness between accounts', () => {
     }
   }
 
-  async function until<T>(read: () => Promise<T | undefined>): Promise<T> {
-    for (let attempt = 0; attempt < 600; attempt++) {
-      const value = await read();
-      if (value !== undefined) return value;
-      await sleep(50);
-    }
-    throw new Error('timed out waiting');
-  }
-
   it("delivers to a victim while an attacker's never-answering endpoints hold only their own share", async () => {
     const attacker = await signUp(server);
     const victim = await signUp(server);
@@ -82,9 +73,9 @@ describe('webhook delivery fairness between accounts', () => {
 
     await emitTo(attacker.id);
     // The attacker's first attempts are in flight (held by the receiver) before the victim's event exists.
-    await until(async () => (tarpitted >= CAP ? true : undefined));
+    await waitFor(async () => (tarpitted >= CAP ? true : undefined));
     await emitTo(victim.id);
-    await until(async () => {
+    await waitFor(async () => {
       const { rows } = await server.sql.query(
         `SELECT 1 FROM webhook_deliveries WHERE account_id = $1 AND status = 'SUCCEEDED'`,
         [victim.id],
@@ -103,3 +94,71 @@ describe('webhook delivery fairness between accounts', () => {
     assert.equal(tarpitted, CAP);
   });
 });
+
+describe("a prediction's own webhook URL that keeps failing", () => {
+  let server: TestServer;
+  let receiver: http.Server;
+  let url = '';
+  let received = 0;
+
+  before(async () => {
+    receiver = http.createServer((_req, res) => {
+      received++;
+      res.statusCode = 500;
+      res.end();
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/own`;
+    server = await startTestServer({
+      WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true',
+      JOBS_POLLING_INTERVAL_SECONDS: '1',
+      WEBHOOK_DISABLE_AFTER_FAILURES: '2',
+      WEBHOOK_DISABLE_AFTER_SECONDS: '0',
+      WEBHOOK_RETRY_SCHEDULE_SECONDS: '3600',
+    });
+  });
+  after(async () => {
+    await server.close();
+    receiver.close();
+  });
+
+  it('is not attempted once its last WEBHOOK_DISABLE_AFTER_FAILURES deliveries failed', async () => {
+    const account = await signUp(server);
+    const deliveryOf = async (eventNumber: number) => {
+      const client = await server.sql.connect();
+      try {
+        await client.query('BEGIN');
+        const [eventId] = await server.app.services.events.emit(client, [
+          { type: EventType.PREDICTION_FAILED, accountId: account.id, data: { id: `p${eventNumber}`, webhook: url } },
+        ]);
+        await client.query('COMMIT');
+        server.app.services.events.wake();
+        return await waitFor(async () => {
+          const { rows } = await server.sql.query(
+            `SELECT status, attempts, last_error FROM webhook_deliveries
+             WHERE event_id = $1 AND (attempts > 0 OR status <> 'PENDING')`,
+            [eventId],
+          );
+          return rows[0];
+        });
+      } finally {
+        client.release();
+      }
+    };
+    for (const n of [1, 2]) assert.deepEqual((await deliveryOf(n)).attempts, 1);
+    const skipped = await deliveryOf(3);
+    assert.equal(skipped.status, 'FAILED');
+    assert.equal(skipped.attempts, 0);
+    assert.match(skipped.last_error, /the last 2 deliveries to this URL failed/);
+    assert.equal(received, 2);
+  });
+});
+
+async function waitFor<T>(read: () => Promise<T | undefined>): Promise<T> {
+  for (let attempt = 0; attempt < 600; attempt++) {
+    const value = await read();
+    if (value !== undefined) return value;
+    await sleep(50);
+  }
+  throw new Error('timed out waiting');
+}
