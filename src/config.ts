@@ -103,6 +103,8 @@ const envSchema = z.object({
   WEBHOOK_DISABLE_AFTER_FAILURES: int(1, 100_000).default(50),
   WEBHOOK_DISABLE_AFTER_SECONDS: int(0, 365 * 86_400).default(5 * 86_400),
   WEBHOOK_SWEEP_INTERVAL_SECONDS: int(1, 86_400).default(60),
+  WEBHOOK_DELIVERY_CONCURRENCY: int(1, 1000).default(32),
+  WEBHOOK_MAX_IN_FLIGHT_PER_ACCOUNT: int(1, 1000).default(4),
   EVENTS_RETENTION_DAYS: int(1, 3650).default(30),
   ASYNC_PREDICTIONS_MAX_QUEUED_PER_USER: int(1, 100_000).default(100),
   ASYNC_PREDICTIONS_WORKERS: int(0, 64).default(2),
@@ -280,6 +282,10 @@ export function parseConfig(env: Record<string, string | undefined>, terminal = 
       disableAfterSeconds: e.WEBHOOK_DISABLE_AFTER_SECONDS,
       // How often stranded deliveries are given a job again and expired events deleted (any replica may do it).
       sweepIntervalSeconds: e.WEBHOOK_SWEEP_INTERVAL_SECONDS,
+      // Attempts this server makes at once: mostly waiting on receivers (up to 10 s each), so many.
+      deliveryConcurrency: e.WEBHOOK_DELIVERY_CONCURRENCY,
+      // Of those, at most this many for one account, so that its slow receivers cannot hold every worker.
+      maxInFlightPerAccount: e.WEBHOOK_MAX_IN_FLIGHT_PER_ACCOUNT,
       // Dispatched events, with their deliveries and attempts, are deleted this long after they happened.
       eventsRetentionDays: e.EVENTS_RETENTION_DAYS,
     },

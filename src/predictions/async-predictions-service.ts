@@ -14,6 +14,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { GraphQLError } from 'graphql';
 import type pg from 'pg';
+import { AuditAction, type AuditService } from '../audit/audit-service.js';
 import { requireUserId, type Actor } from '../auth/principal.js';
 import { EventType, type EventOutbox } from '../events/outbox.js';
 import type { Role, Visibility } from '../generated/prisma/client.js';
@@ -183,6 +184,7 @@ export class AsyncPredictionsService {
     private readonly metering: MeteringService,
     private readonly jobs: JobQueue,
     private readonly events: EventOutbox,
+    private readonly audit: AuditService,
     private readonly secrets: SecretBox,
     private readonly logger: Logger,
     private readonly options: AsyncPredictionsOptions,
@@ -330,13 +332,21 @@ export class AsyncPredictionsService {
     }
   }
 
-  /** One of the caller's predictions (admins: any); NOT_FOUND for anyone else's. */
+  /** One of the caller's predictions (admins: any, audited: it opens its outputs); NOT_FOUND for anyone else's. */
   async find(actor: Actor, id: string): Promise<AsyncPrediction> {
     const userId = requireUserId(actor.principal);
     assertUuid(id, 'id');
     const { rows } = await this.pool.query<Row>(`SELECT ${COLUMNS} FROM async_predictions WHERE id = $1`, [id]);
     const row = rows[0];
     if (!row || (row.consumer_id !== userId && !isAdmin(actor.principal))) throw new NotFoundError('Prediction');
+    if (row.consumer_id !== userId) {
+      await this.audit.record(actor, {
+        action: AuditAction.ADMIN_READ,
+        targetType: 'AsyncPrediction',
+        targetId: id,
+        details: { read: 'prediction', owner: row.consumer_id },
+      });
+    }
     return toPrediction(row);
   }
 

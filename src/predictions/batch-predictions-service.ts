@@ -23,7 +23,7 @@ import type { Writable } from 'node:stream';
 import { GraphQLError } from 'graphql';
 import type pg from 'pg';
 import { AuditAction, type AuditService } from '../audit/audit-service.js';
-import { requireUserId, type Actor } from '../auth/principal.js';
+import { requireUserId, type Actor, type Principal } from '../auth/principal.js';
 import type { Prisma } from '../db/database.js';
 import type { ServerInstance } from '../db/server-instance.js';
 import { datasetChunks, type DatasetLimits, type DatasetRow } from '../evaluation/dataset-format.js';
@@ -31,6 +31,7 @@ import type { DatasetsService } from '../evaluation/datasets-service.js';
 import { imageSlices, isOverloaded, overloadBackoffMs } from '../evaluation/evaluations-service.js';
 import { EventType, type EventOutbox } from '../events/outbox.js';
 import type {
+  ApiScope,
   BatchPrediction,
   BatchPredictionStatus,
   Prisma as PrismaTypes,
@@ -79,6 +80,8 @@ export interface BatchLimits {
 export interface BatchPredictionError {
   code: string;
   message: string;
+  /** Why, when the error names it (API_KEY_REVOKED, VERSION_ARCHIVED). */
+  reason?: string;
 }
 
 export interface BatchPredictionFilter {
@@ -106,6 +109,8 @@ const MAX_WAIT_PER_CHUNK_MS = 30_000;
 const MAX_OVERLOADS_PER_CHUNK = 5;
 
 const CHUNK_JOB_RETRIES = 10;
+/** How often results past their expiry whose job did not delete them (it failed for good) are deleted. */
+const EXPIRED_RESULTS_SWEEP_MS = 15 * 60_000;
 /** Errors that are the moment's, not the batch's: its chunk's job runs again (with backoff). */
 const RETRIED_CODES = new Set<string>([ErrorCode.SERVICE_UNAVAILABLE, ErrorCode.OVERLOADED]);
 
@@ -123,6 +128,7 @@ export class BatchPredictionsService {
     retryBackoff: true,
     expireInSeconds: 300,
   };
+  #sweepTimer: NodeJS.Timeout | undefined;
   /** Data set bytes by id, read once per batch rather than once per chunk (most recent last). */
   readonly #contents = new Map<string, Promise<Buffer>>();
 
@@ -162,6 +168,30 @@ export class BatchPredictionsService {
       this.#runChunkJob(data, job),
     );
     await this.jobs.work<{ batchId: string }>(this.#expiryJob.name, 1, ({ batchId }) => this.#deleteResults(batchId));
+    this.#sweepTimer = setInterval(
+      () =>
+        void this.deleteExpiredResults().catch((error: unknown) =>
+          this.logger.error({ err: error }, 'deleting expired batch results failed'),
+        ),
+      EXPIRED_RESULTS_SWEEP_MS,
+    );
+  }
+
+  close(): void {
+    clearInterval(this.#sweepTimer);
+  }
+
+  /**
+   * Deletes the results of batches past their expiry that their expiry job left (its retries ran out); safe on
+   * every replica at once. Resolves with the count of batches looked at (at most 500 a pass).
+   */
+  async deleteExpiredResults(): Promise<number> {
+    const { rows } = await this.pool.query<{ id: string }>(
+      `SELECT id FROM batch_predictions WHERE results_expire_at <= now() AND results_deleted_at IS NULL
+       ORDER BY results_expire_at LIMIT 500`,
+    );
+    for (const { id } of rows) await this.#deleteResults(id);
+    return rows.length;
   }
 
   /**
@@ -263,14 +293,27 @@ export class BatchPredictionsService {
     return this.prisma.batchPrediction.findUniqueOrThrow({ where: { id } });
   }
 
-  /** A batch its requester (or an admin) may read, or NOT_FOUND. */
-  async find(actor: Actor, id: string): Promise<BatchPrediction> {
+  /** A batch its requester (or an admin) may read, or NOT_FOUND; an admin's read of another's is audited. */
+  async find(actor: Actor, id: string, read = 'batch prediction'): Promise<BatchPrediction> {
+    const { batch, mine } = await this.#visible(actor, id);
+    if (!mine) {
+      await this.audit.record(actor, {
+        action: AuditAction.ADMIN_READ,
+        targetType: 'BatchPrediction',
+        targetId: id,
+        details: { read, owner: batch.requesterId },
+      });
+    }
+    return batch;
+  }
+
+  async #visible(actor: Actor, id: string): Promise<{ batch: BatchPrediction; mine: boolean }> {
     assertUuid(id, 'id');
     const batch = await this.prisma.batchPrediction.findUnique({ where: { id } });
     const { principal } = actor;
     const mine = principal.kind !== 'anonymous' && batch?.requesterId === principal.userId;
     if (!batch || !(mine || isAdmin(principal))) throw new NotFoundError('BatchPrediction');
-    return batch;
+    return { batch, mine };
   }
 
   /** The caller's batches, newest first. */
@@ -301,7 +344,7 @@ export class BatchPredictionsService {
 
   /** Cancels a QUEUED or RUNNING batch: it stops before its next chunk (a chunk in flight is not kept). */
   async cancel(actor: Actor, id: string): Promise<BatchPrediction> {
-    const batch = await this.find(actor, id);
+    const { batch } = await this.#visible(actor, id);
     await this.#inTransaction(async (client) => {
       const ended = await this.#endIn(client, id, 'CANCELED', null);
       if (!ended) throw new ConflictError(`The batch prediction already ended (${batch.status})`);
@@ -321,10 +364,11 @@ export class BatchPredictionsService {
    * opened one by one, waiting for `out` to drain). NOT_FOUND for a batch the caller may not read.
    */
   async writeResults(actor: Actor, id: string, out: Writable, ready: () => void): Promise<void> {
-    const batch = await this.find(actor, id);
-    if (batch.resultsDeletedAt) {
+    const batch = await this.find(actor, id, 'batch prediction results');
+    // Expired is expired, whether or not the deletion ran yet.
+    if (batch.resultsExpireAt && batch.resultsExpireAt <= new Date()) {
       throw new GraphQLError(
-        `The results were deleted at ${batch.resultsDeletedAt.toISOString()} (kept ${this.limits.resultsTtlDays} days)`,
+        `The results expired at ${batch.resultsExpireAt.toISOString()} (kept ${this.limits.resultsTtlDays} days)`,
         { extensions: { code: ErrorCode.NOT_FOUND, reason: 'RESULTS_EXPIRED', http: { status: 404 } } },
       );
     }
@@ -357,9 +401,11 @@ export class BatchPredictionsService {
       const own = error instanceof GraphQLError && !RETRIED_CODES.has(errorCode(error));
       if (!own && retryCount < CHUNK_JOB_RETRIES) throw error;
       if (!own) this.logger.error({ err: error, batch: job.batchId }, 'a batch prediction failed');
+      const reason = own ? error.extensions.reason : undefined;
       const failure: BatchPredictionError = {
         code: errorCode(error),
         message: own ? error.message : 'The batch prediction failed',
+        ...(typeof reason === 'string' ? { reason } : {}),
       };
       const status = failure.code === ErrorCode.QUOTA_EXCEEDED ? 'QUOTA_EXCEEDED' : 'FAILED';
       await this.#inTransaction((client) => this.#endIn(client, job.batchId, status, failure));
@@ -415,14 +461,29 @@ export class BatchPredictionsService {
     await this.#commitChunk(batch, chunk, lines, rows.at(-1)!, errors.size, record, started);
   }
 
-  /** The requester, as the jobs act for them (their role decides what they may see, as in a request). */
+  /**
+   * The requester, as the jobs act for them (their role decides what they may see, as in a request). A batch
+   * started with an API key runs only while that key could start it: FORBIDDEN (API_KEY_REVOKED) once the key is
+   * revoked, deleted or no longer has the PREDICT scope, which ends the batch.
+   */
   async #requesterActor(batch: BatchPrediction): Promise<Actor> {
     const { rows } = await this.pool.query<{ role: Role }>('SELECT role FROM users WHERE id = $1', [batch.requesterId]);
     if (rows.length === 0) throw new ChunkSuperseded();
     const role = rows[0]!.role;
-    const principal = batch.apiKeyId
-      ? { kind: 'apiKey' as const, userId: batch.requesterId, role, apiKeyId: batch.apiKeyId, scopes: [] }
-      : { kind: 'user' as const, userId: batch.requesterId, role, sessionId: '' };
+    let principal: Principal = { kind: 'user', userId: batch.requesterId, role, sessionId: '' };
+    if (batch.apiKeyId) {
+      const { rows: keys } = await this.pool.query<{ scopes: ApiScope[] }>(
+        'SELECT scopes::text[] AS scopes FROM api_keys WHERE id = $1 AND revoked_at IS NULL',
+        [batch.apiKeyId],
+      );
+      const scopes = keys[0]?.scopes;
+      if (!scopes?.includes('PREDICT')) {
+        throw new ForbiddenError('The API key that started the batch was revoked or lost its PREDICT scope', {
+          reason: 'API_KEY_REVOKED',
+        });
+      }
+      principal = { kind: 'apiKey', userId: batch.requesterId, role, apiKeyId: batch.apiKeyId, scopes };
+    }
     return { principal, ip: '', requestId: `batch:${batch.id}` };
   }
 

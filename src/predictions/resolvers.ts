@@ -1,4 +1,5 @@
 import type { Resolvers } from '../generated/graphql.js';
+import { BadUserInputError } from '../server/errors.js';
 
 export const predictionResolvers: Resolvers = {
   Query: {
@@ -22,7 +23,13 @@ export const predictionResolvers: Resolvers = {
   AsyncPrediction: {
     model: (prediction, _args, ctx) => ctx.loaders.requireVisibleModel(prediction.modelId),
     modelVersion: (prediction, _args, ctx) => ctx.services.models.versionById(prediction.modelVersionId),
-    outputs: (prediction, _args, ctx) => ctx.services.asyncPredictions.outputsOf(prediction),
+    outputs: (prediction, _args, ctx, info) => {
+      // A page holds up to 100 predictions of up to PREDICT_MAX_OUTPUT_VALUES values each: too much for one
+      // response, so outputs are read one prediction at a time.
+      if (info.path.prev?.typename === 'AsyncPredictionEdge')
+        throw new BadUserInputError('outputs are read one prediction at a time, with prediction(id)', 'outputs');
+      return ctx.services.asyncPredictions.outputsOf(prediction);
+    },
     outputsExpireAt: (prediction) => (prediction.sealedOutput === null ? null : prediction.dataExpiresAt),
     error: (prediction) =>
       prediction.errorCode === null ? null : { code: prediction.errorCode, message: prediction.errorMessage ?? '' },

@@ -35,6 +35,10 @@ export const WEBHOOK_DELIVERY_JOB: JobKind = {
 
 /** Advisory lock class that lets one replica at a time sweep stranded deliveries. */
 const SWEEP_LOCK_CLASS = 7275140;
+/** How long the job of an account with WEBHOOK_MAX_IN_FLIGHT_PER_ACCOUNT attempts in flight waits to look again. */
+const DEFER_SECONDS = 1;
+/** How long a prediction's own URL that keeps failing is skipped before one delivery is tried on it again. */
+const OWN_URL_RETRY_AFTER_SECONDS = 3600;
 /** Rows a sweep or a retention pass handles per transaction (short locks; the next pass takes the rest). */
 const MAINTENANCE_BATCH = 500;
 
@@ -79,6 +83,8 @@ interface DueDelivery {
 export class WebhookDeliveries {
   #timer: NodeJS.Timeout | undefined;
   #maintaining: Promise<void> | undefined;
+  /** Attempts in flight on this server, by account. */
+  readonly #inFlight = new Map<string, number>();
 
   constructor(
     private readonly prisma: Prisma,
@@ -92,9 +98,11 @@ export class WebhookDeliveries {
   ) {}
 
   /** Declares and works the delivery queue, and subscribes the fan-out to the outbox (before it starts). */
-  async start(concurrency = 4): Promise<void> {
+  async start(): Promise<void> {
     await this.jobs.define(WEBHOOK_DELIVERY_JOB);
-    await this.jobs.work<DeliveryJob>(WEBHOOK_DELIVERY_JOB.name, concurrency, (job) => this.#attempt(job));
+    await this.jobs.work<DeliveryJob>(WEBHOOK_DELIVERY_JOB.name, this.options.deliveryConcurrency, (job) =>
+      this.#attempt(job),
+    );
     this.events.subscribe((event) => this.#fanOut(event));
     this.#timer = setInterval(() => {
       // A pass still running (a large backlog) is not joined by another.
@@ -240,14 +248,37 @@ export class WebhookDeliveries {
     const delivery = rows[0];
     // Gone (endpoint or account deleted), ended, or this attempt was already made and recorded.
     if (!delivery || delivery.status !== 'PENDING' || delivery.attempts !== job.attempts) return;
-    if (delivery.endpoint_id !== null && delivery.endpoint_status !== 'ACTIVE') {
+    const unattempted =
+      delivery.endpoint_id !== null
+        ? delivery.endpoint_status === 'ACTIVE'
+          ? null
+          : 'the endpoint is disabled'
+        : await this.#ownUrlFailing(delivery);
+    if (unattempted !== null) {
       await this.pool.query(
         `UPDATE webhook_deliveries SET status = 'FAILED', last_error = $3, next_attempt_at = NULL, updated_at = now()
          WHERE id = $1 AND attempts = $2 AND status = 'PENDING'`,
-        [delivery.id, delivery.attempts, 'the endpoint is disabled'],
+        [delivery.id, delivery.attempts, unattempted],
       );
       return;
     }
+    const inFlight = this.#inFlight.get(delivery.account_id) ?? 0;
+    if (inFlight >= this.options.maxInFlightPerAccount) {
+      // The account's receivers hold enough workers: the same attempt, later, leaving the others to other accounts.
+      await this.jobs.send(WEBHOOK_DELIVERY_JOB.name, job, { startAfter: new Date(Date.now() + DEFER_SECONDS * 1000) });
+      return;
+    }
+    this.#inFlight.set(delivery.account_id, inFlight + 1);
+    try {
+      await this.#attemptNow(delivery);
+    } finally {
+      const left = this.#inFlight.get(delivery.account_id)! - 1;
+      if (left === 0) this.#inFlight.delete(delivery.account_id);
+      else this.#inFlight.set(delivery.account_id, left);
+    }
+  }
+
+  async #attemptNow(delivery: DueDelivery): Promise<void> {
     const url = delivery.endpoint_url ?? delivery.url;
     const secret =
       delivery.endpoint_id !== null
@@ -266,6 +297,36 @@ export class WebhookDeliveries {
       allowPrivateNetworks: this.options.allowPrivateNetworks,
     });
     await this.#record(delivery, url, outcome);
+  }
+
+  /**
+   * Why a delivery to a prediction's own URL is not attempted, or null: as an endpoint is disabled, an own URL
+   * whose account's last WEBHOOK_DISABLE_AFTER_FAILURES attempted deliveries to it all failed, the first at least
+   * WEBHOOK_DISABLE_AFTER_SECONDS ago, is skipped, until OWN_URL_RETRY_AFTER_SECONDS after the last of them.
+   */
+  async #ownUrlFailing(delivery: DueDelivery): Promise<string | null> {
+    const { disableAfterFailures, disableAfterSeconds } = this.options;
+    const { rows } = await this.pool.query<{ since: Date }>(
+      `SELECT min(created_at) AS since FROM (
+         SELECT status, created_at, updated_at FROM webhook_deliveries
+         WHERE account_id = $1 AND endpoint_id IS NULL AND url = $2 AND id <> $3 AND attempts > 0
+         ORDER BY created_at DESC LIMIT $4) recent
+       HAVING count(*) = $4 AND bool_and(status <> 'SUCCEEDED')
+         AND min(created_at) <= now() - make_interval(secs => $5::float8)
+         AND max(updated_at) > now() - make_interval(secs => $6::float8)`,
+      [
+        delivery.account_id,
+        delivery.url,
+        delivery.id,
+        disableAfterFailures,
+        disableAfterSeconds,
+        OWN_URL_RETRY_AFTER_SECONDS,
+      ],
+    );
+    const since = rows[0]?.since;
+    return since
+      ? `the last ${disableAfterFailures} deliveries to this URL failed (since ${since.toISOString()}); not attempted`
+      : null;
   }
 
   /** Records an attempt and what follows it (next attempt, end, endpoint disabled) in one transaction. */

@@ -24,7 +24,7 @@ import {
   type WebhookOptions,
 } from './deliveries.js';
 import { newSigningSecret } from './sender.js';
-import { parseWebhookUrl } from './url.js';
+import { auditedWebhookUrl, parseWebhookUrl } from './url.js';
 
 const MAX_DESCRIPTION_LENGTH = 500;
 const MAX_PAGE = 100;
@@ -136,7 +136,7 @@ export class WebhooksService {
           action: AuditAction.WEBHOOK_ENDPOINT_CREATED,
           targetType: 'WebhookEndpoint',
           targetId: id,
-          details: { url, events },
+          details: { ...auditedWebhookUrl(url), events },
         },
         tx,
       );
@@ -163,14 +163,19 @@ export class WebhooksService {
 
   async update(actor: Actor, id: string, input: EndpointInput): Promise<WebhookEndpointView> {
     const endpoint = await this.#owned(actor, id);
+    const url = input.url != null ? this.#url(input.url) : null;
     const data = {
-      ...(input.url != null ? { url: this.#url(input.url) } : {}),
+      ...(url !== null ? { url } : {}),
       ...(input.events != null ? { events: eventsOf(input.events) } : {}),
       ...(input.description != null
         ? { description: cleanText(input.description, 'input.description', { max: MAX_DESCRIPTION_LENGTH, min: 0 }) }
         : {}),
     };
-    return this.#change(actor, endpoint, data, AuditAction.WEBHOOK_ENDPOINT_UPDATED, { ...data });
+    const { url: _url, ...audited } = data;
+    return this.#change(actor, endpoint, data, AuditAction.WEBHOOK_ENDPOINT_UPDATED, {
+      ...audited,
+      ...(url !== null ? auditedWebhookUrl(url) : {}),
+    });
   }
 
   async disable(actor: Actor, id: string): Promise<WebhookEndpointView> {
@@ -219,7 +224,7 @@ export class WebhooksService {
           action: AuditAction.WEBHOOK_ENDPOINT_DELETED,
           targetType: 'WebhookEndpoint',
           targetId: id,
-          details: { url: endpoint.url },
+          details: auditedWebhookUrl(endpoint.url),
         },
         tx,
       );
