@@ -100,6 +100,8 @@ const MAX_WAIT_PER_CHUNK_MS = 30_000;
 const MAX_OVERLOADS_PER_CHUNK = 5;
 
 const CHUNK_JOB_RETRIES = 10;
+/** How often this replica looks for batches whose chunk job ended without ending them. */
+const STRANDED_CHECK_INTERVAL_MS = 60_000;
 /** Errors that are the moment's, not the batch's: its chunk's job runs again (with backoff). */
 const RETRIED_CODES = new Set<string>([ErrorCode.SERVICE_UNAVAILABLE, ErrorCode.OVERLOADED]);
 
@@ -119,6 +121,7 @@ export class BatchPredictionsService {
   };
   /** Data set bytes by id, read once per batch rather than once per chunk (most recent last). */
   readonly #contents = new Map<string, Promise<Buffer>>();
+  #strandedCheck: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly prisma: Prisma,
@@ -156,6 +159,49 @@ export class BatchPredictionsService {
       this.#runChunkJob(data, job),
     );
     await this.jobs.work<{ batchId: string }>(this.#expiryJob.name, 1, ({ batchId }) => this.#deleteResults(batchId));
+    this.#strandedCheck = setInterval(
+      () =>
+        void this.endStranded().catch((error: unknown) =>
+          this.logger.error({ err: error }, 'ending stranded batches failed'),
+        ),
+      STRANDED_CHECK_INTERVAL_MS,
+    );
+    this.#strandedCheck.unref();
+  }
+
+  close(): void {
+    clearInterval(this.#strandedCheck);
+  }
+
+  /**
+   * Ends FAILED the active batches whose chunk job ended without ending them (its last attempt killed with its
+   * server or timed out, or failing before it could end the batch): nothing else would, and such a batch would
+   * count against its requester's active batches for ever. Its rows that ran stay billed and downloadable.
+   */
+  async endStranded(): Promise<void> {
+    const { rows } = await this.pool.query<{ id: string; chunk_job_id: string }>(
+      `SELECT b.id, b.chunk_job_id FROM batch_predictions b
+       WHERE b.status IN ('QUEUED', 'RUNNING') AND b.chunk_job_id IS NOT NULL AND NOT EXISTS (
+         SELECT 1 FROM pgboss.job j
+         WHERE j.name = $1 AND j.id = b.chunk_job_id AND j.state IN ('created', 'retry', 'active'))`,
+      [this.#chunkJob.name],
+    );
+    const failure: BatchPredictionError = {
+      code: ErrorCode.INTERNAL_SERVER_ERROR,
+      message: 'The batch prediction failed',
+    };
+    for (const { id, chunk_job_id } of rows) {
+      const ended = await this.#inTransaction(async (client) => {
+        // Still on that job under the row's lock: a run that committed its chunk meanwhile moved it on.
+        const { rowCount } = await client.query(
+          'SELECT 1 FROM batch_predictions WHERE id = $1 AND chunk_job_id = $2 FOR UPDATE',
+          [id, chunk_job_id],
+        );
+        return rowCount ? this.#endIn(client, id, 'FAILED', failure) : null;
+      });
+      if (ended) this.logger.error({ batch: id, job: chunk_job_id }, 'a batch prediction whose chunk job ended failed');
+    }
+    if (rows.length) this.events.wake();
   }
 
   /**
@@ -228,10 +274,11 @@ export class BatchPredictionsService {
           30,
         );
       }
+      const jobId = await this.jobs.send(this.#chunkJob.name, { batchId: id, chunk: 0 } satisfies ChunkJob, { client });
       await client.query(
         `INSERT INTO batch_predictions (id, requester_id, api_key_id, model_id, version_id, dataset_id, contract_id,
-           top_k, webhook, total)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+           top_k, webhook, total, chunk_job_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
         [
           id,
           requesterId,
@@ -243,6 +290,7 @@ export class BatchPredictionsService {
           topK,
           webhook,
           dataset.rows,
+          jobId,
         ],
       );
       await this.audit.recordOn(client, actor, {
@@ -251,7 +299,6 @@ export class BatchPredictionsService {
         targetId: id,
         details: { version: version.id, datasetSha256: dataset.sha256, rows: dataset.rows },
       });
-      await this.jobs.send(this.#chunkJob.name, { batchId: id, chunk: 0 } satisfies ChunkJob, { client });
     });
     this.jobs.wake(this.#chunkJob.name);
     return this.prisma.batchPrediction.findUniqueOrThrow({ where: { id } });
@@ -628,9 +675,9 @@ export class BatchPredictionsService {
         );
         const { processed, total } = updated[0]!;
         if (processed < total) {
-          await this.jobs.send(this.#chunkJob.name, { batchId: batch.id, chunk: chunk + 1 } satisfies ChunkJob, {
-            client,
-          });
+          const next = { batchId: batch.id, chunk: chunk + 1 } satisfies ChunkJob;
+          const jobId = await this.jobs.send(this.#chunkJob.name, next, { client });
+          await client.query('UPDATE batch_predictions SET chunk_job_id = $2 WHERE id = $1', [batch.id, jobId]);
         } else {
           await this.#endIn(client, batch.id, 'SUCCEEDED', null);
           ended = true;

@@ -296,6 +296,7 @@ async function assembleServices(
     async close() {
       keyRing.close();
       asyncPredictions.close();
+      batchPredictions.close();
       metering.stopWaiting();
       // Evaluations end after their chunk in flight (run and recorded), before the engine closes under them.
       await evaluations.close().catch((error: unknown) => logger.error({ err: error }, 'closing evaluations failed'));

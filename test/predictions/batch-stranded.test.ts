@@ -1,0 +1,69 @@
+// Batches on a server that runs no chunk itself, so that their jobs stay as the test leaves them: a batch whose
+// chunk job ended without ending it (cancelled, or failed for good) is ended FAILED by the periodic check, with its
+// batch.completed event and its results' expiry, and no longer counts against its requester's active batches; a
+// batch whose job is still to run (or to be retried) is left alone.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { datasetId } from '../evaluation/support.js';
+import { signUp } from '../support/fixtures.js';
+import { accept, createPlan } from '../support/licensing.js';
+import { publishedMlp, randomRows } from '../support/models.js';
+import { startTestServer, type TestServer } from '../support/server.js';
+import { BATCH, CREATE_BATCH, createBatch, inputsJsonl } from './batch-support.js';
+
+const CHUNK_JOB = 'batch-prediction-chunk';
+
+describe('a batch whose chunk job ended without it', () => {
+  let server: TestServer;
+
+  before(async () => {
+    server = await startTestServer({ BATCH_MAX_CONCURRENT_CHUNKS: '0', BATCH_MAX_ACTIVE_PER_USER: '2' });
+  });
+  after(() => server.close());
+
+  it('is ended FAILED by the periodic check; one whose job may still run is not', async () => {
+    const owner = await signUp(server, { role: 'OWNER' });
+    const slug = (await publishedMlp(server, { token: owner.token }, { sizes: [8, 6, 3] })).model.slug;
+    const plan = await createPlan(server, { token: owner.token }, slug, { predictionQuota: 1000 });
+    const consumer = await signUp(server);
+    await accept(server, { token: consumer.token }, plan.id);
+    const auth = { token: consumer.token };
+    const dataset = await datasetId(server, auth, inputsJsonl(randomRows(5, 8, 21)));
+    const stranded = await createBatch(server.url, auth, { model: slug, dataset });
+    const waiting = await createBatch(server.url, auth, { model: slug, dataset });
+    const jobOf = async (id: string) =>
+      (await server.sql.query('SELECT chunk_job_id FROM batch_predictions WHERE id = $1', [id])).rows[0].chunk_job_id;
+    const { jobs, batchPredictions } = server.app.services;
+    // Its job gone for good (as when its last attempt died with its server); the other's failed with retries left.
+    await jobs.cancel(CHUNK_JOB, await jobOf(stranded.id));
+    await jobs.fail(CHUNK_JOB, await jobOf(waiting.id), 'an attempt that will be retried');
+    const full = await server.gql(CREATE_BATCH, { input: { model: slug, dataset } }, auth);
+    assert.equal(full.errors?.[0]?.extensions?.code, 'RATE_LIMITED');
+
+    await batchPredictions.endStranded();
+    const failed = (await server.gql(BATCH, { id: stranded.id }, auth)).data!.batchPrediction;
+    assert.equal(failed.status, 'FAILED');
+    assert.equal(failed.error.code, 'INTERNAL_SERVER_ERROR');
+    assert.ok(failed.completedAt && failed.resultsExpireAt);
+    assert.equal((await server.gql(BATCH, { id: waiting.id }, auth)).data!.batchPrediction.status, 'QUEUED');
+    const { rows: events } = await server.sql.query(
+      `SELECT data->>'status' AS status FROM events WHERE type = 'batch.completed' AND data->>'id' = $1`,
+      [stranded.id],
+    );
+    assert.deepEqual(events, [{ status: 'FAILED' }]);
+    const { rows: expiry } = await server.sql.query(
+      `SELECT 1 FROM pgboss.job WHERE name = 'batch-prediction-results-expiry' AND data->>'batchId' = $1`,
+      [stranded.id],
+    );
+    assert.equal(expiry.length, 1);
+    // It no longer counts against the requester's active batches.
+    await createBatch(server.url, auth, { model: slug, dataset });
+    // Checked again, nothing changes: it ended once.
+    await batchPredictions.endStranded();
+    const { rows: again } = await server.sql.query(
+      `SELECT count(*)::int AS n FROM events WHERE type = 'batch.completed' AND data->>'id' = $1`,
+      [stranded.id],
+    );
+    assert.equal(again[0].n, 1);
+  });
+});
