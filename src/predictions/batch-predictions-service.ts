@@ -95,7 +95,7 @@ const MAX_PAGE = 100;
 const CACHED_DATASETS_SPARE = 1;
 /** Advisory lock class serialising a user's active-batch count with the insert (7275001..3 are taken). */
 const START_LOCK_CLASS = 7275004;
-/** How long a chunk waits out its contract's rate limit, and overloads of the engine, before its job retries. */
+/** How long a chunk waits out its contract's rate limit, and overloads (engine, preprocessing), before its job retries. */
 const MAX_WAIT_PER_CHUNK_MS = 30_000;
 const MAX_OVERLOADS_PER_CHUNK = 5;
 
@@ -521,6 +521,10 @@ export class BatchPredictionsService {
           break;
         } catch (error) {
           if (error instanceof PreprocessingOverloadedError) {
+            // Not the batch's failure: its job runs the chunk again later.
+            if (overloads > MAX_OVERLOADS_PER_CHUNK) {
+              throw new Error('the preprocessing stayed overloaded', { cause: error });
+            }
             await sleep(overloadBackoffMs(overloads++));
             continue;
           }
