@@ -403,7 +403,21 @@ export class BatchPredictionsService {
         message: own ? error.message : 'The batch prediction failed',
       };
       const status = failure.code === ErrorCode.QUOTA_EXCEEDED ? 'QUOTA_EXCEEDED' : 'FAILED';
-      await this.#inTransaction((client) => this.#endIn(client, job.batchId, status, failure));
+      await this.#inTransaction(async (client) => {
+        if (status === 'QUOTA_EXCEEDED') {
+          const { rows } = await client.query<{ chunks_done: number; leased: boolean }>(
+            `SELECT chunks_done, EXISTS (SELECT 1 FROM quota_leases WHERE prediction_id = ANY (chunk_lease_ids)) AS leased
+             FROM batch_predictions WHERE id = $1 FOR UPDATE`,
+            [job.batchId],
+          );
+          // Another run of the chunk committed it meanwhile (with the units this run could not take).
+          if (rows[0]?.chunks_done !== job.chunk) return;
+          // A duplicate run (its job timed out, or was failed by a stopping server, while the first run went on)
+          // finds the quota taken by that run's lease: not the batch's end; the job runs again later.
+          if (rows[0].leased) throw new Error('another run of this chunk holds its units', { cause: error });
+        }
+        await this.#endIn(client, job.batchId, status, failure);
+      });
       this.events.wake();
     }
   }
@@ -564,6 +578,11 @@ export class BatchPredictionsService {
         requestId: null,
       };
       if (!grant.contract) return record;
+      // Named before it is taken, for a duplicate run of the chunk to see (#otherRunHoldsLease).
+      await this.pool.query(
+        'UPDATE batch_predictions SET chunk_lease_ids = array_append(chunk_lease_ids, $2) WHERE id = $1 AND chunks_done = $3',
+        [batch.id, record.predictionId, batch.chunksDone],
+      );
       try {
         try {
           await this.metering.reserve(grant.contract, units, record.predictionId);
@@ -673,7 +692,7 @@ export class BatchPredictionsService {
           `UPDATE batch_predictions
            SET status = 'RUNNING', started_at = coalesce(started_at, now()), processed = processed + $2,
                failed_rows = failed_rows + $3, billed_units = billed_units + $4, chunks_done = chunks_done + 1,
-               next_offset = $5, next_line = $6
+               next_offset = $5, next_line = $6, chunk_lease_ids = '{}'
            WHERE id = $1 RETURNING processed, total`,
           [batch.id, lines.length, failedRows, record?.contract ? record.units : 0, last.end, last.line],
         );

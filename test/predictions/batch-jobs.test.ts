@@ -1,19 +1,22 @@
 // Batches on a server that runs no chunk itself, so that their jobs stay as the test leaves them: a batch whose
 // chunk job ended without ending it (cancelled, or failed for good) is ended FAILED by the periodic check, with its
 // batch.completed event and its results' expiry, and no longer counts against its requester's active batches; a
-// batch whose job is still to run (or to be retried) is left alone.
+// batch whose job is still to run (or to be retried) is left alone. A duplicate run of a chunk that cannot reserve
+// because the first run holds the units retries instead of ending the batch QUOTA_EXCEEDED.
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { datasetId } from '../evaluation/support.js';
 import { signUp } from '../support/fixtures.js';
+import { assertLedgerHolds } from '../support/ledger.js';
 import { accept, createPlan } from '../support/licensing.js';
 import { publishedMlp, randomRows } from '../support/models.js';
 import { startTestServer, type TestServer } from '../support/server.js';
-import { BATCH, CREATE_BATCH, createBatch, inputsJsonl } from './batch-support.js';
+import { BATCH, CREATE_BATCH, createBatch, inputsJsonl, waitForBatch } from './batch-support.js';
 
 const CHUNK_JOB = 'batch-prediction-chunk';
 
-describe('a batch whose chunk job ended without it', () => {
+describe('batch chunk jobs left as the test leaves them', () => {
   let server: TestServer;
 
   before(async () => {
@@ -65,5 +68,71 @@ describe('a batch whose chunk job ended without it', () => {
       [stranded.id],
     );
     assert.equal(again[0].n, 1);
+  });
+
+  it('retries, not QUOTA_EXCEEDED, a run of a chunk whose units another run of it holds', async () => {
+    const owner = await signUp(server, { role: 'OWNER' });
+    const slug = (await publishedMlp(server, { token: owner.token }, { sizes: [8, 6, 3] })).model.slug;
+    const plan = await createPlan(server, { token: owner.token }, slug, { predictionQuota: 10 });
+    const consumer = await signUp(server);
+    const contract = await accept(server, { token: consumer.token }, plan.id);
+    const auth = { token: consumer.token };
+    const dataset = await datasetId(server, auth, inputsJsonl(randomRows(8, 8, 22)));
+    const batch = await createBatch(server.url, auth, { model: slug, dataset });
+    // The chunk's first run (its job since failed by a stopping server) named and took its 8 units, and still runs.
+    const { rows: terms } = await server.sql.query(
+      `SELECT id, price_per_prediction::text AS "unitPrice", currency, rate_limit_per_minute AS "rateLimitPerMinute",
+              period FROM contracts WHERE id = $1`,
+      [contract.id],
+    );
+    const firstRun = { predictionId: randomUUID(), contract: terms[0], units: 8 };
+    await server.sql.query('UPDATE batch_predictions SET chunk_lease_ids = ARRAY[$2::uuid] WHERE id = $1', [
+      batch.id,
+      firstRun.predictionId,
+    ]);
+    const { metering } = server.app.services;
+    await metering.reserve(firstRun.contract, firstRun.units, firstRun.predictionId);
+
+    // A server that runs chunks picks the job up: 2 units left of 10, its run cannot reserve 8.
+    const worker = await startTestServer({
+      APP_SECRET: server.env.APP_SECRET!,
+      DATABASE_URL: server.databaseUrl,
+      BATCH_MAX_CONCURRENT_CHUNKS: '1',
+      JOBS_POLLING_INTERVAL_SECONDS: '1',
+    });
+    try {
+      // Its attempt ends with the job failed, to be retried, and the batch still to run.
+      let attempt: { status: string; message: string | null };
+      for (const deadline = Date.now() + 60_000; ;) {
+        const { rows } = await server.sql.query(
+          `SELECT b.status, j.output->>'message' AS message
+           FROM batch_predictions b JOIN pgboss.job j ON j.id = b.chunk_job_id WHERE b.id = $1`,
+          [batch.id],
+        );
+        attempt = rows[0];
+        if (attempt.status !== 'QUEUED' || attempt.message !== null) break;
+        assert.ok(Date.now() < deadline, 'the chunk was not run');
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      assert.deepEqual(attempt, { status: 'QUEUED', message: 'another run of this chunk holds its units' });
+      // The first run ends without committing (as a superseded run does): its units go back, and the retry runs.
+      await metering.record({
+        ...firstRun,
+        consumerId: consumer.id,
+        apiKeyId: null,
+        modelId: null,
+        modelVersionId: null,
+        requestId: null,
+        status: 'SERVICE_UNAVAILABLE',
+        latencyMs: 0,
+        idempotentResponse: undefined,
+      });
+      const done = await waitForBatch(server.url, auth, batch.id);
+      assert.equal(done.status, 'SUCCEEDED', JSON.stringify(done));
+      assert.equal(done.billedUnits, 8);
+      await assertLedgerHolds(server.sql);
+    } finally {
+      await worker.close();
+    }
   });
 });
