@@ -91,8 +91,6 @@ interface ChunkJob {
 const ACTIVE: BatchPredictionStatus[] = ['QUEUED', 'RUNNING'];
 const MAX_TOP_K = 100;
 const MAX_PAGE = 100;
-/** Data sets whose bytes this replica keeps between chunks (one per chunk it may run, and one spare). */
-const CACHED_DATASETS_SPARE = 1;
 /** Advisory lock class serialising a user's active-batch count with the insert (7275001..3 are taken). */
 const START_LOCK_CLASS = 7275004;
 /** How long a chunk waits out its contract's rate limit, and overloads (engine, preprocessing), before its job retries. */
@@ -119,8 +117,6 @@ export class BatchPredictionsService {
     retryBackoff: true,
     expireInSeconds: 300,
   };
-  /** Data set bytes by id, read once per batch rather than once per chunk (most recent last). */
-  readonly #contents = new Map<string, Promise<Buffer>>();
   #strandedCheck: NodeJS.Timeout | undefined;
 
   constructor(
@@ -440,13 +436,12 @@ export class BatchPredictionsService {
     }
     const { signature, sha256 } = current.served;
 
-    const content = await this.#content(batch.datasetId);
     // No more rows than one predict call's output values allow (publishing made sure one row fits).
     const perChunk = Math.min(
       this.limits.chunkSize,
       Math.max(1, Math.floor(this.encoder.maxOutputValues / outputSizeOf(signature))),
     );
-    const rows = await this.#rowsAt(content, batch, perChunk);
+    const rows = await this.#rowsAt(batch, perChunk);
     const firstRow = batch.processed;
     const started = performance.now();
     const { slices, errors } = await this.#encodeRows(signature, rows);
@@ -481,33 +476,17 @@ export class BatchPredictionsService {
     return { principal, ip: '', requestId: `batch:${batch.id}` };
   }
 
-  async #content(datasetId: string): Promise<Buffer> {
-    let content = this.#contents.get(datasetId);
-    if (content) {
-      this.#contents.delete(datasetId);
-    } else {
-      content = (async () => {
-        const dataset = await this.prisma.dataset.findUnique({ where: { id: datasetId } });
-        if (!dataset) throw new NotFoundError('Dataset (it was deleted while the batch ran)');
-        return this.datasets.content(dataset);
-      })();
-      content.catch(() => this.#contents.delete(datasetId));
-    }
-    this.#contents.set(datasetId, content);
-    while (this.#contents.size > this.limits.maxConcurrentChunks + CACHED_DATASETS_SPARE) {
-      this.#contents.delete(this.#contents.keys().next().value!);
-    }
-    return content;
-  }
-
-  /** The chunk's rows: up to `count` from where the last committed chunk stopped. */
-  async #rowsAt(content: Buffer, batch: BatchPrediction, count: number): Promise<DatasetRow[]> {
-    const from = { offset: batch.nextOffset, line: batch.nextLine };
-    const rows = datasetChunks(content, 'JSONL', this.limits, count, [], from);
+  /** The chunk's rows: up to `count` from where the last committed chunk stopped, read from there on. */
+  async #rowsAt(batch: BatchPrediction, count: number): Promise<DatasetRow[]> {
+    const dataset = await this.prisma.dataset.findUnique({ where: { id: batch.datasetId! } });
+    if (!dataset) throw new NotFoundError('Dataset (it was deleted while the batch ran)');
+    const bytes = await this.datasets.linesFrom(dataset, batch.nextOffset, count);
+    // Offsets are from where the bytes read start (a byte-order mark there is skipped, as at the data set's start).
+    const rows = datasetChunks(bytes, 'JSONL', this.limits, count, [], { offset: 0, line: batch.nextLine });
     const { value } = await rows.next();
     await rows.return(undefined);
     if (!value || value.length === 0) throw new Error(`batch ${batch.id}: no rows at offset ${batch.nextOffset}`);
-    return value;
+    return (value as DatasetRow[]).map((row) => ({ ...row, end: batch.nextOffset + row.end }));
   }
 
   /**

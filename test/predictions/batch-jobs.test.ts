@@ -2,7 +2,8 @@
 // chunk job ended without ending it (cancelled, or failed for good) is ended FAILED by the periodic check, with its
 // batch.completed event and its results' expiry, and no longer counts against its requester's active batches; a
 // batch whose job is still to run (or to be retried) is left alone. A duplicate run of a chunk that cannot reserve
-// because the first run holds the units retries instead of ending the batch QUOTA_EXCEEDED.
+// because the first run holds the units retries instead of ending the batch QUOTA_EXCEEDED. A chunk reads the data
+// set from where the batch stands, not the whole of it.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
@@ -12,7 +13,7 @@ import { assertLedgerHolds } from '../support/ledger.js';
 import { accept, createPlan } from '../support/licensing.js';
 import { publishedMlp, randomRows } from '../support/models.js';
 import { startTestServer, type TestServer } from '../support/server.js';
-import { BATCH, CREATE_BATCH, createBatch, inputsJsonl, waitForBatch } from './batch-support.js';
+import { BATCH, CREATE_BATCH, createBatch, downloadResults, inputsJsonl, waitForBatch } from './batch-support.js';
 
 const CHUNK_JOB = 'batch-prediction-chunk';
 
@@ -131,6 +132,51 @@ describe('batch chunk jobs left as the test leaves them', () => {
       assert.equal(done.status, 'SUCCEEDED', JSON.stringify(done));
       assert.equal(done.billedUnits, 8);
       await assertLedgerHolds(server.sql);
+    } finally {
+      await worker.close();
+    }
+  });
+
+  it('reads a chunk from where the batch stands: the parts of the data set before it are not read', async () => {
+    const owner = await signUp(server, { role: 'OWNER' });
+    const slug = (await publishedMlp(server, { token: owner.token }, { sizes: [8, 6, 3] })).model.slug;
+    const auth = { token: owner.token };
+    const PART = 1024 * 1024;
+    const rows = randomRows(14_000, 8, 23);
+    const lineEnds: number[] = [];
+    rows.reduce((end, row) => {
+      lineEnds.push(end + Buffer.byteLength(JSON.stringify({ input: row })) + 1);
+      return lineEnds.at(-1)!;
+    }, 0);
+    assert.ok(lineEnds.at(-1)! > 2 * PART, 'the data set spans three stored parts');
+    const dataset = await datasetId(server, auth, inputsJsonl(rows));
+    const batch = await createBatch(server.url, auth, { model: slug, dataset });
+    // As if every row up to 100 before the second part's end had run (its chunks committed): the chunks left
+    // start in part 1, and the first of them ends in part 2.
+    const done = lineEnds.findIndex((end) => end > 2 * PART) - 100;
+    await server.sql.query(
+      'UPDATE batch_predictions SET processed = $2, next_line = $2, next_offset = $3 WHERE id = $1',
+      [batch.id, done, lineEnds[done - 1]],
+    );
+    // Part 0 is gone: a chunk that read the whole data set would fail NOT_FOUND.
+    await server.sql.query('DELETE FROM dataset_parts WHERE dataset_id = $1 AND part = 0', [dataset]);
+    const worker = await startTestServer({
+      APP_SECRET: server.env.APP_SECRET!,
+      DATABASE_URL: server.databaseUrl,
+      BATCH_MAX_CONCURRENT_CHUNKS: '1',
+      JOBS_POLLING_INTERVAL_SECONDS: '1',
+    });
+    try {
+      const ended = await waitForBatch(server.url, auth, batch.id);
+      assert.equal(ended.status, 'SUCCEEDED', JSON.stringify(ended));
+      assert.equal(ended.processed, rows.length);
+      assert.equal(ended.failedRows, 0);
+      const { lines } = await downloadResults(server.origin, auth, ended.resultsUrl);
+      assert.deepEqual(
+        lines.map((line) => line.row),
+        rows.slice(done).map((_, i) => done + i),
+      );
+      assert.ok(lines.every((line) => line.output));
     } finally {
       await worker.close();
     }
