@@ -8,7 +8,8 @@
 // by the next server to start (or times out after BATCH_CHUNK_TIMEOUT_SECONDS) and runs again on any server, from
 // the same place in the data set; the dead run's reserved units are a quota lease of a dead server instance, given
 // back by the metering sweep. A chunk run twice (a timed-out job that was only slow) commits once; the other run's
-// reservation is given back.
+// reservation is given back. A batch whose chunk job ended for good without ending it (its attempts ran out) is
+// ended FAILED by a periodic check (endStranded).
 //
 // Billing: one unit per row that ran, reserved per chunk before it runs. Rows whose input the model refuses get
 // their error in the results and are not billed. A chunk that cannot reserve (QUOTA_EXCEEDED) ends the batch
