@@ -251,7 +251,12 @@ export class JobQueue {
     }));
   }
 
-  /** Stops polling and waits (up to `timeoutMs`) for this replica's running handlers; their jobs stay theirs. */
+  /**
+   * Stops polling and waits (up to `timeoutMs`, at least 1 s: pg-boss's floor) for this replica's running
+   * handlers. pg-boss then fails the jobs of those still running (failWip), at once: each is retried — on any
+   * replica, after its retry delay — while its handler here is not interrupted and may still finish, so a handler
+   * must tolerate a duplicate run of its job.
+   */
   async stop(timeoutMs: number): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;

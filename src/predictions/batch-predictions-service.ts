@@ -8,7 +8,8 @@
 // by the next server to start (or times out after BATCH_CHUNK_TIMEOUT_SECONDS) and runs again on any server, from
 // the same place in the data set; the dead run's reserved units are a quota lease of a dead server instance, given
 // back by the metering sweep. A chunk run twice (a timed-out job that was only slow) commits once; the other run's
-// reservation is given back.
+// reservation is given back. A batch whose chunk job ended for good without ending it (its attempts ran out) is
+// ended FAILED by a periodic check (endStranded).
 //
 // Billing: one unit per row that ran, reserved per chunk before it runs. Rows whose input the model refuses get
 // their error in the results and are not billed. A chunk that cannot reserve (QUOTA_EXCEEDED) ends the batch
@@ -100,17 +101,17 @@ interface ChunkJob {
 const ACTIVE: BatchPredictionStatus[] = ['QUEUED', 'RUNNING'];
 const MAX_TOP_K = 100;
 const MAX_PAGE = 100;
-/** Data sets whose bytes this replica keeps between chunks (one per chunk it may run, and one spare). */
-const CACHED_DATASETS_SPARE = 1;
 /** Advisory lock class serialising a user's active-batch count with the insert (7275001..3 are taken). */
 const START_LOCK_CLASS = 7275004;
-/** How long a chunk waits out its contract's rate limit, and overloads of the engine, before its job retries. */
+/** How long a chunk waits out its contract's rate limit, and overloads (engine, preprocessing), before its job retries. */
 const MAX_WAIT_PER_CHUNK_MS = 30_000;
 const MAX_OVERLOADS_PER_CHUNK = 5;
 
 const CHUNK_JOB_RETRIES = 10;
 /** How often results past their expiry whose job did not delete them (it failed for good) are deleted. */
 const EXPIRED_RESULTS_SWEEP_MS = 15 * 60_000;
+/** How often this replica looks for batches whose chunk job ended without ending them. */
+const STRANDED_CHECK_INTERVAL_MS = 60_000;
 /** Errors that are the moment's, not the batch's: its chunk's job runs again (with backoff). */
 const RETRIED_CODES = new Set<string>([ErrorCode.SERVICE_UNAVAILABLE, ErrorCode.OVERLOADED]);
 
@@ -129,8 +130,7 @@ export class BatchPredictionsService {
     expireInSeconds: 300,
   };
   #sweepTimer: NodeJS.Timeout | undefined;
-  /** Data set bytes by id, read once per batch rather than once per chunk (most recent last). */
-  readonly #contents = new Map<string, Promise<Buffer>>();
+  #strandedCheck: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly prisma: Prisma,
@@ -175,10 +175,19 @@ export class BatchPredictionsService {
         ),
       EXPIRED_RESULTS_SWEEP_MS,
     );
+    this.#strandedCheck = setInterval(
+      () =>
+        void this.endStranded().catch((error: unknown) =>
+          this.logger.error({ err: error }, 'ending stranded batches failed'),
+        ),
+      STRANDED_CHECK_INTERVAL_MS,
+    );
+    this.#strandedCheck.unref();
   }
 
   close(): void {
     clearInterval(this.#sweepTimer);
+    clearInterval(this.#strandedCheck);
   }
 
   /**
@@ -192,6 +201,37 @@ export class BatchPredictionsService {
     );
     for (const { id } of rows) await this.#deleteResults(id);
     return rows.length;
+  }
+
+  /**
+   * Ends FAILED the active batches whose chunk job ended without ending them (its last attempt killed with its
+   * server or timed out, or failing before it could end the batch): nothing else would, and such a batch would
+   * count against its requester's active batches for ever. Its rows that ran stay billed and downloadable.
+   */
+  async endStranded(): Promise<void> {
+    const { rows } = await this.pool.query<{ id: string; chunk_job_id: string }>(
+      `SELECT b.id, b.chunk_job_id FROM batch_predictions b
+       WHERE b.status IN ('QUEUED', 'RUNNING') AND b.chunk_job_id IS NOT NULL AND NOT EXISTS (
+         SELECT 1 FROM pgboss.job j
+         WHERE j.name = $1 AND j.id = b.chunk_job_id AND j.state IN ('created', 'retry', 'active'))`,
+      [this.#chunkJob.name],
+    );
+    const failure: BatchPredictionError = {
+      code: ErrorCode.INTERNAL_SERVER_ERROR,
+      message: 'The batch prediction failed',
+    };
+    for (const { id, chunk_job_id } of rows) {
+      const ended = await this.#inTransaction(async (client) => {
+        // Still on that job under the row's lock: a run that committed its chunk meanwhile moved it on.
+        const { rowCount } = await client.query(
+          'SELECT 1 FROM batch_predictions WHERE id = $1 AND chunk_job_id = $2 FOR UPDATE',
+          [id, chunk_job_id],
+        );
+        return rowCount ? this.#endIn(client, id, 'FAILED', failure) : null;
+      });
+      if (ended) this.logger.error({ batch: id, job: chunk_job_id }, 'a batch prediction whose chunk job ended failed');
+    }
+    if (rows.length) this.events.wake();
   }
 
   /**
@@ -264,10 +304,11 @@ export class BatchPredictionsService {
           30,
         );
       }
+      const jobId = await this.jobs.send(this.#chunkJob.name, { batchId: id, chunk: 0 } satisfies ChunkJob, { client });
       await client.query(
         `INSERT INTO batch_predictions (id, requester_id, api_key_id, model_id, version_id, dataset_id, contract_id,
-           top_k, webhook, total)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+           top_k, webhook, total, chunk_job_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
         [
           id,
           requesterId,
@@ -279,6 +320,7 @@ export class BatchPredictionsService {
           topK,
           webhook,
           dataset.rows,
+          jobId,
         ],
       );
       await this.audit.recordOn(client, actor, {
@@ -287,7 +329,6 @@ export class BatchPredictionsService {
         targetId: id,
         details: { version: version.id, datasetSha256: dataset.sha256, rows: dataset.rows },
       });
-      await this.jobs.send(this.#chunkJob.name, { batchId: id, chunk: 0 } satisfies ChunkJob, { client });
     });
     this.jobs.wake(this.#chunkJob.name);
     return this.prisma.batchPrediction.findUniqueOrThrow({ where: { id } });
@@ -408,7 +449,21 @@ export class BatchPredictionsService {
         ...(typeof reason === 'string' ? { reason } : {}),
       };
       const status = failure.code === ErrorCode.QUOTA_EXCEEDED ? 'QUOTA_EXCEEDED' : 'FAILED';
-      await this.#inTransaction((client) => this.#endIn(client, job.batchId, status, failure));
+      await this.#inTransaction(async (client) => {
+        if (status === 'QUOTA_EXCEEDED') {
+          const { rows } = await client.query<{ chunks_done: number; leased: boolean }>(
+            `SELECT chunks_done, EXISTS (SELECT 1 FROM quota_leases WHERE prediction_id = ANY (chunk_lease_ids)) AS leased
+             FROM batch_predictions WHERE id = $1 FOR UPDATE`,
+            [job.batchId],
+          );
+          // Another run of the chunk committed it meanwhile (with the units this run could not take).
+          if (rows[0]?.chunks_done !== job.chunk) return;
+          // A duplicate run (its job timed out, or was failed by a stopping server, while the first run went on)
+          // finds the quota taken by that run's lease: not the batch's end; the job runs again later.
+          if (rows[0].leased) throw new Error('another run of this chunk holds its units', { cause: error });
+        }
+        await this.#endIn(client, job.batchId, status, failure);
+      });
       this.events.wake();
     }
   }
@@ -431,13 +486,12 @@ export class BatchPredictionsService {
     }
     const { signature, sha256 } = current.served;
 
-    const content = await this.#content(batch.datasetId);
     // No more rows than one predict call's output values allow (publishing made sure one row fits).
     const perChunk = Math.min(
       this.limits.chunkSize,
       Math.max(1, Math.floor(this.encoder.maxOutputValues / outputSizeOf(signature))),
     );
-    const rows = await this.#rowsAt(content, batch, perChunk);
+    const rows = await this.#rowsAt(batch, perChunk);
     const firstRow = batch.processed;
     const started = performance.now();
     const { slices, errors } = await this.#encodeRows(signature, rows);
@@ -487,33 +541,17 @@ export class BatchPredictionsService {
     return { principal, ip: '', requestId: `batch:${batch.id}` };
   }
 
-  async #content(datasetId: string): Promise<Buffer> {
-    let content = this.#contents.get(datasetId);
-    if (content) {
-      this.#contents.delete(datasetId);
-    } else {
-      content = (async () => {
-        const dataset = await this.prisma.dataset.findUnique({ where: { id: datasetId } });
-        if (!dataset) throw new NotFoundError('Dataset (it was deleted while the batch ran)');
-        return this.datasets.content(dataset);
-      })();
-      content.catch(() => this.#contents.delete(datasetId));
-    }
-    this.#contents.set(datasetId, content);
-    while (this.#contents.size > this.limits.maxConcurrentChunks + CACHED_DATASETS_SPARE) {
-      this.#contents.delete(this.#contents.keys().next().value!);
-    }
-    return content;
-  }
-
-  /** The chunk's rows: up to `count` from where the last committed chunk stopped. */
-  async #rowsAt(content: Buffer, batch: BatchPrediction, count: number): Promise<DatasetRow[]> {
-    const from = { offset: batch.nextOffset, line: batch.nextLine };
-    const rows = datasetChunks(content, 'JSONL', this.limits, count, [], from);
+  /** The chunk's rows: up to `count` from where the last committed chunk stopped, read from there on. */
+  async #rowsAt(batch: BatchPrediction, count: number): Promise<DatasetRow[]> {
+    const dataset = await this.prisma.dataset.findUnique({ where: { id: batch.datasetId! } });
+    if (!dataset) throw new NotFoundError('Dataset (it was deleted while the batch ran)');
+    const bytes = await this.datasets.linesFrom(dataset, batch.nextOffset, count);
+    // Offsets are from where the bytes read start (a byte-order mark there is skipped, as at the data set's start).
+    const rows = datasetChunks(bytes, 'JSONL', this.limits, count, [], { offset: 0, line: batch.nextLine });
     const { value } = await rows.next();
     await rows.return(undefined);
     if (!value || value.length === 0) throw new Error(`batch ${batch.id}: no rows at offset ${batch.nextOffset}`);
-    return value;
+    return (value as DatasetRow[]).map((row) => ({ ...row, end: batch.nextOffset + row.end }));
   }
 
   /**
@@ -541,6 +579,10 @@ export class BatchPredictionsService {
           break;
         } catch (error) {
           if (error instanceof PreprocessingOverloadedError) {
+            // Not the batch's failure: its job runs the chunk again later.
+            if (overloads > MAX_OVERLOADS_PER_CHUNK) {
+              throw new Error('the preprocessing stayed overloaded', { cause: error });
+            }
             await sleep(overloadBackoffMs(overloads++));
             continue;
           }
@@ -580,6 +622,11 @@ export class BatchPredictionsService {
         requestId: null,
       };
       if (!grant.contract) return record;
+      // Named before it is taken, for a duplicate run of the chunk to see (#otherRunHoldsLease).
+      await this.pool.query(
+        'UPDATE batch_predictions SET chunk_lease_ids = array_append(chunk_lease_ids, $2) WHERE id = $1 AND chunks_done = $3',
+        [batch.id, record.predictionId, batch.chunksDone],
+      );
       try {
         try {
           await this.metering.reserve(grant.contract, units, record.predictionId);
@@ -674,15 +721,15 @@ export class BatchPredictionsService {
           `UPDATE batch_predictions
            SET status = 'RUNNING', started_at = coalesce(started_at, now()), processed = processed + $2,
                failed_rows = failed_rows + $3, billed_units = billed_units + $4, chunks_done = chunks_done + 1,
-               next_offset = $5, next_line = $6
+               next_offset = $5, next_line = $6, chunk_lease_ids = '{}'
            WHERE id = $1 RETURNING processed, total`,
           [batch.id, lines.length, failedRows, record?.contract ? record.units : 0, last.end, last.line],
         );
         const { processed, total } = updated[0]!;
         if (processed < total) {
-          await this.jobs.send(this.#chunkJob.name, { batchId: batch.id, chunk: chunk + 1 } satisfies ChunkJob, {
-            client,
-          });
+          const next = { batchId: batch.id, chunk: chunk + 1 } satisfies ChunkJob;
+          const jobId = await this.jobs.send(this.#chunkJob.name, next, { client });
+          await client.query('UPDATE batch_predictions SET chunk_job_id = $2 WHERE id = $1', [batch.id, jobId]);
         } else {
           await this.#endIn(client, batch.id, 'SUCCEEDED', null);
           ended = true;

@@ -78,7 +78,10 @@ export interface Services {
   batchPredictions: BatchPredictionsService;
 }
 
-/** How long a stop waits for this replica's running jobs; one still running is retried after its timeout. */
+/**
+ * How long a stop waits for this replica's running jobs; one still running then is failed at once (pg-boss's
+ * failWip) and retried by any replica after its retry delay, while its handler here may still be finishing.
+ */
 const JOBS_STOP_BUDGET_MS = 1_500;
 
 type RunningServices = Services & { close(): Promise<void>; closeMetering(): Promise<void> };
@@ -304,7 +307,7 @@ async function assembleServices(
       // Evaluations end after their chunk in flight (run and recorded), before the engine closes under them.
       await evaluations.close().catch((error: unknown) => logger.error({ err: error }, 'closing evaluations failed'));
       await deliveries.close();
-      // Jobs in progress finish (or are left to their timeout and retried elsewhere) before the engine closes.
+      // Jobs in progress finish (or are failed, to be retried elsewhere) before the engine closes.
       await jobs
         .stop(JOBS_STOP_BUDGET_MS)
         .catch((error: unknown) => logger.error({ err: error }, 'stopping jobs failed'));
