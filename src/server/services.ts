@@ -177,7 +177,8 @@ async function assembleServices(
     upgrades,
     logger,
   );
-  const catalog = new ServingCatalog(models, variants, changes);
+  const authorizer = new LicenceAuthorizer(db.pool, changes);
+  const catalog = new ServingCatalog(models, variants, changes, authorizer);
   const plans = new PlansService(db.prisma, audit);
   const expiryNotices = new ContractExpiryNotices(db.prisma, jobs, events);
   const contracts = new ContractsService(db.prisma, audit, plans, changes, upgrades, events, expiryNotices);
@@ -187,7 +188,6 @@ async function assembleServices(
   // What servers that stopped (this DATA_DIR's previous process among them) left held goes back before serving.
   await metering.sweep();
   const usage = new UsageService(db.pool, audit);
-  const authorizer = new LicenceAuthorizer(db.pool, changes);
   const predictions = new PredictService(catalog, artifacts, engine, authorizer, metering, encoder);
   const datasets = new DatasetsService(db.prisma, db.pool, audit, config.datasets);
   const evaluations = new EvaluationsService(

@@ -3,7 +3,10 @@
 // grace period ends (FOLLOW_ALIAS_AFTER_GRACE), never a breaking one; each move writes its events (outbox rows).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { startTestServer, type TestServer } from '../support/server.js';
+import { explained } from '../explanations/support.js';
+import { datasetId } from '../evaluation/support.js';
+import { createBatch, inputsJsonl } from '../predictions/batch-support.js';
+import { authHeaders, startTestServer, type TestServer } from '../support/server.js';
 import { expectError, signUp, type SignedUpUser } from '../support/fixtures.js';
 import { buildMlp, DIGITS, PREDICT, publish, publishedMlp, uploadWithTfjs } from '../support/models.js';
 import { CREATE_PLAN, createPlan, PLAN_DEFAULTS } from '../support/licensing.js';
@@ -18,6 +21,8 @@ const CONTRACT = `{ myContracts { id pinnedAlias pinnedVersion { version } pendi
 const ACCEPT_UPGRADE = `mutation($c: ID!, $v: String!) { acceptVersionUpgrade(contract: $c, version: $v) {
   pinnedVersion { version } pendingUpgrade { since } } }`;
 const DECLINE_UPGRADE = `mutation($c: ID!) { declineVersionUpgrade(contract: $c) { pinnedVersion { version } pendingUpgrade { since } } }`;
+const CREATE_PREDICTION = `mutation($input: CreatePredictionInput!) { createPrediction(input: $input) {
+  contractId modelVersion { version } } }`;
 const INPUTS = [[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]];
 
 describe('consumer-accepted version upgrades', () => {
@@ -181,6 +186,62 @@ describe('consumer-accepted version upgrades', () => {
         details: { from: m.versionIds['1.0.0'], to: m.versionIds['1.1.0'], reason: 'accepted' },
       },
     ]);
+  });
+
+  it('serves the pinned version on every path: async and batch predictions, explain, Open Inference', async () => {
+    const m = await model();
+    await setAlias(m.slug, 'stable', '1.0.0');
+    const plan = await createPlan(server, { token: owner.token }, m.slug, { explanationsAllowed: true });
+    const consumer = await signUp(server);
+    const contract = await acceptPinned(consumer, plan.id);
+    await m.release('1.1.0');
+    await setAlias(m.slug, 'stable', '1.1.0');
+    const auth = { token: consumer.token };
+
+    const queued = await server.gql(CREATE_PREDICTION, { input: { model: m.slug, inputs: INPUTS } }, auth);
+    assert.equal(queued.errors, undefined, JSON.stringify(queued.errors));
+    assert.deepEqual(queued.data!.createPrediction, { contractId: contract.id, modelVersion: { version: '1.0.0' } });
+    const batch = await createBatch(server.url, auth, {
+      model: m.slug,
+      dataset: await datasetId(server, auth, inputsJsonl(INPUTS)),
+    });
+    assert.deepEqual([batch.version.version, batch.contractId], ['1.0.0', contract.id]);
+    const explanation = await explained(server, auth, { model: m.slug, inputs: INPUTS, method: 'GRADIENT_X_INPUT' });
+    assert.equal(explanation.modelVersion.version, '1.0.0');
+    const inferred = await fetch(`${server.origin}/v2/models/${m.slug}/infer`, {
+      method: 'POST',
+      headers: { ...authHeaders(auth), 'content-type': 'application/json' },
+      body: JSON.stringify({ inputs: [{ name: 'input', shape: [1, 8], datatype: 'FP32', data: INPUTS }] }),
+    });
+    const answer = (await inferred.json()) as { model_version: string };
+    assert.equal(inferred.status, 200, JSON.stringify(answer));
+    assert.equal(answer.model_version, '1.0.0');
+    assert.equal(await served(consumer, m.slug, 'stable'), '1.0.0');
+  });
+
+  it('serves the pin of the contract that pays: the first one usable for the call', async () => {
+    const m = await model();
+    const explainless = await createPlan(server, { token: owner.token }, m.slug);
+    const explaining = await createPlan(server, { token: owner.token }, m.slug, {
+      name: 'Explained',
+      explanationsAllowed: true,
+    });
+    const consumer = await signUp(server);
+    await acceptPinned(consumer, explainless.id, '1.0.0');
+    await m.release('1.1.0');
+    const paying = await acceptPinned(consumer, explaining.id, '1.1.0');
+    // The older contract may not explain: the call is the newer one's, and so is the version it is served.
+    const explanation = await explained(
+      server,
+      { token: consumer.token },
+      {
+        model: m.slug,
+        inputs: INPUTS,
+        method: 'GRADIENT_X_INPUT',
+      },
+    );
+    assert.deepEqual([explanation.modelVersion.version, explanation.contractId], ['1.1.0', paying.id]);
+    assert.equal(await served(consumer, m.slug), '1.0.0', 'predict is the older contract’s, at its pin');
   });
 
   it('moves a FOLLOW_ALIAS contract with its alias at once; an exact pin stays', async () => {
