@@ -348,6 +348,72 @@ describe('consumer-accepted version upgrades', () => {
     expectError(await server.gql(DECLINE_UPGRADE, { c: contract.id }, { token: consumer.token }), 'BAD_USER_INPUT');
   });
 
+  it('withdraws offers of an archived version, never applies one, and tells consumers its aliases are gone', async () => {
+    const m = await model();
+    await setAlias(m.slug, 'stable', '1.0.0');
+    const plan = await createPlan(server, { token: owner.token }, m.slug, {
+      upgradePolicy: 'FOLLOW_ALIAS_AFTER_GRACE',
+      upgradeGraceDays: 3,
+    });
+    const consumer = await signUp(server);
+    const contract = await acceptPinned(consumer, plan.id);
+    await m.release('1.1.0');
+    await setAlias(m.slug, 'stable', '1.1.0');
+    assert.equal((await contractOf(consumer)).pendingUpgrade.version.version, '1.1.0');
+
+    const archived = await server.gql(
+      'mutation($m: String!, $v: String!) { archiveModelVersion(model: $m, version: $v) { status } }',
+      { m: m.slug, v: '1.1.0' },
+      { token: owner.token },
+    );
+    assert.equal(archived.errors, undefined, JSON.stringify(archived.errors));
+    assert.equal((await contractOf(consumer)).pendingUpgrade, null, 'the offer went with its version');
+    const withdrawn = await server.sql.query(
+      `SELECT actor_id, details FROM audit_events WHERE action = 'contract.upgrade_withdrawn' AND target_id = $1`,
+      [contract.id],
+    );
+    assert.deepEqual(withdrawn.rows, [
+      {
+        actor_id: owner.id,
+        details: { kept: m.versionIds['1.0.0'], withdrawn: m.versionIds['1.1.0'], reason: 'version archived' },
+      },
+    ]);
+    const moves = (await eventsOf(consumer)).filter((e) => e.type === 'alias.moved').map((e) => e.data);
+    assert.deepEqual(
+      moves.slice(-2).map((d) => [d.alias, d.from, d.to]),
+      [
+        ['stable', '1.1.0', null],
+        ['latest', '1.1.0', '1.0.0'],
+      ],
+      'the archive removed stable and moved latest back',
+    );
+
+    // An offer of the archived version left due (as the code before this fix left them): its job applies nothing.
+    await server.sql.query(
+      `UPDATE contracts SET pending_version_id = $2, pending_since = now(), pending_applies_at = now() WHERE id = $1`,
+      [contract.id, m.versionIds['1.1.0']],
+    );
+    const job = await server.sql.query<{ id: string }>(
+      `UPDATE pgboss.job SET start_after = now() WHERE name = 'contract-upgrade-apply' AND data->>'contractId' = $1
+       RETURNING id`,
+      [contract.id],
+    );
+    assert.equal(job.rowCount, 1);
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const { rows } = await server.sql.query('SELECT state FROM pgboss.job WHERE id = $1', [job.rows[0]!.id]);
+      if (rows[0].state === 'completed') break;
+      assert.ok(Date.now() < deadline, `the grace job is still ${rows[0].state}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    assert.equal((await contractOf(consumer)).pinnedVersion.version, '1.0.0');
+    assert.deepEqual(await switches(contract.id), []);
+    expectError(
+      await server.gql(ACCEPT_UPGRADE, { c: contract.id, v: '1.1.0' }, { token: consumer.token }),
+      'BAD_USER_INPUT',
+    );
+  });
+
   it('refuses upgrade terms and pins that cannot hold', async () => {
     const m = await model();
     const planWith = (input: Record<string, unknown>) =>
