@@ -219,6 +219,27 @@ describe('events of contracts and quotas, jobs and events queries', () => {
     assert.deepEqual(all.slice(2), [[80, 8, 10]]);
   });
 
+  it("names a model's ids in quota.threshold only while the model is PUBLIC", async () => {
+    const consumer = await signUp(server);
+    const { model } = await publishedMlp(server, { token: owner.token });
+    const plan = await createPlan(server, { token: owner.token }, model.slug, { predictionQuota: 10 });
+    const contract = await accept(server, { token: consumer.token }, plan.id);
+    const crossAt = async (visibility: string, used: number) => {
+      await server.sql.query('UPDATE models SET visibility = $2 WHERE id = $1', [model.id, visibility]);
+      await server.sql.query('UPDATE contracts SET predictions_used = $2 WHERE id = $1', [contract.id, used]);
+    };
+    await crossAt('PRIVATE', 8);
+    await crossAt('PUBLIC', 10);
+    const told = (await eventsOf(consumer, { type: 'quota.threshold' })).map((e) => e.data).reverse();
+    assert.deepEqual(
+      told.map((d) => [d.contractId, d.threshold, d.modelId, d.planId]),
+      [
+        [contract.id, 80, undefined, undefined],
+        [contract.id, 100, model.id, plan.id],
+      ],
+    );
+  });
+
   it('mm_emit_event writes the dispatch job JobQueue.send writes', async () => {
     const client = await server.sql.connect();
     try {
