@@ -381,6 +381,17 @@ export class UpgradesService {
     };
   }
 
+  /**
+   * Applies every grace upgrade that is due (its job missing, e.g. one that exhausted its retries): each through
+   * the job's own guarded statement, so a sweep racing a job or another replica's sweep applies it once.
+   */
+  async applyDue(): Promise<void> {
+    const due = await this.prisma.$queryRaw<{ id: string; pending_version_id: string }[]>`
+      SELECT id, pending_version_id FROM contracts
+      WHERE pending_applies_at <= now() AND status IN ('PENDING', 'ACTIVE', 'SUSPENDED')`;
+    for (const c of due) await this.#applyAfterGrace(c.id, c.pending_version_id);
+  }
+
   async #applyAfterGrace(contractId: string, versionId: string): Promise<void> {
     const changes = await this.prisma.$transaction(async (tx) => {
       // Only the upgrade this job was sent for, still pending and due: an accept, a decline or a later offer won.

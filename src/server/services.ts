@@ -30,6 +30,7 @@ import { LicenceCertificates } from '../licensing/certificates.js';
 import { ContractExpiryNotices } from '../licensing/contract-expiry.js';
 import { ContractsService } from '../licensing/contracts-service.js';
 import { PlansService } from '../licensing/plans-service.js';
+import { LicensingSweep } from '../licensing/licensing-sweep.js';
 import { LicenceAuthorizer } from '../licensing/predict-authorizer.js';
 import { UpgradesService } from '../licensing/upgrades-service.js';
 import { MeteringService } from '../metering/metering-service.js';
@@ -63,6 +64,8 @@ export interface Services {
   plans: PlansService;
   contracts: ContractsService;
   upgrades: UpgradesService;
+  /** Catches up due expiry notices and grace upgrades whose one-off job is missing. */
+  licensingSweep: LicensingSweep;
   certificates: LicenceCertificates;
   metering: MeteringService;
   usage: UsageService;
@@ -258,6 +261,8 @@ async function assembleServices(
   // Last: a job may use any service above (a prediction's job emits events: their queue is declared first).
   await upgrades.start();
   await expiryNotices.start();
+  const licensingSweep = new LicensingSweep(expiryNotices, upgrades, config.licensingSweepIntervalSeconds, logger);
+  licensingSweep.start();
   await batchPredictions.start();
   await events.start();
   await asyncPredictions.start();
@@ -279,6 +284,7 @@ async function assembleServices(
     plans,
     contracts,
     upgrades,
+    licensingSweep,
     certificates,
     metering,
     usage,
@@ -300,6 +306,7 @@ async function assembleServices(
       // Evaluations end after their chunk in flight (run and recorded), before the engine closes under them.
       await evaluations.close().catch((error: unknown) => logger.error({ err: error }, 'closing evaluations failed'));
       await deliveries.close();
+      await licensingSweep.close();
       // Jobs in progress finish (or are left to their timeout and retried elsewhere) before the engine closes.
       await jobs
         .stop(JOBS_STOP_BUDGET_MS)

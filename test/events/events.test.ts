@@ -181,6 +181,29 @@ describe('events of contracts and quotas, jobs and events queries', () => {
     );
   });
 
+  it('tells a due expiry whose notice job is missing at the licensing sweep, once', async () => {
+    const consumer = await signUp(server);
+    const plan = await createPlan(server, { token: owner.token }, slug, { durationDays: 30 });
+    const contract = await accept(server, { token: consumer.token }, plan.id);
+    // As a contract activated before notices existed: no job, and its expiry now within 7 days.
+    await server.sql.query(`DELETE FROM pgboss.job WHERE name = $1 AND data->>'contractId' = $2`, [
+      CONTRACT_EXPIRING_JOB.name,
+      contract.id,
+    ]);
+    const { rows } = await server.sql.query<{ expires_at: Date }>(
+      `UPDATE contracts SET expires_at = now() + interval '3 days' WHERE id = $1 RETURNING expires_at`,
+      [contract.id],
+    );
+    const sweep = server.app.services.licensingSweep;
+    await sweep.run();
+    await sweep.run();
+    const told = await eventsOf(consumer, { type: 'contract.expiring' });
+    assert.deepEqual(
+      told.map((e) => [e.data.contractId, e.data.expiresAt]),
+      [[contract.id, rows[0]!.expires_at.toISOString()]],
+    );
+  });
+
   it('fires quota.threshold once at 80% and once at 100% per period, under concurrent calls', async () => {
     const consumer = await signUp(server);
     const plan = await createPlan(server, { token: owner.token }, slug, { predictionQuota: 10 });

@@ -348,6 +348,32 @@ describe('consumer-accepted version upgrades', () => {
     expectError(await server.gql(DECLINE_UPGRADE, { c: contract.id }, { token: consumer.token }), 'BAD_USER_INPUT');
   });
 
+  it('applies a due grace upgrade whose job is missing at the licensing sweep, once', async () => {
+    const m = await model();
+    const plan = await createPlan(server, { token: owner.token }, m.slug, {
+      upgradePolicy: 'FOLLOW_ALIAS_AFTER_GRACE',
+      upgradeGraceDays: 3,
+    });
+    const consumer = await signUp(server);
+    const contract = await acceptPinned(consumer, plan.id);
+    await m.release('1.1.0');
+    // Its job gave up (or never was): deleted, and the grace period ended.
+    const deleted = await server.sql.query(
+      `DELETE FROM pgboss.job WHERE name = 'contract-upgrade-apply' AND data->>'contractId' = $1`,
+      [contract.id],
+    );
+    assert.equal(deleted.rowCount, 1);
+    await server.sql.query('UPDATE contracts SET pending_applies_at = now() WHERE id = $1', [contract.id]);
+    const sweep = server.app.services.licensingSweep;
+    await sweep.run();
+    await sweep.run();
+    assert.equal(await served(consumer, m.slug), '1.1.0');
+    assert.deepEqual(
+      (await switches(contract.id)).map((s) => s.details.reason),
+      ['grace period ended'],
+    );
+  });
+
   it('withdraws offers of an archived version, never applies one, and tells consumers its aliases are gone', async () => {
     const m = await model();
     await setAlias(m.slug, 'stable', '1.0.0');
@@ -378,12 +404,16 @@ describe('consumer-accepted version upgrades', () => {
         details: { kept: m.versionIds['1.0.0'], withdrawn: m.versionIds['1.1.0'], reason: 'version archived' },
       },
     ]);
-    const moves = (await eventsOf(consumer)).filter((e) => e.type === 'alias.moved').map((e) => e.data);
+    // Written in one transaction (one created_at): compared in alias order.
+    const moves = (await eventsOf(consumer))
+      .filter((e) => e.type === 'alias.moved' && e.data.from === '1.1.0')
+      .map((e) => [e.data.alias, e.data.from, e.data.to])
+      .sort();
     assert.deepEqual(
-      moves.slice(-2).map((d) => [d.alias, d.from, d.to]),
+      moves,
       [
-        ['stable', '1.1.0', null],
         ['latest', '1.1.0', '1.0.0'],
+        ['stable', '1.1.0', null],
       ],
       'the archive removed stable and moved latest back',
     );
