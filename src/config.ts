@@ -105,6 +105,7 @@ const envSchema = z.object({
   WEBHOOK_SWEEP_INTERVAL_SECONDS: int(1, 86_400).default(60),
   WEBHOOK_DELIVERY_CONCURRENCY: int(1, 1000).default(32),
   WEBHOOK_MAX_IN_FLIGHT_PER_ACCOUNT: int(1, 1000).default(4),
+  LICENSING_SWEEP_INTERVAL_SECONDS: int(1, 86_400).default(300),
   EVENTS_RETENTION_DAYS: int(1, 3650).default(30),
   ASYNC_PREDICTIONS_MAX_QUEUED_PER_USER: int(1, 100_000).default(100),
   ASYNC_PREDICTIONS_WORKERS: int(0, 64).default(2),
@@ -197,6 +198,8 @@ export function parseConfig(env: Record<string, string | undefined>, terminal = 
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     // How often quota units and requestIds held by calls of a dead server (or whose record failed) go back.
     leaseSweepIntervalMs: e.LEASE_SWEEP_INTERVAL_MS,
+    // How often due contract.expiring notices and grace upgrades that their one-off jobs missed are caught up.
+    licensingSweepIntervalSeconds: e.LICENSING_SWEEP_INTERVAL_SECONDS,
     inference: {
       // One core stays with the event loop (HTTP, GraphQL, database I/O).
       workers: e.INFERENCE_WORKERS ?? Math.max(1, os.availableParallelism() - 1),

@@ -57,6 +57,8 @@ export const AuditAction = {
   CONTRACT_VERSION_SWITCHED: 'contract.version_switched',
   CONTRACT_UPGRADE_OFFERED: 'contract.upgrade_offered',
   CONTRACT_UPGRADE_DECLINED: 'contract.upgrade_declined',
+  /** The offered version was archived: the offer (and its grace application) is gone. */
+  CONTRACT_UPGRADE_WITHDRAWN: 'contract.upgrade_withdrawn',
   BATCH_PREDICTION_STARTED: 'batch_prediction.started',
   BATCH_PREDICTION_CANCELED: 'batch_prediction.canceled',
 } as const;

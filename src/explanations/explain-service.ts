@@ -232,15 +232,9 @@ export class ExplainService {
     record: CallRecord,
     started: number,
   ): Promise<ExplainResult> {
-    const versionRef = input.version ?? 'latest';
-    const requested = await this.catalog.resolve(input.model, versionRef);
-    if (!requested || !canView(actor.principal, requested.model)) throw new NotFoundError('Model');
-    record.modelId = requested.model.id;
     // Explained as predicted: a licensee naming no version (or its contract's alias) gets its pinned version.
-    const pinned = await this.authorizer.pinnedVersion(actor, requested.model, input.version, input.contractId);
-    const target = (pinned === null ? null : await this.catalog.resolve(input.model, pinned)) ?? requested;
+    const target = await this.catalog.servedFor(actor, input, 'EXPLAIN', (model) => (record.modelId = model.id));
     const { served } = target;
-    if (!served) throw new NotFoundError(`Version "${versionRef}" of ${input.model}`);
     const { version, signature, sha256 } = served;
     record.modelVersionId = version.id;
     if (version.status === 'ARCHIVED') {
@@ -270,7 +264,7 @@ export class ExplainService {
     const targetIndex = input.target == null ? null : labels.indexOf(input.target);
     if (targetIndex === -1)
       throw new BadUserInputError(`target "${input.target}" is not one of the model's labels`, 'input.target');
-    let grant = await this.authorizer.authorize(actor, target.model, version, input.contractId, { use: 'EXPLAIN' });
+    let grant = await this.authorizer.authorize(actor, target.model, version, target.contractId, { use: 'EXPLAIN' });
     record.contract = grant.contract;
     const warnings =
       version.status === 'DEPRECATED'

@@ -5,6 +5,7 @@
 // learns its date while there is still time to act.
 import { consumerSubject } from './contracts-service.js';
 import type { Prisma } from '../db/database.js';
+import { Prisma as Sql } from '../generated/prisma/client.js';
 import { EventType, type EventOutbox } from '../events/outbox.js';
 import type { JobKind, JobQueue, Transaction } from '../jobs/job-queue.js';
 
@@ -53,30 +54,52 @@ export class ContractExpiryNotices {
   }
 
   async #notify({ contractId, expiresAt }: ExpiringJob): Promise<void> {
-    const told = await this.prisma.$transaction(async (tx) => {
-      const [contract] = await tx.$queryRaw<
-        { consumer_id: string; model_id: string; plan_id: string; status: string; visibility: string }[]
+    const told = await this.#tell(Sql.sql`c.id = ${contractId}::uuid AND c.expires_at = ${expiresAt}::timestamptz`);
+    if (told > 0) this.events.wake();
+  }
+
+  /**
+   * Tells every contract whose notice is due and was not sent (activated before notices existed, or its job gave
+   * up): the job's own guard, so a sweep racing a job or another replica's sweep tells each expiry once.
+   */
+  async sweep(): Promise<number> {
+    const told = await this.#tell(Sql.sql`c.expires_at <= now() + ${EXPIRY_NOTICE_DAYS} * interval '1 day'`);
+    if (told > 0) this.events.wake();
+    return told;
+  }
+
+  async #tell(which: Sql.Sql): Promise<number> {
+    return this.prisma.$transaction(async (tx) => {
+      const contracts = await tx.$queryRaw<
+        {
+          id: string;
+          consumer_id: string;
+          model_id: string;
+          plan_id: string;
+          status: string;
+          visibility: string;
+          expires_at: Date;
+        }[]
       >`UPDATE contracts c SET expiry_notified_for = c.expires_at
         FROM models m
-        WHERE c.id = ${contractId}::uuid AND m.id = c.model_id AND c.expires_at = ${expiresAt}::timestamptz
+        WHERE ${which} AND m.id = c.model_id
           AND c.expires_at > now() AND c.status IN ('ACTIVE', 'SUSPENDED')
           AND c.expiry_notified_for IS DISTINCT FROM c.expires_at
-        RETURNING c.consumer_id, c.model_id, c.plan_id, c.status::text, m.visibility::text`;
-      if (!contract) return false;
-      await this.events.emit(tx, [
-        {
+        RETURNING c.id, c.consumer_id, c.model_id, c.plan_id, c.status::text, m.visibility::text, c.expires_at`;
+      await this.events.emit(
+        tx,
+        contracts.map((contract) => ({
           type: EventType.CONTRACT_EXPIRING,
           accountId: contract.consumer_id,
           data: {
-            contractId,
+            contractId: contract.id,
             ...consumerSubject(contract.visibility, contract.model_id, contract.plan_id),
             status: contract.status,
-            expiresAt,
+            expiresAt: contract.expires_at.toISOString(),
           },
-        },
-      ]);
-      return true;
+        })),
+      );
+      return contracts.length;
     });
-    if (told) this.events.wake();
   }
 }

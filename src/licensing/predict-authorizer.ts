@@ -103,33 +103,35 @@ export class LicenceAuthorizer {
   }
 
   /**
-   * The version number a licensee's call is served instead of what `ref` resolves to: its contract's pinned version
-   * when the call names no version or names the alias the contract is pinned to (upgrades-service.ts). Null when
-   * the reference is served as it resolves: owners and admins, an explicit version number ("try it"), another
-   * alias, or no usable contract with a pinned version. Read from the same cached rows as `authorize`.
+   * The version a licensee's call is served instead of what `ref` resolves to (`requested`), and the contract that
+   * pins it: the contract `authorize` would choose (the named one, else the oldest usable one, by the same rules,
+   * judged against the version each contract would serve), when the call names no version or names the alias that
+   * contract is pinned to (upgrades-service.ts). Null when the reference is served as it resolves: owners and
+   * admins, an explicit version number ("try it"), another alias, or a chosen contract without a pinned version.
+   * Read from the same cached rows as `authorize`.
    */
   async pinnedVersion(
     actor: Actor,
     model: Model,
     ref: string | null | undefined,
+    requested: ModelVersion | null,
     contractId: string | null | undefined,
-  ): Promise<string | null> {
+    use: LicensedUse = 'PREDICT',
+  ): Promise<{ version: string; contractId: string } | null> {
     const principal = actor.principal;
     if (principal.kind === 'anonymous' || canManage(principal, model)) return null;
     const key = Change.contracts(principal.userId, model.id);
     const rows =
       this.#contracts.get(key) ?? (await this.#contracts.load(key, () => this.#read(principal.userId, model.id)))!;
-    const now = Date.now();
-    // The contract `authorize` will bill: the named one, else the oldest usable one.
-    const contract = rows.find(
-      (row) =>
-        (!contractId || row.id === contractId) &&
-        row.status === 'ACTIVE' &&
-        (row.expires_at_ms === null || row.expires_at_ms > now),
-    );
-    if (!contract?.pinned_version) return null;
     const wanted = ref?.trim().toLowerCase();
-    return wanted === undefined || wanted === contract.pinned_alias ? contract.pinned_version : null;
+    const now = Date.now();
+    for (const row of contractId ? rows.filter((r) => r.id === contractId) : rows) {
+      const pin = wanted === undefined || wanted === row.pinned_alias ? row.pinned_version : null;
+      const serves = pin ?? requested?.version;
+      if (serves === undefined || refusal(row, serves, use, now) !== null) continue;
+      return pin === null ? null : { version: pin, contractId: row.id };
+    }
+    return null;
   }
 
   async #read(consumerId: string, modelId: string): Promise<ContractRow[]> {
@@ -161,16 +163,7 @@ function choose(
   const reasons = new Set<string>();
   const now = Date.now();
   for (const row of candidates) {
-    const reason =
-      row.status !== 'ACTIVE'
-        ? row.status
-        : row.expires_at_ms !== null && row.expires_at_ms <= now
-          ? 'EXPIRED'
-          : !covers(row.version_range, version.version)
-            ? 'VERSION_NOT_COVERED'
-            : use === 'EXPLAIN' && !row.explanations_allowed
-              ? 'EXPLANATIONS_NOT_ALLOWED'
-              : null;
+    const reason = refusal(row, version.version, use, now);
     if (reason === null) {
       const explain = use === 'EXPLAIN';
       return {
@@ -192,4 +185,17 @@ function choose(
 /** FORBIDDEN for a call no contract pays for, naming why (`reason`: a contract's status, EXPIRED, NO_CONTRACT…). */
 export function licenceRefusal(reason: keyof typeof REASON_TEXT): ForbiddenError {
   return new ForbiddenError(REASON_TEXT[reason], { reason });
+}
+
+/** Why a contract cannot pay for `use` of a version now, or null when it can. */
+function refusal(row: ContractRow, version: string, use: LicensedUse, now: number): string | null {
+  return row.status !== 'ACTIVE'
+    ? row.status
+    : row.expires_at_ms !== null && row.expires_at_ms <= now
+      ? 'EXPIRED'
+      : !covers(row.version_range, version)
+        ? 'VERSION_NOT_COVERED'
+        : use === 'EXPLAIN' && !row.explanations_allowed
+          ? 'EXPLANATIONS_NOT_ALLOWED'
+          : null;
 }

@@ -278,6 +278,40 @@ export class UpgradesService {
     return [...new Set(follow.map((c) => c.consumer_id))].map((consumer) => Change.contracts(consumer, model.id));
   }
 
+  /**
+   * In the archive's transaction (after lockModel), once the version's aliases were removed: offers of the version
+   * are withdrawn (an archived version never serves, so it is neither accepted nor applied after a grace period),
+   * and consumers are told each removed alias moved to nothing (`alias.moved` with `to: null`).
+   */
+  async versionArchived(
+    tx: P.TransactionClient,
+    actor: Actor,
+    model: Model,
+    version: ModelVersion,
+    removedAliases: string[],
+  ): Promise<void> {
+    const withdrawn = await tx.$queryRaw<{ id: string; pinned_version_id: string | null }[]>`
+      UPDATE contracts SET pending_version_id = NULL, pending_since = NULL, pending_applies_at = NULL
+      WHERE model_id = ${model.id}::uuid AND pending_version_id = ${version.id}::uuid
+      RETURNING id, pinned_version_id`;
+    await this.audit.recordMany(
+      actor,
+      withdrawn.map((c) => ({
+        action: AuditAction.CONTRACT_UPGRADE_WITHDRAWN,
+        targetType: 'Contract',
+        targetId: c.id,
+        details: { kept: c.pinned_version_id, withdrawn: version.id, reason: 'version archived' },
+      })),
+      tx,
+    );
+    if (removedAliases.length === 0) return;
+    const live = await this.#liveContracts(tx, model.id);
+    for (const alias of removedAliases) {
+      const removed = { model: model.slug, modelId: model.id, alias, from: version.version, to: null };
+      await this.events.emit(tx, this.#toEachConsumer(model, live, EventType.ALIAS_MOVED, removed));
+    }
+  }
+
   /** After the transaction that called versionPublished or aliasMoved committed. */
   async committed(changes: string[]): Promise<void> {
     this.events.wake();
@@ -303,6 +337,11 @@ export class UpgradesService {
     if (!covers(contract.versionRange, target.version))
       throw new BadUserInputError(`Your contract does not cover version ${wanted}`, 'version');
     const updated = await this.prisma.$transaction(async (tx) => {
+      // Checked again under a share lock: an archive that committed since the read above wins, one after it waits.
+      const [locked] = await tx.$queryRaw<{ status: string }[]>`
+        SELECT status FROM model_versions WHERE id = ${target.id}::uuid FOR SHARE`;
+      if (locked!.status === 'ARCHIVED')
+        throw new BadUserInputError(`Version ${wanted} is archived and no longer serves`, 'version');
       const { count } = await tx.contract.updateMany({
         where: { id: contract.id, pinnedVersionId: contract.pinnedVersionId, status: { in: [...LIVE_STATUSES] } },
         data: { pinnedVersionId: target.id, pendingVersionId: null, pendingSince: null, pendingAppliesAt: null },
@@ -368,6 +407,17 @@ export class UpgradesService {
     };
   }
 
+  /**
+   * Applies every grace upgrade that is due (its job missing, e.g. one that exhausted its retries): each through
+   * the job's own guarded statement, so a sweep racing a job or another replica's sweep applies it once.
+   */
+  async applyDue(): Promise<void> {
+    const due = await this.prisma.$queryRaw<{ id: string; pending_version_id: string }[]>`
+      SELECT id, pending_version_id FROM contracts
+      WHERE pending_applies_at <= now() AND status IN ('PENDING', 'ACTIVE', 'SUSPENDED')`;
+    for (const c of due) await this.#applyAfterGrace(c.id, c.pending_version_id);
+  }
+
   async #applyAfterGrace(contractId: string, versionId: string): Promise<void> {
     const changes = await this.prisma.$transaction(async (tx) => {
       // Only the upgrade this job was sent for, still pending and due: an accept, a decline or a later offer won.
@@ -378,6 +428,7 @@ export class UpgradesService {
         FROM (SELECT id, pinned_version_id FROM contracts WHERE id = ${contractId}::uuid FOR NO KEY UPDATE) before
         WHERE c.id = before.id AND c.pending_version_id = ${versionId}::uuid AND c.pending_applies_at <= now()
           AND c.status IN ('PENDING', 'ACTIVE', 'SUSPENDED')
+          AND EXISTS (SELECT 1 FROM model_versions v WHERE v.id = c.pending_version_id AND v.status <> 'ARCHIVED')
         RETURNING c.consumer_id, c.model_id, before.pinned_version_id AS from_id`;
       const applied = rows[0];
       if (!applied) return [];

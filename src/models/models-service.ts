@@ -554,6 +554,9 @@ export class ModelsService {
     const modelId = (model as Model).id;
     const changes = await this.prisma.$transaction(async (tx) => {
       await this.upgrades.lockModel(tx, modelId);
+      // Checked again under the model's lock, which archiving takes too: an archive that committed since wins.
+      if ((await tx.modelVersion.findUniqueOrThrow({ where: { id: version.id } })).status === 'ARCHIVED')
+        throw new BadUserInputError('An alias cannot point at an archived version', 'version');
       const previous = await tx.modelAlias.findUnique({
         where: { modelId_name: { modelId, name } },
         include: { version: true },
@@ -599,12 +602,25 @@ export class ModelsService {
     if (version.status === 'ARCHIVED') throw new BadUserInputError('An archived version stays archived', 'version');
     const { changed, changes } = await this.prisma.$transaction(async (tx) => {
       await this.upgrades.lockModel(tx, version.modelId);
+      // Checked again under the model's lock (a concurrent archive committed since the read above stays archived).
+      if ((await tx.modelVersion.findUniqueOrThrow({ where: { id: version.id } })).status === 'ARCHIVED')
+        throw new BadUserInputError('An archived version stays archived', 'version');
       const latestBefore = await this.upgrades.latest(tx, version.modelId);
       const updated = await tx.modelVersion.update({
         where: { id: version.id },
         data: { status, statusChangedAt: new Date() },
       });
-      if (status === 'ARCHIVED') await tx.modelAlias.deleteMany({ where: { versionId: version.id } });
+      if (status === 'ARCHIVED') {
+        const removed = await tx.modelAlias.findMany({ where: { versionId: version.id }, select: { name: true } });
+        await tx.modelAlias.deleteMany({ where: { versionId: version.id } });
+        await this.upgrades.versionArchived(
+          tx,
+          actor,
+          model as Model,
+          version,
+          removed.map((a) => a.name),
+        );
+      }
       // Archiving the highest version moves `latest` back: contracts pinned to it react as to any move.
       const latestAfter = await this.upgrades.latest(tx, version.modelId);
       await this.audit.record(

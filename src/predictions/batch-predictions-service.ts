@@ -274,11 +274,8 @@ export class BatchPredictionsService {
       throw new BadUserInputError(`topK must be 1 to ${MAX_TOP_K}`, 'input.topK');
     }
     const webhook = input.webhook == null ? null : parseWebhookUrl(input.webhook, 'input.webhook').href;
-    const ref = input.version ?? 'latest';
-    const resolved = await this.catalog.resolve(input.model, ref);
-    if (!resolved || !canView(actor.principal, resolved.model)) throw new NotFoundError('Model');
-    const { model, served } = resolved;
-    if (!served) throw new NotFoundError(`Version "${ref}" of ${input.model}`);
+    // Served as predict serves it: a licensee naming no version (or its contract's alias) gets its pinned version.
+    const { model, served, contractId } = await this.catalog.servedFor(actor, input, 'PREDICT');
     const { version } = served;
     if (version.status === 'ARCHIVED') {
       throw new ForbiddenError(`Version ${version.version} is archived and no longer serves`, {
@@ -286,7 +283,7 @@ export class BatchPredictionsService {
       });
     }
     // The licence is checked now, as predict checks it (each chunk checks it again before it is billed).
-    await this.authorizer.authorize(actor, model, version, input.contractId);
+    await this.authorizer.authorize(actor, model, version, contractId);
     const dataset = await this.datasets.find(actor, input.dataset, 'input.dataset');
     if (dataset.format !== 'JSONL') {
       throw new BadUserInputError('Batch predictions run JSONL data sets ({"input": …} a line)', 'input.dataset');
@@ -316,7 +313,7 @@ export class BatchPredictionsService {
           model.id,
           version.id,
           dataset.id,
-          input.contractId ?? null,
+          contractId,
           topK,
           webhook,
           dataset.rows,

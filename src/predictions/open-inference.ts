@@ -6,7 +6,6 @@
 // input is the batch: one instance per row. A tabular input's row is read as its features, so that it is
 // standardised as GraphQL's feature objects are.
 import type { Actor } from '../auth/principal.js';
-import { canView } from '../models/model-policy.js';
 import type { ModelsService } from '../models/models-service.js';
 import {
   inputSpecs,
@@ -17,7 +16,7 @@ import {
   type InputSpec,
   type Signature,
 } from '../models/signature.js';
-import { BadUserInputError, NotFoundError } from '../server/errors.js';
+import { BadUserInputError } from '../server/errors.js';
 import type { InputRoot } from './input-encoding.js';
 import { assertStorableRefs, type Prediction, type PredictService } from './predict-service.js';
 import type { ServingCatalog } from './serving-catalog.js';
@@ -289,14 +288,10 @@ export class OpenInference {
     private readonly limits: InferenceLimits,
   ) {}
 
-  /** The version `ref` resolves to (`latest` without one), of a model the caller may see. */
+  /** The version the caller is served for `ref` (as predict serves it), of a model the caller may see. */
   async #target(actor: Actor, name: string, ref: string | undefined) {
     assertStorableRefs({ name, version: ref });
-    const versionRef = ref ?? 'latest';
-    const target = await this.catalog.resolve(name, versionRef);
-    if (!target || !canView(actor.principal, target.model)) throw new NotFoundError('Model');
-    if (!target.served) throw new NotFoundError(`Version "${versionRef}" of ${name}`);
-    return { model: target.model, served: target.served };
+    return this.catalog.servedFor(actor, { model: name, version: ref }, 'PREDICT');
   }
 
   async metadata(actor: Actor, name: string, ref: string | undefined): Promise<ModelMetadata> {

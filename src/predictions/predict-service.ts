@@ -73,13 +73,6 @@ export interface PredictAuthorizer {
     contractId: string | null | undefined,
     options?: { fresh?: boolean; use?: LicensedUse },
   ): Promise<PredictGrant>;
-  /** The version number the caller's contract pins for `ref` (absent: none named), or null to serve `ref`. */
-  pinnedVersion(
-    actor: Actor,
-    model: Model,
-    ref: string | null | undefined,
-    contractId: string | null | undefined,
-  ): Promise<string | null>;
 }
 
 /** The call's usage record, filled in as the call gets to know it. */
@@ -269,10 +262,7 @@ export class PredictService {
     readFile: () => Promise<Uint8Array>,
   ): Promise<PredictResult> {
     assertStorableRefs({ model: input.model, version: input.version, contract: input.contractId });
-    const versionRef = input.version ?? 'latest';
-    const target = await this.catalog.resolve(input.model, versionRef);
-    if (!target || !canView(actor.principal, target.model)) throw new NotFoundError('Model');
-    if (!target.served) throw new NotFoundError(`Version "${versionRef}" of ${input.model}`);
+    const target = await this.catalog.servedFor(actor, input, 'PREDICT');
     assertTakesImageFile(target.served.signature, input.model);
     const file = await readFile();
     return this.predict(actor, {
@@ -314,19 +304,12 @@ export class PredictService {
     if (!Number.isInteger(topK) || topK < 1 || topK > MAX_TOP_K) {
       throw new BadUserInputError(`topK must be 1 to ${MAX_TOP_K}`, 'input.topK');
     }
-    const versionRef = input.version ?? 'latest';
-    const requested = await this.catalog.resolve(input.model, versionRef);
-    if (!requested || !canView(actor.principal, requested.model)) throw new NotFoundError('Model');
-    record.modelId = requested.model.id;
-    // A licensee naming no version (or its contract's alias) is served the version its contract is pinned to.
-    const pinned = await this.authorizer.pinnedVersion(actor, requested.model, input.version, input.contractId);
-    const target = (pinned === null ? null : await this.catalog.resolve(input.model, pinned)) ?? requested;
+    const target = await this.catalog.servedFor(actor, input, 'PREDICT', (model) => (record.modelId = model.id));
     const { served } = target;
-    if (!served) throw new NotFoundError(`Version "${versionRef}" of ${input.model}`);
     const { version, signature } = served;
     record.modelVersionId = version.id;
     assertServes(version);
-    const grant = await this.authorizer.authorize(actor, target.model, version, input.contractId);
+    const grant = await this.authorizer.authorize(actor, target.model, version, target.contractId);
     record.contract = grant.contract;
     const warnings =
       version.status === 'DEPRECATED'

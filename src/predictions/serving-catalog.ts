@@ -4,12 +4,16 @@
 // version or an alias (on this replica at once, on the others as soon as the notification arrives), and is not
 // used while the feed is not trusted.
 import { LRUCache } from 'lru-cache';
+import type { Actor } from '../auth/principal.js';
 import type { ChangeFeed } from '../db/change-feed.js';
 import { FeedCache } from '../db/feed-cache.js';
 import type { Model, ModelVersion } from '../generated/prisma/client.js';
+import type { LicensedUse } from '../licensing/predict-authorizer.js';
+import { canView } from '../models/model-policy.js';
 import type { ModelsService } from '../models/models-service.js';
 import { parseSignature, type Signature } from '../models/signature.js';
 import type { VariantStore } from '../models/variants.js';
+import { NotFoundError } from '../server/errors.js';
 
 export interface ServedVersion {
   version: ModelVersion;
@@ -22,6 +26,32 @@ export interface ServedVersion {
 export interface ServingTarget {
   model: Model;
   served: ServedVersion | null;
+}
+
+/** Which version a licensee's contract pins for a reference (licensing's LicenceAuthorizer). */
+export interface VersionPins {
+  pinnedVersion(
+    actor: Actor,
+    model: Model,
+    ref: string | null | undefined,
+    requested: ModelVersion | null,
+    contractId: string | null | undefined,
+    use: LicensedUse,
+  ): Promise<{ version: string; contractId: string } | null>;
+}
+
+/** A call's model and version: the version number or alias it names, if any, and the contract it names, if any. */
+export interface VersionRequest {
+  model: string;
+  version?: string | null;
+  contractId?: string | null;
+}
+
+/** What a caller is served: the model, the version, and the contract to bill (the pinning one, else the named one). */
+export interface CallerTarget {
+  model: Model;
+  served: ServedVersion;
+  contractId: string | null;
 }
 
 /** Slugs are at most 64 characters (models-service.ts); versions at most 256 (semver's own limit), aliases 32. */
@@ -38,6 +68,7 @@ export class ServingCatalog {
     private readonly models: ModelsService,
     private readonly variants: VariantStore,
     changes: ChangeFeed,
+    private readonly pins: VersionPins,
   ) {
     this.#targets = new FeedCache(changes, { max: 10_000, kinds: ['m'] });
   }
@@ -49,6 +80,36 @@ export class ServingCatalog {
       target: await this.#load(slug, ref),
     }));
     return entry!.target;
+  }
+
+  /**
+   * The version a caller is served for a request, the one rule of every path that runs a model (predict, explain,
+   * Open Inference, the image route, async and batch predictions): a licensee naming no version, or the alias its
+   * contract is pinned to, gets its contract's pinned version; anyone else what the reference resolves to (`latest`
+   * when absent). NOT_FOUND for a model the caller may not see or a reference that resolves to nothing;
+   * `onModel` learns the model first (a call's usage record names it even when the version is not found).
+   */
+  async servedFor(
+    actor: Actor,
+    request: VersionRequest,
+    use: LicensedUse,
+    onModel?: (model: Model) => void,
+  ): Promise<CallerTarget> {
+    const ref = request.version ?? 'latest';
+    const requested = await this.resolve(request.model, ref);
+    if (!requested || !canView(actor.principal, requested.model)) throw new NotFoundError('Model');
+    onModel?.(requested.model);
+    const pin = await this.pins.pinnedVersion(
+      actor,
+      requested.model,
+      request.version,
+      requested.served?.version ?? null,
+      request.contractId,
+      use,
+    );
+    const target = (pin === null ? null : await this.resolve(request.model, pin.version)) ?? requested;
+    if (!target.served) throw new NotFoundError(`Version "${ref}" of ${request.model}`);
+    return { model: target.model, served: target.served, contractId: pin?.contractId ?? request.contractId ?? null };
   }
 
   /** A version by id (immutable, so a stored answer can name it later). */

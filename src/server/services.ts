@@ -30,6 +30,7 @@ import { LicenceCertificates } from '../licensing/certificates.js';
 import { ContractExpiryNotices } from '../licensing/contract-expiry.js';
 import { ContractsService } from '../licensing/contracts-service.js';
 import { PlansService } from '../licensing/plans-service.js';
+import { LicensingSweep } from '../licensing/licensing-sweep.js';
 import { LicenceAuthorizer } from '../licensing/predict-authorizer.js';
 import { UpgradesService } from '../licensing/upgrades-service.js';
 import { MeteringService } from '../metering/metering-service.js';
@@ -63,6 +64,8 @@ export interface Services {
   plans: PlansService;
   contracts: ContractsService;
   upgrades: UpgradesService;
+  /** Catches up due expiry notices and grace upgrades whose one-off job is missing. */
+  licensingSweep: LicensingSweep;
   certificates: LicenceCertificates;
   metering: MeteringService;
   usage: UsageService;
@@ -180,7 +183,8 @@ async function assembleServices(
     upgrades,
     logger,
   );
-  const catalog = new ServingCatalog(models, variants, changes);
+  const authorizer = new LicenceAuthorizer(db.pool, changes);
+  const catalog = new ServingCatalog(models, variants, changes, authorizer);
   const plans = new PlansService(db.prisma, audit, { maxActivePlans: config.models.maxActivePlans });
   const expiryNotices = new ContractExpiryNotices(db.prisma, jobs, events);
   const contracts = new ContractsService(db.prisma, audit, plans, changes, upgrades, events, expiryNotices);
@@ -190,7 +194,6 @@ async function assembleServices(
   // What servers that stopped (this DATA_DIR's previous process among them) left held goes back before serving.
   await metering.sweep();
   const usage = new UsageService(db.pool, audit);
-  const authorizer = new LicenceAuthorizer(db.pool, changes);
   const predictions = new PredictService(catalog, artifacts, engine, authorizer, metering, encoder);
   const datasets = new DatasetsService(db.prisma, db.pool, audit, config.datasets);
   // Evaluations and batches read datasets: the same row and line limits as uploads.
@@ -264,6 +267,8 @@ async function assembleServices(
   // Last: a job may use any service above (a prediction's job emits events: their queue is declared first).
   await upgrades.start();
   await expiryNotices.start();
+  const licensingSweep = new LicensingSweep(expiryNotices, upgrades, config.licensingSweepIntervalSeconds, logger);
+  licensingSweep.start();
   await batchPredictions.start();
   await events.start();
   await asyncPredictions.start();
@@ -285,6 +290,7 @@ async function assembleServices(
     plans,
     contracts,
     upgrades,
+    licensingSweep,
     certificates,
     metering,
     usage,
@@ -307,6 +313,7 @@ async function assembleServices(
       // Evaluations end after their chunk in flight (run and recorded), before the engine closes under them.
       await evaluations.close().catch((error: unknown) => logger.error({ err: error }, 'closing evaluations failed'));
       await deliveries.close();
+      await licensingSweep.close();
       // Jobs in progress finish (or are failed, to be retried elsewhere) before the engine closes.
       await jobs
         .stop(JOBS_STOP_BUDGET_MS)

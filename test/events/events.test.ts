@@ -172,6 +172,29 @@ describe('events of contracts and quotas, jobs and events queries', () => {
     );
   });
 
+  it('tells a due expiry whose notice job is missing at the licensing sweep, once', async () => {
+    const consumer = await signUp(server);
+    const plan = await createPlan(server, { token: owner.token }, slug, { durationDays: 30 });
+    const contract = await accept(server, { token: consumer.token }, plan.id);
+    // As a contract activated before notices existed: no job, and its expiry now within 7 days.
+    await server.sql.query(`DELETE FROM pgboss.job WHERE name = $1 AND data->>'contractId' = $2`, [
+      CONTRACT_EXPIRING_JOB.name,
+      contract.id,
+    ]);
+    const { rows } = await server.sql.query<{ expires_at: Date }>(
+      `UPDATE contracts SET expires_at = now() + interval '3 days' WHERE id = $1 RETURNING expires_at`,
+      [contract.id],
+    );
+    const sweep = server.app.services.licensingSweep;
+    await sweep.run();
+    await sweep.run();
+    const told = await eventsOf(consumer, { type: 'contract.expiring' });
+    assert.deepEqual(
+      told.map((e) => [e.data.contractId, e.data.expiresAt]),
+      [[contract.id, rows[0]!.expires_at.toISOString()]],
+    );
+  });
+
   it('fires quota.threshold once at 80% and once at 100% per period, under concurrent calls', async () => {
     const consumer = await signUp(server);
     const plan = await createPlan(server, { token: owner.token }, slug, { predictionQuota: 10 });
@@ -236,6 +259,27 @@ describe('events of contracts and quotas, jobs and events queries', () => {
     assert.equal(told[1]!.data.modelId, rows[0].model_id, 'a PUBLIC model is named');
     assert.equal(told[1]!.data.planId, plan.id);
     assert.equal(Date.parse(told[1]!.data.periodStart), rows[0].period_start.getTime());
+  });
+
+  it("names a model's ids in quota.threshold only while the model is PUBLIC", async () => {
+    const consumer = await signUp(server);
+    const { model } = await publishedMlp(server, { token: owner.token });
+    const plan = await createPlan(server, { token: owner.token }, model.slug, { predictionQuota: 10 });
+    const contract = await accept(server, { token: consumer.token }, plan.id);
+    const crossAt = async (visibility: string, used: number) => {
+      await server.sql.query('UPDATE models SET visibility = $2 WHERE id = $1', [model.id, visibility]);
+      await server.sql.query('UPDATE contracts SET predictions_used = $2 WHERE id = $1', [contract.id, used]);
+    };
+    await crossAt('PRIVATE', 8);
+    await crossAt('PUBLIC', 10);
+    const told = (await eventsOf(consumer, { type: 'quota.threshold' })).map((e) => e.data).reverse();
+    assert.deepEqual(
+      told.map((d) => [d.contractId, d.threshold, d.modelId, d.planId]),
+      [
+        [contract.id, 80, undefined, undefined],
+        [contract.id, 100, model.id, plan.id],
+      ],
+    );
   });
 
   it('mm_emit_event writes the dispatch job JobQueue.send writes', async () => {

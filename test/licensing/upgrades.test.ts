@@ -3,7 +3,10 @@
 // grace period ends (FOLLOW_ALIAS_AFTER_GRACE), never a breaking one; each move writes its events (outbox rows).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { startTestServer, type TestServer } from '../support/server.js';
+import { explained } from '../explanations/support.js';
+import { datasetId } from '../evaluation/support.js';
+import { createBatch, inputsJsonl } from '../predictions/batch-support.js';
+import { authHeaders, startTestServer, type TestServer } from '../support/server.js';
 import { expectError, signUp, type SignedUpUser } from '../support/fixtures.js';
 import { buildMlp, DIGITS, PREDICT, publish, publishedMlp, uploadWithTfjs } from '../support/models.js';
 import { CREATE_PLAN, createPlan, PLAN_DEFAULTS } from '../support/licensing.js';
@@ -18,6 +21,8 @@ const CONTRACT = `{ myContracts { id pinnedAlias pinnedVersion { version } pendi
 const ACCEPT_UPGRADE = `mutation($c: ID!, $v: String!) { acceptVersionUpgrade(contract: $c, version: $v) {
   pinnedVersion { version } pendingUpgrade { since } } }`;
 const DECLINE_UPGRADE = `mutation($c: ID!) { declineVersionUpgrade(contract: $c) { pinnedVersion { version } pendingUpgrade { since } } }`;
+const CREATE_PREDICTION = `mutation($input: CreatePredictionInput!) { createPrediction(input: $input) {
+  contractId modelVersion { version } } }`;
 const INPUTS = [[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]];
 
 describe('consumer-accepted version upgrades', () => {
@@ -188,6 +193,62 @@ describe('consumer-accepted version upgrades', () => {
     ]);
   });
 
+  it('serves the pinned version on every path: async and batch predictions, explain, Open Inference', async () => {
+    const m = await model();
+    await setAlias(m.slug, 'stable', '1.0.0');
+    const plan = await createPlan(server, { token: owner.token }, m.slug, { explanationsAllowed: true });
+    const consumer = await signUp(server);
+    const contract = await acceptPinned(consumer, plan.id);
+    await m.release('1.1.0');
+    await setAlias(m.slug, 'stable', '1.1.0');
+    const auth = { token: consumer.token };
+
+    const queued = await server.gql(CREATE_PREDICTION, { input: { model: m.slug, inputs: INPUTS } }, auth);
+    assert.equal(queued.errors, undefined, JSON.stringify(queued.errors));
+    assert.deepEqual(queued.data!.createPrediction, { contractId: contract.id, modelVersion: { version: '1.0.0' } });
+    const batch = await createBatch(server.url, auth, {
+      model: m.slug,
+      dataset: await datasetId(server, auth, inputsJsonl(INPUTS)),
+    });
+    assert.deepEqual([batch.version.version, batch.contractId], ['1.0.0', contract.id]);
+    const explanation = await explained(server, auth, { model: m.slug, inputs: INPUTS, method: 'GRADIENT_X_INPUT' });
+    assert.equal(explanation.modelVersion.version, '1.0.0');
+    const inferred = await fetch(`${server.origin}/v2/models/${m.slug}/infer`, {
+      method: 'POST',
+      headers: { ...authHeaders(auth), 'content-type': 'application/json' },
+      body: JSON.stringify({ inputs: [{ name: 'input', shape: [1, 8], datatype: 'FP32', data: INPUTS }] }),
+    });
+    const answer = (await inferred.json()) as { model_version: string };
+    assert.equal(inferred.status, 200, JSON.stringify(answer));
+    assert.equal(answer.model_version, '1.0.0');
+    assert.equal(await served(consumer, m.slug, 'stable'), '1.0.0');
+  });
+
+  it('serves the pin of the contract that pays: the first one usable for the call', async () => {
+    const m = await model();
+    const explainless = await createPlan(server, { token: owner.token }, m.slug);
+    const explaining = await createPlan(server, { token: owner.token }, m.slug, {
+      name: 'Explained',
+      explanationsAllowed: true,
+    });
+    const consumer = await signUp(server);
+    await acceptPinned(consumer, explainless.id, '1.0.0');
+    await m.release('1.1.0');
+    const paying = await acceptPinned(consumer, explaining.id, '1.1.0');
+    // The older contract may not explain: the call is the newer one's, and so is the version it is served.
+    const explanation = await explained(
+      server,
+      { token: consumer.token },
+      {
+        model: m.slug,
+        inputs: INPUTS,
+        method: 'GRADIENT_X_INPUT',
+      },
+    );
+    assert.deepEqual([explanation.modelVersion.version, explanation.contractId], ['1.1.0', paying.id]);
+    assert.equal(await served(consumer, m.slug), '1.0.0', 'predict is the older contract’s, at its pin');
+  });
+
   it('moves a FOLLOW_ALIAS contract with its alias at once; an exact pin stays', async () => {
     const m = await model();
     const plan = await createPlan(server, { token: owner.token }, m.slug, { upgradePolicy: 'FOLLOW_ALIAS' });
@@ -290,6 +351,102 @@ describe('consumer-accepted version upgrades', () => {
     });
     assert.equal(await served(consumer, m.slug), '1.1.0');
     expectError(await server.gql(DECLINE_UPGRADE, { c: contract.id }, { token: consumer.token }), 'BAD_USER_INPUT');
+  });
+
+  it('applies a due grace upgrade whose job is missing at the licensing sweep, once', async () => {
+    const m = await model();
+    const plan = await createPlan(server, { token: owner.token }, m.slug, {
+      upgradePolicy: 'FOLLOW_ALIAS_AFTER_GRACE',
+      upgradeGraceDays: 3,
+    });
+    const consumer = await signUp(server);
+    const contract = await acceptPinned(consumer, plan.id);
+    await m.release('1.1.0');
+    // Its job gave up (or never was): deleted, and the grace period ended.
+    const deleted = await server.sql.query(
+      `DELETE FROM pgboss.job WHERE name = 'contract-upgrade-apply' AND data->>'contractId' = $1`,
+      [contract.id],
+    );
+    assert.equal(deleted.rowCount, 1);
+    await server.sql.query('UPDATE contracts SET pending_applies_at = now() WHERE id = $1', [contract.id]);
+    const sweep = server.app.services.licensingSweep;
+    await sweep.run();
+    await sweep.run();
+    assert.equal(await served(consumer, m.slug), '1.1.0');
+    assert.deepEqual(
+      (await switches(contract.id)).map((s) => s.details.reason),
+      ['grace period ended'],
+    );
+  });
+
+  it('withdraws offers of an archived version, never applies one, and tells consumers its aliases are gone', async () => {
+    const m = await model();
+    await setAlias(m.slug, 'stable', '1.0.0');
+    const plan = await createPlan(server, { token: owner.token }, m.slug, {
+      upgradePolicy: 'FOLLOW_ALIAS_AFTER_GRACE',
+      upgradeGraceDays: 3,
+    });
+    const consumer = await signUp(server);
+    const contract = await acceptPinned(consumer, plan.id);
+    await m.release('1.1.0');
+    await setAlias(m.slug, 'stable', '1.1.0');
+    assert.equal((await contractOf(consumer)).pendingUpgrade.version.version, '1.1.0');
+
+    const archived = await server.gql(
+      'mutation($m: String!, $v: String!) { archiveModelVersion(model: $m, version: $v) { status } }',
+      { m: m.slug, v: '1.1.0' },
+      { token: owner.token },
+    );
+    assert.equal(archived.errors, undefined, JSON.stringify(archived.errors));
+    assert.equal((await contractOf(consumer)).pendingUpgrade, null, 'the offer went with its version');
+    const withdrawn = await server.sql.query(
+      `SELECT actor_id, details FROM audit_events WHERE action = 'contract.upgrade_withdrawn' AND target_id = $1`,
+      [contract.id],
+    );
+    assert.deepEqual(withdrawn.rows, [
+      {
+        actor_id: owner.id,
+        details: { kept: m.versionIds['1.0.0'], withdrawn: m.versionIds['1.1.0'], reason: 'version archived' },
+      },
+    ]);
+    // Written in one transaction (one created_at): compared in alias order.
+    const moves = (await eventsOf(consumer))
+      .filter((e) => e.type === 'alias.moved' && e.data.from === '1.1.0')
+      .map((e) => [e.data.alias, e.data.from, e.data.to])
+      .sort();
+    assert.deepEqual(
+      moves,
+      [
+        ['latest', '1.1.0', '1.0.0'],
+        ['stable', '1.1.0', null],
+      ],
+      'the archive removed stable and moved latest back',
+    );
+
+    // An offer of the archived version left due (as the code before this fix left them): its job applies nothing.
+    await server.sql.query(
+      `UPDATE contracts SET pending_version_id = $2, pending_since = now(), pending_applies_at = now() WHERE id = $1`,
+      [contract.id, m.versionIds['1.1.0']],
+    );
+    const job = await server.sql.query<{ id: string }>(
+      `UPDATE pgboss.job SET start_after = now() WHERE name = 'contract-upgrade-apply' AND data->>'contractId' = $1
+       RETURNING id`,
+      [contract.id],
+    );
+    assert.equal(job.rowCount, 1);
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const { rows } = await server.sql.query('SELECT state FROM pgboss.job WHERE id = $1', [job.rows[0]!.id]);
+      if (rows[0].state === 'completed') break;
+      assert.ok(Date.now() < deadline, `the grace job is still ${rows[0].state}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    assert.equal((await contractOf(consumer)).pinnedVersion.version, '1.0.0');
+    assert.deepEqual(await switches(contract.id), []);
+    expectError(
+      await server.gql(ACCEPT_UPGRADE, { c: contract.id, v: '1.1.0' }, { token: consumer.token }),
+      'BAD_USER_INPUT',
+    );
   });
 
   it('refuses upgrade terms and pins that cannot hold', async () => {
