@@ -87,9 +87,10 @@ const CHECKS: Record<string, (printed: any[], stdout: string) => void> = {
     assert.match(stdout, /^Published digits@1\.1\.0 \(/m);
     assert.match(stdout, /^watermark {2}256 bits in /m);
     assert.match(stdout, /^\S+ +digits +Starter +\^1\.0\.0 +0\.001 EUR/m);
-    // The consumer's app reached the new version under its contract, and the CSV has both calls.
+    // The consumer's app is still served the version its contract is pinned to (the plan's default policy,
+    // PINNED), not the owner's new one, and the CSV has both calls.
     assert.match(stdout, /^0 +\d +\d\.\d{4} +\d \d\.\d{4}, /m);
-    assert.match(stdout, /^version 1\.1\.0 · [\d.]+ ms · request order-43 · contract \S+$/m);
+    assert.match(stdout, /^version 1\.0\.0 · [\d.]+ ms · request order-43 · contract \S+$/m);
     const csv = stdout.slice(stdout.lastIndexOf('at,prediction_id')).trim().split('\n');
     assert.deepEqual(
       csv.slice(1).map((row) =>
@@ -99,7 +100,7 @@ const CHECKS: Record<string, (printed: any[], stdout: string) => void> = {
           .join(',')
           .replace(/,[^,]*,[^,]*,/, ',…,'),
       ),
-      ['order-42,…,digits,1.0.0', 'order-43,…,digits,1.1.0'],
+      ['order-42,…,digits,1.0.0', 'order-43,…,digits,1.0.0'],
     );
   },
 };
