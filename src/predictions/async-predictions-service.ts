@@ -15,6 +15,7 @@ import { performance } from 'node:perf_hooks';
 import { GraphQLError } from 'graphql';
 import type pg from 'pg';
 import { AuditAction, type AuditService } from '../audit/audit-service.js';
+import { requesterPrincipal } from '../auth/api-keys.js';
 import { requireUserId, type Actor } from '../auth/principal.js';
 import { EventType, type EventOutbox } from '../events/outbox.js';
 import type { Role, Visibility } from '../generated/prisma/client.js';
@@ -452,10 +453,16 @@ export class AsyncPredictionsService {
 
   /** A job: runs the prediction unless it already ended (a retry after its end, or a cancel). */
   async #run(id: string, retryCount: number): Promise<void> {
-    const { rows } = await this.pool.query<{ model_version_id: string; input: string; top_k: number }>(
+    const { rows } = await this.pool.query<{
+      consumer_id: string;
+      api_key_id: string | null;
+      model_version_id: string;
+      input: string;
+      top_k: number;
+    }>(
       `UPDATE async_predictions SET status = 'RUNNING', started_at = coalesce(started_at, now())
        WHERE id = $1 AND status IN ('QUEUED', 'RUNNING')
-       RETURNING model_version_id, input, top_k`,
+       RETURNING consumer_id, api_key_id, model_version_id, input, top_k`,
       [id],
     );
     const row = rows[0];
@@ -468,6 +475,8 @@ export class AsyncPredictionsService {
       assertServes(served.version);
       const refusal = await this.#licenceRefusal(this.pool, id);
       if (refusal) throw refusal;
+      // Created with an API key: FORBIDDEN (API_KEY_REVOKED) once that key could no longer create it.
+      await requesterPrincipal(this.pool, row.consumer_id, row.api_key_id, 'prediction');
       const instances: unknown = JSON.parse(this.secrets.open(row.input, INPUT_LABEL));
       const encoded = await this.predictions.encode(served.signature, instances, undefined, []);
       const outputs = await this.predictions.infer(served, encoded, row.top_k);

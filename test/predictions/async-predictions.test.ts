@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
-import { expectError, signUp, type SignedUpUser } from '../support/fixtures.js';
+import { createApiKey, expectError, signUp, type SignedUpUser } from '../support/fixtures.js';
 import { assertLedgerHolds } from '../support/ledger.js';
 import { accept, createPlan, transition } from '../support/licensing.js';
 import { PREDICT, publishedMlp, randomRows } from '../support/models.js';
@@ -269,6 +269,23 @@ describe('asynchronous predictions', () => {
       assert.equal(ended.errors, undefined, JSON.stringify(ended.errors));
       endedLicences.push({ token: licensee.token, contractId: contract.id, id: prediction.id });
     }
+    // Created with an API key that is revoked while it waits: refused when it runs (the key no longer could create
+    // it), and its units go back.
+    const keyHolder = await signUp(api);
+    const keyContract = await accept(api, { token: keyHolder.token }, plan);
+    const key = await createApiKey(api, keyHolder.token, ['PREDICT']);
+    const keyed = await api.gql(
+      CREATE,
+      { input: { model: slug, inputs: randomRows(2, 784, 16) } },
+      { apiKey: key.secret },
+    );
+    assert.equal(keyed.errors, undefined, JSON.stringify(keyed.errors));
+    const revoked = await api.gql(
+      'mutation($id: ID!) { revokeApiKey(id: $id) { revokedAt } }',
+      { id: key.apiKey.id },
+      { token: keyHolder.token },
+    );
+    assert.equal(revoked.errors, undefined, JSON.stringify(revoked.errors));
     // A model made PRIVATE while its prediction waits no longer serves its licensee (NOT_FOUND, as predict).
     const hidden = await publishedMlp(api, { token: owner.token }, { seed: 12 });
     const hiddenPlan = await createPlan(api, { token: owner.token }, hidden.model.slug, { predictionQuota: 10 });
@@ -368,6 +385,14 @@ describe('asynchronous predictions', () => {
         { status: 'FORBIDDEN', units: 2, billable_units: 0, quota_units: 0 },
       ]);
     }
+    const keyRefused = await ended(api, keyHolder.token, keyed.data!.createPrediction.id);
+    assert.equal(keyRefused.status, 'FAILED');
+    assert.equal(keyRefused.error.code, 'FORBIDDEN');
+    assert.match(keyRefused.error.message, /API key .* revoked/);
+    assert.equal(await quotaUsed(api, keyContract.id), 0);
+    assert.deepEqual(await usageOf(api, keyRefused.id), [
+      { status: 'FORBIDDEN', units: 2, billable_units: 0, quota_units: 0 },
+    ]);
     assert.equal((await ended(api, consumer.token, interrupted.id)).status, 'SUCCEEDED');
     assert.deepEqual(await usageOf(api, interrupted.id), [
       { status: 'OK', units: 2, billable_units: 2, quota_units: 2 },
