@@ -1,13 +1,13 @@
 // Asynchronous predictions over real HTTP: created on one server, run by the job queue (on a second replica when
 // the first runs none), billed once on success, given back on failure and cancel, with their event in the outbox.
 import assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { createApiKey, expectError, signUp, type SignedUpUser } from '../support/fixtures.js';
 import { assertLedgerHolds } from '../support/ledger.js';
 import { accept, createPlan, transition } from '../support/licensing.js';
 import { PREDICT, publishedMlp, randomRows } from '../support/models.js';
 import { startTestServer, type TestServer } from '../support/server.js';
+import { until } from '../support/until.js';
 
 const FIELDS = `id status requestId contractId createdAt startedAt completedAt outputsExpireAt webhook webhookEvents
   model { slug } modelVersion { version } error { code message } metrics { latencyMs units }
@@ -29,14 +29,12 @@ async function create(server: TestServer, token: string, input: Record<string, u
 }
 
 /** Polls until the prediction ends, as a client would (the bound only stops a broken run from hanging the suite). */
-async function ended(server: TestServer, token: string, id: string) {
-  for (let attempt = 0; attempt < 600; attempt++) {
+function ended(server: TestServer, token: string, id: string) {
+  return until(async () => {
     const res = await server.gql(GET, { id }, { token });
     assert.equal(res.errors, undefined, JSON.stringify(res.errors));
-    if (ENDED.has(res.data!.prediction.status)) return res.data!.prediction;
-    await sleep(100);
-  }
-  throw new Error(`prediction ${id} did not end`);
+    return ENDED.has(res.data!.prediction.status) ? res.data!.prediction : undefined;
+  }, 60_000);
 }
 
 async function quotaUsed(server: TestServer, contractId: string): Promise<number> {
@@ -156,13 +154,12 @@ describe('asynchronous predictions', () => {
       await blocker.query('BEGIN');
       await blocker.query('LOCK TABLE async_predictions IN SHARE MODE');
       const created = create(api, licensee.token, { model: slug, inputs: randomRows(1, 784, 13) });
-      for (;;) {
+      await until(async () => {
         const { rows } = await api.sql.query(
           `SELECT 1 FROM pg_locks WHERE relation = 'async_predictions'::regclass AND NOT granted`,
         );
-        if (rows.length > 0) break;
-        await sleep(20);
-      }
+        return rows.length > 0 ? true : undefined;
+      });
       // A reservation on the same contract (as predict's) is not kept waiting by the stalled creation.
       const { rows } = await blocker.query('SELECT 1 FROM contracts WHERE id = $1 FOR NO KEY UPDATE NOWAIT', [
         contract.id,
@@ -356,17 +353,13 @@ describe('asynchronous predictions', () => {
     assert.equal(completed.metrics.units, 3);
     assert.equal(completed.outputs, undefined);
     assert.deepEqual(events[1].data.error.code, 'FORBIDDEN');
-    for (let attempt = 0; ; attempt++) {
+    const hiddenEnd = await until(async () => {
       const { rows } = await api.sql.query('SELECT status, error_code FROM async_predictions WHERE id = $1', [
         unseen.id,
       ]);
-      if (ENDED.has(rows[0].status)) {
-        assert.deepEqual(rows[0], { status: 'FAILED', error_code: 'NOT_FOUND' });
-        break;
-      }
-      assert.ok(attempt < 600, "the hidden model's prediction ended");
-      await sleep(100);
-    }
+      return ENDED.has(rows[0].status) ? rows[0] : undefined;
+    }, 60_000);
+    assert.deepEqual(hiddenEnd, { status: 'FAILED', error_code: 'NOT_FOUND' });
     assert.equal(await quotaUsed(api, hiddenContract.id), 0);
     assert.deepEqual(await usageOf(api, unseen.id), [
       { status: 'NOT_FOUND', units: 2, billable_units: 0, quota_units: 0 },
