@@ -10,7 +10,7 @@ import { startTestServer, type TestServer } from '../support/server.js';
 import { until } from '../support/until.js';
 
 const FIELDS = `id status requestId contractId createdAt startedAt completedAt outputsExpireAt webhook webhookEvents
-  model { slug } modelVersion { version } error { code message } metrics { latencyMs units }
+  model { slug } modelVersion { version } error { code message reason } metrics { latencyMs units }
   outputs { label score top { label score } values }`;
 const CREATE = `mutation Create($input: CreatePredictionInput!) { createPrediction(input: $input) { ${FIELDS} } }`;
 const GET = `query Get($id: ID!) { prediction(id: $id) { ${FIELDS} } }`;
@@ -326,6 +326,7 @@ describe('asynchronous predictions', () => {
     const failed = await ended(api, consumer.token, doomed.id);
     assert.equal(failed.status, 'FAILED');
     assert.equal(failed.error.code, 'FORBIDDEN');
+    assert.equal(failed.error.reason, 'VERSION_ARCHIVED');
     assert.equal(failed.outputs, null);
     assert.equal(await quotaUsed(api, otherContract.id), 0);
     assert.deepEqual(await usageOf(api, doomed.id), [
@@ -352,7 +353,11 @@ describe('asynchronous predictions', () => {
     assert.deepEqual(completed.webhookEvents, ['prediction.completed']);
     assert.equal(completed.metrics.units, 3);
     assert.equal(completed.outputs, undefined);
-    assert.deepEqual(events[1].data.error.code, 'FORBIDDEN');
+    assert.deepEqual(events[1].data.error, {
+      code: 'FORBIDDEN',
+      message: failed.error.message,
+      reason: 'VERSION_ARCHIVED',
+    });
     const hiddenEnd = await until(async () => {
       const { rows } = await api.sql.query('SELECT status, error_code FROM async_predictions WHERE id = $1', [
         unseen.id,
@@ -372,6 +377,7 @@ describe('asynchronous predictions', () => {
       assert.equal(refused.status, 'FAILED');
       assert.equal(refused.error.code, 'FORBIDDEN');
       assert.match(refused.error.message, new RegExp(reason));
+      assert.equal(refused.error.reason, reason.toUpperCase());
       assert.equal(refused.outputs, null);
       assert.equal(await quotaUsed(api, licence.contractId), 0);
       assert.deepEqual(await usageOf(api, licence.id), [
@@ -382,6 +388,7 @@ describe('asynchronous predictions', () => {
     assert.equal(keyRefused.status, 'FAILED');
     assert.equal(keyRefused.error.code, 'FORBIDDEN');
     assert.match(keyRefused.error.message, /API key .* revoked/);
+    assert.equal(keyRefused.error.reason, 'API_KEY_REVOKED');
     assert.equal(await quotaUsed(api, keyContract.id), 0);
     assert.deepEqual(await usageOf(api, keyRefused.id), [
       { status: 'FORBIDDEN', units: 2, billable_units: 0, quota_units: 0 },
