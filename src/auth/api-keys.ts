@@ -10,7 +10,7 @@ import type pg from 'pg';
 import type { ApiKey, ApiScope, Role } from '../generated/prisma/client.js';
 import { AuditAction, type AuditService } from '../audit/audit-service.js';
 import { BadUserInputError, ForbiddenError, NotFoundError, UnauthenticatedError } from '../server/errors.js';
-import type { Actor, Principal } from './principal.js';
+import type { Actor, AuthenticatedPrincipal, Principal } from './principal.js';
 import { assertUuid } from '../server/ids.js';
 import { cleanText } from '../server/text.js';
 
@@ -39,6 +39,35 @@ interface StoredKey {
 
 export function looksLikeApiKey(credential: string): boolean {
   return credential.startsWith(API_KEY_PREFIX);
+}
+
+/**
+ * The principal a background job (async or batch prediction) acts as for the user who started it, read now: their
+ * current role, and the API key it was started with, if any. Work started with a key runs only while that key could
+ * start it: FORBIDDEN (API_KEY_REVOKED) once the key is revoked, deleted or no longer has the PREDICT scope. Null
+ * when the user is gone. `work` names it in the error ("batch", "prediction").
+ */
+export async function requesterPrincipal(
+  db: pg.Pool | pg.PoolClient,
+  userId: string,
+  apiKeyId: string | null,
+  work: string,
+): Promise<AuthenticatedPrincipal | null> {
+  const { rows } = await db.query<{ role: Role }>('SELECT role FROM users WHERE id = $1', [userId]);
+  if (rows.length === 0) return null;
+  const role = rows[0]!.role;
+  if (apiKeyId === null) return { kind: 'user', userId, role, sessionId: '' };
+  const { rows: keys } = await db.query<{ scopes: ApiScope[] }>(
+    'SELECT scopes::text[] AS scopes FROM api_keys WHERE id = $1 AND revoked_at IS NULL',
+    [apiKeyId],
+  );
+  const scopes = keys[0]?.scopes;
+  if (!scopes?.includes('PREDICT')) {
+    throw new ForbiddenError(`The API key that started the ${work} was revoked or lost its PREDICT scope`, {
+      reason: 'API_KEY_REVOKED',
+    });
+  }
+  return { kind: 'apiKey', userId, role, apiKeyId, scopes };
 }
 
 export class ApiKeyService {

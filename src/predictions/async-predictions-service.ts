@@ -15,6 +15,7 @@ import { performance } from 'node:perf_hooks';
 import { GraphQLError } from 'graphql';
 import type pg from 'pg';
 import { AuditAction, type AuditService } from '../audit/audit-service.js';
+import { requesterPrincipal } from '../auth/api-keys.js';
 import { requireUserId, type Actor } from '../auth/principal.js';
 import { EventType, type EventOutbox } from '../events/outbox.js';
 import type { Role, Visibility } from '../generated/prisma/client.js';
@@ -60,6 +61,8 @@ export interface AsyncPrediction {
   units: number;
   errorCode: string | null;
   errorMessage: string | null;
+  /** Why, when the error says (API_KEY_REVOKED, a licence's state, VERSION_ARCHIVED). */
+  errorReason: string | null;
   latencyMs: number | null;
   webhook: string | null;
   webhookEvents: PredictionWebhookEvent[] | null;
@@ -107,7 +110,7 @@ const WEBHOOK_EVENT_OF = new Map(
 
 // unit_price (numeric) arrives as text from node-pg, as prices travel everywhere in metering.
 const COLUMNS = `id, status, consumer_id, api_key_id, model_id, model_version_id, contract_id, unit_price, currency,
-  request_id, input_hash, units, error_code, error_message, latency_ms, webhook, webhook_events, job_id, created_at,
+  request_id, input_hash, units, error_code, error_message, error_reason, latency_ms, webhook, webhook_events, job_id, created_at,
   started_at, completed_at, data_expires_at, output`;
 
 interface Row {
@@ -125,6 +128,7 @@ interface Row {
   units: number;
   error_code: string | null;
   error_message: string | null;
+  error_reason: string | null;
   latency_ms: number | null;
   webhook: string | null;
   webhook_events: string[] | null;
@@ -148,6 +152,7 @@ function toPrediction(row: Row): AsyncPrediction {
     units: row.units,
     errorCode: row.error_code,
     errorMessage: row.error_message,
+    errorReason: row.error_reason,
     latencyMs: row.latency_ms,
     webhook: row.webhook,
     webhookEvents: row.webhook_events?.map((type) => WEBHOOK_EVENT_OF.get(type)!) ?? null,
@@ -163,8 +168,14 @@ function toPrediction(row: Row): AsyncPrediction {
 /** How a prediction ends. */
 type Ending =
   | { status: 'SUCCEEDED'; outputs: PredictionOutput[]; latencyMs: number }
-  | { status: 'FAILED'; code: string; message: string; latencyMs: number | null }
+  | { status: 'FAILED'; code: string; message: string; reason?: string; latencyMs: number | null }
   | { status: 'CANCELED' };
+
+/** The `reason` a GraphQL error carries in its extensions, if any, for a FAILED ending. */
+function reasonOf(error: unknown): { reason?: string } {
+  const reason = error instanceof GraphQLError ? error.extensions.reason : undefined;
+  return typeof reason === 'string' ? { reason } : {};
+}
 
 /** A run that failed for a reason that may pass (retried while retries are left); others fail the prediction. */
 function isPassing(error: unknown): boolean {
@@ -452,10 +463,16 @@ export class AsyncPredictionsService {
 
   /** A job: runs the prediction unless it already ended (a retry after its end, or a cancel). */
   async #run(id: string, retryCount: number): Promise<void> {
-    const { rows } = await this.pool.query<{ model_version_id: string; input: string; top_k: number }>(
+    const { rows } = await this.pool.query<{
+      consumer_id: string;
+      api_key_id: string | null;
+      model_version_id: string;
+      input: string;
+      top_k: number;
+    }>(
       `UPDATE async_predictions SET status = 'RUNNING', started_at = coalesce(started_at, now())
        WHERE id = $1 AND status IN ('QUEUED', 'RUNNING')
-       RETURNING model_version_id, input, top_k`,
+       RETURNING consumer_id, api_key_id, model_version_id, input, top_k`,
       [id],
     );
     const row = rows[0];
@@ -468,6 +485,8 @@ export class AsyncPredictionsService {
       assertServes(served.version);
       const refusal = await this.#licenceRefusal(this.pool, id);
       if (refusal) throw refusal;
+      // Created with an API key: FORBIDDEN (API_KEY_REVOKED) once that key could no longer create it.
+      await requesterPrincipal(this.pool, row.consumer_id, row.api_key_id, 'prediction');
       const instances: unknown = JSON.parse(this.secrets.open(row.input, INPUT_LABEL));
       const encoded = await this.predictions.encode(served.signature, instances, undefined, []);
       const outputs = await this.predictions.infer(served, encoded, row.top_k);
@@ -480,6 +499,7 @@ export class AsyncPredictionsService {
         status: 'FAILED',
         code: errorCode(error),
         message: error instanceof GraphQLError ? error.message : 'The prediction failed; it was not billed',
+        ...reasonOf(error),
         latencyMs: performance.now() - started,
       };
     }
@@ -532,6 +552,7 @@ export class AsyncPredictionsService {
             status: 'FAILED',
             code: errorCode(refusal),
             message: refusal.message,
+            ...reasonOf(refusal),
             latencyMs: ending.latencyMs,
           };
         }
@@ -543,11 +564,12 @@ export class AsyncPredictionsService {
         output: string | null,
         code: string | null,
         message: string | null,
+        reason: string | null,
         when: AsyncPredictionStatus[],
       ) =>
         client.query<Row & { slug: string; version: string }>(
           `UPDATE async_predictions p SET status = $2, completed_at = now(), input = NULL, output = $3,
-             error_code = $4, error_message = $5, latency_ms = coalesce($6::float8, p.latency_ms),
+             error_code = $4, error_message = $5, error_reason = $9, latency_ms = coalesce($6::float8, p.latency_ms),
              data_expires_at = CASE WHEN $3::text IS NULL THEN NULL ELSE now() + make_interval(hours => $7) END
            FROM models m, model_versions v
            WHERE p.id = $1 AND p.status = ANY($8::"AsyncPredictionStatus"[])
@@ -562,10 +584,18 @@ export class AsyncPredictionsService {
             ending.status === 'CANCELED' ? null : ending.latencyMs,
             this.options.outputTtlHours,
             when,
+            reason,
           ],
         );
       const failure = ending.status === 'FAILED' ? ending : null;
-      let { rows } = await update(ending.status, sealedOutput, failure?.code ?? null, failure?.message ?? null, from);
+      let { rows } = await update(
+        ending.status,
+        sealedOutput,
+        failure?.code ?? null,
+        failure?.message ?? null,
+        failure?.reason ?? null,
+        from,
+      );
       let row = rows[0];
       if (!row) {
         await client.query('ROLLBACK');
@@ -595,7 +625,7 @@ export class AsyncPredictionsService {
       if (!kept) {
         // Its lease was gone (never expected: nothing else ends it): not billed, so not answered either.
         const message = 'The prediction could not be billed, so its outputs are withheld; it was not billed';
-        ({ rows } = await update('FAILED', null, ErrorCode.SERVICE_UNAVAILABLE, message, [ending.status]));
+        ({ rows } = await update('FAILED', null, ErrorCode.SERVICE_UNAVAILABLE, message, null, [ending.status]));
         row = rows[0]!;
       }
       if (row.status !== 'CANCELED') {
@@ -608,7 +638,9 @@ export class AsyncPredictionsService {
               status: row.status,
               model: row.slug,
               version: row.version,
-              error: row.error_code ? { code: row.error_code, message: row.error_message } : null,
+              error: row.error_code
+                ? { code: row.error_code, message: row.error_message, reason: row.error_reason ?? undefined }
+                : null,
               metrics: row.latency_ms === null ? null : { latencyMs: row.latency_ms, units: row.units },
               createdAt: row.created_at.toISOString(),
               completedAt: row.completed_at!.toISOString(),

@@ -24,20 +24,15 @@ import type { Writable } from 'node:stream';
 import { GraphQLError } from 'graphql';
 import type pg from 'pg';
 import { AuditAction, type AuditService } from '../audit/audit-service.js';
-import { requireUserId, type Actor, type Principal } from '../auth/principal.js';
+import { requesterPrincipal } from '../auth/api-keys.js';
+import { requireUserId, type Actor } from '../auth/principal.js';
 import type { Prisma } from '../db/database.js';
 import type { ServerInstance } from '../db/server-instance.js';
 import { datasetChunks, type DatasetLimits, type DatasetRow } from '../evaluation/dataset-format.js';
 import type { DatasetsService } from '../evaluation/datasets-service.js';
 import { imageSlices, isOverloaded, overloadBackoffMs } from '../evaluation/evaluations-service.js';
 import { EventType, type EventOutbox } from '../events/outbox.js';
-import type {
-  ApiScope,
-  BatchPrediction,
-  BatchPredictionStatus,
-  Prisma as PrismaTypes,
-  Role,
-} from '../generated/prisma/client.js';
+import type { BatchPrediction, BatchPredictionStatus, Prisma as PrismaTypes } from '../generated/prisma/client.js';
 import type { InferenceEngine, TensorInput } from '../inference/engine.js';
 import type { JobHandlerContext, JobKind, JobQueue } from '../jobs/job-queue.js';
 import type { LicenceAuthorizer } from '../licensing/predict-authorizer.js';
@@ -512,29 +507,10 @@ export class BatchPredictionsService {
     await this.#commitChunk(batch, chunk, lines, rows.at(-1)!, errors.size, record, started);
   }
 
-  /**
-   * The requester, as the jobs act for them (their role decides what they may see, as in a request). A batch
-   * started with an API key runs only while that key could start it: FORBIDDEN (API_KEY_REVOKED) once the key is
-   * revoked, deleted or no longer has the PREDICT scope, which ends the batch.
-   */
+  /** The requester, as the jobs act for them (their role decides what they may see, as in a request). */
   async #requesterActor(batch: BatchPrediction): Promise<Actor> {
-    const { rows } = await this.pool.query<{ role: Role }>('SELECT role FROM users WHERE id = $1', [batch.requesterId]);
-    if (rows.length === 0) throw new ChunkSuperseded();
-    const role = rows[0]!.role;
-    let principal: Principal = { kind: 'user', userId: batch.requesterId, role, sessionId: '' };
-    if (batch.apiKeyId) {
-      const { rows: keys } = await this.pool.query<{ scopes: ApiScope[] }>(
-        'SELECT scopes::text[] AS scopes FROM api_keys WHERE id = $1 AND revoked_at IS NULL',
-        [batch.apiKeyId],
-      );
-      const scopes = keys[0]?.scopes;
-      if (!scopes?.includes('PREDICT')) {
-        throw new ForbiddenError('The API key that started the batch was revoked or lost its PREDICT scope', {
-          reason: 'API_KEY_REVOKED',
-        });
-      }
-      principal = { kind: 'apiKey', userId: batch.requesterId, role, apiKeyId: batch.apiKeyId, scopes };
-    }
+    const principal = await requesterPrincipal(this.pool, batch.requesterId, batch.apiKeyId, 'batch');
+    if (principal === null) throw new ChunkSuperseded();
     return { principal, ip: '', requestId: `batch:${batch.id}` };
   }
 

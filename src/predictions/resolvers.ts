@@ -32,7 +32,9 @@ export const predictionResolvers: Resolvers = {
     },
     outputsExpireAt: (prediction) => (prediction.sealedOutput === null ? null : prediction.dataExpiresAt),
     error: (prediction) =>
-      prediction.errorCode === null ? null : { code: prediction.errorCode, message: prediction.errorMessage ?? '' },
+      prediction.errorCode === null
+        ? null
+        : { code: prediction.errorCode, message: prediction.errorMessage ?? '', reason: prediction.errorReason },
     metrics: (prediction) =>
       prediction.latencyMs === null ? null : { latencyMs: prediction.latencyMs, units: prediction.units },
   },

@@ -6,7 +6,6 @@ import { mkdtemp, readFile, rename, rm, symlink, writeFile } from 'node:fs/promi
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
   BadArtifactError,
   BadUserInputError,
@@ -24,6 +23,7 @@ import { signUp } from '../support/fixtures.js';
 import { accept, createPlan } from '../support/licensing.js';
 import { assertClose, buildMlp, DIGITS, expectedOutputs, publishedMlp, randomRows } from '../support/models.js';
 import { startTestServer, type TestServer } from '../support/server.js';
+import { until } from '../support/until.js';
 import { expiredCopy, saveModelDir, signingKeyEnv } from './support.js';
 
 describe('typed client', () => {
@@ -85,11 +85,10 @@ describe('typed client', () => {
     // The same call queued: answered at once, then run in the background with the same outputs.
     const queued = await client.createPrediction({ model: model.slug, inputs: rows });
     assert.equal(queued.status, 'QUEUED');
-    let polled = queued;
-    while (polled.status === 'QUEUED' || polled.status === 'RUNNING') {
-      await sleep(50);
-      polled = await client.prediction(queued.id);
-    }
+    const polled = await until(async () => {
+      const prediction = await client.prediction(queued.id);
+      return prediction.status === 'QUEUED' || prediction.status === 'RUNNING' ? undefined : prediction;
+    });
     assert.equal(polled.status, 'SUCCEEDED', JSON.stringify(polled.error));
     assert.deepEqual(polled.outputs, prediction.outputs);
     await assert.rejects(client.cancelPrediction(queued.id), ConflictError);

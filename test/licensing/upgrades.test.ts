@@ -72,6 +72,15 @@ describe('consumer-accepted version upgrades', () => {
     assert.equal(res.errors, undefined, JSON.stringify(res.errors));
     return res.data!.acceptLicense;
   };
+  /** A new consumer on a plan of `slug` that follows its alias after a grace period of 3 days. */
+  const graceLicensee = async (slug: string) => {
+    const plan = await createPlan(server, { token: owner.token }, slug, {
+      upgradePolicy: 'FOLLOW_ALIAS_AFTER_GRACE',
+      upgradeGraceDays: 3,
+    });
+    const consumer = await signUp(server);
+    return { consumer, contract: await acceptPinned(consumer, plan.id) };
+  };
   const contractOf = async (user: SignedUpUser) =>
     (await server.gql(CONTRACT, {}, { token: user.token })).data!.myContracts[0];
   /** The version a call is served: `version` as the call names it (absent: none). */
@@ -286,12 +295,7 @@ describe('consumer-accepted version upgrades', () => {
 
   it('applies a compatible upgrade when the grace period ends, and never a breaking one', async () => {
     const m = await model();
-    const plan = await createPlan(server, { token: owner.token }, m.slug, {
-      upgradePolicy: 'FOLLOW_ALIAS_AFTER_GRACE',
-      upgradeGraceDays: 3,
-    });
-    const consumer = await signUp(server);
-    const contract = await acceptPinned(consumer, plan.id);
+    const { consumer, contract } = await graceLicensee(m.slug);
     assert.deepEqual(contract.terms, { upgradePolicy: 'FOLLOW_ALIAS_AFTER_GRACE', upgradeGraceDays: 3 });
 
     await m.release('1.1.0');
@@ -355,12 +359,7 @@ describe('consumer-accepted version upgrades', () => {
 
   it('applies a due grace upgrade whose job is missing at the licensing sweep, once', async () => {
     const m = await model();
-    const plan = await createPlan(server, { token: owner.token }, m.slug, {
-      upgradePolicy: 'FOLLOW_ALIAS_AFTER_GRACE',
-      upgradeGraceDays: 3,
-    });
-    const consumer = await signUp(server);
-    const contract = await acceptPinned(consumer, plan.id);
+    const { consumer, contract } = await graceLicensee(m.slug);
     await m.release('1.1.0');
     // Its job gave up (or never was): deleted, and the grace period ended.
     const deleted = await server.sql.query(
@@ -382,12 +381,7 @@ describe('consumer-accepted version upgrades', () => {
   it('withdraws offers of an archived version, never applies one, and tells consumers its aliases are gone', async () => {
     const m = await model();
     await setAlias(m.slug, 'stable', '1.0.0');
-    const plan = await createPlan(server, { token: owner.token }, m.slug, {
-      upgradePolicy: 'FOLLOW_ALIAS_AFTER_GRACE',
-      upgradeGraceDays: 3,
-    });
-    const consumer = await signUp(server);
-    const contract = await acceptPinned(consumer, plan.id);
+    const { consumer, contract } = await graceLicensee(m.slug);
     await m.release('1.1.0');
     await setAlias(m.slug, 'stable', '1.1.0');
     assert.equal((await contractOf(consumer)).pendingUpgrade.version.version, '1.1.0');

@@ -2,7 +2,6 @@
 // process's, so the restarted server's sweep of dead servers' leases leaves them, runs the prediction and bills it
 // exactly once.
 import assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { signUp } from '../support/fixtures.js';
 import { assertLedgerHolds } from '../support/ledger.js';
@@ -10,6 +9,7 @@ import { accept, createPlan } from '../support/licensing.js';
 import { publishedMlp, randomRows } from '../support/models.js';
 import { serverProcesses, stopServerProcess } from '../support/server-process.js';
 import { gqlAt, startTestServer, type TestServer } from '../support/server.js';
+import { until } from '../support/until.js';
 
 describe('an asynchronous prediction survives the SIGKILL of the server that queued it', () => {
   let setup: TestServer;
@@ -47,7 +47,7 @@ describe('an asynchronous prediction survives the SIGKILL of the server that que
     const { id } = created.data!.createPrediction;
     await stopServerProcess(first.child, 'SIGKILL');
     // Dead for the database (its liveness lock gone) before the next server's start-up sweep looks.
-    while ((await liveServers()) > aloneLive) await sleep(20);
+    await until(async () => ((await liveServers()) > aloneLive ? undefined : true));
     const held = await setup.sql.query('SELECT units, server_instance FROM quota_leases WHERE prediction_id = $1', [
       id,
     ]);
@@ -59,20 +59,17 @@ describe('an asynchronous prediction survives the SIGKILL of the server that que
       LEASE_SWEEP_INTERVAL_MS: '200',
       JOBS_POLLING_INTERVAL_SECONDS: '1',
     });
-    let status = 'QUEUED';
-    for (let attempt = 0; attempt < 600 && (status === 'QUEUED' || status === 'RUNNING'); attempt++) {
-      await sleep(100);
+    const status = await until(async () => {
       const res = await gqlAt(
         second.url,
         `query($id: ID!) { prediction(id: $id) { status error { code } } }`,
         { id },
-        {
-          token: consumer.token,
-        },
+        { token: consumer.token },
       );
       assert.equal(res.errors, undefined, JSON.stringify(res.errors));
-      status = res.data!.prediction.status;
-    }
+      const { status } = res.data!.prediction as { status: string };
+      return status === 'QUEUED' || status === 'RUNNING' ? undefined : status;
+    }, 60_000);
     assert.equal(status, 'SUCCEEDED');
     const { rows } = await setup.sql.query(
       'SELECT status, billable_units FROM usage_records WHERE prediction_id = $1',

@@ -1,16 +1,16 @@
 // Asynchronous predictions over real HTTP: created on one server, run by the job queue (on a second replica when
 // the first runs none), billed once on success, given back on failure and cancel, with their event in the outbox.
 import assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
-import { expectError, signUp, type SignedUpUser } from '../support/fixtures.js';
+import { createApiKey, expectError, signUp, type SignedUpUser } from '../support/fixtures.js';
 import { assertLedgerHolds } from '../support/ledger.js';
 import { accept, createPlan, transition } from '../support/licensing.js';
 import { PREDICT, publishedMlp, randomRows } from '../support/models.js';
 import { startTestServer, type TestServer } from '../support/server.js';
+import { until } from '../support/until.js';
 
 const FIELDS = `id status requestId contractId createdAt startedAt completedAt outputsExpireAt webhook webhookEvents
-  model { slug } modelVersion { version } error { code message } metrics { latencyMs units }
+  model { slug } modelVersion { version } error { code message reason } metrics { latencyMs units }
   outputs { label score top { label score } values }`;
 const CREATE = `mutation Create($input: CreatePredictionInput!) { createPrediction(input: $input) { ${FIELDS} } }`;
 const GET = `query Get($id: ID!) { prediction(id: $id) { ${FIELDS} } }`;
@@ -29,14 +29,12 @@ async function create(server: TestServer, token: string, input: Record<string, u
 }
 
 /** Polls until the prediction ends, as a client would (the bound only stops a broken run from hanging the suite). */
-async function ended(server: TestServer, token: string, id: string) {
-  for (let attempt = 0; attempt < 600; attempt++) {
+function ended(server: TestServer, token: string, id: string) {
+  return until(async () => {
     const res = await server.gql(GET, { id }, { token });
     assert.equal(res.errors, undefined, JSON.stringify(res.errors));
-    if (ENDED.has(res.data!.prediction.status)) return res.data!.prediction;
-    await sleep(100);
-  }
-  throw new Error(`prediction ${id} did not end`);
+    return ENDED.has(res.data!.prediction.status) ? res.data!.prediction : undefined;
+  }, 60_000);
 }
 
 async function quotaUsed(server: TestServer, contractId: string): Promise<number> {
@@ -156,13 +154,12 @@ describe('asynchronous predictions', () => {
       await blocker.query('BEGIN');
       await blocker.query('LOCK TABLE async_predictions IN SHARE MODE');
       const created = create(api, licensee.token, { model: slug, inputs: randomRows(1, 784, 13) });
-      for (;;) {
+      await until(async () => {
         const { rows } = await api.sql.query(
           `SELECT 1 FROM pg_locks WHERE relation = 'async_predictions'::regclass AND NOT granted`,
         );
-        if (rows.length > 0) break;
-        await sleep(20);
-      }
+        return rows.length > 0 ? true : undefined;
+      });
       // A reservation on the same contract (as predict's) is not kept waiting by the stalled creation.
       const { rows } = await blocker.query('SELECT 1 FROM contracts WHERE id = $1 FOR NO KEY UPDATE NOWAIT', [
         contract.id,
@@ -269,6 +266,23 @@ describe('asynchronous predictions', () => {
       assert.equal(ended.errors, undefined, JSON.stringify(ended.errors));
       endedLicences.push({ token: licensee.token, contractId: contract.id, id: prediction.id });
     }
+    // Created with an API key that is revoked while it waits: refused when it runs (the key no longer could create
+    // it), and its units go back.
+    const keyHolder = await signUp(api);
+    const keyContract = await accept(api, { token: keyHolder.token }, plan);
+    const key = await createApiKey(api, keyHolder.token, ['PREDICT']);
+    const keyed = await api.gql(
+      CREATE,
+      { input: { model: slug, inputs: randomRows(2, 784, 16) } },
+      { apiKey: key.secret },
+    );
+    assert.equal(keyed.errors, undefined, JSON.stringify(keyed.errors));
+    const revoked = await api.gql(
+      'mutation($id: ID!) { revokeApiKey(id: $id) { revokedAt } }',
+      { id: key.apiKey.id },
+      { token: keyHolder.token },
+    );
+    assert.equal(revoked.errors, undefined, JSON.stringify(revoked.errors));
     // A model made PRIVATE while its prediction waits no longer serves its licensee (NOT_FOUND, as predict).
     const hidden = await publishedMlp(api, { token: owner.token }, { seed: 12 });
     const hiddenPlan = await createPlan(api, { token: owner.token }, hidden.model.slug, { predictionQuota: 10 });
@@ -312,6 +326,7 @@ describe('asynchronous predictions', () => {
     const failed = await ended(api, consumer.token, doomed.id);
     assert.equal(failed.status, 'FAILED');
     assert.equal(failed.error.code, 'FORBIDDEN');
+    assert.equal(failed.error.reason, 'VERSION_ARCHIVED');
     assert.equal(failed.outputs, null);
     assert.equal(await quotaUsed(api, otherContract.id), 0);
     assert.deepEqual(await usageOf(api, doomed.id), [
@@ -338,18 +353,18 @@ describe('asynchronous predictions', () => {
     assert.deepEqual(completed.webhookEvents, ['prediction.completed']);
     assert.equal(completed.metrics.units, 3);
     assert.equal(completed.outputs, undefined);
-    assert.deepEqual(events[1].data.error.code, 'FORBIDDEN');
-    for (let attempt = 0; ; attempt++) {
+    assert.deepEqual(events[1].data.error, {
+      code: 'FORBIDDEN',
+      message: failed.error.message,
+      reason: 'VERSION_ARCHIVED',
+    });
+    const hiddenEnd = await until(async () => {
       const { rows } = await api.sql.query('SELECT status, error_code FROM async_predictions WHERE id = $1', [
         unseen.id,
       ]);
-      if (ENDED.has(rows[0].status)) {
-        assert.deepEqual(rows[0], { status: 'FAILED', error_code: 'NOT_FOUND' });
-        break;
-      }
-      assert.ok(attempt < 600, "the hidden model's prediction ended");
-      await sleep(100);
-    }
+      return ENDED.has(rows[0].status) ? rows[0] : undefined;
+    }, 60_000);
+    assert.deepEqual(hiddenEnd, { status: 'FAILED', error_code: 'NOT_FOUND' });
     assert.equal(await quotaUsed(api, hiddenContract.id), 0);
     assert.deepEqual(await usageOf(api, unseen.id), [
       { status: 'NOT_FOUND', units: 2, billable_units: 0, quota_units: 0 },
@@ -362,12 +377,22 @@ describe('asynchronous predictions', () => {
       assert.equal(refused.status, 'FAILED');
       assert.equal(refused.error.code, 'FORBIDDEN');
       assert.match(refused.error.message, new RegExp(reason));
+      assert.equal(refused.error.reason, reason.toUpperCase());
       assert.equal(refused.outputs, null);
       assert.equal(await quotaUsed(api, licence.contractId), 0);
       assert.deepEqual(await usageOf(api, licence.id), [
         { status: 'FORBIDDEN', units: 2, billable_units: 0, quota_units: 0 },
       ]);
     }
+    const keyRefused = await ended(api, keyHolder.token, keyed.data!.createPrediction.id);
+    assert.equal(keyRefused.status, 'FAILED');
+    assert.equal(keyRefused.error.code, 'FORBIDDEN');
+    assert.match(keyRefused.error.message, /API key .* revoked/);
+    assert.equal(keyRefused.error.reason, 'API_KEY_REVOKED');
+    assert.equal(await quotaUsed(api, keyContract.id), 0);
+    assert.deepEqual(await usageOf(api, keyRefused.id), [
+      { status: 'FORBIDDEN', units: 2, billable_units: 0, quota_units: 0 },
+    ]);
     assert.equal((await ended(api, consumer.token, interrupted.id)).status, 'SUCCEEDED');
     assert.deepEqual(await usageOf(api, interrupted.id), [
       { status: 'OK', units: 2, billable_units: 2, quota_units: 2 },

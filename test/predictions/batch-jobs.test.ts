@@ -13,6 +13,7 @@ import { assertLedgerHolds } from '../support/ledger.js';
 import { accept, createPlan } from '../support/licensing.js';
 import { publishedMlp, randomRows } from '../support/models.js';
 import { startTestServer, type TestServer } from '../support/server.js';
+import { until } from '../support/until.js';
 import { BATCH, CREATE_BATCH, createBatch, downloadResults, inputsJsonl, waitForBatch } from './batch-support.js';
 
 const CHUNK_JOB = 'batch-prediction-chunk';
@@ -24,6 +25,15 @@ describe('batch chunk jobs left as the test leaves them', () => {
     server = await startTestServer({ BATCH_MAX_CONCURRENT_CHUNKS: '0', BATCH_MAX_ACTIVE_PER_USER: '2' });
   });
   after(() => server.close());
+
+  /** A second replica on the same database, running one chunk at a time: it picks up what the test left queued. */
+  const startChunkWorker = () =>
+    startTestServer({
+      APP_SECRET: server.env.APP_SECRET!,
+      DATABASE_URL: server.databaseUrl,
+      BATCH_MAX_CONCURRENT_CHUNKS: '1',
+      JOBS_POLLING_INTERVAL_SECONDS: '1',
+    });
 
   it('is ended FAILED by the periodic check; one whose job may still run is not', async () => {
     const owner = await signUp(server, { role: 'OWNER' });
@@ -95,26 +105,17 @@ describe('batch chunk jobs left as the test leaves them', () => {
     await metering.reserve(firstRun.contract, firstRun.units, firstRun.predictionId);
 
     // A server that runs chunks picks the job up: 2 units left of 10, its run cannot reserve 8.
-    const worker = await startTestServer({
-      APP_SECRET: server.env.APP_SECRET!,
-      DATABASE_URL: server.databaseUrl,
-      BATCH_MAX_CONCURRENT_CHUNKS: '1',
-      JOBS_POLLING_INTERVAL_SECONDS: '1',
-    });
+    const worker = await startChunkWorker();
     try {
       // Its attempt ends with the job failed, to be retried, and the batch still to run.
-      let attempt: { status: string; message: string | null };
-      for (const deadline = Date.now() + 60_000; ;) {
-        const { rows } = await server.sql.query(
+      const attempt = await until(async () => {
+        const { rows } = await server.sql.query<{ status: string; message: string | null }>(
           `SELECT b.status, j.output->>'message' AS message
            FROM batch_predictions b JOIN pgboss.job j ON j.id = b.chunk_job_id WHERE b.id = $1`,
           [batch.id],
         );
-        attempt = rows[0];
-        if (attempt.status !== 'QUEUED' || attempt.message !== null) break;
-        assert.ok(Date.now() < deadline, 'the chunk was not run');
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
+        return rows[0]!.status !== 'QUEUED' || rows[0]!.message !== null ? rows[0] : undefined;
+      }, 60_000);
       assert.deepEqual(attempt, { status: 'QUEUED', message: 'another run of this chunk holds its units' });
       // The first run ends without committing (as a superseded run does): its units go back, and the retry runs.
       await metering.record({
@@ -160,12 +161,7 @@ describe('batch chunk jobs left as the test leaves them', () => {
     );
     // Part 0 is gone: a chunk that read the whole data set would fail NOT_FOUND.
     await server.sql.query('DELETE FROM dataset_parts WHERE dataset_id = $1 AND part = 0', [dataset]);
-    const worker = await startTestServer({
-      APP_SECRET: server.env.APP_SECRET!,
-      DATABASE_URL: server.databaseUrl,
-      BATCH_MAX_CONCURRENT_CHUNKS: '1',
-      JOBS_POLLING_INTERVAL_SECONDS: '1',
-    });
+    const worker = await startChunkWorker();
     try {
       const ended = await waitForBatch(server.url, auth, batch.id);
       assert.equal(ended.status, 'SUCCEEDED', JSON.stringify(ended));

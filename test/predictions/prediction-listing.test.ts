@@ -1,11 +1,11 @@
 // The predictions list carries no outputs: a page of 100 predictions of up to PREDICT_MAX_OUTPUT_VALUES values each
 // would be one response of tens of megabytes, built on the event loop. Outputs come from prediction(id).
 import assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { expectError, logIn, signUp, type SignedUpUser } from '../support/fixtures.js';
 import { publishedMlp, randomRows } from '../support/models.js';
 import { startTestServer, type TestServer } from '../support/server.js';
+import { until } from '../support/until.js';
 
 const CREATE = `mutation Create($input: CreatePredictionInput!) { createPrediction(input: $input) { id } }`;
 const GET = `query Get($id: ID!) { prediction(id: $id) { status outputs { values } } }`;
@@ -36,13 +36,11 @@ describe('predictions list and outputs', () => {
       ids.push(res.data!.createPrediction.id);
     }
     for (const id of ids) {
-      let prediction: { status: string; outputs: { values: number[] }[] | null } | undefined;
-      for (let attempt = 0; attempt < 600 && prediction?.status !== 'SUCCEEDED'; attempt++) {
-        if (attempt > 0) await sleep(100);
-        prediction = (await server.gql(GET, { id }, auth)).data!.prediction;
-      }
-      assert.equal(prediction!.status, 'SUCCEEDED');
-      assert.equal(prediction!.outputs!.length, 3);
+      const prediction = await until(async () => {
+        const current = (await server.gql(GET, { id }, auth)).data!.prediction;
+        return current.status === 'SUCCEEDED' ? current : undefined;
+      }, 60_000);
+      assert.equal(prediction.outputs.length, 3);
     }
     const listed = await server.gql(LIST_OUTPUTS, {}, auth);
     assert.equal(expectError(listed, 'BAD_USER_INPUT').extensions?.field, 'outputs');

@@ -4,11 +4,12 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { EventType } from '../../src/events/outbox.js';
 import { signUp } from '../support/fixtures.js';
 import { startTestServer, type TestServer } from '../support/server.js';
+import { until } from '../support/until.js';
+import { emitEvents } from '../support/webhooks.js';
 
 const CREATE = `mutation C($input: CreateWebhookEndpointInput!) { createWebhookEndpoint(input: $input) { endpoint { id } } }`;
 const CAP = 2;
@@ -41,17 +42,7 @@ describe('webhook delivery fairness between accounts', () => {
     receiver.close();
   });
 
-  async function emitTo(accountId: string): Promise<void> {
-    const client = await server.sql.connect();
-    try {
-      await client.query('BEGIN');
-      await server.app.services.events.emit(client, [{ type: EventType.ALIAS_MOVED, accountId, data: {} }]);
-      await client.query('COMMIT');
-      server.app.services.events.wake();
-    } finally {
-      client.release();
-    }
-  }
+  const emitTo = (accountId: string) => emitEvents(server, [{ type: EventType.ALIAS_MOVED, accountId, data: {} }]);
 
   it("delivers to a victim while an attacker's never-answering endpoints hold only their own share", async () => {
     const attacker = await signUp(server);
@@ -73,9 +64,9 @@ describe('webhook delivery fairness between accounts', () => {
 
     await emitTo(attacker.id);
     // The attacker's first attempts are in flight (held by the receiver) before the victim's event exists.
-    await waitFor(async () => (tarpitted >= CAP ? true : undefined));
+    await until(async () => (tarpitted >= CAP ? true : undefined));
     await emitTo(victim.id);
-    await waitFor(async () => {
+    await until(async () => {
       const { rows } = await server.sql.query(
         `SELECT 1 FROM webhook_deliveries WHERE account_id = $1 AND status = 'SUCCEEDED'`,
         [victim.id],
@@ -125,25 +116,17 @@ describe("a prediction's own webhook URL that keeps failing", () => {
   it('is not attempted once its last WEBHOOK_DISABLE_AFTER_FAILURES deliveries failed', async () => {
     const account = await signUp(server);
     const deliveryOf = async (eventNumber: number) => {
-      const client = await server.sql.connect();
-      try {
-        await client.query('BEGIN');
-        const [eventId] = await server.app.services.events.emit(client, [
-          { type: EventType.PREDICTION_FAILED, accountId: account.id, data: { id: `p${eventNumber}`, webhook: url } },
-        ]);
-        await client.query('COMMIT');
-        server.app.services.events.wake();
-        return await waitFor(async () => {
-          const { rows } = await server.sql.query(
-            `SELECT status, attempts, last_error FROM webhook_deliveries
-             WHERE event_id = $1 AND (attempts > 0 OR status <> 'PENDING')`,
-            [eventId],
-          );
-          return rows[0];
-        });
-      } finally {
-        client.release();
-      }
+      const [eventId] = await emitEvents(server, [
+        { type: EventType.PREDICTION_FAILED, accountId: account.id, data: { id: `p${eventNumber}`, webhook: url } },
+      ]);
+      return await until(async () => {
+        const { rows } = await server.sql.query(
+          `SELECT status, attempts, last_error FROM webhook_deliveries
+           WHERE event_id = $1 AND (attempts > 0 OR status <> 'PENDING')`,
+          [eventId],
+        );
+        return rows[0];
+      });
     };
     for (const n of [1, 2]) assert.deepEqual((await deliveryOf(n)).attempts, 1);
     const skipped = await deliveryOf(3);
@@ -153,12 +136,3 @@ describe("a prediction's own webhook URL that keeps failing", () => {
     assert.equal(received, 2);
   });
 });
-
-async function waitFor<T>(read: () => Promise<T | undefined>): Promise<T> {
-  for (let attempt = 0; attempt < 600; attempt++) {
-    const value = await read();
-    if (value !== undefined) return value;
-    await sleep(50);
-  }
-  throw new Error('timed out waiting');
-}

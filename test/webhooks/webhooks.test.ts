@@ -5,76 +5,22 @@
 // of deliveries left without a job, and the retention of events.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { EVENT_TYPES, EventType, type EventInput } from '../../src/events/outbox.js';
+import { EVENT_TYPES, EventType } from '../../src/events/outbox.js';
 import { expectError, logIn, signUp, type SignedUpUser } from '../support/fixtures.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { until } from '../support/until.js';
-
-interface Received {
-  path: string;
-  headers: http.IncomingHttpHeaders;
-  body: string;
-}
-
-/** A receiver whose paths answer as the tests need: /ok 200, /flaky 500 three times then 200, /down 500, /moved 302. */
-async function startReceiver() {
-  const received: Received[] = [];
-  const hits = new Map<string, number>();
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => {
-      const route = new URL(req.url!, 'http://x').pathname;
-      received.push({ path: route, headers: req.headers, body: Buffer.concat(chunks).toString('utf8') });
-      const n = (hits.get(route) ?? 0) + 1;
-      hits.set(route, n);
-      if (route.startsWith('/ok')) res.writeHead(200).end('thanks');
-      else if (route.startsWith('/flaky')) res.writeHead(n <= 3 ? 500 : 204).end();
-      else if (route.startsWith('/moved')) res.writeHead(302, { location: '/ok-after-redirect' }).end();
-      else res.writeHead(500).end('down');
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  return {
-    received,
-    url: (route: string) => `http://127.0.0.1:${port}${route}`,
-    port,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
-}
-
-/** Emits events the way every part does: through the outbox, in the transaction of a change. */
-async function emit(server: TestServer, events: EventInput[]): Promise<string[]> {
-  const client = await server.sql.connect();
-  try {
-    await client.query('BEGIN');
-    const ids = await server.app.services.events.emit(client, events);
-    await client.query('COMMIT');
-    server.app.services.events.wake();
-    return ids;
-  } finally {
-    client.release();
-  }
-}
-
-/** The README's ```ts and ```sh blocks under "Verifying a delivery". */
-async function readmeVerification(): Promise<{ typescript: string; shell: string }> {
-  const readme = await readFile('README.md', 'utf8');
-  const section = readme.slice(readme.indexOf('### Verifying a delivery'));
-  const block = (lang: string) => {
-    const start = section.indexOf(`\`\`\`${lang}\n`) + lang.length + 4;
-    return section.slice(start, section.indexOf('```', start));
-  };
-  return { typescript: block('ts'), shell: block('sh') };
-}
+import {
+  emitEvents,
+  readmeVerification,
+  readmeVerifier,
+  startReceiver,
+  type VerifyWebhook,
+} from '../support/webhooks.js';
 
 const ENDPOINT_FIELDS = 'id url events description status disabledReason consecutiveFailures createdAt updatedAt';
 const CREATE = `mutation($input: CreateWebhookEndpointInput!) {
@@ -103,15 +49,13 @@ describe('webhooks', () => {
   let server: TestServer;
   let strict: TestServer;
   let receiver: Awaited<ReturnType<typeof startReceiver>>;
-  let verifyWebhook: (secret: string, headers: Record<string, string | undefined>, body: string) => boolean;
+  let verifyWebhook: VerifyWebhook;
   let scratch: string;
 
   before(async () => {
     receiver = await startReceiver();
     scratch = await mkdtemp(path.join(os.tmpdir(), 'webhooks-test-'));
-    const { typescript } = await readmeVerification();
-    await writeFile(path.join(scratch, 'verify.ts'), typescript);
-    ({ verifyWebhook } = (await import(path.join(scratch, 'verify.ts'))) as { verifyWebhook: typeof verifyWebhook });
+    verifyWebhook = await readmeVerifier(scratch);
     [server, strict] = await Promise.all([
       startTestServer({
         WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true',
@@ -207,7 +151,7 @@ describe('webhooks', () => {
     const other = await signUp(server);
     const { secret, endpoint } = await createEndpoint(server, user, receiver.url('/ok-signed'), ['CONTRACT_APPROVED']);
     await createEndpoint(server, user, receiver.url('/ok-unsubscribed'), ['ALIAS_MOVED']);
-    const [eventId] = await emit(server, [
+    const [eventId] = await emitEvents(server, [
       { type: EventType.CONTRACT_APPROVED, accountId: user.id, data: { contractId: 'c-1' } },
       { type: EventType.CONTRACT_APPROVED, accountId: other.id, data: { contractId: 'c-2' } },
     ]);
@@ -260,7 +204,7 @@ describe('webhooks', () => {
   it('retries a failing receiver on the schedule: the 4th attempt succeeds, the log shows all 4', async () => {
     const user = await signUp(server);
     const { endpoint } = await createEndpoint(server, user, receiver.url('/flaky'), ['QUOTA_THRESHOLD']);
-    await emit(server, [{ type: EventType.QUOTA_THRESHOLD, accountId: user.id, data: { percent: 80 } }]);
+    await emitEvents(server, [{ type: EventType.QUOTA_THRESHOLD, accountId: user.id, data: { percent: 80 } }]);
     const [delivery] = await until(async () => {
       const rows = await deliveriesOf(server, user, endpoint.id, 'SUCCEEDED');
       return rows.length ? rows : undefined;
@@ -278,7 +222,7 @@ describe('webhooks', () => {
     const user = await signUp(server);
     const watcher = await createEndpoint(server, user, receiver.url('/ok-watcher'), ['WEBHOOK_ENDPOINT_DISABLED']);
     const moved = await createEndpoint(server, user, receiver.url('/moved'), ['ALIAS_MOVED']);
-    await emit(server, [{ type: EventType.ALIAS_MOVED, accountId: user.id, data: { alias: 'stable' } }]);
+    await emitEvents(server, [{ type: EventType.ALIAS_MOVED, accountId: user.id, data: { alias: 'stable' } }]);
     const [failed] = await until(async () => {
       const rows = await deliveriesOf(server, user, moved.endpoint.id, 'FAILED');
       return rows.length ? rows : undefined;
@@ -325,7 +269,7 @@ describe('webhooks', () => {
   it("delivers to a prediction's own URL with the account's default secret, when its type is asked for", async () => {
     const user = await signUp(server);
     const own = receiver.url('/ok-own');
-    await emit(server, [
+    await emitEvents(server, [
       {
         type: EventType.PREDICTION_FAILED,
         accountId: user.id,
@@ -334,7 +278,7 @@ describe('webhooks', () => {
     ]);
     const rotated = await server.gql(`mutation { rotateDefaultWebhookSecret { secret } }`, {}, { token: user.token });
     const secret = rotated.data!.rotateDefaultWebhookSecret.secret as string;
-    await emit(server, [
+    await emitEvents(server, [
       {
         type: EventType.PREDICTION_COMPLETED,
         accountId: user.id,
@@ -409,7 +353,7 @@ describe('webhooks', () => {
     const { endpoint } = await createEndpoint(strict, user, `http://localhost:${receiver.port}/ok-rebound`, [
       'ALIAS_MOVED',
     ]);
-    await emit(strict, [{ type: EventType.ALIAS_MOVED, accountId: user.id, data: { alias: 'stable' } }]);
+    await emitEvents(strict, [{ type: EventType.ALIAS_MOVED, accountId: user.id, data: { alias: 'stable' } }]);
     const [refused] = await until(async () => {
       const rows = await deliveriesOf(strict, user, endpoint.id, 'FAILED');
       return rows.length ? rows : undefined;
@@ -424,7 +368,7 @@ describe('webhooks', () => {
     const owner = await signUp(server);
     const admin = await logIn(server, ADMIN.email, ADMIN.password);
     const { endpoint } = await createEndpoint(server, owner, receiver.url('/ok-audited'), ['ALIAS_MOVED']);
-    await emit(server, [{ type: EventType.ALIAS_MOVED, accountId: owner.id, data: { alias: 'stable' } }]);
+    await emitEvents(server, [{ type: EventType.ALIAS_MOVED, accountId: owner.id, data: { alias: 'stable' } }]);
     const [delivery] = await until(async () => {
       const rows = await deliveriesOf(server, owner, endpoint.id, 'SUCCEEDED');
       return rows.length ? rows : undefined;
@@ -517,7 +461,7 @@ describe('webhooks', () => {
   it('deletes dispatched events past EVENTS_RETENTION_DAYS with their deliveries, never one still pending', async () => {
     const user = await signUp(server);
     const { endpoint } = await createEndpoint(server, user, receiver.url('/ok-retention'), ['QUOTA_THRESHOLD']);
-    const [delivered, recent] = await emit(server, [
+    const [delivered, recent] = await emitEvents(server, [
       { type: EventType.QUOTA_THRESHOLD, accountId: user.id, data: { percent: 80 } },
       { type: EventType.QUOTA_THRESHOLD, accountId: user.id, data: { percent: 100 } },
     ]);
@@ -526,7 +470,7 @@ describe('webhooks', () => {
       return rows.length === 2 ? rows : undefined;
     });
     // An event with a delivery still to be attempted (tomorrow), and one not dispatched yet.
-    const [pending] = await emit(server, [{ type: EventType.ALIAS_MOVED, accountId: user.id, data: {} }]);
+    const [pending] = await emitEvents(server, [{ type: EventType.ALIAS_MOVED, accountId: user.id, data: {} }]);
     await until(async () => {
       const { rows } = await server.sql.query('SELECT dispatched_at FROM events WHERE id = $1', [pending]);
       return rows[0].dispatched_at ? true : undefined;
