@@ -1,11 +1,17 @@
 import type { Resolvers } from '../generated/graphql.js';
 import { BadUserInputError } from '../server/errors.js';
+import { selects } from '../server/selection.js';
 
 export const predictionResolvers: Resolvers = {
   Query: {
     prediction: (_parent, { id }, ctx) => ctx.services.asyncPredictions.find(ctx.actor, id),
-    predictions: (_parent, { filter, first, after }, ctx) =>
-      ctx.services.asyncPredictions.list(ctx.actor, filter, first ?? 20, after ?? null),
+    predictions: (_parent, { filter, first, after }, ctx, info) => {
+      // A page holds up to 100 predictions of up to PREDICT_MAX_OUTPUT_VALUES values each: too much for one
+      // response, so outputs are read one prediction at a time; refused here, before the page is read.
+      if (selects(info, ['edges', 'node', 'outputs']))
+        throw new BadUserInputError('outputs are read one prediction at a time, with prediction(id)', 'outputs');
+      return ctx.services.asyncPredictions.list(ctx.actor, filter, first ?? 20, after ?? null);
+    },
   },
   Mutation: {
     predict: async (_parent, { input }, ctx) => {
@@ -23,13 +29,7 @@ export const predictionResolvers: Resolvers = {
   AsyncPrediction: {
     model: (prediction, _args, ctx) => ctx.loaders.requireVisibleModel(prediction.modelId),
     modelVersion: (prediction, _args, ctx) => ctx.services.models.versionById(prediction.modelVersionId),
-    outputs: (prediction, _args, ctx, info) => {
-      // A page holds up to 100 predictions of up to PREDICT_MAX_OUTPUT_VALUES values each: too much for one
-      // response, so outputs are read one prediction at a time.
-      if (info.path.prev?.typename === 'AsyncPredictionEdge')
-        throw new BadUserInputError('outputs are read one prediction at a time, with prediction(id)', 'outputs');
-      return ctx.services.asyncPredictions.outputsOf(prediction);
-    },
+    outputs: (prediction, _args, ctx) => ctx.services.asyncPredictions.outputsOf(prediction),
     outputsExpireAt: (prediction) => (prediction.sealedOutput === null ? null : prediction.dataExpiresAt),
     error: (prediction) =>
       prediction.errorCode === null
