@@ -2,10 +2,21 @@
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'src/generated/', '.data/', 'demo/artifacts/', 'coverage/'] },
+  {
+    ignores: [
+      'node_modules/',
+      'src/generated/',
+      '.data/',
+      'demo/artifacts/',
+      'coverage/',
+      'web/dist/',
+      'web/src/gql/',
+      'test-results/',
+    ],
+  },
   ...tseslint.configs.recommended,
   {
-    files: ['**/*.ts'],
+    files: ['**/*.ts', '**/*.tsx'],
     languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
     rules: {
       '@typescript-eslint/no-floating-promises': [

@@ -26,6 +26,7 @@ const envSchema = z.object({
   // 13 s over loopback on a 2-core machine (measured), well inside the default.
   DATABASE_STATEMENT_TIMEOUT_MS: int(100, 3_600_000).default(60_000),
   DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS: int(100, 3_600_000).default(60_000),
+  GRAPHIQL: boolean.optional(),
   READINESS_TIMEOUT_MS: int(100, 60_000).default(2_000),
   APP_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -182,7 +183,8 @@ export function parseConfig(env: Record<string, string | undefined>, terminal = 
     graphql: {
       // Production behaviour is an explicit MODE, never inferred from NODE_ENV.
       introspection: !production,
-      landingPage: !production,
+      // GraphiQL (bundled with the console) for browsers at /graphql: on in development, off in production.
+      ide: e.GRAPHIQL ?? !production,
       // Stack traces and internal messages (file paths, SQL) only when asked for explicitly, in any mode.
       exposeErrorDetails: e.DEBUG_ERRORS,
       bodyLimitBytes: e.BODY_LIMIT_BYTES,

@@ -22,6 +22,7 @@ import { addDatasetRoutes } from '../evaluation/datasets-http.js';
 import { addBatchPredictionRoutes } from '../predictions/batch-predictions-http.js';
 import { addPredictRoutes } from '../predictions/predict-http.js';
 import { addOpenInferenceRoutes } from '../predictions/open-inference-http.js';
+import { consoleSite, wantsPage } from './console-http.js';
 import { buildContext, type Context } from './context.js';
 import { HttpDrain } from './drain.js';
 import { CLIENT_ERROR_CODES, databaseUnavailableError, ErrorCode } from './errors.js';
@@ -114,10 +115,12 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
       REQUEST_COMPLETED,
     );
   };
+  const site = consoleSite();
   const serve = async (exchange: Exchange) => {
     try {
       const handler = router.find(exchange);
       if (handler) await handler(exchange);
+      else if (await serveConsole(exchange)) return;
       else sendRequestError(exchange.res, 404, 'NOT_FOUND', 'No such route');
     } catch (error) {
       answerUnexpected(exchange, error);
@@ -125,6 +128,15 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
       drain.release(exchange.res);
       logCompleted(exchange);
     }
+  };
+  /** The console's files, or its index.html for a browser's page request; false for API clients' misses. */
+  const serveConsole = async (exchange: Exchange): Promise<boolean> => {
+    const method = exchange.req.method;
+    if (method !== 'GET' && method !== 'HEAD') return false;
+    if (await site.serveFile(exchange)) return true;
+    if (!wantsPage(exchange)) return false;
+    site.servePage(exchange, 'index.html');
+    return true;
   };
   const httpServer = http.createServer((req, res) => {
     const exchange = new Exchange(req, res, settings);
@@ -200,7 +212,8 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
     // No field has a cache hint: its per-field hook only wrapped every resolver (graphql-http.ts sends no-store).
     ApolloServerPluginCacheControlDisabled(),
   ];
-  if (!config.graphql.landingPage) plugins.push(ApolloServerPluginLandingPageDisabled());
+  // Browsers get the bundled GraphiQL (below) instead of Apollo's landing page, which loads from a CDN.
+  plugins.push(ApolloServerPluginLandingPageDisabled());
 
   const apollo = new ApolloServer<Context>({
     schema: buildSchema(),
@@ -246,16 +259,17 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
   });
   await apollo.start();
 
-  router.add(
-    'ANY',
-    '/graphql',
-    graphqlRoute(apollo, drain, (exchange) => buildContext(exchange, services, db.prisma), {
-      bodyLimitBytes: config.graphql.bodyLimitBytes,
-      maxBatch: config.graphql.maxBatch,
-      maxCredentialChecks: config.graphql.maxCredentialChecks,
-      maxTokens: config.graphql.maxTokens,
-    }),
-  );
+  const graphql = graphqlRoute(apollo, drain, (exchange) => buildContext(exchange, services, db.prisma), {
+    bodyLimitBytes: config.graphql.bodyLimitBytes,
+    maxBatch: config.graphql.maxBatch,
+    maxCredentialChecks: config.graphql.maxCredentialChecks,
+    maxTokens: config.graphql.maxTokens,
+  });
+  router.add('ANY', '/graphql', (exchange) => {
+    if (config.graphql.ide && wantsPage(exchange) && exchange.search === '')
+      return site.servePage(exchange, 'graphiql.html');
+    return graphql(exchange);
+  });
   addArtifactRoutes(router, services, db.prisma, config.models.artifactMaxBytes, drain.track);
   addUsageRoutes(router, services, drain.track);
   addDatasetRoutes(router, services, drain.track);

@@ -21,7 +21,7 @@ describe('config', () => {
     assert.equal(parseConfig({ NODE_ENV: 'production' }).graphql.introspection, true);
     const production = parseConfig({ MODE: 'production' });
     assert.equal(production.graphql.introspection, false);
-    assert.equal(production.graphql.landingPage, false);
+    assert.equal(production.graphql.ide, false);
     assert.equal(production.graphql.exposeErrorDetails, false);
   });
 

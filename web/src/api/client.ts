@@ -1,0 +1,138 @@
+// The console's one way to the API: typed documents (codegen's client preset, documentMode string) posted to
+// /graphql with the session's access token. The access token lives in memory only; the refresh token is the
+// server's HttpOnly cookie, exchanged (with the x-csrf-token header, double-submitted from the readable mm_csrf
+// cookie) when the page loads and whenever the access token has expired.
+import type { TypedDocumentString } from '../gql/graphql';
+
+export interface ApiErrorDetail {
+  message: string;
+  code: string;
+  field?: string;
+}
+
+/** An error the API answered (or the network's), with its `extensions.code`. */
+export class ApiError extends Error {
+  readonly code: string;
+  readonly field: string | undefined;
+  readonly details: ApiErrorDetail[];
+  constructor(details: ApiErrorDetail[]) {
+    super(details[0]?.message ?? 'Unknown error');
+    this.code = details[0]?.code ?? 'INTERNAL_SERVER_ERROR';
+    this.field = details[0]?.field;
+    this.details = details;
+  }
+}
+
+export interface SessionUser {
+  id: string;
+  email?: string | null;
+  displayName: string;
+  role: 'ADMIN' | 'OWNER' | 'CONSUMER';
+}
+
+interface SessionState {
+  accessToken: string | null;
+  user: SessionUser | null;
+}
+
+let state: SessionState = { accessToken: null, user: null };
+const listeners = new Set<() => void>();
+
+export const session = {
+  get: (): SessionState => state,
+  subscribe(listener: () => void): () => void {
+    listeners.add(listener);
+    return () => listeners.delete(listener);
+  },
+  set(next: SessionState): void {
+    state = next;
+    for (const listener of listeners) listener();
+  },
+};
+
+function csrfToken(): string {
+  const match = /(?:^|;\s*)mm_csrf=([^;]+)/.exec(document.cookie);
+  return match ? decodeURIComponent(match[1]!) : '';
+}
+
+interface GraphQLResponse<T> {
+  data?: T | null;
+  errors?: { message: string; extensions?: { code?: string; field?: string } }[];
+}
+
+async function post<T>(query: string, variables: unknown, token: string | null): Promise<GraphQLResponse<T>> {
+  const headers: Record<string, string> = { 'content-type': 'application/json', 'x-csrf-token': csrfToken() };
+  if (token) headers.authorization = `Bearer ${token}`;
+  let response: Response;
+  try {
+    response = await fetch('/graphql', {
+      method: 'POST',
+      headers,
+      credentials: 'same-origin',
+      body: JSON.stringify({ query, variables }),
+    });
+  } catch {
+    throw new ApiError([{ message: 'The server could not be reached', code: 'NETWORK_ERROR' }]);
+  }
+  try {
+    return (await response.json()) as GraphQLResponse<T>;
+  } catch {
+    throw new ApiError([{ message: `The server answered ${response.status}`, code: 'NETWORK_ERROR' }]);
+  }
+}
+
+function errorsOf(body: GraphQLResponse<unknown>): ApiError {
+  return new ApiError(
+    (body.errors ?? []).map((error) => ({
+      message: error.message,
+      code: error.extensions?.code ?? 'INTERNAL_SERVER_ERROR',
+      field: error.extensions?.field,
+    })),
+  );
+}
+
+const REFRESH = `mutation RefreshSession { refreshSession(input: {}) { accessToken user { id email displayName role } } }`;
+
+let refreshing: Promise<boolean> | null = null;
+
+/** Exchanges the session cookie for a new access token; false when there is no live session. */
+export function refreshSession(): Promise<boolean> {
+  refreshing ??= (async () => {
+    try {
+      const body = await post<{ refreshSession: { accessToken: string; user: SessionUser } }>(REFRESH, {}, null);
+      if (!body.data?.refreshSession) {
+        session.set({ accessToken: null, user: null });
+        return false;
+      }
+      const { accessToken, user } = body.data.refreshSession;
+      session.set({ accessToken, user });
+      return true;
+    } catch {
+      return false;
+    } finally {
+      refreshing = null;
+    }
+  })();
+  return refreshing;
+}
+
+/** Runs one operation; an expired access token is refreshed once from the cookie and the operation retried. */
+export async function request<TResult, TVariables>(
+  document: TypedDocumentString<TResult, TVariables>,
+  ...[variables]: TVariables extends Record<string, never> ? [] : [TVariables]
+): Promise<TResult> {
+  const query = document.toString();
+  let body = await post<TResult>(query, variables ?? {}, state.accessToken);
+  const expired = body.errors?.some((error) => error.extensions?.code === 'UNAUTHENTICATED');
+  if (expired && state.accessToken && (await refreshSession())) {
+    body = await post<TResult>(query, variables ?? {}, state.accessToken);
+  }
+  if (body.errors?.length) throw errorsOf(body);
+  if (!body.data) throw new ApiError([{ message: 'Empty answer', code: 'INTERNAL_SERVER_ERROR' }]);
+  return body.data;
+}
+
+/** The access token, for the REST routes (artifact upload, CSV download) that take a bearer token. */
+export function bearer(): Record<string, string> {
+  return state.accessToken ? { authorization: `Bearer ${state.accessToken}` } : {};
+}

@@ -1,0 +1,4 @@
+// Placeholder until its page is built.
+export function LogInPage() {
+  return <h1>LogInPage</h1>;
+}

@@ -1,0 +1,4 @@
+// Placeholder until its page is built.
+export function SignUpPage() {
+  return <h1>SignUpPage</h1>;
+}

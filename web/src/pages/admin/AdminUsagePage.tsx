@@ -1,0 +1,4 @@
+// Placeholder until its page is built.
+export function AdminUsagePage() {
+  return <h1>AdminUsagePage</h1>;
+}

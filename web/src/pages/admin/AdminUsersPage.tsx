@@ -1,0 +1,4 @@
+// Placeholder until its page is built.
+export function AdminUsersPage() {
+  return <h1>AdminUsersPage</h1>;
+}
