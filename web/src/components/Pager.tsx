@@ -1,0 +1,47 @@
+// Cursor pagination for a connection: the page's cursor stack lives in the component that owns the query.
+import { useState } from 'react';
+
+export interface PageInfoLike {
+  hasNextPage: boolean;
+  endCursor?: string | null;
+}
+
+/** The `after` cursor of the current page and the controls' state; `reset` goes back to the first page. */
+export function useCursor() {
+  const [stack, setStack] = useState<string[]>([]);
+  return {
+    after: stack.at(-1) ?? null,
+    page: stack.length + 1,
+    next: (cursor: string) => setStack((s) => [...s, cursor]),
+    previous: () => setStack((s) => s.slice(0, -1)),
+    reset: () => setStack([]),
+  };
+}
+
+export function Pager({
+  pageInfo,
+  cursor,
+  label,
+}: {
+  pageInfo?: PageInfoLike;
+  cursor: ReturnType<typeof useCursor>;
+  label: string;
+}) {
+  if (!pageInfo || (cursor.page === 1 && !pageInfo.hasNextPage)) return null;
+  return (
+    <nav className="pager" aria-label={`${label} pages`}>
+      <button type="button" className="secondary" disabled={cursor.page === 1} onClick={cursor.previous}>
+        Previous
+      </button>
+      <span aria-live="polite">Page {cursor.page}</span>
+      <button
+        type="button"
+        className="secondary"
+        disabled={!pageInfo.hasNextPage || !pageInfo.endCursor}
+        onClick={() => pageInfo.endCursor && cursor.next(pageInfo.endCursor)}
+      >
+        Next
+      </button>
+    </nav>
+  );
+}

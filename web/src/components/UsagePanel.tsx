@@ -1,0 +1,184 @@
+// Usage the viewer may see (the API decides: a consumer its own, an owner its models', an admin everything),
+// narrowed by model/contract/consumer: totals, a daily chart, a per-contract table, and the CSV export.
+import { useMemo, useState } from 'react';
+import { bearer } from '../api/client';
+import { describeError } from '../api/errors';
+import { useGql } from '../api/hooks';
+import { graphql } from '../gql';
+import { Chart } from './Chart';
+import { ErrorMessage } from './ErrorMessage';
+
+const Usage = graphql(`
+  query Usage($days: UsageFilter!, $contracts: UsageFilter!) {
+    days: usage(filter: $days) {
+      totals {
+        calls
+        predictions
+        billableUnits
+        errors
+        p50LatencyMs
+        amounts {
+          amount
+          currency
+        }
+      }
+      series {
+        key
+        figures {
+          calls
+          predictions
+          billableUnits
+          errors
+          amounts {
+            amount
+            currency
+          }
+        }
+      }
+    }
+    contracts: usage(filter: $contracts) {
+      series {
+        key
+        figures {
+          calls
+          billableUnits
+          amounts {
+            amount
+            currency
+          }
+        }
+      }
+    }
+  }
+`);
+
+export interface UsageScope {
+  model?: string;
+  contract?: string;
+  consumer?: string;
+}
+
+const DAY_MS = 86_400_000;
+
+/** Every day from `from` to today (UTC, YYYY-MM-DD), so that a chart shows quiet days as zero. */
+function daysSince(from: Date): string[] {
+  const days: string[] = [];
+  for (let t = Date.UTC(from.getUTCFullYear(), from.getUTCMonth(), from.getUTCDate()); t <= Date.now(); t += DAY_MS) {
+    days.push(new Date(t).toISOString().slice(0, 10));
+  }
+  return days;
+}
+
+function money(amounts: { amount: string; currency: string }[]): string {
+  return amounts.length ? amounts.map((a) => `${a.amount} ${a.currency}`).join(', ') : '0';
+}
+
+export function UsagePanel({ scope, title, days: span = 30 }: { scope: UsageScope; title: string; days?: number }) {
+  const from = useMemo(() => new Date(Date.now() - (span - 1) * DAY_MS), [span]);
+  const fromIso = useMemo(
+    () => new Date(Date.UTC(from.getUTCFullYear(), from.getUTCMonth(), from.getUTCDate())).toISOString(),
+    [from],
+  );
+  const { data, error, isPending } = useGql(Usage, {
+    days: { ...scope, from: fromIso, groupBy: 'DAY' },
+    contracts: { ...scope, from: fromIso, groupBy: 'CONTRACT' },
+  });
+  const [downloadError, setDownloadError] = useState<unknown>(null);
+  const days = useMemo(() => daysSince(from), [from]);
+  const series = useMemo(() => {
+    const byDay = new Map(data?.days.series.map((bucket) => [bucket.key, bucket.figures]) ?? []);
+    return [
+      { label: 'Calls', values: days.map((day) => byDay.get(day)?.calls ?? 0) },
+      { label: 'Billable units', values: days.map((day) => byDay.get(day)?.billableUnits ?? 0) },
+      { label: 'Errors', values: days.map((day) => byDay.get(day)?.errors ?? 0) },
+    ];
+  }, [data, days]);
+
+  const downloadCsv = async () => {
+    setDownloadError(null);
+    const query = new URLSearchParams({ from: fromIso });
+    for (const [name, value] of Object.entries(scope)) if (value) query.set(name, value);
+    try {
+      const response = await fetch(`/v1/usage.csv?${query}`, { headers: bearer() });
+      if (!response.ok) throw new Error(`${response.status}`);
+      const url = URL.createObjectURL(await response.blob());
+      const link = document.createElement('a');
+      link.href = url;
+      link.download = 'usage.csv';
+      link.click();
+      URL.revokeObjectURL(url);
+    } catch (error) {
+      setDownloadError(error);
+    }
+  };
+
+  return (
+    <section aria-labelledby="usage-title">
+      <h2 id="usage-title">{title}</h2>
+      <ErrorMessage error={error} />
+      {isPending && <p>Loading usage…</p>}
+      {data && (
+        <>
+          <dl className="figures">
+            <div>
+              <dt>Calls</dt>
+              <dd data-testid="usage-calls">{data.days.totals.calls}</dd>
+            </div>
+            <div>
+              <dt>Billable units</dt>
+              <dd data-testid="usage-units">{data.days.totals.billableUnits}</dd>
+            </div>
+            <div>
+              <dt>Errors</dt>
+              <dd>{data.days.totals.errors}</dd>
+            </div>
+            <div>
+              <dt>Amount</dt>
+              <dd>{money(data.days.totals.amounts)}</dd>
+            </div>
+            <div>
+              <dt>Median latency</dt>
+              <dd>{data.days.totals.p50LatencyMs == null ? '–' : `${data.days.totals.p50LatencyMs.toFixed(1)} ms`}</dd>
+            </div>
+          </dl>
+          <Chart title={`${title} per day (last ${span} days)`} days={days} series={series} />
+          {data.contracts.series.length > 0 && (
+            <table>
+              <caption>Per contract</caption>
+              <thead>
+                <tr>
+                  <th scope="col">Contract</th>
+                  <th scope="col">Calls</th>
+                  <th scope="col">Billable units</th>
+                  <th scope="col">Amount</th>
+                </tr>
+              </thead>
+              <tbody>
+                {data.contracts.series.map((bucket) => (
+                  <tr key={bucket.key}>
+                    <td>
+                      <code>{bucket.key}</code>
+                    </td>
+                    <td>{bucket.figures.calls}</td>
+                    <td>{bucket.figures.billableUnits}</td>
+                    <td>{money(bucket.figures.amounts)}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          )}
+          <p>
+            <button type="button" className="secondary" onClick={() => void downloadCsv()}>
+              Download CSV
+            </button>
+          </p>
+          {downloadError != null && (
+            <p role="alert" className="error">
+              {describeError(downloadError)}
+            </p>
+          )}
+        </>
+      )}
+    </section>
+  );
+}
