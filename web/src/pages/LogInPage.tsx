@@ -5,7 +5,7 @@ import { logIn } from '../api/auth';
 import { ErrorMessage } from '../components/ErrorMessage';
 
 /** Only a path inside the console: `?next=https://elsewhere` must not send the person off-site. */
-export function safeNextPath(next: string | null): string {
+function safeNextPath(next: string | null): string {
   return next && next.startsWith('/') && !next.startsWith('//') ? next : '/';
 }
 
