@@ -46,7 +46,7 @@ function legacyArgumentsOf(
   return legacy.length ? { inputType, legacy } : undefined;
 }
 
-/** Absent and null both mean "not given": no mutation field gives null a meaning of its own. */
+/** Absent and null both mean "not given" for an old argument and its input field: none of them gives null a meaning. */
 function isGiven(value: unknown): boolean {
   return value !== undefined && value !== null;
 }
