@@ -30,6 +30,27 @@ const CONFUSION = DIGITS.map((_, row) =>
   DIGITS.map((__, column) => (row === column ? 40 : row === 3 && column === 8 ? 10 : 0)),
 );
 
+/** The metrics CONFUSION implies, as an owner's evaluation would report them (the API checks they agree). */
+function metricsOf(matrix: number[][]) {
+  const samples = matrix.flat().reduce((a, b) => a + b, 0);
+  const perClass = DIGITS.map((label, c) => {
+    const support = matrix[c]!.reduce((a, b) => a + b, 0);
+    const predicted = matrix.reduce((sum, row) => sum + row[c]!, 0);
+    const [precision, recall] = [matrix[c]![c]! / predicted, matrix[c]![c]! / support];
+    return { label, precision, recall, f1: (2 * precision * recall) / (precision + recall), support };
+  });
+  return {
+    dataset: 'MNIST test digits',
+    samples,
+    accuracy: DIGITS.reduce((sum, _, c) => sum + matrix[c]![c]!, 0) / samples,
+    macroF1: perClass.reduce((sum, row) => sum + row.f1, 0) / perClass.length,
+    labels: DIGITS,
+    confusionMatrix: matrix,
+    perClass,
+  };
+}
+const METRICS = metricsOf(CONFUSION);
+
 const ALIAS =
   'mutation($m: String!, $a: String!, $v: String!) { setVersionAlias(model: $m, alias: $a, version: $v) { name } }';
 const DEPRECATE = 'mutation($m: String!, $v: String!) { deprecateModelVersion(model: $m, version: $v) { status } }';
@@ -65,15 +86,7 @@ describe('the model page', () => {
       signature: DIGIT_IMAGE_SIGNATURE,
       labels: DIGITS,
       changelog: 'Metrics measured',
-      metrics: {
-        dataset: 'MNIST test digits',
-        samples: 500,
-        accuracy: 0.98,
-        macroF1: 0.975,
-        labels: DIGITS,
-        confusionMatrix: CONFUSION,
-        perClass: DIGITS.map((label) => ({ label, precision: 0.98, recall: 0.97, f1: 0.975, support: 50 })),
-      },
+      metrics: METRICS,
     });
     for (const [query, variables] of [
       [ALIAS, { m: slug, a: 'stable', v: '1.0.0' }],
@@ -107,12 +120,14 @@ describe('the model page', () => {
       // Nothing of the hostile markdown runs or stays in the page.
       await about.getByText('click me').waitFor();
       assert.equal(await about.getByRole('link', { name: 'click me' }).count(), 0);
+      // Raw HTML in markdown is shown as the text it is.
+      await about.getByText('<script>window.__injected = "script"</script>').waitFor();
       assert.equal(await page.evaluate('window.__injected'), undefined);
       assert.equal(await page.locator('main script, main [onerror], main a[href^="javascript"]').count(), 0);
 
       const metrics = page.getByRole('region', { name: 'Metrics (v1.1.0)' });
-      await metrics.getByText('98.0%').waitFor();
-      await metrics.getByText('0.975', { exact: true }).waitFor();
+      await metrics.getByText(`${(METRICS.accuracy * 100).toFixed(1)}%`).waitFor();
+      await metrics.getByText(METRICS.macroF1.toFixed(3), { exact: true }).first().waitFor();
       const matrix = page.getByRole('table', { name: /Confusion matrix/ });
       const threeRow = matrix.getByRole('row', { name: /^true three/ });
       assert.deepEqual(await threeRow.getByRole('cell').allInnerTexts(), [
@@ -184,14 +199,13 @@ describe('the model page', () => {
       const licence = page.getByRole('region', { name: 'Your licence' });
       await licence.getByText('Active').waitFor();
       await licence.getByText('0 of 1000 units used').waitFor();
-      // A live contract: no other plan can be taken now.
-      await page
-        .getByRole('button', { name: /Accept licence|Request access/ })
-        .first()
-        .waitFor({ state: 'detached' });
+      // A live contract under Basic: that plan cannot be taken again (viewerCanAccept), the other one still can.
+      await accept.waitFor({ state: 'detached' });
+      await page.getByRole('button', { name: 'Request access: Enterprise' }).waitFor();
 
       const tryIt = page.getByRole('region', { name: /Try it/ });
       const canvas = tryIt.getByRole('img', { name: /Drawing area/ });
+      await canvas.scrollIntoViewIfNeeded();
       const box = (await canvas.boundingBox())!;
       // A "1": one stroke down the middle.
       await page.mouse.move(box.x + box.width / 2, box.y + box.height * 0.15);
@@ -201,18 +215,24 @@ describe('the model page', () => {
       const sent = page.waitForRequest((request) => String(request.postDataJSON()?.query).includes('TryPredict'));
       await tryIt.getByRole('button', { name: 'Predict' }).click();
       const { input } = (await sent).postDataJSON().variables as { input: { inputs: number[][]; version: string } };
-      // 28×28 grey pixels in [0, 1]: a bright stroke on black.
-      assert.equal(input.version, '1.1.0');
+      // The contract's pinned version (the `stable` alias when it was made), as 28×28 grey pixels in [0, 1]: a
+      // bright stroke on black.
+      assert.equal(input.version, '1.0.0');
       assert.equal(input.inputs[0]!.length, 28 * 28);
-      assert.ok(input.inputs[0]!.every((value) => value >= 0 && value <= 1));
-      assert.ok(input.inputs[0]!.filter((value) => value > 0.5).length > 20);
-      assert.equal(input.inputs[0]![0], 0);
+      const pixels = input.inputs[0]!;
+      assert.ok(
+        pixels.every((value) => value >= 0 && value <= 1),
+        `pixels outside [0, 1]: ${pixels.filter((v) => v < 0 || v > 1).join(', ')}`,
+      );
+      const bright = pixels.filter((value) => value > 0.5).length;
+      assert.ok(bright > 20, `only ${bright} bright pixels`);
+      assert.equal(pixels[0], 0);
 
       const result = tryIt.getByRole('status');
       const label = await result.locator('.try-it-label strong').innerText();
       assert.ok(DIGITS.includes(label), label);
       await result.getByRole('list', { name: 'Top labels' }).getByRole('listitem').nth(4).waitFor();
-      await result.getByText(/v1\.1\.0 · [\d.]+ ms · 1 quota unit used/).waitFor();
+      await result.getByText(/v1\.0\.0 · [\d.]+ ms · 1 quota unit used/).waitFor();
       await licence.getByText('1 of 1000 units used').waitFor();
 
       await tryIt.getByRole('button', { name: 'Clear' }).click();

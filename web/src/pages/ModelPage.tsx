@@ -47,11 +47,11 @@ const ModelPageQuery = graphql(`
           planName
         }
         pinnedVersion {
-          ...TryItVersion
+          version
         }
       }
       latest: version(version: "latest") {
-        ...TryItVersion
+        version
         metrics {
           dataset
           samples
@@ -99,7 +99,7 @@ export function ModelPage() {
   }
   const contract = model.viewerContract;
   // A licensee is served the version its contract is pinned to; everyone else the latest.
-  const tryVersion = contract?.status === 'ACTIVE' && contract.pinnedVersion ? contract.pinnedVersion : model.latest;
+  const tryVersion = (contract?.status === 'ACTIVE' && contract.pinnedVersion) || model.latest;
   return (
     <article className="model-page">
       <header>
@@ -153,7 +153,7 @@ export function ModelPage() {
         )}
       </section>
 
-      {model.viewerCanPredict && tryVersion && <TryIt slug={model.slug} version={tryVersion} />}
+      {model.viewerCanPredict && tryVersion && <TryIt slug={model.slug} version={tryVersion.version} />}
 
       {model.latest?.metrics && <MetricsSection version={model.latest.version} metrics={model.latest.metrics} />}
 

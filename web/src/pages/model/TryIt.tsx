@@ -2,52 +2,58 @@
 // for image models, text for text models, a form of the features for tabular ones, numbers otherwise — and
 // its answer: the top labels as bars, the latency and the quota units it took.
 import { useRef, useState, type FormEvent } from 'react';
-import { useGqlMutation } from '../../api/hooks';
+import { useGql, useGqlMutation } from '../../api/hooks';
 import { DigitCanvas, pixelsFor } from '../../components/DigitCanvas';
 import { ErrorMessage } from '../../components/ErrorMessage';
 import { TopKBars } from '../../components/TopKBars';
 import { graphql } from '../../gql';
-import type { TryItVersionFragment } from '../../gql/graphql';
+import type { TryItSignatureQuery } from '../../gql/graphql';
 
 const TOP_K = 5;
 // The API's default PREDICT_MAX_STRING_LENGTH is far above what a person pastes; this keeps the form honest.
 const MAX_TEXT_LENGTH = 10_000;
 
-graphql(`
-  fragment TryItVersion on ModelVersion {
-    id
-    version
-    io {
-      named
-      inputs {
-        name
-        shape
-        dtype
-        range {
-          min
-          max
-        }
-        preprocessing {
-          __typename
-          ... on ImagePreprocessing {
-            height
-            width
-            channels
-            scaling
-          }
-          ... on TextPreprocessing {
-            maxLength
-          }
-          ... on TabularPreprocessing {
-            features {
-              name
+// Its own request: the signature is four levels deep, too deep to ride under the page's viewerContract.
+const TryItSignature = graphql(`
+  query TryItSignature($slug: String!, $version: String!) {
+    model(slug: $slug) {
+      id
+      version(version: $version) {
+        id
+        version
+        io {
+          named
+          inputs {
+            name
+            shape
+            dtype
+            range {
+              min
+              max
+            }
+            preprocessing {
+              __typename
+              ... on ImagePreprocessing {
+                height
+                width
+                channels
+                scaling
+              }
+              ... on TextPreprocessing {
+                maxLength
+              }
+              ... on TabularPreprocessing {
+                features {
+                  name
+                }
+              }
             }
           }
+          outputs {
+            name
+            kind
+          }
         }
-      }
-      outputs {
-        name
-        kind
       }
     }
   }
@@ -78,7 +84,8 @@ const TryPredict = graphql(`
   }
 `);
 
-type TensorInput = TryItVersionFragment['io']['inputs'][number];
+type SignedVersion = NonNullable<NonNullable<TryItSignatureQuery['model']>['version']>;
+type TensorInput = SignedVersion['io']['inputs'][number];
 
 /** What the form sends as the one instance, or what the person must fix first. */
 type Instance = { value: unknown } | { problem: string };
@@ -97,7 +104,19 @@ function parseNumbers(text: string, input: TensorInput): Instance {
   return { value: values };
 }
 
-export function TryIt({ slug, version }: { slug: string; version: TryItVersionFragment }) {
+export function TryIt({ slug, version }: { slug: string; version: string }) {
+  const { data, error } = useGql(TryItSignature, { slug, version });
+  const signed = data?.model?.version;
+  return (
+    <section aria-labelledby="try-it" className="try-it">
+      <h2 id="try-it">Try it (v{version})</h2>
+      <ErrorMessage error={error} />
+      {signed && <TryItForm slug={slug} version={signed} />}
+    </section>
+  );
+}
+
+function TryItForm({ slug, version }: { slug: string; version: SignedVersion }) {
   const predict = useGqlMutation(TryPredict);
   const canvasRef = useRef<HTMLCanvasElement | null>(null);
   const [text, setText] = useState('');
@@ -107,12 +126,7 @@ export function TryIt({ slug, version }: { slug: string; version: TryItVersionFr
   const output = version.io.outputs[0];
 
   if (version.io.named || !input || !output) {
-    return (
-      <section aria-labelledby="try-it">
-        <h2 id="try-it">Try it</h2>
-        <p>This model takes several named inputs: call it with the API (the GraphQL IDE is at /graphql).</p>
-      </section>
-    );
+    return <p>This model takes several named inputs: call it with the API (the GraphQL IDE is at /graphql).</p>;
   }
   const preprocessing = input.preprocessing;
 
@@ -157,8 +171,7 @@ export function TryIt({ slug, version }: { slug: string; version: TryItVersionFr
   const result = predict.data?.predict;
   const answer = result?.outputs[0];
   return (
-    <section aria-labelledby="try-it" className="try-it">
-      <h2 id="try-it">Try it (v{version.version})</h2>
+    <>
       <form onSubmit={submit}>
         {preprocessing.__typename === 'ImagePreprocessing' && (
           <>
@@ -238,6 +251,6 @@ export function TryIt({ slug, version }: { slug: string; version: TryItVersionFr
           </p>
         </div>
       )}
-    </section>
+    </>
   );
 }
