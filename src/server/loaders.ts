@@ -5,9 +5,10 @@
 import DataLoader from 'dataloader';
 import type { Principal } from '../auth/principal.js';
 import type { Prisma } from '../db/database.js';
-import type { Artifact, LicensePlan, Model, ModelAlias, User } from '../generated/prisma/client.js';
+import type { Artifact, LicensePlan, Model, ModelAlias, ModelVersion, User } from '../generated/prisma/client.js';
 import type { EvaluationsService, VerifiedMetrics } from '../evaluation/evaluations-service.js';
 import { canView } from '../models/model-policy.js';
+import { latestOf } from '../models/models-service.js';
 import type { VariantRow, VariantStore } from '../models/variants.js';
 import { NotFoundError } from './errors.js';
 
@@ -24,6 +25,7 @@ export class Loaders {
   #aliases?: DataLoader<string, ModelAlias[]>;
   #verifiedMetrics?: DataLoader<string, VerifiedMetrics | null>;
   #ownerMarks?: DataLoader<string, VariantRow | null>;
+  #latestVersions?: DataLoader<string, ModelVersion | null>;
 
   constructor(
     private readonly prisma: Prisma,
@@ -63,6 +65,16 @@ export class Loaders {
         orderBy: { name: 'asc' },
       });
       return ids.map((id) => rows.filter((row) => row.modelId === id));
+    }));
+  }
+
+  /** The version `latest` names, by model id (null: none serves): one read for every listed version's aliases. */
+  get latestVersionByModelId(): DataLoader<string, ModelVersion | null> {
+    return (this.#latestVersions ??= new DataLoader(async (ids) => {
+      const serving = await this.prisma.modelVersion.findMany({
+        where: { modelId: { in: [...ids] }, status: { not: 'ARCHIVED' } },
+      });
+      return ids.map((id) => latestOf(serving.filter((version) => version.modelId === id)));
     }));
   }
 
