@@ -8,9 +8,9 @@ import { ForbiddenError, UnauthenticatedError } from '../server/errors.js';
 import type { Exchange } from '../server/exchange.js';
 import type { AuthPayload } from './auth-service.js';
 
-export const REFRESH_COOKIE = 'mm_refresh';
-export const CSRF_COOKIE = 'mm_csrf';
-export const CSRF_HEADER = 'x-csrf-token';
+const REFRESH_COOKIE = 'mm_refresh';
+const CSRF_COOKIE = 'mm_csrf';
+const CSRF_HEADER = 'x-csrf-token';
 /** The refresh cookie goes only to the API, not with every file of the console. */
 const REFRESH_COOKIE_PATH = '/graphql';
 
@@ -32,16 +32,14 @@ function setSessionCookies(exchange: Exchange, refreshToken: string, maxAgeSecon
   exchange.setCookie({ name: CSRF_COOKIE, value: csrfToken, path: '/', maxAgeSeconds, httpOnly: false });
 }
 
+/** What a browser is answered: everything but the refresh token, which is in its cookie. */
+type BrowserAuthPayload = Omit<AuthPayload, 'refreshToken'> & { refreshToken: null };
+
 /**
  * Hands a new session (log-in, sign-up, refresh) to the browser: the refresh token and a fresh CSRF token in
  * cookies that live as long as the session; the answer's `refreshToken` is null.
  */
-export function deliverToBrowser(
-  exchange: Exchange,
-  payload: AuthPayload,
-): Omit<AuthPayload, 'refreshToken'> & {
-  refreshToken: null;
-} {
+export function deliverToBrowser(exchange: Exchange, payload: AuthPayload): BrowserAuthPayload {
   const maxAgeSeconds = Math.max(0, Math.floor((payload.sessionExpiresAt.getTime() - Date.now()) / 1000));
   setSessionCookies(exchange, payload.refreshToken, maxAgeSeconds, randomBytes(32).toString('base64url'));
   return { ...payload, refreshToken: null };
