@@ -1,5 +1,6 @@
 // One HTTP request and its response, with what every route needs of it: the request id, the client's address,
-// a logger that names the request, and its Actor (the credentials checked once, for GraphQL and REST alike).
+// scheme, origin and cookies, a logger that names the request, and its Actor (the credentials checked once, for
+// GraphQL and REST alike).
 import { randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -110,7 +111,10 @@ export class Exchange {
     return this.#cookies;
   }
 
-  /** Adds a Set-Cookie to the response (SameSite=Strict always; Secure when the client came over https). */
+  /**
+   * Adds a Set-Cookie to the response (SameSite=Strict always; Secure when the client came over https). Written on
+   * the response at once: a resolver runs before graphql-http.ts copies Apollo's headers, none of them Set-Cookie.
+   */
   setCookie({ name, value, path, maxAgeSeconds, httpOnly }: ResponseCookie): void {
     const attributes = [
       `${name}=${encodeURIComponent(value)}`,
