@@ -2,7 +2,7 @@
 // acted in the audit log (AuditEvent.actor).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { startTestServer, type TestServer } from '../support/server.js';
+import { startTestServer, type GraphQLResponse, type TestServer } from '../support/server.js';
 import { createApiKey, expectError, logIn, signUp, type SignedUpUser } from '../support/fixtures.js';
 
 const ADMIN = { email: 'admin@directory.test', password: 'directory admin phrase' };
@@ -63,7 +63,7 @@ describe('users, API keys and audit actors for the console', () => {
       2,
     );
 
-    const field = (res: Awaited<ReturnType<TestServer['gql']>>) => expectError(res, 'BAD_USER_INPUT').extensions!.field;
+    const field = (res: GraphQLResponse) => expectError(res, 'BAD_USER_INPUT').extensions!.field;
     assert.equal(
       field(await server.gql(USERS, { filter: { search: 'x'.repeat(201) } }, { token: admin.token })),
       'filter.search',
