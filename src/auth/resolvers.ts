@@ -8,6 +8,9 @@ export const authResolvers: Resolvers = {
   Query: {
     me: (_parent, _args, ctx) => ctx.services.auth.currentUser(ctx.actor.principal),
     myApiKeys: (_parent, _args, ctx) => ctx.services.apiKeys.listOwn(ctx.actor),
+    myApiKeysConnection: (_parent, { includeRevoked, first, after }, ctx) =>
+      ctx.services.apiKeys.listOwnConnection(ctx.actor, includeRevoked ?? true, first ?? 20, after),
+    users: (_parent, { filter, first, after }, ctx) => ctx.services.users.list(ctx.actor, filter, first ?? 20, after),
   },
   Mutation: {
     signUp: async (_parent, { input }, ctx) => {
