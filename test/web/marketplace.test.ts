@@ -10,7 +10,7 @@ import {
   openConsole,
   screenshot,
 } from '../support/browser.js';
-import { signUp } from '../support/fixtures.js';
+import { signUp, uniqueEmail } from '../support/fixtures.js';
 import { createModel, publishedDigitClassifier } from '../support/models.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
@@ -151,6 +151,52 @@ describe('the marketplace', () => {
       await page.getByRole('button', { name: /every owner/ }).click();
       await page.waitForURL((url) => !url.searchParams.has('owner'));
       assert.equal((await cardNames(page)).length, 12);
+      assert.deepEqual(errors, []);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('signs up as an owner, logs out, refuses a wrong password in words, and logs in back to where it was', async () => {
+    const { page, context, errors } = await openConsole(browser, server.origin);
+    try {
+      const email = uniqueEmail('console');
+      const password = 'a long enough passphrase 42';
+      await page.goto('/signup');
+      await page.getByLabel('Display name').fill('Console Owner');
+      await page.getByLabel('E-mail address').fill(email);
+      await page.getByLabel(/^Password/).fill(password);
+      await page.getByLabel(/publish and license models/).check();
+      assert.deepEqual(await accessibilityViolations(page), []);
+      await screenshot(page, 'sign-up');
+      await page.getByRole('button', { name: 'Sign up' }).click();
+      await page.waitForURL('**/owner/models');
+      await page.getByText('Console Owner (owner)').waitFor();
+      await page.getByRole('button', { name: 'Log out' }).click();
+      await page.getByRole('link', { name: 'Log in' }).first().waitFor();
+
+      await page.goto('/login?next=/?tag=flowers');
+      await page.getByLabel('E-mail address').fill(email);
+      await page.getByLabel('Password').fill('not the password at all');
+      await page.getByRole('button', { name: 'Log in' }).click();
+      await page
+        .getByRole('alert')
+        .getByText(/e-mail address and password do not match/)
+        .waitFor();
+      assert.deepEqual(await accessibilityViolations(page), []);
+      await screenshot(page, 'log-in');
+      await page.getByLabel('Password').fill(password);
+      await page.getByRole('button', { name: 'Log in' }).click();
+      await page.waitForURL((url) => url.pathname === '/' && url.searchParams.get('tag') === 'flowers');
+      assert.deepEqual(await cardNames(page), ['Iris']);
+      // Only a path of this console: an address elsewhere is not followed.
+      await page.getByRole('button', { name: 'Log out' }).click();
+      await page.goto('/login?next=//example.com/');
+      await page.getByLabel('E-mail address').fill(email);
+      await page.getByLabel('Password').fill(password);
+      await page.getByRole('button', { name: 'Log in' }).click();
+      await page.getByRole('button', { name: 'Log out' }).waitFor();
+      assert.equal(new URL(page.url()).origin, server.origin);
       assert.deepEqual(errors, []);
     } finally {
       await context.close();
