@@ -6,7 +6,7 @@ import { AuditAction, type AuditService, type AuditEntry } from '../audit/audit-
 import { Change, type ChangeFeed } from '../db/change-feed.js';
 import type { Prisma } from '../db/database.js';
 import { isUniqueViolation } from '../db/errors.js';
-import { connectionOf, decodeTimeCursor } from '../server/cursors.js';
+import { assertPageSize, connectionOf, decodeTimeCursor } from '../server/cursors.js';
 import { assertUuid } from '../server/ids.js';
 import { cleanText } from '../server/text.js';
 import type {
@@ -154,11 +154,6 @@ function accuracyPointsAsFraction(points: number | null | undefined): number {
     );
   }
   return points / 100;
-}
-
-function assertPageSize(first: number): void {
-  if (!Number.isInteger(first) || first < 1 || first > 100)
-    throw new BadUserInputError('first must be 1 to 100', 'first');
 }
 
 /** Semver precedence, highest first. A model has tens of versions, so sorting here is cheap. */
