@@ -6,7 +6,7 @@ import { AuditAction, type AuditService, type AuditEntry } from '../audit/audit-
 import { Change, type ChangeFeed } from '../db/change-feed.js';
 import type { Prisma } from '../db/database.js';
 import { isUniqueViolation } from '../db/errors.js';
-import { assertPageSize, connectionOf, decodeTimeCursor } from '../server/cursors.js';
+import { assertPageSize, connectionOf, decodeTimeCursor, newestFirstPage } from '../server/cursors.js';
 import { assertUuid } from '../server/ids.js';
 import { cleanText } from '../server/text.js';
 import type {
@@ -262,7 +262,7 @@ export class ModelsService {
   }
 
   async list(actor: Actor, filter: ModelFilter | null | undefined, first: number, after: string | null | undefined) {
-    assertPageSize(first);
+    const afterCursor = newestFirstPage(first, after);
     const principal = actor.principal;
     const conditions: P.ModelWhereInput[] = [];
     if (!isAdmin(principal)) {
@@ -286,12 +286,8 @@ export class ModelsService {
         ],
       });
     }
-    if (after) {
-      const { createdAt, id } = decodeTimeCursor(after);
-      conditions.push({ OR: [{ createdAt: { lt: createdAt } }, { createdAt, id: { lt: id } }] });
-    }
     const rows = await this.prisma.model.findMany({
-      where: { AND: conditions },
+      where: { AND: [...conditions, ...afterCursor] },
       orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
       take: first + 1,
     });
