@@ -68,7 +68,7 @@ function QuotaBar({
   const percent = quota > 0 ? Math.min(100, Math.round((used / quota) * 100)) : 100;
   return (
     <div className="quota">
-      <p id="quota-label">
+      <p>
         Quota: {used} of {quota} units used ({percent}%){reset}
       </p>
       <div

@@ -1,13 +1,15 @@
 // The viewer's API keys: create one (name and scopes; its secret is shown once, held only in this page's state,
 // so it is gone once the person leaves), list them with their use, and revoke one after confirming.
+import { useQueryClient } from '@tanstack/react-query';
 import { useState, type FormEvent } from 'react';
+import { request } from '../../api/client';
 import { useGql, useGqlMutation } from '../../api/hooks';
 import { CopyButton } from '../../components/CopyButton';
 import { ErrorMessage } from '../../components/ErrorMessage';
 import { InlineConfirm } from '../../components/InlineConfirm';
 import { Pager, useCursor } from '../../components/Pager';
 import { graphql } from '../../gql';
-import type { ApiScope } from '../../gql/graphql';
+import type { ApiScope, CreateApiKeyMutation } from '../../gql/graphql';
 
 const MyApiKeys = graphql(`
   query MyApiKeys($after: String) {
@@ -67,26 +69,34 @@ function when(value: string | null | undefined, never: string): string {
 }
 
 function CreateKeyForm() {
-  const create = useGqlMutation(CreateApiKey);
+  // Not useGqlMutation: React Query keeps a mutation's answer in its cache for minutes after the page is left,
+  // and the secret must live only as long as this form.
+  const queryClient = useQueryClient();
+  const [created, setCreated] = useState<CreateApiKeyMutation['createApiKey'] | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const [pending, setPending] = useState(false);
   const [name, setName] = useState('');
   const [scopes, setScopes] = useState<ApiScope[]>(['PREDICT']);
-  const created = create.data?.createApiKey;
-  const submit = (event: FormEvent) => {
+  const submit = async (event: FormEvent) => {
     event.preventDefault();
-    create.mutate(
-      { input: { name: name.trim(), scopes } },
-      {
-        onSuccess: () => {
-          setName('');
-          setScopes(['PREDICT']);
-        },
-      },
-    );
+    setPending(true);
+    setError(null);
+    setCreated(null);
+    try {
+      setCreated((await request(CreateApiKey, { input: { name: name.trim(), scopes } })).createApiKey);
+      setName('');
+      setScopes(['PREDICT']);
+      await queryClient.invalidateQueries();
+    } catch (failure) {
+      setError(failure);
+    } finally {
+      setPending(false);
+    }
   };
   return (
     <section aria-labelledby="create-key-title">
       <h2 id="create-key-title">Create a key</h2>
-      <form onSubmit={submit}>
+      <form onSubmit={(event) => void submit(event)}>
         <label>
           Name{' '}
           <input
@@ -114,11 +124,11 @@ function CreateKeyForm() {
             </label>
           ))}
         </fieldset>
-        <button type="submit" disabled={create.isPending || scopes.length === 0 || !name.trim()}>
+        <button type="submit" disabled={pending || scopes.length === 0 || !name.trim()}>
           Create key
         </button>
       </form>
-      <ErrorMessage error={create.error} />
+      <ErrorMessage error={error} />
       {created && (
         <div role="status" className="secret-once">
           <p>
@@ -130,7 +140,7 @@ function CreateKeyForm() {
           </p>
           <p>
             <CopyButton text={created.secret} label="Copy secret" />{' '}
-            <button type="button" className="secondary" onClick={() => create.reset()}>
+            <button type="button" className="secondary" onClick={() => setCreated(null)}>
               I have saved it
             </button>
           </p>
