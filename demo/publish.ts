@@ -107,11 +107,9 @@ async function demoAccountToken(
   });
   if (!signUp.errors) return unwrap<{ accessToken: string }>(signUp, 'signUp').accessToken;
   if (signUp.errors[0]?.extensions?.code !== 'CONFLICT') throw new Error(signUp.errors[0]!.message);
-  const logIn = await call(
-    api,
-    'mutation($e: String!, $p: String!) { logIn(email: $e, password: $p) { accessToken } }',
-    { e: account.email, p: account.password },
-  );
+  const logIn = await call(api, 'mutation($i: LogInInput!) { logIn(input: $i) { accessToken } }', {
+    i: { email: account.email, password: account.password },
+  });
   return unwrap<{ accessToken: string }>(logIn, 'logIn').accessToken;
 }
 
@@ -141,7 +139,7 @@ async function acceptedContract(api: string, consumerToken: string, planId: stri
   const contracts = unwrap<{ status: string; plan: { id: string } | null }[]>(mine, 'myContracts');
   if (contracts.some((c) => c.plan?.id === planId && c.status === 'ACTIVE')) return;
   unwrap(
-    await call(api, 'mutation($p: ID!) { acceptLicense(planId: $p) { id } }', { p: planId }, consumerToken),
+    await call(api, 'mutation($p: ID!) { acceptLicense(input: { planId: $p }) { id } }', { p: planId }, consumerToken),
     'acceptLicense',
   );
 }
@@ -346,7 +344,7 @@ async function publishVerifiedMetrics(
   const published = unwrap<{ report: { accuracy: number; examplesEvaluated: number } }>(
     await call(
       api,
-      'mutation($id: ID!) { publishEvaluation(id: $id) { report { accuracy examplesEvaluated } } }',
+      'mutation($id: ID!) { publishEvaluation(input: { id: $id }) { report { accuracy examplesEvaluated } } }',
       { id: started.id },
       token,
     ),
@@ -370,7 +368,7 @@ function predictExample(api: string, slug: string, example: EvalExample | undefi
 /** A curl line that logs `account` in and keeps its access token in the shell variable `variable`. */
 function logInLine(api: string, account: { email: string; password: string }, variable: string): string {
   const body = JSON.stringify({
-    query: `mutation { logIn(email: ${JSON.stringify(account.email)}, password: ${JSON.stringify(account.password)}) { accessToken } }`,
+    query: `mutation { logIn(input: {email: ${JSON.stringify(account.email)}, password: ${JSON.stringify(account.password)}}) { accessToken } }`,
   });
   return `${variable}=$(curl -s ${api} -H 'content-type: application/json' -d '${body}' | sed -E 's/.*"accessToken":"([^"]+)".*/\\1/')`;
 }
