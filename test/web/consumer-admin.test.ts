@@ -16,7 +16,7 @@ import {
 } from '../support/browser.js';
 import { signUp, uniqueEmail, type SignedUpUser } from '../support/fixtures.js';
 import { accept, createPlan } from '../support/licensing.js';
-import { PREDICT, publishedMlp, randomRows } from '../support/models.js';
+import { DIGITS, PREDICT, publish, publishedMlp, randomRows, uploadWithTfjs } from '../support/models.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
 const ADMIN = { email: uniqueEmail('admin'), password: 'console admin passphrase' };
@@ -52,14 +52,17 @@ describe('consumer and admin pages', () => {
   let consumer: SignedUpUser;
   let contractId: string;
   let modelSlug: string;
+  let owner: SignedUpUser;
+  let published: Awaited<ReturnType<typeof publishedMlp>>;
 
   before(async () => {
     [server, browser] = await Promise.all([
       startTestServer({ ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password }),
       launchBrowser(),
     ]);
-    const owner = await signUp(server, { role: 'OWNER' });
-    modelSlug = (await publishedMlp(server, { token: owner.token })).model.slug;
+    owner = await signUp(server, { role: 'OWNER' });
+    published = await publishedMlp(server, { token: owner.token });
+    modelSlug = published.model.slug;
     const plan = await createPlan(server, { token: owner.token }, modelSlug, { predictionQuota: QUOTA });
     consumer = await signUp(server);
     contractId = (await accept(server, { token: consumer.token }, plan.id)).id;
@@ -170,6 +173,29 @@ describe('consumer and admin pages', () => {
       assert.equal(await page.getByTestId('statement-units').textContent(), String(used));
       assert.match((await page.getByTestId('statement-total').textContent()) ?? '', /^0\.0140* EUR$/);
       await assertAccessible(page, 'usage');
+    });
+  });
+
+  it('accepts an offered version upgrade, then cancels the contract after confirming', async () => {
+    const auth = { token: owner.token };
+    const artifact = await uploadWithTfjs(server, published.tfModel, auth);
+    await publish(server, auth, { model: modelSlug, version: '1.1.0', artifactId: artifact.id, labels: DIGITS });
+    await asUser(browser, server, consumer, async ({ page }) => {
+      await page.goto('/contracts');
+      const offer = page.getByRole('region', { name: 'Pending upgrade' });
+      await offer.getByRole('heading', { name: 'Version 1.1.0 is offered' }).waitFor();
+      await assertAccessible(page, 'contracts-upgrade');
+      await offer.getByRole('button', { name: 'Accept version 1.1.0' }).click();
+      await page.getByText('served 1.1.0').waitFor();
+      assert.equal(await page.getByRole('region', { name: 'Pending upgrade' }).count(), 0);
+
+      await page.getByRole('button', { name: 'Cancel contract' }).click();
+      await page.getByRole('button', { name: 'Yes, cancel the contract' }).click();
+      await page.getByText('CANCELLED', { exact: true }).waitFor();
+      assert.equal(await page.getByRole('button', { name: 'Cancel contract' }).count(), 0);
+      assert.equal(await page.getByRole('progressbar').count(), 1, 'the quota stays shown');
+      const { rows } = await server.sql.query('SELECT status FROM contracts WHERE id = $1', [contractId]);
+      assert.equal(rows[0].status, 'CANCELLED');
     });
   });
 
