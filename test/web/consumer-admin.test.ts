@@ -217,7 +217,9 @@ describe('consumer and admin pages', () => {
       assert.equal(rows[0].role, 'OWNER');
       await assertAccessible(page, 'admin-users');
 
-      await page.goto('/admin/audit');
+      await page.getByRole('link', { name: `Actions of ${dana.email}` }).click();
+      assert.equal(await page.getByLabel('Actor (account id)').inputValue(), dana.id, 'the link filters by actor');
+      await page.getByLabel('Actor (account id)').fill('');
       await page.getByLabel('Action').fill('user.*');
       await page.getByLabel('Target id').fill(dana.id);
       await page.getByRole('button', { name: 'Filter' }).click();

@@ -1,6 +1,7 @@
 // The audit log (admins): filter by actor, action (exact, or a prefix like contract.*), target and dates, a page
 // at a time, newest first; "Verify chain" recomputes the hash chain and names the first broken event.
 import { useState, type FormEvent } from 'react';
+import { useSearchParams } from 'react-router-dom';
 import { request } from '../../api/client';
 import { useGql } from '../../api/hooks';
 import { ErrorMessage } from '../../components/ErrorMessage';
@@ -100,8 +101,16 @@ function ChainCheck() {
 }
 
 export function AdminAuditPage() {
-  const [form, setForm] = useState({ actor: '', action: '', target: '', from: '', to: '' });
-  const [filter, setFilter] = useState<AuditEventFilter>({});
+  // ?actor= and ?target= come from links elsewhere in the console (the users page links each account's actions).
+  const [params] = useSearchParams();
+  const [form, setForm] = useState(() => ({
+    actor: params.get('actor') ?? '',
+    action: '',
+    target: params.get('target') ?? '',
+    from: '',
+    to: '',
+  }));
+  const [filter, setFilter] = useState<AuditEventFilter>(() => filterOf(form));
   const cursor = useCursor();
   const { data, error, isPending } = useGql(AuditEvents, { filter, after: cursor.after });
   const field = (name: keyof typeof form) => ({

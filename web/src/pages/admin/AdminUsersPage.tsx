@@ -1,5 +1,6 @@
 // Accounts (admins): search by e-mail or name, filter by role, a page at a time; change a role after confirming.
 import { useState, type FormEvent } from 'react';
+import { Link } from 'react-router-dom';
 import { useGql, useGqlMutation } from '../../api/hooks';
 import { ErrorMessage } from '../../components/ErrorMessage';
 import { InlineConfirm } from '../../components/InlineConfirm';
@@ -134,6 +135,7 @@ export function AdminUsersPage() {
                 <th scope="col">E-mail</th>
                 <th scope="col">Since</th>
                 <th scope="col">Role</th>
+                <th scope="col">Audit</th>
               </tr>
             </thead>
             <tbody>
@@ -144,6 +146,11 @@ export function AdminUsersPage() {
                   <td>{new Date(user.createdAt).toLocaleDateString()}</td>
                   <td>
                     <RoleChanger user={user} />
+                  </td>
+                  <td>
+                    <Link to={`/admin/audit?actor=${user.id}`}>
+                      Actions<span className="visually-hidden"> of {user.email ?? user.displayName}</span>
+                    </Link>
                   </td>
                 </tr>
               ))}
