@@ -253,7 +253,7 @@ describe('browser sessions: the refresh token in an HttpOnly cookie, with a CSRF
     const both = await post(
       `mutation { logIn(email: "${user.email}", input: { email: "${user.email}", password: "x" }) { accessToken } }`,
     );
-    assert.equal(expectError(both, 'BAD_USER_INPUT').extensions!.field, 'input');
+    assert.equal(expectError(both, 'BAD_USER_INPUT').extensions!.field, 'input.email');
     const refreshBoth = await post(
       `mutation R($t: String!) { refreshSession(refreshToken: $t, input: { refreshToken: $t }) { accessToken } }`,
       { t: user.refreshToken },
