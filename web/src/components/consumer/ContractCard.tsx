@@ -138,7 +138,7 @@ export function ContractCard({ contract }: { contract: MyContract }) {
       </h2>
       {contract.statusReason && <p className="muted">Reason: {contract.statusReason}</p>}
       <QuotaBar used={contract.predictionsUsed} quota={contract.predictionQuota} resetsAt={contract.periodResetsAt} />
-      <dl className="terms">
+      <dl className="contract-terms">
         <dt>Plan</dt>
         <dd>
           {contract.terms.planName} (revision {contract.terms.planRevision})
