@@ -89,7 +89,7 @@ export function AdminUsagePage() {
     <>
       <h1>All usage</h1>
       <UsagePanel scope={{}} title="Marketplace usage" days={SPAN_DAYS} />
-      <section aria-labelledby="breakdown-title">
+      <section className="usage-breakdown" aria-labelledby="breakdown-title">
         <h2 id="breakdown-title">Breakdown (last {SPAN_DAYS} days)</h2>
         <ErrorMessage error={error} />
         {data && (

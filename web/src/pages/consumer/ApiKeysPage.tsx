@@ -96,7 +96,7 @@ function CreateKeyForm() {
   return (
     <section aria-labelledby="create-key-title">
       <h2 id="create-key-title">Create a key</h2>
-      <form onSubmit={(event) => void submit(event)}>
+      <form className="key-form" onSubmit={(event) => void submit(event)}>
         <label>
           Name{' '}
           <input
