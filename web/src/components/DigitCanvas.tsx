@@ -1,5 +1,7 @@
 // A square to draw a digit on (mouse, pen or finger: pointer events), white strokes on black like MNIST, or to
-// load an image file into (the keyboard's way in). `pixelsFor` reads it back at the model's input size.
+// load an image file into (the keyboard's way in). `pixelsFor` reads it back at the model's input size; a
+// drawing is framed the way MNIST's digits were (its bounding box scaled into the middle 20/28, centred on its
+// centre of mass), or a digit drawn across the whole square reads as another digit.
 import { useEffect, useState, type RefObject } from 'react';
 
 const SIDE = 280;
@@ -15,6 +17,47 @@ function clear(canvas: HTMLCanvasElement): void {
   const ctx = context(canvas);
   ctx.fillStyle = '#000';
   ctx.fillRect(0, 0, canvas.width, canvas.height);
+  canvas.dataset.source = 'drawing';
+}
+
+/** MNIST's framing: the digit's box fills 20 of 28 pixels on its longer side. */
+const DIGIT_SHARE = 20 / 28;
+
+/** The drawing framed like an MNIST digit, on a canvas of the same size; the canvas itself when it is blank. */
+function framed(canvas: HTMLCanvasElement): HTMLCanvasElement {
+  const { width, height } = canvas;
+  const ink = context(canvas).getImageData(0, 0, width, height).data;
+  let [left, top, right, bottom, mass, sumX, sumY] = [width, height, -1, -1, 0, 0, 0];
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const value = ink[(y * width + x) * 4]!;
+      if (value === 0) continue;
+      [left, top, right, bottom] = [Math.min(left, x), Math.min(top, y), Math.max(right, x), Math.max(bottom, y)];
+      mass += value;
+      sumX += value * x;
+      sumY += value * y;
+    }
+  }
+  if (mass === 0) return canvas;
+  const [boxWidth, boxHeight] = [right - left + 1, bottom - top + 1];
+  const scale = (DIGIT_SHARE * Math.min(width, height)) / Math.max(boxWidth, boxHeight);
+  const out = document.createElement('canvas');
+  out.width = width;
+  out.height = height;
+  clear(out);
+  const [centreX, centreY] = [sumX / mass - left, sumY / mass - top];
+  context(out).drawImage(
+    canvas,
+    left,
+    top,
+    boxWidth,
+    boxHeight,
+    width / 2 - centreX * scale,
+    height / 2 - centreY * scale,
+    boxWidth * scale,
+    boxHeight * scale,
+  );
+  return out;
 }
 
 export interface PixelFormat {
@@ -36,7 +79,7 @@ export function pixelsFor(canvas: HTMLCanvasElement, format: PixelFormat): numbe
   const ctx = context(small);
   ctx.imageSmoothingEnabled = true;
   ctx.imageSmoothingQuality = 'high';
-  ctx.drawImage(canvas, 0, 0, format.width, format.height);
+  ctx.drawImage(canvas.dataset.source === 'drawing' ? framed(canvas) : canvas, 0, 0, format.width, format.height);
   const rgba = ctx.getImageData(0, 0, format.width, format.height).data;
   const scale = format.scaling === 'UNIT' ? 1 / 255 : 1;
   const values: number[] = [];
@@ -109,6 +152,8 @@ export function DigitCanvas({ canvasRef }: { canvasRef: RefObject<HTMLCanvasElem
     }
     clear(canvas);
     context(canvas).drawImage(bitmap, 0, 0, SIDE, SIDE);
+    // A loaded image is sent as it is: the model's own preprocessing decides about it.
+    canvas.dataset.source = 'image';
     bitmap.close();
   }
 
