@@ -141,7 +141,7 @@ async function acceptedContract(api: string, consumerToken: string, planId: stri
   const contracts = unwrap<{ status: string; plan: { id: string } | null }[]>(mine, 'myContracts');
   if (contracts.some((c) => c.plan?.id === planId && c.status === 'ACTIVE')) return;
   unwrap(
-    await call(api, 'mutation($p: ID!) { acceptLicense(planId: $p) { id } }', { p: planId }, consumerToken),
+    await call(api, 'mutation($p: ID!) { acceptLicense(input: { planId: $p }) { id } }', { p: planId }, consumerToken),
     'acceptLicense',
   );
 }
@@ -346,7 +346,7 @@ async function publishVerifiedMetrics(
   const published = unwrap<{ report: { accuracy: number; examplesEvaluated: number } }>(
     await call(
       api,
-      'mutation($id: ID!) { publishEvaluation(id: $id) { report { accuracy examplesEvaluated } } }',
+      'mutation($id: ID!) { publishEvaluation(input: { id: $id }) { report { accuracy examplesEvaluated } } }',
       { id: started.id },
       token,
     ),

@@ -5,6 +5,7 @@ import type {
 } from '../generated/graphql.js';
 import type { Evaluation } from '../generated/prisma/client.js';
 import type { Disagreement } from './evaluations-service.js';
+import { mutationInput } from '../server/mutation-inputs.js';
 
 const progressOf = (evaluation: Evaluation) => ({
   fraction: evaluation.examplesTotal === 0 ? 0 : evaluation.examplesEvaluated / evaluation.examplesTotal,
@@ -21,11 +22,11 @@ export const evaluationResolvers: Resolvers = {
     comparison: (_parent, { id }, ctx) => ctx.services.evaluations.findComparison(ctx.actor, id),
   },
   Mutation: {
-    deleteDataset: (_parent, { id }, ctx) => ctx.services.datasets.delete(ctx.actor, id),
+    deleteDataset: (_parent, args, ctx) => ctx.services.datasets.delete(ctx.actor, mutationInput(args).id),
     evaluateModelVersion: (_parent, { input }, ctx) => ctx.services.evaluations.evaluate(ctx.actor, input),
     compareModelVersions: (_parent, { input }, ctx) => ctx.services.evaluations.compare(ctx.actor, input),
-    cancelEvaluation: (_parent, { id }, ctx) => ctx.services.evaluations.cancel(ctx.actor, id),
-    publishEvaluation: (_parent, { id }, ctx) => ctx.services.evaluations.publish(ctx.actor, id),
+    cancelEvaluation: (_parent, args, ctx) => ctx.services.evaluations.cancel(ctx.actor, mutationInput(args).id),
+    publishEvaluation: (_parent, args, ctx) => ctx.services.evaluations.publish(ctx.actor, mutationInput(args).id),
   },
   Evaluation: {
     progress: progressOf,

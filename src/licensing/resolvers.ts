@@ -2,6 +2,7 @@ import type { ContractTerms, Resolvers } from '../generated/graphql.js';
 import { nextMonthStart } from '../metering/metering-service.js';
 import { visibleStatus } from './contracts-service.js';
 import { EXPLANATION_TERMS_BEFORE_EXPLANATIONS, UPGRADE_TERMS_BEFORE_UPGRADES } from './terms.js';
+import { mutationInput, requiredInputField } from '../server/mutation-inputs.js';
 
 export const licensingResolvers: Resolvers = {
   Query: {
@@ -15,21 +16,39 @@ export const licensingResolvers: Resolvers = {
       const { model, ...plan } = input;
       return ctx.services.plans.create(ctx.actor, model, plan);
     },
-    updateLicensePlan: (_parent, { id, input }, ctx) => ctx.services.plans.update(ctx.actor, id, input),
-    retireLicensePlan: (_parent, { id }, ctx) => ctx.services.plans.retire(ctx.actor, id),
-    acceptLicense: (_parent, { planId, pin }, ctx) => ctx.services.contracts.accept(ctx.actor, planId, pin),
-    approveContract: (_parent, { id }, ctx) => ctx.services.contracts.transition(ctx.actor, id, 'approve'),
-    rejectContract: (_parent, { id, reason }, ctx) =>
-      ctx.services.contracts.transition(ctx.actor, id, 'reject', reason),
-    suspendContract: (_parent, { id, reason }, ctx) =>
-      ctx.services.contracts.transition(ctx.actor, id, 'suspend', reason),
-    resumeContract: (_parent, { id }, ctx) => ctx.services.contracts.transition(ctx.actor, id, 'resume'),
-    revokeContract: (_parent, { id, reason }, ctx) =>
-      ctx.services.contracts.transition(ctx.actor, id, 'revoke', reason),
-    cancelContract: (_parent, { id }, ctx) => ctx.services.contracts.transition(ctx.actor, id, 'cancel'),
-    acceptVersionUpgrade: (_parent, { contract, version }, ctx) =>
-      ctx.services.upgrades.accept(ctx.actor, contract, version),
-    declineVersionUpgrade: (_parent, { contract }, ctx) => ctx.services.upgrades.decline(ctx.actor, contract),
+    updateLicensePlan: (_parent, { input }, ctx) => {
+      const { id: _id, ...changes } = input;
+      return ctx.services.plans.update(ctx.actor, requiredInputField(input, 'id'), changes);
+    },
+    retireLicensePlan: (_parent, args, ctx) => ctx.services.plans.retire(ctx.actor, mutationInput(args).id),
+    acceptLicense: (_parent, args, ctx) => {
+      const { planId, pin } = mutationInput(args);
+      return ctx.services.contracts.accept(ctx.actor, planId, pin);
+    },
+    approveContract: (_parent, args, ctx) =>
+      ctx.services.contracts.transition(ctx.actor, mutationInput(args).id, 'approve'),
+    rejectContract: (_parent, args, ctx) => {
+      const { id, reason } = mutationInput(args);
+      return ctx.services.contracts.transition(ctx.actor, id, 'reject', reason);
+    },
+    suspendContract: (_parent, args, ctx) => {
+      const { id, reason } = mutationInput(args);
+      return ctx.services.contracts.transition(ctx.actor, id, 'suspend', reason);
+    },
+    resumeContract: (_parent, args, ctx) =>
+      ctx.services.contracts.transition(ctx.actor, mutationInput(args).id, 'resume'),
+    revokeContract: (_parent, args, ctx) => {
+      const { id, reason } = mutationInput(args);
+      return ctx.services.contracts.transition(ctx.actor, id, 'revoke', reason);
+    },
+    cancelContract: (_parent, args, ctx) =>
+      ctx.services.contracts.transition(ctx.actor, mutationInput(args).id, 'cancel'),
+    acceptVersionUpgrade: (_parent, args, ctx) => {
+      const { contract, version } = mutationInput(args);
+      return ctx.services.upgrades.accept(ctx.actor, contract, version);
+    },
+    declineVersionUpgrade: (_parent, args, ctx) =>
+      ctx.services.upgrades.decline(ctx.actor, mutationInput(args).contract),
   },
   Model: {
     plans: (model, _args, ctx) => ctx.services.plans.listForModel(ctx.actor, model),

@@ -5,6 +5,7 @@ import type { VariantRow } from './variants.js';
 import { describeMark, type WatermarkReport } from '../watermark/watermark-service.js';
 import type { EvaluationMetrics } from './evaluation-metrics.js';
 import { visibleWatermark } from './model-policy.js';
+import { mutationInput, requiredInputField } from '../server/mutation-inputs.js';
 
 const asCard = (json: unknown) => json as ModelCard;
 
@@ -34,16 +35,25 @@ export const modelResolvers: Resolvers = {
   },
   Mutation: {
     createModel: (_parent, { input }, ctx) => ctx.services.models.create(ctx.actor, input),
-    updateModel: (_parent, { slug, input }, ctx) => ctx.services.models.update(ctx.actor, slug, input),
+    updateModel: (_parent, { input }, ctx) => {
+      const { slug: _slug, ...changes } = input;
+      return ctx.services.models.update(ctx.actor, requiredInputField(input, 'slug'), changes);
+    },
     publishModelVersion: (_parent, { input }, ctx) =>
       ctx.services.models.publishVersion(ctx.actor, { ...input, metrics: input.metrics as EvaluationMetrics | null }),
-    setVersionAlias: (_parent, { model, alias, version }, ctx) =>
-      ctx.services.models.setAlias(ctx.actor, model, alias, version),
-    deprecateModelVersion: (_parent, { model, version }, ctx) =>
-      ctx.services.models.changeStatus(ctx.actor, model, version, 'DEPRECATED'),
+    setVersionAlias: (_parent, args, ctx) => {
+      const { model, alias, version } = mutationInput(args);
+      return ctx.services.models.setAlias(ctx.actor, model, alias, version);
+    },
+    deprecateModelVersion: (_parent, args, ctx) => {
+      const { model, version } = mutationInput(args);
+      return ctx.services.models.changeStatus(ctx.actor, model, version, 'DEPRECATED');
+    },
     optimizeModelVersion: (_parent, { input }, ctx) => ctx.services.models.optimizeVersion(ctx.actor, input),
-    archiveModelVersion: (_parent, { model, version }, ctx) =>
-      ctx.services.models.changeStatus(ctx.actor, model, version, 'ARCHIVED'),
+    archiveModelVersion: (_parent, args, ctx) => {
+      const { model, version } = mutationInput(args);
+      return ctx.services.models.changeStatus(ctx.actor, model, version, 'ARCHIVED');
+    },
   },
   Model: {
     owner: async (model, _args, ctx) => (await ctx.loaders.userById.load(model.ownerId))!,

@@ -1,5 +1,6 @@
 import type { BatchPredictionError as BatchPredictionErrorType, Resolvers } from '../generated/graphql.js';
 import { resultsPath } from './batch-predictions-service.js';
+import { mutationInput } from '../server/mutation-inputs.js';
 
 export const batchPredictionResolvers: Resolvers = {
   Query: {
@@ -9,7 +10,8 @@ export const batchPredictionResolvers: Resolvers = {
   },
   Mutation: {
     createBatchPrediction: (_parent, { input }, ctx) => ctx.services.batchPredictions.create(ctx.actor, input),
-    cancelBatchPrediction: (_parent, { id }, ctx) => ctx.services.batchPredictions.cancel(ctx.actor, id),
+    cancelBatchPrediction: (_parent, args, ctx) =>
+      ctx.services.batchPredictions.cancel(ctx.actor, mutationInput(args).id),
   },
   BatchPrediction: {
     model: (batch, _args, ctx) => ctx.loaders.requireVisibleModel(batch.modelId),

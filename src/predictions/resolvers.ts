@@ -1,6 +1,7 @@
 import type { Resolvers } from '../generated/graphql.js';
 import { BadUserInputError } from '../server/errors.js';
 import { selects } from '../server/selection.js';
+import { mutationInput } from '../server/mutation-inputs.js';
 
 export const predictionResolvers: Resolvers = {
   Query: {
@@ -24,7 +25,7 @@ export const predictionResolvers: Resolvers = {
       ctx.warnings.push(...warnings);
       return prediction;
     },
-    cancelPrediction: (_parent, { id }, ctx) => ctx.services.asyncPredictions.cancel(ctx.actor, id),
+    cancelPrediction: (_parent, args, ctx) => ctx.services.asyncPredictions.cancel(ctx.actor, mutationInput(args).id),
   },
   AsyncPrediction: {
     model: (prediction, _args, ctx) => ctx.loaders.requireVisibleModel(prediction.modelId),

@@ -24,6 +24,7 @@ import { webhookResolvers } from '../webhooks/resolvers.js';
 import type { Principal } from '../auth/principal.js';
 import type { Context } from './context.js';
 import { ForbiddenError, UnauthenticatedError } from './errors.js';
+import { withMergedMutationInputs } from './mutation-inputs.js';
 
 export const SCHEMA_PATH = fileURLToPath(new URL('../../schema.graphql', import.meta.url));
 
@@ -93,5 +94,6 @@ export function buildSchema(): GraphQLSchema {
     resolvers: resolvers as Parameters<typeof makeExecutableSchema>[0]['resolvers'],
     resolverValidationOptions: { requireResolversToMatchSchema: 'error' },
   });
-  return withAuthorization(schema);
+  // Authorization wraps the merge, so a caller who may not call a mutation learns nothing about its input.
+  return withAuthorization(withMergedMutationInputs(schema));
 }

@@ -1,5 +1,6 @@
 import { EventType } from '../events/outbox.js';
 import type { Resolvers } from '../generated/graphql.js';
+import { mutationInput, requiredInputField } from '../server/mutation-inputs.js';
 
 export const webhookResolvers: Resolvers = {
   // The API names an event type PREDICTION_COMPLETED; the outbox, and a delivery's body, `prediction.completed`.
@@ -11,12 +12,17 @@ export const webhookResolvers: Resolvers = {
   },
   Mutation: {
     createWebhookEndpoint: (_parent, { input }, ctx) => ctx.services.webhooks.create(ctx.actor, input),
-    updateWebhookEndpoint: (_parent, { id, input }, ctx) => ctx.services.webhooks.update(ctx.actor, id, input),
-    disableWebhookEndpoint: (_parent, { id }, ctx) => ctx.services.webhooks.disable(ctx.actor, id),
-    enableWebhookEndpoint: (_parent, { id }, ctx) => ctx.services.webhooks.enable(ctx.actor, id),
-    rotateWebhookEndpointSecret: (_parent, { id }, ctx) => ctx.services.webhooks.rotateSecret(ctx.actor, id),
-    deleteWebhookEndpoint: (_parent, { id }, ctx) => ctx.services.webhooks.delete(ctx.actor, id),
-    redeliverWebhook: (_parent, { deliveryId }, ctx) => ctx.services.webhooks.redeliver(ctx.actor, deliveryId),
+    updateWebhookEndpoint: (_parent, { input }, ctx) => {
+      const { id: _id, ...changes } = input;
+      return ctx.services.webhooks.update(ctx.actor, requiredInputField(input, 'id'), changes);
+    },
+    disableWebhookEndpoint: (_parent, args, ctx) => ctx.services.webhooks.disable(ctx.actor, mutationInput(args).id),
+    enableWebhookEndpoint: (_parent, args, ctx) => ctx.services.webhooks.enable(ctx.actor, mutationInput(args).id),
+    rotateWebhookEndpointSecret: (_parent, args, ctx) =>
+      ctx.services.webhooks.rotateSecret(ctx.actor, mutationInput(args).id),
+    deleteWebhookEndpoint: (_parent, args, ctx) => ctx.services.webhooks.delete(ctx.actor, mutationInput(args).id),
+    redeliverWebhook: (_parent, args, ctx) =>
+      ctx.services.webhooks.redeliver(ctx.actor, mutationInput(args).deliveryId),
     rotateDefaultWebhookSecret: (_parent, _args, ctx) => ctx.services.webhooks.rotateDefaultSecret(ctx.actor),
   },
 };

@@ -12,6 +12,7 @@ import {
   isLeafType,
   isNonNullType,
   isObjectType,
+  isUnionType,
   type GraphQLField,
   type GraphQLObjectType,
 } from 'graphql';
@@ -58,7 +59,12 @@ function selectionOf(type: GraphQLObjectType, path: string[], walked: Set<string
       );
       parts.push(`${call} { ${leaves.map((f) => f.name).join(' ')} }`);
     } else if (isObjectType(target)) parts.push(`${call} { ${selectionOf(target, [...path, target.name], walked)} }`);
-    else assert.fail(`the walk does not know how to select ${type.name}.${field.name} (${String(field.type)})`);
+    else if (isUnionType(target)) {
+      const members = target
+        .getTypes()
+        .map((member) => `... on ${member.name} { ${selectionOf(member, [...path, member.name], walked)} }`);
+      parts.push(`${call} { __typename ${members.join(' ')} }`);
+    } else assert.fail(`the walk does not know how to select ${type.name}.${field.name} (${String(field.type)})`);
   }
   return parts.join(' ');
 }
@@ -98,6 +104,7 @@ function rootArguments(world: World): Record<string, Record<string, unknown>[]> 
     models: [{ first: 100 }],
     model: slugs.map((slug) => ({ slug })),
     contractsForModel: slugs.map((model) => ({ model })),
+    contractsForModelConnection: slugs.map((model) => ({ model, first: 100 })),
     usage: ['DAY', 'MODEL', 'CONTRACT', 'CONSUMER'].map((groupBy) => ({ filter: { groupBy } })),
     billingStatement: world.contracts.map(({ id }) => ({
       contractId: id,
