@@ -107,11 +107,9 @@ async function demoAccountToken(
   });
   if (!signUp.errors) return unwrap<{ accessToken: string }>(signUp, 'signUp').accessToken;
   if (signUp.errors[0]?.extensions?.code !== 'CONFLICT') throw new Error(signUp.errors[0]!.message);
-  const logIn = await call(
-    api,
-    'mutation($e: String!, $p: String!) { logIn(email: $e, password: $p) { accessToken } }',
-    { e: account.email, p: account.password },
-  );
+  const logIn = await call(api, 'mutation($i: LogInInput!) { logIn(input: $i) { accessToken } }', {
+    i: { email: account.email, password: account.password },
+  });
   return unwrap<{ accessToken: string }>(logIn, 'logIn').accessToken;
 }
 
@@ -370,7 +368,7 @@ function predictExample(api: string, slug: string, example: EvalExample | undefi
 /** A curl line that logs `account` in and keeps its access token in the shell variable `variable`. */
 function logInLine(api: string, account: { email: string; password: string }, variable: string): string {
   const body = JSON.stringify({
-    query: `mutation { logIn(email: ${JSON.stringify(account.email)}, password: ${JSON.stringify(account.password)}) { accessToken } }`,
+    query: `mutation { logIn(input: {email: ${JSON.stringify(account.email)}, password: ${JSON.stringify(account.password)}}) { accessToken } }`,
   });
   return `${variable}=$(curl -s ${api} -H 'content-type: application/json' -d '${body}' | sed -E 's/.*"accessToken":"([^"]+)".*/\\1/')`;
 }

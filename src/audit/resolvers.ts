@@ -8,6 +8,7 @@ export const auditResolvers: Resolvers = {
   AuditEvent: {
     id: (event) => String(event.id),
     chainSeq: (event) => String(event.chainSeq),
+    actor: (event, _args, ctx) => (event.actorId === null ? null : ctx.loaders.userById.load(event.actorId)),
     prevHash: (event) => event.prevHash ?? '',
     hash: (event) => event.hash ?? '',
   },

@@ -7,10 +7,11 @@ import { Change, type ChangeFeed } from '../db/change-feed.js';
 import type { Prisma } from '../db/database.js';
 import { FeedCache } from '../db/feed-cache.js';
 import type pg from 'pg';
-import type { ApiKey, ApiScope, Role } from '../generated/prisma/client.js';
+import type { ApiKey, ApiScope, Prisma as P, Role } from '../generated/prisma/client.js';
 import { AuditAction, type AuditService } from '../audit/audit-service.js';
 import { BadUserInputError, ForbiddenError, NotFoundError, UnauthenticatedError } from '../server/errors.js';
 import type { Actor, AuthenticatedPrincipal, Principal } from './principal.js';
+import { connectionOf, newestFirstPage } from '../server/cursors.js';
 import { assertUuid } from '../server/ids.js';
 import { cleanText } from '../server/text.js';
 
@@ -119,7 +120,34 @@ export class ApiKeyService {
   async listOwn(actor: Actor): Promise<ApiKey[]> {
     const userId = requireUser(actor.principal);
     const keys = await this.prisma.apiKey.findMany({ where: { userId }, orderBy: { createdAt: 'desc' } });
-    return keys.map((key) => ({ ...key, lastUsedAt: this.#pendingLastUsed.get(key.id) ?? key.lastUsedAt }));
+    return keys.map((key) => this.#withLastUse(key));
+  }
+
+  /** The caller's keys, newest first, a page at a time; revoked ones only with `includeRevoked`. */
+  async listOwnConnection(actor: Actor, includeRevoked: boolean, first: number, after: string | null | undefined) {
+    const userId = requireUser(actor.principal);
+    const afterCursor = newestFirstPage(first, after);
+    const where: P.ApiKeyWhereInput = { userId, ...(includeRevoked ? {} : { revokedAt: null }) };
+    const [keys, totalCount] = await Promise.all([
+      this.prisma.apiKey.findMany({
+        where: { AND: [where, ...afterCursor] },
+        orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
+        take: first + 1,
+      }),
+      this.prisma.apiKey.count({ where }),
+    ]);
+    return {
+      ...connectionOf(
+        keys.map((key) => this.#withLastUse(key)),
+        first,
+      ),
+      totalCount,
+    };
+  }
+
+  /** A key as last used, counting uses not flushed yet. */
+  #withLastUse(key: ApiKey): ApiKey {
+    return { ...key, lastUsedAt: this.#pendingLastUsed.get(key.id) ?? key.lastUsedAt };
   }
 
   /** Revokes one of the caller's keys (admins: anyone's). Revoking a revoked key returns it unchanged. */

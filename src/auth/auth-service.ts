@@ -30,6 +30,8 @@ export interface AuthPayload {
   expiresIn: number;
   tokenType: 'Bearer';
   user: User;
+  /** When the session, and so its refresh token, expires: the lifetime of a browser's session cookie. */
+  sessionExpiresAt: Date;
 }
 
 export interface SignUpInput {
@@ -223,7 +225,7 @@ export class AuthService {
       await this.changes.published([Change.session(session.id)]);
       throw new UnauthenticatedError(INVALID_REFRESH);
     }
-    return this.#payload(session.user, session.id, outcome);
+    return this.#payload(session.user, session, outcome);
   }
 
   async logOut(actor: Actor, refreshToken: string): Promise<boolean> {
@@ -406,16 +408,17 @@ export class AuthService {
     });
     const token = newRefreshToken();
     await tx.refreshToken.create({ data: { sessionId: session.id, tokenHash: hashToken(token) } });
-    return this.#payload(user, session.id, token);
+    return this.#payload(user, session, token);
   }
 
-  #payload(user: User, sessionId: string, refreshToken: string): AuthPayload {
+  #payload(user: User, session: { id: string; expiresAt: Date }, refreshToken: string): AuthPayload {
     return {
-      accessToken: this.tokens.sign({ userId: user.id, sessionId }),
+      accessToken: this.tokens.sign({ userId: user.id, sessionId: session.id }),
       refreshToken,
       expiresIn: this.tokens.ttlSeconds,
       tokenType: 'Bearer',
       user,
+      sessionExpiresAt: session.expiresAt,
     };
   }
 }

@@ -244,7 +244,7 @@ export class ModelmarketClient {
 
   /** Logs in with e-mail and password; the session is kept (and refreshed) for later calls. */
   async logIn(email: string, password: string): Promise<SessionFragment> {
-    const { logIn } = await this.request(LogInDocument, { email, password }, { anonymous: true });
+    const { logIn } = await this.request(LogInDocument, { input: { email, password } }, { anonymous: true });
     await this.#keep(sessionTokens(logIn));
     return logIn;
   }
@@ -254,7 +254,11 @@ export class ModelmarketClient {
     const session = this.#session;
     if (!session) return false;
     this.#session = undefined;
-    const { logOut } = await this.request(LogOutDocument, { refreshToken: session.refreshToken }, { anonymous: true });
+    const { logOut } = await this.request(
+      LogOutDocument,
+      { input: { refreshToken: session.refreshToken } },
+      { anonymous: true },
+    );
     return logOut;
   }
 
@@ -459,7 +463,11 @@ export class ModelmarketClient {
     const session = this.#session;
     if (session) {
       const refresh = async (refreshToken: string) => {
-        const { refreshSession } = await this.request(RefreshSessionDocument, { refreshToken }, { anonymous: true });
+        const { refreshSession } = await this.request(
+          RefreshSessionDocument,
+          { input: { refreshToken } },
+          { anonymous: true },
+        );
         return sessionTokens(refreshSession);
       };
       try {
@@ -488,6 +496,10 @@ export class ModelmarketClient {
 }
 
 function sessionTokens(payload: SessionFragment): SessionTokens {
+  // The client asks for the BODY form, whose answer always holds the refresh token (COOKIE's is null).
+  if (!payload.refreshToken) {
+    throw errorFor('unexpected answer: the session came without its refresh token', { code: 'BAD_RESPONSE' });
+  }
   return {
     accessToken: payload.accessToken,
     refreshToken: payload.refreshToken,

@@ -1,15 +1,30 @@
 // Contracts: a consumer's licence under a plan's frozen terms, and its life cycle. Each transition is one
 // conditional UPDATE (so two concurrent transitions cannot both apply) recorded in the audit log.
-import type { Actor } from '../auth/principal.js';
+import type { Actor, Principal } from '../auth/principal.js';
 import { requireUserId } from '../auth/principal.js';
 import { AuditAction, type AuditService } from '../audit/audit-service.js';
 import { Change, type ChangeFeed } from '../db/change-feed.js';
 import type { Prisma } from '../db/database.js';
 import { EventType, type EventOutbox } from '../events/outbox.js';
-import type { Contract, ContractStatus, Model, ModelVersion, Prisma as P } from '../generated/prisma/client.js';
-import { canManage, isAdmin } from '../models/model-policy.js';
-import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError } from '../server/errors.js';
+import type {
+  Contract,
+  ContractStatus,
+  LicensePlan,
+  Model,
+  ModelVersion,
+  Prisma as P,
+} from '../generated/prisma/client.js';
+import { canManage, isAdmin, type ModelAccess } from '../models/model-policy.js';
+import { connectionOf, newestFirstPage } from '../server/cursors.js';
+import {
+  BadUserInputError,
+  ConflictError,
+  ForbiddenError,
+  NotFoundError,
+  UnauthenticatedError,
+} from '../server/errors.js';
 import { assertUuid } from '../server/ids.js';
+import { cleanText } from '../server/text.js';
 import type { ContractExpiryNotices } from './contract-expiry.js';
 import type { PlansService } from './plans-service.js';
 import { covers, termsDigest, termsOf } from './terms.js';
@@ -78,6 +93,110 @@ const TRANSITIONS: Record<
   },
 };
 
+/** The contract transitions, in the order the console shows them; each is the mutation `${name}Contract`. */
+export const TRANSITION_NAMES = Object.keys(TRANSITIONS) as Transition[];
+
+type TransitionSubject = Pick<Contract, 'status' | 'expiresAt' | 'consumerId'>;
+
+/** FORBIDDEN when the caller is not the party a transition belongs to (the consumer, or whoever manages the model). */
+function partyRefusal(principal: Principal, transition: Transition, contract: TransitionSubject, model: ModelAccess) {
+  const rule = TRANSITIONS[transition];
+  const allowed =
+    rule.by === 'consumer'
+      ? principal.kind !== 'anonymous' && contract.consumerId === principal.userId
+      : canManage(principal, model);
+  if (allowed) return null;
+  return new ForbiddenError(
+    rule.by === 'consumer' ? 'Only the consumer can cancel a contract' : 'Only the model owner or an admin can do this',
+  );
+}
+
+/** BAD_USER_INPUT when the contract's state does not allow a transition now (expired contracts can only be revoked). */
+function stateRefusal(transition: Transition, contract: Pick<Contract, 'status' | 'expiresAt'>, now: Date) {
+  const rule = TRANSITIONS[transition];
+  if (visibleStatus(contract, now) === 'EXPIRED' && transition !== 'revoke')
+    return new BadUserInputError('The contract has expired', 'id');
+  if (!rule.from.includes(contract.status))
+    return new BadUserInputError(`A ${contract.status} contract cannot be ${rule.to.toLowerCase()}`, 'id');
+  return null;
+}
+
+/**
+ * The transitions the caller may make on a contract now, by the rules `transition` applies (Contract.viewerActions;
+ * whether the caller's credentials may call the mutations at all is the resolver's @auth check).
+ */
+export function allowedTransitions(
+  principal: Principal,
+  contract: TransitionSubject,
+  model: ModelAccess,
+  now = new Date(),
+): Transition[] {
+  return TRANSITION_NAMES.filter(
+    (name) => partyRefusal(principal, name, contract, model) === null && stateRefusal(name, contract, now) === null,
+  );
+}
+
+/**
+ * Why `principal` may not take `plan` now with acceptLicense (null: it may). `contractsUnderPlan`: the caller's
+ * contracts under the plan. LicensePlan.viewerCanAccept answers by it too.
+ */
+export function acceptRefusal(
+  principal: Principal,
+  plan: Pick<LicensePlan, 'status'>,
+  model: Pick<Model, 'ownerId'>,
+  contractsUnderPlan: readonly Pick<Contract, 'status' | 'expiresAt'>[],
+) {
+  if (principal.kind === 'anonymous') return new UnauthenticatedError();
+  if (plan.status !== 'ACTIVE')
+    return new BadUserInputError('This plan is retired and takes no new contracts', 'planId');
+  if (model.ownerId === principal.userId)
+    return new BadUserInputError('Owners call their own models without a licence', 'planId');
+  const live = contractsUnderPlan.some(
+    (contract) => LIVE_STATUSES.includes(contract.status) && visibleStatus(contract) !== 'EXPIRED',
+  );
+  return live ? new ConflictError('You already hold a contract under this plan') : null;
+}
+
+/** A contract that still binds (or may yet): one per consumer and plan. */
+const LIVE_STATUSES: ContractStatus[] = ['PENDING', 'ACTIVE', 'SUSPENDED'];
+
+const VIEWER_CONTRACT_ORDER: VisibleStatus[] = ['ACTIVE', 'PENDING', 'SUSPENDED'];
+
+/**
+ * Of a caller's contracts for one model, the one that matters most (Model.viewerContract): the oldest ACTIVE one
+ * (the one calls naming no contract are billed to first), else PENDING, else SUSPENDED, else the newest ended one.
+ */
+export function mostRelevantContract<T extends Pick<Contract, 'status' | 'expiresAt' | 'createdAt' | 'id'>>(
+  contracts: readonly T[],
+  now = new Date(),
+): T | null {
+  const oldestFirst = [...contracts].sort(
+    (a, b) => a.createdAt.getTime() - b.createdAt.getTime() || a.id.localeCompare(b.id),
+  );
+  for (const status of VIEWER_CONTRACT_ORDER) {
+    const found = oldestFirst.find((contract) => visibleStatus(contract, now) === status);
+    if (found) return found;
+  }
+  return oldestFirst.at(-1) ?? null;
+}
+
+/** Which contracts a listing shows: by visible status (EXPIRED is ACTIVE past its expiry), as a Prisma condition. */
+function statusCondition(status: VisibleStatus | null | undefined, now: Date): P.ContractWhereInput {
+  return status === 'EXPIRED'
+    ? { status: 'ACTIVE', expiresAt: { lte: now } }
+    : status === 'ACTIVE'
+      ? { status: 'ACTIVE', OR: [{ expiresAt: null }, { expiresAt: { gt: now } }] }
+      : status
+        ? { status }
+        : {};
+}
+
+export interface ContractFilter {
+  status?: VisibleStatus | null;
+  /** A model slug. */
+  model?: string | null;
+}
+
 export class ContractsService {
   constructor(
     private readonly prisma: Prisma,
@@ -93,21 +212,19 @@ export class ContractsService {
   async accept(actor: Actor, planId: string, pin?: string | null): Promise<Contract> {
     const consumerId = requireUserId(actor.principal);
     const plan = await this.plans.findVisible(actor, planId);
-    if (plan.status !== 'ACTIVE')
-      throw new BadUserInputError('This plan is retired and takes no new contracts', 'planId');
-    if (plan.model.ownerId === consumerId)
-      throw new BadUserInputError('Owners call their own models without a licence', 'planId');
+    const refused = acceptRefusal(actor.principal, plan, plan.model, []);
+    if (refused) throw refused;
     const terms = termsOf(plan);
     const now = new Date();
     const active = !plan.requiresApproval;
     const created = await this.prisma.$transaction(async (tx) => {
       // One live contract per consumer and plan; the row lock on the plan serialises concurrent accepts.
       await tx.$queryRaw`SELECT id FROM license_plans WHERE id = ${plan.id}::uuid FOR UPDATE`;
-      const live = await tx.contract.findFirst({
-        where: { planId: plan.id, consumerId, status: { in: ['PENDING', 'ACTIVE', 'SUSPENDED'] } },
+      const live = await tx.contract.findMany({
+        where: { planId: plan.id, consumerId, status: { in: LIVE_STATUSES } },
       });
-      if (live && visibleStatus(live) !== 'EXPIRED')
-        throw new ConflictError('You already hold a contract under this plan');
+      const conflict = acceptRefusal(actor.principal, plan, plan.model, live);
+      if (conflict) throw conflict;
       const pinned = await this.upgrades.pinFor(tx, plan.model, plan.versions, pin);
       const contract = await tx.contract.create({
         data: {
@@ -180,24 +297,16 @@ export class ContractsService {
   async transition(actor: Actor, id: string, transition: Transition, reason?: string): Promise<Contract> {
     const rule = TRANSITIONS[transition];
     const contract = await this.#find(actor, id);
-    const principal = actor.principal;
-    const allowed =
-      rule.by === 'consumer' ? contract.consumerId === requireUserId(principal) : canManage(principal, contract.model);
-    if (!allowed) {
-      throw new ForbiddenError(
-        rule.by === 'consumer'
-          ? 'Only the consumer can cancel a contract'
-          : 'Only the model owner or an admin can do this',
-      );
-    }
+    const notParty = partyRefusal(actor.principal, transition, contract, contract.model);
+    if (notParty) throw notParty;
     const cleanReason = reason === undefined ? null : reason.normalize('NFKC').trim();
     if (cleanReason !== null && (cleanReason.length === 0 || cleanReason.length > 1000)) {
       throw new BadUserInputError('reason must be 1 to 1000 characters', 'reason');
     }
-    if (visibleStatus(contract) === 'EXPIRED' && transition !== 'revoke') {
-      throw new BadUserInputError('The contract has expired', 'id');
-    }
     const now = new Date();
+    // The status is checked again by the conditional UPDATE below (a concurrent transition may come first).
+    const notNow = stateRefusal(transition, contract, now);
+    if (notNow) throw notNow;
     const data: P.ContractUpdateManyMutationInput = { status: rule.to, statusReason: cleanReason };
     if (transition === 'approve') {
       data.startsAt = now;
@@ -250,6 +359,12 @@ export class ContractsService {
   }
 
   async forModel(actor: Actor, slug: string): Promise<Contract[]> {
+    const model = await this.#managedModel(actor, slug);
+    return this.prisma.contract.findMany({ where: { modelId: model.id }, orderBy: { createdAt: 'desc' } });
+  }
+
+  /** A model whose contracts the caller may read (NOT_FOUND otherwise); an admin's read of another's is audited. */
+  async #managedModel(actor: Actor, slug: string): Promise<Model> {
     const model = await this.prisma.model.findUnique({ where: { slug } });
     if (!model || !canManage(actor.principal, model)) throw new NotFoundError('Model');
     if (isAdmin(actor.principal) && model.ownerId !== requireUserId(actor.principal)) {
@@ -260,25 +375,84 @@ export class ContractsService {
         details: { read: 'contracts' },
       });
     }
-    return this.prisma.contract.findMany({ where: { modelId: model.id }, orderBy: { createdAt: 'desc' } });
+    return model;
   }
 
   async all(actor: Actor, status: VisibleStatus | null | undefined): Promise<Contract[]> {
+    await this.#recordAdminRead(actor);
+    return this.prisma.contract.findMany({
+      where: statusCondition(status, new Date()),
+      orderBy: { createdAt: 'desc' },
+    });
+  }
+
+  /** The caller's contracts, newest first, a page at a time. */
+  mineConnection(
+    actor: Actor,
+    filter: ContractFilter | null | undefined,
+    first: number,
+    after: string | null | undefined,
+  ) {
+    const afterCursor = newestFirstPage(first, after);
+    return this.#page({ consumerId: requireUserId(actor.principal) }, filter, first, afterCursor);
+  }
+
+  /** Contracts for a model the caller manages, newest first (`filter.model` is ignored: the model is given). */
+  async forModelConnection(
+    actor: Actor,
+    slug: string,
+    filter: ContractFilter | null | undefined,
+    first: number,
+    after: string | null | undefined,
+  ) {
+    const afterCursor = newestFirstPage(first, after);
+    const model = await this.#managedModel(actor, slug);
+    return this.#page({ modelId: model.id }, { status: filter?.status }, first, afterCursor);
+  }
+
+  /** Every contract, newest first (admins; the read is audited, as `contracts` is). */
+  async allConnection(
+    actor: Actor,
+    filter: ContractFilter | null | undefined,
+    first: number,
+    after: string | null | undefined,
+  ) {
+    const afterCursor = newestFirstPage(first, after);
+    await this.#recordAdminRead(actor);
+    return this.#page({}, filter, first, afterCursor);
+  }
+
+  async #page(
+    scope: P.ContractWhereInput,
+    filter: ContractFilter | null | undefined,
+    first: number,
+    afterCursor: P.ContractWhereInput[],
+  ) {
+    const conditions: P.ContractWhereInput[] = [scope, statusCondition(filter?.status, new Date())];
+    if (filter?.model != null) {
+      const slug = cleanText(filter.model, 'filter.model', { max: 100, singleLine: true });
+      const model = await this.prisma.model.findUnique({ where: { slug }, select: { id: true } });
+      // An unknown slug matches nothing (and tells nothing about models the caller cannot see).
+      if (!model) return { ...connectionOf<Contract>([], first), totalCount: 0 };
+      conditions.push({ modelId: model.id });
+    }
+    const [rows, totalCount] = await Promise.all([
+      this.prisma.contract.findMany({
+        where: { AND: [...conditions, ...afterCursor] },
+        orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
+        take: first + 1,
+      }),
+      this.prisma.contract.count({ where: { AND: conditions } }),
+    ]);
+    return { ...connectionOf(rows, first), totalCount };
+  }
+
+  async #recordAdminRead(actor: Actor): Promise<void> {
     await this.audit.record(actor, {
       action: AuditAction.ADMIN_READ,
       targetType: 'Contract',
       details: { read: 'all contracts' },
     });
-    const now = new Date();
-    const where: P.ContractWhereInput =
-      status === 'EXPIRED'
-        ? { status: 'ACTIVE', expiresAt: { lte: now } }
-        : status === 'ACTIVE'
-          ? { status: 'ACTIVE', OR: [{ expiresAt: null }, { expiresAt: { gt: now } }] }
-          : status
-            ? { status }
-            : {};
-    return this.prisma.contract.findMany({ where, orderBy: { createdAt: 'desc' } });
   }
 
   /** A contract the caller is party to (consumer, model owner) or administers. */

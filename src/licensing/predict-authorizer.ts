@@ -6,14 +6,17 @@
 // reservation still re-checks status and expiry in the same statement on every call; a refused reservation makes
 // the caller choose again from fresh rows (`fresh`), and so does any refusal found in the cache.
 import type pg from 'pg';
-import type { Actor } from '../auth/principal.js';
+import type { Actor, Principal } from '../auth/principal.js';
 import { Change, type ChangeFeed } from '../db/change-feed.js';
 import { FeedCache } from '../db/feed-cache.js';
-import type { Model, ModelVersion } from '../generated/prisma/client.js';
+import type { Contract, Model, ModelVersion } from '../generated/prisma/client.js';
 import type { BillableContract } from '../metering/metering-service.js';
-import { canManage } from '../models/model-policy.js';
+import { canManage, type ModelAccess } from '../models/model-policy.js';
 import { BadUserInputError, ForbiddenError } from '../server/errors.js';
 import { covers } from './terms.js';
+
+/** Quota units one predicted instance takes. */
+export const PREDICTION_QUOTA_UNITS = 1;
 
 /** What a call does with the version: each is licensed, priced and counted against the quota by its own terms. */
 export type LicensedUse = 'PREDICT' | 'EXPLAIN';
@@ -90,7 +93,7 @@ export class LicenceAuthorizer {
   ): Promise<PredictGrant> {
     const principal = actor.principal;
     const use = options.use ?? 'PREDICT';
-    if (canManage(principal, model)) return { contract: null, quotaUnitsPerInstance: 1 };
+    if (canManage(principal, model)) return { contract: null, quotaUnitsPerInstance: PREDICTION_QUOTA_UNITS };
     if (principal.kind === 'anonymous') throw new ForbiddenError(REASON_TEXT.NO_CONTRACT, { reason: 'NO_CONTRACT' });
     const key = Change.contracts(principal.userId, model.id);
     const cached = options.fresh ? undefined : this.#contracts.get(key);
@@ -174,7 +177,7 @@ function choose(
           rateLimitPerMinute: row.rate_limit_per_minute,
           period: row.period,
         },
-        quotaUnitsPerInstance: explain ? row.explanation_quota_units : 1,
+        quotaUnitsPerInstance: explain ? row.explanation_quota_units : PREDICTION_QUOTA_UNITS,
       };
     }
     reasons.add(reason);
@@ -189,13 +192,68 @@ export function licenceRefusal(reason: keyof typeof REASON_TEXT): ForbiddenError
 
 /** Why a contract cannot pay for `use` of a version now, or null when it can. */
 function refusal(row: ContractRow, version: string, use: LicensedUse, now: number): string | null {
-  return row.status !== 'ACTIVE'
-    ? row.status
-    : row.expires_at_ms !== null && row.expires_at_ms <= now
+  return usageRefusal(
+    {
+      status: row.status,
+      expiresAtMs: row.expires_at_ms,
+      versionRange: row.version_range,
+      explanationsAllowed: row.explanations_allowed,
+    },
+    version,
+    use,
+    now,
+  );
+}
+
+/** What decides whether a contract can pay for a call. */
+export interface UsableContract {
+  status: string;
+  /** Epoch milliseconds, or null for no expiry. */
+  expiresAtMs: number | null;
+  versionRange: string;
+  explanationsAllowed: boolean;
+}
+
+/**
+ * The one rule of contract usability: why `contract` cannot pay for `use` of `version` now, or null when it can.
+ * Calls are authorized by it, and capability fields (Model.viewerCanPredict) answer by it.
+ */
+export function usageRefusal(contract: UsableContract, version: string, use: LicensedUse, now: number): string | null {
+  return contract.status !== 'ACTIVE'
+    ? contract.status
+    : contract.expiresAtMs !== null && contract.expiresAtMs <= now
       ? 'EXPIRED'
-      : !covers(row.version_range, version)
+      : !covers(contract.versionRange, version)
         ? 'VERSION_NOT_COVERED'
-        : use === 'EXPLAIN' && !row.explanations_allowed
+        : use === 'EXPLAIN' && !contract.explanationsAllowed
           ? 'EXPLANATIONS_NOT_ALLOWED'
           : null;
+}
+
+/** Whether the caller may predict with some serving version of `model`: a capability, by authorize's rules. */
+export function canPredictAny(
+  principal: Principal,
+  model: ModelAccess,
+  servingVersions: readonly string[],
+  contracts: readonly Pick<Contract, 'status' | 'expiresAt' | 'versionRange' | 'explanationsAllowed'>[],
+  now = Date.now(),
+): boolean {
+  if (canManage(principal, model)) return true;
+  if (principal.kind === 'anonymous') return false;
+  return contracts.some((contract) =>
+    servingVersions.some(
+      (version) =>
+        usageRefusal(
+          {
+            status: contract.status,
+            expiresAtMs: contract.expiresAt?.getTime() ?? null,
+            versionRange: contract.versionRange,
+            explanationsAllowed: contract.explanationsAllowed,
+          },
+          version,
+          'PREDICT',
+          now,
+        ) === null,
+    ),
+  );
 }

@@ -1,6 +1,8 @@
-import type { ContractTerms, Resolvers } from '../generated/graphql.js';
+import type { ContractAction, ContractTerms, Resolvers } from '../generated/graphql.js';
 import { nextMonthStart } from '../metering/metering-service.js';
-import { visibleStatus } from './contracts-service.js';
+import { passesAuthRule } from '../server/schema.js';
+import { acceptRefusal, allowedTransitions, mostRelevantContract, visibleStatus } from './contracts-service.js';
+import { canPredictAny } from './predict-authorizer.js';
 import { EXPLANATION_TERMS_BEFORE_EXPLANATIONS, UPGRADE_TERMS_BEFORE_UPGRADES } from './terms.js';
 import { mutationInput, requiredInputField } from '../server/mutation-inputs.js';
 
@@ -9,6 +11,12 @@ export const licensingResolvers: Resolvers = {
     myContracts: (_parent, _args, ctx) => ctx.services.contracts.mine(ctx.actor),
     contractsForModel: (_parent, { model }, ctx) => ctx.services.contracts.forModel(ctx.actor, model),
     contracts: (_parent, { status }, ctx) => ctx.services.contracts.all(ctx.actor, status),
+    myContractsConnection: (_parent, { filter, first, after }, ctx) =>
+      ctx.services.contracts.mineConnection(ctx.actor, filter, first ?? 20, after),
+    contractsForModelConnection: (_parent, { model, filter, first, after }, ctx) =>
+      ctx.services.contracts.forModelConnection(ctx.actor, model, filter, first ?? 20, after),
+    contractsConnection: (_parent, { filter, first, after }, ctx) =>
+      ctx.services.contracts.allConnection(ctx.actor, filter, first ?? 20, after),
     verifyLicenseCertificate: (_parent, { token }, ctx) => ctx.services.certificates.verify(token),
   },
   Mutation: {
@@ -50,16 +58,48 @@ export const licensingResolvers: Resolvers = {
     declineVersionUpgrade: (_parent, args, ctx) =>
       ctx.services.upgrades.decline(ctx.actor, mutationInput(args).contract),
   },
+  // The viewer… fields answer by the rules (and @auth checks) of the calls they announce: the console copies no policy.
   Model: {
     plans: (model, _args, ctx) => ctx.services.plans.listForModel(ctx.actor, model),
+    plansConnection: (model, { status, first, after }, ctx) =>
+      ctx.loaders.plansPage(model, status, first ?? 20, after ?? null),
+    viewerContract: async (model, _args, ctx) =>
+      mostRelevantContract(await ctx.loaders.viewerContractsByModelId.load(model.id)),
+    viewerCanPredict: async (model, _args, ctx, info) => {
+      const principal = ctx.actor.principal;
+      if (!passesAuthRule(principal, info.schema, 'Mutation', 'predict')) return false;
+      const [servingVersions, contracts] = await Promise.all([
+        ctx.loaders.servingVersionsByModelId.load(model.id),
+        ctx.loaders.viewerContractsByModelId.load(model.id),
+      ]);
+      return canPredictAny(principal, model, servingVersions, contracts);
+    },
   },
   LicensePlan: {
+    viewerCanAccept: async (plan, _args, ctx, info) => {
+      const principal = ctx.actor.principal;
+      if (!passesAuthRule(principal, info.schema, 'Mutation', 'acceptLicense')) return false;
+      const [model, contracts] = await Promise.all([
+        ctx.loaders.modelById.load(plan.modelId),
+        ctx.loaders.viewerContractsByModelId.load(plan.modelId),
+      ]);
+      const underPlan = contracts.filter((contract) => contract.planId === plan.id);
+      return model !== null && acceptRefusal(principal, plan, model, underPlan) === null;
+    },
     // A plan is reached only through its visible model or a Contract.plan that checked it.
     model: (plan, _args, ctx) => ctx.loaders.requireVisibleModel(plan.modelId),
     pricePerPrediction: (plan) => plan.pricePerPrediction.toString(),
     pricePerExplanation: (plan) => plan.pricePerExplanation.toString(),
   },
   Contract: {
+    viewerActions: async (contract, _args, ctx, info) => {
+      const principal = ctx.actor.principal;
+      const model = await ctx.loaders.modelById.load(contract.modelId);
+      if (!model) return [];
+      return allowedTransitions(principal, contract, model)
+        .filter((name) => passesAuthRule(principal, info.schema, 'Mutation', `${name}Contract`))
+        .map((name) => name.toUpperCase() as ContractAction);
+    },
     // Null once the model stops being visible to the caller (made PRIVATE): a contract is no way around that.
     plan: (contract, _args, ctx) => ctx.loaders.visiblePlanById(contract.planId),
     model: (contract, _args, ctx) => ctx.loaders.visibleModelById(contract.modelId),

@@ -9,7 +9,14 @@ import { isUniqueViolation } from '../db/errors.js';
 import { connectionOf, decodeTimeCursor } from '../server/cursors.js';
 import { assertUuid } from '../server/ids.js';
 import { cleanText } from '../server/text.js';
-import type { Model, ModelTask, ModelVersion, Prisma as P, Visibility } from '../generated/prisma/client.js';
+import type {
+  Model,
+  ModelTask,
+  ModelVersion,
+  Prisma as P,
+  VersionStatus,
+  Visibility,
+} from '../generated/prisma/client.js';
 import type { Logger } from '../server/logger.js';
 import { BadUserInputError, ConflictError, NotFoundError } from '../server/errors.js';
 import { OPTED_OUT_MARK, type EvaluationData, type WatermarkService } from '../watermark/watermark-service.js';
@@ -149,6 +156,11 @@ function accuracyPointsAsFraction(points: number | null | undefined): number {
   return points / 100;
 }
 
+function assertPageSize(first: number): void {
+  if (!Number.isInteger(first) || first < 1 || first > 100)
+    throw new BadUserInputError('first must be 1 to 100', 'first');
+}
+
 /** Semver precedence, highest first. A model has tens of versions, so sorting here is cheap. */
 const highestFirst = (versions: ModelVersion[]) => versions.sort((a, b) => semver.rcompare(a.version, b.version));
 
@@ -255,8 +267,7 @@ export class ModelsService {
   }
 
   async list(actor: Actor, filter: ModelFilter | null | undefined, first: number, after: string | null | undefined) {
-    if (!Number.isInteger(first) || first < 1 || first > 100)
-      throw new BadUserInputError('first must be 1 to 100', 'first');
+    assertPageSize(first);
     const principal = actor.principal;
     const conditions: P.ModelWhereInput[] = [];
     if (!isAdmin(principal)) {
@@ -652,6 +663,31 @@ export class ModelsService {
   /** Versions of a model, highest first. */
   async versions(modelId: string): Promise<ModelVersion[]> {
     return highestFirst(await this.prisma.modelVersion.findMany({ where: { modelId } }));
+  }
+
+  /**
+   * A page of a model's versions in `versions` order (highest first), of one status when given. The cursor names
+   * the last version shown, so a page goes on below its number even if that version's status changed since.
+   */
+  async versionsPage(
+    modelId: string,
+    status: VersionStatus | null | undefined,
+    first: number,
+    after: string | null | undefined,
+  ) {
+    assertPageSize(first);
+    const all = await this.versions(modelId);
+    const matching = status ? all.filter((version) => version.status === status) : all;
+    let start = 0;
+    if (after) {
+      const { id } = decodeTimeCursor(after);
+      const last = all.find((version) => version.id === id);
+      // A cursor of another model's versions, or of another listing.
+      if (!last) throw new BadUserInputError('Invalid cursor', 'after');
+      const below = matching.findIndex((version) => semver.rcompare(version.version, last.version) > 0);
+      start = below === -1 ? matching.length : below;
+    }
+    return { ...connectionOf(matching.slice(start, start + first + 1), first), totalCount: matching.length };
   }
 
   /** The highest release that still serves (prereleases only when there is no release), or null. */

@@ -4,8 +4,9 @@ import type { OptimizedVariantReport } from '../lifecycle/optimization-service.j
 import type { VariantRow } from './variants.js';
 import { describeMark, type WatermarkReport } from '../watermark/watermark-service.js';
 import type { EvaluationMetrics } from './evaluation-metrics.js';
-import { visibleWatermark } from './model-policy.js';
+import { canManage, visibleWatermark } from './model-policy.js';
 import { mutationInput, requiredInputField } from '../server/mutation-inputs.js';
+import { parseSignature, typedSignature } from './signature.js';
 
 const asCard = (json: unknown) => json as ModelCard;
 
@@ -59,6 +60,9 @@ export const modelResolvers: Resolvers = {
     owner: async (model, _args, ctx) => (await ctx.loaders.userById.load(model.ownerId))!,
     card: (model) => asCard(model.card),
     versions: (model, _args, ctx) => ctx.services.models.versions(model.id),
+    versionsConnection: (model, { status, first, after }, ctx) =>
+      ctx.services.models.versionsPage(model.id, status, first ?? 20, after),
+    viewerCanManage: (model, _args, ctx) => canManage(ctx.actor.principal, model),
     version: (model, { version }, ctx) => ctx.services.models.resolveVersion(model.id, version),
     aliases: (model, _args, ctx) => ctx.services.models.aliases(model.id),
   },
@@ -68,6 +72,7 @@ export const modelResolvers: Resolvers = {
     sizeBytes: async (version, _args, ctx) => (await ctx.loaders.artifactById.load(version.artifactId))!.sizeBytes,
     sha256: async (version, _args, ctx) => (await ctx.loaders.artifactById.load(version.artifactId))!.sha256,
     card: (version) => asCard(version.card),
+    io: (version) => typedSignature(parseSignature(version.signature, 'signature')),
     metrics: (version) => version.metrics as EvaluationMetrics | null,
     watermark: async (version, _args, ctx) =>
       visibleWatermark(
@@ -95,8 +100,9 @@ export const modelResolvers: Resolvers = {
       return variant && optimizationReport(variant);
     },
     aliases: async (version, _args, ctx) => {
+      // Both batched: a page of versions reads each model's versions and aliases once, not once per version.
       const [latest, stored] = await Promise.all([
-        ctx.services.models.latest(version.modelId),
+        ctx.loaders.latestVersionByModelId.load(version.modelId),
         ctx.loaders.aliasesByModelId.load(version.modelId),
       ]);
       return [
@@ -104,5 +110,9 @@ export const modelResolvers: Resolvers = {
         ...stored.filter((alias) => alias.versionId === version.id).map((alias) => alias.name),
       ];
     },
+  },
+  Preprocessing: {
+    // typedSignature names each preprocessing's type.
+    __resolveType: (preprocessing) => preprocessing.__typename!,
   },
 };

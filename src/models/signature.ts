@@ -5,6 +5,11 @@
 import { z } from 'zod';
 import { BadUserInputError } from '../server/errors.js';
 import type { ModelSignature as InspectedModel } from '../inference/engine.js';
+import type {
+  ModelSignature as TypedSignature,
+  Preprocessing as TypedPreprocessing,
+  TensorOutput,
+} from '../generated/graphql.js';
 
 const positiveInt = z.number().int().positive();
 const label = z.string().min(1).max(200);
@@ -146,6 +151,56 @@ export function inputSpecs(signature: Signature): (InputSpec & { name: string })
 /** Every output of a signature, named (a single-tensor signature's as SINGLE_OUTPUT_NAME). */
 export function outputSpecs(signature: Signature): (OutputSpec & { name: string })[] {
   return isNamed(signature) ? signature.outputs : [{ ...signature.output, name: SINGLE_OUTPUT_NAME }];
+}
+
+/**
+ * The typed form the API answers (ModelVersion.io): every input and output named (a single-tensor signature's
+ * as SINGLE_INPUT_NAME and SINGLE_OUTPUT_NAME), a text vocabulary by its size only (it can hold 500 000 tokens).
+ */
+export function typedSignature(signature: Signature): TypedSignature {
+  return {
+    named: isNamed(signature),
+    inputs: inputSpecs(signature).map((input) => ({
+      name: input.name,
+      shape: input.shape,
+      dtype: input.dtype === 'int32' ? 'INT32' : 'FLOAT32',
+      preprocessing: typedPreprocessing(input.preprocessing),
+      range: input.range ?? null,
+    })),
+    outputs: outputSpecs(signature).map((output): TensorOutput => ({
+      name: output.name,
+      kind: output.kind === 'classification' ? 'CLASSIFICATION' : 'VALUES',
+      labels: output.kind === 'classification' ? output.labels : null,
+      size: specSize(output),
+    })),
+  };
+}
+
+/** Each preprocessing with its GraphQL type name, which the Preprocessing union resolves by. */
+function typedPreprocessing(preprocessing: Preprocessing): TypedPreprocessing & { __typename: string } {
+  switch (preprocessing.kind) {
+    case 'none':
+      return { __typename: 'NoPreprocessing', none: true };
+    case 'image':
+      return {
+        __typename: 'ImagePreprocessing',
+        height: preprocessing.height,
+        width: preprocessing.width,
+        channels: preprocessing.channels,
+        scaling: preprocessing.scaling === 'unit' ? 'UNIT' : 'NONE',
+        // Signatures stored before `resize` existed are stretched (see the schema above).
+        resize: preprocessing.resize === 'refuse' ? 'REFUSE' : 'STRETCH',
+      };
+    case 'text':
+      return {
+        __typename: 'TextPreprocessing',
+        maxLength: preprocessing.maxLength,
+        lowercase: preprocessing.lowercase,
+        vocabularySize: preprocessing.vocabulary.length,
+      };
+    case 'tabular':
+      return { __typename: 'TabularPreprocessing', features: preprocessing.features };
+  }
 }
 
 const FIELD = 'input.signature';

@@ -4,7 +4,7 @@
 // in the transaction that records them.
 import type { Principal } from '../auth/principal.js';
 import type { Prisma } from '../db/database.js';
-import type { ArtifactVariant, Prisma as P, VariantKind } from '../generated/prisma/client.js';
+import type { ArtifactVariant, Contract, Prisma as P, VariantKind } from '../generated/prisma/client.js';
 import { artifactHash, type ArtifactService } from './artifact-service.js';
 import { BLOB_TRANSACTION, type StoredArtifact } from './artifact-storage.js';
 import { canManage, isAdmin, type ModelAccess } from './model-policy.js';
@@ -170,7 +170,10 @@ export class VariantStore {
       omit: WITHOUT_CALIBRATION,
       include: {
         version: {
-          include: { model: { select: { slug: true } }, artifact: { select: { sha256: true } } },
+          include: {
+            model: { select: { slug: true, ownerId: true, visibility: true } },
+            artifact: { select: { sha256: true } },
+          },
         },
       },
     });
@@ -194,6 +197,13 @@ export class VariantStore {
     }
     const mark = await this.find(markedVersionId, 'OWNER_MARKED');
     return { markedVersionId, mark: mark?.sha256 ? mark : null };
+  }
+
+  /** The contracts licensee copies were made for, by id. */
+  async licenseeContracts(contractIds: readonly string[]): Promise<Map<string, Contract>> {
+    if (contractIds.length === 0) return new Map();
+    const contracts = await this.prisma.contract.findMany({ where: { id: { in: [...contractIds] } } });
+    return new Map(contracts.map((contract) => [contract.id, contract]));
   }
 
   /**

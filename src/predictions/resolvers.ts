@@ -1,4 +1,5 @@
 import type { Resolvers } from '../generated/graphql.js';
+import { PREDICTION_QUOTA_UNITS } from '../licensing/predict-authorizer.js';
 import { BadUserInputError } from '../server/errors.js';
 import { selects } from '../server/selection.js';
 import { mutationInput } from '../server/mutation-inputs.js';
@@ -26,6 +27,17 @@ export const predictionResolvers: Resolvers = {
       return prediction;
     },
     cancelPrediction: (_parent, args, ctx) => ctx.services.asyncPredictions.cancel(ctx.actor, mutationInput(args).id),
+  },
+  Prediction: {
+    // The caller is the contract's consumer (calls are billed only to the caller's own contracts).
+    contract: async (prediction, _args, ctx) => {
+      if (prediction.contractId === null) return null;
+      const contract = await ctx.loaders.contractById.load(prediction.contractId);
+      const principal = ctx.actor.principal;
+      return contract && principal.kind !== 'anonymous' && contract.consumerId === principal.userId ? contract : null;
+    },
+    quotaUnits: (prediction) =>
+      prediction.contractId === null ? 0 : prediction.outputs.length * PREDICTION_QUOTA_UNITS,
   },
   AsyncPrediction: {
     model: (prediction, _args, ctx) => ctx.loaders.requireVisibleModel(prediction.modelId),

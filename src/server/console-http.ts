@@ -39,6 +39,20 @@ export function wantsPage(exchange: Exchange): boolean {
 
 export function consoleSite(distDir = WEB_DIST_DIR): ConsoleSite {
   const built = existsSync(`${distDir}/index.html`);
+  // sirv lists the folder when it is made: without a build there is nothing to list (and the API still serves).
+  if (!built) {
+    return {
+      built,
+      serveFile: () => Promise.resolve(false),
+      servePage: (exchange) =>
+        sendRequestError(
+          exchange.res,
+          503,
+          'SERVICE_UNAVAILABLE',
+          'The web console is not built: run `npm run build:web` (npm install runs it)',
+        ),
+    };
+  }
   const files = sirv(distDir, {
     dev: false,
     etag: true,
@@ -50,14 +64,6 @@ export function consoleSite(distDir = WEB_DIST_DIR): ConsoleSite {
     },
   });
   const servePage = (exchange: Exchange, page: 'index.html' | 'graphiql.html') => {
-    if (!built) {
-      return sendRequestError(
-        exchange.res,
-        503,
-        'SERVICE_UNAVAILABLE',
-        'The web console is not built: run `npm run build:web` (npm install runs it)',
-      );
-    }
     exchange.req.url = `/${page}`;
     files(exchange.req, exchange.res, () => sendRequestError(exchange.res, 404, 'NOT_FOUND', 'No such route'));
   };
@@ -65,7 +71,6 @@ export function consoleSite(distDir = WEB_DIST_DIR): ConsoleSite {
     built,
     servePage,
     serveFile(exchange) {
-      if (!built) return Promise.resolve(false);
       return new Promise((resolve) => {
         files(exchange.req, exchange.res, () => resolve(false));
         if (exchange.res.headersSent || exchange.res.writableEnded) resolve(true);

@@ -53,3 +53,20 @@ export function connectionOf<T extends TimedRow>(rows: T[], first: number) {
     pageInfo: { hasNextPage: rows.length > first, endCursor: page.length ? cursorOf(page.at(-1)!) : null },
   };
 }
+
+/** BAD_USER_INPUT on `first` unless it is 1 to `max`: every connection bounds its page. */
+export function assertPageSize(first: number, max = 100): void {
+  if (!Number.isInteger(first) || first < 1 || first > max)
+    throw new BadUserInputError(`first must be 1 to ${max}`, 'first');
+}
+
+/**
+ * A page request of a listing ordered newest first by (createdAt, id), checked before anything is read or
+ * recorded: the Prisma conditions that skip to the rows after `after` (none without a cursor).
+ */
+export function newestFirstPage(first: number, after: string | null | undefined) {
+  assertPageSize(first);
+  if (after == null) return [];
+  const { createdAt, id } = decodeTimeCursor(after);
+  return [{ OR: [{ createdAt: { lt: createdAt } }, { createdAt, id: { lt: id } }] }];
+}

@@ -1,8 +1,10 @@
 // One HTTP request and its response, with what every route needs of it: the request id, the client's address,
-// a logger that names the request, and its Actor (the credentials checked once, for GraphQL and REST alike).
+// scheme, origin and cookies, a logger that names the request, and its Actor (the credentials checked once, for
+// GraphQL and REST alike).
 import { randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
 import type { Actor } from '../auth/principal.js';
 import type { Authenticator } from '../auth/authenticator.js';
 import { databaseUnavailableError } from './errors.js';
@@ -10,11 +12,30 @@ import type { Logger } from './logger.js';
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
 
+/** A cookie for the response to set (or, with `maxAgeSeconds` 0, to clear). */
+export interface ResponseCookie {
+  name: string;
+  value: string;
+  path: string;
+  maxAgeSeconds: number;
+  /** Out of reach of the page's scripts. */
+  httpOnly: boolean;
+}
+
+/** The first value of a header a proxy may have sent several times (Node joins them with commas). */
+function firstForwarded(value: string | string[] | undefined): string | undefined {
+  const first = (Array.isArray(value) ? value[0] : value)?.split(',', 1)[0]!.trim();
+  return first || undefined;
+}
+
 /** What the exchanges of one server share. */
 export interface ExchangeSettings {
   logger: Logger;
   authenticator: Authenticator;
-  /** TRUST_PROXY: the client is the first address of X-Forwarded-For (as Express's `trust proxy = true`). */
+  /**
+   * TRUST_PROXY: the client is the first address of X-Forwarded-For, its scheme and host the first of
+   * X-Forwarded-Proto and X-Forwarded-Host (as Express's `trust proxy = true`).
+   */
   trustProxy: boolean;
 }
 
@@ -31,6 +52,7 @@ export class Exchange {
   #log: Logger | undefined;
   #ip: string | undefined;
   #actor: Promise<Actor> | undefined;
+  #cookies: ReadonlyMap<string, string> | undefined;
 
   constructor(
     readonly req: IncomingMessage,
@@ -52,13 +74,57 @@ export class Exchange {
 
   get ip(): string {
     if (this.#ip === undefined) {
-      // Node joins repeated X-Forwarded-For headers into one, in order: the first address is the client's.
-      const forwarded = this.settings.trustProxy ? String(this.req.headers['x-forwarded-for'] ?? '') : '';
+      const first = this.settings.trustProxy ? firstForwarded(this.req.headers['x-forwarded-for']) : undefined;
       // Only an address: anything else (empty, a name, garbage) would key the per-IP throttles as the client chose.
-      const first = forwarded.split(',', 1)[0]!.trim();
-      this.#ip = isIP(first) ? first : (this.req.socket.remoteAddress ?? 'unknown');
+      this.#ip = first !== undefined && isIP(first) ? first : (this.req.socket.remoteAddress ?? 'unknown');
     }
     return this.#ip;
+  }
+
+  /** Whether the client reached us over https: our own TLS, or a trusted proxy's. */
+  get secure(): boolean {
+    if ((this.req.socket as Partial<TLSSocket>).encrypted) return true;
+    return this.settings.trustProxy && firstForwarded(this.req.headers['x-forwarded-proto'])?.toLowerCase() === 'https';
+  }
+
+  /** The origin the client addressed (scheme and host), to tell a request from our own pages from a foreign one. */
+  get origin(): string {
+    const forwardedHost = this.settings.trustProxy ? firstForwarded(this.req.headers['x-forwarded-host']) : undefined;
+    return `${this.secure ? 'https' : 'http'}://${forwardedHost ?? this.req.headers.host ?? ''}`;
+  }
+
+  /**
+   * The request's cookies by name (the first of a repeated name, as browsers send the most specific first).
+   * Node bounds the Cookie header with all the others (--max-http-header-size).
+   */
+  get cookies(): ReadonlyMap<string, string> {
+    if (this.#cookies === undefined) {
+      const cookies = new Map<string, string>();
+      for (const pair of (this.req.headers.cookie ?? '').split(';')) {
+        const equals = pair.indexOf('=');
+        if (equals === -1) continue;
+        const name = pair.slice(0, equals).trim();
+        if (name && !cookies.has(name)) cookies.set(name, decodeCookieValue(pair.slice(equals + 1).trim()));
+      }
+      this.#cookies = cookies;
+    }
+    return this.#cookies;
+  }
+
+  /**
+   * Adds a Set-Cookie to the response (SameSite=Strict always; Secure when the client came over https). Written on
+   * the response at once: a resolver runs before graphql-http.ts copies Apollo's headers, none of them Set-Cookie.
+   */
+  setCookie({ name, value, path, maxAgeSeconds, httpOnly }: ResponseCookie): void {
+    const attributes = [
+      `${name}=${encodeURIComponent(value)}`,
+      `Path=${path}`,
+      `Max-Age=${maxAgeSeconds}`,
+      'SameSite=Strict',
+      ...(httpOnly ? ['HttpOnly'] : []),
+      ...(this.secure ? ['Secure'] : []),
+    ];
+    this.res.appendHeader('set-cookie', attributes.join('; '));
   }
 
   /**
@@ -75,5 +141,15 @@ export class Exchange {
         throw unavailable;
       },
     ));
+  }
+}
+
+/** A cookie's value, %-decoded when it was encoded (RFC 6265 leaves the encoding to the application). */
+function decodeCookieValue(raw: string): string {
+  const unquoted = raw.length > 1 && raw.startsWith('"') && raw.endsWith('"') ? raw.slice(1, -1) : raw;
+  try {
+    return decodeURIComponent(unquoted);
+  } catch {
+    return unquoted;
   }
 }

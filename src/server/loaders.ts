@@ -5,15 +5,36 @@
 import DataLoader from 'dataloader';
 import type { Principal } from '../auth/principal.js';
 import type { Prisma } from '../db/database.js';
-import type { Artifact, LicensePlan, Model, ModelAlias, User } from '../generated/prisma/client.js';
+import type {
+  Artifact,
+  Contract,
+  LicensePlan,
+  Model,
+  ModelAlias,
+  ModelVersion,
+  PlanStatus,
+  User,
+} from '../generated/prisma/client.js';
 import type { EvaluationsService, VerifiedMetrics } from '../evaluation/evaluations-service.js';
-import { canView } from '../models/model-policy.js';
+import { canManage, canView } from '../models/model-policy.js';
+import { latestOf } from '../models/models-service.js';
 import type { VariantRow, VariantStore } from '../models/variants.js';
+import { assertPageSize, connectionOf, decodeTimeCursor } from './cursors.js';
 import { NotFoundError } from './errors.js';
 
 function byId<T extends { id: string }>(ids: readonly string[], rows: T[]): (T | null)[] {
   const found = new Map(rows.map((row) => [row.id, row]));
   return ids.map((id) => found.get(id) ?? null);
+}
+
+/** One model's page of plans, oldest first: what Model.plansConnection asks for. */
+interface PlansPageKey {
+  modelId: string;
+  /** The statuses the caller may see and asked for. */
+  statuses: PlanStatus[];
+  first: number;
+  /** The cursor's position (checked before batching, so that a bad cursor fails only its own field). */
+  after: { createdAt: Date; id: string } | null;
 }
 
 export class Loaders {
@@ -24,6 +45,11 @@ export class Loaders {
   #aliases?: DataLoader<string, ModelAlias[]>;
   #verifiedMetrics?: DataLoader<string, VerifiedMetrics | null>;
   #ownerMarks?: DataLoader<string, VariantRow | null>;
+  #latestVersions?: DataLoader<string, ModelVersion | null>;
+  #contracts?: DataLoader<string, Contract | null>;
+  #viewerContracts?: DataLoader<string, Contract[]>;
+  #servingVersions?: DataLoader<string, string[]>;
+  #plansPages?: DataLoader<PlansPageKey, { rows: LicensePlan[]; totalCount: number }, string>;
 
   constructor(
     private readonly prisma: Prisma,
@@ -66,12 +92,107 @@ export class Loaders {
     }));
   }
 
+  /** The version `latest` names, by model id (null: none serves): one read for every listed version's aliases. */
+  get latestVersionByModelId(): DataLoader<string, ModelVersion | null> {
+    return (this.#latestVersions ??= new DataLoader(async (ids) => {
+      const serving = await this.prisma.modelVersion.findMany({
+        where: { modelId: { in: [...ids] }, status: { not: 'ARCHIVED' } },
+      });
+      return ids.map((id) => latestOf(serving.filter((version) => version.modelId === id)));
+    }));
+  }
+
   /** A version's owner-marked variant (null: published before marking existed). */
   get ownerMarkByVersionId(): DataLoader<string, VariantRow | null> {
     return (this.#ownerMarks ??= new DataLoader(async (ids) => {
       const found = await this.variants.findMany(ids, 'OWNER_MARKED');
       return ids.map((id) => found.get(id) ?? null);
     }));
+  }
+
+  /** Any contract: for edges that check the caller's right to it themselves (Prediction.contract). */
+  get contractById(): DataLoader<string, Contract | null> {
+    return (this.#contracts ??= new DataLoader(async (ids) =>
+      byId(ids, await this.prisma.contract.findMany({ where: { id: { in: [...ids] } } })),
+    ));
+  }
+
+  /** The caller's own contracts for a model (none for anonymous callers), by model id: the viewer… fields. */
+  get viewerContractsByModelId(): DataLoader<string, Contract[]> {
+    return (this.#viewerContracts ??= new DataLoader(async (ids) => {
+      const principal = this.principal;
+      if (principal.kind === 'anonymous') return ids.map(() => []);
+      const rows = await this.prisma.contract.findMany({
+        where: { consumerId: principal.userId, modelId: { in: [...ids] } },
+        orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
+      });
+      return ids.map((id) => rows.filter((row) => row.modelId === id));
+    }));
+  }
+
+  /** The numbers of a model's versions that serve (not ARCHIVED), by model id. */
+  get servingVersionsByModelId(): DataLoader<string, string[]> {
+    return (this.#servingVersions ??= new DataLoader(async (ids) => {
+      const rows = await this.prisma.modelVersion.findMany({
+        where: { modelId: { in: [...ids] }, status: { not: 'ARCHIVED' } },
+        select: { modelId: true, version: true },
+      });
+      return ids.map((id) => rows.filter((row) => row.modelId === id).map((row) => row.version));
+    }));
+  }
+
+  /**
+   * A page of a visible model's plans, oldest first, with their count: retired ones only for those who manage it.
+   * The pages of every model a response lists are read together (two queries, whatever the number of models).
+   */
+  async plansPage(model: Model, status: PlanStatus | null | undefined, first: number, after: string | null) {
+    const visible: PlanStatus[] = canManage(this.principal, model) ? ['ACTIVE', 'RETIRED'] : ['ACTIVE'];
+    const statuses = status ? visible.filter((s) => s === status) : visible;
+    assertPageSize(first);
+    const position = after === null ? null : decodeTimeCursor(after);
+    const { rows, totalCount } = await this.#plansPageLoader.load({
+      modelId: model.id,
+      statuses,
+      first,
+      after: position,
+    });
+    return { ...connectionOf(rows, first), totalCount };
+  }
+
+  get #plansPageLoader() {
+    return (this.#plansPages ??= new DataLoader(
+      async (keys: readonly PlansPageKey[]) => {
+        const positions = keys.map((key) => key.after);
+        // One lateral page per key: its count, and its first+1 rows after its cursor.
+        const pages = await this.prisma.$queryRaw<{ ord: bigint; id: string | null; total: number }[]>`
+          SELECT w.ord, page.id, counted.total
+          FROM unnest(${keys.map((k) => k.modelId)}::uuid[], ${keys.map((k) => k.statuses.join(','))}::text[],
+                      ${positions.map((p) => p?.createdAt ?? null)}::timestamptz[],
+                      ${positions.map((p) => p?.id ?? null)}::uuid[], ${keys.map((k) => k.first + 1)}::int[])
+               WITH ORDINALITY AS w(model_id, statuses, after_at, after_id, take, ord)
+          CROSS JOIN LATERAL (
+            SELECT count(*)::int AS total FROM license_plans p
+            WHERE p.model_id = w.model_id AND p.status::text = ANY (string_to_array(w.statuses, ','))) counted
+          LEFT JOIN LATERAL (
+            SELECT p.id, p.created_at FROM license_plans p
+            WHERE p.model_id = w.model_id AND p.status::text = ANY (string_to_array(w.statuses, ','))
+              AND (w.after_at IS NULL OR (p.created_at, p.id) > (w.after_at, w.after_id))
+            ORDER BY p.created_at, p.id LIMIT w.take) page ON true
+          ORDER BY w.ord, page.created_at, page.id`;
+        const ids = pages.flatMap((row) => (row.id === null ? [] : [row.id]));
+        const plans = new Map(
+          (await this.prisma.licensePlan.findMany({ where: { id: { in: ids } } })).map((plan) => [plan.id, plan]),
+        );
+        return keys.map((_key, index) => {
+          const own = pages.filter((row) => Number(row.ord) === index + 1);
+          return {
+            rows: own.flatMap((row) => (row.id === null ? [] : [plans.get(row.id)!])),
+            totalCount: own[0]?.total ?? 0,
+          };
+        });
+      },
+      { cacheKeyFn: (key) => JSON.stringify(key) },
+    ));
   }
 
   get #planById(): DataLoader<string, LicensePlan | null> {

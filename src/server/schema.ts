@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { makeExecutableSchema } from '@graphql-tools/schema';
 import { getDirective, MapperKind, mapSchema } from '@graphql-tools/utils';
-import { defaultFieldResolver, type GraphQLSchema } from 'graphql';
+import { defaultFieldResolver, type GraphQLObjectType, type GraphQLSchema } from 'graphql';
 import { DateTimeResolver, JSONResolver } from 'graphql-scalars';
 import type { ApiScope, Role } from '../generated/prisma/client.js';
 import type { Resolvers } from '../generated/graphql.js';
@@ -46,6 +46,22 @@ export function assertAllowed(principal: Principal, rule: AuthRule): void {
     if (!principal.scopes.includes(rule.scope)) {
       throw new ForbiddenError(`This API key lacks the ${rule.scope} scope`, { requiredScope: rule.scope });
     }
+  }
+}
+
+/**
+ * Whether the caller passes the @auth rule of a root field (`Mutation.approveContract`): capability fields
+ * (viewerActions, viewerCanPredict…) answer by the very rule the field's call is checked with.
+ */
+export function passesAuthRule(principal: Principal, schema: GraphQLSchema, root: 'Query' | 'Mutation', field: string) {
+  const definition = schema.getType(root) as GraphQLObjectType;
+  const auth = getDirective(schema, definition.getFields()[field]!, 'auth')?.[0] as AuthRule | undefined;
+  if (!auth) return true;
+  try {
+    assertAllowed(principal, auth);
+    return true;
+  } catch {
+    return false;
   }
 }
 

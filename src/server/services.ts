@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { Registry } from 'prom-client';
 import { AccessTokens } from '../auth/access-tokens.js';
 import { ApiKeyService } from '../auth/api-keys.js';
+import { UsersDirectory } from '../auth/users-directory.js';
 import { AuthService } from '../auth/auth-service.js';
 import { Authenticator } from '../auth/authenticator.js';
 import { LoginThrottle } from '../auth/login-throttle.js';
@@ -52,6 +53,7 @@ export interface Services {
   audit: AuditService;
   auth: AuthService;
   apiKeys: ApiKeyService;
+  users: UsersDirectory;
   authenticator: Authenticator;
   keyRing: SigningKeyRing;
   engine: InferenceEngine;
@@ -278,6 +280,7 @@ async function assembleServices(
     audit,
     auth,
     apiKeys,
+    users: new UsersDirectory(db.prisma, audit),
     authenticator,
     keyRing,
     engine,

@@ -7,12 +7,12 @@ import { RateLimiterPostgres, RateLimiterRes } from 'rate-limiter-flexible';
 import type { Actor } from '../auth/principal.js';
 import { requireUserId } from '../auth/principal.js';
 import { AuditAction, type AuditService } from '../audit/audit-service.js';
-import type { Prisma as P } from '../generated/prisma/client.js';
+import type { Contract, ModelVersion, Prisma as P } from '../generated/prisma/client.js';
 import type { InferenceEngine, TensorInput } from '../inference/engine.js';
 import type { ArtifactService } from '../models/artifact-service.js';
 import { artifactHash } from '../models/artifact-service.js';
 import type { StoredArtifact } from '../models/artifact-storage.js';
-import { isAdmin } from '../models/model-policy.js';
+import { canManage, isAdmin } from '../models/model-policy.js';
 import { isNamed, type Signature } from '../models/signature.js';
 import type { DerivedVariant, VariantRow, VariantStore } from '../models/variants.js';
 import type { SecretBox } from '../security/secret-box.js';
@@ -148,8 +148,12 @@ export interface OwnerMarkReading {
 export interface WatermarkMatch {
   model: string;
   version: string;
+  /** The version whose mark was found. */
+  modelVersion: ModelVersion;
   kind: 'OWNER' | 'LICENSEE';
   contract: string | null;
+  /** The contract whose copy leaked (LICENSEE marks), when the caller may see it. */
+  leakedContract: Contract | null;
   matchedBits: number;
   totalBits: number;
   pValue: number;
@@ -667,7 +671,10 @@ export class WatermarkService {
         { keys: versions.length + allCopies.length, keyBudget: KEY_BUDGET },
       );
     }
-    const evidence: (WatermarkMatch & MarkEvidence)[] = [];
+    type Evidence = Omit<WatermarkMatch, 'modelVersion' | 'leakedContract'> & {
+      modelVersion: (typeof versions)[number];
+    };
+    const evidence: (Evidence & MarkEvidence)[] = [];
     let keysTried = 0;
     for (const version of versions) {
       const original = parse(await this.artifacts.read(version.artifact.sha256));
@@ -681,6 +688,7 @@ export class WatermarkService {
           ...result,
           model: version.model.slug,
           version: version.version,
+          modelVersion: version,
           kind: i === 0 ? 'OWNER' : 'LICENSEE',
           contract: i === 0 ? null : copies[i - 1]!.contractId,
           matchedBits: result.matchedBits,
@@ -690,17 +698,23 @@ export class WatermarkService {
       });
     }
     const verdicts = keysTried ? decide(evidence, keysTried) : [];
-    const matches = verdicts
-      .filter((v) => v.verdict === 'MATCH')
-      .map(({ model, version, kind, contract, matchedBits, totalBits, pValue }) => ({
+    const found = verdicts.filter((v) => v.verdict === 'MATCH');
+    const leaked = await this.variants.licenseeContracts(found.flatMap((v) => (v.contract ? [v.contract] : [])));
+    const matches: WatermarkMatch[] = found.map(
+      ({ model, version, modelVersion, kind, contract, matchedBits, totalBits, pValue }) => ({
         model,
         version,
+        modelVersion,
         kind,
         contract,
+        // Only marks of versions the caller manages are tried; the policy says so again for the contract.
+        leakedContract:
+          contract && canManage(actor.principal, modelVersion.model) ? (leaked.get(contract) ?? null) : null,
         matchedBits,
         totalBits,
         pValue,
-      }));
+      }),
+    );
     await this.audit.record(actor, {
       action: AuditAction.WATERMARK_VERIFIED,
       targetType: 'Artifact',

@@ -44,7 +44,8 @@ async function trainedDigits() {
 }
 
 const VERIFY = `query V($a: ID!) { verifyWatermark(artifactId: $a) { verdict keysTried
-  matches { model version kind contract matchedBits totalBits pValue } } }`;
+  matches { model version kind contract matchedBits totalBits pValue
+    modelVersion { id version model { slug } } leakedContract { id status consumer { id } } } } }`;
 const ADMIN = { email: 'admin@watermark.test', password: 'watermark admin phrase' };
 
 /** What a licensee or thief would do: load the served copy with tfjs, then republish it as their own upload. */
@@ -110,6 +111,9 @@ describe('watermarks: publish, licensed downloads, verification', () => {
       found.matches.map((m: any) => [m.model, m.version, m.kind, m.contract]),
       [[slug, '1.0.0', 'OWNER', null]],
     );
+    // The links name the same version (and its model); an owner mark leaks no contract.
+    assert.deepEqual(found.matches[0].modelVersion, { id: version.id, version: '1.0.0', model: { slug } });
+    assert.equal(found.matches[0].leakedContract, null);
     assert.ok(found.matches[0].matchedBits >= 184 && found.matches[0].pValue < 1e-12);
 
     const unrelated = await uploadWithTfjs(server, buildMlp([784, 128, 10], 77), { token: owner.token });
@@ -143,6 +147,9 @@ describe('watermarks: publish, licensed downloads, verification', () => {
       ['OWNER', null],
     ]);
     assert.equal(found.keysTried, 3);
+    const licensee = found.matches.find((m: any) => m.kind === 'LICENSEE');
+    assert.deepEqual(licensee.leakedContract, { id: leakerContract.id, status: 'ACTIVE', consumer: { id: leaker.id } });
+    assert.equal(licensee.modelVersion.id, version.id);
 
     // The copy still predicts what the served model predicts, on real digits.
     const rows = heldOut.slice(0, 100);
@@ -181,6 +188,17 @@ describe('watermarks: publish, licensed downloads, verification', () => {
     const admin = await logIn(server, ADMIN.email, ADMIN.password);
     const adminView = (await server.gql(VERIFY, { a: theirUpload.id }, { token: admin.token })).data!.verifyWatermark;
     assert.equal(adminView.verdict, 'MATCH');
+    assert.deepEqual(adminView.matches[0].modelVersion.model, { slug });
+    // Admins see any contract: a leaked licensee copy, traced by an admin, names its contract.
+    const leaker = await signUp(server);
+    const plan = await createPlan(server, { token: owner.token }, slug, { downloadAllowed: true });
+    const contract = await accept(server, { token: leaker.token }, plan.id);
+    const leaked = await downloadAndReupload(server, version.id, leaker, rival);
+    const traced = (await server.gql(VERIFY, { a: leaked.id }, { token: admin.token })).data!.verifyWatermark;
+    assert.deepEqual(
+      traced.matches.filter((m: any) => m.kind === 'LICENSEE').map((m: any) => m.leakedContract?.id),
+      [contract.id],
+    );
     const audited = await server.sql.query(
       `SELECT count(*)::int AS n FROM audit_events WHERE action = 'watermark.verified'`,
     );
@@ -226,9 +244,9 @@ describe('watermarks: publish, licensed downloads, verification', () => {
     const contract = await accept(server, { token: licensee.token }, plan.id);
     const leaked = await downloadAndReupload(server, shaped.id, licensee, owner);
     const found = (await server.gql(VERIFY, { a: leaked.id }, { token: owner.token })).data!.verifyWatermark;
-    assert.deepEqual(found.matches.map((m: any) => [m.kind, m.contract]).sort(), [
-      ['LICENSEE', contract.id],
-      ['OWNER', null],
+    assert.deepEqual(found.matches.map((m: any) => [m.kind, m.contract, m.leakedContract?.id ?? null]).sort(), [
+      ['LICENSEE', contract.id, contract.id],
+      ['OWNER', null, null],
     ]);
     const unseen = sample(200);
     const labelsOf = (m: tf.LayersModel) =>
