@@ -210,8 +210,8 @@ describe('owner pages', () => {
     const approve = section.getByRole('button', { name: "Approve Test User's Reviewed contract" });
     const reject = section.getByRole('button', { name: "Reject Test User's Vetted contract" });
     await Promise.all([approve.waitFor(), reject.waitFor()]);
-    // Only the actions the API offers: nothing to suspend or revoke while pending.
-    assert.equal(await section.getByRole('button', { name: /^(Suspend|Resume|Revoke) / }).count(), 0);
+    // Only the actions the API offers (viewerActions): a pending contract cannot be suspended or resumed.
+    assert.equal(await section.getByRole('button', { name: /^(Suspend|Resume) / }).count(), 0);
     assert.deepEqual(await accessibilityViolations(page), []);
     await screenshot(page, 'owner-approvals');
 
@@ -247,6 +247,25 @@ describe('owner pages', () => {
     // The usage panel, scoped to this model: the consumer's call, on the daily chart and in the totals.
     await page.getByTestId('chart-Usage and revenue per day (last 30 days)').waitFor();
     assert.equal(await page.getByTestId('usage-calls').textContent(), '1');
+    assert.deepEqual(errors, []);
+  });
+
+  it("edits the model's description fields", async () => {
+    await page.goto(`/owner/models/${slug}`);
+    const details = page.getByRole('form', { name: 'Description' });
+    await details.getByLabel('Description (Markdown)').fill('Reads **digits**.');
+    await details.getByLabel('Limitations').fill('Centred digits only.');
+    await details.getByRole('button', { name: 'Save description' }).click();
+    await page.getByText('Saved the model description.').waitFor();
+    const res = await server.gql(
+      `query M($slug: String!) { model(slug: $slug) { description tags card { intendedUse limitations } } }`,
+      { slug },
+    );
+    assert.deepEqual(res.data!.model, {
+      description: 'Reads **digits**.',
+      tags: ['digits', 'mnist'],
+      card: { intendedUse: 'Reading handwritten digits.', limitations: 'Centred digits only.' },
+    });
     assert.deepEqual(errors, []);
   });
 

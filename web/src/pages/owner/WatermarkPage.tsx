@@ -93,7 +93,7 @@ function SuspectCheck() {
             {result.verdict === 'MATCH'
               ? `This model carries ${result.matches.length === 1 ? 'a mark' : `${result.matches.length} marks`} of yours.`
               : 'None of your marks was found.'}{' '}
-            ({result.keysTried} keys tried.)
+            ({result.keysTried === 1 ? '1 key' : `${result.keysTried} keys`} tried.)
           </p>
           {result.matches.length > 0 && (
             <table>
