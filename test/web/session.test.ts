@@ -95,4 +95,29 @@ describe('browser sessions in the console', () => {
       await context.close();
     }
   });
+
+  it('survives several tabs reloading at once (they take turns with the single-use refresh token)', async () => {
+    const user = await signUp(server);
+    const { page, context, errors } = await openConsole(browser, server.origin);
+    try {
+      await page.goto('/');
+      const logIn = await postFromPage(
+        page,
+        'mutation L($input: LogInInput!) { logIn(input: $input) { accessToken } }',
+        {
+          input: { email: user.email, password: user.password, session: 'COOKIE' },
+        },
+      );
+      assert.equal(logIn.errors, undefined, JSON.stringify(logIn.errors));
+      const tabs = [page, await context.newPage(), await context.newPage()];
+      // Without the turns, the second tab would replay the token the first had spent, and that ends the session.
+      await Promise.all(tabs.map((tab) => tab.goto('/')));
+      for (const tab of tabs) await tab.getByText('Test User (consumer)').waitFor();
+      await page.reload();
+      await page.getByText('Test User (consumer)').waitFor();
+      assert.deepEqual(errors, []);
+    } finally {
+      await context.close();
+    }
+  });
 });

@@ -95,25 +95,37 @@ const REFRESH = `mutation RefreshSession { refreshSession(input: {}) { accessTok
 
 let refreshing: Promise<boolean> | null = null;
 
-/** Exchanges the session cookie for a new access token; false when there is no live session. */
+/**
+ * Exchanges the session cookie for a new access token; false when there is no live session. The refresh token is
+ * single-use and every tab shares the cookie: a Web Lock makes tabs take turns, so a second tab (reloading at
+ * the same moment) sends the cookie the first one just received instead of the one it spent, which would end
+ * the session as a replay.
+ */
 export function refreshSession(): Promise<boolean> {
-  refreshing ??= (async () => {
-    try {
-      const body = await post<{ refreshSession: { accessToken: string; user: SessionUser } }>(REFRESH, {}, null);
-      if (!body.data?.refreshSession) {
-        session.set({ accessToken: null, user: null });
-        return false;
-      }
-      const { accessToken, user } = body.data.refreshSession;
-      session.set({ accessToken, user });
-      return true;
-    } catch {
-      return false;
-    } finally {
+  if (!refreshing) {
+    const turn: Promise<boolean> = navigator.locks
+      ? navigator.locks.request('modelmarket-session-refresh', exchangeCookie).then((granted) => granted)
+      : exchangeCookie();
+    refreshing = turn.finally(() => {
       refreshing = null;
-    }
-  })();
+    });
+  }
   return refreshing;
+}
+
+async function exchangeCookie(): Promise<boolean> {
+  try {
+    const body = await post<{ refreshSession: { accessToken: string; user: SessionUser } }>(REFRESH, {}, null);
+    if (!body.data?.refreshSession) {
+      session.set({ accessToken: null, user: null });
+      return false;
+    }
+    const { accessToken, user } = body.data.refreshSession;
+    session.set({ accessToken, user });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Runs one operation; an expired access token is refreshed once from the cookie and the operation retried. */
