@@ -96,7 +96,7 @@ describe('owner pages', () => {
 
     const tfModel = buildMlp([784, 16, 10], 11);
     const files = await writeModelFiles(folder, await storedArtifactOf(tfModel));
-    await page.getByLabel('Model files (model.json and weights)').setInputFiles(files);
+    await page.getByLabel('Model files (model.json and weights)', { exact: true }).setInputFiles(files);
     await page.getByRole('list', { name: 'Chosen files' }).getByText('model.weights.bin').waitFor();
     await page.getByLabel('Version (semantic, e.g. 1.0.0)').fill('1.0.0');
     await page.getByLabel('Changelog').fill('First release');
@@ -184,7 +184,7 @@ describe('owner pages', () => {
 
     const plans = await server.gql(
       `query P($slug: String!) { model(slug: $slug) { plans { name pricePerPrediction predictionQuota requiresApproval } } }`,
-      { slug: slug },
+      { slug },
       { token: owner.token },
     );
     assert.deepEqual(plans.data!.model.plans, [
@@ -290,7 +290,7 @@ describe('owner pages', () => {
   it("finds the owner mark in the owner's own download uploaded on the watermark page", async () => {
     const res = await server.gql(
       `query V($slug: String!) { model(slug: $slug) { version(version: "1.0.0") { id } } }`,
-      { slug: slug },
+      { slug },
       { token: owner.token },
     );
     const versionId = res.data!.model.version.id as string;
@@ -301,16 +301,26 @@ describe('owner pages', () => {
       assert.equal(response.status, 200);
       return new Uint8Array(await response.arrayBuffer());
     };
-    const suspectFolder = await mkdtemp(path.join(folder, 'suspect-'));
-    const files = await writeModelFiles(suspectFolder, {
-      modelJson: await download('model.json'),
-      weights: await download('model.weights.bin'),
-    });
+    const suspect = [
+      ['model.json', Buffer.from(await download('model.json')).toString('base64')],
+      ['model.weights.bin', Buffer.from(await download('model.weights.bin')).toString('base64')],
+    ];
 
     await page.goto('/owner/watermark');
     await page.getByRole('heading', { name: 'Watermark check' }).waitFor();
     assert.deepEqual(await accessibilityViolations(page), []);
-    await page.getByLabel('Suspect model files (model.json and weights)').setInputFiles(files);
+    // Dropped on the drop zone this time (the publish test chose its files with the file input).
+    const dropped = await page.evaluateHandle(`(() => {
+      const transfer = new DataTransfer();
+      for (const [name, base64] of ${JSON.stringify(suspect)}) {
+        transfer.items.add(new File([Uint8Array.from(atob(base64), (c) => c.charCodeAt(0))], name));
+      }
+      return transfer;
+    })()`);
+    await page
+      .getByRole('group', { name: 'Drop zone for suspect model files (model.json and weights)' })
+      .dispatchEvent('drop', { dataTransfer: dropped });
+    await page.getByRole('list', { name: 'Chosen files' }).getByText('model.weights.bin').waitFor();
     await page.getByRole('button', { name: 'Check for watermarks' }).click();
     await page.getByRole('heading', { name: 'Verdict: MATCH' }).waitFor({ timeout: 60_000 });
     const match = page.getByRole('row').filter({ hasText: 'Your owner mark' });

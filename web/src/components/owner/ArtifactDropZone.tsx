@@ -114,6 +114,8 @@ export function ArtifactDropZone({
   const percent = upload.progress === null ? null : Math.round(upload.progress * 100);
   return (
     <div
+      role="group"
+      aria-label={`Drop zone for ${label.toLowerCase()}`}
       className={dragging ? 'drop-zone dragging' : 'drop-zone'}
       onDragOver={(event) => {
         event.preventDefault();
