@@ -28,6 +28,8 @@ export const TASK_NAMES: Record<ModelTask, string> = {
 };
 
 const MAX_NAME = 100;
+/** 20 tags of up to 32 characters, with their separators. */
+const MAX_TAGS_TEXT = 20 * 34;
 const MAX_TEXT = 5000;
 
 const CARD_LABELS: Record<keyof ModelFieldValues['card'], string> = {
@@ -82,7 +84,7 @@ export function ModelFields({
       <label htmlFor={`${id}-tags`}>Tags (comma-separated, up to 20)</label>
       <input
         id={`${id}-tags`}
-        maxLength={20 * 33}
+        maxLength={MAX_TAGS_TEXT}
         value={values.tags}
         onChange={(event) => set('tags', event.target.value)}
       />

@@ -117,8 +117,8 @@ const NEW_PLAN: PlanDraft = {
   upgradeGraceDays: '',
 };
 
-const text = (value: number | null | undefined) => (value == null ? '' : String(value));
-const count = (value: string) => (value.trim() === '' ? null : Number(value));
+const countAsText = (value: number | null | undefined) => (value == null ? '' : String(value));
+const optionalCount = (value: string) => (value.trim() === '' ? null : Number(value));
 
 /** Only the terms (a plan's id, status and revision are not inputs). */
 function draftOf(plan: Plan): PlanDraft {
@@ -135,11 +135,11 @@ function draftOf(plan: Plan): PlanDraft {
     explanationsAllowed: plan.explanationsAllowed,
     pricePerExplanation: plan.pricePerExplanation,
     upgradePolicy: plan.upgradePolicy,
-    predictionQuota: text(plan.predictionQuota),
-    rateLimitPerMinute: text(plan.rateLimitPerMinute),
-    durationDays: text(plan.durationDays),
-    explanationQuotaUnits: text(plan.explanationQuotaUnits),
-    upgradeGraceDays: text(plan.upgradeGraceDays),
+    predictionQuota: countAsText(plan.predictionQuota),
+    rateLimitPerMinute: countAsText(plan.rateLimitPerMinute),
+    durationDays: countAsText(plan.durationDays),
+    explanationQuotaUnits: countAsText(plan.explanationQuotaUnits),
+    upgradeGraceDays: countAsText(plan.upgradeGraceDays),
   };
 }
 
@@ -149,11 +149,11 @@ function termsOf(draft: PlanDraft) {
     ...draft,
     name: draft.name.trim(),
     currency: draft.currency.trim().toUpperCase(),
-    predictionQuota: count(draft.predictionQuota),
-    rateLimitPerMinute: count(draft.rateLimitPerMinute),
-    durationDays: count(draft.durationDays),
-    explanationQuotaUnits: count(draft.explanationQuotaUnits) ?? 10,
-    upgradeGraceDays: draft.upgradePolicy === 'FOLLOW_ALIAS_AFTER_GRACE' ? count(draft.upgradeGraceDays) : null,
+    predictionQuota: optionalCount(draft.predictionQuota),
+    rateLimitPerMinute: optionalCount(draft.rateLimitPerMinute),
+    durationDays: optionalCount(draft.durationDays),
+    explanationQuotaUnits: optionalCount(draft.explanationQuotaUnits) ?? 10,
+    upgradeGraceDays: draft.upgradePolicy === 'FOLLOW_ALIAS_AFTER_GRACE' ? optionalCount(draft.upgradeGraceDays) : null,
   };
 }
 

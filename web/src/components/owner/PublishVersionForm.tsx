@@ -45,7 +45,7 @@ async function readExamples(file: File): Promise<EvaluationDataInput> {
   return { inputs: examples.inputs, labels: examples.labels as number[] | undefined };
 }
 
-const number = (value: string) => (value.trim() === '' ? null : Number(value));
+const optionalNumber = (value: string) => (value.trim() === '' ? null : Number(value));
 
 export function PublishVersionForm({ slug }: { slug: string }) {
   const upload = useArtifactUpload();
@@ -75,9 +75,9 @@ export function PublishVersionForm({ slug }: { slug: string }) {
       const stated: EvaluationMetricsInput | null = metrics.dataset.trim()
         ? {
             dataset: metrics.dataset.trim(),
-            samples: number(metrics.samples) ?? 0,
-            accuracy: number(metrics.accuracy),
-            macroF1: number(metrics.macroF1),
+            samples: optionalNumber(metrics.samples) ?? 0,
+            accuracy: optionalNumber(metrics.accuracy),
+            macroF1: optionalNumber(metrics.macroF1),
           }
         : null;
       const artifact = await upload.upload();
@@ -88,7 +88,12 @@ export function PublishVersionForm({ slug }: { slug: string }) {
           artifactId: artifact.id,
           changelog,
           watermark,
-          labels: labels.trim() ? labels.split(',').map((label) => label.trim()) : null,
+          labels: labels.trim()
+            ? labels
+                .split(',')
+                .map((label) => label.trim())
+                .filter(Boolean)
+            : null,
           metrics: stated,
           evaluation,
         },
