@@ -1,6 +1,7 @@
 // The append-only audit log. Rows cannot be changed or removed (a database trigger refuses it).
 import type pg from 'pg';
 import type { Prisma } from '../db/database.js';
+import { assertPageSize } from '../server/cursors.js';
 import { BadUserInputError } from '../server/errors.js';
 import { assertUuid } from '../server/ids.js';
 import type { Prisma as PrismaNamespace } from '../generated/prisma/client.js';
@@ -108,8 +109,7 @@ export class AuditService {
 
   /** Events newest first, by chain position; `after` is the chainSeq of the last event already seen. */
   async list(filter: AuditEventFilter | null | undefined, first: number, after: string | null | undefined) {
-    if (!Number.isInteger(first) || first < 1 || first > 500)
-      throw new BadUserInputError('first must be 1 to 500', 'first');
+    assertPageSize(first, 500);
     if (after != null && !SEQ.test(after)) throw new BadUserInputError('Invalid cursor', 'after');
     if (filter?.actor != null) assertUuid(filter.actor, 'filter.actor');
     const action = filter?.action?.trim();

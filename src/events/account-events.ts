@@ -3,7 +3,7 @@ import { requireUserId, type Actor } from '../auth/principal.js';
 import { AuditAction, type AuditService } from '../audit/audit-service.js';
 import type { Prisma } from '../db/database.js';
 import type { EventFilter } from '../generated/graphql.js';
-import { decodeCursor, encodeCursor, isIsoTime } from '../server/cursors.js';
+import { assertPageSize, decodeCursor, encodeCursor, isIsoTime } from '../server/cursors.js';
 import { isAdmin } from '../models/model-policy.js';
 import { BadUserInputError, ForbiddenError } from '../server/errors.js';
 import { assertUuid } from '../server/ids.js';
@@ -23,8 +23,7 @@ export class AccountEvents {
       if (!isAdmin(actor.principal)) throw new ForbiddenError("Only admins may read another account's events");
       assertUuid(accountId, 'filter.account');
     }
-    if (!Number.isInteger(first) || first < 1 || first > 100)
-      throw new BadUserInputError('first must be 1 to 100', 'first');
+    assertPageSize(first);
     const type = filter?.type ?? null;
     if (type !== null && !EVENT_TYPES.includes(type as EventType))
       throw new BadUserInputError(`filter.type must be one of ${EVENT_TYPES.join(', ')}`, 'filter.type');

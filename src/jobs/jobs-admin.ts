@@ -1,6 +1,6 @@
 // Admins' view of the background jobs (jobs(filter)): state, attempts and last error, from pgboss.job.
 import type { JobFilter, JobState } from '../generated/graphql.js';
-import { decodeCursor, encodeCursor } from '../server/cursors.js';
+import { assertPageSize, decodeCursor, encodeCursor } from '../server/cursors.js';
 import { BadUserInputError } from '../server/errors.js';
 import { isUuid } from '../server/ids.js';
 import type { JobQueue, JobRow } from './job-queue.js';
@@ -13,8 +13,7 @@ export class JobsAdmin {
   constructor(private readonly queue: JobQueue) {}
 
   async list(filter: JobFilter | null | undefined, first: number, after: string | null | undefined) {
-    if (!Number.isInteger(first) || first < 1 || first > 100)
-      throw new BadUserInputError('first must be 1 to 100', 'first');
+    assertPageSize(first);
     const name = filter?.name?.trim() || null;
     if (name !== null && name.length > MAX_NAME)
       throw new BadUserInputError(`filter.name must be at most ${MAX_NAME} characters`, 'filter.name');

@@ -6,7 +6,7 @@ import { AuditAction, type AuditService, type AuditEntry } from '../audit/audit-
 import { Change, type ChangeFeed } from '../db/change-feed.js';
 import type { Prisma } from '../db/database.js';
 import { isUniqueViolation } from '../db/errors.js';
-import { connectionOf, decodeTimeCursor } from '../server/cursors.js';
+import { assertPageSize, connectionOf, decodeTimeCursor, newestFirstPage } from '../server/cursors.js';
 import { assertUuid } from '../server/ids.js';
 import { cleanText } from '../server/text.js';
 import type {
@@ -156,11 +156,6 @@ function accuracyPointsAsFraction(points: number | null | undefined): number {
   return points / 100;
 }
 
-function assertPageSize(first: number): void {
-  if (!Number.isInteger(first) || first < 1 || first > 100)
-    throw new BadUserInputError('first must be 1 to 100', 'first');
-}
-
 /** Semver precedence, highest first. A model has tens of versions, so sorting here is cheap. */
 const highestFirst = (versions: ModelVersion[]) => versions.sort((a, b) => semver.rcompare(a.version, b.version));
 
@@ -267,7 +262,7 @@ export class ModelsService {
   }
 
   async list(actor: Actor, filter: ModelFilter | null | undefined, first: number, after: string | null | undefined) {
-    assertPageSize(first);
+    const afterCursor = newestFirstPage(first, after);
     const principal = actor.principal;
     const conditions: P.ModelWhereInput[] = [];
     if (!isAdmin(principal)) {
@@ -291,12 +286,8 @@ export class ModelsService {
         ],
       });
     }
-    if (after) {
-      const { createdAt, id } = decodeTimeCursor(after);
-      conditions.push({ OR: [{ createdAt: { lt: createdAt } }, { createdAt, id: { lt: id } }] });
-    }
     const rows = await this.prisma.model.findMany({
-      where: { AND: conditions },
+      where: { AND: [...conditions, ...afterCursor] },
       orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
       take: first + 1,
     });

@@ -25,7 +25,7 @@ import type { BillableContract, MeteringService } from '../metering/metering-ser
 import { canView, isAdmin } from '../models/model-policy.js';
 import type { SecretBox } from '../security/secret-box.js';
 import { BadUserInputError, ConflictError, ErrorCode, NotFoundError, RateLimitedError } from '../server/errors.js';
-import { connectionOf, decodeTimeCursor } from '../server/cursors.js';
+import { assertPageSize, connectionOf, decodeTimeCursor } from '../server/cursors.js';
 import { assertUuid } from '../server/ids.js';
 import type { Logger } from '../server/logger.js';
 import { checkRequestId } from '../server/text.js';
@@ -97,7 +97,6 @@ const JOB_NAME = 'async-prediction';
 const RETRY_LIMIT = 3;
 /** How often expired outputs are wiped and predictions whose job ended without them are failed. */
 const CLEANUP_INTERVAL_MS = 60_000;
-const MAX_PAGE = 100;
 
 const WEBHOOK_EVENT_TYPES: Record<PredictionWebhookEvent, EventType> = {
   COMPLETED: EventType.PREDICTION_COMPLETED,
@@ -364,9 +363,7 @@ export class AsyncPredictionsService {
   /** The caller's predictions, newest first, `first` at a time after the cursor `after`. */
   async list(actor: Actor, filter: AsyncPredictionFilter | null | undefined, first: number, after: string | null) {
     const userId = requireUserId(actor.principal);
-    if (!Number.isInteger(first) || first < 1 || first > MAX_PAGE) {
-      throw new BadUserInputError(`first must be 1 to ${MAX_PAGE}`, 'first');
-    }
+    assertPageSize(first);
     if (filter?.model != null) assertStorableRefs({ 'filter.model': filter.model });
     const cursor = after == null ? null : decodeTimeCursor(after);
     const { rows } = await this.pool.query<Row>(

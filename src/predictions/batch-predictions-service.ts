@@ -42,7 +42,7 @@ import { canView, isAdmin } from '../models/model-policy.js';
 import { isNamed, outputSizeOf, type Signature } from '../models/signature.js';
 import { PreprocessingOverloadedError } from '../preprocessing/preprocessing-pool.js';
 import type { SecretBox } from '../security/secret-box.js';
-import { connectionOf, decodeTimeCursor } from '../server/cursors.js';
+import { connectionOf, newestFirstPage } from '../server/cursors.js';
 import {
   BadUserInputError,
   ConflictError,
@@ -95,7 +95,6 @@ interface ChunkJob {
 
 const ACTIVE: BatchPredictionStatus[] = ['QUEUED', 'RUNNING'];
 const MAX_TOP_K = 100;
-const MAX_PAGE = 100;
 /** Advisory lock class serialising a user's active-batch count with the insert (7275001..3 are taken). */
 const START_LOCK_CLASS = 7275004;
 /** How long a chunk waits out its contract's rate limit, and overloads (engine, preprocessing), before its job retries. */
@@ -352,9 +351,7 @@ export class BatchPredictionsService {
   /** The caller's batches, newest first. */
   async mine(actor: Actor, filter: BatchPredictionFilter | null | undefined, first: number, after?: string | null) {
     const requesterId = requireUserId(actor.principal);
-    if (!Number.isInteger(first) || first < 1 || first > MAX_PAGE) {
-      throw new BadUserInputError(`first must be 1 to ${MAX_PAGE}`, 'first');
-    }
+    const afterCursor = newestFirstPage(first, after);
     const conditions: PrismaTypes.BatchPredictionWhereInput[] = [{ requesterId }];
     if (filter?.status) conditions.push({ status: filter.status });
     if (filter?.model != null) {
@@ -363,12 +360,8 @@ export class BatchPredictionsService {
       if (!model) return connectionOf([], first);
       conditions.push({ modelId: model.id });
     }
-    if (after != null) {
-      const { createdAt, id } = decodeTimeCursor(after);
-      conditions.push({ OR: [{ createdAt: { lt: createdAt } }, { createdAt, id: { lt: id } }] });
-    }
     const rows = await this.prisma.batchPrediction.findMany({
-      where: { AND: conditions },
+      where: { AND: [...conditions, ...afterCursor] },
       orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
       take: first + 1,
     });

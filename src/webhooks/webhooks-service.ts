@@ -12,7 +12,7 @@ import type { Prisma as PrismaNamespace, WebhookEndpoint as EndpointRow } from '
 import { isAdmin } from '../models/model-policy.js';
 import type { SecretBox } from '../security/secret-box.js';
 import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError } from '../server/errors.js';
-import { connectionOf, decodeTimeCursor } from '../server/cursors.js';
+import { assertPageSize, connectionOf, decodeTimeCursor } from '../server/cursors.js';
 import { assertUuid } from '../server/ids.js';
 import { cleanText } from '../server/text.js';
 import { isPrivateAddress, literalAddress } from './addresses.js';
@@ -27,7 +27,6 @@ import { newSigningSecret } from './sender.js';
 import { auditedWebhookUrl, parseWebhookUrl } from './url.js';
 
 const MAX_DESCRIPTION_LENGTH = 500;
-const MAX_PAGE = 100;
 /** Of a delivery's attempts, the log shows the latest this many. */
 const MAX_ATTEMPTS_SHOWN = 100;
 
@@ -261,8 +260,7 @@ export class WebhooksService {
     after: string | null | undefined,
   ) {
     const callerId = requireUserId(actor.principal);
-    if (!Number.isInteger(first) || first < 1 || first > MAX_PAGE)
-      throw new BadUserInputError(`first must be 1 to ${MAX_PAGE}`, 'first');
+    assertPageSize(first);
     const cursor = after != null ? decodeTimeCursor(after) : null;
     if (endpoint != null) {
       const readable = await this.#readable(actor, endpoint);

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { datasetId } from '../evaluation/support.js';
-import { signUp, type SignedUpUser } from '../support/fixtures.js';
+import { expectError, signUp, type SignedUpUser } from '../support/fixtures.js';
 import { assertLedgerHolds } from '../support/ledger.js';
 import { accept, createPlan } from '../support/licensing.js';
 import { PREDICT, publishedMlp, randomRows } from '../support/models.js';
@@ -156,7 +156,7 @@ describe('batch predictions', () => {
     await assertLedgerHolds(server.sql);
   });
 
-  it("is its requester's only: others are told it does not exist", async () => {
+  it("is its requester's only: others are told it does not exist; the requester's list pages newest first", async () => {
     const { auth } = await licensee(1000);
     const dataset = await datasetId(server, auth, inputsJsonl(randomRows(3, 8, 14)));
     const created = await createBatch(server.url, auth, { model: slug, dataset });
@@ -179,6 +179,24 @@ describe('batch predictions', () => {
     assert.deepEqual(byModel.data!.batchPredictions.edges, [{ node: { id: created.id } }]);
     const none = await server.gql(LIST, { filter: { model: 'no-such-model' } }, auth);
     assert.deepEqual(none.data!.batchPredictions.edges, []);
+    // Pages go newest first: a later batch, then (after its cursor) the earlier one.
+    const later = await createBatch(server.url, auth, { model: slug, dataset });
+    await waitForBatch(server.url, auth, later.id);
+    const PAGE = `query P($first: Int, $after: String) {
+      batchPredictions(first: $first, after: $after) { edges { node { id } } pageInfo { hasNextPage endCursor } } }`;
+    const newestPage = (await server.gql(PAGE, { first: 1 }, auth)).data!.batchPredictions;
+    assert.deepEqual(newestPage.edges, [{ node: { id: later.id } }]);
+    assert.equal(newestPage.pageInfo.hasNextPage, true);
+    const olderPage = (await server.gql(PAGE, { first: 1, after: newestPage.pageInfo.endCursor }, auth)).data!
+      .batchPredictions;
+    assert.deepEqual(olderPage.edges, [{ node: { id: created.id } }]);
+    assert.equal(olderPage.pageInfo.hasNextPage, false);
+    for (const [variables, field] of [
+      [{ first: 0 }, 'first'],
+      [{ first: 101 }, 'first'],
+      [{ first: 1, after: 'garbage' }, 'after'],
+    ] as const)
+      assert.equal(expectError(await server.gql(PAGE, variables, auth), 'BAD_USER_INPUT').extensions?.field, field);
     // Someone else's data set is not found either (the owner may run the model, not the consumer's data).
     const theirs = await server.gql(CREATE_BATCH, { input: { model: slug, dataset } }, { token: owner.token });
     assert.equal(theirs.errors?.[0]?.extensions?.code, 'NOT_FOUND');
