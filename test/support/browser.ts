@@ -103,3 +103,15 @@ export async function keyboardReachable(page: Page, maxTabs = 80): Promise<strin
   }
   return reached;
 }
+
+/**
+ * Logs the browser in through the console's real log-in page (the refresh token lands in the HttpOnly cookie)
+ * and waits until the signed-in navigation shows.
+ */
+export async function logInBrowser(page: Page, email: string, password: string): Promise<void> {
+  await page.goto('/login');
+  await page.getByLabel('E-mail address').fill(email);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.getByRole('button', { name: 'Log out' }).waitFor();
+}

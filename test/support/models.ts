@@ -190,3 +190,45 @@ export const TWO_HEADED_SIGNATURE = {
     { name: 'kind', kind: 'classification', labels: ['cat', 'dog', 'fox'] },
   ],
 };
+
+/** An MNIST-shaped image signature: 28×28 grey pixels scaled to [0, 1], as the demo's digit models take them. */
+export const DIGIT_IMAGE_SIGNATURE = {
+  input: {
+    shape: [28, 28, 1],
+    dtype: 'float32',
+    preprocessing: { kind: 'image', height: 28, width: 28, channels: 1, scaling: 'unit' },
+  },
+  output: { kind: 'classification', labels: DIGITS },
+};
+
+/**
+ * A published digit classifier of the demo's image signature (Flatten → Dense 10 softmax, seeded, untrained):
+ * an image model in milliseconds where the trained demo MNIST model would take a minute.
+ */
+export async function publishedDigitClassifier(
+  server: TestServer,
+  auth: Credentials,
+  options: { model?: Record<string, unknown>; version?: Record<string, unknown> } = {},
+) {
+  const tfModel = tf.sequential({
+    layers: [
+      tf.layers.flatten({ inputShape: [28, 28, 1] }),
+      tf.layers.dense({
+        units: DIGITS.length,
+        activation: 'softmax',
+        kernelInitializer: tf.initializers.glorotUniform({ seed: 11 }),
+      }),
+    ],
+  });
+  const artifact = await uploadWithTfjs(server, tfModel, auth);
+  const model = await createModel(server, auth, options.model);
+  const version = await publish(server, auth, {
+    model: model.slug,
+    version: '1.0.0',
+    artifactId: artifact.id,
+    signature: DIGIT_IMAGE_SIGNATURE,
+    labels: DIGITS,
+    ...options.version,
+  });
+  return { tfModel, model, version };
+}

@@ -173,7 +173,7 @@ describe('owner pages', () => {
     await page.getByRole('button', { name: 'Create plan' }).click();
     await page.getByText('Plan Gated created.').waitFor();
     const row = page.getByRole('row').filter({ hasText: 'Gated' });
-    await row.getByText('1000 per month').waitFor();
+    await row.getByText('1,000 predictions a month').waitFor();
     await row.getByText(/approval required/).waitFor();
 
     await page.getByRole('button', { name: 'Edit plan Gated' }).click();

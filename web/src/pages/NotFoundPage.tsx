@@ -1,4 +1,14 @@
-// Placeholder until its page is built.
+// Any address the console has no page for.
+import { Link, useLocation } from 'react-router-dom';
+
 export function NotFoundPage() {
-  return <h1>NotFoundPage</h1>;
+  const { pathname } = useLocation();
+  return (
+    <>
+      <h1>Page not found</h1>
+      <p>
+        The console has no page at <code>{pathname}</code>. <Link to="/">Go to the marketplace</Link>
+      </p>
+    </>
+  );
 }

@@ -4,6 +4,7 @@ import { useId, useState } from 'react';
 import { useGql } from '../../api/hooks';
 import { graphql } from '../../gql';
 import type { ContractStatus } from '../../gql/graphql';
+import { CONTRACT_STATUS_WORDS } from '../../pages/model/words';
 import { ErrorMessage } from '../ErrorMessage';
 import { Pager, useCursor } from '../Pager';
 import { ContractActions } from './ContractActions';
@@ -38,16 +39,6 @@ const ModelContracts = graphql(`
   }
 `);
 
-export const CONTRACT_STATUS_NAMES: Record<ContractStatus, string> = {
-  PENDING: 'Pending approval',
-  ACTIVE: 'Active',
-  SUSPENDED: 'Suspended',
-  REVOKED: 'Revoked',
-  REJECTED: 'Rejected',
-  CANCELLED: 'Cancelled',
-  EXPIRED: 'Expired',
-};
-
 export function ModelContractsTable({
   slug,
   fixedStatus,
@@ -81,9 +72,9 @@ export function ModelContractsTable({
             }}
           >
             <option value="">of every status</option>
-            {(Object.keys(CONTRACT_STATUS_NAMES) as ContractStatus[]).map((value) => (
+            {(Object.keys(CONTRACT_STATUS_WORDS) as ContractStatus[]).map((value) => (
               <option key={value} value={value}>
-                {CONTRACT_STATUS_NAMES[value].toLowerCase()}
+                {CONTRACT_STATUS_WORDS[value].toLowerCase()}
               </option>
             ))}
           </select>
@@ -111,7 +102,7 @@ export function ModelContractsTable({
                 <td>{contract.consumer.displayName}</td>
                 <td>{contract.terms.planName}</td>
                 <td>
-                  {CONTRACT_STATUS_NAMES[contract.status]}
+                  {CONTRACT_STATUS_WORDS[contract.status]}
                   {contract.statusReason && <div className="muted">Reason: {contract.statusReason}</div>}
                 </td>
                 <td>

@@ -1,7 +1,7 @@
 // The description fields of a model (name, description, tags, visibility, card), shared by the create form and
 // the manage page's edit form. Limits are the API's, so that a person learns them while typing.
 import { useId } from 'react';
-import type { ModelCardInput, ModelTask, Visibility } from '../../gql/graphql';
+import type { ModelCardInput, Visibility } from '../../gql/graphql';
 
 export interface ModelFieldValues {
   name: string;
@@ -18,13 +18,6 @@ export const EMPTY_MODEL_FIELDS: ModelFieldValues = {
   tags: '',
   visibility: 'PUBLIC',
   card: { intendedUse: '', trainingData: '', limitations: '', licenseSummary: '' },
-};
-
-export const TASK_NAMES: Record<ModelTask, string> = {
-  IMAGE_CLASSIFICATION: 'Image classification',
-  TEXT_CLASSIFICATION: 'Text classification',
-  TABULAR_CLASSIFICATION: 'Tabular classification',
-  REGRESSION: 'Regression',
 };
 
 const MAX_NAME = 100;

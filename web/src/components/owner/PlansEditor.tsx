@@ -3,12 +3,13 @@
 import { useId, useState, type FormEvent } from 'react';
 import { useGql, useGqlMutation } from '../../api/hooks';
 import { graphql } from '../../gql';
-import type { ModelPlansQuery, QuotaPeriod, UpgradePolicy } from '../../gql/graphql';
+import type { OwnerModelPlansQuery, QuotaPeriod, UpgradePolicy } from '../../gql/graphql';
+import { quotaWords } from '../../pages/model/words';
 import { ErrorMessage } from '../ErrorMessage';
 import { Pager, useCursor } from '../Pager';
 
-const ModelPlans = graphql(`
-  query ModelPlans($slug: String!, $after: String) {
+const OwnerModelPlans = graphql(`
+  query OwnerModelPlans($slug: String!, $after: String) {
     model(slug: $slug) {
       id
       plansConnection(first: 20, after: $after) {
@@ -74,7 +75,7 @@ const RetirePlan = graphql(`
   }
 `);
 
-type Plan = NonNullable<ModelPlansQuery['model']>['plansConnection']['edges'][number]['node'];
+type Plan = NonNullable<OwnerModelPlansQuery['model']>['plansConnection']['edges'][number]['node'];
 
 /** The terms as typed: numbers as strings, empty meaning "none" (unlimited quota, no expiry…). */
 interface PlanDraft {
@@ -272,14 +273,9 @@ function PlanForm({
   );
 }
 
-function quota(plan: Plan): string {
-  if (plan.predictionQuota == null) return 'Unlimited';
-  return `${plan.predictionQuota} per ${plan.period === 'MONTH' ? 'month' : 'contract'}`;
-}
-
 export function PlansEditor({ slug }: { slug: string }) {
   const cursor = useCursor();
-  const { data, error, isPending } = useGql(ModelPlans, { slug, after: cursor.after });
+  const { data, error, isPending } = useGql(OwnerModelPlans, { slug, after: cursor.after });
   const create = useGqlMutation(CreatePlan);
   const update = useGqlMutation(UpdatePlan);
   const retire = useGqlMutation(RetirePlan);
@@ -319,7 +315,7 @@ export function PlansEditor({ slug }: { slug: string }) {
                 <td>
                   {plan.pricePerPrediction} {plan.currency} per prediction
                 </td>
-                <td>{quota(plan)}</td>
+                <td>{quotaWords(plan.predictionQuota, plan.period)}</td>
                 <td>
                   {[
                     plan.commercialUse && 'commercial use',

@@ -3,12 +3,12 @@
 import { useId, useState, type FormEvent } from 'react';
 import { useGql, useGqlMutation } from '../../api/hooks';
 import { graphql } from '../../gql';
-import type { ModelVersionsQuery } from '../../gql/graphql';
+import type { OwnerModelVersionsQuery } from '../../gql/graphql';
 import { ErrorMessage } from '../ErrorMessage';
 import { Pager, useCursor } from '../Pager';
 
-const ModelVersions = graphql(`
-  query ModelVersions($slug: String!, $after: String) {
+const OwnerModelVersions = graphql(`
+  query OwnerModelVersions($slug: String!, $after: String) {
     model(slug: $slug) {
       id
       versionsConnection(first: 20, after: $after) {
@@ -72,7 +72,7 @@ const Archive = graphql(`
   }
 `);
 
-type Version = NonNullable<ModelVersionsQuery['model']>['versionsConnection']['edges'][number]['node'];
+type Version = NonNullable<OwnerModelVersionsQuery['model']>['versionsConnection']['edges'][number]['node'];
 
 const STATUS_NAMES = { ACTIVE: 'Active', DEPRECATED: 'Deprecated', ARCHIVED: 'Archived' } as const;
 
@@ -92,7 +92,7 @@ const ALIAS_PATTERN = '[a-z][a-z0-9\\-]{0,31}';
 
 export function VersionsTable({ slug }: { slug: string }) {
   const cursor = useCursor();
-  const { data, error, isPending } = useGql(ModelVersions, { slug, after: cursor.after });
+  const { data, error, isPending } = useGql(OwnerModelVersions, { slug, after: cursor.after });
   const setAlias = useGqlMutation(SetAlias);
   const deprecate = useGqlMutation(Deprecate);
   const archive = useGqlMutation(Archive);

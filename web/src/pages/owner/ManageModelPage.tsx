@@ -5,7 +5,7 @@ import { useGql } from '../../api/hooks';
 import { ErrorMessage } from '../../components/ErrorMessage';
 import { ModelContractsTable } from '../../components/owner/ModelContractsTable';
 import { ModelDetailsForm } from '../../components/owner/ModelDetailsForm';
-import { TASK_NAMES } from '../../components/owner/ModelFields';
+import { TASK_NAMES } from '../../models/tasks';
 import { OwnerOnly } from '../../components/owner/OwnerOnly';
 import { PlansEditor } from '../../components/owner/PlansEditor';
 import { PublishVersionForm } from '../../components/owner/PublishVersionForm';

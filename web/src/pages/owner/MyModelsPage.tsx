@@ -5,7 +5,7 @@ import { useGql } from '../../api/hooks';
 import { ErrorMessage } from '../../components/ErrorMessage';
 import { Pager, useCursor } from '../../components/Pager';
 import { graphql } from '../../gql';
-import { TASK_NAMES } from '../../components/owner/ModelFields';
+import { TASK_NAMES } from '../../models/tasks';
 import { OwnerOnly } from '../../components/owner/OwnerOnly';
 
 const MyModels = graphql(`
