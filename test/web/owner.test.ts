@@ -140,7 +140,10 @@ describe('owner pages', () => {
     await first.getByRole('cell', { name: 'Deprecated' }).waitFor();
 
     await page.getByRole('button', { name: 'Archive version 1.1.0' }).click();
-    await page.getByRole('group', { name: 'Confirm archiving 1.1.0' }).waitFor();
+    await newer
+      .getByRole('group', { name: 'Confirm' })
+      .getByText('Archive 1.1.0? It stops serving for good.')
+      .waitFor();
     assert.deepEqual(await accessibilityViolations(page), []);
     await page.getByRole('button', { name: 'Yes, archive' }).click();
     await newer.getByRole('cell', { name: 'Archived' }).waitFor();

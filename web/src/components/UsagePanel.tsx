@@ -69,7 +69,8 @@ function daysSince(from: Date): string[] {
   return days;
 }
 
-function money(amounts: { amount: string; currency: string }[]): string {
+/** Amounts in every currency, e.g. "1.20 EUR, 0.40 USD". */
+export function money(amounts: { amount: string; currency: string }[]): string {
   return amounts.length ? amounts.map((a) => `${a.amount} ${a.currency}`).join(', ') : '0';
 }
 

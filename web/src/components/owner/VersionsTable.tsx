@@ -5,6 +5,7 @@ import { useGql, useGqlMutation } from '../../api/hooks';
 import { graphql } from '../../gql';
 import type { OwnerModelVersionsQuery } from '../../gql/graphql';
 import { ErrorMessage } from '../ErrorMessage';
+import { InlineConfirm } from '../InlineConfirm';
 import { Pager, useCursor } from '../Pager';
 
 const OwnerModelVersions = graphql(`
@@ -96,7 +97,6 @@ export function VersionsTable({ slug }: { slug: string }) {
   const setAlias = useGqlMutation(SetAlias);
   const deprecate = useGqlMutation(Deprecate);
   const archive = useGqlMutation(Archive);
-  const [confirmingArchive, setConfirmingArchive] = useState<string | null>(null);
   const [alias, setAliasName] = useState('stable');
   const [aliasVersion, setAliasVersion] = useState('');
   const [notice, setNotice] = useState('');
@@ -168,42 +168,23 @@ export function VersionsTable({ slug }: { slug: string }) {
                       Deprecate
                     </button>
                   )}{' '}
-                  {version.status !== 'ARCHIVED' && confirmingArchive !== version.id && (
-                    <button
-                      type="button"
-                      className="danger"
-                      disabled={pending}
-                      aria-label={`Archive version ${version.version}`}
-                      onClick={() => setConfirmingArchive(version.id)}
-                    >
-                      Archive
-                    </button>
-                  )}
-                  {confirmingArchive === version.id && (
-                    <span role="group" aria-label={`Confirm archiving ${version.version}`}>
-                      Archive {version.version}? It stops serving for good.{' '}
-                      <button
-                        type="button"
-                        className="danger"
-                        disabled={pending}
-                        onClick={() =>
-                          archive.mutate(
-                            { input: { model: slug, version: version.version } },
-                            {
-                              onSuccess: () => {
-                                setConfirmingArchive(null);
-                                setNotice(`Version ${version.version} archived.`);
-                              },
-                            },
-                          )
-                        }
-                      >
-                        Yes, archive
-                      </button>{' '}
-                      <button type="button" className="secondary" onClick={() => setConfirmingArchive(null)}>
-                        Keep it
-                      </button>
-                    </span>
+                  {version.status !== 'ARCHIVED' && (
+                    <InlineConfirm
+                      label={
+                        <>
+                          Archive<span className="visually-hidden"> version {version.version}</span>
+                        </>
+                      }
+                      question={`Archive ${version.version}? It stops serving for good.`}
+                      confirmLabel="Yes, archive"
+                      pending={pending}
+                      onConfirm={() =>
+                        archive.mutate(
+                          { input: { model: slug, version: version.version } },
+                          { onSuccess: () => setNotice(`Version ${version.version} archived.`) },
+                        )
+                      }
+                    />
                   )}
                 </td>
               </tr>
