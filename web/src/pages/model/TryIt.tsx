@@ -176,8 +176,8 @@ function TryItForm({ slug, version }: { slug: string; version: SignedVersion }) 
         {preprocessing.__typename === 'ImagePreprocessing' && (
           <>
             <p>
-              Draw one digit, white on black, as large as the square; it is sent as {preprocessing.height}×
-              {preprocessing.width} pixels.
+              Draw one digit anywhere in the square: it is centred and sized as MNIST's digits were, and sent as{' '}
+              {preprocessing.height}×{preprocessing.width} pixels.
             </p>
             <DigitCanvas canvasRef={canvasRef} />
           </>
