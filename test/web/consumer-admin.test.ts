@@ -155,6 +155,12 @@ describe('consumer and admin pages', () => {
           .count()) > 0,
         true,
       );
+      // What the calls cost, per day, beside them (one line per currency billed).
+      await page
+        .getByTestId(/^chart-Spend per day/)
+        .locator('canvas')
+        .first()
+        .waitFor();
 
       const [download] = await Promise.all([
         page.waitForEvent('download'),

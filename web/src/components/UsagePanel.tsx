@@ -74,7 +74,18 @@ export function money(amounts: { amount: string; currency: string }[]): string {
   return amounts.length ? amounts.map((a) => `${a.amount} ${a.currency}`).join(', ') : '0';
 }
 
-export function UsagePanel({ scope, title, days: span = 30 }: { scope: UsageScope; title: string; days?: number }) {
+export function UsagePanel({
+  scope,
+  title,
+  amountLabel = 'Amount',
+  days: span = 30,
+}: {
+  scope: UsageScope;
+  title: string;
+  /** What the money is to the viewer: revenue for an owner, spend for a consumer. */
+  amountLabel?: string;
+  days?: number;
+}) {
   const from = useMemo(() => new Date(Date.now() - (span - 1) * DAY_MS), [span]);
   const fromIso = useMemo(
     () => new Date(Date.UTC(from.getUTCFullYear(), from.getUTCMonth(), from.getUTCDate())).toISOString(),
@@ -86,14 +97,25 @@ export function UsagePanel({ scope, title, days: span = 30 }: { scope: UsageScop
   });
   const [downloadError, setDownloadError] = useState<unknown>(null);
   const days = useMemo(() => daysSince(from), [from]);
-  const series = useMemo(() => {
-    const byDay = new Map(data?.days.series.map((bucket) => [bucket.key, bucket.figures]) ?? []);
-    return [
+  const byDay = useMemo(() => new Map(data?.days.series.map((bucket) => [bucket.key, bucket.figures]) ?? []), [data]);
+  const series = useMemo(
+    () => [
       { label: 'Calls', values: days.map((day) => byDay.get(day)?.calls ?? 0) },
       { label: 'Billable units', values: days.map((day) => byDay.get(day)?.billableUnits ?? 0) },
       { label: 'Errors', values: days.map((day) => byDay.get(day)?.errors ?? 0) },
-    ];
-  }, [data, days]);
+    ],
+    [byDay, days],
+  );
+  // One line per currency billed in the span: amounts are decimal strings, added up per day for the chart only.
+  const amountSeries = useMemo(() => {
+    const currencies = data?.days.totals.amounts.map((amount) => amount.currency) ?? [];
+    return currencies.map((currency) => ({
+      label: currency,
+      values: days.map((day) =>
+        Number(byDay.get(day)?.amounts.find((amount) => amount.currency === currency)?.amount ?? 0),
+      ),
+    }));
+  }, [data, byDay, days]);
 
   const downloadCsv = async () => {
     setDownloadError(null);
@@ -143,6 +165,9 @@ export function UsagePanel({ scope, title, days: span = 30 }: { scope: UsageScop
             </div>
           </dl>
           <Chart title={`${title} per day (last ${span} days)`} days={days} series={series} />
+          {amountSeries.length > 0 && (
+            <Chart title={`${amountLabel} per day (last ${span} days)`} days={days} series={amountSeries} />
+          )}
           {data.contracts.series.length > 0 && (
             <table>
               <caption>Per contract</caption>

@@ -11,7 +11,7 @@ export function UsagePage() {
       <h1>Usage</h1>
       {user ? (
         <>
-          <UsagePanel scope={{ consumer: user.id }} title="Your usage" />
+          <UsagePanel scope={{ consumer: user.id }} title="Your usage" amountLabel="Spend" />
           <StatementPanel />
         </>
       ) : (

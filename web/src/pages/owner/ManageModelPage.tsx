@@ -71,7 +71,7 @@ function ManagedModelSections({ slug }: { slug: string }) {
         <h2 id="contracts-title">Contracts</h2>
         <ModelContractsTable slug={model.slug} caption="Contracts for this model" />
       </section>
-      <UsagePanel scope={{ model: model.slug }} title="Usage and revenue" />
+      <UsagePanel scope={{ model: model.slug }} title="Usage and revenue" amountLabel="Revenue" />
       <ModelDetailsForm
         slug={model.slug}
         initial={{
