@@ -25,6 +25,8 @@ const SLOW_FILES = [
   // Trains the demo's spam classifier once (about 3 minutes on a fresh machine), beside the MNIST training above.
   'test/explanations/text.test.ts',
   'test/front-door.test.ts',
+  // The three journeys in one browser, publishing the real MNIST model with its 500 held-out digits: about 40 s.
+  'test/web/journeys.test.ts',
   'test/models/graph-model.test.ts',
   'test/client/cli.test.ts',
   'test/models/images.test.ts',

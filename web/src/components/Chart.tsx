@@ -1,4 +1,5 @@
-// A time-series chart (uPlot: small, fast, canvas) with an accessible table of the same numbers beside it.
+// A time-series chart (uPlot: small, fast, canvas); its accessible name gives each series' total, since a
+// canvas says nothing to a screen reader.
 import { useEffect, useRef } from 'react';
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
@@ -38,10 +39,11 @@ export function Chart({
     );
     return () => plot.destroy();
   }, [days, series, height]);
+  const totals = series.map((s) => `${s.label} ${s.values.reduce((sum, value) => sum + value, 0)}`).join(', ');
   return (
     <figure className="chart" data-testid={`chart-${title}`} data-points={days.length}>
       <figcaption>{title}</figcaption>
-      <div ref={host} role="img" aria-label={`${title}, ${days.length} days`} />
+      <div ref={host} role="img" aria-label={`${title}, ${days.length} days: ${totals} in all`} />
     </figure>
   );
 }

@@ -1,6 +1,7 @@
 // Publishing a version from files: the model's files are uploaded (with progress) to POST /v1/artifacts, then
-// publishModelVersion makes them an immutable version, with optional labels, stated metrics and the labelled
-// examples the owner mark's cost is measured on.
+// publishModelVersion makes them an immutable version, with an optional signature (the one inferred from
+// model.json says nothing about images, so without it Try it offers no drawing), labels, stated metrics and the
+// labelled examples the owner mark's cost is measured on.
 import { useId, useState, type FormEvent } from 'react';
 import { ApiError } from '../../api/client';
 import { useGqlMutation } from '../../api/hooks';
@@ -45,6 +46,16 @@ async function readExamples(file: File): Promise<EvaluationDataInput> {
   return { inputs: examples.inputs, labels: examples.labels as number[] | undefined };
 }
 
+/** The signature as typed: JSON (checked against the model by the API), or null to let the API infer it. */
+function parseSignature(text: string): unknown {
+  if (!text.trim()) return null;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw badInput('The signature is not JSON.');
+  }
+}
+
 const optionalNumber = (value: string) => (value.trim() === '' ? null : Number(value));
 
 export function PublishVersionForm({ slug }: { slug: string }) {
@@ -53,6 +64,7 @@ export function PublishVersionForm({ slug }: { slug: string }) {
   const [version, setVersion] = useState('');
   const [changelog, setChangelog] = useState('');
   const [labels, setLabels] = useState('');
+  const [signature, setSignature] = useState('');
   const [watermark, setWatermark] = useState(true);
   const [examples, setExamples] = useState<File | null>(null);
   const [metrics, setMetrics] = useState({ dataset: '', samples: '', accuracy: '', macroF1: '' });
@@ -71,6 +83,7 @@ export function PublishVersionForm({ slug }: { slug: string }) {
     }
     setWorking(true);
     try {
+      const parsedSignature = parseSignature(signature);
       const evaluation = examples ? await readExamples(examples) : null;
       const stated: EvaluationMetricsInput | null = metrics.dataset.trim()
         ? {
@@ -87,6 +100,7 @@ export function PublishVersionForm({ slug }: { slug: string }) {
           version: version.trim(),
           artifactId: artifact.id,
           changelog,
+          signature: parsedSignature,
           watermark,
           labels: labels.trim()
             ? labels
@@ -150,6 +164,19 @@ export function PublishVersionForm({ slug }: { slug: string }) {
           maxLength={20_000}
           value={labels}
           onChange={(event) => setLabels(event.target.value)}
+        />
+        <label htmlFor={`${id}-signature`}>
+          Signature (optional JSON, e.g. {'{"input": {"shape": [28, 28, 1], "preprocessing": {"kind": "image", …}}}'};
+          inferred from the model when empty)
+        </label>
+        <textarea
+          id={`${id}-signature`}
+          rows={3}
+          // A text model's vocabulary rides in it; the default request body limit is 8 MB.
+          maxLength={8_000_000}
+          spellCheck={false}
+          value={signature}
+          onChange={(event) => setSignature(event.target.value)}
         />
         <label className="check">
           <input type="checkbox" checked={watermark} onChange={(event) => setWatermark(event.target.checked)} />{' '}
