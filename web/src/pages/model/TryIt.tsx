@@ -172,7 +172,9 @@ function TryItForm({ slug, version }: { slug: string; version: SignedVersion }) 
   const answer = result?.outputs[0];
   return (
     <>
-      <form onSubmit={submit}>
+      {/* noValidate: the browser's own bubble would stop an empty or unparsable feature before submit, out of
+          reach of screen readers; the form's check below says which feature, in the page. */}
+      <form onSubmit={submit} noValidate>
         {preprocessing.__typename === 'ImagePreprocessing' && (
           <>
             <p>
