@@ -24,7 +24,7 @@ import type { ArtifactService } from './artifact-service.js';
 import { parseEvaluationMetrics, type EvaluationMetrics } from './evaluation-metrics.js';
 import { assertCanManage, canView, isAdmin } from './model-policy.js';
 import type { InputEncoder } from '../predictions/input-encoding.js';
-import { isNamed, parseSignature, resolveSignature, type Signature } from './signature.js';
+import { isNamed, storedSignature, resolveSignature, type Signature } from './signature.js';
 import { BLOB_TRANSACTION } from './artifact-storage.js';
 import type { DerivedVariant, VariantStore } from './variants.js';
 import type { OptimizationService } from '../lifecycle/optimization-service.js';
@@ -362,7 +362,7 @@ export class ModelsService {
     // Cheap checks before the examples are encoded; OptimizationService checks the options again.
     const params = parseOptimizationOptions(input);
     const maxAccuracyDrop = accuracyPointsAsFraction(input.maxAccuracyDrop);
-    const signature = parseSignature(parent.signature, 'signature');
+    const signature = storedSignature(parent.signature);
     // The optimisation is judged by accuracy on labelled examples: only classifiers have them.
     if (isNamed(signature) || signature.output.kind !== 'classification') {
       throw new BadUserInputError(

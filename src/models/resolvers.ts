@@ -6,7 +6,7 @@ import { describeMark, type WatermarkReport } from '../watermark/watermark-servi
 import type { EvaluationMetrics } from './evaluation-metrics.js';
 import { canManage, visibleWatermark } from './model-policy.js';
 import { mutationInput, requiredInputField } from '../server/mutation-inputs.js';
-import { parseSignature, typedSignature } from './signature.js';
+import { storedSignature, typedSignature } from './signature.js';
 
 const asCard = (json: unknown) => json as ModelCard;
 
@@ -72,7 +72,7 @@ export const modelResolvers: Resolvers = {
     sizeBytes: async (version, _args, ctx) => (await ctx.loaders.artifactById.load(version.artifactId))!.sizeBytes,
     sha256: async (version, _args, ctx) => (await ctx.loaders.artifactById.load(version.artifactId))!.sha256,
     card: (version) => asCard(version.card),
-    io: (version) => typedSignature(parseSignature(version.signature, 'signature')),
+    io: (version) => typedSignature(storedSignature(version.signature)),
     metrics: (version) => version.metrics as EvaluationMetrics | null,
     watermark: async (version, _args, ctx) =>
       visibleWatermark(
