@@ -9,11 +9,25 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { decodeEvalSet } from '../src/evaluation/eval-set.js';
+import { SecretBox } from '../src/security/secret-box.js';
 
 const ARTIFACTS_DIR = fileURLToPath(new URL('./artifacts', import.meta.url));
 export const DEMO_OWNER = { email: 'demo-owner@modelmarket.local', password: 'demo owner passphrase' };
 /** Fixed like the owner's: a demo started again finds its accounts, and the printed log-ins keep working. */
 export const DEMO_CONSUMER = { email: 'demo-consumer@modelmarket.local', password: 'demo consumer passphrase' };
+const DEMO_ADMIN_EMAIL = 'demo-admin@modelmarket.local';
+/** Characters of the demo admin's password: 120 bits of base64url. */
+const DEMO_ADMIN_PASSWORD_LENGTH = 20;
+
+/**
+ * The demo's admin (`npm start -- --demo`). Unlike the owner's and consumer's, its password is derived from the
+ * installation's application secret: the same across restarts of one DATA_DIR (a demo started again finds it),
+ * unknown to anyone who has not read that secret, since the server listens on every address by default.
+ */
+export function demoAdmin(appSecret: string): { email: string; password: string } {
+  const key = new SecretBox(appSecret).deriveKey('demo-admin-password');
+  return { email: DEMO_ADMIN_EMAIL, password: key.toString('base64url').slice(0, DEMO_ADMIN_PASSWORD_LENGTH) };
+}
 const DEMO_VERSION = '1.0.0';
 /** The MNIST MLP's UINT8 variant: a minor version in the free plan's range (^1.0.0). */
 const UINT8_VERSION = '1.1.0';

@@ -1,9 +1,7 @@
 // `npm start`: validated config → running server; SIGTERM/SIGINT drain and stop it.
 import { startApplication, STOP_BUDGET_AFTER_GRACE_MS } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
-
-/** Fixed like the demo owner's and consumer's (demo/publish.ts): a demo started again finds it. */
-const DEMO_ADMIN = { email: 'demo-admin@modelmarket.local', password: 'demo admin passphrase' };
+import { resolveAppSecret } from './security/secret-box.js';
 
 /** Past the stop's own bound, before the process exits regardless. */
 const FORCE_EXIT_MARGIN_MS = 1_000;
@@ -20,21 +18,23 @@ async function main(): Promise<void> {
     throw error;
   }
   const demo = process.argv.includes('--demo');
+  // The demo publisher (a client of the API, like any owner's script) is loaded only for a demo.
+  const demoPublisher = demo ? await import('../demo/publish.js') : undefined;
   // The demo's admin, for the console's admin pages; never in production, never over a configured one.
-  if (demo && !config.production && !config.bootstrapAdmin) config = { ...config, bootstrapAdmin: DEMO_ADMIN };
+  const demoAdmin =
+    demoPublisher && !config.production && !config.bootstrapAdmin
+      ? demoPublisher.demoAdmin(await resolveAppSecret(config.appSecret, config.dataDir))
+      : undefined;
+  if (demoAdmin) config = { ...config, bootstrapAdmin: demoAdmin };
   const app = await startApplication(config);
   app.logger.info({ url: app.url, mode: config.mode }, 'Modelmarket is ready');
   const consoleUrl = new URL('/', app.url).href;
   console.log(`Modelmarket GraphQL API: ${app.url}`);
   console.log(`Modelmarket web console: ${consoleUrl}`);
-  if (demo) {
-    // The demo publisher is a client of the API, like any owner's script.
-    const { publishDemos } = await import('../demo/publish.js');
-    await publishDemos(app.url);
+  if (demoPublisher) {
+    await demoPublisher.publishDemos(app.url);
     console.log(`\nOpen the web console at ${consoleUrl} and log in as one of the demo accounts above`);
-    if (config.bootstrapAdmin === DEMO_ADMIN) {
-      console.log(`Demo admin: ${DEMO_ADMIN.email} / ${DEMO_ADMIN.password}`);
-    }
+    if (demoAdmin) console.log(`Demo admin: ${demoAdmin.email} / ${demoAdmin.password}`);
   }
 
   let stopping = false;

@@ -52,9 +52,15 @@ export function clearBrowserSession(exchange: Exchange): void {
 
 /**
  * The refresh token of the request's session cookie, once the request has shown it comes from our own pages;
- * else UNAUTHENTICATED (no session) or FORBIDDEN (a failed CSRF check), with nothing changed.
+ * else UNAUTHENTICATED (no session) or FORBIDDEN (a failed CSRF check), with nothing changed. A session or CSRF
+ * cookie sent twice is UNAUTHENTICATED too, and both cookies are cleared.
  */
 export function browserRefreshToken(exchange: Exchange): string {
+  if (exchange.cookieRepeated(REFRESH_COOKIE) || exchange.cookieRepeated(CSRF_COOKIE)) {
+    // Ours cannot be told from a planted one: neither is used, and ours are dropped (the browser logs in again).
+    clearBrowserSession(exchange);
+    throw new UnauthenticatedError('The session cookie came twice (one may be planted by a sibling site): log in');
+  }
   const refreshToken = exchange.cookies.get(REFRESH_COOKIE);
   if (!refreshToken) throw new UnauthenticatedError('No session cookie: log in');
   const origin = exchange.req.headers.origin;

@@ -17,7 +17,7 @@ import type { JobKind, JobQueue } from '../jobs/job-queue.js';
 import type { EvaluationMetrics } from '../models/evaluation-metrics.js';
 import { canManage } from '../models/model-policy.js';
 import { latestOf, LATEST } from '../models/models-service.js';
-import { compareSignatures, parseSignature, type SignatureCompatibility } from '../models/signature.js';
+import { compareSignatures, storedSignature, type SignatureCompatibility } from '../models/signature.js';
 import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError } from '../server/errors.js';
 import { assertUuid } from '../server/ids.js';
 import { visibleStatus } from './contracts-service.js';
@@ -402,7 +402,7 @@ export class UpgradesService {
       return { version: version.version, ...pick(stated ?? {}), verified: false };
     };
     return {
-      ...compareSignatures(parseSignature(from.signature, 'signature'), parseSignature(to.signature, 'signature')),
+      ...compareSignatures(storedSignature(from.signature), storedSignature(to.signature)),
       metrics: { from: quality(from, fromVerified), to: quality(to, toVerified) },
     };
   }

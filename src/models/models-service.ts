@@ -24,7 +24,7 @@ import type { ArtifactService } from './artifact-service.js';
 import { parseEvaluationMetrics, type EvaluationMetrics } from './evaluation-metrics.js';
 import { assertCanManage, canView, isAdmin } from './model-policy.js';
 import type { InputEncoder } from '../predictions/input-encoding.js';
-import { isNamed, parseSignature, resolveSignature, type Signature } from './signature.js';
+import { isNamed, storedSignature, resolveSignature, type Signature } from './signature.js';
 import { BLOB_TRANSACTION } from './artifact-storage.js';
 import type { DerivedVariant, VariantStore } from './variants.js';
 import type { OptimizationService } from '../lifecycle/optimization-service.js';
@@ -157,7 +157,33 @@ function accuracyPointsAsFraction(points: number | null | undefined): number {
 }
 
 /** Semver precedence, highest first. A model has tens of versions, so sorting here is cheap. */
-const highestFirst = (versions: ModelVersion[]) => versions.sort((a, b) => semver.rcompare(a.version, b.version));
+export const highestFirst = (versions: ModelVersion[]) =>
+  versions.sort((a, b) => semver.rcompare(a.version, b.version));
+
+/**
+ * A page of a model's versions (all of them, highest first, as `versions` lists them), of one status when given.
+ * The cursor names the last version shown, so a page goes on below its number even if that version's status
+ * changed since.
+ */
+export function versionsPage(
+  all: ModelVersion[],
+  status: VersionStatus | null | undefined,
+  first: number,
+  after: string | null | undefined,
+) {
+  assertPageSize(first);
+  const matching = status ? all.filter((version) => version.status === status) : all;
+  let start = 0;
+  if (after) {
+    const { id } = decodeTimeCursor(after);
+    const last = all.find((version) => version.id === id);
+    // A cursor of another model's versions, or of another listing.
+    if (!last) throw new BadUserInputError('Invalid cursor', 'after');
+    const below = matching.findIndex((version) => semver.rcompare(version.version, last.version) > 0);
+    start = below === -1 ? matching.length : below;
+  }
+  return { ...connectionOf(matching.slice(start, start + first + 1), first), totalCount: matching.length };
+}
 
 /** What `latest` points at among a model's serving versions: the highest release, else the highest prerelease. */
 export function latestOf(serving: ModelVersion[]): ModelVersion | null {
@@ -362,7 +388,7 @@ export class ModelsService {
     // Cheap checks before the examples are encoded; OptimizationService checks the options again.
     const params = parseOptimizationOptions(input);
     const maxAccuracyDrop = accuracyPointsAsFraction(input.maxAccuracyDrop);
-    const signature = parseSignature(parent.signature, 'signature');
+    const signature = storedSignature(parent.signature);
     // The optimisation is judged by accuracy on labelled examples: only classifiers have them.
     if (isNamed(signature) || signature.output.kind !== 'classification') {
       throw new BadUserInputError(
@@ -654,31 +680,6 @@ export class ModelsService {
   /** Versions of a model, highest first. */
   async versions(modelId: string): Promise<ModelVersion[]> {
     return highestFirst(await this.prisma.modelVersion.findMany({ where: { modelId } }));
-  }
-
-  /**
-   * A page of a model's versions in `versions` order (highest first), of one status when given. The cursor names
-   * the last version shown, so a page goes on below its number even if that version's status changed since.
-   */
-  async versionsPage(
-    modelId: string,
-    status: VersionStatus | null | undefined,
-    first: number,
-    after: string | null | undefined,
-  ) {
-    assertPageSize(first);
-    const all = await this.versions(modelId);
-    const matching = status ? all.filter((version) => version.status === status) : all;
-    let start = 0;
-    if (after) {
-      const { id } = decodeTimeCursor(after);
-      const last = all.find((version) => version.id === id);
-      // A cursor of another model's versions, or of another listing.
-      if (!last) throw new BadUserInputError('Invalid cursor', 'after');
-      const below = matching.findIndex((version) => semver.rcompare(version.version, last.version) > 0);
-      start = below === -1 ? matching.length : below;
-    }
-    return { ...connectionOf(matching.slice(start, start + first + 1), first), totalCount: matching.length };
   }
 
   /** The highest release that still serves (prereleases only when there is no release), or null. */

@@ -6,7 +6,8 @@ import { describeMark, type WatermarkReport } from '../watermark/watermark-servi
 import type { EvaluationMetrics } from './evaluation-metrics.js';
 import { canManage, visibleWatermark } from './model-policy.js';
 import { mutationInput, requiredInputField } from '../server/mutation-inputs.js';
-import { parseSignature, typedSignature } from './signature.js';
+import { storedSignature, typedSignature } from './signature.js';
+import { versionsPage } from './models-service.js';
 
 const asCard = (json: unknown) => json as ModelCard;
 
@@ -60,8 +61,8 @@ export const modelResolvers: Resolvers = {
     owner: async (model, _args, ctx) => (await ctx.loaders.userById.load(model.ownerId))!,
     card: (model) => asCard(model.card),
     versions: (model, _args, ctx) => ctx.services.models.versions(model.id),
-    versionsConnection: (model, { status, first, after }, ctx) =>
-      ctx.services.models.versionsPage(model.id, status, first ?? 20, after),
+    versionsConnection: async (model, { status, first, after }, ctx) =>
+      versionsPage(await ctx.loaders.versionsByModelId.load(model.id), status, first ?? 20, after),
     viewerCanManage: (model, _args, ctx) => canManage(ctx.actor.principal, model),
     version: (model, { version }, ctx) => ctx.services.models.resolveVersion(model.id, version),
     aliases: (model, _args, ctx) => ctx.services.models.aliases(model.id),
@@ -72,7 +73,7 @@ export const modelResolvers: Resolvers = {
     sizeBytes: async (version, _args, ctx) => (await ctx.loaders.artifactById.load(version.artifactId))!.sizeBytes,
     sha256: async (version, _args, ctx) => (await ctx.loaders.artifactById.load(version.artifactId))!.sha256,
     card: (version) => asCard(version.card),
-    io: (version) => typedSignature(parseSignature(version.signature, 'signature')),
+    io: (version) => typedSignature(storedSignature(version.signature)),
     metrics: (version) => version.metrics as EvaluationMetrics | null,
     watermark: async (version, _args, ctx) =>
       visibleWatermark(

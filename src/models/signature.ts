@@ -14,92 +14,11 @@ import type {
 const positiveInt = z.number().int().positive();
 const label = z.string().min(1).max(200);
 
-const preprocessingSchema = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('none') }).strict(),
-  z
-    .object({
-      kind: z.literal('image'),
-      height: positiveInt.max(4096),
-      width: positiveInt.max(4096),
-      channels: z.union([z.literal(1), z.literal(3), z.literal(4)]),
-      /** `unit`: pixel / 255; `none`: raw 0..255. */
-      scaling: z.enum(['unit', 'none']),
-      /**
-       * An image of another size: `stretch` resizes it (aspect ratio not kept), `refuse` refuses it. Absent
-       * (signatures stored before it existed too): stretched, with a warning to the caller.
-       */
-      resize: z.enum(['stretch', 'refuse']).optional(),
-      /** Smaller source images are refused rather than blown up. */
-      minSourceSize: z
-        .object({ height: positiveInt.max(65_535), width: positiveInt.max(65_535) })
-        .strict()
-        .optional(),
-    })
-    .strict(),
-  z
-    .object({
-      kind: z.literal('text'),
-      /** Token id = index; 0 is padding, 1 out-of-vocabulary. */
-      vocabulary: z
-        .array(z.string())
-        .min(2)
-        .max(500_000)
-        .refine((v) => new Set(v).size === v.length, 'vocabulary tokens must be distinct'),
-      maxLength: positiveInt.max(100_000),
-      lowercase: z.boolean(),
-    })
-    .strict(),
-  z
-    .object({
-      kind: z.literal('tabular'),
-      /** Standardisation per feature: (x − mean) / std. */
-      features: z
-        .array(
-          z
-            .object({
-              name: z.string().min(1).max(200),
-              mean: z.number().default(0),
-              std: z.number().positive().default(1),
-            })
-            .strict(),
-        )
-        .min(1)
-        .max(10_000),
-    })
-    .strict(),
-]);
-
-const inputSchema = z
-  .object({
-    shape: z.array(positiveInt).min(1).max(4),
-    dtype: z.enum(['float32', 'int32']),
-    preprocessing: preprocessingSchema.default({ kind: 'none' }),
-    /**
-     * Set at publish when the input feeds an Embedding layer of this many rows: every value must then be
-     * an integer in [0, embeddingInputDim), checked per instance so that one caller's out-of-range id
-     * never fails a merged batch. Absent in signatures stored before it existed.
-     */
-    embeddingInputDim: positiveInt.optional(),
-    /**
-     * The values numeric instances may hold (inclusive), enforced per value. Without it, a unit-scaled
-     * image model's numbers far outside [0, 1] are accepted with a warning.
-     */
-    range: z
-      .object({ min: z.number(), max: z.number() })
-      .strict()
-      .refine((r) => r.min <= r.max, 'min must not exceed max')
-      .optional(),
-  })
-  .strict();
-
 const classificationSchema = z
   .object({ kind: z.literal('classification'), labels: z.array(label).min(2).max(100_000) })
   .strict();
 const valuesSchema = z.object({ kind: z.literal('values'), size: positiveInt }).strict();
 const outputSchema = z.discriminatedUnion('kind', [classificationSchema, valuesSchema]);
-
-/** The simple form: one input tensor, one output tensor (every signature stored before named tensors). */
-const singleSignatureSchema = z.object({ input: inputSchema, output: outputSchema }).strict();
 
 /** Names clients write as object keys, OIP tensor names and GraphQL strings: short, plain. */
 const tensorName = z.string().regex(/^[A-Za-z_][\w.-]{0,63}$/, 'a name of 1 to 64 letters, digits, _ . -');
@@ -107,29 +26,124 @@ const tensorName = z.string().regex(/^[A-Za-z_][\w.-]{0,63}$/, 'a name of 1 to 6
 export const MAX_NAMED_TENSORS = 16;
 const distinctNames = (tensors: { name: string }[]) => new Set(tensors.map((t) => t.name)).size === tensors.length;
 
-/** The named form: several inputs and outputs, each named, in the model's own order. */
-const namedSignatureSchema = z
-  .object({
-    inputs: z
-      .array(inputSchema.extend({ name: tensorName }))
-      .min(1)
-      .max(MAX_NAMED_TENSORS)
-      .refine(distinctNames, 'input names must be distinct'),
-    outputs: z
-      .array(
-        z.discriminatedUnion('kind', [
-          classificationSchema.extend({ name: tensorName }),
-          valuesSchema.extend({ name: tensorName }),
-        ]),
-      )
-      .min(1)
-      .max(MAX_NAMED_TENSORS)
-      .refine(distinctNames, 'output names must be distinct'),
-  })
-  .strict();
+/**
+ * The schemas of both forms, with the text vocabulary's own check given: in full for what a client submits, by
+ * its form only for what was stored (checked in full at publish), so that reading a signature back does not
+ * cost a pass over up to 500 000 tokens.
+ */
+function signatureSchemas(vocabulary: z.ZodType<string[]>) {
+  const preprocessingSchema = z.discriminatedUnion('kind', [
+    z.object({ kind: z.literal('none') }).strict(),
+    z
+      .object({
+        kind: z.literal('image'),
+        height: positiveInt.max(4096),
+        width: positiveInt.max(4096),
+        channels: z.union([z.literal(1), z.literal(3), z.literal(4)]),
+        /** `unit`: pixel / 255; `none`: raw 0..255. */
+        scaling: z.enum(['unit', 'none']),
+        /**
+         * An image of another size: `stretch` resizes it (aspect ratio not kept), `refuse` refuses it. Absent
+         * (signatures stored before it existed too): stretched, with a warning to the caller.
+         */
+        resize: z.enum(['stretch', 'refuse']).optional(),
+        /** Smaller source images are refused rather than blown up. */
+        minSourceSize: z
+          .object({ height: positiveInt.max(65_535), width: positiveInt.max(65_535) })
+          .strict()
+          .optional(),
+      })
+      .strict(),
+    z
+      .object({
+        kind: z.literal('text'),
+        /** Token id = index; 0 is padding, 1 out-of-vocabulary. */
+        vocabulary,
+        maxLength: positiveInt.max(100_000),
+        lowercase: z.boolean(),
+      })
+      .strict(),
+    z
+      .object({
+        kind: z.literal('tabular'),
+        /** Standardisation per feature: (x − mean) / std. */
+        features: z
+          .array(
+            z
+              .object({
+                name: z.string().min(1).max(200),
+                mean: z.number().default(0),
+                std: z.number().positive().default(1),
+              })
+              .strict(),
+          )
+          .min(1)
+          .max(10_000),
+      })
+      .strict(),
+  ]);
 
-export type SingleSignature = z.infer<typeof singleSignatureSchema>;
-export type NamedSignature = z.infer<typeof namedSignatureSchema>;
+  const inputSchema = z
+    .object({
+      shape: z.array(positiveInt).min(1).max(4),
+      dtype: z.enum(['float32', 'int32']),
+      preprocessing: preprocessingSchema.default({ kind: 'none' }),
+      /**
+       * Set at publish when the input feeds an Embedding layer of this many rows: every value must then be
+       * an integer in [0, embeddingInputDim), checked per instance so that one caller's out-of-range id
+       * never fails a merged batch. Absent in signatures stored before it existed.
+       */
+      embeddingInputDim: positiveInt.optional(),
+      /**
+       * The values numeric instances may hold (inclusive), enforced per value. Without it, a unit-scaled
+       * image model's numbers far outside [0, 1] are accepted with a warning.
+       */
+      range: z
+        .object({ min: z.number(), max: z.number() })
+        .strict()
+        .refine((r) => r.min <= r.max, 'min must not exceed max')
+        .optional(),
+    })
+    .strict();
+
+  /** The simple form: one input tensor, one output tensor (every signature stored before named tensors). */
+  const singleSignatureSchema = z.object({ input: inputSchema, output: outputSchema }).strict();
+
+  /** The named form: several inputs and outputs, each named, in the model's own order. */
+  const namedSignatureSchema = z
+    .object({
+      inputs: z
+        .array(inputSchema.extend({ name: tensorName }))
+        .min(1)
+        .max(MAX_NAMED_TENSORS)
+        .refine(distinctNames, 'input names must be distinct'),
+      outputs: z
+        .array(
+          z.discriminatedUnion('kind', [
+            classificationSchema.extend({ name: tensorName }),
+            valuesSchema.extend({ name: tensorName }),
+          ]),
+        )
+        .min(1)
+        .max(MAX_NAMED_TENSORS)
+        .refine(distinctNames, 'output names must be distinct'),
+    })
+    .strict();
+  return { single: singleSignatureSchema, named: namedSignatureSchema };
+}
+
+const submitted = signatureSchemas(
+  z
+    .array(z.string())
+    .min(2)
+    .max(500_000)
+    .refine((v) => new Set(v).size === v.length, 'vocabulary tokens must be distinct'),
+);
+// An array at all: its tokens were checked at publish, and versions are immutable.
+const stored = signatureSchemas(z.custom<string[]>((v) => Array.isArray(v)));
+
+export type SingleSignature = z.infer<typeof submitted.single>;
+export type NamedSignature = z.infer<typeof submitted.named>;
 export type Signature = SingleSignature | NamedSignature;
 export type InputSpec = SingleSignature['input'];
 export type OutputSpec = SingleSignature['output'];
@@ -209,13 +223,25 @@ function describeIssues(error: z.ZodError): string {
   return error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
 }
 
-/** Parses a stored or submitted signature; throws BAD_USER_INPUT naming the problem. */
-export function parseSignature(raw: unknown, field = FIELD): Signature {
+function parseWith(schemas: typeof submitted, raw: unknown, field: string): Signature {
   // The form is chosen by its keys, so that a mistake is reported against the form meant.
   const named = raw !== null && typeof raw === 'object' && ('inputs' in raw || 'outputs' in raw);
-  const parsed = (named ? namedSignatureSchema : singleSignatureSchema).safeParse(raw);
+  const parsed = (named ? schemas.named : schemas.single).safeParse(raw);
   if (!parsed.success) throw new BadUserInputError(`Invalid signature: ${describeIssues(parsed.error)}`, field);
   return parsed.data;
+}
+
+/** Parses a submitted signature; throws BAD_USER_INPUT naming the problem. */
+export function parseSignature(raw: unknown, field = FIELD): Signature {
+  return parseWith(submitted, raw, field);
+}
+
+/**
+ * A version's stored signature, checked in full when it was published: its vocabulary's tokens are not walked
+ * again, so reading it costs O(inputs + outputs + labels).
+ */
+export function storedSignature(raw: unknown): Signature {
+  return parseWith(stored, raw, 'signature');
 }
 
 export interface PublishFacts {

@@ -11,7 +11,7 @@ import type { Model, ModelVersion } from '../generated/prisma/client.js';
 import type { LicensedUse } from '../licensing/predict-authorizer.js';
 import { canView } from '../models/model-policy.js';
 import type { ModelsService } from '../models/models-service.js';
-import { parseSignature, type Signature } from '../models/signature.js';
+import { storedSignature, type Signature } from '../models/signature.js';
 import type { VariantStore } from '../models/variants.js';
 import { NotFoundError } from '../server/errors.js';
 
@@ -133,7 +133,7 @@ export class ServingCatalog {
   async #served(version: ModelVersion): Promise<ServedVersion> {
     let signature = this.#signatures.get(version.id);
     if (!signature) {
-      signature = parseSignature(version.signature, 'signature');
+      signature = storedSignature(version.signature);
       this.#signatures.set(version.id, signature);
     }
     // Predict serves the version's served variant (the owner-marked weights), else the upload itself.

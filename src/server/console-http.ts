@@ -37,7 +37,22 @@ export function wantsPage(exchange: Exchange): boolean {
   return (method === 'GET' || method === 'HEAD') && (headers.accept ?? '').includes('text/html');
 }
 
-export function consoleSite(distDir = WEB_DIST_DIR): ConsoleSite {
+/**
+ * The paths at which sirv would hand out GraphiQL's page (it adds .html and .htm, drops a trailing slash and
+ * decodes %-escapes), refused when GraphiQL is off: its hashed assets may stay, its page may not.
+ */
+const GRAPHIQL_PAGE = /^\/graphiql(?:\.html?)?\/?$/;
+
+function decodedPath(exchange: Exchange): string {
+  try {
+    return decodeURI(exchange.path);
+  } catch {
+    return exchange.path;
+  }
+}
+
+/** `graphiql`: GRAPHIQL (config.graphql.ide); when off, the build's GraphiQL page is not served as a file either. */
+export function consoleSite({ graphiql }: { graphiql: boolean }, distDir = WEB_DIST_DIR): ConsoleSite {
   const built = existsSync(`${distDir}/index.html`);
   // sirv lists the folder when it is made: without a build there is nothing to list (and the API still serves).
   if (!built) {
@@ -71,6 +86,7 @@ export function consoleSite(distDir = WEB_DIST_DIR): ConsoleSite {
     built,
     servePage,
     serveFile(exchange) {
+      if (!graphiql && GRAPHIQL_PAGE.test(decodedPath(exchange))) return Promise.resolve(false);
       return new Promise((resolve) => {
         files(exchange.req, exchange.res, () => resolve(false));
         if (exchange.res.headersSent || exchange.res.writableEnded) resolve(true);

@@ -28,6 +28,14 @@ function firstForwarded(value: string | string[] | undefined): string | undefine
   return first || undefined;
 }
 
+interface ParsedCookies {
+  cookies: ReadonlyMap<string, string>;
+  repeated: ReadonlySet<string>;
+}
+
+/** Logged once per process: a proxy's https that TRUST_PROXY does not let us believe. */
+let warnedUntrustedProxy = false;
+
 /** What the exchanges of one server share. */
 export interface ExchangeSettings {
   logger: Logger;
@@ -52,7 +60,7 @@ export class Exchange {
   #log: Logger | undefined;
   #ip: string | undefined;
   #actor: Promise<Actor> | undefined;
-  #cookies: ReadonlyMap<string, string> | undefined;
+  #cookies: ParsedCookies | undefined;
 
   constructor(
     readonly req: IncomingMessage,
@@ -84,7 +92,14 @@ export class Exchange {
   /** Whether the client reached us over https: our own TLS, or a trusted proxy's. */
   get secure(): boolean {
     if ((this.req.socket as Partial<TLSSocket>).encrypted) return true;
-    return this.settings.trustProxy && firstForwarded(this.req.headers['x-forwarded-proto'])?.toLowerCase() === 'https';
+    const forwardedHttps = firstForwarded(this.req.headers['x-forwarded-proto'])?.toLowerCase() === 'https';
+    if (forwardedHttps && !this.settings.trustProxy && !warnedUntrustedProxy) {
+      warnedUntrustedProxy = true;
+      this.settings.logger.warn(
+        'a request came through a proxy over https (X-Forwarded-Proto) but TRUST_PROXY is off: session cookies lack Secure and the console cannot refresh its session behind that proxy until TRUST_PROXY=true',
+      );
+    }
+    return this.settings.trustProxy && forwardedHttps;
   }
 
   /** The origin the client addressed (scheme and host), to tell a request from our own pages from a foreign one. */
@@ -98,15 +113,30 @@ export class Exchange {
    * Node bounds the Cookie header with all the others (--max-http-header-size).
    */
   get cookies(): ReadonlyMap<string, string> {
+    return this.#parsedCookies().cookies;
+  }
+
+  /**
+   * Whether the request carries a cookie name more than once: a sibling subdomain can plant one of the same name
+   * (Domain=the parent domain) that the browser sends beside ours, and which comes first is not ours to know.
+   */
+  cookieRepeated(name: string): boolean {
+    return this.#parsedCookies().repeated.has(name);
+  }
+
+  #parsedCookies(): ParsedCookies {
     if (this.#cookies === undefined) {
       const cookies = new Map<string, string>();
+      const repeated = new Set<string>();
       for (const pair of (this.req.headers.cookie ?? '').split(';')) {
         const equals = pair.indexOf('=');
         if (equals === -1) continue;
         const name = pair.slice(0, equals).trim();
-        if (name && !cookies.has(name)) cookies.set(name, decodeCookieValue(pair.slice(equals + 1).trim()));
+        if (!name) continue;
+        if (cookies.has(name)) repeated.add(name);
+        else cookies.set(name, decodeCookieValue(pair.slice(equals + 1).trim()));
       }
-      this.#cookies = cookies;
+      this.#cookies = { cookies, repeated };
     }
     return this.#cookies;
   }

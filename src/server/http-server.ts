@@ -115,7 +115,7 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
       REQUEST_COMPLETED,
     );
   };
-  const site = consoleSite();
+  const site = consoleSite({ graphiql: config.graphql.ide });
   const serve = async (exchange: Exchange) => {
     try {
       const handler = router.find(exchange);

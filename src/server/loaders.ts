@@ -17,7 +17,7 @@ import type {
 } from '../generated/prisma/client.js';
 import type { EvaluationsService, VerifiedMetrics } from '../evaluation/evaluations-service.js';
 import { canManage, canView } from '../models/model-policy.js';
-import { latestOf } from '../models/models-service.js';
+import { highestFirst, latestOf } from '../models/models-service.js';
 import type { VariantRow, VariantStore } from '../models/variants.js';
 import { assertPageSize, connectionOf, decodeTimeCursor } from './cursors.js';
 import { NotFoundError } from './errors.js';
@@ -46,6 +46,7 @@ export class Loaders {
   #verifiedMetrics?: DataLoader<string, VerifiedMetrics | null>;
   #ownerMarks?: DataLoader<string, VariantRow | null>;
   #latestVersions?: DataLoader<string, ModelVersion | null>;
+  #versions?: DataLoader<string, ModelVersion[]>;
   #contracts?: DataLoader<string, Contract | null>;
   #viewerContracts?: DataLoader<string, Contract[]>;
   #servingVersions?: DataLoader<string, string[]>;
@@ -89,6 +90,14 @@ export class Loaders {
         orderBy: { name: 'asc' },
       });
       return ids.map((id) => rows.filter((row) => row.modelId === id));
+    }));
+  }
+
+  /** Every version of a model, highest first, by model id: the versions of all listed models in one read. */
+  get versionsByModelId(): DataLoader<string, ModelVersion[]> {
+    return (this.#versions ??= new DataLoader(async (ids) => {
+      const rows = await this.prisma.modelVersion.findMany({ where: { modelId: { in: [...ids] } } });
+      return ids.map((id) => highestFirst(rows.filter((row) => row.modelId === id)));
     }));
   }
 

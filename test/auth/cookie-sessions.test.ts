@@ -203,6 +203,30 @@ describe('browser sessions: the refresh token in an HttpOnly cookie, with a CSRF
     expectError(await post(LOG_OUT, {}), 'UNAUTHENTICATED');
   });
 
+  it('refuses a session or CSRF cookie sent twice (one planted by a sibling subdomain) and clears both', async () => {
+    const victim = (await browserLogIn()).jar;
+    // The attacker's own valid session, planted with Domain=the parent domain: the browser sends it beside ours.
+    const planted = (await browserLogIn()).jar;
+    const cookie = (first: BrowserJar, names: string[]) =>
+      `${names.map((name) => `${name}=${encodeURIComponent(name === 'mm_refresh' ? first.refresh : first.csrf)}`).join('; ')}; ${fromConsole(victim).cookie}`;
+    for (const names of [['mm_refresh', 'mm_csrf'], ['mm_refresh'], ['mm_csrf']]) {
+      const headers = {
+        cookie: cookie(planted, names),
+        'x-csrf-token': names.includes('mm_csrf') ? planted.csrf : victim.csrf,
+      };
+      for (const mutation of [REFRESH, LOG_OUT]) {
+        const refused = await post(mutation, {}, headers);
+        assert.match(expectError(refused, 'UNAUTHENTICATED').message, /came twice/, `${names}`);
+        assertCleared(refused);
+      }
+    }
+    // Neither session was used: each still refreshes from its own cookies.
+    for (const jar of [victim, planted]) {
+      const refreshed = await post(REFRESH, {}, fromConsole(jar));
+      assert.equal(refreshed.errors, undefined, JSON.stringify(refreshed.errors));
+    }
+  });
+
   it('ends the session when a spent cookie token is presented again, and clears the cookies', async () => {
     const { jar, answer } = await browserLogIn();
     const rotated = await post(REFRESH, {}, fromConsole(jar));

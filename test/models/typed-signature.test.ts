@@ -15,6 +15,7 @@ import {
   TWO_HEADED_SIGNATURE,
   uploadWithTfjs,
 } from '../support/models.js';
+import { parseSignature, storedSignature, typedSignature } from '../../src/models/signature.js';
 
 const IO = `query IO($slug: String!, $version: String!) { model(slug: $slug) { version(version: $version) {
   signature io { named
@@ -197,5 +198,54 @@ describe('typed signatures (ModelVersion.io)', () => {
       { name: 'kind', kind: 'CLASSIFICATION', labels: ['cat', 'dog', 'fox'], size: 3 },
       { name: 'score', kind: 'VALUES', labels: null, size: 1 },
     ]);
+  });
+
+  it('a vocabulary of 200 000 tokens: io read 15 times (the alias limit) in one request, its tokens never walked again', async () => {
+    const vocabulary = ['<pad>', '<unk>', ...Array.from({ length: 199_998 }, (_, i) => `t${i}`)];
+    const artifact = await uploadWithTfjs(server, buildTextClassifier(vocabulary.length, 4), auth());
+    const { slug } = await createModel(server, auth(), { task: 'TEXT_CLASSIFICATION' });
+    const signature = {
+      input: {
+        shape: [4],
+        dtype: 'float32',
+        preprocessing: { kind: 'text', vocabulary, maxLength: 4, lowercase: false },
+      },
+      output: { kind: 'classification', labels: ['ham', 'spam'] },
+    };
+    await publish(server, auth(), { model: slug, version: '1.0.0', artifactId: artifact.id, signature });
+    const aliases = Array.from(
+      { length: 15 },
+      (_, i) => `io${i}: io { inputs { preprocessing { ... on TextPreprocessing { vocabularySize } } } }`,
+    );
+    const res = await server.gql(
+      `query($slug: String!) { model(slug: $slug) { version(version: "1.0.0") { ${aliases.join(' ')} } } }`,
+      { slug },
+    );
+    assert.equal(res.errors, undefined, JSON.stringify(res.errors));
+    const sizes = Object.values(res.data!.model.version).map((io: any) => io.inputs[0].preprocessing.vocabularySize);
+    assert.deepEqual(sizes, Array(15).fill(200_000));
+
+    // What `io` reads a stored signature with touches no token (only the length); a submitted one is checked in full.
+    let tokensRead = 0;
+    const counted = new Proxy(vocabulary, {
+      get(target, key, receiver) {
+        if (typeof key === 'string' && /^\d+$/.test(key)) tokensRead++;
+        return Reflect.get(target, key, receiver);
+      },
+    });
+    const stored = {
+      ...signature,
+      input: { ...signature.input, preprocessing: { ...signature.input.preprocessing, vocabulary: counted } },
+    };
+    const io = typedSignature(storedSignature(stored));
+    assert.deepEqual(
+      [io.inputs[0]!.preprocessing, tokensRead],
+      [{ __typename: 'TextPreprocessing', maxLength: 4, lowercase: false, vocabularySize: 200_000 }, 0],
+    );
+    parseSignature(stored);
+    assert.ok(
+      tokensRead >= vocabulary.length,
+      `a submitted vocabulary is checked token by token (${tokensRead} reads)`,
+    );
   });
 });

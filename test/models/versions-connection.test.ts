@@ -161,4 +161,38 @@ describe('model versions: pages, capability, batched aliases', () => {
     assert.deepEqual([many.versionReads, many.aliasReads], [2, 1]);
     assert.deepEqual([few.versionReads, few.aliasReads], [many.versionReads, many.aliasReads]);
   });
+
+  it('reads the versions of every listed model once, not once per model', async () => {
+    const LISTED = `{ models(first: 30) { edges { node { slug
+      versionsConnection(first: 3) { edges { node { version } } } } } } }`;
+    const run = async () => {
+      let res: any;
+      const statements = await statementsDuring(async () => {
+        res = await server.gql(LISTED, {}, auth());
+      });
+      assert.equal(res.errors, undefined, JSON.stringify(res.errors));
+      const versions = new Map<string, string[]>(
+        res.data.models.edges.map((e: any) => [
+          e.node.slug,
+          e.node.versionsConnection.edges.map((v: any) => v.node.version),
+        ]),
+      );
+      return { versions, versionReads: statements.filter((sql) => sql.includes('"model_versions"')).length };
+    };
+    await modelWith(['1.0.0']);
+    const few = await run();
+    const added = [
+      await modelWith(['1.0.0', '2.0.0']),
+      await modelWith(['0.1.0']),
+      await modelWith(['3.0.0', '1.0.0']),
+    ];
+    const many = await run();
+    assert.equal(many.versions.size, few.versions.size + 3);
+    assert.deepEqual(
+      added.map((slug) => many.versions.get(slug)),
+      [['2.0.0', '1.0.0'], ['0.1.0'], ['3.0.0', '1.0.0']],
+    );
+    assert.equal(many.versionReads, few.versionReads);
+    assert.equal(many.versionReads, 1);
+  });
 });

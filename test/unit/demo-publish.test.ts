@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import net from 'node:net';
 import { describe, it } from 'node:test';
-import { graphqlUrl } from '../../demo/publish.js';
+import { demoAdmin, graphqlUrl } from '../../demo/publish.js';
 
 describe('demo:publish --api', () => {
   it('takes the server origin or its GraphQL URL, and refuses what is not an http(s) URL', () => {
@@ -31,5 +31,17 @@ describe('demo:publish --api', () => {
       run.stderr,
     );
     assert.doesNotMatch(run.stdout, /training/);
+  });
+});
+
+describe("the demo admin's password", () => {
+  it('is derived from the app secret: stable for one installation, different for another, never the old fixed one', () => {
+    const secret = 'a'.repeat(43);
+    const admin = demoAdmin(secret);
+    assert.equal(admin.email, 'demo-admin@modelmarket.local');
+    assert.match(admin.password, /^[\w-]{20}$/);
+    assert.deepEqual(demoAdmin(secret), admin, 'a demo started again finds its admin');
+    assert.notEqual(demoAdmin('b'.repeat(43)).password, admin.password);
+    assert.notEqual(admin.password, 'demo admin passphrase');
   });
 });

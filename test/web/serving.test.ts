@@ -59,6 +59,19 @@ describe('serving the console', () => {
     assert.deepEqual(api.data, { me: null });
   });
 
+  it("does not hand out GraphiQL's page as a file when it is off, under any of the names sirv answers", async () => {
+    const asFile = await fetch(`${server.origin}/graphiql.html`);
+    assert.equal(asFile.status, 200, 'in development the file is there');
+    assert.match(await asFile.text(), /id="graphiql"/);
+    for (const path of ['/graphiql.html', '/graphiql', '/graphiql/', '/graphiql.htm', '/%67raphiql.html']) {
+      const api = await fetch(`${production.origin}${path}`);
+      assert.equal(api.status, 404, path);
+      assert.doesNotMatch(await api.text(), /id="graphiql"/, path);
+      const page = await fetch(`${production.origin}${path}`, { headers: PAGE });
+      assert.doesNotMatch(await page.text(), /id="graphiql"/, `${path}: the console's page instead`);
+    }
+  });
+
   it('GraphiQL runs offline in a real browser and queries the API', async () => {
     const { page, context, errors } = await openConsole(browser, server.origin);
     try {
