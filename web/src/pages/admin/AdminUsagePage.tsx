@@ -6,6 +6,7 @@ import { ErrorMessage } from '../../components/ErrorMessage';
 import { money, UsagePanel } from '../../components/UsagePanel';
 import { graphql } from '../../gql';
 import type { UsageBreakdownQuery } from '../../gql/graphql';
+import { RequireRole } from '../../components/RequireRole';
 
 const UsageBreakdown = graphql(`
   query UsageBreakdown($from: DateTime!) {
@@ -80,6 +81,14 @@ function BreakdownTable({ caption, keyHeading, buckets }: { caption: string; key
 }
 
 export function AdminUsagePage() {
+  return (
+    <RequireRole role="ADMIN" title="All usage">
+      {() => <AllUsage />}
+    </RequireRole>
+  );
+}
+
+function AllUsage() {
   const from = useMemo(() => {
     const start = new Date(Date.now() - (SPAN_DAYS - 1) * 86_400_000);
     return new Date(Date.UTC(start.getUTCFullYear(), start.getUTCMonth(), start.getUTCDate())).toISOString();

@@ -4,7 +4,7 @@ import { Link } from 'react-router-dom';
 import { useGql } from '../../api/hooks';
 import { ErrorMessage } from '../../components/ErrorMessage';
 import { ModelContractsTable } from '../../components/owner/ModelContractsTable';
-import { OwnerOnly } from '../../components/owner/OwnerOnly';
+import { RequireRole } from '../../components/RequireRole';
 import { graphql } from '../../gql';
 
 const OwnersModels = graphql(`
@@ -22,7 +22,11 @@ const OwnersModels = graphql(`
 `);
 
 export function ApprovalsPage() {
-  return <OwnerOnly title="Approvals">{(userId) => <PendingContracts owner={userId} />}</OwnerOnly>;
+  return (
+    <RequireRole role="OWNER" title="Approvals">
+      {(user) => <PendingContracts owner={user.id} />}
+    </RequireRole>
+  );
 }
 
 function PendingContracts({ owner }: { owner: string }) {
