@@ -1,7 +1,7 @@
 // Usage the viewer may see (the API decides: a consumer its own, an owner its models', an admin everything),
 // narrowed by model/contract/consumer: totals, a daily chart, a per-contract table, and the CSV export.
 import { useMemo, useState } from 'react';
-import { bearer } from '../api/client';
+import { bearer, refreshSession, restErrorOf } from '../api/client';
 import { describeError } from '../api/errors';
 import { useGql } from '../api/hooks';
 import { graphql } from '../gql';
@@ -122,8 +122,11 @@ export function UsagePanel({
     const query = new URLSearchParams({ from: fromIso });
     for (const [name, value] of Object.entries(scope)) if (value) query.set(name, value);
     try {
-      const response = await fetch(`/v1/usage.csv?${query}`, { headers: bearer() });
-      if (!response.ok) throw new Error(`${response.status}`);
+      const get = () => fetch(`/v1/usage.csv?${query}`, { headers: bearer() });
+      let response = await get();
+      // An expired access token is refreshed once from the session cookie, as request() does.
+      if (response.status === 401 && (await refreshSession())) response = await get();
+      if (!response.ok) throw restErrorOf(response.status, await response.json().catch(() => null));
       const url = URL.createObjectURL(await response.blob());
       const link = document.createElement('a');
       link.href = url;
