@@ -198,12 +198,14 @@ describe('consumer and admin pages', () => {
       assert.match((await page.getByTestId('statement-total').textContent()) ?? '', /^0\.0140* EUR$/);
       await assertAccessible(page, 'usage');
 
-      // A session ended elsewhere: the download says so in words (the answer's UNAUTHENTICATED), not a status.
+      // A session ended elsewhere: the download's 401 cannot be refreshed away, so the page asks to log in again
+      // (and comes back here after). No usage route answers this session 403, so that sentence has no case here.
       await server.sql.query('UPDATE sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL', [
         consumer.id,
       ]);
       await page.getByRole('button', { name: 'Download CSV' }).click();
-      await page.getByRole('alert').filter({ hasText: 'Please log in: your session has ended' }).waitFor();
+      const askAgain = page.getByRole('alert').filter({ hasText: 'Please log in to see this page.' });
+      assert.equal(await askAgain.getByRole('link', { name: 'log in' }).getAttribute('href'), '/login?next=%2Fusage');
     });
   });
 

@@ -123,13 +123,13 @@ function ModelCards({ filter, onClearOwner }: { filter: ModelFilter; onClearOwne
       <ErrorMessage error={error} />
       {isPending && <p>Loading models…</p>}
       {filter.owner && (
-        <div className="owner-filter">
+        <p className="owner-filter">
           {/* No query looks an account up by id: the owner's name comes with its models' cards. */}
-          <h2>Models by {models[0]?.owner.displayName ?? 'this owner'}</h2>
+          <strong>Models by {models[0]?.owner.displayName ?? 'this owner'}</strong>
           <button type="button" className="secondary" onClick={onClearOwner}>
             Show every owner&apos;s models
           </button>
-        </div>
+        </p>
       )}
       {data && models.length === 0 && <p>No model matches this search.</p>}
       <ul className="cards">
