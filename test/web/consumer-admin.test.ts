@@ -91,7 +91,18 @@ describe('consumer and admin pages', () => {
       assert.ok(await page.getByText(/resets/).isVisible());
       await page.getByText('Licence certificate', { exact: true }).click();
       assert.match(await page.getByLabel('Licence certificate').inputValue(), /^ey/);
-      assert.ok(await page.getByRole('button', { name: 'Copy certificate' }).isVisible());
+      // Plain http from another host has no clipboard API: the text is shown selected, with the keys to press.
+      await page.evaluate('Object.defineProperty(navigator, "clipboard", { value: undefined, configurable: true })');
+      await page.getByRole('button', { name: 'Copy certificate' }).click();
+      await page.getByRole('status').filter({ hasText: 'Press Ctrl+C (⌘C) to copy.' }).waitFor();
+      const certificate = await page.getByLabel('Licence certificate').inputValue();
+      assert.equal(
+        await page.evaluate(
+          '(() => { const f = document.activeElement; return f.value.slice(f.selectionStart, f.selectionEnd); })()',
+        ),
+        certificate,
+        'the whole certificate is selected in the focused field',
+      );
       await page.getByRole('button', { name: 'Verify' }).click();
       await page
         .getByRole('status')
@@ -171,6 +182,13 @@ describe('consumer and admin pages', () => {
       assert.equal(csv.length, 1 + PREDICTED.length);
       for (const line of csv.slice(1)) assert.ok(line.includes(`,${modelSlug},1.0.0,${contractId},OK,`), line);
 
+      // Calls per contract as bars, named by model and plan (test/support's "Digits", "Standard"), the figure as text too.
+      const perContract = page.getByRole('table', { name: 'Per contract' });
+      const row = perContract.getByRole('row', { name: 'Digits · Standard' });
+      await row.waitFor();
+      assert.equal(await row.getByRole('cell').first().innerText(), String(PREDICTED.length));
+      assert.equal(await perContract.getByText(contractId).count(), 0, 'named, not an id');
+
       await page.getByLabel('Contract').selectOption(contractId);
       await page.getByRole('button', { name: 'Show statement' }).click();
       const statement = page.getByRole('table', { name: /Statement for/ });
@@ -179,6 +197,15 @@ describe('consumer and admin pages', () => {
       assert.equal(await page.getByTestId('statement-units').textContent(), String(used));
       assert.match((await page.getByTestId('statement-total').textContent()) ?? '', /^0\.0140* EUR$/);
       await assertAccessible(page, 'usage');
+
+      // A session ended elsewhere: the download's 401 cannot be refreshed away, so the page asks to log in again
+      // (and comes back here after). No usage route answers this session 403, so that sentence has no case here.
+      await server.sql.query('UPDATE sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL', [
+        consumer.id,
+      ]);
+      await page.getByRole('button', { name: 'Download CSV' }).click();
+      const askAgain = page.getByRole('alert').filter({ hasText: 'Please log in to see this page.' });
+      assert.equal(await askAgain.getByRole('link', { name: 'log in' }).getAttribute('href'), '/login?next=%2Fusage');
     });
   });
 
@@ -248,9 +275,71 @@ describe('consumer and admin pages', () => {
         .waitFor();
       await page
         .getByRole('table', { name: 'Per consumer' })
-        .getByRole('row', { name: new RegExp(consumer.id) })
+        .getByRole('row', { name: /^Test User/ })
+        .first()
         .waitFor();
+      assert.equal(await page.getByRole('table', { name: 'Per consumer' }).getByText(consumer.id).count(), 0);
       await assertAccessible(page, 'admin-usage');
+    });
+  });
+
+  it('gates pages by role: a log-in link with next= for the logged out, a sentence for the wrong role, no query', async () => {
+    const anonymous = await openConsole(browser, server.origin);
+    try {
+      const { page } = anonymous;
+      for (const [path, title] of [
+        ['/contracts', 'My contracts'],
+        ['/keys', 'API keys'],
+        ['/usage', 'Usage'],
+      ] as const) {
+        await page.goto(path);
+        await page.getByRole('heading', { level: 1, name: title }).waitFor();
+        const refusal = page.getByRole('alert').filter({ hasText: 'Please log in to see this page.' });
+        assert.equal(
+          await refusal.getByRole('link', { name: 'log in' }).getAttribute('href'),
+          `/login?next=${encodeURIComponent(path)}`,
+        );
+      }
+      await page.goto('/admin/users');
+      await page
+        .getByRole('alert')
+        .filter({ hasText: /^This page is for admins: please log in/ })
+        .waitFor();
+      assert.deepEqual(anonymous.errors, []);
+    } finally {
+      await anonymous.context.close();
+    }
+
+    await asUser(browser, server, owner, async ({ page }) => {
+      const usageQueries: string[] = [];
+      page.on('request', (request) => {
+        if (request.url().endsWith('/graphql') && /usage\(/.test(request.postData() ?? '')) {
+          usageQueries.push(request.postData()!);
+        }
+      });
+      await page.goto('/admin/usage');
+      await page
+        .getByRole('alert')
+        .filter({ hasText: 'This page is for admins: your account is not an admin account.' })
+        .waitFor();
+      assert.equal(await page.getByRole('heading', { name: 'Marketplace usage' }).count(), 0);
+      assert.deepEqual(usageQueries, [], 'the gate runs no query');
+      assert.equal(await page.title(), 'All usage · Modelmarket');
+      await assertAccessible(page, 'admin-refused');
+    });
+  });
+
+  it('titles each page after its heading and moves focus to it on a route change', async () => {
+    await asUser(browser, server, consumer, async ({ page }) => {
+      await page.goto('/contracts');
+      await page.getByRole('heading', { level: 1, name: 'My contracts' }).waitFor();
+      assert.equal(await page.title(), 'My contracts · Modelmarket');
+      await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'API keys' }).click();
+      await page.waitForFunction('document.title === "API keys · Modelmarket"');
+      assert.equal(
+        await page.evaluate('document.activeElement.tagName + " " + document.activeElement.textContent'),
+        'H1 API keys',
+      );
     });
   });
 });

@@ -148,9 +148,12 @@ describe('the marketplace', () => {
       await page.waitForURL((url) => !url.searchParams.has('tag'));
       assert.deepEqual(await cardNames(page), ['Iris']);
 
+      // The owner it is filtered by is named beside the control that clears the filter.
+      await page.getByText('Models by Test User', { exact: true }).waitFor();
       await page.getByRole('button', { name: /every owner/ }).click();
       await page.waitForURL((url) => !url.searchParams.has('owner'));
       assert.equal((await cardNames(page)).length, 12);
+      assert.equal(await page.getByText(/^Models by/).count(), 0);
       assert.deepEqual(errors, []);
     } finally {
       await context.close();

@@ -14,7 +14,17 @@ import {
 } from '../support/browser.js';
 import { signUp, type SignedUpUser } from '../support/fixtures.js';
 import { createPlan } from '../support/licensing.js';
-import { DIGITS, DIGIT_IMAGE_SIGNATURE, publish, publishedDigitClassifier, uploadWithTfjs } from '../support/models.js';
+import { datasetId, evaluate, waitForEvaluation } from '../evaluation/support.js';
+import {
+  buildMlp,
+  createModel,
+  DIGITS,
+  DIGIT_IMAGE_SIGNATURE,
+  publish,
+  publishedDigitClassifier,
+  randomRows,
+  uploadWithTfjs,
+} from '../support/models.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
 // Markdown with what an attacker would try: a script, an inline event handler, a javascript: link.
@@ -176,6 +186,71 @@ describe('the model page', () => {
 
       assert.deepEqual(await accessibilityViolations(page), []);
       await screenshot(page, 'model-page');
+      assert.deepEqual(errors, []);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it("shows the marketplace's measured metrics, and a derived version its parent's stated ones", async () => {
+    const auth = { token: owner.token };
+    const artifact = await uploadWithTfjs(server, buildMlp([784, 10], 5), auth);
+    const derivedModel = await createModel(server, auth, { name: 'Quantised digits' });
+    await publish(server, auth, {
+      model: derivedModel.slug,
+      version: '1.0.0',
+      artifactId: artifact.id,
+      labels: DIGITS,
+      metrics: METRICS,
+    });
+    // 1.1.0 is 1.0.0 quantised: it states no metrics of its own (as the demo MNIST model's 1.1.0).
+    const rows = randomRows(20, 784, 9);
+    const optimized = await server.gql(
+      `mutation O($input: OptimizeModelVersionInput!) { optimizeModelVersion(input: $input) { version } }`,
+      {
+        input: {
+          model: derivedModel.slug,
+          version: '1.0.0',
+          newVersion: '1.1.0',
+          quantize: 'UINT8',
+          maxAccuracyDrop: 100,
+          evaluation: { inputs: rows, labels: rows.map((_, i) => i % DIGITS.length) },
+        },
+      },
+      auth,
+    );
+    assert.equal(optimized.errors, undefined, JSON.stringify(optimized.errors));
+    const jsonl = rows.map((input, i) => JSON.stringify({ input, label: DIGITS[i % DIGITS.length] })).join('\n');
+    const dataset = await datasetId(server, auth, `${jsonl}\n`);
+    const measured = await waitForEvaluation(
+      server,
+      auth,
+      (await evaluate(server, auth, { model: derivedModel.slug, version: '1.1.0', dataset })).id,
+    );
+    assert.equal(measured.status, 'SUCCEEDED', JSON.stringify(measured.error));
+    const published = await server.gql(
+      `mutation P($id: ID!) { publishEvaluation(input: { id: $id }) { id } }`,
+      {
+        id: measured.id,
+      },
+      auth,
+    );
+    assert.equal(published.errors, undefined, JSON.stringify(published.errors));
+
+    const { page, context, errors } = await openConsole(browser, server.origin);
+    try {
+      await page.goto(`/models/${derivedModel.slug}`);
+      const metrics = page.getByRole('region', { name: 'Metrics (v1.1.0)' });
+      const verified = metrics.getByRole('region', { name: 'Measured by the marketplace' });
+      await verified.getByText(`${(measured.report.accuracy * 100).toFixed(1)}%`).waitFor();
+      await verified.getByText(/^Measured on 20 examples/).waitFor();
+      const stated = metrics.getByRole('region', {
+        name: 'Stated by the owner (v1.0.0, the version v1.1.0 was derived from)',
+      });
+      await stated.getByText(`${(METRICS.accuracy * 100).toFixed(1)}%`).waitFor();
+      await stated.getByRole('table', { name: /Confusion matrix/ }).waitFor();
+      assert.deepEqual(await accessibilityViolations(page), []);
+      await screenshot(page, 'model-page-derived-metrics');
       assert.deepEqual(errors, []);
     } finally {
       await context.close();

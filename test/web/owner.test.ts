@@ -230,7 +230,9 @@ describe('owner pages', () => {
     await page.getByRole('button', { name: 'Confirm reject' }).click();
     await reject.waitFor({ state: 'detached' });
     await approve.click();
-    await section.getByText('No contracts.').waitFor();
+    // Nothing left to approve: the model's section goes, and one sentence says so.
+    await section.waitFor({ state: 'hidden' });
+    await page.getByRole('status').filter({ hasText: 'Nothing is waiting for your approval.' }).waitFor();
     assert.equal((await contractOf(server, owner, slug, toApprove.id))?.status, 'ACTIVE');
     assert.deepEqual(await contractOf(server, owner, slug, toReject.id), {
       id: toReject.id,

@@ -23,6 +23,22 @@ export class ApiError extends Error {
   }
 }
 
+const CODE_BY_STATUS: Record<number, string> = { 401: 'UNAUTHENTICATED', 403: 'FORBIDDEN', 404: 'NOT_FOUND' };
+
+/**
+ * The ApiError of a plain HTTP route's error answer (`{"error": {"code", "message"}}`: uploads, the CSV export);
+ * a body that is not that (a proxy's page) is known by its status alone.
+ */
+export function restErrorOf(status: number, body: unknown): ApiError {
+  const error = (body as { error?: { code?: string; message?: string } } | null)?.error;
+  return new ApiError([
+    {
+      code: error?.code ?? CODE_BY_STATUS[status] ?? 'INTERNAL_SERVER_ERROR',
+      message: error?.message ?? `The server answered ${status}`,
+    },
+  ]);
+}
+
 export interface SessionUser {
   id: string;
   email?: string | null;

@@ -1,11 +1,15 @@
 // The frame of every page: a skip link, the navigation (what the signed-in role can use), and the page itself.
+import { useRef } from 'react';
 import { NavLink, Outlet, useNavigate } from 'react-router-dom';
 import { logOut } from '../api/auth';
 import { useSession } from '../api/hooks';
+import { usePageHeading } from './usePageHeading';
 
 export function Layout() {
   const { user } = useSession();
   const navigate = useNavigate();
+  const main = useRef<HTMLElement>(null);
+  usePageHeading(main);
   const owner = user?.role === 'OWNER' || user?.role === 'ADMIN';
   return (
     <>
@@ -50,7 +54,7 @@ export function Layout() {
           )}
         </div>
       </header>
-      <main id="main" tabIndex={-1}>
+      <main id="main" tabIndex={-1} ref={main}>
         <Outlet />
       </main>
     </>

@@ -1,10 +1,12 @@
 // Usage the viewer may see (the API decides: a consumer its own, an owner its models', an admin everything),
-// narrowed by model/contract/consumer: totals, a daily chart, a per-contract table, and the CSV export.
+// narrowed by model/contract/consumer: totals, a daily chart, per-contract bars, and the CSV export.
 import { useMemo, useState } from 'react';
-import { bearer } from '../api/client';
+import { bearer, refreshSession, restErrorOf } from '../api/client';
 import { describeError } from '../api/errors';
-import { useGql } from '../api/hooks';
+import { Link } from 'react-router-dom';
+import { useGql, useSession } from '../api/hooks';
 import { graphql } from '../gql';
+import type { UsageQuery } from '../gql/graphql';
 import { Chart } from './Chart';
 import { ErrorMessage } from './ErrorMessage';
 
@@ -45,6 +47,44 @@ const Usage = graphql(`
           amounts {
             amount
             currency
+          }
+        }
+      }
+    }
+  }
+`);
+
+// Names for the per-contract bars, in one request, from whichever list the viewer may read: a model's contracts
+// (its owner, admins) name the plan and the consumer; the viewer's own contracts name the model and the plan.
+const ContractsOfModel = graphql(`
+  query UsageContractsOfModel($model: String!) {
+    contractsForModelConnection(model: $model, first: 100) {
+      edges {
+        node {
+          id
+          terms {
+            planName
+          }
+          consumer {
+            displayName
+          }
+        }
+      }
+    }
+  }
+`);
+
+const ContractsOfViewer = graphql(`
+  query UsageContractsOfViewer {
+    myContractsConnection(first: 100) {
+      edges {
+        node {
+          id
+          terms {
+            planName
+          }
+          model {
+            name
           }
         }
       }
@@ -122,8 +162,11 @@ export function UsagePanel({
     const query = new URLSearchParams({ from: fromIso });
     for (const [name, value] of Object.entries(scope)) if (value) query.set(name, value);
     try {
-      const response = await fetch(`/v1/usage.csv?${query}`, { headers: bearer() });
-      if (!response.ok) throw new Error(`${response.status}`);
+      const get = () => fetch(`/v1/usage.csv?${query}`, { headers: bearer() });
+      let response = await get();
+      // An expired access token is refreshed once from the session cookie, as request() does.
+      if (response.status === 401 && (await refreshSession())) response = await get();
+      if (!response.ok) throw restErrorOf(response.status, await response.json().catch(() => null));
       const url = URL.createObjectURL(await response.blob());
       const link = document.createElement('a');
       link.href = url;
@@ -168,31 +211,7 @@ export function UsagePanel({
           {amountSeries.length > 0 && (
             <Chart title={`${amountLabel} per day (last ${span} days)`} days={days} series={amountSeries} />
           )}
-          {data.contracts.series.length > 0 && (
-            <table>
-              <caption>Per contract</caption>
-              <thead>
-                <tr>
-                  <th scope="col">Contract</th>
-                  <th scope="col">Calls</th>
-                  <th scope="col">Billable units</th>
-                  <th scope="col">Amount</th>
-                </tr>
-              </thead>
-              <tbody>
-                {data.contracts.series.map((bucket) => (
-                  <tr key={bucket.key}>
-                    <td>
-                      <code>{bucket.key}</code>
-                    </td>
-                    <td>{bucket.figures.calls}</td>
-                    <td>{bucket.figures.billableUnits}</td>
-                    <td>{money(bucket.figures.amounts)}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          )}
+          {data.contracts.series.length > 0 && <ContractBars scope={scope} buckets={data.contracts.series} />}
           <p>
             <button type="button" className="secondary" onClick={() => void downloadCsv()}>
               Download CSV
@@ -206,5 +225,71 @@ export function UsagePanel({
         </>
       )}
     </section>
+  );
+}
+
+type ContractBuckets = UsageQuery['contracts']['series'];
+
+/** Calls per contract as horizontal bars, most used first; every figure is also text in the table's cells. */
+function ContractBars({ scope, buckets }: { scope: UsageScope; buckets: ContractBuckets }) {
+  const { user } = useSession();
+  const ofModel = useGql(ContractsOfModel, { model: scope.model ?? '' }, { enabled: Boolean(scope.model) });
+  const ofViewer = useGql(
+    ContractsOfViewer,
+    {},
+    { enabled: !scope.model && Boolean(user) && scope.consumer === user?.id },
+  );
+  const names = useMemo(() => {
+    const byId = new Map<string, string>();
+    for (const { node } of ofModel.data?.contractsForModelConnection.edges ?? []) {
+      byId.set(node.id, `${node.terms.planName} · ${node.consumer.displayName}`);
+    }
+    for (const { node } of ofViewer.data?.myContractsConnection.edges ?? []) {
+      byId.set(node.id, node.model ? `${node.model.name} · ${node.terms.planName}` : node.terms.planName);
+    }
+    return byId;
+  }, [ofModel.data, ofViewer.data]);
+  const sorted = useMemo(() => [...buckets].sort((a, b) => b.figures.calls - a.figures.calls), [buckets]);
+  const most = Math.max(1, ...sorted.map((bucket) => bucket.figures.calls));
+  return (
+    <table className="contract-bars">
+      <caption>Per contract</caption>
+      <thead>
+        <tr>
+          <th scope="col">Contract</th>
+          <th scope="col">Calls</th>
+          <th scope="col">Billable units</th>
+          <th scope="col">Amount</th>
+        </tr>
+      </thead>
+      <tbody>
+        {sorted.map((bucket) => {
+          const name = names.get(bucket.key);
+          return (
+            <tr key={bucket.key}>
+              <th scope="row">
+                {name ??
+                  // No name the viewer may read: an admin follows the id to the contract's audit trail.
+                  (user?.role === 'ADMIN' ? (
+                    <Link to={`/admin/audit?target=${encodeURIComponent(bucket.key)}`}>
+                      <code>{bucket.key}</code>
+                    </Link>
+                  ) : (
+                    <code>{bucket.key}</code>
+                  ))}
+              </th>
+              <td className="contract-bars-calls">
+                <span className="bar" aria-hidden="true">
+                  <span style={{ width: `${(bucket.figures.calls / most) * 100}%` }} />
+                </span>
+                <span>{bucket.figures.calls}</span>
+              </td>
+              <td>{bucket.figures.billableUnits}</td>
+              <td>{money(bucket.figures.amounts)}</td>
+            </tr>
+          );
+        })}
+      </tbody>
+    </table>
   );
 }

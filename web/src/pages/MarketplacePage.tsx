@@ -107,19 +107,14 @@ export function MarketplacePage() {
           <input maxLength={MAX_TAG_LENGTH} value={tag} onChange={(event) => setTag(event.target.value)} />
         </label>
         <button type="submit">Search</button>
-        {filter.owner && (
-          <button type="button" className="secondary" onClick={() => apply({ owner: '' })}>
-            Show every owner&apos;s models
-          </button>
-        )}
       </form>
       {/* A new filter starts again at the first page: the key drops the old cursor stack. */}
-      <ModelCards key={params.toString()} filter={filter} />
+      <ModelCards key={params.toString()} filter={filter} onClearOwner={() => apply({ owner: '' })} />
     </>
   );
 }
 
-function ModelCards({ filter }: { filter: ModelFilter }) {
+function ModelCards({ filter, onClearOwner }: { filter: ModelFilter; onClearOwner: () => void }) {
   const cursor = useCursor();
   const { data, error, isPending } = useGql(Marketplace, { filter, first: PAGE_SIZE, after: cursor.after });
   const models = data?.models.edges.map((edge) => edge.node) ?? [];
@@ -127,6 +122,15 @@ function ModelCards({ filter }: { filter: ModelFilter }) {
     <section aria-label="Models found" aria-busy={isPending}>
       <ErrorMessage error={error} />
       {isPending && <p>Loading models…</p>}
+      {filter.owner && (
+        <p className="owner-filter">
+          {/* No query looks an account up by id: the owner's name comes with its models' cards. */}
+          <strong>Models by {models[0]?.owner.displayName ?? 'this owner'}</strong>
+          <button type="button" className="secondary" onClick={onClearOwner}>
+            Show every owner&apos;s models
+          </button>
+        </p>
+      )}
       {data && models.length === 0 && <p>No model matches this search.</p>}
       <ul className="cards">
         {models.map((model) => (

@@ -51,23 +51,9 @@ const ModelPageQuery = graphql(`
         }
       }
       latest: version(version: "latest") {
-        version
-        metrics {
-          dataset
-          samples
-          accuracy
-          macroF1
-          perClass {
-            label
-            precision
-            recall
-            f1
-            support
-          }
-          confusionMatrix
-          labels
-          mae
-          rmse
+        ...VersionMetrics
+        derivedFrom {
+          ...VersionMetrics
         }
       }
     }
@@ -155,7 +141,7 @@ export function ModelPage() {
 
       {model.viewerCanPredict && tryVersion && <TryIt slug={model.slug} version={tryVersion.version} />}
 
-      {model.latest?.metrics && <MetricsSection version={model.latest.version} metrics={model.latest.metrics} />}
+      {model.latest && <MetricsSection shown={model.latest} />}
 
       <VersionsSection slug={model.slug} />
       <PlansSection slug={model.slug} />

@@ -1,7 +1,7 @@
 // Choosing a TensorFlow.js model's files (model.json and its weight shards) by dropping them or with a file input
 // (keyboard users), and uploading them to POST /v1/artifacts with the upload's progress.
 import { useId, useState, type DragEvent } from 'react';
-import { ApiError, bearer, refreshSession } from '../../api/client';
+import { ApiError, bearer, refreshSession, restErrorOf } from '../../api/client';
 
 export interface UploadedArtifact {
   id: string;
@@ -55,13 +55,7 @@ export async function uploadArtifact(files: File[], onProgress: (fraction: numbe
   let answer = await postArtifact(files, onProgress);
   if (answer.status === 401 && (await refreshSession())) answer = await postArtifact(files, onProgress);
   if (answer.status === 201) return answer.body as UploadedArtifact;
-  const error = (answer.body as { error?: { code?: string; message?: string } } | null)?.error;
-  throw new ApiError([
-    {
-      code: error?.code ?? 'INTERNAL_SERVER_ERROR',
-      message: error?.message ?? `The server answered ${answer.status}`,
-    },
-  ]);
+  throw restErrorOf(answer.status, answer.body);
 }
 
 /** What a form needs to pick files and upload them: the files, the progress (0..1, null before), and upload(). */

@@ -1,6 +1,6 @@
 // Contracts for one of the owner's models (newest first, paged), filtered by status, each with the actions the
 // API offers on it. The approvals page shows the same table fixed to PENDING.
-import { useId, useState } from 'react';
+import { useEffect, useId, useState } from 'react';
 import { useGql } from '../../api/hooks';
 import { graphql } from '../../gql';
 import type { ContractStatus } from '../../gql/graphql';
@@ -43,11 +43,14 @@ export function ModelContractsTable({
   slug,
   fixedStatus,
   caption,
+  onTotalCount,
 }: {
   slug: string;
   /** Show only contracts of this status, with no filter control. */
   fixedStatus?: ContractStatus;
   caption: string;
+  /** Told how many contracts match, whenever that is (re)counted: the approvals page hides empty models. */
+  onTotalCount?: (count: number) => void;
 }) {
   const cursor = useCursor();
   const [status, setStatus] = useState<ContractStatus | ''>('');
@@ -58,6 +61,10 @@ export function ModelContractsTable({
     after: cursor.after,
   });
   const contracts = data?.contractsForModelConnection;
+  const totalCount = contracts?.totalCount;
+  useEffect(() => {
+    if (totalCount != null) onTotalCount?.(totalCount);
+  }, [totalCount, onTotalCount]);
   return (
     <div>
       {!fixedStatus && (

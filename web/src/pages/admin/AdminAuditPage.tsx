@@ -8,6 +8,7 @@ import { ErrorMessage } from '../../components/ErrorMessage';
 import { Pager, useCursor } from '../../components/Pager';
 import { graphql } from '../../gql';
 import type { AuditEventFilter, VerifyAuditChainQuery } from '../../gql/graphql';
+import { RequireRole } from '../../components/RequireRole';
 
 const AuditEvents = graphql(`
   query AuditEvents($filter: AuditEventFilter, $after: String) {
@@ -101,6 +102,14 @@ function ChainCheck() {
 }
 
 export function AdminAuditPage() {
+  return (
+    <RequireRole role="ADMIN" title="Audit log">
+      {() => <AuditLog />}
+    </RequireRole>
+  );
+}
+
+function AuditLog() {
   // ?actor= and ?target= come from links elsewhere in the console (the users page links each account's actions).
   const [params] = useSearchParams();
   const [form, setForm] = useState(() => ({

@@ -1,11 +1,13 @@
 // Everything metered (admins): the usage panel with no scope, and the last 30 days broken down per model and
 // per consumer.
-import { useMemo } from 'react';
+import { useMemo, type ReactNode } from 'react';
+import { Link } from 'react-router-dom';
 import { useGql } from '../../api/hooks';
 import { ErrorMessage } from '../../components/ErrorMessage';
 import { money, UsagePanel } from '../../components/UsagePanel';
 import { graphql } from '../../gql';
 import type { UsageBreakdownQuery } from '../../gql/graphql';
+import { RequireRole } from '../../components/RequireRole';
 
 const UsageBreakdown = graphql(`
   query UsageBreakdown($from: DateTime!) {
@@ -40,11 +42,39 @@ const UsageBreakdown = graphql(`
   }
 `);
 
+// No query looks an account up by id (users searches e-mail and name only): consumers are named from the newest
+// contracts, each of which names its consumer; one not among them is shown by id, linked to its audit trail.
+const ConsumerNames = graphql(`
+  query UsageConsumerNames {
+    contractsConnection(first: 100) {
+      edges {
+        node {
+          id
+          consumer {
+            id
+            displayName
+          }
+        }
+      }
+    }
+  }
+`);
+
 const SPAN_DAYS = 30;
 
 type Buckets = UsageBreakdownQuery['byModel']['series'];
 
-function BreakdownTable({ caption, keyHeading, buckets }: { caption: string; keyHeading: string; buckets: Buckets }) {
+function BreakdownTable({
+  caption,
+  keyHeading,
+  buckets,
+  keyCell = (key) => <code>{key}</code>,
+}: {
+  caption: string;
+  keyHeading: string;
+  buckets: Buckets;
+  keyCell?: (key: string) => ReactNode;
+}) {
   return (
     <table>
       <caption>{caption}</caption>
@@ -65,9 +95,7 @@ function BreakdownTable({ caption, keyHeading, buckets }: { caption: string; key
         )}
         {buckets.map((bucket) => (
           <tr key={bucket.key}>
-            <th scope="row">
-              <code>{bucket.key}</code>
-            </th>
+            <th scope="row">{keyCell(bucket.key)}</th>
             <td>{bucket.figures.calls}</td>
             <td>{bucket.figures.billableUnits}</td>
             <td>{bucket.figures.errors}</td>
@@ -80,11 +108,27 @@ function BreakdownTable({ caption, keyHeading, buckets }: { caption: string; key
 }
 
 export function AdminUsagePage() {
+  return (
+    <RequireRole role="ADMIN" title="All usage">
+      {() => <AllUsage />}
+    </RequireRole>
+  );
+}
+
+function AllUsage() {
   const from = useMemo(() => {
     const start = new Date(Date.now() - (SPAN_DAYS - 1) * 86_400_000);
     return new Date(Date.UTC(start.getUTCFullYear(), start.getUTCMonth(), start.getUTCDate())).toISOString();
   }, []);
   const { data, error } = useGql(UsageBreakdown, { from });
+  const consumers = useGql(ConsumerNames, {}, { enabled: Boolean(data?.byConsumer.series.length) });
+  const consumerNames = useMemo(
+    () =>
+      new Map(
+        consumers.data?.contractsConnection.edges.map(({ node }) => [node.consumer.id, node.consumer.displayName]),
+      ),
+    [consumers.data],
+  );
   return (
     <>
       <h1>All usage</h1>
@@ -97,8 +141,15 @@ export function AdminUsagePage() {
             <BreakdownTable caption="Per model" keyHeading="Model" buckets={data.byModel.series} />
             <BreakdownTable
               caption="Per consumer"
-              keyHeading="Consumer (account id)"
+              keyHeading="Consumer"
               buckets={data.byConsumer.series}
+              keyCell={(id) =>
+                consumerNames.get(id) ?? (
+                  <Link to={`/admin/audit?actor=${encodeURIComponent(id)}`} aria-label={`Account ${id}: its actions`}>
+                    <code>{id}</code>
+                  </Link>
+                )
+              }
             />
           </>
         )}

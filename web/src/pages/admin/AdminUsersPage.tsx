@@ -7,6 +7,7 @@ import { InlineConfirm } from '../../components/InlineConfirm';
 import { Pager, useCursor } from '../../components/Pager';
 import { graphql } from '../../gql';
 import type { Role, UsersQuery } from '../../gql/graphql';
+import { RequireRole } from '../../components/RequireRole';
 
 const Users = graphql(`
   query Users($filter: UserFilter, $after: String) {
@@ -83,6 +84,14 @@ function RoleChanger({ user }: { user: UserRow }) {
 }
 
 export function AdminUsersPage() {
+  return (
+    <RequireRole role="ADMIN" title="Users">
+      {() => <UserDirectory />}
+    </RequireRole>
+  );
+}
+
+function UserDirectory() {
   const [search, setSearch] = useState('');
   const [role, setRole] = useState<Role | ''>('');
   const [filter, setFilter] = useState<{ search?: string; role?: Role }>({});

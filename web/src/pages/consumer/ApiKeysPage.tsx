@@ -10,6 +10,7 @@ import { InlineConfirm } from '../../components/InlineConfirm';
 import { Pager, useCursor } from '../../components/Pager';
 import { graphql } from '../../gql';
 import type { ApiScope, CreateApiKeyMutation } from '../../gql/graphql';
+import { RequireRole } from '../../components/RequireRole';
 
 const MyApiKeys = graphql(`
   query MyApiKeys($after: String) {
@@ -151,6 +152,14 @@ function CreateKeyForm() {
 }
 
 export function ApiKeysPage() {
+  return (
+    <RequireRole role="SIGNED_IN" title="API keys">
+      {() => <ViewersApiKeys />}
+    </RequireRole>
+  );
+}
+
+function ViewersApiKeys() {
   const cursor = useCursor();
   const { data, error, isPending } = useGql(MyApiKeys, { after: cursor.after });
   const revoke = useGqlMutation(RevokeApiKey);

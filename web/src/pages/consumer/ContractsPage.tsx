@@ -6,6 +6,7 @@ import { ErrorMessage } from '../../components/ErrorMessage';
 import { Pager, useCursor } from '../../components/Pager';
 import { graphql } from '../../gql';
 import type { ContractStatus } from '../../gql/graphql';
+import { RequireRole } from '../../components/RequireRole';
 
 const MyContracts = graphql(`
   query MyContracts($filter: ContractFilter, $after: String) {
@@ -67,6 +68,14 @@ const MyContracts = graphql(`
 const STATUSES: ContractStatus[] = ['ACTIVE', 'PENDING', 'SUSPENDED', 'EXPIRED', 'CANCELLED', 'REVOKED', 'REJECTED'];
 
 export function ContractsPage() {
+  return (
+    <RequireRole role="SIGNED_IN" title="My contracts">
+      {() => <ViewersContracts />}
+    </RequireRole>
+  );
+}
+
+function ViewersContracts() {
   const [status, setStatus] = useState<ContractStatus | ''>('');
   const cursor = useCursor();
   const { data, error, isPending } = useGql(MyContracts, {

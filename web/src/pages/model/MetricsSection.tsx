@@ -1,15 +1,105 @@
-// The latest version's self-reported metrics: headline figures, the per-class table and the confusion matrix.
+// A version's metrics: those the marketplace measured (a published evaluation) beside those its owner stated
+// (headline figures, the per-class table and the confusion matrix). An optimised version usually states none of
+// its own: then its parent's are shown, labelled as the parent's.
 import { ConfusionMatrix } from '../../components/ConfusionMatrix';
-import type { ModelPageQuery } from '../../gql/graphql';
+import { graphql } from '../../gql';
+import type { VersionMetricsFragment } from '../../gql/graphql';
 
-type Metrics = NonNullable<NonNullable<NonNullable<ModelPageQuery['model']>['latest']>['metrics']>;
+export const VersionMetrics = graphql(`
+  fragment VersionMetrics on ModelVersion {
+    version
+    metrics {
+      dataset
+      samples
+      accuracy
+      macroF1
+      perClass {
+        label
+        precision
+        recall
+        f1
+        support
+      }
+      confusionMatrix
+      labels
+      mae
+      rmse
+    }
+    verifiedMetrics {
+      accuracy
+      macroF1
+      examples
+      datasetSha256
+      evaluatedAt
+    }
+  }
+`);
+
+type Metrics = NonNullable<VersionMetricsFragment['metrics']>;
+type Verified = NonNullable<VersionMetricsFragment['verifiedMetrics']>;
 
 const percent = (value: number) => `${(value * 100).toFixed(1)}%`;
 
-export function MetricsSection({ version, metrics }: { version: string; metrics: Metrics }) {
+export function MetricsSection({
+  shown,
+}: {
+  shown: VersionMetricsFragment & { derivedFrom?: VersionMetricsFragment | null };
+}) {
+  const stated = shown.metrics ? shown : shown.derivedFrom?.metrics ? shown.derivedFrom : null;
+  if (!stated?.metrics && !shown.verifiedMetrics) return null;
   return (
     <section aria-labelledby="metrics">
-      <h2 id="metrics">Metrics (v{version})</h2>
+      <h2 id="metrics">Metrics (v{shown.version})</h2>
+      {shown.verifiedMetrics && <VerifiedFigures verified={shown.verifiedMetrics} />}
+      {stated?.metrics && (
+        <StatedMetrics
+          metrics={stated.metrics}
+          inheritedFrom={stated.version === shown.version ? null : stated.version}
+          shownVersion={shown.version}
+        />
+      )}
+    </section>
+  );
+}
+
+function VerifiedFigures({ verified }: { verified: Verified }) {
+  return (
+    <section aria-labelledby="verified-metrics" className="verified-metrics">
+      <h3 id="verified-metrics">Measured by the marketplace</h3>
+      <p className="muted">
+        Measured on {verified.examples.toLocaleString()} examples (data set{' '}
+        <code title={verified.datasetSha256}>{verified.datasetSha256.slice(0, 12)}</code>) on{' '}
+        {new Date(verified.evaluatedAt).toLocaleDateString()}.
+      </p>
+      <dl className="figures">
+        <div>
+          <dt>Measured accuracy</dt>
+          <dd>{percent(verified.accuracy)}</dd>
+        </div>
+        <div>
+          <dt>Measured macro-F1</dt>
+          <dd>{verified.macroF1.toFixed(3)}</dd>
+        </div>
+      </dl>
+    </section>
+  );
+}
+
+function StatedMetrics({
+  metrics,
+  inheritedFrom,
+  shownVersion,
+}: {
+  metrics: Metrics;
+  /** The version these metrics belong to when it is not the one shown (the one it was derived from). */
+  inheritedFrom: string | null;
+  shownVersion: string;
+}) {
+  return (
+    <section aria-labelledby="stated-metrics">
+      <h3 id="stated-metrics">
+        Stated by the owner{inheritedFrom && ` (v${inheritedFrom}, the version v${shownVersion} was derived from)`}
+      </h3>
       <p className="muted">
         Reported by the owner on {metrics.dataset} ({metrics.samples.toLocaleString()} samples).
       </p>

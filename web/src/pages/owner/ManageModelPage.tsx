@@ -6,7 +6,7 @@ import { ErrorMessage } from '../../components/ErrorMessage';
 import { ModelContractsTable } from '../../components/owner/ModelContractsTable';
 import { ModelDetailsForm } from '../../components/owner/ModelDetailsForm';
 import { TASK_NAMES } from '../../models/tasks';
-import { OwnerOnly } from '../../components/owner/OwnerOnly';
+import { RequireRole } from '../../components/RequireRole';
 import { PlansEditor } from '../../components/owner/PlansEditor';
 import { PublishVersionForm } from '../../components/owner/PublishVersionForm';
 import { VersionsTable } from '../../components/owner/VersionsTable';
@@ -36,7 +36,11 @@ const ManagedModel = graphql(`
 
 export function ManageModelPage() {
   const { slug = '' } = useParams();
-  return <OwnerOnly title="Manage a model">{() => <ManagedModelSections slug={slug} />}</OwnerOnly>;
+  return (
+    <RequireRole role="OWNER" title="Manage a model">
+      {() => <ManagedModelSections slug={slug} />}
+    </RequireRole>
+  );
 }
 
 function ManagedModelSections({ slug }: { slug: string }) {

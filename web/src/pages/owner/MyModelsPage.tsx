@@ -6,7 +6,7 @@ import { ErrorMessage } from '../../components/ErrorMessage';
 import { Pager, useCursor } from '../../components/Pager';
 import { graphql } from '../../gql';
 import { TASK_NAMES } from '../../models/tasks';
-import { OwnerOnly } from '../../components/owner/OwnerOnly';
+import { RequireRole } from '../../components/RequireRole';
 
 const MyModels = graphql(`
   query MyModels($owner: ID!, $after: String) {
@@ -37,7 +37,11 @@ const MyModels = graphql(`
 `);
 
 export function MyModelsPage() {
-  return <OwnerOnly title="My models">{(userId) => <OwnersModels owner={userId} />}</OwnerOnly>;
+  return (
+    <RequireRole role="OWNER" title="My models">
+      {(user) => <OwnersModels owner={user.id} />}
+    </RequireRole>
+  );
 }
 
 function OwnersModels({ owner }: { owner: string }) {

@@ -5,7 +5,7 @@ import { useGqlMutation } from '../../api/hooks';
 import { ErrorMessage } from '../../components/ErrorMessage';
 import { EMPTY_MODEL_FIELDS, ModelFields, modelFieldsInput } from '../../components/owner/ModelFields';
 import { TASK_NAMES } from '../../models/tasks';
-import { OwnerOnly } from '../../components/owner/OwnerOnly';
+import { RequireRole } from '../../components/RequireRole';
 import { graphql } from '../../gql';
 import type { ModelTask } from '../../gql/graphql';
 
@@ -34,7 +34,7 @@ export function NewModelPage() {
   };
 
   return (
-    <OwnerOnly title="Create a model">
+    <RequireRole role="OWNER" title="Create a model">
       {() => (
         <>
           <h1>Create a model</h1>
@@ -67,6 +67,6 @@ export function NewModelPage() {
           </form>
         </>
       )}
-    </OwnerOnly>
+    </RequireRole>
   );
 }

@@ -5,7 +5,7 @@ import { Link } from 'react-router-dom';
 import { ApiError, request } from '../../api/client';
 import { ErrorMessage } from '../../components/ErrorMessage';
 import { ArtifactDropZone, useArtifactUpload } from '../../components/owner/ArtifactDropZone';
-import { OwnerOnly } from '../../components/owner/OwnerOnly';
+import { RequireRole } from '../../components/RequireRole';
 import { graphql } from '../../gql';
 import type { VerifySuspectQuery } from '../../gql/graphql';
 
@@ -42,7 +42,11 @@ const VerifySuspect = graphql(`
 `);
 
 export function WatermarkPage() {
-  return <OwnerOnly title="Watermark check">{() => <SuspectCheck />}</OwnerOnly>;
+  return (
+    <RequireRole role="OWNER" title="Watermark check">
+      {() => <SuspectCheck />}
+    </RequireRole>
+  );
 }
 
 function SuspectCheck() {
