@@ -201,7 +201,7 @@ describe('journeys', () => {
       await approve.waitFor();
       await checkPage(owner.page, 'owner-approvals');
       await approve.click();
-      await approvals.getByText('No contracts.').waitFor();
+      await owner.page.getByText('Nothing is waiting for your approval.').waitFor();
       assert.deepEqual(owner.errors, []);
 
       await page.reload();
