@@ -9,10 +9,7 @@ const LogIn = graphql(`
     logIn(input: $input) {
       accessToken
       user {
-        id
-        email
-        displayName
-        role
+        ...SessionUserFields
       }
     }
   }
@@ -23,10 +20,7 @@ const SignUp = graphql(`
     signUp(input: $input) {
       accessToken
       user {
-        id
-        email
-        displayName
-        role
+        ...SessionUserFields
       }
     }
   }

@@ -2,7 +2,8 @@
 // /graphql with the session's access token. The access token lives in memory only; the refresh token is the
 // server's HttpOnly cookie, exchanged (with the x-csrf-token header, double-submitted from the readable mm_csrf
 // cookie) when the page loads and whenever the access token has expired.
-import type { TypedDocumentString } from '../gql/graphql';
+import { graphql } from '../gql';
+import type { RefreshSessionMutation, SessionUserFieldsFragment, TypedDocumentString } from '../gql/graphql';
 
 export interface ApiErrorDetail {
   message: string;
@@ -39,12 +40,17 @@ export function restErrorOf(status: number, body: unknown): ApiError {
   ]);
 }
 
-export interface SessionUser {
-  id: string;
-  email?: string | null;
-  displayName: string;
-  role: 'ADMIN' | 'OWNER' | 'CONSUMER';
-}
+/** The account as the session keeps it: the same fields from sign-up, log-in and refresh (api/auth). */
+export const SessionUserFields = graphql(`
+  fragment SessionUserFields on User {
+    id
+    email
+    displayName
+    role
+  }
+`);
+
+export type SessionUser = SessionUserFieldsFragment;
 
 interface SessionState {
   accessToken: string | null;
@@ -107,7 +113,16 @@ function errorsOf(body: GraphQLResponse<unknown>): ApiError {
   );
 }
 
-const REFRESH = `mutation RefreshSession { refreshSession(input: {}) { accessToken user { id email displayName role } } }`;
+const RefreshSession = graphql(`
+  mutation RefreshSession {
+    refreshSession(input: {}) {
+      accessToken
+      user {
+        ...SessionUserFields
+      }
+    }
+  }
+`);
 
 let refreshing: Promise<boolean> | null = null;
 
@@ -131,7 +146,7 @@ export function refreshSession(): Promise<boolean> {
 
 async function exchangeCookie(): Promise<boolean> {
   try {
-    const body = await post<{ refreshSession: { accessToken: string; user: SessionUser } }>(REFRESH, {}, null);
+    const body = await post<RefreshSessionMutation>(RefreshSession.toString(), {}, null);
     if (!body.data?.refreshSession) {
       session.set({ accessToken: null, user: null });
       return false;

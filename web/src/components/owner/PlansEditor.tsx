@@ -16,25 +16,10 @@ const OwnerModelPlans = graphql(`
         totalCount
         edges {
           node {
-            id
-            name
-            description
-            versions
-            pricePerPrediction
-            currency
-            predictionQuota
-            period
-            rateLimitPerMinute
-            durationDays
-            commercialUse
-            downloadAllowed
-            requiresApproval
-            explanationsAllowed
-            pricePerExplanation
+            ...LicensePlanTerms
             explanationQuotaUnits
             upgradePolicy
             upgradeGraceDays
-            status
             revision
           }
         }

@@ -16,13 +16,7 @@ const OwnerModelVersions = graphql(`
         totalCount
         edges {
           node {
-            id
-            version
-            status
-            aliases
-            changelog
-            sizeBytes
-            createdAt
+            ...ModelVersionListing
             watermark {
               marked
               bits

@@ -10,6 +10,28 @@ import { quotaWords } from './words';
 
 const PAGE_SIZE = 10;
 
+/** The terms a plan shows wherever it is listed; the owner's editor adds the fields it edits. */
+export const LicensePlanTerms = graphql(`
+  fragment LicensePlanTerms on LicensePlan {
+    id
+    name
+    description
+    versions
+    pricePerPrediction
+    currency
+    predictionQuota
+    period
+    rateLimitPerMinute
+    durationDays
+    commercialUse
+    downloadAllowed
+    requiresApproval
+    explanationsAllowed
+    pricePerExplanation
+    status
+  }
+`);
+
 const ModelPlans = graphql(`
   query ModelPlans($slug: String!, $first: Int, $after: String) {
     model(slug: $slug) {
@@ -18,22 +40,7 @@ const ModelPlans = graphql(`
         totalCount
         edges {
           node {
-            id
-            name
-            description
-            versions
-            pricePerPrediction
-            currency
-            predictionQuota
-            period
-            rateLimitPerMinute
-            durationDays
-            commercialUse
-            downloadAllowed
-            requiresApproval
-            explanationsAllowed
-            pricePerExplanation
-            status
+            ...LicensePlanTerms
             viewerCanAccept
           }
         }

@@ -6,6 +6,19 @@ import { graphql } from '../../gql';
 
 const PAGE_SIZE = 10;
 
+/** A version as every list of versions shows it; the owner's table adds the watermark report. */
+export const ModelVersionListing = graphql(`
+  fragment ModelVersionListing on ModelVersion {
+    id
+    version
+    status
+    aliases
+    changelog
+    sizeBytes
+    createdAt
+  }
+`);
+
 const ModelVersions = graphql(`
   query ModelVersions($slug: String!, $first: Int, $after: String) {
     model(slug: $slug) {
@@ -14,13 +27,7 @@ const ModelVersions = graphql(`
         totalCount
         edges {
           node {
-            id
-            version
-            status
-            aliases
-            changelog
-            sizeBytes
-            createdAt
+            ...ModelVersionListing
           }
         }
         pageInfo {
