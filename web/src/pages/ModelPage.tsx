@@ -13,25 +13,32 @@ import { TryIt } from './model/TryIt';
 import { VersionsSection } from './model/VersionsSection';
 import { CONTRACT_STATUS_WORDS } from './model/words';
 
+/** What describes a model, as its page shows it and its owner edits it (ManageModelPage). */
+export const ModelDescription = graphql(`
+  fragment ModelDescription on Model {
+    id
+    slug
+    name
+    description
+    task
+    tags
+    visibility
+    card {
+      intendedUse
+      trainingData
+      limitations
+      licenseSummary
+    }
+  }
+`);
+
 const ModelPageQuery = graphql(`
   query ModelPage($slug: String!) {
     model(slug: $slug) {
-      id
-      slug
-      name
-      description
-      task
-      tags
-      visibility
+      ...ModelDescription
       owner {
         id
         displayName
-      }
-      card {
-        intendedUse
-        trainingData
-        limitations
-        licenseSummary
       }
       viewerCanManage
       viewerCanPredict

@@ -16,20 +16,8 @@ import { graphql } from '../../gql';
 const ManagedModel = graphql(`
   query ManagedModel($slug: String!) {
     model(slug: $slug) {
-      id
-      slug
-      name
-      description
-      task
-      tags
-      visibility
+      ...ModelDescription
       viewerCanManage
-      card {
-        intendedUse
-        trainingData
-        limitations
-        licenseSummary
-      }
     }
   }
 `);
