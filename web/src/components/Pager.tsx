@@ -1,10 +1,15 @@
 // Cursor pagination for a connection: the page's cursor stack lives in the component that owns the query.
 import { useState } from 'react';
+import { graphql } from '../gql';
+import type { PagerPageInfoFragment } from '../gql/graphql';
 
-export interface PageInfoLike {
-  hasNextPage: boolean;
-  endCursor?: string | null;
-}
+/** What the pager needs of a connection's pageInfo; every paged query selects it. */
+export const PagerPageInfo = graphql(`
+  fragment PagerPageInfo on PageInfo {
+    hasNextPage
+    endCursor
+  }
+`);
 
 /** The `after` cursor of the current page and the controls' state; `reset` goes back to the first page. */
 export function useCursor() {
@@ -23,7 +28,7 @@ export function Pager({
   cursor,
   label,
 }: {
-  pageInfo?: PageInfoLike;
+  pageInfo?: PagerPageInfoFragment;
   cursor: ReturnType<typeof useCursor>;
   label: string;
 }) {

@@ -35,8 +35,7 @@ const Marketplace = graphql(`
         }
       }
       pageInfo {
-        hasNextPage
-        endCursor
+        ...PagerPageInfo
       }
     }
   }

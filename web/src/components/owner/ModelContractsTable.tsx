@@ -32,8 +32,7 @@ const ModelContracts = graphql(`
         }
       }
       pageInfo {
-        hasNextPage
-        endCursor
+        ...PagerPageInfo
       }
     }
   }

@@ -24,8 +24,7 @@ const OwnerModelPlans = graphql(`
           }
         }
         pageInfo {
-          hasNextPage
-          endCursor
+          ...PagerPageInfo
         }
       }
     }

@@ -29,8 +29,7 @@ const OwnerModelVersions = graphql(`
           }
         }
         pageInfo {
-          hasNextPage
-          endCursor
+          ...PagerPageInfo
         }
       }
     }

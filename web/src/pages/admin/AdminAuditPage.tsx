@@ -14,8 +14,7 @@ const AuditEvents = graphql(`
   query AuditEvents($filter: AuditEventFilter, $after: String) {
     auditEvents(filter: $filter, first: 25, after: $after) {
       pageInfo {
-        hasNextPage
-        endCursor
+        ...PagerPageInfo
       }
       edges {
         node {

@@ -14,8 +14,7 @@ const Users = graphql(`
     users(filter: $filter, first: 20, after: $after) {
       totalCount
       pageInfo {
-        hasNextPage
-        endCursor
+        ...PagerPageInfo
       }
       edges {
         node {

@@ -17,8 +17,7 @@ const MyApiKeys = graphql(`
     myApiKeysConnection(first: 20, after: $after) {
       totalCount
       pageInfo {
-        hasNextPage
-        endCursor
+        ...PagerPageInfo
       }
       edges {
         node {

@@ -13,8 +13,7 @@ const MyContracts = graphql(`
     myContractsConnection(filter: $filter, first: 10, after: $after) {
       totalCount
       pageInfo {
-        hasNextPage
-        endCursor
+        ...PagerPageInfo
       }
       edges {
         node {

@@ -45,8 +45,7 @@ const ModelPlans = graphql(`
           }
         }
         pageInfo {
-          hasNextPage
-          endCursor
+          ...PagerPageInfo
         }
       }
     }

@@ -31,8 +31,7 @@ const ModelVersions = graphql(`
           }
         }
         pageInfo {
-          hasNextPage
-          endCursor
+          ...PagerPageInfo
         }
       }
     }

@@ -29,8 +29,7 @@ const MyModels = graphql(`
         }
       }
       pageInfo {
-        hasNextPage
-        endCursor
+        ...PagerPageInfo
       }
     }
   }
