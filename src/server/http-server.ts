@@ -194,8 +194,10 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
   });
 
   const armor = new ApolloArmor({
-    maxDepth: { n: config.graphql.maxDepth },
-    costLimit: { maxCost: config.graphql.maxCost },
+    // A fragment costs what its fields cost, as if written inline: the console shares selections as fragments,
+    // and armor's default counts each spread as one more level (deeper and 1.5× dearer).
+    maxDepth: { n: config.graphql.maxDepth, flattenFragments: true },
+    costLimit: { maxCost: config.graphql.maxCost, flattenFragments: true },
     maxAliases: { n: config.graphql.maxAliases },
     maxDirectives: { n: 20 },
     // Token limits are enforced by graphql-js's own parser (parseOptions below), which answers a
