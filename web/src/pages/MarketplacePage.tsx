@@ -5,6 +5,7 @@ import { Link, useSearchParams } from 'react-router-dom';
 import { useGql } from '../api/hooks';
 import { ErrorMessage } from '../components/ErrorMessage';
 import { Pager, useCursor } from '../components/Pager';
+import { TagLinks } from '../components/TagLinks';
 import { graphql } from '../gql';
 import type { ModelFilter } from '../gql/graphql';
 import { isModelTask, TASK_NAMES } from '../models/tasks';
@@ -142,13 +143,7 @@ function ModelCards({ filter, onClearOwner }: { filter: ModelFilter; onClearOwne
               {model.latest ? ` · v${model.latest.version}` : ' · no version yet'}
             </p>
             <p className="model-card-description">{model.description}</p>
-            <p>
-              {model.tags.map((tag) => (
-                <Link key={tag} className="tag" to={`/?tag=${encodeURIComponent(tag)}`}>
-                  {tag}
-                </Link>
-              ))}
-            </p>
+            <TagLinks tags={model.tags} />
             <p>
               by{' '}
               <Link

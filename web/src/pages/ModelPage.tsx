@@ -5,6 +5,7 @@ import { Link, useParams } from 'react-router-dom';
 import { useGql } from '../api/hooks';
 import { ErrorMessage } from '../components/ErrorMessage';
 import { Markdown } from '../components/Markdown';
+import { TagLinks } from '../components/TagLinks';
 import { graphql } from '../gql';
 import { TASK_NAMES } from '../models/tasks';
 import { MetricsSection } from './model/MetricsSection';
@@ -103,13 +104,7 @@ export function ModelPage() {
           {model.latest ? ` · latest v${model.latest.version}` : ' · no version published yet'}
           {model.visibility === 'PRIVATE' && ' · private'}
         </p>
-        <p>
-          {model.tags.map((tag) => (
-            <Link key={tag} className="tag" to={`/?tag=${encodeURIComponent(tag)}`}>
-              {tag}
-            </Link>
-          ))}
-        </p>
+        <TagLinks tags={model.tags} />
         {model.viewerCanManage && <Link to={`/owner/models/${model.slug}`}>Manage this model</Link>}
       </header>
 

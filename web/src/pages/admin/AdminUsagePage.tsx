@@ -6,38 +6,34 @@ import { useGql } from '../../api/hooks';
 import { ErrorMessage } from '../../components/ErrorMessage';
 import { money, UsagePanel } from '../../components/UsagePanel';
 import { graphql } from '../../gql';
-import type { UsageBreakdownQuery } from '../../gql/graphql';
+import type { UsageBreakdownSeriesFragment } from '../../gql/graphql';
 import { RequireRole } from '../../components/RequireRole';
+
+/** One breakdown's buckets; the page asks for two (by model, by consumer). */
+export const UsageBreakdownSeries = graphql(`
+  fragment UsageBreakdownSeries on UsageReport {
+    series {
+      key
+      figures {
+        calls
+        billableUnits
+        errors
+        amounts {
+          amount
+          currency
+        }
+      }
+    }
+  }
+`);
 
 const UsageBreakdown = graphql(`
   query UsageBreakdown($from: DateTime!) {
     byModel: usage(filter: { from: $from, groupBy: MODEL }) {
-      series {
-        key
-        figures {
-          calls
-          billableUnits
-          errors
-          amounts {
-            amount
-            currency
-          }
-        }
-      }
+      ...UsageBreakdownSeries
     }
     byConsumer: usage(filter: { from: $from, groupBy: CONSUMER }) {
-      series {
-        key
-        figures {
-          calls
-          billableUnits
-          errors
-          amounts {
-            amount
-            currency
-          }
-        }
-      }
+      ...UsageBreakdownSeries
     }
   }
 `);
@@ -62,7 +58,7 @@ const ConsumerNames = graphql(`
 
 const SPAN_DAYS = 30;
 
-type Buckets = UsageBreakdownQuery['byModel']['series'];
+type Buckets = UsageBreakdownSeriesFragment['series'];
 
 function BreakdownTable({
   caption,
