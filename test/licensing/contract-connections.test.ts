@@ -99,6 +99,19 @@ describe('contract and plan connections', () => {
         'after',
       );
     }
+    // A stranger's filter: too long, or text PostgreSQL cannot store, is the caller's error; the next call still works.
+    // NUL is refused before any resolver runs, naming the variable; a slug past 100 characters by the listing.
+    for (const [model, field] of [
+      ['m'.repeat(101), 'filter.model'],
+      ['digits\u0000', 'variables.filter.model'],
+    ]) {
+      const refused = expectError(
+        await server.gql(MINE, { filter: { model } }, { token: consumer.token }),
+        'BAD_USER_INPUT',
+      );
+      assert.equal(refused.extensions!.field, field);
+    }
+    assert.equal((await data(server.gql(MINE, {}, { token: consumer.token }))).myContractsConnection.totalCount, 5);
   });
 
   it('keeps the old rules: a model’s contracts for its manager, every contract for admins', async () => {
