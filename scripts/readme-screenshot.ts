@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { DEMO_CONSUMER } from '../demo/publish.js';
-import { launchBrowser, logInBrowser } from '../test/support/browser.js';
+import { drawSeven, launchBrowser, logInBrowser } from '../test/support/browser.js';
 import { startServerProcess, stopServerProcess } from '../test/support/server-process.js';
 
 const OUTPUT = path.resolve('docs/console-model-page.png');
@@ -39,16 +39,7 @@ try {
   await logInBrowser(page, DEMO_CONSUMER.email, DEMO_CONSUMER.password);
   await page.goto(`/models/${SLUG}`);
   const tryIt = page.getByRole('region', { name: /Try it/ });
-  const canvas = tryIt.getByRole('img', { name: /Drawing area/ });
-  await canvas.scrollIntoViewIfNeeded();
-  const box = (await canvas.boundingBox())!;
-  // A 7: the bar, then the stroke down to the left.
-  const at = (x: number, y: number) => [box.x + box.width * x, box.y + box.height * y] as const;
-  await page.mouse.move(...at(0.25, 0.22));
-  await page.mouse.down();
-  await page.mouse.move(...at(0.75, 0.22), { steps: 10 });
-  await page.mouse.move(...at(0.42, 0.85), { steps: 14 });
-  await page.mouse.up();
+  await drawSeven(page, tryIt.getByRole('img', { name: /Drawing area/ }));
   await tryIt.getByRole('button', { name: 'Predict' }).click();
   await tryIt.getByRole('status').locator('.try-it-label strong').waitFor();
   await page.evaluate('window.scrollTo(0, 0)');

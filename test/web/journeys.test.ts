@@ -12,6 +12,7 @@ import type { Browser, Page } from 'playwright-core';
 import { decodeEvalSet } from '../../src/evaluation/eval-set.js';
 import {
   accessibilityViolations,
+  drawSeven,
   launchBrowser,
   logInBrowser,
   openConsole,
@@ -230,16 +231,7 @@ describe('journeys', () => {
 
       await page.goto(`/models/${slug}`);
       const tryIt = page.getByRole('region', { name: /Try it/ });
-      const canvas = tryIt.getByRole('img', { name: /Drawing area/ });
-      await canvas.scrollIntoViewIfNeeded();
-      const box = (await canvas.boundingBox())!;
-      // A 7 as a person draws it: the bar, then the stroke down to the left.
-      const at = (x: number, y: number) => [box.x + box.width * x, box.y + box.height * y] as const;
-      await page.mouse.move(...at(0.25, 0.22));
-      await page.mouse.down();
-      await page.mouse.move(...at(0.75, 0.22), { steps: 10 });
-      await page.mouse.move(...at(0.42, 0.85), { steps: 14 });
-      await page.mouse.up();
+      await drawSeven(page, tryIt.getByRole('img', { name: /Drawing area/ }));
       // The page's own answer, read to find the prediction in the CSV below.
       const answered = page.waitForResponse((response) =>
         String(response.request().postDataJSON()?.query).includes('TryPredict'),
