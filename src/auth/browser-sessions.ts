@@ -3,7 +3,8 @@
 // A cookie the browser attaches by itself needs a defence against requests forged by other sites: SameSite=Strict,
 // a double-submitted CSRF token (the readable mm_csrf cookie echoed in the x-csrf-token header, which only our
 // own pages can read and set), and, when the browser names it, an Origin that is our own.
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { sameSecret } from '../security/same-secret.js';
 import { ForbiddenError, UnauthenticatedError } from '../server/errors.js';
 import type { Exchange } from '../server/exchange.js';
 import type { AuthPayload } from './auth-service.js';
@@ -13,13 +14,6 @@ const CSRF_COOKIE = 'mm_csrf';
 const CSRF_HEADER = 'x-csrf-token';
 /** The refresh cookie goes only to the API, not with every file of the console. */
 const REFRESH_COOKIE_PATH = '/graphql';
-
-const digest = (value: string) => createHash('sha256').update(value).digest();
-
-/** Constant-time equality of two secrets of any length (their digests are compared). */
-function sameSecret(given: string, expected: string): boolean {
-  return timingSafeEqual(digest(given), digest(expected));
-}
 
 function setSessionCookies(exchange: Exchange, refreshToken: string, maxAgeSeconds: number, csrfToken: string): void {
   exchange.setCookie({

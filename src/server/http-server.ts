@@ -3,7 +3,6 @@
 // Every request gets an Exchange (request id, client address, its Actor), one access-log line, and the drain's
 // admission (drain.ts). Request-level limits (body size, batch size, credential checks, depth, cost, aliases,
 // tokens) reject before any resolver runs.
-import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
@@ -22,6 +21,7 @@ import { addDatasetRoutes } from '../evaluation/datasets-http.js';
 import { addBatchPredictionRoutes } from '../predictions/batch-predictions-http.js';
 import { addPredictRoutes } from '../predictions/predict-http.js';
 import { addOpenInferenceRoutes } from '../predictions/open-inference-http.js';
+import { sameSecret } from '../security/same-secret.js';
 import { consoleSite, wantsPage } from './console-http.js';
 import { buildContext, type Context } from './context.js';
 import { HttpDrain } from './drain.js';
@@ -61,9 +61,8 @@ export interface RunningHttpServer {
 /** Whether an Authorization header carries `token` (compared in constant time); everything passes without a token. */
 function bearerCheck(token: string | undefined): (header: string | undefined) => boolean {
   if (token === undefined) return () => true;
-  const digest = (value: string) => createHash('sha256').update(value).digest();
-  const expected = digest(`Bearer ${token}`);
-  return (header) => header !== undefined && timingSafeEqual(digest(header), expected);
+  const expected = `Bearer ${token}`;
+  return (header) => header !== undefined && sameSecret(header, expected);
 }
 
 /** Returns what resolvers put in `ctx.warnings` as `extensions.warnings`. */
